@@ -1,0 +1,414 @@
+//! The one error type of the core.
+//!
+//! Every refusal — of a token, a key, a request or a config field — is an [`Error`]: a stable
+//! [`Reason`] code (what dashboards and logs key on), an HTTP status derived from it, a short
+//! message that is safe to show a client, and for config errors the field path.
+//!
+//! Messages never contain a token, a key or a secret: callers build them from static text and
+//! from values the operator wrote (issuer URLs, key ids, field names) only.
+
+use std::fmt;
+
+/// Why something was refused. The `code()` strings are a stable interface: they appear in
+/// responses, logs and metric names, so never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Reason {
+    // --- token structure (compact JWS) ---
+    /// The token is longer than `max_token_bytes`.
+    TokenTooLarge,
+    /// Not three dot-separated segments, or an empty segment.
+    MalformedToken,
+    /// A segment is not canonical unpadded base64url (padding, `+`, `/`, stray bits, garbage).
+    BadBase64,
+    /// The header is not a JSON object, or has a field of the wrong type.
+    MalformedHeader,
+    /// A JSON object in the token names the same member twice.
+    DuplicateJsonKey,
+    /// JSON nested deeper than the core accepts.
+    JsonTooDeep,
+    /// `alg: none` (in any casing).
+    AlgNone,
+    /// An algorithm the core does not implement.
+    AlgUnsupported,
+    /// An algorithm the provider does not allow.
+    AlgNotAllowed,
+    /// The algorithm does not fit the key (e.g. an HMAC token against an RSA key: algorithm confusion).
+    AlgKeyMismatch,
+    /// `jwk`, `jku`, `x5u` or `x5c` in the header: keys an attacker supplies are never trusted.
+    UntrustedHeaderKey,
+    /// `crit` names an extension the core does not understand.
+    UnsupportedCrit,
+    /// `b64: false` (RFC 7797 unencoded payload) is refused.
+    UnencodedPayload,
+    /// The payload is not a JSON object with claims of the right types.
+    MalformedClaims,
+
+    // --- keys and signatures ---
+    /// The signature has the wrong length or encoding (DER ECDSA, r or s zero).
+    BadSignatureFormat,
+    /// The signature does not verify.
+    BadSignature,
+    /// No key with the token's `kid`.
+    UnknownKid,
+    /// No key fits the token (no `kid` and no single candidate key).
+    NoMatchingKey,
+    /// The provider's key set has not been fetched yet (fail closed).
+    KeysUnavailable,
+    /// A key in a key set is one no verifier should trust (short RSA modulus, point off curve...).
+    WeakKey,
+    /// A key set or key could not be parsed.
+    MalformedKey,
+
+    // --- claims ---
+    /// No provider is configured for the token's `iss`.
+    UnknownIssuer,
+    /// `exp` is in the past (beyond the clock skew).
+    TokenExpired,
+    /// `nbf` is in the future (beyond the clock skew).
+    TokenNotYetValid,
+    /// `iat` is in the future (beyond the clock skew).
+    IssuedInFuture,
+    /// `exp - iat` is longer than the provider allows.
+    LifetimeTooLong,
+    /// `aud` does not name one of the provider's audiences.
+    WrongAudience,
+    /// A required claim is absent.
+    MissingClaim,
+
+    // --- API keys ---
+    /// Not in the API key format (prefix, alphabet, length).
+    ApiKeyMalformed,
+    /// The key's checksum does not match: a typo or a scanner's guess.
+    ApiKeyChecksum,
+    /// No configured key has this hash.
+    ApiKeyUnknown,
+    /// The key's expiry has passed.
+    ApiKeyExpired,
+
+    // --- magic links and sessions ---
+    /// A magic-link token with a purpose the route does not accept.
+    MagicLinkWrongPurpose,
+    /// A magic-link or API-key scope does not cover the requested path.
+    OutOfScope,
+    /// The session cookie is malformed, badly signed or from an unknown key.
+    SessionInvalid,
+    /// The session cookie has expired.
+    SessionExpired,
+    /// A single-use token (magic link) was already used.
+    TokenReplayed,
+    /// A return URL that is not a relative path or an allowed host.
+    UnsafeRedirect,
+
+    // --- policy ---
+    /// The rule needs a credential and none was sent.
+    CredentialMissing,
+    /// A credential was sent of a kind the rule does not accept.
+    CredentialNotAccepted,
+    /// The identity lacks the roles the rule requires.
+    MissingRole,
+    /// The identity lacks a permission the rule requires.
+    MissingPermission,
+    /// The token lacks an OAuth scope the rule requires.
+    MissingScope,
+    /// The rule requires multi-factor authentication (`amr` / `acr`).
+    MfaRequired,
+
+    // --- operator side ---
+    /// A config field is wrong; the error carries its path.
+    InvalidConfig,
+    /// Something the host should have supplied is missing or broken (internal, fail closed).
+    Internal,
+}
+
+impl Reason {
+    /// The stable snake_case code used in responses, logs and metrics.
+    pub fn code(self) -> &'static str {
+        use Reason::*;
+        match self {
+            TokenTooLarge => "token_too_large",
+            MalformedToken => "malformed_token",
+            BadBase64 => "bad_base64",
+            MalformedHeader => "malformed_header",
+            DuplicateJsonKey => "duplicate_json_key",
+            JsonTooDeep => "json_too_deep",
+            AlgNone => "alg_none",
+            AlgUnsupported => "alg_unsupported",
+            AlgNotAllowed => "alg_not_allowed",
+            AlgKeyMismatch => "alg_key_mismatch",
+            UntrustedHeaderKey => "untrusted_header_key",
+            UnsupportedCrit => "unsupported_crit",
+            UnencodedPayload => "unencoded_payload",
+            MalformedClaims => "malformed_claims",
+            BadSignatureFormat => "bad_signature_format",
+            BadSignature => "bad_signature",
+            UnknownKid => "unknown_kid",
+            NoMatchingKey => "no_matching_key",
+            KeysUnavailable => "keys_unavailable",
+            WeakKey => "weak_key",
+            MalformedKey => "malformed_key",
+            UnknownIssuer => "unknown_issuer",
+            TokenExpired => "token_expired",
+            TokenNotYetValid => "token_not_yet_valid",
+            IssuedInFuture => "issued_in_future",
+            LifetimeTooLong => "lifetime_too_long",
+            WrongAudience => "wrong_audience",
+            MissingClaim => "missing_claim",
+            ApiKeyMalformed => "api_key_malformed",
+            ApiKeyChecksum => "api_key_checksum",
+            ApiKeyUnknown => "api_key_unknown",
+            ApiKeyExpired => "api_key_expired",
+            MagicLinkWrongPurpose => "magic_link_wrong_purpose",
+            OutOfScope => "out_of_scope",
+            SessionInvalid => "session_invalid",
+            SessionExpired => "session_expired",
+            TokenReplayed => "token_replayed",
+            UnsafeRedirect => "unsafe_redirect",
+            CredentialMissing => "credential_missing",
+            CredentialNotAccepted => "credential_not_accepted",
+            MissingRole => "missing_role",
+            MissingPermission => "missing_permission",
+            MissingScope => "missing_scope",
+            MfaRequired => "mfa_required",
+            InvalidConfig => "invalid_config",
+            Internal => "internal",
+        }
+    }
+
+    /// Every reason, for metrics registration and documentation.
+    pub const ALL: &'static [Reason] = {
+        use Reason::*;
+        &[
+            TokenTooLarge,
+            MalformedToken,
+            BadBase64,
+            MalformedHeader,
+            DuplicateJsonKey,
+            JsonTooDeep,
+            AlgNone,
+            AlgUnsupported,
+            AlgNotAllowed,
+            AlgKeyMismatch,
+            UntrustedHeaderKey,
+            UnsupportedCrit,
+            UnencodedPayload,
+            MalformedClaims,
+            BadSignatureFormat,
+            BadSignature,
+            UnknownKid,
+            NoMatchingKey,
+            KeysUnavailable,
+            WeakKey,
+            MalformedKey,
+            UnknownIssuer,
+            TokenExpired,
+            TokenNotYetValid,
+            IssuedInFuture,
+            LifetimeTooLong,
+            WrongAudience,
+            MissingClaim,
+            ApiKeyMalformed,
+            ApiKeyChecksum,
+            ApiKeyUnknown,
+            ApiKeyExpired,
+            MagicLinkWrongPurpose,
+            OutOfScope,
+            SessionInvalid,
+            SessionExpired,
+            TokenReplayed,
+            UnsafeRedirect,
+            CredentialMissing,
+            CredentialNotAccepted,
+            MissingRole,
+            MissingPermission,
+            MissingScope,
+            MfaRequired,
+            InvalidConfig,
+            Internal,
+        ]
+    };
+
+    /// The HTTP status a request refused for this reason gets: 403 when the caller is known but
+    /// not allowed, 503 when the gateway cannot decide yet, 500 for internal faults, 401 otherwise.
+    pub fn http_status(self) -> u16 {
+        use Reason::*;
+        match self {
+            MissingRole | MissingPermission | MissingScope | MfaRequired | OutOfScope
+            | MagicLinkWrongPurpose => 403,
+            KeysUnavailable => 503,
+            InvalidConfig | Internal => 500,
+            UnsafeRedirect => 400,
+            _ => 401,
+        }
+    }
+
+    /// The RFC 6750 error code for `WWW-Authenticate`.
+    fn bearer_error(self) -> Option<&'static str> {
+        use Reason::*;
+        match self {
+            CredentialMissing => None,
+            MissingScope | MissingRole | MissingPermission | MfaRequired | OutOfScope
+            | MagicLinkWrongPurpose => Some("insufficient_scope"),
+            TokenTooLarge | MalformedToken => Some("invalid_request"),
+            _ => Some("invalid_token"),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A refusal: reason, safe message, and for config errors the field path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    reason: Reason,
+    message: String,
+    path: Option<String>,
+}
+
+impl Error {
+    /// A refusal with a message that is safe to show a client (no secrets, no token).
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Error {
+            reason,
+            message: message.into(),
+            path: None,
+        }
+    }
+
+    /// A config error at `path` (e.g. `jwt.providers[1].jwks`), with what is wrong and how to fix it.
+    pub fn config(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Error {
+            reason: Reason::InvalidConfig,
+            message: message.into(),
+            path: Some(path.into()),
+        }
+    }
+
+    /// Puts a path prefix in front of this error's path (used when nested loaders report errors).
+    pub fn at(mut self, prefix: &str) -> Self {
+        self.path = Some(match self.path.take() {
+            None => prefix.to_string(),
+            Some(p) if p.starts_with('[') => format!("{prefix}{p}"),
+            Some(p) => format!("{prefix}.{p}"),
+        });
+        self.reason = Reason::InvalidConfig;
+        self
+    }
+
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+
+    pub fn http_status(&self) -> u16 {
+        self.reason.http_status()
+    }
+
+    /// The RFC 6750 `WWW-Authenticate` value for a refused request.
+    pub fn www_authenticate(&self, realm: &str) -> String {
+        let realm = quote(realm);
+        match self.reason.bearer_error() {
+            None => format!("Bearer realm=\"{realm}\""),
+            Some(code) => format!(
+                "Bearer realm=\"{realm}\", error=\"{code}\", error_description=\"{}\"",
+                quote(self.reason.code())
+            ),
+        }
+    }
+}
+
+/// Keeps a value safe inside an RFC 7230 quoted-string (drops quotes, backslashes, controls).
+fn quote(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect()
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(p) => write!(f, "{p}: {}", self.message),
+            None => write!(f, "{}: {}", self.reason.code(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Several config errors, reported together so the operator fixes them in one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<Error>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            assert!(seen.insert(r.code()), "duplicate code {}", r.code());
+            assert!(r
+                .code()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        }
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(Reason::MissingRole.http_status(), 403);
+        assert_eq!(Reason::BadSignature.http_status(), 401);
+        assert_eq!(Reason::CredentialMissing.http_status(), 401);
+        assert_eq!(Reason::KeysUnavailable.http_status(), 503);
+    }
+
+    #[test]
+    fn www_authenticate_follows_rfc6750() {
+        let e = Error::new(Reason::CredentialMissing, "no credential");
+        assert_eq!(e.www_authenticate("desk"), "Bearer realm=\"desk\"");
+        let e = Error::new(Reason::TokenExpired, "expired");
+        assert_eq!(
+            e.www_authenticate("de\"sk"),
+            "Bearer realm=\"desk\", error=\"invalid_token\", error_description=\"token_expired\""
+        );
+        let e = Error::new(Reason::MissingRole, "x");
+        assert!(e.www_authenticate("r").contains("insufficient_scope"));
+    }
+
+    #[test]
+    fn config_paths_nest() {
+        let e = Error::config("jwks", "kid \"k2\" appears twice").at("jwt.providers[1]");
+        assert_eq!(e.path(), Some("jwt.providers[1].jwks"));
+        assert_eq!(e.to_string(), "jwt.providers[1].jwks: kid \"k2\" appears twice");
+        let e = Error::config("[0]", "x").at("rules");
+        assert_eq!(e.path(), Some("rules[0]"));
+    }
+}

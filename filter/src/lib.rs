@@ -1,0 +1,18 @@
+//! edgegate core: stateless verification of JWTs, API keys, magic-link tokens and session
+//! cookies, and the policy that turns a request into a verdict.
+//!
+//! Sans-IO: no network, no clock, no randomness. Hosts pass in the config, the request's
+//! credentials, fetched key sets and `now` (Unix seconds), and carry out the verdict.
+#![forbid(unsafe_code)]
+
+pub mod alg;
+pub mod b64;
+pub mod error;
+pub mod json;
+pub mod jws;
+
+pub use alg::Alg;
+pub use error::{ConfigErrors, Error, Reason};
+
+/// Seconds since the Unix epoch, as hosts pass "now" in.
+pub type UnixTime = u64;
