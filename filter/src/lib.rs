@@ -8,11 +8,13 @@
 pub mod alg;
 pub mod b64;
 pub mod error;
+pub mod identity;
 pub mod json;
 pub mod jws;
 
 pub use alg::Alg;
 pub use error::{ConfigErrors, Error, Reason};
+pub use identity::{CredentialKind, Identity};
 
 /// Seconds since the Unix epoch, as hosts pass "now" in.
 pub type UnixTime = u64;
