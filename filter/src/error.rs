@@ -233,7 +233,11 @@ impl Reason {
     pub fn http_status(self) -> u16 {
         use Reason::*;
         match self {
-            MissingRole | MissingPermission | MissingScope | MfaRequired | OutOfScope
+            MissingRole
+            | MissingPermission
+            | MissingScope
+            | MfaRequired
+            | OutOfScope
             | MagicLinkWrongPurpose => 403,
             KeysUnavailable => 503,
             InvalidConfig | Internal => 500,
@@ -247,7 +251,11 @@ impl Reason {
         use Reason::*;
         match self {
             CredentialMissing => None,
-            MissingScope | MissingRole | MissingPermission | MfaRequired | OutOfScope
+            MissingScope
+            | MissingRole
+            | MissingPermission
+            | MfaRequired
+            | OutOfScope
             | MagicLinkWrongPurpose => Some("insufficient_scope"),
             TokenTooLarge | MalformedToken => Some("invalid_request"),
             _ => Some("invalid_token"),
@@ -368,6 +376,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
     use super::*;
 
     #[test]
@@ -407,7 +421,10 @@ mod tests {
     fn config_paths_nest() {
         let e = Error::config("jwks", "kid \"k2\" appears twice").at("jwt.providers[1]");
         assert_eq!(e.path(), Some("jwt.providers[1].jwks"));
-        assert_eq!(e.to_string(), "jwt.providers[1].jwks: kid \"k2\" appears twice");
+        assert_eq!(
+            e.to_string(),
+            "jwt.providers[1].jwks: kid \"k2\" appears twice"
+        );
         let e = Error::config("[0]", "x").at("rules");
         assert_eq!(e.path(), Some("rules[0]"));
     }
