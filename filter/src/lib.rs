@@ -12,6 +12,8 @@ pub mod error;
 pub mod identity;
 pub mod json;
 pub mod jws;
+pub mod matcher;
+pub mod policy;
 
 pub use alg::Alg;
 pub use error::{ConfigErrors, Error, Reason};
