@@ -7,6 +7,7 @@
 
 pub mod alg;
 pub mod b64;
+pub mod cache;
 pub mod claims;
 pub mod error;
 pub mod identity;
