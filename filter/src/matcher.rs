@@ -61,9 +61,9 @@
 //!
 //! Matching is case-sensitive: `/ADMIN` is not `/admin`. If your upstream treats paths
 //! case-insensitively, give it a rule for each spelling or make the default rule strict.
-//! For the same reason, configure the proxy in front of the upstream to forward the path as
-//! received (Envoy: `normalize_path: true`, `merge_slashes: false`,
-//! `path_with_escaped_slashes_action: REJECT_REQUEST`).
+//! Behind Envoy, also let Envoy normalize the path it forwards (`normalize_path: true`,
+//! `path_with_escaped_slashes_action: REJECT_REQUEST`), so the upstream receives the path the
+//! rules were matched on.
 
 use serde::{Deserialize, Serialize};
 
