@@ -99,6 +99,9 @@ pub enum Reason {
     TokenReplayed,
     /// A return URL that is not a relative path or an allowed host.
     UnsafeRedirect,
+    /// A request path the gateway refuses to match (encoded `/`, `\`, NUL, `..` above the
+    /// root, `//`, `;`...): such paths are how auth gateways get bypassed.
+    MalformedPath,
 
     // --- policy ---
     /// The rule needs a credential and none was sent.
@@ -164,6 +167,7 @@ impl Reason {
             SessionExpired => "session_expired",
             TokenReplayed => "token_replayed",
             UnsafeRedirect => "unsafe_redirect",
+            MalformedPath => "malformed_path",
             CredentialMissing => "credential_missing",
             CredentialNotAccepted => "credential_not_accepted",
             MissingRole => "missing_role",
@@ -217,6 +221,7 @@ impl Reason {
             SessionExpired,
             TokenReplayed,
             UnsafeRedirect,
+            MalformedPath,
             CredentialMissing,
             CredentialNotAccepted,
             MissingRole,
@@ -241,7 +246,7 @@ impl Reason {
             | MagicLinkWrongPurpose => 403,
             KeysUnavailable => 503,
             InvalidConfig | Internal => 500,
-            UnsafeRedirect => 400,
+            UnsafeRedirect | MalformedPath => 400,
             _ => 401,
         }
     }
@@ -257,7 +262,7 @@ impl Reason {
             | MfaRequired
             | OutOfScope
             | MagicLinkWrongPurpose => Some("insufficient_scope"),
-            TokenTooLarge | MalformedToken => Some("invalid_request"),
+            TokenTooLarge | MalformedToken | MalformedPath => Some("invalid_request"),
             _ => Some("invalid_token"),
         }
     }
@@ -402,6 +407,8 @@ mod tests {
         assert_eq!(Reason::BadSignature.http_status(), 401);
         assert_eq!(Reason::CredentialMissing.http_status(), 401);
         assert_eq!(Reason::KeysUnavailable.http_status(), 503);
+        assert_eq!(Reason::MalformedPath.http_status(), 400);
+        assert_eq!(Reason::MalformedPath.code(), "malformed_path");
     }
 
     #[test]

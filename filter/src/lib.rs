@@ -7,10 +7,14 @@
 
 pub mod alg;
 pub mod b64;
+pub mod cache;
+pub mod claims;
 pub mod error;
 pub mod identity;
 pub mod json;
 pub mod jws;
+pub mod matcher;
+pub mod policy;
 
 pub use alg::Alg;
 pub use error::{ConfigErrors, Error, Reason};
