@@ -13,6 +13,7 @@ use crate::error::{ConfigErrors, Error};
 use crate::identity::CredentialKind;
 use crate::magic::MagicLinkConfig;
 use crate::matcher::RuleConfig;
+use crate::policy::{default_credentials, DefaultRuleConfig};
 use crate::redirect::RedirectConfig;
 use crate::session::SessionConfig;
 use crate::verifier::ProviderConfig;
@@ -47,8 +48,8 @@ pub struct Config {
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
     /// The rule for requests no rule matches. Default: any accepted credential, authenticated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default_rule: Option<RuleConfig>,
+    #[serde(default)]
+    pub default_rule: DefaultRuleConfig,
     /// Names of the identity headers sent upstream.
     #[serde(default)]
     pub identity_headers: IdentityHeaders,
@@ -375,33 +376,31 @@ impl Config {
                 errors.push(Error::config("dev_mode.identity.subject", "must not be empty"));
             }
         }
-        let all_rules = self.rules.iter().chain(self.default_rule.iter());
-        for r in all_rules {
-            let needs = |k: CredentialKind| r.credentials().contains(&k);
-            let path = r.name.clone();
-            if needs(CredentialKind::ApiKey) && self.api_keys.is_none() && r.credentials_explicit() {
-                errors.push(Error::config(
-                    format!("rules[{path}].credentials"),
-                    "accepts api_key but no api_keys section is configured",
-                ));
+        let rule_credentials = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("rules[{i}].credentials"), &r.credentials))
+            .chain(std::iter::once(("default_rule.credentials".to_string(), &self.default_rule.credentials)));
+        let defaults = default_credentials();
+        for (path, kinds) in rule_credentials {
+            if *kinds == defaults {
+                continue; // the default list names every kind; unconfigured ones are simply never found
             }
-            if needs(CredentialKind::MagicLink) && self.magic_links.is_none() && r.credentials_explicit() {
-                errors.push(Error::config(
-                    format!("rules[{path}].credentials"),
-                    "accepts magic_link but no magic_links section is configured",
-                ));
-            }
-            if needs(CredentialKind::Session) && self.session.is_none() && r.credentials_explicit() {
-                errors.push(Error::config(
-                    format!("rules[{path}].credentials"),
-                    "accepts session but no session section is configured",
-                ));
-            }
-            if needs(CredentialKind::Jwt) && self.jwt.providers.is_empty() && r.credentials_explicit() {
-                errors.push(Error::config(
-                    format!("rules[{path}].credentials"),
-                    "accepts jwt but jwt.providers is empty",
-                ));
+            for kind in kinds.iter() {
+                let missing = match kind {
+                    CredentialKind::ApiKey => self.api_keys.is_none().then_some("an api_keys section"),
+                    CredentialKind::MagicLink => self.magic_links.is_none().then_some("a magic_links section"),
+                    CredentialKind::Session => self.session.is_none().then_some("a session section"),
+                    CredentialKind::Jwt => self.jwt.providers.is_empty().then_some("a jwt provider"),
+                    CredentialKind::Dev => None,
+                };
+                if let Some(what) = missing {
+                    errors.push(Error::config(
+                        path.clone(),
+                        format!("accepts {} but the config has no {what}; add it or remove the kind", kind.code()),
+                    ));
+                }
             }
         }
         if self.magic_links.is_some() && self.session.is_none() {

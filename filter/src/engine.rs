@@ -120,7 +120,14 @@ impl Engine {
         let magic = section(&mut errors, "magic_links", cfg.magic_links.as_ref().map(|c| c.compile()));
         let sessions = section(&mut errors, "session", cfg.session.as_ref().map(|c| c.compile()));
         let redirects = section(&mut errors, "redirects", Some(cfg.redirects.compile()));
-        let rules = section(&mut errors, "rules", Some(Rules::compile(&cfg.rules, cfg.default_rule.as_ref())));
+        // Rule errors already carry full paths (`rules[2].match.path`, `default_rule.require`).
+        let rules = match Rules::compile(&cfg.rules, &cfg.default_rule) {
+            Ok(r) => Some(r),
+            Err(es) => {
+                errors.extend(es);
+                None
+            }
+        };
         if let Err(es) = cfg.jwt.cache.validate() {
             errors.extend(es.into_iter().map(|e| e.at("jwt.cache")));
         }

@@ -111,7 +111,7 @@ impl Provider {
             algorithms = cfg
                 .claims
                 .preset
-                .map(|p| p.default_algorithms().to_vec())
+                .map(|p| p.default_algs().to_vec())
                 .unwrap_or_else(|| vec![Alg::RS256]);
             if !cfg.shared_secrets.is_empty() && cfg.jwks.is_none() && cfg.remote_jwks.is_none() {
                 algorithms = vec![Alg::HS256];
