@@ -6,11 +6,13 @@
 #![forbid(unsafe_code)]
 
 pub mod alg;
+pub mod apikey;
 pub mod b64;
 pub mod error;
 pub mod identity;
 pub mod json;
 pub mod jws;
+pub mod keyring;
 
 pub use alg::Alg;
 pub use error::{ConfigErrors, Error, Reason};
