@@ -550,7 +550,7 @@ mod tests {
         assert!(k.starts_with("egk_"));
         assert!(k[4..].bytes().all(|b| b.is_ascii_alphanumeric()));
         // checksum = base62(crc32(prefix+body)), recomputed independently of `checksum()`
-        let crc = crc32fast::hash(k[..47].as_bytes());
+        let crc = crc32fast::hash(&k.as_bytes()[..47]);
         assert_eq!(&k[47..], base62(&crc.to_be_bytes(), 6));
         // deterministic, and different random bytes give different keys
         assert_eq!(k, mint("egk_", &[7u8; 32]));

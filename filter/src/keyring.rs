@@ -260,7 +260,7 @@ pub(crate) mod tests {
         let k = key("k1", 7);
         let dbg = format!("{k:?}");
         assert!(!dbg.contains(k.secret.expose()), "{dbg}");
-        let ring = KeyRing::compile(&[k.clone()]).unwrap();
+        let ring = KeyRing::compile(std::slice::from_ref(&k)).unwrap();
         let dbg = format!("{ring:?}");
         assert!(
             dbg.contains("k1") && !dbg.contains(k.secret.expose()),

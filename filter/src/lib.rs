@@ -13,6 +13,7 @@ pub mod identity;
 pub mod json;
 pub mod jws;
 pub mod keyring;
+pub mod magic;
 
 pub use alg::Alg;
 pub use error::{ConfigErrors, Error, Reason};
