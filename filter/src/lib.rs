@@ -14,6 +14,7 @@ pub mod json;
 pub mod jws;
 pub mod keyring;
 pub mod magic;
+pub mod redirect;
 pub mod session;
 
 pub use alg::Alg;
