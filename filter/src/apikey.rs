@@ -39,6 +39,22 @@
 //! `Authorization: Bearer <key>` always works; the engine sends bearer values that
 //! [`ApiKeyStore::looks_like_key`] to the key store and others to JWT verification. Optionally one
 //! more header (e.g. `x-api-key`) carries the bare key.
+//!
+//! # Config
+//!
+//! ```yaml
+//! api_keys:
+//!   prefix: egk_                 # default
+//!   header: x-api-key            # optional
+//!   pepper: <base64url, >= 32 bytes>   # optional; then hashes are hmac-sha256:...
+//!   keys:
+//!     - name: ci-deploy
+//!       hash: sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+//!       roles: [deployer]
+//!       permissions: ["deploy:write"]
+//!       expires_at: 1767225600     # optional, Unix seconds
+//!       scope: /api/deploy/        # optional path prefix
+//! ```
 
 use std::collections::HashMap;
 use std::fmt;

@@ -39,6 +39,20 @@
 //!
 //! Verification is stateless. Making a link single-use is the host's job: it remembers the
 //! returned `jti` until `expires_at` and refuses a second use (`TokenReplayed`).
+//!
+//! # Config
+//!
+//! ```yaml
+//! magic_links:
+//!   issuer: edgegate               # default
+//!   keys:                          # first signs, all verify
+//!     - { kid: m2, secret: <base64url, >= 32 bytes> }
+//!     - { kid: m1, secret: <base64url, >= 32 bytes> }
+//!   ttl:
+//!     login: { default_seconds: 600, max_seconds: 3600 }   # these are the defaults
+//!   path: /auth/magic              # default
+//!   query_param: token             # default
+//! ```
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -469,7 +483,8 @@ impl MagicLinks {
 
     /// Verifies a token: structure, `alg` HS256, `kid`, signature, then `iss`, `aud`, `exp`,
     /// `nbf`, `iat` (at most 60 s in the future), lifetime (`exp - iat` within the purpose's
-    /// maximum), purpose, subject and scope.
+    /// maximum), purpose, subject and scope. `exp` has no leeway: a link is refused from that
+    /// second on.
     pub fn verify(&self, token: &str, now: UnixTime) -> Result<MagicLink, Error> {
         let (jws, kid) = self.ring.verify(token, MAX_TOKEN_BYTES)?;
         let claims = jws.claims()?;

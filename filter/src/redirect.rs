@@ -30,6 +30,11 @@
 //! | `localhost:*`, `127.0.0.1:3000`, `[::1]:8080` | IP literals and `localhost` as written |
 //!
 //! Port suffixes combine with every form (`.sub.example.com:*`). Entries are case-insensitive.
+//!
+//! ```yaml
+//! redirects:
+//!   allowed_hosts: [desk.example.com, ".example.org", "localhost:*"]
+//! ```
 
 use url::{Host, Position, Url};
 

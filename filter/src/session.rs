@@ -19,6 +19,19 @@
 //!
 //! OAuth scopes are not carried. A session lives `lifetime_seconds` from sealing; lowering the
 //! configured lifetime also shortens sessions already issued (`iat + lifetime` is enforced).
+//!
+//! # Config
+//!
+//! ```yaml
+//! session:
+//!   cookie_name: edgegate_session  # default
+//!   keys: [{ kid: s1, secret: <base64url, >= 32 bytes> }]
+//!   lifetime_seconds: 28800        # default (8 h)
+//!   domain: example.com            # optional
+//!   path: /                        # default
+//! ```
+//!
+//! The cookie is always `HttpOnly; Secure; SameSite=Lax`.
 
 use cookie::time::{Duration, OffsetDateTime};
 use cookie::{Cookie, SameSite};
