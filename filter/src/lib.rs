@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alg;
+pub mod apikey;
 pub mod b64;
 pub mod cache;
 pub mod claims;
@@ -15,6 +16,10 @@ pub mod json;
 pub mod jws;
 pub mod matcher;
 pub mod policy;
+pub mod keyring;
+pub mod magic;
+pub mod redirect;
+pub mod session;
 
 pub use alg::Alg;
 pub use error::{ConfigErrors, Error, Reason};
