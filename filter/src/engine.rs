@@ -321,14 +321,24 @@ impl Engine {
                 None => Authn::Err(Error::new(Reason::CredentialNotAccepted, "API keys are not configured"), None),
             },
             CredentialKind::Session | CredentialKind::MagicLink => match &self.sessions {
-                Some(s) => match s.open(found.value, now) {
-                    Ok(id) if found.kind == CredentialKind::MagicLink && id.credential != CredentialKind::MagicLink => {
+                // A rule that accepts `magic_link` accepts sessions a magic link opened; a rule
+                // that accepts `session` accepts every session.
+                Some(s) => match s.open_session(found.value, now) {
+                    Ok(session)
+                        if found.kind == CredentialKind::MagicLink && session.origin != CredentialKind::MagicLink =>
+                    {
                         Authn::Err(
                             Error::new(Reason::CredentialNotAccepted, "this route accepts only magic-link sessions"),
                             None,
                         )
                     }
-                    Ok(id) => Authn::Ok(id, false),
+                    Ok(session) => {
+                        let mut id = session.identity;
+                        if found.kind == CredentialKind::MagicLink {
+                            id.credential = CredentialKind::MagicLink;
+                        }
+                        Authn::Ok(id, false)
+                    }
                     Err(e) => Authn::Err(e, None),
                 },
                 None => Authn::Err(Error::new(Reason::CredentialNotAccepted, "sessions are not configured"), None),
