@@ -7,9 +7,12 @@
 
 pub mod alg;
 pub mod b64;
+pub mod backend;
 pub mod error;
 pub mod identity;
 pub mod json;
+pub mod jwk;
+pub mod jwks;
 pub mod jws;
 
 pub use alg::Alg;
