@@ -233,12 +233,21 @@ impl IdentityHeaders {
                 ));
             }
             if values.iter().take(i).any(|v| v == value) {
-                errors.push(Error::config(format!("identity_headers.{field}"), format!("{value:?} is used twice")));
-            }
-            if matches!(*value, "authorization" | "cookie" | "host" | "content-length") || value.starts_with(':') {
                 errors.push(Error::config(
                     format!("identity_headers.{field}"),
-                    format!("{value:?} is a protocol header; pick a name such as x-edgegate-{field}"),
+                    format!("{value:?} is used twice"),
+                ));
+            }
+            if matches!(
+                *value,
+                "authorization" | "cookie" | "host" | "content-length"
+            ) || value.starts_with(':')
+            {
+                errors.push(Error::config(
+                    format!("identity_headers.{field}"),
+                    format!(
+                        "{value:?} is a protocol header; pick a name such as x-edgegate-{field}"
+                    ),
                 ));
             }
         }
@@ -247,7 +256,9 @@ impl IdentityHeaders {
 
 /// A lower-case RFC 9110 token limited to what identity headers need.
 pub(crate) fn is_header_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Development mode. Off by default; loud when on.
@@ -309,7 +320,11 @@ fn is_localhost_url(u: &str) -> bool {
     } else {
         authority.split(':').next().unwrap_or("")
     };
-    host == "localhost" || host == "::1" || (host.starts_with("127.") && host.split('.').count() == 4 && host.split('.').all(|p| p.parse::<u8>().is_ok()))
+    host == "localhost"
+        || host == "::1"
+        || (host.starts_with("127.")
+            && host.split('.').count() == 4
+            && host.split('.').all(|p| p.parse::<u8>().is_ok()))
 }
 
 impl Config {
@@ -318,7 +333,11 @@ impl Config {
         let de = &mut serde_json::Deserializer::from_slice(bytes);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let path = if path == "." { "(root)".to_string() } else { path };
+            let path = if path == "." {
+                "(root)".to_string()
+            } else {
+                path
+            };
             ConfigErrors(vec![Error::config(path, e.into_inner().to_string())])
         })
     }
@@ -326,11 +345,20 @@ impl Config {
     /// Cross-section checks that belong to no single section.
     pub(crate) fn validate_global(&self, errors: &mut Vec<Error>) {
         self.identity_headers.validate(errors);
-        if self.realm.is_empty() || self.realm.contains(['"', '\\']) || self.realm.chars().any(char::is_control) {
-            errors.push(Error::config("realm", "must be non-empty without quotes, backslashes or control characters"));
+        if self.realm.is_empty()
+            || self.realm.contains(['"', '\\'])
+            || self.realm.chars().any(char::is_control)
+        {
+            errors.push(Error::config(
+                "realm",
+                "must be non-empty without quotes, backslashes or control characters",
+            ));
         }
         if self.jwt.max_token_bytes < 256 || self.jwt.max_token_bytes > 1024 * 1024 {
-            errors.push(Error::config("jwt.max_token_bytes", "must be between 256 and 1048576 (default 16384)"));
+            errors.push(Error::config(
+                "jwt.max_token_bytes",
+                "must be between 256 and 1048576 (default 16384)",
+            ));
         }
         for (field, v) in [
             ("header", &self.jwt.from.header),
@@ -338,23 +366,42 @@ impl Config {
             ("query_param", &self.jwt.from.query_param),
         ] {
             if let Some(v) = v {
-                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
-                    errors.push(Error::config(format!("jwt.from.{field}"), format!("{v:?} is not a valid name")));
+                if v.is_empty()
+                    || !v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+                {
+                    errors.push(Error::config(
+                        format!("jwt.from.{field}"),
+                        format!("{v:?} is not a valid name"),
+                    ));
                 }
             }
         }
         if let Some(h) = &self.jwt.from.header {
             if !is_header_name(h) {
-                errors.push(Error::config("jwt.from.header", "header names must be lower-case"));
+                errors.push(Error::config(
+                    "jwt.from.header",
+                    "header names must be lower-case",
+                ));
             }
         }
         let mut names: Vec<&str> = Vec::new();
         for (i, p) in self.jwt.providers.iter().enumerate() {
             if names.contains(&p.name.as_str()) {
-                errors.push(Error::config(format!("jwt.providers[{i}].name"), format!("{:?} is used by two providers", p.name)));
+                errors.push(Error::config(
+                    format!("jwt.providers[{i}].name"),
+                    format!("{:?} is used by two providers", p.name),
+                ));
             }
             names.push(&p.name);
-            if self.jwt.providers.iter().take(i).any(|q| q.issuer == p.issuer) {
+            if self
+                .jwt
+                .providers
+                .iter()
+                .take(i)
+                .any(|q| q.issuer == p.issuer)
+            {
                 errors.push(Error::config(
                     format!("jwt.providers[{i}].issuer"),
                     "two providers have the same issuer; merge them (tokens are routed by iss)",
@@ -373,7 +420,10 @@ impl Config {
                 }
             }
             if self.dev_mode.identity.subject.is_empty() {
-                errors.push(Error::config("dev_mode.identity.subject", "must not be empty"));
+                errors.push(Error::config(
+                    "dev_mode.identity.subject",
+                    "must not be empty",
+                ));
             }
         }
         let rule_credentials = self
@@ -381,7 +431,10 @@ impl Config {
             .iter()
             .enumerate()
             .map(|(i, r)| (format!("rules[{i}].credentials"), &r.credentials))
-            .chain(std::iter::once(("default_rule.credentials".to_string(), &self.default_rule.credentials)));
+            .chain(std::iter::once((
+                "default_rule.credentials".to_string(),
+                &self.default_rule.credentials,
+            )));
         let defaults = default_credentials();
         for (path, kinds) in rule_credentials {
             if *kinds == defaults {
@@ -389,16 +442,28 @@ impl Config {
             }
             for kind in kinds.iter() {
                 let missing = match kind {
-                    CredentialKind::ApiKey => self.api_keys.is_none().then_some("an api_keys section"),
-                    CredentialKind::MagicLink => self.magic_links.is_none().then_some("a magic_links section"),
-                    CredentialKind::Session => self.session.is_none().then_some("a session section"),
-                    CredentialKind::Jwt => self.jwt.providers.is_empty().then_some("a jwt provider"),
+                    CredentialKind::ApiKey => {
+                        self.api_keys.is_none().then_some("an api_keys section")
+                    }
+                    CredentialKind::MagicLink => self
+                        .magic_links
+                        .is_none()
+                        .then_some("a magic_links section"),
+                    CredentialKind::Session => {
+                        self.session.is_none().then_some("a session section")
+                    }
+                    CredentialKind::Jwt => {
+                        self.jwt.providers.is_empty().then_some("a jwt provider")
+                    }
                     CredentialKind::Dev => None,
                 };
                 if let Some(what) = missing {
                     errors.push(Error::config(
                         path.clone(),
-                        format!("accepts {} but the config has no {what}; add it or remove the kind", kind.code()),
+                        format!(
+                            "accepts {} but the config has no {what}; add it or remove the kind",
+                            kind.code()
+                        ),
                     ));
                 }
             }
@@ -419,7 +484,12 @@ mod tests {
 
     #[test]
     fn localhost_detection() {
-        for ok in ["http://localhost:8080/realms/x", "https://127.0.0.1", "http://[::1]:9000/", "http://localhost"] {
+        for ok in [
+            "http://localhost:8080/realms/x",
+            "https://127.0.0.1",
+            "http://[::1]:9000/",
+            "http://localhost",
+        ] {
             assert!(is_localhost_url(ok), "{ok}");
         }
         for bad in [

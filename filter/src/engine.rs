@@ -13,7 +13,7 @@ use crate::config::{Config, IdentityHeaders};
 use crate::error::{ConfigErrors, Error, Reason};
 use crate::extractor::{Extractor, Found, Request};
 use crate::identity::{CredentialKind, Identity};
-use crate::jwks::JwksSource;
+use crate::jwks::CompiledJwksSource;
 use crate::magic::MagicLinks;
 use crate::matcher::{normalize_path, Rules};
 use crate::redirect::RedirectPolicy;
@@ -72,7 +72,7 @@ pub struct MagicLinkLogin {
 #[derive(Debug, Clone)]
 pub struct RemoteKeys {
     pub provider: String,
-    pub source: JwksSource,
+    pub source: CompiledJwksSource,
 }
 
 /// A compiled config.
@@ -95,7 +95,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("realm", &self.realm).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("realm", &self.realm)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,12 +115,26 @@ impl Engine {
         for (i, p) in cfg.jwt.providers.iter().enumerate() {
             match Provider::compile(p) {
                 Ok(p) => providers.push(p),
-                Err(es) => errors.extend(es.into_iter().map(|e| e.at(&format!("jwt.providers[{i}]")))),
+                Err(es) => {
+                    errors.extend(es.into_iter().map(|e| e.at(&format!("jwt.providers[{i}]"))))
+                }
             }
         }
-        let api_keys = section(&mut errors, "api_keys", cfg.api_keys.as_ref().map(|c| c.compile()));
-        let magic = section(&mut errors, "magic_links", cfg.magic_links.as_ref().map(|c| c.compile()));
-        let sessions = section(&mut errors, "session", cfg.session.as_ref().map(|c| c.compile()));
+        let api_keys = section(
+            &mut errors,
+            "api_keys",
+            cfg.api_keys.as_ref().map(|c| c.compile()),
+        );
+        let magic = section(
+            &mut errors,
+            "magic_links",
+            cfg.magic_links.as_ref().map(|c| c.compile()),
+        );
+        let sessions = section(
+            &mut errors,
+            "session",
+            cfg.session.as_ref().map(|c| c.compile()),
+        );
         let redirects = section(&mut errors, "redirects", Some(cfg.redirects.compile()));
         // Rule errors already carry full paths (`rules[2].match.path`, `default_rule.require`).
         let rules = match Rules::compile(&cfg.rules, &cfg.default_rule) {
@@ -128,7 +144,7 @@ impl Engine {
                 None
             }
         };
-        if let Err(es) = cfg.jwt.cache.validate() {
+        if let Err(es) = cfg.jwt.cache.compile() {
             errors.extend(es.into_iter().map(|e| e.at("jwt.cache")));
         }
         let (Some(redirects), Some(rules)) = (redirects, rules) else {
@@ -156,10 +172,17 @@ impl Engine {
             jwt_header: cfg.jwt.from.header.clone(),
             jwt_cookie: cfg.jwt.from.cookie.clone(),
             jwt_query: cfg.jwt.from.query_param.clone(),
-            api_key_header: api_keys.as_ref().and_then(|k| k.header().map(str::to_string)),
+            api_key_header: api_keys
+                .as_ref()
+                .and_then(|k| k.header().map(str::to_string)),
             session_cookie: sessions.as_ref().map(|s| s.cookie_name().to_string()),
         };
-        let strip = cfg.identity_headers.all().iter().map(|s| s.to_string()).collect();
+        let strip = cfg
+            .identity_headers
+            .all()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         Ok(Engine {
             realm: cfg.realm.clone(),
             jwt: JwtVerifier::new(providers, cfg.jwt.max_token_bytes),
@@ -235,7 +258,13 @@ impl Engine {
     }
 
     /// The decision for one request.
-    pub fn decide(&self, req: &Request<'_>, keys: &dyn KeyLookup, cache: &mut TokenCache, now: UnixTime) -> Verdict {
+    pub fn decide(
+        &self,
+        req: &Request<'_>,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Verdict {
         let path = match normalize_path(req.path) {
             Ok(p) => p,
             Err(e) => return Verdict::Deny(self.deny_json(&e, None)),
@@ -268,7 +297,10 @@ impl Engine {
             let error = match self.extractor.find_any(req, &is_api_key) {
                 Some(other) => Error::new(
                     Reason::CredentialNotAccepted,
-                    format!("this route does not accept {} credentials", other.kind.code()),
+                    format!(
+                        "this route does not accept {} credentials",
+                        other.kind.code()
+                    ),
                 ),
                 None => Error::new(Reason::CredentialMissing, "this route needs a credential"),
             };
@@ -299,13 +331,22 @@ impl Engine {
         }
     }
 
-    fn authenticate(&self, found: Found<'_>, keys: &dyn KeyLookup, cache: &mut TokenCache, now: UnixTime) -> Authn {
+    fn authenticate(
+        &self,
+        found: Found<'_>,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Authn {
         match found.kind {
             CredentialKind::Jwt => {
                 if let Some(id) = cache.get(found.value, now) {
                     return Authn::Ok(id, true);
                 }
-                match self.jwt.check(found.value, keys, self.backend.as_ref(), now) {
+                match self
+                    .jwt
+                    .check(found.value, keys, self.backend.as_ref(), now)
+                {
                     JwtCheck::Valid(id) => {
                         if let Some(exp) = id.expires_at {
                             cache.insert(found.value, id.clone(), exp);
@@ -317,18 +358,27 @@ impl Engine {
                 }
             }
             CredentialKind::ApiKey => match &self.api_keys {
-                Some(k) => k.verify(found.value, now).map_or_else(|e| Authn::Err(e, None), |id| Authn::Ok(id, false)),
-                None => Authn::Err(Error::new(Reason::CredentialNotAccepted, "API keys are not configured"), None),
+                Some(k) => k
+                    .verify(found.value, now)
+                    .map_or_else(|e| Authn::Err(e, None), |id| Authn::Ok(id, false)),
+                None => Authn::Err(
+                    Error::new(Reason::CredentialNotAccepted, "API keys are not configured"),
+                    None,
+                ),
             },
             CredentialKind::Session | CredentialKind::MagicLink => match &self.sessions {
                 // A rule that accepts `magic_link` accepts sessions a magic link opened; a rule
                 // that accepts `session` accepts every session.
                 Some(s) => match s.open_session(found.value, now) {
                     Ok(session)
-                        if found.kind == CredentialKind::MagicLink && session.origin != CredentialKind::MagicLink =>
+                        if found.kind == CredentialKind::MagicLink
+                            && session.origin != CredentialKind::MagicLink =>
                     {
                         Authn::Err(
-                            Error::new(Reason::CredentialNotAccepted, "this route accepts only magic-link sessions"),
+                            Error::new(
+                                Reason::CredentialNotAccepted,
+                                "this route accepts only magic-link sessions",
+                            ),
                             None,
                         )
                     }
@@ -341,31 +391,55 @@ impl Engine {
                     }
                     Err(e) => Authn::Err(e, None),
                 },
-                None => Authn::Err(Error::new(Reason::CredentialNotAccepted, "sessions are not configured"), None),
+                None => Authn::Err(
+                    Error::new(Reason::CredentialNotAccepted, "sessions are not configured"),
+                    None,
+                ),
             },
-            CredentialKind::Dev => Authn::Err(Error::new(Reason::CredentialNotAccepted, "dev mode is off"), None),
+            CredentialKind::Dev => Authn::Err(
+                Error::new(Reason::CredentialNotAccepted, "dev mode is off"),
+                None,
+            ),
         }
     }
 
     /// The 503 a host sends when a request waited for keys that never came (fail closed).
     pub fn keys_unavailable(&self) -> Denial {
         self.deny_json(
-            &Error::new(Reason::KeysUnavailable, "the identity provider's keys are not available yet; retry shortly"),
+            &Error::new(
+                Reason::KeysUnavailable,
+                "the identity provider's keys are not available yet; retry shortly",
+            ),
             None,
         )
     }
 
     /// A JSON (or, for browsers on rules with a login URL, redirect) refusal.
-    fn deny_for(&self, req: &Request<'_>, e: &Error, login_url: Option<&str>, refetch: Option<String>) -> Denial {
+    fn deny_for(
+        &self,
+        req: &Request<'_>,
+        e: &Error,
+        login_url: Option<&str>,
+        refetch: Option<String>,
+    ) -> Denial {
         if e.http_status() == 401 && req.wants_html() {
             if let Some(login) = login_url {
-                let rd = self.redirects.check(req.path).unwrap_or_else(|_| "/".to_string());
+                let rd = self
+                    .redirects
+                    .check(req.path)
+                    .unwrap_or_else(|_| "/".to_string());
                 let sep = if login.contains('?') { '&' } else { '?' };
-                let location = format!("{login}{sep}rd={}", form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>());
+                let location = format!(
+                    "{login}{sep}rd={}",
+                    form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+                );
                 return Denial {
                     status: 302,
                     reason: e.reason(),
-                    headers: vec![("location".into(), location), ("cache-control".into(), "no-store".into())],
+                    headers: vec![
+                        ("location".into(), location),
+                        ("cache-control".into(), "no-store".into()),
+                    ],
                     body: String::new(),
                     refetch_keys: refetch,
                 };
@@ -382,7 +456,10 @@ impl Engine {
             ("cache-control".to_string(), "no-store".to_string()),
         ];
         if status == 401 || status == 403 {
-            headers.push(("www-authenticate".to_string(), e.www_authenticate(&self.realm)));
+            headers.push((
+                "www-authenticate".to_string(),
+                e.www_authenticate(&self.realm),
+            ));
         }
         let error = match status {
             400 => "bad_request",
@@ -395,7 +472,8 @@ impl Engine {
             status,
             reason: e.reason(),
             headers,
-            body: json!({"error": error, "reason": e.reason().code(), "message": e.message()}).to_string(),
+            body: json!({"error": error, "reason": e.reason().code(), "message": e.message()})
+                .to_string(),
             refetch_keys: refetch,
         }
     }
@@ -407,7 +485,9 @@ impl Engine {
             "POST" => Verdict::MagicLinkForm,
             "GET" | "HEAD" => {
                 let Some(m) = &self.magic else {
-                    return Verdict::Deny(self.deny_json(&Error::new(Reason::Internal, "magic links off"), None));
+                    return Verdict::Deny(
+                        self.deny_json(&Error::new(Reason::Internal, "magic links off"), None),
+                    );
                 };
                 let query = req.path.split_once('?').map_or("", |(_, q)| q);
                 let token = form_urlencoded::parse(query.as_bytes())
@@ -444,23 +524,45 @@ impl Engine {
 
     /// Verifies the token in a magic-link form body (`token=...`) and prepares the login. The
     /// host enforces single use on `jti` (until `expires_at`) before replying.
-    pub fn magic_link_consume(&self, form_body: &[u8], now: UnixTime) -> Result<MagicLinkLogin, Denial> {
+    pub fn magic_link_consume(
+        &self,
+        form_body: &[u8],
+        now: UnixTime,
+    ) -> Result<MagicLinkLogin, Denial> {
         let (Some(magic), Some(sessions)) = (&self.magic, &self.sessions) else {
-            return Err(self.deny_json(&Error::new(Reason::Internal, "magic links are not configured"), None));
+            return Err(self.deny_json(
+                &Error::new(Reason::Internal, "magic links are not configured"),
+                None,
+            ));
         };
         if form_body.len() > MAX_FORM_BODY {
-            return Err(self.deny_json(&Error::new(Reason::TokenTooLarge, "the form is too large"), None));
+            return Err(self.deny_json(
+                &Error::new(Reason::TokenTooLarge, "the form is too large"),
+                None,
+            ));
         }
         let token = form_urlencoded::parse(form_body)
             .find(|(k, _)| k == "token")
             .map(|(_, v)| v.into_owned())
-            .ok_or_else(|| self.deny_json(&Error::new(Reason::CredentialMissing, "the form has no token"), None))?;
-        let link = magic.verify(&token, now).map_err(|e| self.deny_json(&e, None))?;
+            .ok_or_else(|| {
+                self.deny_json(
+                    &Error::new(Reason::CredentialMissing, "the form has no token"),
+                    None,
+                )
+            })?;
+        let link = magic
+            .verify(&token, now)
+            .map_err(|e| self.deny_json(&e, None))?;
         let location = match link.target.as_deref().or(link.scope.as_deref()) {
-            Some(t) => self.redirects.check(t).map_err(|e| self.deny_json(&e, None))?,
+            Some(t) => self
+                .redirects
+                .check(t)
+                .map_err(|e| self.deny_json(&e, None))?,
             None => "/".to_string(),
         };
-        let cookie = sessions.seal(&link.identity, now).map_err(|e| self.deny_json(&e, None))?;
+        let cookie = sessions
+            .seal(&link.identity, now)
+            .map_err(|e| self.deny_json(&e, None))?;
         Ok(MagicLinkLogin {
             jti: link.jti,
             expires_at: link.expires_at,
@@ -472,7 +574,13 @@ impl Engine {
 
     /// The reply to a magic link used a second time.
     pub fn replayed(&self) -> Denial {
-        self.deny_json(&Error::new(Reason::TokenReplayed, "this link was already used; ask for a new one"), None)
+        self.deny_json(
+            &Error::new(
+                Reason::TokenReplayed,
+                "this link was already used; ask for a new one",
+            ),
+            None,
+        )
     }
 
     /// The upstream identity headers for an identity (values made header-safe).

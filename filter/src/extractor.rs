@@ -50,14 +50,17 @@ impl<'a> Request<'a> {
 
     /// True when the client prefers HTML (a browser): such requests may be redirected to login.
     pub fn wants_html(&self) -> bool {
-        self.header("accept").is_some_and(|a| a.contains("text/html"))
+        self.header("accept")
+            .is_some_and(|a| a.contains("text/html"))
     }
 
     /// The bearer credential from `Authorization`, if the scheme is Bearer (case-insensitive).
     pub fn bearer(&self) -> Option<&'a str> {
         let v = self.header("authorization")?;
         let (scheme, rest) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim_matches(' '))
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| rest.trim_matches(' '))
     }
 }
 
@@ -98,11 +101,17 @@ impl Extractor {
         order: &[CredentialKind],
         is_api_key: &dyn Fn(&str) -> bool,
     ) -> Option<Found<'a>> {
-        order.iter().find_map(|kind| self.find_kind(req, *kind, is_api_key))
+        order
+            .iter()
+            .find_map(|kind| self.find_kind(req, *kind, is_api_key))
     }
 
     /// Any credential of any kind, for telling "none" from "a kind this rule doesn't take".
-    pub fn find_any<'a>(&self, req: &Request<'a>, is_api_key: &dyn Fn(&str) -> bool) -> Option<Found<'a>> {
+    pub fn find_any<'a>(
+        &self,
+        req: &Request<'a>,
+        is_api_key: &dyn Fn(&str) -> bool,
+    ) -> Option<Found<'a>> {
         self.find(
             req,
             &[
@@ -121,7 +130,13 @@ impl Extractor {
         kind: CredentialKind,
         is_api_key: &dyn Fn(&str) -> bool,
     ) -> Option<Found<'a>> {
-        let found = |value: &'a str, source| Some(Found { kind, value, source });
+        let found = |value: &'a str, source| {
+            Some(Found {
+                kind,
+                value,
+                source,
+            })
+        };
         match kind {
             CredentialKind::Jwt => {
                 if let Some(b) = req.bearer().filter(|b| !is_api_key(b)) {
@@ -184,42 +199,93 @@ mod tests {
             ("authorization", "Bearer eyJ.a.b"),
             ("cookie", "a=1; edgegate_session=S; b=2"),
         ];
-        let req = Request { method: "GET", path: "/x", headers: &headers };
-        let jwt_first = ex().find(&req, &[CredentialKind::Jwt, CredentialKind::Session], &is_key).unwrap();
-        assert_eq!((jwt_first.kind, jwt_first.value), (CredentialKind::Jwt, "eyJ.a.b"));
-        let session_first = ex().find(&req, &[CredentialKind::Session, CredentialKind::Jwt], &is_key).unwrap();
-        assert_eq!((session_first.kind, session_first.value), (CredentialKind::Session, "S"));
-        assert!(ex().find(&req, &[CredentialKind::ApiKey], &is_key).is_none());
+        let req = Request {
+            method: "GET",
+            path: "/x",
+            headers: &headers,
+        };
+        let jwt_first = ex()
+            .find(
+                &req,
+                &[CredentialKind::Jwt, CredentialKind::Session],
+                &is_key,
+            )
+            .unwrap();
+        assert_eq!(
+            (jwt_first.kind, jwt_first.value),
+            (CredentialKind::Jwt, "eyJ.a.b")
+        );
+        let session_first = ex()
+            .find(
+                &req,
+                &[CredentialKind::Session, CredentialKind::Jwt],
+                &is_key,
+            )
+            .unwrap();
+        assert_eq!(
+            (session_first.kind, session_first.value),
+            (CredentialKind::Session, "S")
+        );
+        assert!(ex()
+            .find(&req, &[CredentialKind::ApiKey], &is_key)
+            .is_none());
     }
 
     #[test]
     fn bearer_is_routed_by_api_key_prefix() {
         let headers = [("authorization", "bearer egk_abc")];
-        let req = Request { method: "GET", path: "/", headers: &headers };
+        let req = Request {
+            method: "GET",
+            path: "/",
+            headers: &headers,
+        };
         assert!(ex().find(&req, &[CredentialKind::Jwt], &is_key).is_none());
-        let f = ex().find(&req, &[CredentialKind::Jwt, CredentialKind::ApiKey], &is_key).unwrap();
+        let f = ex()
+            .find(
+                &req,
+                &[CredentialKind::Jwt, CredentialKind::ApiKey],
+                &is_key,
+            )
+            .unwrap();
         assert_eq!((f.kind, f.value), (CredentialKind::ApiKey, "egk_abc"));
     }
 
     #[test]
     fn query_and_header_sources() {
-        let headers = [("x-api-key", " egk_k "), ("accept", "text/html,application/xhtml+xml")];
-        let req = Request { method: "GET", path: "/t/1?a=b&token=abc.def.ghi#frag", headers: &headers };
+        let headers = [
+            ("x-api-key", " egk_k "),
+            ("accept", "text/html,application/xhtml+xml"),
+        ];
+        let req = Request {
+            method: "GET",
+            path: "/t/1?a=b&token=abc.def.ghi#frag",
+            headers: &headers,
+        };
         assert_eq!(req.query_param("token"), Some("abc.def.ghi"));
         assert_eq!(req.query_param("tok"), None);
         assert!(req.wants_html());
-        assert!(ex().find(&req, &[CredentialKind::MagicLink], &is_key).is_none());
+        assert!(ex()
+            .find(&req, &[CredentialKind::MagicLink], &is_key)
+            .is_none());
         let f = ex().find(&req, &[CredentialKind::ApiKey], &is_key).unwrap();
         assert_eq!(f.value, "egk_k");
         // the JWT query parameter is off unless configured
-        let req = Request { method: "GET", path: "/?access_token=x.y.z", headers: &[] };
+        let req = Request {
+            method: "GET",
+            path: "/?access_token=x.y.z",
+            headers: &[],
+        };
         assert!(ex().find(&req, &[CredentialKind::Jwt], &is_key).is_none());
     }
 
     #[test]
     fn non_bearer_schemes_are_not_bearer() {
         let headers = [("authorization", "Basic dXNlcjpwYXNz")];
-        let req = Request { method: "GET", path: "/", headers: &headers };
+        let req = Request {
+            method: "GET",
+            path: "/",
+            headers: &headers,
+        };
         assert_eq!(req.bearer(), None);
     }
 }

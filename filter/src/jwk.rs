@@ -460,7 +460,14 @@ impl KeySet {
 }
 
 fn fits(jwk: &Jwk, alg: Alg) -> bool {
-    jwk.key.family() == alg.family() && jwk.alg.map_or(true, |a| a == alg)
+    jwk.fits(alg)
+}
+
+impl Jwk {
+    /// True when this key can verify `alg`: same key family, and the JWK's own `alg` (if any) agrees.
+    pub fn fits(&self, alg: Alg) -> bool {
+        self.key.family() == alg.family() && self.alg.map_or(true, |a| a == alg)
+    }
 }
 
 fn check_fit(jwk: &Jwk, alg: Alg) -> Result<(), Error> {

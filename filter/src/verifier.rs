@@ -15,7 +15,7 @@ use crate::claims::{ClaimMapping, ClaimsConfig};
 use crate::error::{Error, Reason};
 use crate::identity::{CredentialKind, Identity};
 use crate::jwk::{self, KeySet};
-use crate::jwks::JwksSource;
+use crate::jwks::{CompiledJwksSource, JwksSource};
 use crate::jws::{self, CompactJws};
 use crate::UnixTime;
 
@@ -82,7 +82,7 @@ pub struct Provider {
     algorithms: Vec<Alg>,
     /// Inline JWKS and shared secrets. `None` when keys come only from `remote_jwks`.
     static_keys: Option<KeySet>,
-    remote: Option<JwksSource>,
+    remote: Option<CompiledJwksSource>,
     clock_skew: u64,
     max_lifetime: Option<u64>,
     required_claims: Vec<String>,
@@ -94,10 +94,16 @@ impl Provider {
     pub fn compile(cfg: &ProviderConfig) -> Result<Provider, Vec<Error>> {
         let mut errors = Vec::new();
         if cfg.name.trim().is_empty() {
-            errors.push(Error::config("name", "must not be empty; give the provider a short name such as \"keycloak\""));
+            errors.push(Error::config(
+                "name",
+                "must not be empty; give the provider a short name such as \"keycloak\"",
+            ));
         }
         if cfg.issuer.trim().is_empty() {
-            errors.push(Error::config("issuer", "must not be empty; use the exact `iss` of the provider's tokens"));
+            errors.push(Error::config(
+                "issuer",
+                "must not be empty; use the exact `iss` of the provider's tokens",
+            ));
         }
         let mapping = match cfg.claims.compile() {
             Ok(m) => Some(m),
@@ -120,11 +126,15 @@ impl Provider {
         let mut seen = Vec::new();
         for (i, a) in cfg.algorithms.iter().enumerate() {
             if seen.contains(a) {
-                errors.push(Error::config(format!("algorithms[{i}]"), format!("{a} is listed twice")));
+                errors.push(Error::config(
+                    format!("algorithms[{i}]"),
+                    format!("{a} is listed twice"),
+                ));
             }
             seen.push(*a);
         }
-        let has_keys = cfg.jwks.is_some() || cfg.remote_jwks.is_some() || !cfg.shared_secrets.is_empty();
+        let has_keys =
+            cfg.jwks.is_some() || cfg.remote_jwks.is_some() || !cfg.shared_secrets.is_empty();
         if !has_keys {
             errors.push(Error::config(
                 "jwks",
@@ -140,7 +150,10 @@ impl Provider {
             ));
         }
         if symmetric != 0 && cfg.shared_secrets.is_empty() && cfg.jwks.is_none() {
-            errors.push(Error::config("shared_secrets", "HS* algorithms are allowed but no shared secret is configured"));
+            errors.push(Error::config(
+                "shared_secrets",
+                "HS* algorithms are allowed but no shared secret is configured",
+            ));
         }
         if symmetric == 0 && !cfg.shared_secrets.is_empty() {
             errors.push(Error::config(
@@ -154,7 +167,7 @@ impl Provider {
         if let Some(v) = &cfg.jwks {
             have_static = true;
             match KeySet::from_jwks_value(v) {
-                Ok(set) => keys.extend(set.into_keys()),
+                Ok(set) => keys.extend(set.keys().iter().cloned()),
                 Err(es) => errors.extend(es.into_iter().map(|e| e.at("jwks"))),
             }
         }
@@ -166,9 +179,12 @@ impl Provider {
                     format!("{path}.secret"),
                     "is not unpadded base64url; encode the secret bytes with base64url (no `=`)",
                 )),
-                Ok(bytes) => match jwk::Jwk::hmac_secret(s.kid.clone(), &bytes) {
+                Ok(bytes) => match jwk::hmac_secret(s.kid.clone(), &bytes) {
                     Ok(k) => keys.push(k),
-                    Err(e) => errors.push(Error::config(format!("{path}.secret"), e.message().to_string())),
+                    Err(e) => errors.push(Error::config(
+                        format!("{path}.secret"),
+                        e.message().to_string(),
+                    )),
                 },
             }
         }
@@ -185,7 +201,7 @@ impl Provider {
         };
         if let Some(set) = &static_keys {
             for (i, a) in algorithms.iter().enumerate() {
-                if !set.iter().any(|k| k.fits(*a)) && cfg.remote_jwks.is_none() {
+                if !set.keys().iter().any(|k| k.fits(*a)) && cfg.remote_jwks.is_none() {
                     errors.push(Error::config(
                         format!("algorithms[{i}]"),
                         format!("{a} is allowed but no configured key can verify it"),
@@ -193,11 +209,14 @@ impl Provider {
                 }
             }
         }
-        if let Some(r) = &cfg.remote_jwks {
-            if let Err(es) = r.validate() {
+        let remote = match cfg.remote_jwks.as_ref().map(JwksSource::compile) {
+            None => None,
+            Some(Ok(r)) => Some(r),
+            Some(Err(es)) => {
                 errors.extend(es.into_iter().map(|e| e.at("remote_jwks")));
+                None
             }
-        }
+        };
         match (errors.is_empty(), mapping) {
             (true, Some(mapping)) => Ok(Provider {
                 name: cfg.name.clone(),
@@ -205,7 +224,7 @@ impl Provider {
                 audiences: cfg.audiences.clone(),
                 algorithms,
                 static_keys,
-                remote: cfg.remote_jwks.clone(),
+                remote,
                 clock_skew: cfg.clock_skew_seconds,
                 max_lifetime: cfg.max_lifetime_seconds,
                 required_claims: cfg.required_claims.clone(),
@@ -216,7 +235,7 @@ impl Provider {
     }
 
     /// The remote key source, if this provider fetches its keys.
-    pub fn remote(&self) -> Option<&JwksSource> {
+    pub fn remote(&self) -> Option<&CompiledJwksSource> {
         self.remote.as_ref()
     }
 
@@ -233,7 +252,10 @@ pub enum JwtCheck {
     /// The provider's remote keys are not there yet: wait for them (fail closed after a timeout).
     NeedKeys { provider: String },
     /// Refused. `refetch` names a provider whose remote key set lacks the token's `kid`.
-    Invalid { error: Error, refetch: Option<String> },
+    Invalid {
+        error: Error,
+        refetch: Option<String>,
+    },
 }
 
 /// What `decide` needs to know about keys the host fetched.
@@ -282,7 +304,10 @@ impl JwtVerifier {
         backend: &dyn SignatureBackend,
         now: UnixTime,
     ) -> JwtCheck {
-        let invalid = |error| JwtCheck::Invalid { error, refetch: None };
+        let invalid = |error| JwtCheck::Invalid {
+            error,
+            refetch: None,
+        };
         let jws = match jws::parse(token, self.max_token_bytes) {
             Ok(j) => j,
             Err(e) => return invalid(e),
@@ -302,7 +327,10 @@ impl JwtVerifier {
             ));
         }
         // Static keys first; a provider may have both (pinned + remote).
-        let from_static = provider.static_keys.as_ref().map(|s| s.select(jws.kid.as_deref(), jws.alg));
+        let from_static = provider
+            .static_keys
+            .as_ref()
+            .map(|s| s.select(jws.kid.as_deref(), jws.alg));
         let key = match from_static {
             Some(Ok(k)) => k,
             Some(Err(e)) if provider.remote.is_none() => return invalid(e),
@@ -315,7 +343,8 @@ impl JwtVerifier {
                 Some(set) => match set.select(jws.kid.as_deref(), jws.alg) {
                     Ok(k) => k,
                     Err(e) => {
-                        let refetch = (e.reason() == Reason::UnknownKid).then(|| provider.name.clone());
+                        let refetch =
+                            (e.reason() == Reason::UnknownKid).then(|| provider.name.clone());
                         return JwtCheck::Invalid { error: e, refetch };
                     }
                 },
@@ -342,7 +371,12 @@ impl JwtVerifier {
         self.providers
             .iter()
             .find(|p| &p.issuer == iss)
-            .ok_or_else(|| Error::new(Reason::UnknownIssuer, "no provider is configured for the token's issuer"))
+            .ok_or_else(|| {
+                Error::new(
+                    Reason::UnknownIssuer,
+                    "no provider is configured for the token's issuer",
+                )
+            })
     }
 }
 
@@ -357,10 +391,16 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, 
             }
             match n.as_f64() {
                 Some(f) if f.is_finite() && f >= 0.0 && f < 1.0e15 => Ok(Some(f as u64)),
-                _ => Err(Error::new(Reason::MalformedClaims, format!("{name} is not a valid NumericDate"))),
+                _ => Err(Error::new(
+                    Reason::MalformedClaims,
+                    format!("{name} is not a valid NumericDate"),
+                )),
             }
         }
-        Some(_) => Err(Error::new(Reason::MalformedClaims, format!("{name} is not a number"))),
+        Some(_) => Err(Error::new(
+            Reason::MalformedClaims,
+            format!("{name} is not a number"),
+        )),
     }
 }
 
@@ -372,25 +412,38 @@ impl Provider {
         now: UnixTime,
     ) -> Result<Identity, Error> {
         let skew = self.clock_skew;
-        let exp = numeric_date(claims, "exp")?
-            .ok_or_else(|| Error::new(Reason::MissingClaim, "the token has no exp; tokens without expiry are refused"))?;
+        let exp = numeric_date(claims, "exp")?.ok_or_else(|| {
+            Error::new(
+                Reason::MissingClaim,
+                "the token has no exp; tokens without expiry are refused",
+            )
+        })?;
         if now >= exp.saturating_add(skew) {
             return Err(Error::new(Reason::TokenExpired, "the token has expired"));
         }
         if let Some(nbf) = numeric_date(claims, "nbf")? {
             if nbf > now.saturating_add(skew) {
-                return Err(Error::new(Reason::TokenNotYetValid, "the token is not valid yet (nbf)"));
+                return Err(Error::new(
+                    Reason::TokenNotYetValid,
+                    "the token is not valid yet (nbf)",
+                ));
             }
         }
         let iat = numeric_date(claims, "iat")?;
         if let Some(iat) = iat {
             if iat > now.saturating_add(skew) {
-                return Err(Error::new(Reason::IssuedInFuture, "the token was issued in the future (iat)"));
+                return Err(Error::new(
+                    Reason::IssuedInFuture,
+                    "the token was issued in the future (iat)",
+                ));
             }
         }
         if let Some(max) = self.max_lifetime {
             let iat = iat.ok_or_else(|| {
-                Error::new(Reason::MissingClaim, "the provider limits token lifetime, so iat is required")
+                Error::new(
+                    Reason::MissingClaim,
+                    "the provider limits token lifetime, so iat is required",
+                )
             })?;
             if exp.saturating_sub(iat) > max {
                 return Err(Error::new(
@@ -402,24 +455,34 @@ impl Provider {
         if !self.audiences.is_empty() {
             let ok = match claims.get("aud") {
                 Some(Value::String(a)) => self.audiences.iter().any(|x| x == a),
-                Some(Value::Array(list)) => list
-                    .iter()
-                    .any(|v| v.as_str().is_some_and(|a| self.audiences.iter().any(|x| x == a))),
+                Some(Value::Array(list)) => list.iter().any(|v| {
+                    v.as_str()
+                        .is_some_and(|a| self.audiences.iter().any(|x| x == a))
+                }),
                 _ => false,
             };
             if !ok {
-                return Err(Error::new(Reason::WrongAudience, "the token's aud names none of the provider's audiences"));
+                return Err(Error::new(
+                    Reason::WrongAudience,
+                    "the token's aud names none of the provider's audiences",
+                ));
             }
         }
         for name in &self.required_claims {
             if !claims.contains_key(name) {
-                return Err(Error::new(Reason::MissingClaim, format!("required claim {name} is missing")));
+                return Err(Error::new(
+                    Reason::MissingClaim,
+                    format!("required claim {name} is missing"),
+                ));
             }
         }
         let mut identity = Identity::new(String::new(), CredentialKind::Jwt, self.name.clone());
         self.mapping.apply(claims, &mut identity);
         if identity.subject.is_empty() {
-            return Err(Error::new(Reason::MissingClaim, "the token has no subject (sub)"));
+            return Err(Error::new(
+                Reason::MissingClaim,
+                "the token has no subject (sub)",
+            ));
         }
         identity.expires_at = Some(exp);
         Ok(identity)

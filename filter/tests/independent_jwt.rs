@@ -35,7 +35,7 @@ fn engine(m: &Value) -> Engine {
     let cfg = json!({
         "jwt": {"providers": [
             {"name": "rsa", "issuer": m["rsa"]["issuer"], "audiences": [m["audience"]],
-             "algorithms": ["RS256", "RS384", "PS256"], "jwks": m["rsa"]["jwks"], "max_lifetime_seconds": 3600,
+             "algorithms": ["RS256", "PS256"], "jwks": m["rsa"]["jwks"], "max_lifetime_seconds": 3600,
              "claims": {"preset": "keycloak", "client_id": "desk", "role_map": {"administrators": "admin"}}},
             {"name": "ec", "issuer": m["ec"]["issuer"], "audiences": [m["audience"]],
              "algorithms": ["ES256", "ES384", "EdDSA"], "jwks": m["ec"]["jwks"]},

@@ -56,7 +56,8 @@ def raw(header: dict, payload: dict, sig: bytes) -> str:
 
 # --- every algorithm, signed by PyJWT ---
 case("RS256", jwt.encode(claims(), rsa_key, "RS256", headers={"kid": "rsa-1"}), "ok")
-case("RS384", jwt.encode(claims(), rsa_key, "RS384", headers={"kid": "rsa-1"}), "alg_key_mismatch")  # key pinned to RS256 by its JWK alg
+case("RS384 not allowed", jwt.encode(claims(), rsa_key, "RS384", headers={"kid": "rsa-1"}), "alg_not_allowed")
+case("PS256 with a key pinned to RS256 by its JWK alg", jwt.encode(claims(), rsa_key, "PS256", headers={"kid": "rsa-1"}), "alg_key_mismatch")
 case("PS256", jwt.encode(claims(), rsa_key2, "PS256", headers={"kid": "rsa-2"}), "ok")
 case("ES256", jwt.encode(claims(ISS_EC), p256, "ES256", headers={"kid": "p256"}), "ok")
 case("ES384", jwt.encode(claims(ISS_EC), p384, "ES384", headers={"kid": "p384"}), "ok")
@@ -79,7 +80,9 @@ case("no aud", jwt.encode(claims(aud=None), rsa_key, "RS256", headers={"kid": "r
 case("unknown iss", jwt.encode(claims(iss="https://evil.example.com"), rsa_key, "RS256", headers={"kid": "rsa-1"}), "unknown_issuer")
 case("too long-lived", jwt.encode(claims(exp=NOW + 90000), rsa_key, "RS256", headers={"kid": "rsa-1"}), "lifetime_too_long")
 case("unknown kid", jwt.encode(claims(), rsa_key, "RS256", headers={"kid": "rsa-9"}), "unknown_kid")
-case("wrong key", jwt.encode(claims(), rsa_key2, "RS256", headers={"kid": "rsa-1"}), "bad_signature")
+other_rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+case("wrong key", jwt.encode(claims(), other_rsa, "RS256", headers={"kid": "rsa-1"}), "bad_signature")
+case("signature of another key size", jwt.encode(claims(), rsa_key2, "RS256", headers={"kid": "rsa-1"}), "bad_signature_format")
 case("HS256 not allowed for RSA provider", jwt.encode(claims(), hs_secret, "HS256", headers={"kid": "rsa-1"}), "alg_not_allowed")
 case("ES256 signed by the wrong curve key", jwt.encode(claims(ISS_EC), p256, "ES256", headers={"kid": "p384"}), "alg_key_mismatch")
 case("jku header", jwt.encode(claims(), rsa_key, "RS256", headers={"kid": "rsa-1", "jku": "https://evil/jwks"}), "untrusted_header_key")
