@@ -90,6 +90,9 @@ def listener(port: int, wasm_path: str, plugin_config: dict | str, upstream_clus
                             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                             "stat_prefix": "ingress",
                             "codec_type": "AUTO",
+                            # As envoy.yaml: forward the normalised path the rules matched on.
+                            "normalize_path": True,
+                            "path_with_escaped_slashes_action": "REJECT_REQUEST",
                             "route_config": {
                                 "name": "local",
                                 "virtual_hosts": [
@@ -136,6 +139,14 @@ def static_cluster(name: str, port: int, host: str = "127.0.0.1") -> dict:
     }
 
 
+# The filter's counters carry their label in the name (`edgegate_denied.reason.token_expired`);
+# these rules make Envoy extract it, so Prometheus shows `edgegate_denied{reason="token_expired"}`.
+STATS_TAGS = [
+    {"tag_name": "credential", "regex": r"^wasmcustom\.edgegate_allowed(\.credential\.([a-z0-9_]+))$"},
+    {"tag_name": "reason", "regex": r"^wasmcustom\.edgegate_denied(\.reason\.([a-z0-9_]+))$"},
+]
+
+
 def bootstrap(
     clusters: dict[str, int],
     listeners: list[dict] | None = None,
@@ -148,6 +159,7 @@ def bootstrap(
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {"clusters": [static_cluster(n, p) for n, p in clusters.items()]},
         "node": {"id": "edgegate-test", "cluster": "edgegate-test"},
+        "stats_config": {"stats_tags": STATS_TAGS},
     }
     if listeners:
         cfg["static_resources"]["listeners"] = listeners
@@ -202,11 +214,12 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
 class Envoy:
     """One Envoy process. `start()` returns once admin `/ready` says LIVE."""
 
-    def __init__(self, workdir: Path, config: dict, log_level: str = "warning") -> None:
+    def __init__(self, workdir: Path, config: dict | str, log_level: str = "warning") -> None:
+        """`config`: a bootstrap as a dict (written as JSON) or as YAML text."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config = config
-        self.config_path = self.workdir / "envoy.json"
+        self.config_path = self.workdir / ("envoy.yaml" if isinstance(config, str) else "envoy.json")
         self.log_path = self.workdir / "envoy.log"
         self.out_path = self.workdir / "envoy.out"
         self.admin_path = self.workdir / "admin.address"
@@ -216,7 +229,8 @@ class Envoy:
         self.port = 0
 
     def start(self, timeout: float = READY_TIMEOUT, listener_name: str | None = "edgegate") -> "Envoy":
-        self.config_path.write_text(json.dumps(self.config, indent=1))
+        text = self.config if isinstance(self.config, str) else json.dumps(self.config, indent=1)
+        self.config_path.write_text(text)
         self.admin_path.unlink(missing_ok=True)
         cmd = [
             envoy_binary(),

@@ -247,8 +247,9 @@ class IdPServer:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--port", type=int, default=10002)
+    ap.add_argument("--audience", default="edgegate-demo")
     args = ap.parse_args()
-    srv = IdPServer(args.port)
+    srv = IdPServer(args.port, IdP(audience=args.audience))
     print(f"test IdP on {srv.url} (issuer), JWKS at {srv.url}/jwks.json", flush=True)
     try:
         srv.httpd.serve_forever()

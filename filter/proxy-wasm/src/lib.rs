@@ -1,42 +1,223 @@
-//! edgegate as an Envoy proxy-wasm HTTP filter.
+//! edgegate as an Envoy proxy-wasm HTTP filter: a thin host adapter around the core engine.
 //!
-//! Plumbing stage: the filter loads, reads its JSON configuration, and passes requests through,
-//! marking them with `x-edgegate-filter: on` so tests can see it ran. The engine lands next.
+//! - The plugin configuration (a JSON string) is compiled once by [`Engine::from_json`]; a bad
+//!   config is refused with every error logged (field path and message), so Envoy keeps the
+//!   previous config (LDS) or refuses to start.
+//! - The root context of each VM fetches remote JWKS through Envoy clusters
+//!   (`dispatch_http_call`), as each provider's `JwksState` schedules, and publishes the last
+//!   good key set in shared data for every VM ([`shared`]).
+//! - The HTTP context strips identity headers a client sent, asks the engine for a verdict and
+//!   carries it out ([`verdict`]). Nothing here decides who gets in.
+//!
+//! Never trap: no unwrap/expect/panic/indexing; request bytes are read with the SDK's byte
+//! variants and bounded.
 #![forbid(unsafe_code)]
 
+pub mod metrics;
+pub mod remote;
+pub mod request;
+pub mod shared;
+pub mod verdict;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
+use edgegate::cache::TokenCache;
+use edgegate::{Engine, UnixTime};
+
+use crate::metrics::Metrics;
+use crate::remote::{KeyCache, Remote};
+use crate::request::OwnedRequest;
+
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
+    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root::new(id)) });
 }}
 
-struct Root;
+/// How long a request may wait for a remote key set that has not arrived (then 503, fail closed).
+pub const KEY_WAIT: Duration = Duration::from_secs(5);
+/// The root's tick while requests wait for keys or an early refetch is pending.
+const FAST_TICK: Duration = Duration::from_millis(100);
+/// The shortest and longest tick otherwise (fetch schedules come from the JwksState machines).
+const MIN_TICK: Duration = Duration::from_secs(1);
+const MAX_TICK: Duration = Duration::from_secs(300);
 
-impl Context for Root {}
+/// Seconds since the Unix epoch, from the host clock.
+pub fn now() -> UnixTime {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Milliseconds since the Unix epoch (for request wait deadlines).
+fn now_ms() -> u128 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis())
+}
+
+/// A request paused until a provider's keys arrive.
+pub struct Waiter {
+    pub context_id: u32,
+    pub provider: String,
+    pub deadline_ms: u128,
+    pub request: OwnedRequest,
+}
+
+/// One configured plugin instance in one VM, shared by its root and HTTP contexts.
+pub struct Plugin {
+    pub engine: Engine,
+    pub root_id: u32,
+    pub cache: RefCell<TokenCache>,
+    pub keys: RefCell<KeyCache>,
+    pub metrics: RefCell<Metrics>,
+    pub waiters: RefCell<Vec<Waiter>>,
+    /// Providers whose key set lacked a token's `kid`: refetch early (rate-limited by JwksState).
+    pub refetch: RefCell<Vec<String>>,
+}
+
+impl Plugin {
+    /// Asks this VM's root context for a tick soon (waiters or refetch pending). Runs in an HTTP
+    /// context: the tick period is the root's, so the call is made as the root.
+    fn wake_root(&self, own_id: u32) {
+        if hostcalls::set_effective_context(self.root_id).is_ok() {
+            let _ = hostcalls::set_tick_period(FAST_TICK);
+        }
+        let _ = hostcalls::set_effective_context(own_id);
+    }
+}
+
+// --- root context ------------------------------------------------------------------------------
+
+struct Root {
+    id: u32,
+    plugin: Option<Rc<Plugin>>,
+    remotes: Vec<Remote>,
+}
+
+impl Root {
+    fn new(id: u32) -> Self {
+        Root {
+            id,
+            plugin: None,
+            remotes: Vec::new(),
+        }
+    }
+
+    /// Starts every fetch that is due, resolves waiting requests, and sets the next tick.
+    fn run(&mut self) {
+        let Some(plugin) = self.plugin.clone() else { return };
+        let now = now();
+        let early: Vec<String> = std::mem::take(&mut *plugin.refetch.borrow_mut());
+        for r in &mut self.remotes {
+            if early.iter().any(|p| *p == r.provider) {
+                r.on_unknown_kid(now);
+            }
+            r.adopt_shared(now);
+            if let Err(e) = r.start_fetch_if_due(now) {
+                plugin.metrics.borrow_mut().inc(metrics::JWKS_FETCH_FAILED);
+                log::warn!("jwks {}: cannot start fetch: {e}", r.provider);
+            }
+        }
+        verdict::resolve_waiters(&plugin, now_ms(), self.id);
+        self.schedule(&plugin, now);
+    }
+
+    fn schedule(&self, plugin: &Plugin, now: UnixTime) {
+        let period = if !plugin.waiters.borrow().is_empty() || !plugin.refetch.borrow().is_empty() {
+            FAST_TICK
+        } else {
+            let soonest = self.remotes.iter().filter_map(|r| r.next_wakeup()).min();
+            match soonest {
+                Some(at) => Duration::from_secs(at.saturating_sub(now)).clamp(MIN_TICK, MAX_TICK),
+                None if self.remotes.is_empty() => Duration::ZERO, // nothing to do: no ticks
+                None => MIN_TICK,
+            }
+        };
+        let _ = hostcalls::set_effective_context(self.id);
+        let _ = hostcalls::set_tick_period(period);
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let Some(plugin) = self.plugin.clone() else { return };
+        let now = now();
+        let Some(r) = self.remotes.iter_mut().find(|r| r.owns(token)) else { return };
+        match r.on_response(token, body_size, now) {
+            remote::Outcome::KeysUpdated { keys } => {
+                plugin.metrics.borrow_mut().inc(metrics::JWKS_FETCH_OK);
+                log::info!("jwks {}: fetched {keys} key(s)", r.provider);
+            }
+            remote::Outcome::Progress => {}
+            remote::Outcome::Failed(why) => {
+                plugin.metrics.borrow_mut().inc(metrics::JWKS_FETCH_FAILED);
+                log::warn!("jwks {}: fetch failed: {why}; keeping the last good keys", r.provider);
+            }
+        }
+        self.run();
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
-        match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Ok(serde_json::Value::Object(_)) => {
-                log::info!("configured");
-                true
+        let engine = match Engine::from_json(&bytes) {
+            Ok(e) => e,
+            Err(errors) => {
+                for e in &errors.0 {
+                    match e.path() {
+                        Some(p) => log::error!("config refused: {p}: {}", e.message()),
+                        None => log::error!("config refused: {}", e.message()),
+                    }
+                }
+                log::error!("config refused: {} error(s); the previous config (if any) stays in force", errors.0.len());
+                return false;
             }
-            Ok(_) => {
-                log::error!("configuration must be a JSON object");
-                false
-            }
-            Err(e) => {
-                log::error!("configuration is not JSON: {e}");
-                false
+        };
+        for w in engine.warnings() {
+            log::warn!("{w}");
+        }
+        shared::ensure_magic_buckets();
+        self.remotes = engine.remote_key_sources().into_iter().map(Remote::new).collect();
+        let plugin = Rc::new(Plugin {
+            cache: RefCell::new(engine.new_cache()),
+            keys: RefCell::new(KeyCache::default()),
+            metrics: RefCell::new(Metrics::default()),
+            waiters: RefCell::new(Vec::new()),
+            refetch: RefCell::new(Vec::new()),
+            root_id: self.id,
+            engine,
+        });
+        {
+            let mut keys = plugin.keys.borrow_mut();
+            for r in &self.remotes {
+                keys.expect(&r.provider, &r.source_id);
             }
         }
+        self.plugin = Some(plugin);
+        log::info!("configured ({} remote key set(s))", self.remotes.len());
+        self.run();
+        true
     }
 
-    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http))
+    fn on_tick(&mut self) {
+        self.run();
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            id: context_id,
+            plugin: self.plugin.clone(),
+            form: None,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -44,13 +225,74 @@ impl RootContext for Root {
     }
 }
 
-struct Http;
+// --- HTTP context ------------------------------------------------------------------------------
+
+struct Http {
+    id: u32,
+    plugin: Option<Rc<Plugin>>,
+    /// Set while a magic-link form body is being read.
+    form: Option<OwnedRequest>,
+}
 
 impl Context for Http {}
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
-        self.set_http_request_header("x-edgegate-filter", Some("on"));
-        Action::Continue
+    fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        let Some(plugin) = self.plugin.clone() else {
+            // No configured plugin in this VM: fail closed.
+            verdict::send(&verdict::internal_error(), None);
+            return Action::Pause;
+        };
+        let mut req = OwnedRequest::read();
+        // First, always: client-sent copies of identity headers never reach the upstream.
+        let strip = plugin.engine.strip_headers();
+        for (name, _) in req.headers.iter().filter(|(n, _)| strip.iter().any(|s| s.eq_ignore_ascii_case(n))) {
+            let _ = hostcalls::set_map_value_bytes(proxy_wasm::types::MapType::HttpRequestHeaders, name, None);
+        }
+        req.without(strip);
+        match verdict::decide_and_apply(&plugin, &req, self.id, now_ms(), false) {
+            verdict::Next::Continue => Action::Continue,
+            verdict::Next::Stop => Action::Pause,
+            verdict::Next::Wait => {
+                plugin.wake_root(self.id);
+                Action::Pause
+            }
+            verdict::Next::ReadForm => {
+                if end_of_stream {
+                    verdict::finish_magic_form(&plugin, &req, &[]);
+                } else {
+                    self.form = Some(req);
+                }
+                Action::Pause
+            }
+            verdict::Next::Refetch => {
+                plugin.wake_root(self.id);
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(plugin), Some(req)) = (self.plugin.clone(), self.form.as_ref()) else {
+            return Action::Continue;
+        };
+        let limit = edgegate::engine::MAX_FORM_BODY.saturating_add(1);
+        if body_size >= limit || end_of_stream {
+            // At most limit bytes are read; a longer body is refused by the core as too large.
+            let body = self.get_http_request_body(0, body_size.min(limit)).unwrap_or_default();
+            verdict::finish_magic_form(&plugin, req, &body);
+            self.form = None;
+        }
+        Action::Pause
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        if let Some(plugin) = &self.plugin {
+            if let Ok(mut w) = plugin.waiters.try_borrow_mut() {
+                w.retain(|w| w.context_id != self.id);
+            }
+        }
     }
 }
