@@ -200,7 +200,7 @@ def test_magic_link_get_shows_a_confirm_page_and_consumes_nothing(env, secrets_)
     assert r.status_code == 302, r.text
 
 
-def test_magic_link_post_logs_in_once(env, secrets_):
+def test_magic_link_post_logs_in_once(env, secrets_, upstream):
     token = secrets_.magic_link(email="bob@example.com")
     r = post(env.url("/auth/magic"), data={"token": token})
     assert r.status_code == 302, r.text
@@ -218,6 +218,8 @@ def test_magic_link_post_logs_in_once(env, secrets_):
         again = post(env.url("/auth/magic"), data={"token": token})
         assert again.status_code == 401, again.text
         assert reason(again) == "token_replayed"
+    # The magic-link endpoint is answered by the filter: nothing of it reached the upstream.
+    assert not [s for s in upstream.httpd.seen if s[1].startswith("/auth/magic")]
 
 
 def test_magic_link_rejections(env, secrets_):

@@ -52,20 +52,27 @@ def deep(n: int) -> str:
     return "[" * n + "]" * n
 
 
+def jws(header, payload, sig: str = "AAAA") -> str:
+    """A compact JWS from raw JSON text (str/bytes) or objects."""
+    enc = lambda part: b64(part.encode() if isinstance(part, str) else part)
+    return f"{enc(header)}.{enc(payload)}.{sig}"
+
+
+DEEP = deep(5000)
 HOSTILE_TOKENS = {
     "huge_token": "a" * 40_000,
-    "huge_jwt_shaped": f"{b64({'alg': 'HS256'})}.{'A' * 30_000}.{'A' * 100}",
-    "deep_json_header": f"{b64(('{\"alg\":\"HS256\",\"x\":' + deep(5000) + '}').encode())}.{b64({'sub': 'x'})}.AAAA",
-    "deep_json_payload": f"{b64({'alg': 'HS256', 'kid': 'hs1'})}.{b64(('{\"sub\":' + deep(5000) + '}').encode())}.AAAA",
-    "duplicate_keys": f"{b64(b'{\"alg\":\"HS256\",\"alg\":\"none\"}')}.{b64({'sub': 'x'})}.AAAA",
+    "huge_jwt_shaped": jws({"alg": "HS256"}, "A" * 30_000, "A" * 100),
+    "deep_json_header": jws('{"alg":"HS256","x":' + DEEP + "}", {"sub": "x"}),
+    "deep_json_payload": jws({"alg": "HS256", "kid": "hs1"}, '{"sub":' + DEEP + "}"),
+    "duplicate_keys": jws('{"alg":"HS256","alg":"none"}', {"sub": "x"}),
     "not_base64": "!!!.@@@.###",
     "empty_segments": "..",
     "many_dots": "." * 5000,
     "unicode": "ü.ö.ä",
     "nul_bytes": "a\x00b.c\x00d.e",
-    "alg_none_variants": f"{b64({'alg': 'nOnE'})}.{b64({'sub': 'x'})}.",
-    "jwk_header_injection": f"{b64({'alg': 'HS256', 'jwk': {'kty': 'oct', 'k': 'AAAA'}})}.{b64({'sub': 'x'})}.AAAA",
-    "numbers": f"{b64({'alg': 'HS256'})}.{b64(b'{\"sub\":\"x\",\"exp\":1e999999}')}.AAAA",
+    "alg_none_variants": jws({"alg": "nOnE"}, {"sub": "x"}, ""),
+    "jwk_header_injection": jws({"alg": "HS256", "jwk": {"kty": "oct", "k": "AAAA"}}, {"sub": "x"}),
+    "numbers": jws({"alg": "HS256"}, '{"sub":"x","exp":1e999999}'),
 }
 
 

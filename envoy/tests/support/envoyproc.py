@@ -63,6 +63,10 @@ def wasm_filter(wasm_path: str, plugin_config: dict | str, name: str = "edgegate
                 "name": name,
                 "root_id": "edgegate",
                 "failure_policy": "FAIL_RELOAD",
+                # Let Pause from on_request_headers hold the headers while the filter still
+                # sees the body (the magic-link form): without it Envoy turns the Pause into
+                # StopAllIteration and the body never reaches the filter (Envoy >= 1.35).
+                "allow_on_headers_stop_iteration": True,
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
                     "value": conf,
@@ -241,6 +245,8 @@ class Envoy:
             "--component-log-level", "wasm:info",
             "--log-path", str(self.log_path),
             "--admin-address-path", str(self.admin_path),
+            # Flush the log file often: tests wait for log lines.
+            "--file-flush-interval-msec", "100",
         ]
         out = open(self.out_path, "wb")
         try:

@@ -18,6 +18,7 @@ class EchoHandler(BaseHTTPRequestHandler):
     server_version = "edgegate-echo"
 
     def _echo(self) -> None:
+        self.server.seen.append((self.command, self.path))
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(min(length, MAX_BODY)) if length > 0 else b""
         headers: dict[str, list[str]] = {}
@@ -51,6 +52,7 @@ class EchoServer:
     def __init__(self, port: int = 0) -> None:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), EchoHandler)
         self.httpd.daemon_threads = True
+        self.httpd.seen = []  # (method, path) of every request that reached the upstream
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="echo", daemon=True)
 
@@ -64,11 +66,19 @@ class EchoServer:
         self.thread.join(timeout=5)
 
 
+class _Discard(list):
+    """The standalone server keeps no request log."""
+
+    def append(self, _item) -> None:
+        pass
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--port", type=int, default=10001)
     args = ap.parse_args()
     srv = EchoServer(args.port)
+    srv.httpd.seen = _Discard()
     print(f"upstream echo on http://127.0.0.1:{srv.port}", flush=True)
     try:
         srv.httpd.serve_forever()

@@ -113,11 +113,13 @@ impl Root {
 
     /// Starts every fetch that is due, resolves waiting requests, and sets the next tick.
     fn run(&mut self) {
-        let Some(plugin) = self.plugin.clone() else { return };
+        let Some(plugin) = self.plugin.clone() else {
+            return;
+        };
         let now = now();
         let early: Vec<String> = std::mem::take(&mut *plugin.refetch.borrow_mut());
         for r in &mut self.remotes {
-            if early.iter().any(|p| *p == r.provider) {
+            if early.contains(&r.provider) {
                 r.on_unknown_kid(now);
             }
             r.adopt_shared(now);
@@ -147,10 +149,20 @@ impl Root {
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
-        let Some(plugin) = self.plugin.clone() else { return };
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(plugin) = self.plugin.clone() else {
+            return;
+        };
         let now = now();
-        let Some(r) = self.remotes.iter_mut().find(|r| r.owns(token)) else { return };
+        let Some(r) = self.remotes.iter_mut().find(|r| r.owns(token)) else {
+            return;
+        };
         match r.on_response(token, body_size, now) {
             remote::Outcome::KeysUpdated { keys } => {
                 plugin.metrics.borrow_mut().inc(metrics::JWKS_FETCH_OK);
@@ -159,7 +171,10 @@ impl Context for Root {
             remote::Outcome::Progress => {}
             remote::Outcome::Failed(why) => {
                 plugin.metrics.borrow_mut().inc(metrics::JWKS_FETCH_FAILED);
-                log::warn!("jwks {}: fetch failed: {why}; keeping the last good keys", r.provider);
+                log::warn!(
+                    "jwks {}: fetch failed: {why}; keeping the last good keys",
+                    r.provider
+                );
             }
         }
         self.run();
@@ -178,7 +193,10 @@ impl RootContext for Root {
                         None => log::error!("config refused: {}", e.message()),
                     }
                 }
-                log::error!("config refused: {} error(s); the previous config (if any) stays in force", errors.0.len());
+                log::error!(
+                    "config refused: {} error(s); the previous config (if any) stays in force",
+                    errors.0.len()
+                );
                 return false;
             }
         };
@@ -186,7 +204,11 @@ impl RootContext for Root {
             log::warn!("{w}");
         }
         shared::ensure_magic_buckets();
-        self.remotes = engine.remote_key_sources().into_iter().map(Remote::new).collect();
+        self.remotes = engine
+            .remote_key_sources()
+            .into_iter()
+            .map(Remote::new)
+            .collect();
         let plugin = Rc::new(Plugin {
             cache: RefCell::new(engine.new_cache()),
             keys: RefCell::new(KeyCache::default()),
@@ -246,11 +268,19 @@ impl HttpContext for Http {
         let mut req = OwnedRequest::read();
         // First, always: client-sent copies of identity headers never reach the upstream.
         let strip = plugin.engine.strip_headers();
-        for (name, _) in req.headers.iter().filter(|(n, _)| strip.iter().any(|s| s.eq_ignore_ascii_case(n))) {
-            let _ = hostcalls::set_map_value_bytes(proxy_wasm::types::MapType::HttpRequestHeaders, name, None);
+        for (name, _) in req
+            .headers
+            .iter()
+            .filter(|(n, _)| strip.iter().any(|s| s.eq_ignore_ascii_case(n)))
+        {
+            let _ = hostcalls::set_map_value_bytes(
+                proxy_wasm::types::MapType::HttpRequestHeaders,
+                name,
+                None,
+            );
         }
         req.without(strip);
-        match verdict::decide_and_apply(&plugin, &req, self.id, now_ms(), false) {
+        match verdict::decide_and_apply(&plugin, &req, self.id, now_ms(), None) {
             verdict::Next::Continue => Action::Continue,
             verdict::Next::Stop => Action::Pause,
             verdict::Next::Wait => {
@@ -279,7 +309,9 @@ impl HttpContext for Http {
         let limit = edgegate::engine::MAX_FORM_BODY.saturating_add(1);
         if body_size >= limit || end_of_stream {
             // At most limit bytes are read; a longer body is refused by the core as too large.
-            let body = self.get_http_request_body(0, body_size.min(limit)).unwrap_or_default();
+            let body = self
+                .get_http_request_body(0, body_size.min(limit))
+                .unwrap_or_default();
             verdict::finish_magic_form(&plugin, req, &body);
             self.form = None;
         }

@@ -44,23 +44,14 @@ pub struct Remote {
 
 impl Remote {
     pub fn new(rk: RemoteKeys) -> Remote {
-        let origin = rk.source.jwks_uri.clone().or_else(|| rk.source.oidc_issuer.clone()).unwrap_or_default();
-        let source_id = format!("{}|{}", rk.provider, origin);
-        let state = match rk.source.compile() {
-            Ok(c) => Some(JwksState::new(c)),
-            Err(errors) => {
-                // The engine compiled this source already; this cannot fail. Fail closed: the
-                // provider never gets keys and its tokens are refused with keys_unavailable.
-                for e in errors {
-                    log::error!("jwks {}: {e}", rk.provider);
-                }
-                None
-            }
-        };
+        // CompiledJwksSource has no public accessor for its URL; its Debug form names the URL
+        // and the refresh settings, which identifies the source well enough (a differently
+        // configured twin merely fetches for itself).
+        let source_id = format!("{}|{:?}", rk.provider, rk.source);
         Remote {
             provider: rk.provider,
             source_id,
-            state,
+            state: Some(JwksState::new(rk.source)),
             in_flight: None,
             adopted: None,
         }
@@ -107,8 +98,12 @@ impl Remote {
         if self.in_flight.is_some() {
             return Ok(());
         }
-        let Some(state) = &mut self.state else { return Ok(()) };
-        let Some(req) = state.poll(now) else { return Ok(()) };
+        let Some(state) = &mut self.state else {
+            return Ok(());
+        };
+        let Some(req) = state.poll(now) else {
+            return Ok(());
+        };
         let cluster = req.authority().to_string();
         let headers = vec![
             (":method", "GET"),
@@ -133,13 +128,18 @@ impl Remote {
 
     /// The response (or failure) of the outstanding fetch `token`.
     pub fn on_response(&mut self, token: u32, body_size: usize, now: UnixTime) -> Outcome {
-        let Some((t, req)) = self.in_flight.take() else { return Outcome::Progress };
+        let Some((t, req)) = self.in_flight.take() else {
+            return Outcome::Progress;
+        };
         if t != token {
             self.in_flight = Some((t, req));
             return Outcome::Progress;
         }
-        let Some(state) = &mut self.state else { return Outcome::Progress };
-        let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let Some(state) = &mut self.state else {
+            return Outcome::Progress;
+        };
+        let headers =
+            hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
         let header = |name: &str| {
             headers
                 .iter()
@@ -148,7 +148,10 @@ impl Remote {
         };
         let Some(status) = header(":status").and_then(|s| s.parse::<u16>().ok()) else {
             state.on_failure(now);
-            return Outcome::Failed(format!("no response from {} (connection failed or timed out)", req.url));
+            return Outcome::Failed(format!(
+                "no response from {} (connection failed or timed out)",
+                req.url
+            ));
         };
         // Read at most one byte past the limit: the state machine refuses an oversized body.
         let want = body_size.min(req.max_body_bytes.saturating_add(1));
@@ -216,7 +219,9 @@ impl KeyCache {
                 continue;
             }
             e.cas = cas;
-            let Some(p) = bytes.as_deref().and_then(Published::decode) else { continue };
+            let Some(p) = bytes.as_deref().and_then(Published::decode) else {
+                continue;
+            };
             if p.source != e.source_id {
                 continue;
             }
@@ -225,7 +230,10 @@ impl KeyCache {
                 Ok(_) => {}
                 Err(errors) => {
                     if let Some(err) = errors.first() {
-                        log::warn!("jwks {}: published keys unusable, keeping the previous ones: {err}", e.provider);
+                        log::warn!(
+                            "jwks {}: published keys unusable, keeping the previous ones: {err}",
+                            e.provider
+                        );
                     }
                 }
             }
@@ -233,12 +241,17 @@ impl KeyCache {
     }
 
     pub fn has(&self, provider: &str) -> bool {
-        self.entries.iter().any(|e| e.provider == provider && e.keys.is_some())
+        self.entries
+            .iter()
+            .any(|e| e.provider == provider && e.keys.is_some())
     }
 }
 
 impl KeyLookup for KeyCache {
     fn keys(&self, provider: &str) -> Option<&KeySet> {
-        self.entries.iter().find(|e| e.provider == provider).and_then(|e| e.keys.as_ref())
+        self.entries
+            .iter()
+            .find(|e| e.provider == provider)
+            .and_then(|e| e.keys.as_ref())
     }
 }

@@ -43,12 +43,17 @@ impl OwnedRequest {
 
     /// Drops the headers in `names` (already removed from Envoy's map by the caller).
     pub fn without(&mut self, names: &[String]) {
-        self.headers.retain(|(n, _)| !names.iter().any(|s| s.eq_ignore_ascii_case(n)));
+        self.headers
+            .retain(|(n, _)| !names.iter().any(|s| s.eq_ignore_ascii_case(n)));
     }
 
     /// Runs `f` with a borrowed [`Request`].
     pub fn with<R>(&self, f: impl FnOnce(&Request<'_>) -> R) -> R {
-        let headers: Vec<(&str, &str)> = self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         f(&Request {
             method: &self.method,
             path: &self.path,
@@ -65,7 +70,12 @@ impl OwnedRequest {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
     use super::*;
 
     #[test]
@@ -88,7 +98,10 @@ mod tests {
         let mut r = OwnedRequest {
             method: "GET".into(),
             path: "/".into(),
-            headers: vec![("x-edgegate-subject".into(), "admin".into()), ("accept".into(), "*/*".into())],
+            headers: vec![
+                ("x-edgegate-subject".into(), "admin".into()),
+                ("accept".into(), "*/*".into()),
+            ],
         };
         r.without(&["X-Edgegate-Subject".to_string()]);
         assert_eq!(r.headers, vec![("accept".to_string(), "*/*".to_string())]);

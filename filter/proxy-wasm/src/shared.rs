@@ -29,7 +29,11 @@ pub struct Published {
 
 impl Published {
     pub fn encode(&self) -> Vec<u8> {
-        let source: String = self.source.chars().map(|c| if c == '\n' { ' ' } else { c }).collect();
+        let source: String = self
+            .source
+            .chars()
+            .map(|c| if c == '\n' { ' ' } else { c })
+            .collect();
         let mut out = format!("{JWKS_MAGIC}\n{source}\n{}\n", self.fetched_at).into_bytes();
         out.extend_from_slice(&self.raw);
         out
@@ -43,7 +47,11 @@ impl Published {
         let source = std::str::from_utf8(parts.next()?).ok()?.to_string();
         let fetched_at = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
         let raw = parts.next()?.to_vec();
-        Some(Published { source, fetched_at, raw })
+        Some(Published {
+            source,
+            fetched_at,
+            raw,
+        })
     }
 }
 
@@ -58,7 +66,9 @@ pub fn read_jwks(provider: &str) -> (Option<Published>, Option<u32>) {
 
 /// The CAS version of a provider's entry, without decoding it.
 pub fn jwks_version(provider: &str) -> Option<u32> {
-    hostcalls::get_shared_data(&jwks_key(provider)).ok().and_then(|(_, cas)| cas)
+    hostcalls::get_shared_data(&jwks_key(provider))
+        .ok()
+        .and_then(|(_, cas)| cas)
 }
 
 /// Publishes freshly fetched keys unless the entry already holds the same bytes or newer ones
@@ -137,14 +147,18 @@ pub fn claim_magic_link(jti: &str, expires_at: UnixTime, now: UnixTime) -> Claim
             let _ = hostcalls::set_shared_data(&key, Some(b""), None);
             continue;
         };
-        let text = bytes.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        let text = bytes
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         match claim_in(&text, &id, expires_at, now) {
             Err(c) => return c,
-            Ok(updated) => match hostcalls::set_shared_data(&key, Some(updated.as_bytes()), Some(cas)) {
-                Ok(()) => return Claim::Fresh,
-                Err(Status::CasMismatch) => continue,
-                Err(_) => return Claim::Unavailable,
-            },
+            Ok(updated) => {
+                match hostcalls::set_shared_data(&key, Some(updated.as_bytes()), Some(cas)) {
+                    Ok(()) => return Claim::Fresh,
+                    Err(Status::CasMismatch) => continue,
+                    Err(_) => return Claim::Unavailable,
+                }
+            }
         }
     }
     Claim::Unavailable
@@ -155,8 +169,12 @@ fn claim_in(text: &str, id: &str, expires_at: UnixTime, now: UnixTime) -> Result
     let mut out = String::with_capacity(text.len() + id.len() + 24);
     let mut live = 0usize;
     for line in text.lines() {
-        let Some((exp, used)) = line.split_once(' ') else { continue };
-        let Ok(exp) = exp.parse::<UnixTime>() else { continue };
+        let Some((exp, used)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(exp) = exp.parse::<UnixTime>() else {
+            continue;
+        };
         if used == id {
             // Remembered until it expires; it stays refused whatever `now` says after that,
             // because the core refuses the expired token itself.
@@ -196,7 +214,12 @@ fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
     use super::*;
 
     #[test]
@@ -209,8 +232,15 @@ mod tests {
         assert_eq!(Published::decode(&p.encode()), Some(p));
         assert_eq!(Published::decode(b""), None);
         assert_eq!(Published::decode(b"other\nx\n1\n{}"), None);
-        assert_eq!(Published::decode(b"edgegate-jwks-v1\nx\nnot-a-number\n{}"), None);
-        let weird = Published { source: "a\nb".into(), fetched_at: 1, raw: vec![] };
+        assert_eq!(
+            Published::decode(b"edgegate-jwks-v1\nx\nnot-a-number\n{}"),
+            None
+        );
+        let weird = Published {
+            source: "a\nb".into(),
+            fetched_at: 1,
+            raw: vec![],
+        };
         assert_eq!(Published::decode(&weird.encode()).unwrap().source, "a b");
     }
 
@@ -241,8 +271,9 @@ mod tests {
     #[test]
     fn hashing_spreads_and_hex_is_plain() {
         assert_eq!(hex(b"\x00\xffa"), "00ff61");
-        let buckets: std::collections::HashSet<u32> =
-            (0..200).map(|i| fnv1a(format!("jti-{i}").as_bytes()) % MAGIC_BUCKETS).collect();
+        let buckets: std::collections::HashSet<u32> = (0..200)
+            .map(|i| fnv1a(format!("jti-{i}").as_bytes()) % MAGIC_BUCKETS)
+            .collect();
         assert_eq!(buckets.len() as u32, MAGIC_BUCKETS);
     }
 }

@@ -35,10 +35,18 @@ fn secs(ms: u128) -> UnixTime {
 
 /// Asks the engine and carries out its verdict on the effective context. `wait_deadline_ms` is
 /// `Some` for a request that already waited (resumed by the root context).
-pub fn decide_and_apply(plugin: &Plugin, req: &OwnedRequest, context_id: u32, now_ms: u128, wait_deadline_ms: Option<u128>) -> Next {
+pub fn decide_and_apply(
+    plugin: &Plugin,
+    req: &OwnedRequest,
+    context_id: u32,
+    now_ms: u128,
+    wait_deadline_ms: Option<u128>,
+) -> Next {
     let now = secs(now_ms);
     let verdict = {
-        let (Ok(mut keys), Ok(mut cache)) = (plugin.keys.try_borrow_mut(), plugin.cache.try_borrow_mut()) else {
+        let (Ok(mut keys), Ok(mut cache)) =
+            (plugin.keys.try_borrow_mut(), plugin.cache.try_borrow_mut())
+        else {
             send(&internal_error(), Some(&plugin.metrics));
             return Next::Stop;
         };
@@ -47,19 +55,30 @@ pub fn decide_and_apply(plugin: &Plugin, req: &OwnedRequest, context_id: u32, no
     };
     let resumed = wait_deadline_ms.is_some();
     match verdict {
-        Verdict::Allow { identity, headers, cached } => {
+        Verdict::Allow {
+            identity,
+            headers,
+            cached,
+        } => {
             {
                 let mut m = plugin.metrics.borrow_mut();
                 let credential = identity.as_ref().map_or("none", |i| i.credential.code());
                 m.inc_labeled(metrics::ALLOWED, "credential", credential);
                 if cached {
                     m.inc(metrics::CACHE_HIT);
-                } else if identity.as_ref().is_some_and(|i| i.credential == edgegate::CredentialKind::Jwt) {
+                } else if identity
+                    .as_ref()
+                    .is_some_and(|i| i.credential == edgegate::CredentialKind::Jwt)
+                {
                     m.inc(metrics::CACHE_MISS);
                 }
             }
             for (name, value) in &headers {
-                let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value.as_bytes()));
+                let _ = hostcalls::set_map_value_bytes(
+                    MapType::HttpRequestHeaders,
+                    name,
+                    Some(value.as_bytes()),
+                );
             }
             if resumed {
                 let _ = hostcalls::resume_http_request();
@@ -78,7 +97,8 @@ pub fn decide_and_apply(plugin: &Plugin, req: &OwnedRequest, context_id: u32, no
             }
         }
         Verdict::WaitForKeys { provider } => {
-            let deadline_ms = wait_deadline_ms.unwrap_or(now_ms.saturating_add(KEY_WAIT.as_millis()));
+            let deadline_ms =
+                wait_deadline_ms.unwrap_or(now_ms.saturating_add(KEY_WAIT.as_millis()));
             if now_ms >= deadline_ms {
                 let d = plugin.engine.keys_unavailable();
                 log::warn!("keys of provider {provider} did not arrive in time: 503");
@@ -126,7 +146,13 @@ pub fn resolve_waiters(plugin: &Plugin, now_ms: u128, root_id: u32) {
             continue; // the client went away
         }
         // Re-decides (a still-missing key set past the deadline becomes a 503 there).
-        let _ = decide_and_apply(plugin, &w.request, w.context_id, now_ms, Some(w.deadline_ms));
+        let _ = decide_and_apply(
+            plugin,
+            &w.request,
+            w.context_id,
+            now_ms,
+            Some(w.deadline_ms),
+        );
     }
     let _ = hostcalls::set_effective_context(root_id);
     plugin.waiters.borrow_mut().extend(keep);
@@ -146,11 +172,15 @@ pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, body: &[u8]) {
     };
     match shared::claim_magic_link(&login.jti, login.expires_at, now) {
         Claim::Fresh => {
-            plugin
-                .metrics
-                .borrow_mut()
-                .inc_labeled(metrics::ALLOWED, "credential", edgegate::CredentialKind::MagicLink.code());
-            log::info!("magic link used: session started, redirect to {}", login.location.split('?').next().unwrap_or(""));
+            plugin.metrics.borrow_mut().inc_labeled(
+                metrics::ALLOWED,
+                "credential",
+                edgegate::CredentialKind::MagicLink.code(),
+            );
+            log::info!(
+                "magic link used: session started, redirect to {}",
+                login.location.split('?').next().unwrap_or("")
+            );
             let _ = hostcalls::send_http_response(
                 302,
                 vec![
@@ -168,7 +198,10 @@ pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, body: &[u8]) {
         }
         Claim::Unavailable => {
             let d = plugin.engine.deny_json(
-                &Error::new(Reason::Internal, "the single-use store is unavailable; retry shortly"),
+                &Error::new(
+                    Reason::Internal,
+                    "the single-use store is unavailable; retry shortly",
+                ),
                 None,
             );
             log::error!("magic link refused: the single-use store is full or contended");
@@ -186,14 +219,24 @@ pub fn send(d: &Denial, metrics: Option<&std::cell::RefCell<Metrics>>) {
             m.inc_labeled(metrics::DENIED, "reason", d.reason.code());
         }
     }
-    let headers: Vec<(&str, &str)> = d.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let headers: Vec<(&str, &str)> = d
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
     let body = (!d.body.is_empty()).then_some(d.body.as_bytes());
     let _ = hostcalls::send_http_response(u32::from(d.status), headers, body);
 }
 
 fn log_denial(d: &Denial, req: &OwnedRequest) {
     if d.status >= 300 {
-        log::info!("denied {} {}: {} {}", d.status, d.reason.code(), req.method, req.log_path());
+        log::info!(
+            "denied {} {}: {} {}",
+            d.status,
+            d.reason.code(),
+            req.method,
+            req.log_path()
+        );
     }
 }
 
