@@ -111,7 +111,12 @@ def test_bad_jwts_are_refused_with_their_reason(env, idp_module, case, expected)
     assert "cache-control" in r.headers
 
 
-def test_no_credential_is_401_and_never_reaches_upstream(env):
+def test_no_credential_is_401_and_never_reaches_upstream(env, upstream):
+    r = post(env.url("/orders/never"), data=b"z" * 20_000)
+    assert r.status_code == 401
+    r = post(env.url("/orders/never"), data=b"z" * 20_000, headers=bearer("bad.token.x"))
+    assert r.status_code == 401
+    assert not [s for s in upstream.httpd.seen if s[1] == "/orders/never"]
     r = get(env.url("/orders/1"))
     assert r.status_code == 401
     assert reason(r) == "credential_missing"

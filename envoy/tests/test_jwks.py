@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from support.config import Secrets, full_config, idp_cluster
-from support.http import bearer, get
+from support.http import bearer, get, post
 
 FAST = {
     # Short schedules so the tests see refreshes and retries within seconds.
@@ -114,14 +114,30 @@ def test_keys_that_never_arrive_fail_closed_with_503(start_envoy, idp):
     assert eventually(lambda: status(env, idp.idp.mint()) == 200, timeout=15), env.log_tail()
 
 
+def test_a_waiting_request_with_a_body_never_leaks_upstream(start_envoy, idp, upstream):
+    # The body and trailers of a request paused for keys are held, not sent on: fail closed.
+    idp.idp.set_mode("down")
+    env = start(start_envoy, idp, **FAST)
+    body = b"x" * 50_000
+    r = post(env.url("/upload-never"), data=body, headers=bearer(idp.idp.mint()), timeout=20)
+    assert r.status_code == 503, r.text
+    assert not [s for s in upstream.httpd.seen if s[1] == "/upload-never"]
+    # Once keys arrive, a waiting request with a body goes through whole.
+    idp.idp.set_mode("ok")
+    assert eventually(lambda: status(env, idp.idp.mint()) == 200, timeout=15), env.log_tail()
+    r = post(env.url("/upload-ok"), data=body, headers=bearer(idp.idp.mint()))
+    assert r.status_code == 200 and len(r.json()["body"]) == len(body)
+
+
 def test_a_request_waits_for_keys_in_flight(start_envoy, idp):
     # The IdP answers slowly the first time: the request waits (paused) and then succeeds.
     idp.idp.slow_seconds = 1.5
     idp.idp.set_mode("slow")
     env = start(start_envoy, idp)
     idp.idp.set_mode("ok")
-    r = get(env.url("/x"), headers=bearer(idp.idp.mint()))
+    r = post(env.url("/x"), data=b"y" * 10_000, headers=bearer(idp.idp.mint()))
     assert r.status_code == 200, r.text
+    assert r.json()["body"] == "y" * 10_000
 
 
 def test_cache_control_sets_the_refresh_interval(start_envoy, idp):

@@ -19,7 +19,7 @@ pub mod request;
 pub mod shared;
 pub mod verdict;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -66,6 +66,8 @@ fn now_ms() -> u128 {
 /// A request paused until a provider's keys arrive.
 pub struct Waiter {
     pub context_id: u32,
+    /// The waiting HTTP context's flag, set when the request is finally allowed.
+    pub allowed: Rc<Cell<bool>>,
     pub provider: String,
     pub deadline_ms: u128,
     pub request: OwnedRequest,
@@ -83,7 +85,59 @@ pub struct Plugin {
     pub refetch: RefCell<Vec<String>>,
 }
 
+/// Most requests one VM keeps waiting for keys; beyond it they get the 503 at once.
+pub const MAX_WAITERS: usize = 1024;
+
 impl Plugin {
+    // RefCell access never panics here: a borrow conflict (which a re-entrant host callback
+    // could cause) skips a counter or fails the request closed, it never traps the VM.
+
+    /// Counts into the metrics.
+    pub fn count(&self, f: impl FnOnce(&mut Metrics)) {
+        if let Ok(mut m) = self.metrics.try_borrow_mut() {
+            f(&mut m);
+        }
+    }
+
+    /// Asks for an early refetch of a provider's keys (once per tick, however many requests ask).
+    pub fn request_refetch(&self, provider: String) {
+        if let Ok(mut r) = self.refetch.try_borrow_mut() {
+            if !r.contains(&provider) {
+                r.push(provider);
+            }
+        }
+    }
+
+    /// Registers a waiting request; hands it back when the list is full (the caller answers 503).
+    pub fn add_waiter(&self, w: Waiter) -> Option<Waiter> {
+        match self.waiters.try_borrow_mut() {
+            Ok(mut ws) if ws.len() < MAX_WAITERS => {
+                ws.push(w);
+                None
+            }
+            _ => Some(w),
+        }
+    }
+
+    fn take_waiters(&self) -> Vec<Waiter> {
+        self.waiters
+            .try_borrow_mut()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
+    }
+
+    fn take_refetch(&self) -> Vec<String> {
+        self.refetch
+            .try_borrow_mut()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
+    }
+
+    fn busy(&self) -> bool {
+        self.waiters.try_borrow().map_or(true, |w| !w.is_empty())
+            || self.refetch.try_borrow().map_or(true, |r| !r.is_empty())
+    }
+
     /// Asks this VM's root context for a tick soon (waiters or refetch pending). Runs in an HTTP
     /// context: the tick period is the root's, so the call is made as the root.
     fn wake_root(&self, own_id: u32) {
@@ -117,14 +171,14 @@ impl Root {
             return;
         };
         let now = now();
-        let early: Vec<String> = std::mem::take(&mut *plugin.refetch.borrow_mut());
+        let early = plugin.take_refetch();
         for r in &mut self.remotes {
             if early.contains(&r.provider) {
                 r.on_unknown_kid(now);
             }
             r.adopt_shared(now);
             if let Err(e) = r.start_fetch_if_due(now) {
-                plugin.metrics.borrow_mut().inc(metrics::JWKS_FETCH_FAILED);
+                plugin.count(|m| m.inc(metrics::JWKS_FETCH_FAILED));
                 log::warn!("jwks {}: cannot start fetch: {e}", r.provider);
             }
         }
@@ -133,7 +187,7 @@ impl Root {
     }
 
     fn schedule(&self, plugin: &Plugin, now: UnixTime) {
-        let period = if !plugin.waiters.borrow().is_empty() || !plugin.refetch.borrow().is_empty() {
+        let period = if plugin.busy() {
             FAST_TICK
         } else {
             let soonest = self.remotes.iter().filter_map(|r| r.next_wakeup()).min();
@@ -165,12 +219,12 @@ impl Context for Root {
         };
         match r.on_response(token, body_size, now) {
             remote::Outcome::KeysUpdated { keys } => {
-                plugin.metrics.borrow_mut().inc(metrics::JWKS_FETCH_OK);
+                plugin.count(|m| m.inc(metrics::JWKS_FETCH_OK));
                 log::info!("jwks {}: fetched {keys} key(s)", r.provider);
             }
             remote::Outcome::Progress => {}
             remote::Outcome::Failed(why) => {
-                plugin.metrics.borrow_mut().inc(metrics::JWKS_FETCH_FAILED);
+                plugin.count(|m| m.inc(metrics::JWKS_FETCH_FAILED));
                 log::warn!(
                     "jwks {}: fetch failed: {why}; keeping the last good keys",
                     r.provider
@@ -218,8 +272,7 @@ impl RootContext for Root {
             root_id: self.id,
             engine,
         });
-        {
-            let mut keys = plugin.keys.borrow_mut();
+        if let Ok(mut keys) = plugin.keys.try_borrow_mut() {
             for r in &self.remotes {
                 keys.expect(&r.provider, &r.source_id);
             }
@@ -238,6 +291,7 @@ impl RootContext for Root {
         Some(Box::new(Http {
             id: context_id,
             plugin: self.plugin.clone(),
+            allowed: Rc::new(Cell::new(false)),
             form: None,
         }))
     }
@@ -252,6 +306,10 @@ impl RootContext for Root {
 struct Http {
     id: u32,
     plugin: Option<Rc<Plugin>>,
+    /// True once the engine allowed the request. Until then its body and trailers are held:
+    /// with `allow_on_headers_stop_iteration`, a Continue from the body callback would send
+    /// paused headers upstream.
+    allowed: Rc<Cell<bool>>,
     /// Set while a magic-link form body is being read.
     form: Option<OwnedRequest>,
 }
@@ -280,7 +338,7 @@ impl HttpContext for Http {
             );
         }
         req.without(strip);
-        match verdict::decide_and_apply(&plugin, &req, self.id, now_ms(), None) {
+        match verdict::decide_and_apply(&plugin, &req, self.id, &self.allowed, now_ms(), None) {
             verdict::Next::Continue => Action::Continue,
             verdict::Next::Stop => Action::Pause,
             verdict::Next::Wait => {
@@ -304,7 +362,7 @@ impl HttpContext for Http {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let (Some(plugin), Some(req)) = (self.plugin.clone(), self.form.as_ref()) else {
-            return Action::Continue;
+            return self.hold_until_allowed();
         };
         let limit = edgegate::engine::MAX_FORM_BODY.saturating_add(1);
         if body_size >= limit || end_of_stream {
@@ -316,6 +374,20 @@ impl HttpContext for Http {
             self.form = None;
         }
         Action::Pause
+    }
+
+    fn on_http_request_trailers(&mut self, _n: usize) -> Action {
+        self.hold_until_allowed()
+    }
+}
+
+impl Http {
+    fn hold_until_allowed(&self) -> Action {
+        if self.allowed.get() {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
     }
 }
 

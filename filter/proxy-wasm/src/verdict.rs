@@ -9,7 +9,7 @@ use proxy_wasm::types::MapType;
 use edgegate::engine::{Denial, Verdict};
 use edgegate::{Error, Reason, UnixTime};
 
-use crate::metrics::{self, Metrics};
+use crate::metrics;
 use crate::request::OwnedRequest;
 use crate::shared::{self, Claim};
 use crate::{Plugin, Waiter, KEY_WAIT};
@@ -39,6 +39,7 @@ pub fn decide_and_apply(
     plugin: &Plugin,
     req: &OwnedRequest,
     context_id: u32,
+    allowed: &std::rc::Rc<std::cell::Cell<bool>>,
     now_ms: u128,
     wait_deadline_ms: Option<u128>,
 ) -> Next {
@@ -47,7 +48,7 @@ pub fn decide_and_apply(
         let (Ok(mut keys), Ok(mut cache)) =
             (plugin.keys.try_borrow_mut(), plugin.cache.try_borrow_mut())
         else {
-            send(&internal_error(), Some(&plugin.metrics));
+            send(&internal_error(), Some(plugin));
             return Next::Stop;
         };
         keys.refresh();
@@ -60,8 +61,7 @@ pub fn decide_and_apply(
             headers,
             cached,
         } => {
-            {
-                let mut m = plugin.metrics.borrow_mut();
+            plugin.count(|m| {
                 let credential = identity.as_ref().map_or("none", |i| i.credential.code());
                 m.inc_labeled(metrics::ALLOWED, "credential", credential);
                 if cached {
@@ -72,7 +72,7 @@ pub fn decide_and_apply(
                 {
                     m.inc(metrics::CACHE_MISS);
                 }
-            }
+            });
             for (name, value) in &headers {
                 let _ = hostcalls::set_map_value_bytes(
                     MapType::HttpRequestHeaders,
@@ -80,6 +80,7 @@ pub fn decide_and_apply(
                     Some(value.as_bytes()),
                 );
             }
+            allowed.set(true);
             if resumed {
                 let _ = hostcalls::resume_http_request();
             }
@@ -87,10 +88,10 @@ pub fn decide_and_apply(
         }
         Verdict::Deny(d) => {
             log_denial(&d, req);
-            send(&d, Some(&plugin.metrics));
+            send(&d, Some(plugin));
             match d.refetch_keys {
                 Some(p) => {
-                    plugin.refetch.borrow_mut().push(p);
+                    plugin.request_refetch(p);
                     Next::Refetch
                 }
                 None => Next::Stop,
@@ -99,25 +100,29 @@ pub fn decide_and_apply(
         Verdict::WaitForKeys { provider } => {
             let deadline_ms =
                 wait_deadline_ms.unwrap_or(now_ms.saturating_add(KEY_WAIT.as_millis()));
-            if now_ms >= deadline_ms {
-                let d = plugin.engine.keys_unavailable();
-                log::warn!("keys of provider {provider} did not arrive in time: 503");
-                log_denial(&d, req);
-                send(&d, Some(&plugin.metrics));
-                return Next::Stop;
+            let waiting = now_ms < deadline_ms
+                && plugin
+                    .add_waiter(Waiter {
+                        context_id,
+                        allowed: allowed.clone(),
+                        provider: provider.clone(),
+                        deadline_ms,
+                        request: req.clone(),
+                    })
+                    .is_none();
+            if waiting {
+                return Next::Wait;
             }
-            plugin.waiters.borrow_mut().push(Waiter {
-                context_id,
-                provider,
-                deadline_ms,
-                request: req.clone(),
-            });
-            Next::Wait
+            let d = plugin.engine.keys_unavailable();
+            log::warn!("keys of provider {provider} are not available (timed out or too many waiting): 503");
+            log_denial(&d, req);
+            send(&d, Some(plugin));
+            Next::Stop
         }
         Verdict::MagicLinkForm => {
             if resumed {
                 // Cannot happen (the form path needs no keys); never read a body from the root.
-                send(&internal_error(), Some(&plugin.metrics));
+                send(&internal_error(), Some(plugin));
                 return Next::Stop;
             }
             Next::ReadForm
@@ -127,7 +132,7 @@ pub fn decide_and_apply(
 
 /// Runs in the root context: answers the requests whose keys arrived or whose wait is over.
 pub fn resolve_waiters(plugin: &Plugin, now_ms: u128, root_id: u32) {
-    let waiting = std::mem::take(&mut *plugin.waiters.borrow_mut());
+    let waiting = plugin.take_waiters();
     if waiting.is_empty() {
         return;
     }
@@ -150,12 +155,20 @@ pub fn resolve_waiters(plugin: &Plugin, now_ms: u128, root_id: u32) {
             plugin,
             &w.request,
             w.context_id,
+            &w.allowed,
             now_ms,
             Some(w.deadline_ms),
         );
     }
+    for w in keep {
+        if let Some(w) = plugin.add_waiter(w) {
+            // Cannot happen (the list was just emptied); answer rather than leave it hanging.
+            if hostcalls::set_effective_context(w.context_id).is_ok() {
+                send(&plugin.engine.keys_unavailable(), Some(plugin));
+            }
+        }
+    }
     let _ = hostcalls::set_effective_context(root_id);
-    plugin.waiters.borrow_mut().extend(keep);
 }
 
 /// The end of a magic-link POST: the core verifies the form's token; this host enforces single
@@ -166,17 +179,19 @@ pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, body: &[u8]) {
         Ok(l) => l,
         Err(d) => {
             log_denial(&d, req);
-            send(&d, Some(&plugin.metrics));
+            send(&d, Some(plugin));
             return;
         }
     };
     match shared::claim_magic_link(&login.jti, login.expires_at, now) {
         Claim::Fresh => {
-            plugin.metrics.borrow_mut().inc_labeled(
-                metrics::ALLOWED,
-                "credential",
-                edgegate::CredentialKind::MagicLink.code(),
-            );
+            plugin.count(|m| {
+                m.inc_labeled(
+                    metrics::ALLOWED,
+                    "credential",
+                    edgegate::CredentialKind::MagicLink.code(),
+                )
+            });
             log::info!(
                 "magic link used: session started, redirect to {}",
                 login.location.split('?').next().unwrap_or("")
@@ -194,7 +209,7 @@ pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, body: &[u8]) {
         Claim::Replayed => {
             let d = plugin.engine.replayed();
             log_denial(&d, req);
-            send(&d, Some(&plugin.metrics));
+            send(&d, Some(plugin));
         }
         Claim::Unavailable => {
             let d = plugin.engine.deny_json(
@@ -205,18 +220,17 @@ pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, body: &[u8]) {
                 None,
             );
             log::error!("magic link refused: the single-use store is full or contended");
-            send(&d, Some(&plugin.metrics));
+            send(&d, Some(plugin));
         }
     }
 }
 
 /// Sends a local reply and counts a refusal (a 2xx page, e.g. the magic-link confirm page, is
 /// not a refusal).
-pub fn send(d: &Denial, metrics: Option<&std::cell::RefCell<Metrics>>) {
+pub fn send(d: &Denial, plugin: Option<&Plugin>) {
     if d.status >= 300 {
-        if let Some(m) = metrics.and_then(|m| m.try_borrow_mut().ok()) {
-            let mut m = m;
-            m.inc_labeled(metrics::DENIED, "reason", d.reason.code());
+        if let Some(p) = plugin {
+            p.count(|m| m.inc_labeled(metrics::DENIED, "reason", d.reason.code()));
         }
     }
     let headers: Vec<(&str, &str)> = d
