@@ -64,28 +64,28 @@ idp_jwt="$("$py" -c "import json,urllib.request; r=urllib.request.urlopen(urllib
 
 cat <<INFO
 
-edgegate demo is up: http://127.0.0.1:10000  (Envoy log: $log, admin: http://127.0.0.1:9901)
+edgegate demo is up: http://127.0.0.1:10000   (admin http://127.0.0.1:9901, Envoy log $log)
 
-Credentials (demo only):
-  JWT (HS256, user alice):   $jwt_user
-  JWT (HS256, admin root):   $jwt_admin
-  JWT from the IdP (RS256):  $idp_jwt
-  API key (demo-ci):         $apikey
-  Magic link token (login):  $magic
+Demo credentials: paste these lines into another shell.
+export JWT='$jwt_user'
+export ADMIN_JWT='$jwt_admin'
+export IDP_JWT='$idp_jwt'
+export API_KEY='$apikey'
+export MAGIC='$magic'
 
-Try:
-  curl -i http://127.0.0.1:10000/public/hello                       # public: 200
-  curl -i http://127.0.0.1:10000/orders                             # 401 credential_missing
-  curl -i -H "Authorization: Bearer $jwt_user" http://127.0.0.1:10000/orders
-  curl -i -H "Authorization: Bearer $idp_jwt" http://127.0.0.1:10000/orders
-  curl -i -H "x-api-key: $apikey" http://127.0.0.1:10000/orders
-  curl -i -H "Authorization: Bearer $jwt_user" http://127.0.0.1:10000/admin        # 403 missing_role
-  curl -i -H "Authorization: Bearer $jwt_admin" http://127.0.0.1:10000/admin       # 200
-  curl -i -H "x-edgegate-subject: admin" http://127.0.0.1:10000/public/hello      # spoofed header is stripped
-  curl -i "http://127.0.0.1:10000/auth/magic?token=$magic"                       # confirm page
-  curl -i -X POST --data "token=$magic" http://127.0.0.1:10000/auth/magic        # 302 + session cookie (once)
-  curl -s http://127.0.0.1:10002/_control/rotate -X POST                          # IdP rotates its key
-  curl -s http://127.0.0.1:9901/stats/prometheus | grep ^edgegate_
+Then try:
+  curl -i http://127.0.0.1:10000/public/hello                                  # public: 200
+  curl -i http://127.0.0.1:10000/orders                                        # 401 credential_missing
+  curl -i -H "Authorization: Bearer \$JWT" http://127.0.0.1:10000/orders      # HS256 JWT: 200, see x-edgegate-*
+  curl -i -H "Authorization: Bearer \$IDP_JWT" http://127.0.0.1:10000/orders  # RS256 via the IdP's JWKS
+  curl -i -H "x-api-key: \$API_KEY" http://127.0.0.1:10000/orders             # API key
+  curl -i -H "Authorization: Bearer \$JWT" http://127.0.0.1:10000/admin       # 403 missing_role
+  curl -i -H "Authorization: Bearer \$ADMIN_JWT" http://127.0.0.1:10000/admin # 200
+  curl -i -H "x-edgegate-subject: admin" http://127.0.0.1:10000/public/hello   # spoofed header stripped
+  curl -i "http://127.0.0.1:10000/auth/magic?token=\$MAGIC"                   # confirm page (GET never consumes)
+  curl -i --data "token=\$MAGIC" http://127.0.0.1:10000/auth/magic            # 302 + session cookie, once
+  curl -s -X POST http://127.0.0.1:10002/_control/rotate                       # the IdP rotates its key
+  curl -s http://127.0.0.1:9901/stats/prometheus | grep ^edgegate_             # metrics
 
 Ctrl-C stops Envoy, the upstream and the IdP.
 INFO
