@@ -11,8 +11,13 @@ EDGEGATE_WASM="$(bash "$here/build.sh")"
 export EDGEGATE_WASM
 echo "test.sh: filter $EDGEGATE_WASM ($(stat -c %s "$EDGEGATE_WASM") bytes)"
 
+# Run the whole suite unless a test file or directory is named.
+paths=()
+for a in "$@"; do [[ -e "${a%%::*}" ]] && paths+=("$a"); done
+((${#paths[@]})) || set -- "$@" "$here/tests"
+
 set +e
-"$repo/.tools/venv/bin/python" -m pytest -c "$here/pytest.ini" --rootdir "$here" "$here/tests" "$@"
+"$repo/.tools/venv/bin/python" -m pytest -c "$here/pytest.ini" --rootdir "$here" "$@"
 rc=$?
 set -e
 if [[ $rc -eq 5 ]]; then

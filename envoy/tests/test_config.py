@@ -9,8 +9,9 @@ import time
 import pytest
 
 from support import envoyproc
-from support.config import Secrets, full_config
+from support.config import Secrets, full_config, idp_cluster
 from support.http import bearer, get
+from support.idp import IdPServer
 
 BAD = {
     "jwt": {"providers": [{"name": "x", "issuer": "https://x.test", "algorithms": ["HS256"],
@@ -79,3 +80,47 @@ def test_bad_config_over_lds_is_refused_and_the_old_one_keeps_serving(tmp_path, 
         assert get(env.url("/x"), headers=bearer(s.api_key)).status_code == 401
     finally:
         env.stop()
+
+
+def test_lds_update_that_moves_a_provider_to_another_idp(tmp_path, wasm_path, upstream, idp):
+    """Same provider name, new JWKS URL: the new config verifies with the new IdP's keys only
+    (keys are shared between VMs per source, never across sources)."""
+    other = IdPServer().start()
+    try:
+        s = Secrets()
+        lds = tmp_path / "lds" / "lds.json"
+        lds.parent.mkdir()
+
+        def push(idp_url):
+            doc = envoyproc.lds_document([envoyproc.listener(0, str(wasm_path), full_config(s, idp_url))])
+            envoyproc.write_atomically(lds, json.dumps(doc))
+
+        clusters = {"upstream": upstream.port, idp_cluster(idp.url): idp.port, idp_cluster(other.url): other.port}
+        push(idp.url)
+        env = envoyproc.Envoy(tmp_path / "envoy", envoyproc.bootstrap(clusters, lds_path=str(lds)))
+        env.start()
+        try:
+            a, b = idp.idp.mint(), other.idp.mint(iss=idp.url)  # b: right issuer, foreign key
+            assert get(env.url("/x"), headers=bearer(a)).status_code == 200
+            assert get(env.url("/x"), headers=bearer(b)).status_code == 401
+
+            # The provider "idp" now points at the other IdP (issuer included).
+            doc = full_config(s, other.url)
+            envoyproc.write_atomically(
+                lds, json.dumps(envoyproc.lds_document([envoyproc.listener(0, str(wasm_path), doc)]))
+            )
+            b2 = other.idp.mint()
+
+            def switched():
+                return all(get(env.url("/x"), headers=bearer(b2)).status_code == 200 for _ in range(4))
+
+            deadline = time.monotonic() + 15
+            while not switched() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert switched(), env.log_tail()
+            a2 = idp.idp.mint(iss=other.url)  # the old IdP's key under the new issuer: refused
+            assert get(env.url("/x"), headers=bearer(a2)).status_code == 401
+        finally:
+            env.stop()
+    finally:
+        other.stop()

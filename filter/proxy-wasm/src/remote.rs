@@ -37,6 +37,8 @@ pub struct Remote {
     pub provider: String,
     /// Names the configured source, so a renamed provider or moved URL never adopts old keys.
     pub source_id: String,
+    /// Where this source's keys are published in shared data.
+    pub key: String,
     state: Option<JwksState>,
     in_flight: Option<(u32, FetchRequest)>,
     adopted: Option<u32>,
@@ -49,6 +51,7 @@ impl Remote {
         // configured twin merely fetches for itself).
         let source_id = format!("{}|{:?}", rk.provider, rk.source);
         Remote {
+            key: shared::jwks_key(&rk.provider, &source_id),
             provider: rk.provider,
             source_id,
             state: Some(JwksState::new(rk.source)),
@@ -77,7 +80,7 @@ impl Remote {
     /// Installs keys another VM published (newer than ours), without changing our schedule.
     pub fn adopt_shared(&mut self, _now: UnixTime) {
         let Some(state) = &mut self.state else { return };
-        let (published, cas) = shared::read_jwks(&self.provider);
+        let (published, cas) = shared::read_jwks(&self.key);
         if cas.is_none() || cas == self.adopted {
             return;
         }
@@ -175,7 +178,7 @@ impl Remote {
                         fetched_at: now,
                         raw: raw.to_vec(),
                     };
-                    shared::publish_jwks(&self.provider, &p);
+                    shared::publish_jwks(&self.key, &p);
                 }
                 Outcome::KeysUpdated { keys }
             }
@@ -193,6 +196,7 @@ pub struct KeyCache {
 struct Entry {
     provider: String,
     source_id: String,
+    key: String,
     cas: Option<u32>,
     keys: Option<KeySet>,
 }
@@ -203,6 +207,7 @@ impl KeyCache {
         self.entries.push(Entry {
             provider: provider.to_string(),
             source_id: source_id.to_string(),
+            key: shared::jwks_key(provider, source_id),
             cas: None,
             keys: None,
         });
@@ -211,7 +216,7 @@ impl KeyCache {
     /// Picks up key sets published since the last look.
     pub fn refresh(&mut self) {
         for e in &mut self.entries {
-            let (bytes, cas) = match hostcalls::get_shared_data(&shared::jwks_key(&e.provider)) {
+            let (bytes, cas) = match hostcalls::get_shared_data(&e.key) {
                 Ok(v) => v,
                 Err(_) => continue,
             };

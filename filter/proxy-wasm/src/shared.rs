@@ -2,9 +2,9 @@
 //! data, one store per `vm_id`, with compare-and-swap versions).
 //!
 //! Every worker thread runs its own VM, and each VM's root context may fetch JWKS. The last good
-//! raw JWKS of a provider is published under `edgegate.jwks.<provider>`, so every VM verifies
-//! with the newest good keys whichever VM fetched them; HTTP contexts re-parse only when the
-//! entry's CAS version changed.
+//! raw JWKS of a provider is published under `edgegate.jwks.<provider>.<source hash>`, so every
+//! VM verifies with the newest good keys whichever VM fetched them; HTTP contexts re-parse only
+//! when the entry's CAS version changed.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
@@ -13,9 +13,15 @@ use edgegate::UnixTime;
 
 const JWKS_MAGIC: &str = "edgegate-jwks-v1";
 
-/// Shared-data key of a provider's published JWKS.
-pub fn jwks_key(provider: &str) -> String {
-    format!("edgegate.jwks.{provider}")
+/// Shared-data key of a provider's published JWKS: `edgegate.jwks.<provider>.<source hash>`.
+/// The hash of the source (URL and refresh settings) keeps two configs that reuse a provider
+/// name for different IdPs (e.g. two listeners, or old and new config during an LDS update)
+/// from overwriting each other's keys.
+pub fn jwks_key(provider: &str, source_id: &str) -> String {
+    format!(
+        "edgegate.jwks.{provider}.{:08x}",
+        fnv1a(source_id.as_bytes())
+    )
 }
 
 /// A published key set: where it came from (so a config that renamed a provider or moved its
@@ -55,28 +61,20 @@ impl Published {
     }
 }
 
-/// Reads a provider's published JWKS and its CAS version.
-pub fn read_jwks(provider: &str) -> (Option<Published>, Option<u32>) {
-    match hostcalls::get_shared_data(&jwks_key(provider)) {
+/// Reads a published JWKS (by its [`jwks_key`]) and its CAS version.
+pub fn read_jwks(key: &str) -> (Option<Published>, Option<u32>) {
+    match hostcalls::get_shared_data(key) {
         Ok((Some(bytes), cas)) => (Published::decode(&bytes), cas),
         Ok((None, cas)) => (None, cas),
         Err(_) => (None, None),
     }
 }
 
-/// The CAS version of a provider's entry, without decoding it.
-pub fn jwks_version(provider: &str) -> Option<u32> {
-    hostcalls::get_shared_data(&jwks_key(provider))
-        .ok()
-        .and_then(|(_, cas)| cas)
-}
-
 /// Publishes freshly fetched keys unless the entry already holds the same bytes or newer ones
 /// from the same source. Returns true when it wrote.
-pub fn publish_jwks(provider: &str, p: &Published) -> bool {
-    let key = jwks_key(provider);
+pub fn publish_jwks(key: &str, p: &Published) -> bool {
     for _ in 0..4 {
-        let (current, cas) = match hostcalls::get_shared_data(&key) {
+        let (current, cas) = match hostcalls::get_shared_data(key) {
             Ok((bytes, cas)) => (bytes.as_deref().and_then(Published::decode), cas),
             Err(_) => (None, None),
         };
@@ -85,7 +83,7 @@ pub fn publish_jwks(provider: &str, p: &Published) -> bool {
                 return false;
             }
         }
-        match hostcalls::set_shared_data(&key, Some(&p.encode()), cas) {
+        match hostcalls::set_shared_data(key, Some(&p.encode()), cas) {
             Ok(()) => return true,
             Err(Status::CasMismatch) => continue,
             Err(_) => return false,
