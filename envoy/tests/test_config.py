@@ -124,3 +124,14 @@ def test_lds_update_that_moves_a_provider_to_another_idp(tmp_path, wasm_path, up
             env.stop()
     finally:
         other.stop()
+
+
+def test_dev_mode_is_loud(start_envoy):
+    env = start_envoy({"dev_mode": {"enabled": True, "identity": {"subject": "dev-alice", "roles": ["admin"]}}})
+    env.wait_log(r"\[warning\]\[wasm\].*DEV MODE IS ON")
+    r = get(env.url("/anything"), headers={"x-edgegate-dev-mode": "false", "x-edgegate-subject": "mallory"})
+    assert r.status_code == 200
+    h = r.json()["headers"]
+    assert h["x-edgegate-subject"] == "dev-alice"
+    assert h["x-edgegate-dev-mode"] == "true"
+    assert h["x-edgegate-credential"] == "dev"
