@@ -25,6 +25,8 @@ use crate::UnixTime;
 pub const MAX_FORM_BODY: usize = 16 * 1024;
 
 /// What to do with a request.
+// Built once per request and matched at once: boxing the identity would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Verdict {
     /// Continue upstream with these headers added (client copies of [`Engine::strip_headers`]
@@ -210,6 +212,13 @@ impl Engine {
     /// Notices the host must log loudly at load (dev mode, risky options).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// In dev mode, the header hosts add to every response so nobody mistakes it for production.
+    pub fn dev_mode_response_header(&self) -> Option<(&str, &str)> {
+        self.dev
+            .as_ref()
+            .map(|_| (self.headers.dev_mode.as_str(), "true"))
     }
 
     /// Header names to remove from every client request before anything else.
@@ -609,6 +618,7 @@ impl Engine {
     }
 }
 
+#[allow(clippy::large_enum_variant)]
 enum Authn {
     Ok(Identity, bool),
     Wait(String),

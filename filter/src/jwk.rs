@@ -234,7 +234,7 @@ pub struct P256Key {
 impl P256Key {
     /// The SEC1 uncompressed point `04 || x || y` (65 bytes), as WebCrypto's "raw" import takes it.
     pub fn sec1_uncompressed(&self) -> Vec<u8> {
-        self.key.to_encoded_point(false).as_bytes().to_vec()
+        self.key.to_sec1_point(false).as_bytes().to_vec()
     }
 }
 
@@ -253,7 +253,7 @@ pub struct P384Key {
 impl P384Key {
     /// The SEC1 uncompressed point `04 || x || y` (97 bytes), as WebCrypto's "raw" import takes it.
     pub fn sec1_uncompressed(&self) -> Vec<u8> {
-        self.key.to_encoded_point(false).as_bytes().to_vec()
+        self.key.to_sec1_point(false).as_bytes().to_vec()
     }
 }
 

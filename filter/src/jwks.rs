@@ -82,6 +82,25 @@ pub struct JwksSource {
     /// Cap on the retry delay, in seconds.
     #[serde(default = "default_retry_max")]
     pub retry_max_seconds: u64,
+    /// Envoy only: the cluster that reaches the IdP (`dispatch_http_call` needs one). Other
+    /// hosts fetch the URL directly and ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// How long one fetch may take, in milliseconds.
+    #[serde(default = "default_fetch_timeout_ms")]
+    pub fetch_timeout_ms: u64,
+    /// How long a request that needs this key set waits for its first fetch before it is
+    /// refused with 503 `keys_unavailable` (fail closed), in milliseconds.
+    #[serde(default = "default_wait_for_keys_ms")]
+    pub wait_for_keys_ms: u64,
+}
+
+fn default_fetch_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_wait_for_keys_ms() -> u64 {
+    3_000
 }
 
 impl Default for JwksSource {
@@ -95,6 +114,9 @@ impl Default for JwksSource {
             unknown_kid_min_interval_seconds: default_unknown_kid_interval(),
             retry_initial_seconds: default_retry_initial(),
             retry_max_seconds: default_retry_max(),
+            cluster: None,
+            fetch_timeout_ms: default_fetch_timeout_ms(),
+            wait_for_keys_ms: default_wait_for_keys_ms(),
         }
     }
 }
@@ -109,6 +131,26 @@ pub struct CompiledJwksSource {
     unknown_kid_interval: u64,
     retry_initial: u64,
     retry_max: u64,
+    cluster: Option<String>,
+    fetch_timeout_ms: u64,
+    wait_for_keys_ms: u64,
+}
+
+impl CompiledJwksSource {
+    /// The Envoy cluster that reaches the IdP, if configured.
+    pub fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref()
+    }
+
+    /// How long one fetch may take, in milliseconds.
+    pub fn fetch_timeout_ms(&self) -> u64 {
+        self.fetch_timeout_ms
+    }
+
+    /// How long a request waits for the first key set, in milliseconds.
+    pub fn wait_for_keys_ms(&self) -> u64 {
+        self.wait_for_keys_ms
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,6 +239,26 @@ impl JwksSource {
                 "must not be below retry_initial_seconds",
             ));
         }
+        if let Some(c) = &self.cluster {
+            if c.is_empty() || c.len() > 128 || c.chars().any(|ch| ch.is_control() || ch == ' ') {
+                errors.push(Error::config(
+                    "cluster",
+                    "must be the name of an Envoy cluster",
+                ));
+            }
+        }
+        if !(100..=60_000).contains(&self.fetch_timeout_ms) {
+            errors.push(Error::config(
+                "fetch_timeout_ms",
+                "must be between 100 and 60000",
+            ));
+        }
+        if self.wait_for_keys_ms > 30_000 {
+            errors.push(Error::config(
+                "wait_for_keys_ms",
+                "at most 30000: requests should not hang for long before a 503",
+            ));
+        }
         match origin {
             Some(origin) if errors.is_empty() => Ok(CompiledJwksSource {
                 origin,
@@ -206,6 +268,9 @@ impl JwksSource {
                 unknown_kid_interval: self.unknown_kid_min_interval_seconds,
                 retry_initial: self.retry_initial_seconds,
                 retry_max: self.retry_max_seconds,
+                cluster: self.cluster.clone(),
+                fetch_timeout_ms: self.fetch_timeout_ms,
+                wait_for_keys_ms: self.wait_for_keys_ms,
             }),
             _ => Err(errors),
         }

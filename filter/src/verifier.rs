@@ -245,6 +245,7 @@ impl Provider {
 }
 
 /// The outcome of checking one JWT.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum JwtCheck {
     /// Valid: who it is, and until when the result may be cached.
@@ -390,7 +391,7 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, 
                 return Ok(Some(u));
             }
             match n.as_f64() {
-                Some(f) if f.is_finite() && f >= 0.0 && f < 1.0e15 => Ok(Some(f as u64)),
+                Some(f) if (0.0..1.0e15).contains(&f) => Ok(Some(f as u64)),
                 _ => Err(Error::new(
                     Reason::MalformedClaims,
                     format!("{name} is not a valid NumericDate"),

@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 fn engine() -> &'static Engine {
     static E: OnceLock<Engine> = OnceLock::new();
     E.get_or_init(|| {
-        let cfg = include_str!("../../../envoy/demo/edgegate.json");
+        let cfg = include_str!("../config.json");
         match Engine::from_json(cfg.as_bytes()) {
             Ok(e) => e,
             Err(e) => panic!("demo config refused: {e}"),

@@ -63,7 +63,7 @@ pub fn rsa_jwk(kid: &str, bits: usize) -> String {
 }
 
 pub fn p256_jwk(kid: &str) -> String {
-    let p = p256_signing_key().verifying_key().to_encoded_point(false);
+    let p = p256_signing_key().verifying_key().to_sec1_point(false);
     format!(
         r#"{{"kty":"EC","kid":"{kid}","crv":"P-256","x":"{}","y":"{}"}}"#,
         b64u(p.x().unwrap()),
@@ -72,7 +72,7 @@ pub fn p256_jwk(kid: &str) -> String {
 }
 
 pub fn p384_jwk(kid: &str) -> String {
-    let p = p384_signing_key().verifying_key().to_encoded_point(false);
+    let p = p384_signing_key().verifying_key().to_sec1_point(false);
     format!(
         r#"{{"kty":"EC","kid":"{kid}","crv":"P-384","x":"{}","y":"{}"}}"#,
         b64u(p.x().unwrap()),
