@@ -39,8 +39,9 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root::new(id)) });
 }}
 
-/// How long a request may wait for a remote key set that has not arrived (then 503, fail closed).
-pub const KEY_WAIT: Duration = Duration::from_secs(5);
+/// How long a request may wait for a remote key set that has not arrived (then 503, fail closed),
+/// when the provider's `remote_jwks.wait_for_keys_ms` is not known.
+pub const KEY_WAIT: Duration = Duration::from_secs(3);
 /// The root's tick while requests wait for keys or an early refetch is pending.
 const FAST_TICK: Duration = Duration::from_millis(100);
 /// The shortest and longest tick otherwise (fetch schedules come from the JwksState machines).
@@ -83,6 +84,8 @@ pub struct Plugin {
     pub waiters: RefCell<Vec<Waiter>>,
     /// Providers whose key set lacked a token's `kid`: refetch early (rate-limited by JwksState).
     pub refetch: RefCell<Vec<String>>,
+    /// Per remote provider, how long a request waits for its first keys.
+    pub waits: Vec<(String, Duration)>,
 }
 
 /// Most requests one VM keeps waiting for keys; beyond it they get the 503 at once.
@@ -131,6 +134,14 @@ impl Plugin {
             .try_borrow_mut()
             .map(|mut r| std::mem::take(&mut *r))
             .unwrap_or_default()
+    }
+
+    /// How long a request waits for `provider`'s keys.
+    pub fn key_wait(&self, provider: &str) -> Duration {
+        self.waits
+            .iter()
+            .find(|(p, _)| p == provider)
+            .map_or(KEY_WAIT, |(_, w)| *w)
     }
 
     fn busy(&self) -> bool {
@@ -269,6 +280,11 @@ impl RootContext for Root {
             metrics: RefCell::new(Metrics::default()),
             waiters: RefCell::new(Vec::new()),
             refetch: RefCell::new(Vec::new()),
+            waits: self
+                .remotes
+                .iter()
+                .map(|r| (r.provider.clone(), r.wait))
+                .collect(),
             root_id: self.id,
             engine,
         });

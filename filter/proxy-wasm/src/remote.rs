@@ -1,10 +1,10 @@
 //! Remote key sets: the root context drives one `JwksState` per provider over Envoy's
 //! `dispatch_http_call`, and every context reads the published keys from shared data.
 //!
-//! The Envoy cluster a fetch goes to is named after the URL's authority (`host:port`, e.g.
-//! `idp.example.com:443` or `127.0.0.1:10002`): define a cluster of that name in the bootstrap
-//! (TLS for `https://`). The OIDC discovery document and the JWKS may live on different hosts;
-//! each needs its cluster.
+//! The Envoy cluster a fetch goes to is the source's `cluster`; when it is not set, a cluster
+//! named after the URL's authority (`host:port`, e.g. `idp.example.com:443` or
+//! `127.0.0.1:10002`), so that the OIDC discovery document and the JWKS, which may live on
+//! different hosts, each reach theirs.
 
 use std::time::Duration;
 
@@ -18,9 +18,6 @@ use edgegate::verifier::KeyLookup;
 use edgegate::UnixTime;
 
 use crate::shared::{self, Published};
-
-/// Envoy gives up on a key-set fetch after this long (the state machine then backs off).
-pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a fetch ended.
 pub enum Outcome {
@@ -39,6 +36,12 @@ pub struct Remote {
     pub source_id: String,
     /// Where this source's keys are published in shared data.
     pub key: String,
+    /// The configured cluster (else the URL's authority is used).
+    cluster: Option<String>,
+    /// Envoy gives up on a fetch after this long (the state machine then backs off).
+    timeout: Duration,
+    /// How long a request waits for this provider's first keys.
+    pub wait: Duration,
     state: Option<JwksState>,
     in_flight: Option<(u32, FetchRequest)>,
     adopted: Option<u32>,
@@ -52,6 +55,9 @@ impl Remote {
         let source_id = format!("{}|{:?}", rk.provider, rk.source);
         Remote {
             key: shared::jwks_key(&rk.provider, &source_id),
+            cluster: rk.source.cluster().map(str::to_string),
+            timeout: Duration::from_millis(rk.source.fetch_timeout_ms()),
+            wait: Duration::from_millis(rk.source.wait_for_keys_ms()),
             provider: rk.provider,
             source_id,
             state: Some(JwksState::new(rk.source)),
@@ -107,7 +113,10 @@ impl Remote {
         let Some(req) = state.poll(now) else {
             return Ok(());
         };
-        let cluster = req.authority().to_string();
+        let cluster = self
+            .cluster
+            .clone()
+            .unwrap_or_else(|| req.authority().to_string());
         let headers = vec![
             (":method", "GET"),
             (":path", req.path()),
@@ -115,7 +124,7 @@ impl Remote {
             ("accept", "application/json"),
             ("user-agent", "edgegate"),
         ];
-        match hostcalls::dispatch_http_call(&cluster, headers, None, vec![], FETCH_TIMEOUT) {
+        match hostcalls::dispatch_http_call(&cluster, headers, None, vec![], self.timeout) {
             Ok(token) => {
                 self.in_flight = Some((token, req));
                 Ok(())
@@ -123,7 +132,7 @@ impl Remote {
             Err(status) => {
                 state.on_failure(now);
                 Err(format!(
-                    "Envoy refused the call to cluster {cluster:?} ({status:?}); define a cluster named exactly {cluster:?}"
+                    "Envoy refused the call to cluster {cluster:?} ({status:?}); define a cluster named exactly {cluster:?} or set remote_jwks.cluster"
                 ))
             }
         }

@@ -12,7 +12,7 @@ use edgegate::{Error, Reason, UnixTime};
 use crate::metrics;
 use crate::request::OwnedRequest;
 use crate::shared::{self, Claim};
-use crate::{Plugin, Waiter, KEY_WAIT};
+use crate::{Plugin, Waiter};
 
 /// What the HTTP context does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,8 +98,8 @@ pub fn decide_and_apply(
             }
         }
         Verdict::WaitForKeys { provider } => {
-            let deadline_ms =
-                wait_deadline_ms.unwrap_or(now_ms.saturating_add(KEY_WAIT.as_millis()));
+            let deadline_ms = wait_deadline_ms
+                .unwrap_or(now_ms.saturating_add(plugin.key_wait(&provider).as_millis()));
             let waiting = now_ms < deadline_ms
                 && plugin
                     .add_waiter(Waiter {
