@@ -10,6 +10,7 @@ import socket
 
 import pytest
 
+from support import envoyproc
 from support.config import Secrets, full_config
 from support.http import bearer, get, post
 
@@ -108,6 +109,27 @@ def test_oversized_headers_and_many_cookies(env, secrets_):
     r = get(env.url("/x"), headers={f"x-h{i}": "v" for i in range(90)})
     assert r.status_code in (401, 431)
     good_requests_still_work(env, secrets_)
+
+
+def test_identity_headers_behind_huge_headers_are_still_stripped(start_envoy, wasm_path, upstream):
+    # An operator raised Envoy's header limit past what the filter reads (96 KiB): a spoofed
+    # identity header after 120 KiB of junk is still removed, and a credential there is not
+    # seen (fail closed).
+    s = Secrets()
+    cfg = envoyproc.bootstrap(
+        {"upstream": upstream.port},
+        listeners=[envoyproc.listener(0, str(wasm_path), full_config(s), hcm_extra={"max_request_headers_kb": 512})],
+    )
+    env = start_envoy(None, config=cfg)
+    junk = {f"x-junk-{i}": "j" * 4000 for i in range(30)}
+    r = get(env.url("/public/x"), headers={**junk, "x-edgegate-subject": "admin", "x-edgegate-roles": "admin"})
+    assert r.status_code == 200, r.text
+    h = r.json()["headers"]
+    assert "x-edgegate-subject" not in h and "x-edgegate-roles" not in h
+    assert h["x-junk-0"] == "j" * 4000  # the junk itself is passed on untouched
+    r = get(env.url("/x"), headers={**junk, "x-api-key": s.api_key})
+    assert r.status_code == 401
+    good_requests_still_work(env, s)
 
 
 def test_hostile_paths(env, secrets_):

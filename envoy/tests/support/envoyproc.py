@@ -81,8 +81,9 @@ def wasm_filter(wasm_path: str, plugin_config: dict | str, name: str = "edgegate
     }
 
 
-def listener(port: int, wasm_path: str, plugin_config: dict | str, upstream_cluster: str = "upstream", name: str = "edgegate") -> dict:
-    return {
+def listener(port: int, wasm_path: str, plugin_config: dict | str, upstream_cluster: str = "upstream",
+             name: str = "edgegate", hcm_extra: dict | None = None) -> dict:
+    lst = {
         "name": name,
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
         "filter_chains": [
@@ -127,6 +128,9 @@ def listener(port: int, wasm_path: str, plugin_config: dict | str, upstream_clus
             }
         ],
     }
+    if hcm_extra:
+        lst["filter_chains"][0]["filters"][0]["typed_config"].update(hcm_extra)
+    return lst
 
 
 def static_cluster(name: str, port: int, host: str = "127.0.0.1") -> dict:

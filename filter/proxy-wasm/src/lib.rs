@@ -339,20 +339,17 @@ impl HttpContext for Http {
             verdict::send(&verdict::internal_error(), None);
             return Action::Pause;
         };
-        let mut req = OwnedRequest::read();
-        // First, always: client-sent copies of identity headers never reach the upstream.
+        // First, always: client-sent copies of identity headers never reach the upstream. Removed
+        // by name, whether or not the bounded read below would have seen them.
         let strip = plugin.engine.strip_headers();
-        for (name, _) in req
-            .headers
-            .iter()
-            .filter(|(n, _)| strip.iter().any(|s| s.eq_ignore_ascii_case(n)))
-        {
+        for name in strip {
             let _ = hostcalls::set_map_value_bytes(
                 proxy_wasm::types::MapType::HttpRequestHeaders,
                 name,
                 None,
             );
         }
+        let mut req = OwnedRequest::read();
         req.without(strip);
         match verdict::decide_and_apply(&plugin, &req, self.id, &self.allowed, now_ms(), None) {
             verdict::Next::Continue => Action::Continue,
