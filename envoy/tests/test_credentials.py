@@ -227,6 +227,17 @@ def test_magic_link_post_logs_in_once(env, secrets_, upstream):
     assert not [s for s in upstream.httpd.seen if s[1].startswith("/auth/magic")]
 
 
+def test_magic_link_parallel_replays_have_exactly_one_winner(env, secrets_):
+    from concurrent.futures import ThreadPoolExecutor
+
+    for _ in range(3):
+        token = secrets_.magic_link(email="race@example.com")
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            codes = list(pool.map(lambda _: post(env.url("/auth/magic"), data={"token": token}).status_code, range(16)))
+        assert sorted(codes).count(302) == 1, codes
+        assert all(c in (302, 401) for c in codes), codes
+
+
 def test_magic_link_rejections(env, secrets_):
     forged = creds.mint_magic_link(creds.new_secret(), secrets_.magic_kid)
     r = post(env.url("/auth/magic"), data={"token": forged})
