@@ -162,6 +162,7 @@ impl Provider {
             ));
         }
 
+        let errors_before_keys = errors.len();
         let mut keys: Vec<jwk::Jwk> = Vec::new();
         let mut have_static = false;
         if let Some(v) = &cfg.jwks {
@@ -199,7 +200,8 @@ impl Provider {
         } else {
             None
         };
-        if let Some(set) = &static_keys {
+        // Only when the keys themselves loaded: otherwise this would repeat their error.
+        if let (Some(set), true) = (&static_keys, errors.len() == errors_before_keys) {
             for (i, a) in algorithms.iter().enumerate() {
                 if !set.keys().iter().any(|k| k.fits(*a)) && cfg.remote_jwks.is_none() {
                     errors.push(Error::config(
