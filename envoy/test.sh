@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The Envoy end-to-end suite, as CI runs it: install the tooling (envoy/install.sh), build the
+# filter (envoy/build.sh), run pytest against a real Envoy. Extra arguments go to pytest
+# (e.g. envoy/test.sh -k jwks -x). Exits non-zero on any failure, and when no test ran.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+
+bash "$here/install.sh"
+EDGEGATE_WASM="$(bash "$here/build.sh")"
+export EDGEGATE_WASM
+echo "test.sh: filter $EDGEGATE_WASM ($(stat -c %s "$EDGEGATE_WASM") bytes)"
+
+# Run the whole suite unless a test file or directory is named.
+paths=()
+for a in "$@"; do [[ -e "${a%%::*}" ]] && paths+=("$a"); done
+((${#paths[@]})) || set -- "$@" "$here/tests"
+
+set +e
+"$repo/.tools/venv/bin/python" -m pytest -c "$here/pytest.ini" --rootdir "$here" "$@"
+rc=$?
+set -e
+if [[ $rc -eq 5 ]]; then
+    echo "test.sh: pytest collected no tests: that is a failure" >&2
+    exit 1
+fi
+exit $rc

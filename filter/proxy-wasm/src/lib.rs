@@ -1,0 +1,415 @@
+//! edgegate as an Envoy proxy-wasm HTTP filter: a thin host adapter around the core engine.
+//!
+//! - The plugin configuration (a JSON string) is compiled once by [`Engine::from_json`]; a bad
+//!   config is refused with every error logged (field path and message), so Envoy keeps the
+//!   previous config (LDS) or refuses to start.
+//! - The root context of each VM fetches remote JWKS through Envoy clusters
+//!   (`dispatch_http_call`), as each provider's `JwksState` schedules, and publishes the last
+//!   good key set in shared data for every VM ([`shared`]).
+//! - The HTTP context strips identity headers a client sent, asks the engine for a verdict and
+//!   carries it out ([`verdict`]). Nothing here decides who gets in.
+//!
+//! Never trap: no unwrap/expect/panic/indexing; request bytes are read with the SDK's byte
+//! variants and bounded.
+#![forbid(unsafe_code)]
+
+pub mod metrics;
+pub mod remote;
+pub mod request;
+pub mod shared;
+pub mod verdict;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+
+use edgegate::cache::TokenCache;
+use edgegate::{Engine, UnixTime};
+
+use crate::metrics::Metrics;
+use crate::remote::{KeyCache, Remote};
+use crate::request::OwnedRequest;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root::new(id)) });
+}}
+
+/// How long a request may wait for a remote key set that has not arrived (then 503, fail closed),
+/// when the provider's `remote_jwks.wait_for_keys_ms` is not known.
+pub const KEY_WAIT: Duration = Duration::from_secs(3);
+/// The root's tick while requests wait for keys or an early refetch is pending.
+const FAST_TICK: Duration = Duration::from_millis(100);
+/// The shortest and longest tick otherwise (fetch schedules come from the JwksState machines).
+const MIN_TICK: Duration = Duration::from_secs(1);
+const MAX_TICK: Duration = Duration::from_secs(300);
+
+/// Seconds since the Unix epoch, from the host clock.
+pub fn now() -> UnixTime {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Milliseconds since the Unix epoch (for request wait deadlines).
+fn now_ms() -> u128 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis())
+}
+
+/// A request paused until a provider's keys arrive.
+pub struct Waiter {
+    pub context_id: u32,
+    /// The waiting HTTP context's flag, set when the request is finally allowed.
+    pub allowed: Rc<Cell<bool>>,
+    pub provider: String,
+    pub deadline_ms: u128,
+    pub request: OwnedRequest,
+}
+
+/// One configured plugin instance in one VM, shared by its root and HTTP contexts.
+pub struct Plugin {
+    pub engine: Engine,
+    pub root_id: u32,
+    pub cache: RefCell<TokenCache>,
+    pub keys: RefCell<KeyCache>,
+    pub metrics: RefCell<Metrics>,
+    pub waiters: RefCell<Vec<Waiter>>,
+    /// Providers whose key set lacked a token's `kid`: refetch early (rate-limited by JwksState).
+    pub refetch: RefCell<Vec<String>>,
+    /// Per remote provider, how long a request waits for its first keys.
+    pub waits: Vec<(String, Duration)>,
+}
+
+/// Most requests one VM keeps waiting for keys; beyond it they get the 503 at once.
+pub const MAX_WAITERS: usize = 1024;
+
+impl Plugin {
+    // RefCell access never panics here: a borrow conflict (which a re-entrant host callback
+    // could cause) skips a counter or fails the request closed, it never traps the VM.
+
+    /// Counts into the metrics.
+    pub fn count(&self, f: impl FnOnce(&mut Metrics)) {
+        if let Ok(mut m) = self.metrics.try_borrow_mut() {
+            f(&mut m);
+        }
+    }
+
+    /// Asks for an early refetch of a provider's keys (once per tick, however many requests ask).
+    pub fn request_refetch(&self, provider: String) {
+        if let Ok(mut r) = self.refetch.try_borrow_mut() {
+            if !r.contains(&provider) {
+                r.push(provider);
+            }
+        }
+    }
+
+    /// Registers a waiting request; hands it back when the list is full (the caller answers 503).
+    pub fn add_waiter(&self, w: Waiter) -> Option<Waiter> {
+        match self.waiters.try_borrow_mut() {
+            Ok(mut ws) if ws.len() < MAX_WAITERS => {
+                ws.push(w);
+                None
+            }
+            _ => Some(w),
+        }
+    }
+
+    fn take_waiters(&self) -> Vec<Waiter> {
+        self.waiters
+            .try_borrow_mut()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
+    }
+
+    fn take_refetch(&self) -> Vec<String> {
+        self.refetch
+            .try_borrow_mut()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
+    }
+
+    /// How long a request waits for `provider`'s keys.
+    pub fn key_wait(&self, provider: &str) -> Duration {
+        self.waits
+            .iter()
+            .find(|(p, _)| p == provider)
+            .map_or(KEY_WAIT, |(_, w)| *w)
+    }
+
+    fn busy(&self) -> bool {
+        self.waiters.try_borrow().map_or(true, |w| !w.is_empty())
+            || self.refetch.try_borrow().map_or(true, |r| !r.is_empty())
+    }
+
+    /// Asks this VM's root context for a tick soon (waiters or refetch pending). Runs in an HTTP
+    /// context: the tick period is the root's, so the call is made as the root.
+    fn wake_root(&self, own_id: u32) {
+        if hostcalls::set_effective_context(self.root_id).is_ok() {
+            let _ = hostcalls::set_tick_period(FAST_TICK);
+        }
+        let _ = hostcalls::set_effective_context(own_id);
+    }
+}
+
+// --- root context ------------------------------------------------------------------------------
+
+struct Root {
+    id: u32,
+    plugin: Option<Rc<Plugin>>,
+    remotes: Vec<Remote>,
+}
+
+impl Root {
+    fn new(id: u32) -> Self {
+        Root {
+            id,
+            plugin: None,
+            remotes: Vec::new(),
+        }
+    }
+
+    /// Starts every fetch that is due, resolves waiting requests, and sets the next tick.
+    fn run(&mut self) {
+        let Some(plugin) = self.plugin.clone() else {
+            return;
+        };
+        let now = now();
+        let early = plugin.take_refetch();
+        for r in &mut self.remotes {
+            if early.contains(&r.provider) {
+                r.on_unknown_kid(now);
+            }
+            r.adopt_shared(now);
+            if let Err(e) = r.start_fetch_if_due(now) {
+                plugin.count(|m| m.inc(metrics::JWKS_FETCH_FAILED));
+                log::warn!("jwks {}: cannot start fetch: {e}", r.provider);
+            }
+        }
+        verdict::resolve_waiters(&plugin, now_ms(), self.id);
+        self.schedule(&plugin, now);
+    }
+
+    fn schedule(&self, plugin: &Plugin, now: UnixTime) {
+        let period = if plugin.busy() {
+            FAST_TICK
+        } else {
+            let soonest = self.remotes.iter().filter_map(|r| r.next_wakeup()).min();
+            match soonest {
+                Some(at) => Duration::from_secs(at.saturating_sub(now)).clamp(MIN_TICK, MAX_TICK),
+                None if self.remotes.is_empty() => Duration::ZERO, // nothing to do: no ticks
+                None => MIN_TICK,
+            }
+        };
+        let _ = hostcalls::set_effective_context(self.id);
+        let _ = hostcalls::set_tick_period(period);
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(plugin) = self.plugin.clone() else {
+            return;
+        };
+        let now = now();
+        let Some(r) = self.remotes.iter_mut().find(|r| r.owns(token)) else {
+            return;
+        };
+        match r.on_response(token, body_size, now) {
+            remote::Outcome::KeysUpdated { keys } => {
+                plugin.count(|m| m.inc(metrics::JWKS_FETCH_OK));
+                log::info!("jwks {}: fetched {keys} key(s)", r.provider);
+            }
+            remote::Outcome::Progress => {}
+            remote::Outcome::Failed(why) => {
+                plugin.count(|m| m.inc(metrics::JWKS_FETCH_FAILED));
+                log::warn!(
+                    "jwks {}: fetch failed: {why}; keeping the last good keys",
+                    r.provider
+                );
+            }
+        }
+        self.run();
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        let engine = match Engine::from_json(&bytes) {
+            Ok(e) => e,
+            Err(errors) => {
+                for e in &errors.0 {
+                    match e.path() {
+                        Some(p) => log::error!("config refused: {p}: {}", e.message()),
+                        None => log::error!("config refused: {}", e.message()),
+                    }
+                }
+                log::error!(
+                    "config refused: {} error(s); the previous config (if any) stays in force",
+                    errors.0.len()
+                );
+                return false;
+            }
+        };
+        for w in engine.warnings() {
+            log::warn!("{w}");
+        }
+        shared::ensure_magic_buckets();
+        self.remotes = engine
+            .remote_key_sources()
+            .into_iter()
+            .map(Remote::new)
+            .collect();
+        let plugin = Rc::new(Plugin {
+            cache: RefCell::new(engine.new_cache()),
+            keys: RefCell::new(KeyCache::default()),
+            metrics: RefCell::new(Metrics::default()),
+            waiters: RefCell::new(Vec::new()),
+            refetch: RefCell::new(Vec::new()),
+            waits: self
+                .remotes
+                .iter()
+                .map(|r| (r.provider.clone(), r.wait))
+                .collect(),
+            root_id: self.id,
+            engine,
+        });
+        if let Ok(mut keys) = plugin.keys.try_borrow_mut() {
+            for r in &self.remotes {
+                keys.expect(&r.provider, &r.source_id);
+            }
+        }
+        self.plugin = Some(plugin);
+        log::info!("configured ({} remote key set(s))", self.remotes.len());
+        self.run();
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.run();
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            id: context_id,
+            plugin: self.plugin.clone(),
+            allowed: Rc::new(Cell::new(false)),
+            form: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+// --- HTTP context ------------------------------------------------------------------------------
+
+struct Http {
+    id: u32,
+    plugin: Option<Rc<Plugin>>,
+    /// True once the engine allowed the request. Until then its body and trailers are held:
+    /// with `allow_on_headers_stop_iteration`, a Continue from the body callback would send
+    /// paused headers upstream.
+    allowed: Rc<Cell<bool>>,
+    /// Set while a magic-link form body is being read.
+    form: Option<OwnedRequest>,
+}
+
+impl Context for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        let Some(plugin) = self.plugin.clone() else {
+            // No configured plugin in this VM: fail closed.
+            verdict::send(&verdict::internal_error(), None);
+            return Action::Pause;
+        };
+        // First, always: client-sent copies of identity headers never reach the upstream. Removed
+        // by name, whether or not the bounded read below would have seen them.
+        let strip = plugin.engine.strip_headers();
+        for name in strip {
+            let _ = hostcalls::set_map_value_bytes(
+                proxy_wasm::types::MapType::HttpRequestHeaders,
+                name,
+                None,
+            );
+        }
+        let mut req = OwnedRequest::read();
+        req.without(strip);
+        match verdict::decide_and_apply(&plugin, &req, self.id, &self.allowed, now_ms(), None) {
+            verdict::Next::Continue => Action::Continue,
+            verdict::Next::Stop => Action::Pause,
+            verdict::Next::Wait => {
+                plugin.wake_root(self.id);
+                Action::Pause
+            }
+            verdict::Next::ReadForm => {
+                if end_of_stream {
+                    verdict::finish_magic_form(&plugin, &req, &[]);
+                } else {
+                    self.form = Some(req);
+                }
+                Action::Pause
+            }
+            verdict::Next::Refetch => {
+                plugin.wake_root(self.id);
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(plugin), Some(req)) = (self.plugin.clone(), self.form.as_ref()) else {
+            return self.hold_until_allowed();
+        };
+        let limit = edgegate::engine::MAX_FORM_BODY.saturating_add(1);
+        if body_size >= limit || end_of_stream {
+            // At most limit bytes are read; a longer body is refused by the core as too large.
+            let body = self
+                .get_http_request_body(0, body_size.min(limit))
+                .unwrap_or_default();
+            verdict::finish_magic_form(&plugin, req, &body);
+            self.form = None;
+        }
+        Action::Pause
+    }
+
+    fn on_http_request_trailers(&mut self, _n: usize) -> Action {
+        self.hold_until_allowed()
+    }
+}
+
+impl Http {
+    fn hold_until_allowed(&self) -> Action {
+        if self.allowed.get() {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        if let Some(plugin) = &self.plugin {
+            if let Ok(mut w) = plugin.waiters.try_borrow_mut() {
+                w.retain(|w| w.context_id != self.id);
+            }
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Remote key sets: the root context drives one `JwksState` per provider over Envoy's
+//! `dispatch_http_call`, and every context reads the published keys from shared data.
+//!
+//! The Envoy cluster a fetch goes to is the source's `cluster`; when it is not set, a cluster
+//! named after the URL's authority (`host:port`, e.g. `idp.example.com:443` or
+//! `127.0.0.1:10002`), so that the OIDC discovery document and the JWKS, which may live on
+//! different hosts, each reach theirs.
+
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MapType;
+
+use edgegate::engine::RemoteKeys;
+use edgegate::jwk::KeySet;
+use edgegate::jwks::{FetchKind, FetchRequest, JwksState};
+use edgegate::verifier::KeyLookup;
+use edgegate::UnixTime;
+
+use crate::shared::{self, Published};
+
+/// How a fetch ended.
+pub enum Outcome {
+    /// New keys installed and published.
+    KeysUpdated { keys: usize },
+    /// A step towards keys (the discovery document named the JWKS URL), or an unchanged set.
+    Progress,
+    /// Refused or no response; the last good keys stay. The text is safe to log.
+    Failed(String),
+}
+
+/// One provider's remote key set, as this VM's root context drives it.
+pub struct Remote {
+    pub provider: String,
+    /// Names the configured source, so a renamed provider or moved URL never adopts old keys.
+    pub source_id: String,
+    /// Where this source's keys are published in shared data.
+    pub key: String,
+    /// The configured cluster (else the URL's authority is used).
+    cluster: Option<String>,
+    /// Envoy gives up on a fetch after this long (the state machine then backs off).
+    timeout: Duration,
+    /// How long a request waits for this provider's first keys.
+    pub wait: Duration,
+    state: Option<JwksState>,
+    in_flight: Option<(u32, FetchRequest)>,
+    adopted: Option<u32>,
+}
+
+impl Remote {
+    pub fn new(rk: RemoteKeys) -> Remote {
+        // CompiledJwksSource has no public accessor for its URL; its Debug form names the URL
+        // and the refresh settings, which identifies the source well enough (a differently
+        // configured twin merely fetches for itself).
+        let source_id = format!("{}|{:?}", rk.provider, rk.source);
+        Remote {
+            key: shared::jwks_key(&rk.provider, &source_id),
+            cluster: rk.source.cluster().map(str::to_string),
+            timeout: Duration::from_millis(rk.source.fetch_timeout_ms()),
+            wait: Duration::from_millis(rk.source.wait_for_keys_ms()),
+            provider: rk.provider,
+            source_id,
+            state: Some(JwksState::new(rk.source)),
+            in_flight: None,
+            adopted: None,
+        }
+    }
+
+    pub fn owns(&self, token: u32) -> bool {
+        self.in_flight.as_ref().is_some_and(|(t, _)| *t == token)
+    }
+
+    pub fn next_wakeup(&self) -> Option<UnixTime> {
+        self.state.as_ref().and_then(JwksState::next_wakeup)
+    }
+
+    /// A token named a kid this set lacks: refetch now if the state machine allows it.
+    pub fn on_unknown_kid(&mut self, now: UnixTime) {
+        if let Some(s) = &mut self.state {
+            if s.on_unknown_kid(now) {
+                log::info!("jwks {}: unknown kid seen, refetching early", self.provider);
+            }
+        }
+    }
+
+    /// Installs keys another VM published (newer than ours), without changing our schedule.
+    pub fn adopt_shared(&mut self, _now: UnixTime) {
+        let Some(state) = &mut self.state else { return };
+        let (published, cas) = shared::read_jwks(&self.key);
+        if cas.is_none() || cas == self.adopted {
+            return;
+        }
+        self.adopted = cas;
+        let Some(p) = published else { return };
+        if p.source != self.source_id || state.raw_keys() == Some(p.raw.as_slice()) {
+            return;
+        }
+        if let Err(errors) = state.restore(&p.raw) {
+            if let Some(e) = errors.first() {
+                log::warn!("jwks {}: ignoring published keys: {e}", self.provider);
+            }
+        }
+    }
+
+    /// Asks the state machine whether a fetch is due and, if so, dispatches it.
+    pub fn start_fetch_if_due(&mut self, now: UnixTime) -> Result<(), String> {
+        if self.in_flight.is_some() {
+            return Ok(());
+        }
+        let Some(state) = &mut self.state else {
+            return Ok(());
+        };
+        let Some(req) = state.poll(now) else {
+            return Ok(());
+        };
+        let cluster = self
+            .cluster
+            .clone()
+            .unwrap_or_else(|| req.authority().to_string());
+        let headers = vec![
+            (":method", "GET"),
+            (":path", req.path()),
+            (":authority", req.authority()),
+            ("accept", "application/json"),
+            ("user-agent", "edgegate"),
+        ];
+        match hostcalls::dispatch_http_call(&cluster, headers, None, vec![], self.timeout) {
+            Ok(token) => {
+                self.in_flight = Some((token, req));
+                Ok(())
+            }
+            Err(status) => {
+                state.on_failure(now);
+                Err(format!(
+                    "Envoy refused the call to cluster {cluster:?} ({status:?}); define a cluster named exactly {cluster:?} or set remote_jwks.cluster"
+                ))
+            }
+        }
+    }
+
+    /// The response (or failure) of the outstanding fetch `token`.
+    pub fn on_response(&mut self, token: u32, body_size: usize, now: UnixTime) -> Outcome {
+        let Some((t, req)) = self.in_flight.take() else {
+            return Outcome::Progress;
+        };
+        if t != token {
+            self.in_flight = Some((t, req));
+            return Outcome::Progress;
+        }
+        let Some(state) = &mut self.state else {
+            return Outcome::Progress;
+        };
+        let headers =
+            hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        let Some(status) = header(":status").and_then(|s| s.parse::<u16>().ok()) else {
+            state.on_failure(now);
+            return Outcome::Failed(format!(
+                "no response from {} (connection failed or timed out)",
+                req.url
+            ));
+        };
+        // Read at most one byte past the limit: the state machine refuses an oversized body.
+        let want = body_size.min(req.max_body_bytes.saturating_add(1));
+        let body = if want == 0 {
+            Vec::new()
+        } else {
+            hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, want)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        let cache_control = header("cache-control");
+        match state.on_response(&req, status, cache_control.as_deref(), &body, now) {
+            Err(e) => Outcome::Failed(e.to_string()),
+            Ok(()) if req.kind == FetchKind::Discovery => Outcome::Progress,
+            Ok(()) => {
+                let keys = state.keys().map_or(0, KeySet::len);
+                if let Some(raw) = state.raw_keys() {
+                    let p = Published {
+                        source: self.source_id.clone(),
+                        fetched_at: now,
+                        raw: raw.to_vec(),
+                    };
+                    shared::publish_jwks(&self.key, &p);
+                }
+                Outcome::KeysUpdated { keys }
+            }
+        }
+    }
+}
+
+/// The key sets this VM verifies with: parsed from shared data, re-parsed only when an entry's
+/// CAS version changed.
+#[derive(Default)]
+pub struct KeyCache {
+    entries: Vec<Entry>,
+}
+
+struct Entry {
+    provider: String,
+    source_id: String,
+    key: String,
+    cas: Option<u32>,
+    keys: Option<KeySet>,
+}
+
+impl KeyCache {
+    /// Registers a remote provider this config uses.
+    pub fn expect(&mut self, provider: &str, source_id: &str) {
+        self.entries.push(Entry {
+            provider: provider.to_string(),
+            source_id: source_id.to_string(),
+            key: shared::jwks_key(provider, source_id),
+            cas: None,
+            keys: None,
+        });
+    }
+
+    /// Picks up key sets published since the last look.
+    pub fn refresh(&mut self) {
+        for e in &mut self.entries {
+            let (bytes, cas) = match hostcalls::get_shared_data(&e.key) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            if cas.is_none() || cas == e.cas {
+                continue;
+            }
+            e.cas = cas;
+            let Some(p) = bytes.as_deref().and_then(Published::decode) else {
+                continue;
+            };
+            if p.source != e.source_id {
+                continue;
+            }
+            match KeySet::parse_jwks(&p.raw) {
+                Ok(set) if !set.is_empty() => e.keys = Some(set),
+                Ok(_) => {}
+                Err(errors) => {
+                    if let Some(err) = errors.first() {
+                        log::warn!(
+                            "jwks {}: published keys unusable, keeping the previous ones: {err}",
+                            e.provider
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn has(&self, provider: &str) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.provider == provider && e.keys.is_some())
+    }
+}
+
+impl KeyLookup for KeyCache {
+    fn keys(&self, provider: &str) -> Option<&KeySet> {
+        self.entries
+            .iter()
+            .find(|e| e.provider == provider)
+            .and_then(|e| e.keys.as_ref())
+    }
+}

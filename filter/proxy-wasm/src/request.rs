@@ -1,0 +1,110 @@
+//! The request as the core sees it, read from Envoy without trusting its bytes.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MapType;
+
+use edgegate::extractor::Request;
+
+/// Most request-header bytes the filter copies (Envoy's own limit, `max_request_headers_kb`,
+/// defaults to 60 KiB and is normally hit first). Past it, the remaining headers are not seen by
+/// the core: a credential there is not found, which fails closed.
+pub const MAX_HEADER_BYTES: usize = 96 * 1024;
+
+/// An owned copy of the request line and headers, kept while a request waits for keys.
+#[derive(Debug, Clone, Default)]
+pub struct OwnedRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl OwnedRequest {
+    /// Reads the current (effective) request's headers. Values that are not UTF-8 are kept,
+    /// lossily decoded, so a broken credential is refused rather than mistaken for none.
+    pub fn read() -> OwnedRequest {
+        // The bytes variant: the string variant of the SDK traps on a non-UTF-8 value.
+        let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        let mut req = OwnedRequest::default();
+        let mut total = 0usize;
+        for (name, value) in pairs {
+            total = total.saturating_add(name.len()).saturating_add(value.len());
+            if total > MAX_HEADER_BYTES {
+                break;
+            }
+            let value = String::from_utf8_lossy(&value).into_owned();
+            match name.as_str() {
+                ":method" => req.method = value,
+                ":path" => req.path = value,
+                _ => req.headers.push((name.to_ascii_lowercase(), value)),
+            }
+        }
+        req
+    }
+
+    /// Drops the headers in `names` (already removed from Envoy's map by the caller).
+    pub fn without(&mut self, names: &[String]) {
+        self.headers
+            .retain(|(n, _)| !names.iter().any(|s| s.eq_ignore_ascii_case(n)));
+    }
+
+    /// Runs `f` with a borrowed [`Request`].
+    pub fn with<R>(&self, f: impl FnOnce(&Request<'_>) -> R) -> R {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        f(&Request {
+            method: &self.method,
+            path: &self.path,
+            headers: &headers,
+        })
+    }
+
+    /// The path without its query, shortened, for logs (the query may hold a token).
+    pub fn log_path(&self) -> String {
+        let p = self.path.split(['?', '#']).next().unwrap_or("");
+        p.chars().take(200).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+    use super::*;
+
+    #[test]
+    fn log_path_drops_the_query() {
+        let r = OwnedRequest {
+            method: "GET".into(),
+            path: "/auth/magic?token=secret".into(),
+            headers: vec![],
+        };
+        assert_eq!(r.log_path(), "/auth/magic");
+        let long = OwnedRequest {
+            path: "/".repeat(1000),
+            ..Default::default()
+        };
+        assert_eq!(long.log_path().len(), 200);
+    }
+
+    #[test]
+    fn stripping_is_case_insensitive() {
+        let mut r = OwnedRequest {
+            method: "GET".into(),
+            path: "/".into(),
+            headers: vec![
+                ("x-edgegate-subject".into(), "admin".into()),
+                ("accept".into(), "*/*".into()),
+            ],
+        };
+        r.without(&["X-Edgegate-Subject".to_string()]);
+        assert_eq!(r.headers, vec![("accept".to_string(), "*/*".to_string())]);
+        r.with(|req| assert_eq!(req.header("accept"), Some("*/*")));
+    }
+}

@@ -1,0 +1,277 @@
+//! What the VMs of one Envoy share: fetched key sets and used magic links (proxy-wasm shared
+//! data, one store per `vm_id`, with compare-and-swap versions).
+//!
+//! Every worker thread runs its own VM, and each VM's root context may fetch JWKS. The last good
+//! raw JWKS of a provider is published under `edgegate.jwks.<provider>.<source hash>`, so every
+//! VM verifies with the newest good keys whichever VM fetched them; HTTP contexts re-parse only
+//! when the entry's CAS version changed.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::Status;
+
+use edgegate::UnixTime;
+
+const JWKS_MAGIC: &str = "edgegate-jwks-v1";
+
+/// Shared-data key of a provider's published JWKS: `edgegate.jwks.<provider>.<source hash>`.
+/// The hash of the source (URL and refresh settings) keeps two configs that reuse a provider
+/// name for different IdPs (e.g. two listeners, or old and new config during an LDS update)
+/// from overwriting each other's keys.
+pub fn jwks_key(provider: &str, source_id: &str) -> String {
+    format!(
+        "edgegate.jwks.{provider}.{:08x}",
+        fnv1a(source_id.as_bytes())
+    )
+}
+
+/// A published key set: where it came from (so a config that renamed a provider or moved its
+/// URL never adopts another source's keys), when it was fetched, and the raw JWKS bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub source: String,
+    pub fetched_at: UnixTime,
+    pub raw: Vec<u8>,
+}
+
+impl Published {
+    pub fn encode(&self) -> Vec<u8> {
+        let source: String = self
+            .source
+            .chars()
+            .map(|c| if c == '\n' { ' ' } else { c })
+            .collect();
+        let mut out = format!("{JWKS_MAGIC}\n{source}\n{}\n", self.fetched_at).into_bytes();
+        out.extend_from_slice(&self.raw);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Published> {
+        let mut parts = bytes.splitn(4, |b| *b == b'\n');
+        if parts.next()? != JWKS_MAGIC.as_bytes() {
+            return None;
+        }
+        let source = std::str::from_utf8(parts.next()?).ok()?.to_string();
+        let fetched_at = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+        let raw = parts.next()?.to_vec();
+        Some(Published {
+            source,
+            fetched_at,
+            raw,
+        })
+    }
+}
+
+/// Reads a published JWKS (by its [`jwks_key`]) and its CAS version.
+pub fn read_jwks(key: &str) -> (Option<Published>, Option<u32>) {
+    match hostcalls::get_shared_data(key) {
+        Ok((Some(bytes), cas)) => (Published::decode(&bytes), cas),
+        Ok((None, cas)) => (None, cas),
+        Err(_) => (None, None),
+    }
+}
+
+/// Publishes freshly fetched keys unless the entry already holds the same bytes or newer ones
+/// from the same source. Returns true when it wrote.
+pub fn publish_jwks(key: &str, p: &Published) -> bool {
+    for _ in 0..4 {
+        let (current, cas) = match hostcalls::get_shared_data(key) {
+            Ok((bytes, cas)) => (bytes.as_deref().and_then(Published::decode), cas),
+            Err(_) => (None, None),
+        };
+        if let Some(c) = &current {
+            if c.source == p.source && (c.raw == p.raw || c.fetched_at > p.fetched_at) {
+                return false;
+            }
+        }
+        match hostcalls::set_shared_data(key, Some(&p.encode()), cas) {
+            Ok(()) => return true,
+            Err(Status::CasMismatch) => continue,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+// --- magic links: single use ---------------------------------------------------------------
+
+/// Used magic-link ids live in a fixed set of buckets, `edgegate.magic.<nn>`, each a list of
+/// `<expires_at> <hex jti>` lines updated by compare-and-swap. Why buckets and not one key per
+/// `jti`: Envoy's CAS cannot express "insert if absent" (a set with any CAS on a missing key
+/// succeeds), so two workers racing on a new key could both win. The buckets are created once,
+/// at configure time, and afterwards only ever changed by CAS: a replay race always has a loser.
+pub const MAGIC_BUCKETS: u32 = 16;
+/// Most live entries per bucket; beyond it logins fail closed (503) until links expire.
+pub const MAGIC_BUCKET_MAX: usize = 4096;
+const MAX_JTI: usize = 256;
+
+fn magic_key(bucket: u32) -> String {
+    format!("edgegate.magic.{bucket:02}")
+}
+
+/// Creates the buckets that do not exist yet (called from `on_configure`, before traffic).
+pub fn ensure_magic_buckets() {
+    for b in 0..MAGIC_BUCKETS {
+        let key = magic_key(b);
+        if let Ok((None, None)) = hostcalls::get_shared_data(&key) {
+            let _ = hostcalls::set_shared_data(&key, Some(b""), None);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// First use: recorded.
+    Fresh,
+    /// Used before.
+    Replayed,
+    /// Could not record it (store full or contended): fail closed.
+    Unavailable,
+}
+
+/// Records the single use of `jti` (remembered until `expires_at`).
+pub fn claim_magic_link(jti: &str, expires_at: UnixTime, now: UnixTime) -> Claim {
+    if jti.is_empty() || jti.len() > MAX_JTI {
+        return Claim::Unavailable;
+    }
+    let id = hex(jti.as_bytes());
+    let key = magic_key(fnv1a(jti.as_bytes()) % MAGIC_BUCKETS);
+    for _ in 0..16 {
+        let (bytes, cas) = match hostcalls::get_shared_data(&key) {
+            Ok(v) => v,
+            Err(_) => return Claim::Unavailable,
+        };
+        let Some(cas) = cas else {
+            // The bucket is missing (should not happen after configure): create it, then retry.
+            let _ = hostcalls::set_shared_data(&key, Some(b""), None);
+            continue;
+        };
+        let text = bytes
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        match claim_in(&text, &id, expires_at, now) {
+            Err(c) => return c,
+            Ok(updated) => {
+                match hostcalls::set_shared_data(&key, Some(updated.as_bytes()), Some(cas)) {
+                    Ok(()) => return Claim::Fresh,
+                    Err(Status::CasMismatch) => continue,
+                    Err(_) => return Claim::Unavailable,
+                }
+            }
+        }
+    }
+    Claim::Unavailable
+}
+
+/// The bucket's new text with `id` added and expired entries dropped, or why not.
+fn claim_in(text: &str, id: &str, expires_at: UnixTime, now: UnixTime) -> Result<String, Claim> {
+    let mut out = String::with_capacity(text.len() + id.len() + 24);
+    let mut live = 0usize;
+    for line in text.lines() {
+        let Some((exp, used)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(exp) = exp.parse::<UnixTime>() else {
+            continue;
+        };
+        if used == id {
+            // Remembered until it expires; it stays refused whatever `now` says after that,
+            // because the core refuses the expired token itself.
+            return Err(Claim::Replayed);
+        }
+        if exp < now {
+            continue;
+        }
+        live += 1;
+        out.push_str(line);
+        out.push('\n');
+    }
+    if live >= MAGIC_BUCKET_MAX {
+        return Err(Claim::Unavailable);
+    }
+    out.push_str(&format!("{expires_at} {id}\n"));
+    Ok(out)
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+    use super::*;
+
+    #[test]
+    fn envelope_round_trips_and_rejects_garbage() {
+        let p = Published {
+            source: "idp|http://127.0.0.1:1/jwks.json".into(),
+            fetched_at: 1_700_000_000,
+            raw: b"{\"keys\":[]}\n\nx".to_vec(),
+        };
+        assert_eq!(Published::decode(&p.encode()), Some(p));
+        assert_eq!(Published::decode(b""), None);
+        assert_eq!(Published::decode(b"other\nx\n1\n{}"), None);
+        assert_eq!(
+            Published::decode(b"edgegate-jwks-v1\nx\nnot-a-number\n{}"),
+            None
+        );
+        let weird = Published {
+            source: "a\nb".into(),
+            fetched_at: 1,
+            raw: vec![],
+        };
+        assert_eq!(Published::decode(&weird.encode()).unwrap().source, "a b");
+    }
+
+    #[test]
+    fn a_jti_is_claimed_once_and_expired_entries_are_dropped() {
+        let t = claim_in("", "aa", 100, 50).unwrap();
+        assert_eq!(claim_in(&t, "aa", 100, 60), Err(Claim::Replayed));
+        let t2 = claim_in(&t, "bb", 200, 60).unwrap();
+        assert!(t2.contains("aa") && t2.contains("bb"));
+        // "aa" expired at 100: dropped when the bucket is next written.
+        let t3 = claim_in(&t2, "cc", 300, 150).unwrap();
+        assert!(!t3.contains("aa") && t3.contains("bb") && t3.contains("cc"));
+        // Garbage lines are ignored, not fatal.
+        assert!(claim_in("junk\n\n1 \nx y\n", "dd", 10, 1).is_ok());
+    }
+
+    #[test]
+    fn a_full_bucket_fails_closed() {
+        let mut t = String::new();
+        for i in 0..MAGIC_BUCKET_MAX {
+            t.push_str(&format!("1000 {i:x}\n"));
+        }
+        assert_eq!(claim_in(&t, "new", 1000, 10), Err(Claim::Unavailable));
+        // ...until entries expire.
+        assert!(claim_in(&t, "new", 2000, 1001).is_ok());
+    }
+
+    #[test]
+    fn hashing_spreads_and_hex_is_plain() {
+        assert_eq!(hex(b"\x00\xffa"), "00ff61");
+        let buckets: std::collections::HashSet<u32> = (0..200)
+            .map(|i| fnv1a(format!("jti-{i}").as_bytes()) % MAGIC_BUCKETS)
+            .collect();
+        assert_eq!(buckets.len() as u32, MAGIC_BUCKETS);
+    }
+}

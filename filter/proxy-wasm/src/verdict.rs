@@ -1,0 +1,270 @@
+//! Carrying out the engine's verdict on the current (effective) HTTP context.
+//!
+//! These functions use the free `hostcalls` so they work both from the HTTP context itself and
+//! from the root context after `set_effective_context` (a request that waited for keys).
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MapType;
+
+use edgegate::engine::{Denial, Verdict};
+use edgegate::{Error, Reason, UnixTime};
+
+use crate::metrics;
+use crate::request::OwnedRequest;
+use crate::shared::{self, Claim};
+use crate::{Plugin, Waiter};
+
+/// What the HTTP context does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Allowed: headers set, continue upstream.
+    Continue,
+    /// A local reply was sent.
+    Stop,
+    /// Paused until keys arrive (a waiter was registered).
+    Wait,
+    /// A magic-link POST: read the form body, then [`finish_magic_form`].
+    ReadForm,
+    /// A local reply was sent and the root should refetch a provider's keys early.
+    Refetch,
+}
+
+fn secs(ms: u128) -> UnixTime {
+    UnixTime::try_from(ms / 1000).unwrap_or(UnixTime::MAX)
+}
+
+/// Asks the engine and carries out its verdict on the effective context. `wait_deadline_ms` is
+/// `Some` for a request that already waited (resumed by the root context).
+pub fn decide_and_apply(
+    plugin: &Plugin,
+    req: &OwnedRequest,
+    context_id: u32,
+    allowed: &std::rc::Rc<std::cell::Cell<bool>>,
+    now_ms: u128,
+    wait_deadline_ms: Option<u128>,
+) -> Next {
+    let now = secs(now_ms);
+    let verdict = {
+        let (Ok(mut keys), Ok(mut cache)) =
+            (plugin.keys.try_borrow_mut(), plugin.cache.try_borrow_mut())
+        else {
+            send(&internal_error(), Some(plugin));
+            return Next::Stop;
+        };
+        keys.refresh();
+        req.with(|r| plugin.engine.decide(r, &*keys, &mut cache, now))
+    };
+    let resumed = wait_deadline_ms.is_some();
+    match verdict {
+        Verdict::Allow {
+            identity,
+            headers,
+            cached,
+        } => {
+            plugin.count(|m| {
+                let credential = identity.as_ref().map_or("none", |i| i.credential.code());
+                m.inc_labeled(metrics::ALLOWED, "credential", credential);
+                if cached {
+                    m.inc(metrics::CACHE_HIT);
+                } else if identity
+                    .as_ref()
+                    .is_some_and(|i| i.credential == edgegate::CredentialKind::Jwt)
+                {
+                    m.inc(metrics::CACHE_MISS);
+                }
+            });
+            for (name, value) in &headers {
+                let _ = hostcalls::set_map_value_bytes(
+                    MapType::HttpRequestHeaders,
+                    name,
+                    Some(value.as_bytes()),
+                );
+            }
+            allowed.set(true);
+            if resumed {
+                let _ = hostcalls::resume_http_request();
+            }
+            Next::Continue
+        }
+        Verdict::Deny(d) => {
+            log_denial(&d, req);
+            send(&d, Some(plugin));
+            match d.refetch_keys {
+                Some(p) => {
+                    plugin.request_refetch(p);
+                    Next::Refetch
+                }
+                None => Next::Stop,
+            }
+        }
+        Verdict::WaitForKeys { provider } => {
+            let deadline_ms = wait_deadline_ms
+                .unwrap_or(now_ms.saturating_add(plugin.key_wait(&provider).as_millis()));
+            let waiting = now_ms < deadline_ms
+                && plugin
+                    .add_waiter(Waiter {
+                        context_id,
+                        allowed: allowed.clone(),
+                        provider: provider.clone(),
+                        deadline_ms,
+                        request: req.clone(),
+                    })
+                    .is_none();
+            if waiting {
+                return Next::Wait;
+            }
+            let d = plugin.engine.keys_unavailable();
+            log::warn!("keys of provider {provider} are not available (timed out or too many waiting): 503");
+            log_denial(&d, req);
+            send(&d, Some(plugin));
+            Next::Stop
+        }
+        Verdict::MagicLinkForm => {
+            if resumed {
+                // Cannot happen (the form path needs no keys); never read a body from the root.
+                send(&internal_error(), Some(plugin));
+                return Next::Stop;
+            }
+            Next::ReadForm
+        }
+    }
+}
+
+/// Runs in the root context: answers the requests whose keys arrived or whose wait is over.
+pub fn resolve_waiters(plugin: &Plugin, now_ms: u128, root_id: u32) {
+    let waiting = plugin.take_waiters();
+    if waiting.is_empty() {
+        return;
+    }
+    let mut keep = Vec::new();
+    for w in waiting {
+        let ready = plugin.keys.try_borrow_mut().map(|mut k| {
+            k.refresh();
+            k.has(&w.provider)
+        });
+        let ready = ready.unwrap_or(false);
+        if !ready && now_ms < w.deadline_ms {
+            keep.push(w);
+            continue;
+        }
+        if hostcalls::set_effective_context(w.context_id).is_err() {
+            continue; // the client went away
+        }
+        // Re-decides (a still-missing key set past the deadline becomes a 503 there).
+        let _ = decide_and_apply(
+            plugin,
+            &w.request,
+            w.context_id,
+            &w.allowed,
+            now_ms,
+            Some(w.deadline_ms),
+        );
+    }
+    for w in keep {
+        if let Some(w) = plugin.add_waiter(w) {
+            // Cannot happen (the list was just emptied); answer rather than leave it hanging.
+            if hostcalls::set_effective_context(w.context_id).is_ok() {
+                send(&plugin.engine.keys_unavailable(), Some(plugin));
+            }
+        }
+    }
+    let _ = hostcalls::set_effective_context(root_id);
+}
+
+/// The end of a magic-link POST: the core verifies the form's token; this host enforces single
+/// use across all VMs, then redirects with the session cookie.
+pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, body: &[u8]) {
+    let now = crate::now();
+    let login = match plugin.engine.magic_link_consume(body, now) {
+        Ok(l) => l,
+        Err(d) => {
+            log_denial(&d, req);
+            send(&d, Some(plugin));
+            return;
+        }
+    };
+    match shared::claim_magic_link(&login.jti, login.expires_at, now) {
+        Claim::Fresh => {
+            plugin.count(|m| {
+                m.inc_labeled(
+                    metrics::ALLOWED,
+                    "credential",
+                    edgegate::CredentialKind::MagicLink.code(),
+                )
+            });
+            log::info!(
+                "magic link used: session started, redirect to {}",
+                login.location.split('?').next().unwrap_or("")
+            );
+            let _ = hostcalls::send_http_response(
+                302,
+                vec![
+                    ("location", login.location.as_str()),
+                    ("set-cookie", login.set_cookie.as_str()),
+                    ("cache-control", "no-store"),
+                ],
+                None,
+            );
+        }
+        Claim::Replayed => {
+            let d = plugin.engine.replayed();
+            log_denial(&d, req);
+            send(&d, Some(plugin));
+        }
+        Claim::Unavailable => {
+            let d = plugin.engine.deny_json(
+                &Error::new(
+                    Reason::Internal,
+                    "the single-use store is unavailable; retry shortly",
+                ),
+                None,
+            );
+            log::error!("magic link refused: the single-use store is full or contended");
+            send(&d, Some(plugin));
+        }
+    }
+}
+
+/// Sends a local reply and counts a refusal (a 2xx page, e.g. the magic-link confirm page, is
+/// not a refusal).
+pub fn send(d: &Denial, plugin: Option<&Plugin>) {
+    if d.status >= 300 {
+        if let Some(p) = plugin {
+            p.count(|m| m.inc_labeled(metrics::DENIED, "reason", d.reason.code()));
+        }
+    }
+    let headers: Vec<(&str, &str)> = d
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let body = (!d.body.is_empty()).then_some(d.body.as_bytes());
+    let _ = hostcalls::send_http_response(u32::from(d.status), headers, body);
+}
+
+fn log_denial(d: &Denial, req: &OwnedRequest) {
+    if d.status >= 300 {
+        log::info!(
+            "denied {} {}: {} {}",
+            d.status,
+            d.reason.code(),
+            req.method,
+            req.log_path()
+        );
+    }
+}
+
+/// The reply when no engine is available in this VM (never expected: Envoy does not create
+/// HTTP contexts for a plugin that failed to configure). Fail closed.
+pub fn internal_error() -> Denial {
+    Denial {
+        status: 500,
+        reason: Reason::Internal,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("cache-control".into(), "no-store".into()),
+        ],
+        body: "{\"error\":\"error\",\"reason\":\"internal\"}".into(),
+        refetch_keys: None,
+    }
+}
