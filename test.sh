@@ -30,3 +30,6 @@ cargo run -q -p edgegate --features schema --example schema > target/edgegate.sc
 diff -u schema/edgegate.schema.json target/edgegate.schema.json
 
 if [ "$quick" = 1 ]; then exit 0; fi
+
+step "Envoy filter: end-to-end tests against a real Envoy (envoy/test.sh)"
+bash envoy/test.sh
