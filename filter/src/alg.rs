@@ -74,7 +74,10 @@ impl Alg {
     /// but `none` is recognised in any casing and gets its own reason.
     pub fn from_header(name: &str) -> Result<Alg, Error> {
         if name.eq_ignore_ascii_case("none") {
-            return Err(Error::new(Reason::AlgNone, "unsigned tokens (alg none) are never accepted"));
+            return Err(Error::new(
+                Reason::AlgNone,
+                "unsigned tokens (alg none) are never accepted",
+            ));
         }
         Alg::ALL
             .iter()
@@ -108,6 +111,12 @@ impl std::fmt::Display for Alg {
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
     use super::*;
 
     #[test]
@@ -115,8 +124,14 @@ mod tests {
         for n in ["none", "None", "NONE", "nOnE"] {
             assert_eq!(Alg::from_header(n).unwrap_err().reason(), Reason::AlgNone);
         }
-        assert_eq!(Alg::from_header("rs256").unwrap_err().reason(), Reason::AlgUnsupported);
-        assert_eq!(Alg::from_header("ES512").unwrap_err().reason(), Reason::AlgUnsupported);
+        assert_eq!(
+            Alg::from_header("rs256").unwrap_err().reason(),
+            Reason::AlgUnsupported
+        );
+        assert_eq!(
+            Alg::from_header("ES512").unwrap_err().reason(),
+            Reason::AlgUnsupported
+        );
         for a in Alg::ALL {
             assert_eq!(Alg::from_header(a.name()).unwrap(), a);
         }

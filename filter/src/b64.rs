@@ -10,9 +10,12 @@ use crate::error::{Error, Reason};
 
 /// Decodes a canonical unpadded base64url string.
 pub fn decode(s: &str) -> Result<Vec<u8>, Error> {
-    URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| Error::new(Reason::BadBase64, "a segment is not canonical unpadded base64url"))
+    URL_SAFE_NO_PAD.decode(s).map_err(|_| {
+        Error::new(
+            Reason::BadBase64,
+            "a segment is not canonical unpadded base64url",
+        )
+    })
 }
 
 /// Encodes as unpadded base64url.
@@ -22,13 +25,23 @@ pub fn encode(bytes: impl AsRef<[u8]>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
     use super::*;
 
     #[test]
     fn refuses_padding_std_alphabet_and_noncanonical() {
         assert_eq!(decode("YQ").unwrap(), b"a");
         for bad in ["YQ==", "YQ=", "a+b/", "YR", "Y Q", "YQ\n", "Y"] {
-            assert_eq!(decode(bad).unwrap_err().reason(), Reason::BadBase64, "{bad:?}");
+            assert_eq!(
+                decode(bad).unwrap_err().reason(),
+                Reason::BadBase64,
+                "{bad:?}"
+            );
         }
         assert_eq!(encode(b"\xfb\xff"), "-_8");
         assert_eq!(decode("-_8").unwrap(), b"\xfb\xff");

@@ -99,6 +99,9 @@ pub enum Reason {
     TokenReplayed,
     /// A return URL that is not a relative path or an allowed host.
     UnsafeRedirect,
+    /// A request path the gateway refuses to match (encoded `/`, `\`, NUL, `..` above the
+    /// root, `//`, `;`...): such paths are how auth gateways get bypassed.
+    MalformedPath,
 
     // --- policy ---
     /// The rule needs a credential and none was sent.
@@ -164,6 +167,7 @@ impl Reason {
             SessionExpired => "session_expired",
             TokenReplayed => "token_replayed",
             UnsafeRedirect => "unsafe_redirect",
+            MalformedPath => "malformed_path",
             CredentialMissing => "credential_missing",
             CredentialNotAccepted => "credential_not_accepted",
             MissingRole => "missing_role",
@@ -217,6 +221,7 @@ impl Reason {
             SessionExpired,
             TokenReplayed,
             UnsafeRedirect,
+            MalformedPath,
             CredentialMissing,
             CredentialNotAccepted,
             MissingRole,
@@ -233,11 +238,15 @@ impl Reason {
     pub fn http_status(self) -> u16 {
         use Reason::*;
         match self {
-            MissingRole | MissingPermission | MissingScope | MfaRequired | OutOfScope
+            MissingRole
+            | MissingPermission
+            | MissingScope
+            | MfaRequired
+            | OutOfScope
             | MagicLinkWrongPurpose => 403,
             KeysUnavailable => 503,
             InvalidConfig | Internal => 500,
-            UnsafeRedirect => 400,
+            UnsafeRedirect | MalformedPath => 400,
             _ => 401,
         }
     }
@@ -247,9 +256,13 @@ impl Reason {
         use Reason::*;
         match self {
             CredentialMissing => None,
-            MissingScope | MissingRole | MissingPermission | MfaRequired | OutOfScope
+            MissingScope
+            | MissingRole
+            | MissingPermission
+            | MfaRequired
+            | OutOfScope
             | MagicLinkWrongPurpose => Some("insufficient_scope"),
-            TokenTooLarge | MalformedToken => Some("invalid_request"),
+            TokenTooLarge | MalformedToken | MalformedPath => Some("invalid_request"),
             _ => Some("invalid_token"),
         }
     }
@@ -368,6 +381,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
     use super::*;
 
     #[test]
@@ -388,6 +407,8 @@ mod tests {
         assert_eq!(Reason::BadSignature.http_status(), 401);
         assert_eq!(Reason::CredentialMissing.http_status(), 401);
         assert_eq!(Reason::KeysUnavailable.http_status(), 503);
+        assert_eq!(Reason::MalformedPath.http_status(), 400);
+        assert_eq!(Reason::MalformedPath.code(), "malformed_path");
     }
 
     #[test]
@@ -407,7 +428,10 @@ mod tests {
     fn config_paths_nest() {
         let e = Error::config("jwks", "kid \"k2\" appears twice").at("jwt.providers[1]");
         assert_eq!(e.path(), Some("jwt.providers[1].jwks"));
-        assert_eq!(e.to_string(), "jwt.providers[1].jwks: kid \"k2\" appears twice");
+        assert_eq!(
+            e.to_string(),
+            "jwt.providers[1].jwks: kid \"k2\" appears twice"
+        );
         let e = Error::config("[0]", "x").at("rules");
         assert_eq!(e.path(), Some("rules[0]"));
     }

@@ -72,7 +72,11 @@ pub struct Identity {
 
 impl Identity {
     /// A minimal identity, for constructors in the credential modules.
-    pub fn new(subject: impl Into<String>, credential: CredentialKind, provider: impl Into<String>) -> Self {
+    pub fn new(
+        subject: impl Into<String>,
+        credential: CredentialKind,
+        provider: impl Into<String>,
+    ) -> Self {
         Identity {
             subject: subject.into(),
             email: None,

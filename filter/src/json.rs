@@ -38,8 +38,14 @@ pub fn parse_object(
     }
     match value {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Error::new(malformed, format!("the {what} is not a JSON object"))),
-        Err(_) => Err(Error::new(malformed, format!("the {what} is not valid JSON"))),
+        Ok(_) => Err(Error::new(
+            malformed,
+            format!("the {what} is not a JSON object"),
+        )),
+        Err(_) => Err(Error::new(
+            malformed,
+            format!("the {what} is not valid JSON"),
+        )),
     }
 }
 
@@ -130,6 +136,12 @@ impl<'de> Visitor<'de> for Strict<'_> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
     use super::*;
 
     fn parse(s: &str, depth: usize) -> Result<Map<String, Value>, Reason> {
@@ -144,10 +156,19 @@ mod tests {
 
     #[test]
     fn refuses_duplicates_at_any_depth() {
-        assert_eq!(parse(r#"{"alg":"HS256","alg":"none"}"#, 4), Err(Reason::DuplicateJsonKey));
-        assert_eq!(parse(r#"{"a":{"b":1,"b":2}}"#, 4), Err(Reason::DuplicateJsonKey));
+        assert_eq!(
+            parse(r#"{"alg":"HS256","alg":"none"}"#, 4),
+            Err(Reason::DuplicateJsonKey)
+        );
+        assert_eq!(
+            parse(r#"{"a":{"b":1,"b":2}}"#, 4),
+            Err(Reason::DuplicateJsonKey)
+        );
         // escapes that decode to the same name are duplicates too
-        assert_eq!(parse(r#"{"alg":1,"\u0061lg":2}"#, 4), Err(Reason::DuplicateJsonKey));
+        assert_eq!(
+            parse(r#"{"alg":1,"\u0061lg":2}"#, 4),
+            Err(Reason::DuplicateJsonKey)
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Compact JWS (RFC 7515 §7.1) parsing with every structural check done before any key is used.
 //!
 //! This is the strict front door for JWTs, magic-link tokens and anything else signed: the
-//! signature is only checked (by [`crate::verifier`]) on a token that already passed all of this.
+//! signature is only checked (by the verifier) on a token that already passed all of this.
 
 use serde_json::{Map, Value};
 
@@ -44,7 +44,8 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<CompactJws<'_>, Error> {
         ));
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(Error::new(
             Reason::MalformedToken,
@@ -52,7 +53,10 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<CompactJws<'_>, Error> {
         ));
     };
     if h.is_empty() || p.is_empty() {
-        return Err(Error::new(Reason::MalformedToken, "a token segment is empty"));
+        return Err(Error::new(
+            Reason::MalformedToken,
+            "a token segment is empty",
+        ));
     }
     let header = json::parse_object(
         &b64::decode(h)?,
@@ -62,10 +66,18 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<CompactJws<'_>, Error> {
     )?;
     let alg = match header.get("alg") {
         Some(Value::String(a)) => Alg::from_header(a)?,
-        Some(_) => return Err(Error::new(Reason::MalformedHeader, "the header's alg is not a string")),
+        Some(_) => {
+            return Err(Error::new(
+                Reason::MalformedHeader,
+                "the header's alg is not a string",
+            ))
+        }
         None => return Err(Error::new(Reason::MalformedHeader, "the header has no alg")),
     };
-    if let Some(m) = UNTRUSTED_KEY_MEMBERS.iter().find(|m| header.contains_key(**m)) {
+    if let Some(m) = UNTRUSTED_KEY_MEMBERS
+        .iter()
+        .find(|m| header.contains_key(**m))
+    {
         return Err(Error::new(
             Reason::UntrustedHeaderKey,
             format!("the header carries `{m}`: keys named by the token are never trusted"),
@@ -88,7 +100,10 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<CompactJws<'_>, Error> {
     let kid = optional_string(&header, "kid")?;
     let typ = optional_string(&header, "typ")?;
     if s.is_empty() {
-        return Err(Error::new(Reason::MalformedToken, "the signature segment is empty"));
+        return Err(Error::new(
+            Reason::MalformedToken,
+            "the signature segment is empty",
+        ));
     }
     let payload = b64::decode(p)?;
     let signature = b64::decode(s)?;
@@ -133,10 +148,21 @@ impl CompactJws<'_> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
     use super::*;
 
     fn tok(header: &str, payload: &str, sig: &[u8]) -> String {
-        format!("{}.{}.{}", b64::encode(header), b64::encode(payload), b64::encode(sig))
+        format!(
+            "{}.{}.{}",
+            b64::encode(header),
+            b64::encode(payload),
+            b64::encode(sig)
+        )
     }
 
     fn reason(t: &str) -> Reason {
@@ -145,7 +171,11 @@ mod tests {
 
     #[test]
     fn parses_a_well_formed_token() {
-        let t = tok(r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#, r#"{"sub":"a"}"#, b"sig");
+        let t = tok(
+            r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#,
+            r#"{"sub":"a"}"#,
+            b"sig",
+        );
         let j = parse(&t, DEFAULT_MAX_TOKEN_BYTES).unwrap();
         assert_eq!(j.alg, Alg::RS256);
         assert_eq!(j.kid.as_deref(), Some("k1"));
@@ -162,32 +192,65 @@ mod tests {
         let p = r#"{"sub":"a"}"#;
         assert_eq!(reason(&tok(r#"{"alg":"none"}"#, p, b"")), Reason::AlgNone);
         assert_eq!(reason(&tok(r#"{"alg":"NoNe"}"#, p, b"x")), Reason::AlgNone);
-        assert_eq!(reason(&tok(r#"{"alg":"XS256"}"#, p, b"x")), Reason::AlgUnsupported);
-        assert_eq!(reason(&tok(r#"{"typ":"JWT"}"#, p, b"x")), Reason::MalformedHeader);
-        assert_eq!(reason(&tok(r#"{"alg":5}"#, p, b"x")), Reason::MalformedHeader);
-        assert_eq!(reason(&tok(r#"{"alg":"HS256","kid":1}"#, p, b"x")), Reason::MalformedHeader);
-        assert_eq!(reason(&tok(r#"["HS256"]"#, p, b"x")), Reason::MalformedHeader);
+        assert_eq!(
+            reason(&tok(r#"{"alg":"XS256"}"#, p, b"x")),
+            Reason::AlgUnsupported
+        );
+        assert_eq!(
+            reason(&tok(r#"{"typ":"JWT"}"#, p, b"x")),
+            Reason::MalformedHeader
+        );
+        assert_eq!(
+            reason(&tok(r#"{"alg":5}"#, p, b"x")),
+            Reason::MalformedHeader
+        );
+        assert_eq!(
+            reason(&tok(r#"{"alg":"HS256","kid":1}"#, p, b"x")),
+            Reason::MalformedHeader
+        );
+        assert_eq!(
+            reason(&tok(r#"["HS256"]"#, p, b"x")),
+            Reason::MalformedHeader
+        );
         for m in ["jwk", "jku", "x5u", "x5c"] {
             let h = format!(r#"{{"alg":"RS256","{m}":"x"}}"#);
             assert_eq!(reason(&tok(&h, p, b"x")), Reason::UntrustedHeaderKey, "{m}");
         }
-        assert_eq!(reason(&tok(r#"{"alg":"RS256","crit":["exp"],"exp":1}"#, p, b"x")), Reason::UnsupportedCrit);
         assert_eq!(
-            reason(&tok(r#"{"alg":"HS256","b64":false,"crit":["b64"]}"#, p, b"x")),
+            reason(&tok(r#"{"alg":"RS256","crit":["exp"],"exp":1}"#, p, b"x")),
+            Reason::UnsupportedCrit
+        );
+        assert_eq!(
+            reason(&tok(
+                r#"{"alg":"HS256","b64":false,"crit":["b64"]}"#,
+                p,
+                b"x"
+            )),
             Reason::UnencodedPayload
         );
-        assert_eq!(reason(&tok(r#"{"alg":"HS256","alg":"HS256"}"#, p, b"x")), Reason::DuplicateJsonKey);
-        assert_eq!(reason(&tok(r#"{"alg":"HS256","x":{"y":{"z":{"w":{}}}}}"#, p, b"x")), Reason::JsonTooDeep);
+        assert_eq!(
+            reason(&tok(r#"{"alg":"HS256","alg":"HS256"}"#, p, b"x")),
+            Reason::DuplicateJsonKey
+        );
+        assert_eq!(
+            reason(&tok(r#"{"alg":"HS256","x":{"y":{"z":{"w":{}}}}}"#, p, b"x")),
+            Reason::JsonTooDeep
+        );
 
         let t = tok(good_h, p, b"x");
         assert_eq!(reason(&format!("{t}.")), Reason::MalformedToken);
         assert_eq!(reason(&format!("{t}.x.y")), Reason::MalformedToken); // JWE shape
         assert_eq!(reason(&t[..t.rfind('.').unwrap()]), Reason::MalformedToken);
-        assert_eq!(reason(&format!("{}.", &t[..t.rfind('.').unwrap()])), Reason::MalformedToken);
+        assert_eq!(
+            reason(&format!("{}.", &t[..t.rfind('.').unwrap()])),
+            Reason::MalformedToken
+        );
         assert_eq!(reason(&format!("{t}=")), Reason::BadBase64);
         assert_eq!(reason(&format!("{t} ")), Reason::BadBase64);
         assert_eq!(reason(&format!("{t}\n")), Reason::BadBase64);
-        let std_alphabet = tok(good_h, p, &[0xfb, 0xff]).replace('-', "+").replace('_', "/");
+        let std_alphabet = tok(good_h, p, &[0xfb, 0xff])
+            .replace('-', "+")
+            .replace('_', "/");
         assert_eq!(reason(&std_alphabet), Reason::BadBase64);
         // "eQ" and "eR" decode to the same byte only if stray bits are allowed
         let h = b64::encode(good_h);

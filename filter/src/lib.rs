@@ -6,14 +6,32 @@
 #![forbid(unsafe_code)]
 
 pub mod alg;
+pub mod apikey;
 pub mod b64;
+pub mod backend;
+pub mod cache;
+pub mod claims;
+pub mod config;
+pub mod engine;
 pub mod error;
+pub mod extractor;
 pub mod identity;
 pub mod json;
+pub mod jwk;
+pub mod jwks;
 pub mod jws;
+pub mod keyring;
+pub mod magic;
+pub mod matcher;
+pub mod policy;
+pub mod redirect;
+pub mod session;
+pub mod verifier;
 
 pub use alg::Alg;
+pub use engine::{Denial, Engine, Verdict};
 pub use error::{ConfigErrors, Error, Reason};
+pub use extractor::Request;
 pub use identity::{CredentialKind, Identity};
 
 /// Seconds since the Unix epoch, as hosts pass "now" in.

@@ -1,0 +1,515 @@
+//! The one config schema, for every host.
+//!
+//! A config is JSON, parsed with serde (unknown fields are errors, so typos are caught), then
+//! validated as a whole: every error is reported with its field path and a fix, e.g.
+//! `jwt.providers[1].jwks: kid "k2" appears twice`. The JSON Schema published at
+//! `schema/edgegate.schema.json` is generated from these types (`cargo run -p edgegate --features schema --example schema`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::apikey::ApiKeysConfig;
+use crate::cache::CacheConfig;
+use crate::error::{ConfigErrors, Error};
+use crate::identity::CredentialKind;
+use crate::magic::MagicLinkConfig;
+use crate::matcher::RuleConfig;
+use crate::policy::{default_credentials, DefaultRuleConfig};
+use crate::redirect::RedirectConfig;
+use crate::session::SessionConfig;
+use crate::verifier::ProviderConfig;
+
+/// The whole edgegate config.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Config {
+    /// Optional `$schema` reference so editors can validate the file; ignored by edgegate.
+    #[serde(default, rename = "$schema", skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The realm named in `WWW-Authenticate` challenges.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// JWT providers and where JWTs are read from.
+    #[serde(default)]
+    pub jwt: JwtConfig,
+    /// API keys (hashes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_keys: Option<ApiKeysConfig>,
+    /// Magic-link tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub magic_links: Option<MagicLinkConfig>,
+    /// The session cookie (set after OIDC or magic-link login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionConfig>,
+    /// Which return URLs (login `rd`, magic-link targets) are allowed besides relative paths.
+    #[serde(default)]
+    pub redirects: RedirectConfig,
+    /// Rules, first match wins.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// The rule for requests no rule matches. Default: any accepted credential, authenticated.
+    #[serde(default)]
+    pub default_rule: DefaultRuleConfig,
+    /// Names of the identity headers sent upstream.
+    #[serde(default)]
+    pub identity_headers: IdentityHeaders,
+    /// Development mode: every request is this synthetic identity. Never in production.
+    #[serde(default)]
+    pub dev_mode: DevMode,
+}
+
+fn default_realm() -> String {
+    "edgegate".to_string()
+}
+
+/// JWT settings shared by all providers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct JwtConfig {
+    /// Issuers whose tokens are accepted, chosen by the token's `iss`.
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    /// Tokens longer than this are refused before parsing.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// The verified-token cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Where JWTs are read from besides `Authorization: Bearer`.
+    #[serde(default)]
+    pub from: JwtSources,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            providers: Vec::new(),
+            max_token_bytes: default_max_token_bytes(),
+            cache: CacheConfig::default(),
+            from: JwtSources::default(),
+        }
+    }
+}
+
+fn default_max_token_bytes() -> usize {
+    crate::jws::DEFAULT_MAX_TOKEN_BYTES
+}
+
+/// Extra places a JWT may arrive. `Authorization: Bearer` is always read.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct JwtSources {
+    /// A request header holding the bare token (e.g. `x-jwt-assertion`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// A cookie holding the bare token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// A query parameter holding the token. Off by default: URLs end up in logs and Referer headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_param: Option<String>,
+}
+
+/// Upstream header names for the identity. Client-sent copies of all of them are removed first.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct IdentityHeaders {
+    #[serde(default = "h_subject")]
+    pub subject: String,
+    #[serde(default = "h_email")]
+    pub email: String,
+    #[serde(default = "h_name")]
+    pub name: String,
+    /// Comma-separated roles.
+    #[serde(default = "h_roles")]
+    pub roles: String,
+    /// Comma-separated permissions.
+    #[serde(default = "h_permissions")]
+    pub permissions: String,
+    /// `jwt`, `api_key`, `magic_link`, `session` or `dev`.
+    #[serde(default = "h_credential")]
+    pub credential: String,
+    /// Provider name (JWT) or credential kind.
+    #[serde(default = "h_provider")]
+    pub provider: String,
+    /// JWK `kid`, API key name or magic-link key id.
+    #[serde(default = "h_key_name")]
+    pub key_name: String,
+    /// Unix seconds when the credential expires.
+    #[serde(default = "h_expires")]
+    pub expires: String,
+    /// Header set on every response's request in dev mode, so nobody mistakes it for production.
+    #[serde(default = "h_dev")]
+    pub dev_mode: String,
+}
+
+fn h_subject() -> String {
+    "x-edgegate-subject".into()
+}
+fn h_email() -> String {
+    "x-edgegate-email".into()
+}
+fn h_name() -> String {
+    "x-edgegate-name".into()
+}
+fn h_roles() -> String {
+    "x-edgegate-roles".into()
+}
+fn h_permissions() -> String {
+    "x-edgegate-permissions".into()
+}
+fn h_credential() -> String {
+    "x-edgegate-credential".into()
+}
+fn h_provider() -> String {
+    "x-edgegate-provider".into()
+}
+fn h_key_name() -> String {
+    "x-edgegate-key-name".into()
+}
+fn h_expires() -> String {
+    "x-edgegate-expires".into()
+}
+fn h_dev() -> String {
+    "x-edgegate-dev-mode".into()
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        IdentityHeaders {
+            subject: h_subject(),
+            email: h_email(),
+            name: h_name(),
+            roles: h_roles(),
+            permissions: h_permissions(),
+            credential: h_credential(),
+            provider: h_provider(),
+            key_name: h_key_name(),
+            expires: h_expires(),
+            dev_mode: h_dev(),
+        }
+    }
+}
+
+impl IdentityHeaders {
+    /// Every header name, in a fixed order, lower-cased.
+    pub fn all(&self) -> [&str; 10] {
+        [
+            &self.subject,
+            &self.email,
+            &self.name,
+            &self.roles,
+            &self.permissions,
+            &self.credential,
+            &self.provider,
+            &self.key_name,
+            &self.expires,
+            &self.dev_mode,
+        ]
+    }
+
+    fn validate(&self, errors: &mut Vec<Error>) {
+        let names = [
+            "subject",
+            "email",
+            "name",
+            "roles",
+            "permissions",
+            "credential",
+            "provider",
+            "key_name",
+            "expires",
+            "dev_mode",
+        ];
+        let values = self.all();
+        for (i, (field, value)) in names.iter().zip(values.iter()).enumerate() {
+            if !is_header_name(value) {
+                errors.push(Error::config(
+                    format!("identity_headers.{field}"),
+                    format!("{value:?} is not a valid lower-case HTTP header name (letters, digits, `-`)"),
+                ));
+            }
+            if values.iter().take(i).any(|v| v == value) {
+                errors.push(Error::config(
+                    format!("identity_headers.{field}"),
+                    format!("{value:?} is used twice"),
+                ));
+            }
+            if matches!(
+                *value,
+                "authorization" | "cookie" | "host" | "content-length"
+            ) || value.starts_with(':')
+            {
+                errors.push(Error::config(
+                    format!("identity_headers.{field}"),
+                    format!(
+                        "{value:?} is a protocol header; pick a name such as x-edgegate-{field}"
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// A lower-case RFC 9110 token limited to what identity headers need.
+pub(crate) fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Development mode. Off by default; loud when on.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DevMode {
+    /// When true, every request is authenticated as `identity`. Refused when any provider's
+    /// issuer is not a localhost URL.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The synthetic identity.
+    #[serde(default)]
+    pub identity: DevIdentity,
+}
+
+/// The identity dev mode uses.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DevIdentity {
+    #[serde(default = "dev_subject")]
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+fn dev_subject() -> String {
+    "dev-user".into()
+}
+
+impl Default for DevIdentity {
+    fn default() -> Self {
+        DevIdentity {
+            subject: dev_subject(),
+            email: None,
+            roles: Vec::new(),
+            permissions: Vec::new(),
+        }
+    }
+}
+
+/// True for `http(s)://localhost`, `127.x.x.x` and `[::1]` issuers (with optional port and path).
+fn is_localhost_url(u: &str) -> bool {
+    let rest = u
+        .strip_prefix("http://")
+        .or_else(|| u.strip_prefix("https://"));
+    let Some(rest) = rest else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return false;
+    }
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    host == "localhost"
+        || host == "::1"
+        || (host.starts_with("127.")
+            && host.split('.').count() == 4
+            && host.split('.').all(|p| p.parse::<u8>().is_ok()))
+}
+
+impl Config {
+    /// Parses JSON. Syntax and type errors come back with the JSON path of the offending field.
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigErrors> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." {
+                "(root)".to_string()
+            } else {
+                path
+            };
+            ConfigErrors(vec![Error::config(path, e.into_inner().to_string())])
+        })
+    }
+
+    /// Cross-section checks that belong to no single section.
+    pub(crate) fn validate_global(&self, errors: &mut Vec<Error>) {
+        self.identity_headers.validate(errors);
+        if self.realm.is_empty()
+            || self.realm.contains(['"', '\\'])
+            || self.realm.chars().any(char::is_control)
+        {
+            errors.push(Error::config(
+                "realm",
+                "must be non-empty without quotes, backslashes or control characters",
+            ));
+        }
+        if self.jwt.max_token_bytes < 256 || self.jwt.max_token_bytes > 1024 * 1024 {
+            errors.push(Error::config(
+                "jwt.max_token_bytes",
+                "must be between 256 and 1048576 (default 16384)",
+            ));
+        }
+        for (field, v) in [
+            ("header", &self.jwt.from.header),
+            ("cookie", &self.jwt.from.cookie),
+            ("query_param", &self.jwt.from.query_param),
+        ] {
+            if let Some(v) = v {
+                if v.is_empty()
+                    || !v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+                {
+                    errors.push(Error::config(
+                        format!("jwt.from.{field}"),
+                        format!("{v:?} is not a valid name"),
+                    ));
+                }
+            }
+        }
+        if let Some(h) = &self.jwt.from.header {
+            if !is_header_name(h) {
+                errors.push(Error::config(
+                    "jwt.from.header",
+                    "header names must be lower-case",
+                ));
+            }
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for (i, p) in self.jwt.providers.iter().enumerate() {
+            if names.contains(&p.name.as_str()) {
+                errors.push(Error::config(
+                    format!("jwt.providers[{i}].name"),
+                    format!("{:?} is used by two providers", p.name),
+                ));
+            }
+            names.push(&p.name);
+            if self
+                .jwt
+                .providers
+                .iter()
+                .take(i)
+                .any(|q| q.issuer == p.issuer)
+            {
+                errors.push(Error::config(
+                    format!("jwt.providers[{i}].issuer"),
+                    "two providers have the same issuer; merge them (tokens are routed by iss)",
+                ));
+            }
+        }
+        if self.dev_mode.enabled {
+            for (i, p) in self.jwt.providers.iter().enumerate() {
+                if !is_localhost_url(&p.issuer) {
+                    errors.push(Error::config(
+                        "dev_mode.enabled",
+                        format!(
+                            "dev mode is refused while jwt.providers[{i}] has a non-localhost issuer; turn dev mode off or point the provider at a local IdP"
+                        ),
+                    ));
+                }
+            }
+            if self.dev_mode.identity.subject.is_empty() {
+                errors.push(Error::config(
+                    "dev_mode.identity.subject",
+                    "must not be empty",
+                ));
+            }
+        }
+        let rule_credentials = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("rules[{i}].credentials"), &r.credentials))
+            .chain(std::iter::once((
+                "default_rule.credentials".to_string(),
+                &self.default_rule.credentials,
+            )));
+        let defaults = default_credentials();
+        for (path, kinds) in rule_credentials {
+            if *kinds == defaults {
+                continue; // the default list names every kind; unconfigured ones are simply never found
+            }
+            for kind in kinds.iter() {
+                let missing = match kind {
+                    CredentialKind::ApiKey => {
+                        self.api_keys.is_none().then_some("an api_keys section")
+                    }
+                    CredentialKind::MagicLink => self
+                        .magic_links
+                        .is_none()
+                        .then_some("a magic_links section"),
+                    CredentialKind::Session => {
+                        self.session.is_none().then_some("a session section")
+                    }
+                    CredentialKind::Jwt => {
+                        self.jwt.providers.is_empty().then_some("a jwt provider")
+                    }
+                    CredentialKind::Dev => None,
+                };
+                if let Some(what) = missing {
+                    errors.push(Error::config(
+                        path.clone(),
+                        format!(
+                            "accepts {} but the config has no {what}; add it or remove the kind",
+                            kind.code()
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.magic_links.is_some() && self.session.is_none() {
+            errors.push(Error::config(
+                "session",
+                "magic links log people in with a session cookie: add a session section with a signing key",
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn localhost_detection() {
+        for ok in [
+            "http://localhost:8080/realms/x",
+            "https://127.0.0.1",
+            "http://[::1]:9000/",
+            "http://localhost",
+        ] {
+            assert!(is_localhost_url(ok), "{ok}");
+        }
+        for bad in [
+            "https://localhost.evil.com",
+            "https://evil.com/localhost",
+            "http://localhost@evil.com",
+            "https://127.0.0.1.evil.com",
+            "ftp://localhost",
+            "https://accounts.google.com",
+        ] {
+            assert!(!is_localhost_url(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_carry_the_path() {
+        let e = Config::from_json(br#"{"jwt": {"providers": [{"name": "a", "issuer": "x", "clock_skew_seconds": "ten"}]}}"#)
+            .unwrap_err();
+        assert_eq!(e.0[0].path(), Some("jwt.providers[0].clock_skew_seconds"));
+        let e = Config::from_json(br#"{"jwt": {"providres": []}}"#).unwrap_err();
+        assert!(e.0[0].message().contains("unknown field"), "{}", e);
+    }
+}

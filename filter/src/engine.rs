@@ -1,0 +1,696 @@
+//! The host glue's one entry point: a compiled config that turns a request into a [`Verdict`].
+//!
+//! Hosts (the proxy-wasm filter, the edge worker, the CLI's `token explain`) build an [`Engine`]
+//! once per config, keep a [`TokenCache`] and the remote key sets they fetched, and call
+//! [`Engine::decide`] per request with `now`. They carry out the verdict and nothing more.
+
+use serde_json::json;
+
+use crate::apikey::ApiKeyStore;
+use crate::backend::{NativeBackend, SignatureBackend};
+use crate::cache::TokenCache;
+use crate::config::{Config, IdentityHeaders};
+use crate::error::{ConfigErrors, Error, Reason};
+use crate::extractor::{Extractor, Found, Request};
+use crate::identity::{CredentialKind, Identity};
+use crate::jwks::CompiledJwksSource;
+use crate::magic::MagicLinks;
+use crate::matcher::{normalize_path, Rules};
+use crate::redirect::RedirectPolicy;
+use crate::session::Sessions;
+use crate::verifier::{JwtCheck, JwtVerifier, KeyLookup, Provider};
+use crate::UnixTime;
+
+/// Largest magic-link form body a host should read.
+pub const MAX_FORM_BODY: usize = 16 * 1024;
+
+/// What to do with a request.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Continue upstream with these headers added (client copies of [`Engine::strip_headers`]
+    /// already removed by the host). `identity` is `None` on public routes without a credential.
+    Allow {
+        identity: Option<Identity>,
+        headers: Vec<(String, String)>,
+        /// True when the identity came from the token cache (for metrics).
+        cached: bool,
+    },
+    /// Answer locally.
+    Deny(Denial),
+    /// A remote key set this request needs has not arrived: pause, and call `decide` again once it
+    /// has; if the host's wait times out, answer [`Engine::keys_unavailable`] (fail closed).
+    WaitForKeys { provider: String },
+    /// A POST to the magic-link path: read the form body (at most [`MAX_FORM_BODY`] bytes), call
+    /// [`Engine::magic_link_consume`], enforce single use on the returned `jti`, then reply.
+    MagicLinkForm,
+}
+
+/// A local reply: status, headers and a small body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub status: u16,
+    pub reason: Reason,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// A remote provider whose key set lacks the token's `kid`: the host should refetch early
+    /// (the key set's state machine rate-limits it).
+    pub refetch_keys: Option<String>,
+}
+
+/// A successful magic-link POST: the host remembers `jti` until `expires_at` (single use), then
+/// replies 302 to `location` with `set_cookie`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MagicLinkLogin {
+    pub jti: String,
+    pub expires_at: UnixTime,
+    pub set_cookie: String,
+    pub location: String,
+    pub identity: Identity,
+}
+
+/// A remote key set a host must fetch and keep fresh.
+#[derive(Debug, Clone)]
+pub struct RemoteKeys {
+    pub provider: String,
+    pub source: CompiledJwksSource,
+}
+
+/// A compiled config.
+pub struct Engine {
+    realm: String,
+    jwt: JwtVerifier,
+    api_keys: Option<ApiKeyStore>,
+    magic: Option<MagicLinks>,
+    sessions: Option<Sessions>,
+    redirects: RedirectPolicy,
+    rules: Rules,
+    headers: IdentityHeaders,
+    strip: Vec<String>,
+    dev: Option<Identity>,
+    extractor: Extractor,
+    cache_capacity: usize,
+    backend: Box<dyn SignatureBackend + Send + Sync>,
+    warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("realm", &self.realm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Parses, validates and compiles a JSON config; every problem is reported with its path.
+    pub fn from_json(bytes: &[u8]) -> Result<Engine, ConfigErrors> {
+        Engine::from_config(&Config::from_json(bytes)?)
+    }
+
+    /// Validates and compiles a parsed config.
+    pub fn from_config(cfg: &Config) -> Result<Engine, ConfigErrors> {
+        let mut errors = Vec::new();
+        cfg.validate_global(&mut errors);
+        let mut providers = Vec::new();
+        for (i, p) in cfg.jwt.providers.iter().enumerate() {
+            match Provider::compile(p) {
+                Ok(p) => providers.push(p),
+                Err(es) => {
+                    errors.extend(es.into_iter().map(|e| e.at(&format!("jwt.providers[{i}]"))))
+                }
+            }
+        }
+        let api_keys = section(
+            &mut errors,
+            "api_keys",
+            cfg.api_keys.as_ref().map(|c| c.compile()),
+        );
+        let magic = section(
+            &mut errors,
+            "magic_links",
+            cfg.magic_links.as_ref().map(|c| c.compile()),
+        );
+        let sessions = section(
+            &mut errors,
+            "session",
+            cfg.session.as_ref().map(|c| c.compile()),
+        );
+        let redirects = section(&mut errors, "redirects", Some(cfg.redirects.compile()));
+        // Rule errors already carry full paths (`rules[2].match.path`, `default_rule.require`).
+        let rules = match Rules::compile(&cfg.rules, &cfg.default_rule) {
+            Ok(r) => Some(r),
+            Err(es) => {
+                errors.extend(es);
+                None
+            }
+        };
+        if let Err(es) = cfg.jwt.cache.compile() {
+            errors.extend(es.into_iter().map(|e| e.at("jwt.cache")));
+        }
+        let (Some(redirects), Some(rules)) = (redirects, rules) else {
+            return Err(ConfigErrors(errors));
+        };
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let mut warnings = Vec::new();
+        let dev = cfg.dev_mode.enabled.then(|| {
+            warnings.push(format!(
+                "DEV MODE IS ON: every request is authenticated as {:?} without any credential; never use this in production",
+                cfg.dev_mode.identity.subject
+            ));
+            let mut id = Identity::new(cfg.dev_mode.identity.subject.clone(), CredentialKind::Dev, "dev");
+            id.email = cfg.dev_mode.identity.email.clone();
+            id.roles = cfg.dev_mode.identity.roles.clone();
+            id.permissions = cfg.dev_mode.identity.permissions.clone();
+            id
+        });
+        if cfg.jwt.from.query_param.is_some() {
+            warnings.push("jwt.from.query_param is on: tokens in URLs end up in access logs and Referer headers".into());
+        }
+        let extractor = Extractor {
+            jwt_header: cfg.jwt.from.header.clone(),
+            jwt_cookie: cfg.jwt.from.cookie.clone(),
+            jwt_query: cfg.jwt.from.query_param.clone(),
+            api_key_header: api_keys
+                .as_ref()
+                .and_then(|k| k.header().map(str::to_string)),
+            session_cookie: sessions.as_ref().map(|s| s.cookie_name().to_string()),
+        };
+        let strip = cfg
+            .identity_headers
+            .all()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        Ok(Engine {
+            realm: cfg.realm.clone(),
+            jwt: JwtVerifier::new(providers, cfg.jwt.max_token_bytes),
+            api_keys,
+            magic,
+            sessions,
+            redirects,
+            rules,
+            headers: cfg.identity_headers.clone(),
+            strip,
+            dev,
+            extractor,
+            cache_capacity: cfg.jwt.cache.max_entries,
+            backend: Box::new(NativeBackend),
+            warnings,
+        })
+    }
+
+    /// Replaces the signature backend (the edge worker hands RSA/EC to WebCrypto).
+    pub fn with_backend(mut self, backend: Box<dyn SignatureBackend + Send + Sync>) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Notices the host must log loudly at load (dev mode, risky options).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Header names to remove from every client request before anything else.
+    pub fn strip_headers(&self) -> &[String] {
+        &self.strip
+    }
+
+    /// A token cache sized as the config says (`jwt.cache.max_entries`).
+    pub fn new_cache(&self) -> TokenCache {
+        TokenCache::new(self.cache_capacity)
+    }
+
+    /// Remote key sets the host must fetch.
+    pub fn remote_key_sources(&self) -> Vec<RemoteKeys> {
+        self.jwt
+            .providers()
+            .iter()
+            .filter_map(|p| {
+                p.remote().map(|s| RemoteKeys {
+                    provider: p.name.clone(),
+                    source: s.clone(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn jwt(&self) -> &JwtVerifier {
+        &self.jwt
+    }
+
+    pub fn sessions(&self) -> Option<&Sessions> {
+        self.sessions.as_ref()
+    }
+
+    pub fn magic_links(&self) -> Option<&MagicLinks> {
+        self.magic.as_ref()
+    }
+
+    pub fn redirects(&self) -> &RedirectPolicy {
+        &self.redirects
+    }
+
+    /// The magic-link endpoint path, if magic links are configured.
+    pub fn magic_link_path(&self) -> Option<&str> {
+        self.magic.as_ref().map(|m| m.path())
+    }
+
+    /// The decision for one request.
+    pub fn decide(
+        &self,
+        req: &Request<'_>,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Verdict {
+        let path = match normalize_path(req.path) {
+            Ok(p) => p,
+            Err(e) => return Verdict::Deny(self.deny_json(&e, None)),
+        };
+        if let Some(dev) = &self.dev {
+            let mut headers = self.identity_headers(dev);
+            headers.push((self.headers.dev_mode.clone(), "true".into()));
+            return Verdict::Allow {
+                identity: Some(dev.clone()),
+                headers,
+                cached: false,
+            };
+        }
+        if let Some(m) = &self.magic {
+            if path == m.path() {
+                return self.magic_link_page(req);
+            }
+        }
+        let rule = self.rules.find(req.method, &path);
+        let is_api_key = |s: &str| self.api_keys.as_ref().is_some_and(|k| k.looks_like_key(s));
+        let found = self.extractor.find(req, rule.credentials(), &is_api_key);
+        let Some(found) = found else {
+            if rule.is_public() {
+                return Verdict::Allow {
+                    identity: None,
+                    headers: Vec::new(),
+                    cached: false,
+                };
+            }
+            let error = match self.extractor.find_any(req, &is_api_key) {
+                Some(other) => Error::new(
+                    Reason::CredentialNotAccepted,
+                    format!(
+                        "this route does not accept {} credentials",
+                        other.kind.code()
+                    ),
+                ),
+                None => Error::new(Reason::CredentialMissing, "this route needs a credential"),
+            };
+            return Verdict::Deny(self.deny_for(req, &error, rule.login_url(), None));
+        };
+        let (identity, cached) = match self.authenticate(found, keys, cache, now) {
+            Authn::Ok(id, cached) => (id, cached),
+            Authn::Wait(provider) => return Verdict::WaitForKeys { provider },
+            Authn::Err(e, refetch) => {
+                if rule.is_public() {
+                    // A public route ignores a bad credential: no identity goes upstream.
+                    return Verdict::Allow {
+                        identity: None,
+                        headers: Vec::new(),
+                        cached: false,
+                    };
+                }
+                return Verdict::Deny(self.deny_for(req, &e, rule.login_url(), refetch));
+            }
+        };
+        if let Err(e) = rule.authorize(&identity, &path) {
+            return Verdict::Deny(self.deny_json(&e, None));
+        }
+        Verdict::Allow {
+            headers: self.identity_headers(&identity),
+            identity: Some(identity),
+            cached,
+        }
+    }
+
+    fn authenticate(
+        &self,
+        found: Found<'_>,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Authn {
+        match found.kind {
+            CredentialKind::Jwt => {
+                if let Some(id) = cache.get(found.value, now) {
+                    return Authn::Ok(id, true);
+                }
+                match self
+                    .jwt
+                    .check(found.value, keys, self.backend.as_ref(), now)
+                {
+                    JwtCheck::Valid(id) => {
+                        if let Some(exp) = id.expires_at {
+                            cache.insert(found.value, id.clone(), exp);
+                        }
+                        Authn::Ok(id, false)
+                    }
+                    JwtCheck::NeedKeys { provider } => Authn::Wait(provider),
+                    JwtCheck::Invalid { error, refetch } => Authn::Err(error, refetch),
+                }
+            }
+            CredentialKind::ApiKey => match &self.api_keys {
+                Some(k) => k
+                    .verify(found.value, now)
+                    .map_or_else(|e| Authn::Err(e, None), |id| Authn::Ok(id, false)),
+                None => Authn::Err(
+                    Error::new(Reason::CredentialNotAccepted, "API keys are not configured"),
+                    None,
+                ),
+            },
+            CredentialKind::Session | CredentialKind::MagicLink => match &self.sessions {
+                // A rule that accepts `magic_link` accepts sessions a magic link opened; a rule
+                // that accepts `session` accepts every session.
+                Some(s) => match s.open_session(found.value, now) {
+                    Ok(session)
+                        if found.kind == CredentialKind::MagicLink
+                            && session.origin != CredentialKind::MagicLink =>
+                    {
+                        Authn::Err(
+                            Error::new(
+                                Reason::CredentialNotAccepted,
+                                "this route accepts only magic-link sessions",
+                            ),
+                            None,
+                        )
+                    }
+                    Ok(session) => {
+                        let mut id = session.identity;
+                        if found.kind == CredentialKind::MagicLink {
+                            id.credential = CredentialKind::MagicLink;
+                        }
+                        Authn::Ok(id, false)
+                    }
+                    Err(e) => Authn::Err(e, None),
+                },
+                None => Authn::Err(
+                    Error::new(Reason::CredentialNotAccepted, "sessions are not configured"),
+                    None,
+                ),
+            },
+            CredentialKind::Dev => Authn::Err(
+                Error::new(Reason::CredentialNotAccepted, "dev mode is off"),
+                None,
+            ),
+        }
+    }
+
+    /// The 503 a host sends when a request waited for keys that never came (fail closed).
+    pub fn keys_unavailable(&self) -> Denial {
+        self.deny_json(
+            &Error::new(
+                Reason::KeysUnavailable,
+                "the identity provider's keys are not available yet; retry shortly",
+            ),
+            None,
+        )
+    }
+
+    /// A JSON (or, for browsers on rules with a login URL, redirect) refusal.
+    fn deny_for(
+        &self,
+        req: &Request<'_>,
+        e: &Error,
+        login_url: Option<&str>,
+        refetch: Option<String>,
+    ) -> Denial {
+        if e.http_status() == 401 && req.wants_html() {
+            if let Some(login) = login_url {
+                let rd = self
+                    .redirects
+                    .check(req.path)
+                    .unwrap_or_else(|_| "/".to_string());
+                let sep = if login.contains('?') { '&' } else { '?' };
+                let location = format!(
+                    "{login}{sep}rd={}",
+                    form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+                );
+                return Denial {
+                    status: 302,
+                    reason: e.reason(),
+                    headers: vec![
+                        ("location".into(), location),
+                        ("cache-control".into(), "no-store".into()),
+                    ],
+                    body: String::new(),
+                    refetch_keys: refetch,
+                };
+            }
+        }
+        self.deny_json(e, refetch)
+    }
+
+    /// The standard JSON refusal: status from the reason, RFC 6750 challenge on 401 and 403.
+    pub fn deny_json(&self, e: &Error, refetch: Option<String>) -> Denial {
+        let status = e.http_status();
+        let mut headers = vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            ("cache-control".to_string(), "no-store".to_string()),
+        ];
+        if status == 401 || status == 403 {
+            headers.push((
+                "www-authenticate".to_string(),
+                e.www_authenticate(&self.realm),
+            ));
+        }
+        let error = match status {
+            400 => "bad_request",
+            401 => "unauthorized",
+            403 => "forbidden",
+            503 => "unavailable",
+            _ => "error",
+        };
+        Denial {
+            status,
+            reason: e.reason(),
+            headers,
+            body: json!({"error": error, "reason": e.reason().code(), "message": e.message()})
+                .to_string(),
+            refetch_keys: refetch,
+        }
+    }
+
+    /// GET/HEAD on the magic-link path answers a confirm page (mail scanners fetch links; only the
+    /// POST from the page's button consumes the token). Other methods: POST reads the form.
+    fn magic_link_page(&self, req: &Request<'_>) -> Verdict {
+        match req.method {
+            "POST" => Verdict::MagicLinkForm,
+            "GET" | "HEAD" => {
+                let Some(m) = &self.magic else {
+                    return Verdict::Deny(
+                        self.deny_json(&Error::new(Reason::Internal, "magic links off"), None),
+                    );
+                };
+                let query = req.path.split_once('?').map_or("", |(_, q)| q);
+                let token = form_urlencoded::parse(query.as_bytes())
+                    .find(|(k, _)| k == m.query_param())
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                let body = confirm_page(m.path(), &token);
+                Verdict::Deny(Denial {
+                    status: 200,
+                    reason: Reason::CredentialMissing,
+                    headers: vec![
+                        ("content-type".into(), "text/html; charset=utf-8".into()),
+                        ("cache-control".into(), "no-store".into()),
+                        ("referrer-policy".into(), "no-referrer".into()),
+                        ("x-frame-options".into(), "DENY".into()),
+                        (
+                            "content-security-policy".into(),
+                            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'".into(),
+                        ),
+                    ],
+                    body,
+                    refetch_keys: None,
+                })
+            }
+            _ => Verdict::Deny(Denial {
+                status: 405,
+                reason: Reason::CredentialNotAccepted,
+                headers: vec![("allow".into(), "GET, HEAD, POST".into())],
+                body: String::new(),
+                refetch_keys: None,
+            }),
+        }
+    }
+
+    /// Verifies the token in a magic-link form body (`token=...`) and prepares the login. The
+    /// host enforces single use on `jti` (until `expires_at`) before replying.
+    pub fn magic_link_consume(
+        &self,
+        form_body: &[u8],
+        now: UnixTime,
+    ) -> Result<MagicLinkLogin, Denial> {
+        let (Some(magic), Some(sessions)) = (&self.magic, &self.sessions) else {
+            return Err(self.deny_json(
+                &Error::new(Reason::Internal, "magic links are not configured"),
+                None,
+            ));
+        };
+        if form_body.len() > MAX_FORM_BODY {
+            return Err(self.deny_json(
+                &Error::new(Reason::TokenTooLarge, "the form is too large"),
+                None,
+            ));
+        }
+        let token = form_urlencoded::parse(form_body)
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+            .ok_or_else(|| {
+                self.deny_json(
+                    &Error::new(Reason::CredentialMissing, "the form has no token"),
+                    None,
+                )
+            })?;
+        let link = magic
+            .verify(&token, now)
+            .map_err(|e| self.deny_json(&e, None))?;
+        let location = match link.target.as_deref().or(link.scope.as_deref()) {
+            Some(t) => self
+                .redirects
+                .check(t)
+                .map_err(|e| self.deny_json(&e, None))?,
+            None => "/".to_string(),
+        };
+        let cookie = sessions
+            .seal(&link.identity, now)
+            .map_err(|e| self.deny_json(&e, None))?;
+        Ok(MagicLinkLogin {
+            jti: link.jti,
+            expires_at: link.expires_at,
+            set_cookie: sessions.set_cookie_header(&cookie, now),
+            location,
+            identity: link.identity,
+        })
+    }
+
+    /// The reply to a magic link used a second time.
+    pub fn replayed(&self) -> Denial {
+        self.deny_json(
+            &Error::new(
+                Reason::TokenReplayed,
+                "this link was already used; ask for a new one",
+            ),
+            None,
+        )
+    }
+
+    /// The upstream identity headers for an identity (values made header-safe).
+    pub fn identity_headers(&self, id: &Identity) -> Vec<(String, String)> {
+        let h = &self.headers;
+        let mut out = vec![
+            (h.subject.clone(), header_value(&id.subject)),
+            (h.credential.clone(), id.credential.code().to_string()),
+            (h.provider.clone(), header_value(&id.provider)),
+        ];
+        if let Some(e) = &id.email {
+            out.push((h.email.clone(), header_value(e)));
+        }
+        if let Some(n) = &id.name {
+            out.push((h.name.clone(), header_value(n)));
+        }
+        out.push((h.roles.clone(), header_list(&id.roles)));
+        out.push((h.permissions.clone(), header_list(&id.permissions)));
+        if let Some(k) = &id.key_name {
+            out.push((h.key_name.clone(), header_value(k)));
+        }
+        if let Some(exp) = id.expires_at {
+            out.push((h.expires.clone(), exp.to_string()));
+        }
+        out
+    }
+}
+
+enum Authn {
+    Ok(Identity, bool),
+    Wait(String),
+    Err(Error, Option<String>),
+}
+
+fn section<T>(errors: &mut Vec<Error>, name: &str, r: Option<Result<T, Vec<Error>>>) -> Option<T> {
+    match r? {
+        Ok(v) => Some(v),
+        Err(es) => {
+            errors.extend(es.into_iter().map(|e| e.at(name)));
+            None
+        }
+    }
+}
+
+/// Percent-encodes anything outside printable ASCII (and `%`), so a claim can never inject a
+/// header line or confuse a parser upstream.
+fn header_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A comma-separated list whose items have their commas encoded too.
+fn header_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| header_value(i).replace(',', "%2C"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn confirm_page(action: &str, token: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"robots\" content=\"noindex\">\
+<meta name=\"viewport\" content=\"width=device-width\"><title>Sign in</title></head>\
+<body style=\"font-family:sans-serif;max-width:28em;margin:4em auto\"><h1>Sign in</h1>\
+<p>Press the button to finish signing in. This link works once.</p>\
+<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
+<button type=\"submit\">Continue</button></form></body></html>",
+        html_escape(action),
+        html_escape(token)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_cannot_inject() {
+        assert_eq!(header_value("a\r\nx-evil: 1"), "a%0D%0Ax-evil: 1");
+        assert_eq!(header_value("Zoë"), "Zo%C3%AB");
+        assert_eq!(header_list(&["a,b".into(), "c".into()]), "a%2Cb,c");
+    }
+
+    #[test]
+    fn confirm_page_escapes_the_token() {
+        let p = confirm_page("/auth/magic", "\"><script>alert(1)</script>");
+        assert!(!p.contains("<script>"));
+        assert!(p.contains("&quot;&gt;&lt;script&gt;"));
+    }
+}

@@ -1,0 +1,291 @@
+//! Where a credential comes from: headers, cookies and the query string.
+//!
+//! The rule's `credentials` list decides the order in which kinds are looked for; the first kind
+//! present wins. A credential that is present but malformed is a 401 for that credential, never
+//! "no credential" (so a broken token cannot fall through to a weaker kind).
+
+use crate::identity::CredentialKind;
+
+/// A request as the core sees it: method, raw `:path` (query included) and headers with
+/// lower-case names, in the order the host has them.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+impl<'a> Request<'a> {
+    /// The first value of a header (names are compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    /// Every value of a header, for headers that may repeat (`cookie`).
+    pub fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    /// The value of a cookie, looked up in every `cookie` header.
+    pub fn cookie(&self, name: &str) -> Option<&'a str> {
+        self.header_values("cookie")
+            .find_map(|h| crate::session::find_cookie(h, name))
+    }
+
+    /// The raw (still percent-encoded) value of a query parameter.
+    pub fn query_param(&self, name: &str) -> Option<&'a str> {
+        let query = self.path.split_once('?')?.1;
+        let query = query.split('#').next().unwrap_or("");
+        query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then_some(v)
+        })
+    }
+
+    /// True when the client prefers HTML (a browser): such requests may be redirected to login.
+    pub fn wants_html(&self) -> bool {
+        self.header("accept")
+            .is_some_and(|a| a.contains("text/html"))
+    }
+
+    /// The bearer credential from `Authorization`, if the scheme is Bearer (case-insensitive).
+    pub fn bearer(&self) -> Option<&'a str> {
+        let v = self.header("authorization")?;
+        let (scheme, rest) = v.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| rest.trim_matches(' '))
+    }
+}
+
+/// A credential found in a request, with its kind and where it was found (for logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found<'a> {
+    pub kind: CredentialKind,
+    pub value: &'a str,
+    pub source: Source,
+}
+
+/// Where a credential was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    AuthorizationBearer,
+    Header,
+    Cookie,
+    QueryParam,
+}
+
+/// Where each credential kind is read from, compiled from the config.
+#[derive(Debug, Clone, Default)]
+pub struct Extractor {
+    pub jwt_header: Option<String>,
+    pub jwt_cookie: Option<String>,
+    pub jwt_query: Option<String>,
+    pub api_key_header: Option<String>,
+    /// The session cookie; sessions opened by a magic link count as `magic_link` credentials.
+    pub session_cookie: Option<String>,
+}
+
+impl Extractor {
+    /// Finds the credential for a rule: kinds are tried in the rule's order. `is_api_key` tells an
+    /// API key from a JWT in `Authorization: Bearer` (by the API key prefix).
+    pub fn find<'a>(
+        &self,
+        req: &Request<'a>,
+        order: &[CredentialKind],
+        is_api_key: &dyn Fn(&str) -> bool,
+    ) -> Option<Found<'a>> {
+        order
+            .iter()
+            .find_map(|kind| self.find_kind(req, *kind, is_api_key))
+    }
+
+    /// Any credential of any kind, for telling "none" from "a kind this rule doesn't take".
+    pub fn find_any<'a>(
+        &self,
+        req: &Request<'a>,
+        is_api_key: &dyn Fn(&str) -> bool,
+    ) -> Option<Found<'a>> {
+        self.find(
+            req,
+            &[
+                CredentialKind::Session,
+                CredentialKind::Jwt,
+                CredentialKind::ApiKey,
+                CredentialKind::MagicLink,
+            ],
+            is_api_key,
+        )
+    }
+
+    fn find_kind<'a>(
+        &self,
+        req: &Request<'a>,
+        kind: CredentialKind,
+        is_api_key: &dyn Fn(&str) -> bool,
+    ) -> Option<Found<'a>> {
+        let found = |value: &'a str, source| {
+            Some(Found {
+                kind,
+                value,
+                source,
+            })
+        };
+        match kind {
+            CredentialKind::Jwt => {
+                if let Some(b) = req.bearer().filter(|b| !is_api_key(b)) {
+                    return found(b, Source::AuthorizationBearer);
+                }
+                if let Some(v) = self.jwt_header.as_deref().and_then(|h| req.header(h)) {
+                    return found(v.trim_matches(' '), Source::Header);
+                }
+                if let Some(v) = self.jwt_cookie.as_deref().and_then(|c| req.cookie(c)) {
+                    return found(v, Source::Cookie);
+                }
+                self.jwt_query
+                    .as_deref()
+                    .and_then(|q| req.query_param(q))
+                    .and_then(|v| found(v, Source::QueryParam))
+            }
+            CredentialKind::ApiKey => {
+                if let Some(b) = req.bearer().filter(|b| is_api_key(b)) {
+                    return found(b, Source::AuthorizationBearer);
+                }
+                self.api_key_header
+                    .as_deref()
+                    .and_then(|h| req.header(h))
+                    .and_then(|v| found(v.trim_matches(' '), Source::Header))
+            }
+            // Magic links are consumed once at the magic-link path and become a session; a rule
+            // that accepts `magic_link` accepts sessions that a magic link opened.
+            CredentialKind::Session | CredentialKind::MagicLink => self
+                .session_cookie
+                .as_deref()
+                .and_then(|c| req.cookie(c))
+                .and_then(|v| found(v, Source::Cookie)),
+            CredentialKind::Dev => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ex() -> Extractor {
+        Extractor {
+            jwt_header: Some("x-jwt".into()),
+            jwt_cookie: Some("id_token".into()),
+            jwt_query: None,
+            api_key_header: Some("x-api-key".into()),
+            session_cookie: Some("edgegate_session".into()),
+        }
+    }
+
+    fn is_key(s: &str) -> bool {
+        s.starts_with("egk_")
+    }
+
+    #[test]
+    fn rule_order_decides() {
+        let headers = [
+            ("authorization", "Bearer eyJ.a.b"),
+            ("cookie", "a=1; edgegate_session=S; b=2"),
+        ];
+        let req = Request {
+            method: "GET",
+            path: "/x",
+            headers: &headers,
+        };
+        let jwt_first = ex()
+            .find(
+                &req,
+                &[CredentialKind::Jwt, CredentialKind::Session],
+                &is_key,
+            )
+            .unwrap();
+        assert_eq!(
+            (jwt_first.kind, jwt_first.value),
+            (CredentialKind::Jwt, "eyJ.a.b")
+        );
+        let session_first = ex()
+            .find(
+                &req,
+                &[CredentialKind::Session, CredentialKind::Jwt],
+                &is_key,
+            )
+            .unwrap();
+        assert_eq!(
+            (session_first.kind, session_first.value),
+            (CredentialKind::Session, "S")
+        );
+        assert!(ex()
+            .find(&req, &[CredentialKind::ApiKey], &is_key)
+            .is_none());
+    }
+
+    #[test]
+    fn bearer_is_routed_by_api_key_prefix() {
+        let headers = [("authorization", "bearer egk_abc")];
+        let req = Request {
+            method: "GET",
+            path: "/",
+            headers: &headers,
+        };
+        assert!(ex().find(&req, &[CredentialKind::Jwt], &is_key).is_none());
+        let f = ex()
+            .find(
+                &req,
+                &[CredentialKind::Jwt, CredentialKind::ApiKey],
+                &is_key,
+            )
+            .unwrap();
+        assert_eq!((f.kind, f.value), (CredentialKind::ApiKey, "egk_abc"));
+    }
+
+    #[test]
+    fn query_and_header_sources() {
+        let headers = [
+            ("x-api-key", " egk_k "),
+            ("accept", "text/html,application/xhtml+xml"),
+        ];
+        let req = Request {
+            method: "GET",
+            path: "/t/1?a=b&token=abc.def.ghi#frag",
+            headers: &headers,
+        };
+        assert_eq!(req.query_param("token"), Some("abc.def.ghi"));
+        assert_eq!(req.query_param("tok"), None);
+        assert!(req.wants_html());
+        assert!(ex()
+            .find(&req, &[CredentialKind::MagicLink], &is_key)
+            .is_none());
+        let f = ex().find(&req, &[CredentialKind::ApiKey], &is_key).unwrap();
+        assert_eq!(f.value, "egk_k");
+        // the JWT query parameter is off unless configured
+        let req = Request {
+            method: "GET",
+            path: "/?access_token=x.y.z",
+            headers: &[],
+        };
+        assert!(ex().find(&req, &[CredentialKind::Jwt], &is_key).is_none());
+    }
+
+    #[test]
+    fn non_bearer_schemes_are_not_bearer() {
+        let headers = [("authorization", "Basic dXNlcjpwYXNz")];
+        let req = Request {
+            method: "GET",
+            path: "/",
+            headers: &headers,
+        };
+        assert_eq!(req.bearer(), None);
+    }
+}

@@ -1,0 +1,1106 @@
+//! Remote key sets and their refresh, as a sans-IO state machine the host drives.
+//!
+//! The host (the Envoy filter's root context, the edge worker) loops:
+//! 1. [`JwksState::poll`] says what to GET now, if anything (the OIDC discovery document first
+//!    when the source is an issuer, then the JWKS);
+//! 2. the host performs the request and reports [`JwksState::on_response`] (any HTTP status) or
+//!    [`JwksState::on_failure`] (no response: connect error, timeout);
+//! 3. the host sleeps until [`JwksState::next_wakeup`] and polls again.
+//!
+//! The last good key set is kept through outages, error statuses, garbage and empty sets.
+//! Refresh follows `Cache-Control: max-age`, clamped to the configured bounds; failures back
+//! off exponentially up to a cap. A token naming an unknown `kid` may pull a refetch forward
+//! ([`JwksState::on_unknown_kid`]), rate-limited so forged kids cannot hammer the IdP.
+//!
+//! Sharing across VMs: the state keeps the raw bytes of the last good JWKS
+//! ([`JwksState::raw_keys`], bumped [`JwksState::generation`]); other VMs rebuild the same
+//! [`KeySet`] with [`KeySet::parse_jwks`], and a host with a persistent cache can seed a fresh
+//! state with [`JwksState::restore`].
+
+use serde_json::Value;
+
+use crate::error::{Error, Reason};
+use crate::json;
+use crate::jwk::{KeySet, MAX_JWKS_BYTES};
+use crate::UnixTime;
+
+/// A request that has not been answered after this long is taken as lost (the host should
+/// report its own timeout sooner with [`JwksState::on_failure`]).
+pub const IN_FLIGHT_TIMEOUT_SECONDS: u64 = 60;
+/// After this many consecutive failures of a discovered `jwks_uri`, discovery is redone.
+pub const REDISCOVER_AFTER_FAILURES: u32 = 3;
+/// Upper bound on a discovery document's size.
+pub const MAX_DISCOVERY_BYTES: usize = 64 * 1024;
+
+fn default_refresh_min() -> u64 {
+    60
+}
+fn default_refresh_max() -> u64 {
+    86_400
+}
+fn default_refresh_default() -> u64 {
+    600
+}
+fn default_unknown_kid_interval() -> u64 {
+    60
+}
+fn default_retry_initial() -> u64 {
+    5
+}
+fn default_retry_max() -> u64 {
+    300
+}
+
+/// Where a provider's signing keys are fetched from, and how often.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct JwksSource {
+    /// URL of the provider's JWKS document (`https://`; `http://` only for localhost).
+    /// Give this or `oidc_issuer`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// OIDC issuer URL: its discovery document `{issuer}/.well-known/openid-configuration`
+    /// names the JWKS. The document's `issuer` must equal this value exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_issuer: Option<String>,
+    /// Shortest time between two refreshes, in seconds (a lower `Cache-Control: max-age` is raised to it).
+    #[serde(default = "default_refresh_min")]
+    pub refresh_min_seconds: u64,
+    /// Longest time between two refreshes, in seconds (a higher `max-age` is lowered to it).
+    #[serde(default = "default_refresh_max")]
+    pub refresh_max_seconds: u64,
+    /// Time between refreshes when the response has no usable `max-age` (or says `no-store`/`no-cache`).
+    #[serde(default = "default_refresh_default")]
+    pub refresh_default_seconds: u64,
+    /// A token with an unknown `kid` triggers a refetch at most this often, in seconds.
+    #[serde(default = "default_unknown_kid_interval")]
+    pub unknown_kid_min_interval_seconds: u64,
+    /// First retry delay after a failed fetch, in seconds; doubled on each further failure.
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial_seconds: u64,
+    /// Cap on the retry delay, in seconds.
+    #[serde(default = "default_retry_max")]
+    pub retry_max_seconds: u64,
+}
+
+impl Default for JwksSource {
+    fn default() -> Self {
+        JwksSource {
+            jwks_uri: None,
+            oidc_issuer: None,
+            refresh_min_seconds: default_refresh_min(),
+            refresh_max_seconds: default_refresh_max(),
+            refresh_default_seconds: default_refresh_default(),
+            unknown_kid_min_interval_seconds: default_unknown_kid_interval(),
+            retry_initial_seconds: default_retry_initial(),
+            retry_max_seconds: default_retry_max(),
+        }
+    }
+}
+
+/// A checked [`JwksSource`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledJwksSource {
+    origin: Origin,
+    refresh_min: u64,
+    refresh_max: u64,
+    refresh_default: u64,
+    unknown_kid_interval: u64,
+    retry_initial: u64,
+    retry_max: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Origin {
+    Jwks(String),
+    Discovery { issuer: String, url: String },
+}
+
+impl JwksSource {
+    /// Checks the source: exactly one of `jwks_uri` / `oidc_issuer`, well-formed URLs, and
+    /// consistent bounds. Every problem is reported.
+    pub fn compile(&self) -> Result<CompiledJwksSource, Vec<Error>> {
+        let mut errors = Vec::new();
+        let origin = match (&self.jwks_uri, &self.oidc_issuer) {
+            (Some(u), None) => match check_url(u) {
+                Ok(()) => Some(Origin::Jwks(u.clone())),
+                Err(m) => {
+                    errors.push(Error::config("jwks_uri", m));
+                    None
+                }
+            },
+            (None, Some(iss)) => match check_url(iss) {
+                Ok(()) if iss.contains('?') => {
+                    errors.push(Error::config(
+                        "oidc_issuer",
+                        "an issuer URL has no query part; remove everything from '?'",
+                    ));
+                    None
+                }
+                Ok(()) => Some(Origin::Discovery {
+                    issuer: iss.clone(),
+                    url: format!(
+                        "{}/.well-known/openid-configuration",
+                        iss.trim_end_matches('/')
+                    ),
+                }),
+                Err(m) => {
+                    errors.push(Error::config("oidc_issuer", m));
+                    None
+                }
+            },
+            (Some(_), Some(_)) => {
+                errors.push(Error::config(
+                    "jwks_uri",
+                    "give either jwks_uri or oidc_issuer, not both",
+                ));
+                None
+            }
+            (None, None) => {
+                errors.push(Error::config(
+                    "jwks_uri",
+                    "missing: give jwks_uri (the JWKS URL) or oidc_issuer (to use OIDC discovery)",
+                ));
+                None
+            }
+        };
+        if self.refresh_min_seconds == 0 {
+            errors.push(Error::config("refresh_min_seconds", "must be at least 1"));
+        }
+        if self.refresh_max_seconds < self.refresh_min_seconds {
+            errors.push(Error::config(
+                "refresh_max_seconds",
+                "must not be below refresh_min_seconds",
+            ));
+        }
+        if self.refresh_default_seconds < self.refresh_min_seconds
+            || self.refresh_default_seconds > self.refresh_max_seconds
+        {
+            errors.push(Error::config(
+                "refresh_default_seconds",
+                "must lie between refresh_min_seconds and refresh_max_seconds",
+            ));
+        }
+        if self.unknown_kid_min_interval_seconds == 0 {
+            errors.push(Error::config(
+                "unknown_kid_min_interval_seconds",
+                "must be at least 1, or any token with a made-up kid makes the gateway fetch",
+            ));
+        }
+        if self.retry_initial_seconds == 0 {
+            errors.push(Error::config("retry_initial_seconds", "must be at least 1"));
+        }
+        if self.retry_max_seconds < self.retry_initial_seconds {
+            errors.push(Error::config(
+                "retry_max_seconds",
+                "must not be below retry_initial_seconds",
+            ));
+        }
+        match origin {
+            Some(origin) if errors.is_empty() => Ok(CompiledJwksSource {
+                origin,
+                refresh_min: self.refresh_min_seconds,
+                refresh_max: self.refresh_max_seconds,
+                refresh_default: self.refresh_default_seconds,
+                unknown_kid_interval: self.unknown_kid_min_interval_seconds,
+                retry_initial: self.retry_initial_seconds,
+                retry_max: self.retry_max_seconds,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// Accepts `https://host[:port]/...`, and `http://` for loopback hosts only. No userinfo, no
+/// fragment, no whitespace or control characters.
+fn check_url(u: &str) -> Result<(), String> {
+    let rest = if let Some(r) = u.strip_prefix("https://") {
+        r
+    } else if let Some(r) = u.strip_prefix("http://") {
+        let host = authority_of(r);
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        if !matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
+            return Err(format!(
+                "{u:?} is plain http; use https (http is allowed for localhost only)"
+            ));
+        }
+        r
+    } else {
+        return Err(format!("{u:?} is not an https:// URL"));
+    };
+    if u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{u:?} contains whitespace or control characters"));
+    }
+    let authority = authority_of(rest);
+    if authority.is_empty() || authority.starts_with(':') {
+        return Err(format!("{u:?} has no host"));
+    }
+    if authority.contains('@') {
+        return Err(format!(
+            "{u:?} carries credentials (user@host); remove them"
+        ));
+    }
+    if u.contains('#') {
+        return Err(format!("{u:?} has a fragment (#...); remove it"));
+    }
+    Ok(())
+}
+
+fn authority_of(after_scheme: &str) -> &str {
+    let end = after_scheme
+        .find(['/', '?', '#'])
+        .unwrap_or(after_scheme.len());
+    after_scheme.get(..end).unwrap_or(after_scheme)
+}
+
+/// What a fetch is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchKind {
+    /// The OIDC discovery document.
+    Discovery,
+    /// The JWKS document.
+    Jwks,
+}
+
+/// A GET the host should perform, then answer with `on_response` or `on_failure`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchRequest {
+    pub kind: FetchKind,
+    /// The absolute URL to GET.
+    pub url: String,
+    /// Responses longer than this are garbage anyway; the host may stop reading there.
+    pub max_body_bytes: usize,
+    id: u64,
+}
+
+impl FetchRequest {
+    /// `host[:port]` of the URL (for the `:authority` header / an Envoy cluster).
+    pub fn authority(&self) -> &str {
+        let rest = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, r)| r);
+        authority_of(rest)
+    }
+
+    /// The path and query of the URL (`/` when empty), for the `:path` header.
+    pub fn path(&self) -> &str {
+        let rest = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, r)| r);
+        let path = rest.get(authority_of(rest).len()..).unwrap_or("");
+        if path.is_empty() {
+            "/"
+        } else {
+            path
+        }
+    }
+
+    /// Whether the URL is `https://`.
+    pub fn is_https(&self) -> bool {
+        self.url.starts_with("https://")
+    }
+}
+
+/// The refresh state of one remote key set.
+#[derive(Debug, Clone)]
+pub struct JwksState {
+    src: CompiledJwksSource,
+    /// Configured, or learnt from discovery.
+    jwks_uri: Option<String>,
+    keys: Option<KeySet>,
+    raw: Option<Vec<u8>>,
+    generation: u64,
+    in_flight: Option<(FetchRequest, UnixTime)>,
+    next_fetch: UnixTime,
+    failures: u32,
+    last_success: Option<UnixTime>,
+    last_unknown_kid_fetch: Option<UnixTime>,
+    next_id: u64,
+}
+
+impl JwksState {
+    /// A state with no keys yet; the first `poll` asks for a fetch at once.
+    pub fn new(src: CompiledJwksSource) -> JwksState {
+        let jwks_uri = match &src.origin {
+            Origin::Jwks(u) => Some(u.clone()),
+            Origin::Discovery { .. } => None,
+        };
+        JwksState {
+            src,
+            jwks_uri,
+            keys: None,
+            raw: None,
+            generation: 0,
+            in_flight: None,
+            next_fetch: 0,
+            failures: 0,
+            last_success: None,
+            last_unknown_kid_fetch: None,
+            next_id: 0,
+        }
+    }
+
+    /// What to GET now, if anything. While a request is outstanding nothing new is asked for
+    /// (until [`IN_FLIGHT_TIMEOUT_SECONDS`], after which the request counts as failed).
+    pub fn poll(&mut self, now: UnixTime) -> Option<FetchRequest> {
+        if let Some((_, since)) = &self.in_flight {
+            if now < since.saturating_add(IN_FLIGHT_TIMEOUT_SECONDS) {
+                return None;
+            }
+            self.in_flight = None;
+            self.record_failure(now);
+        }
+        if now < self.next_fetch {
+            return None;
+        }
+        let (kind, url, max_body_bytes) = match (&self.jwks_uri, &self.src.origin) {
+            (Some(u), _) => (FetchKind::Jwks, u.clone(), MAX_JWKS_BYTES),
+            (None, Origin::Discovery { url, .. }) => {
+                (FetchKind::Discovery, url.clone(), MAX_DISCOVERY_BYTES)
+            }
+            // Not reachable: a Jwks origin always has its jwks_uri.
+            (None, Origin::Jwks(u)) => (FetchKind::Jwks, u.clone(), MAX_JWKS_BYTES),
+        };
+        self.next_id = self.next_id.wrapping_add(1);
+        let req = FetchRequest {
+            kind,
+            url,
+            max_body_bytes,
+            id: self.next_id,
+        };
+        self.in_flight = Some((req.clone(), now));
+        Some(req)
+    }
+
+    /// Reports the response to `req`. A refused response (bad status, garbage, empty set,
+    /// issuer mismatch) keeps the last good keys, schedules a retry with backoff, and is
+    /// returned as the error for the host to log. A response to a request that is no longer
+    /// awaited is ignored (`Reason::Internal`).
+    pub fn on_response(
+        &mut self,
+        req: &FetchRequest,
+        status: u16,
+        cache_control: Option<&str>,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        match &self.in_flight {
+            Some((cur, _)) if cur.id == req.id => {}
+            _ => {
+                return Err(Error::new(
+                    Reason::Internal,
+                    "ignored a key-set response to a request that is no longer awaited",
+                ))
+            }
+        }
+        self.in_flight = None;
+        let result = match req.kind {
+            FetchKind::Discovery => self.accept_discovery(status, body, now),
+            FetchKind::Jwks => self.accept_jwks(status, cache_control, body, now),
+        };
+        if result.is_err() {
+            self.record_failure(now);
+        }
+        result
+    }
+
+    /// Reports that the outstanding request got no response (connection error, timeout).
+    pub fn on_failure(&mut self, now: UnixTime) {
+        self.in_flight = None;
+        self.record_failure(now);
+    }
+
+    /// A token named a `kid` the current set lacks: pulls the next fetch forward to now if
+    /// allowed. True when a refetch is scheduled. Refused (false) while keys were never
+    /// loaded or a fetch is outstanding, while the IdP is failing (its backoff rules), and
+    /// within `unknown_kid_min_interval_seconds` of the last fetch or the last such refetch.
+    pub fn on_unknown_kid(&mut self, now: UnixTime) -> bool {
+        if self.keys.is_none() || self.in_flight.is_some() || self.failures > 0 {
+            return false;
+        }
+        let last = self.last_success.max(self.last_unknown_kid_fetch);
+        if let Some(last) = last {
+            if now < last.saturating_add(self.src.unknown_kid_interval) {
+                return false;
+            }
+        }
+        self.last_unknown_kid_fetch = Some(now);
+        self.next_fetch = self.next_fetch.min(now);
+        true
+    }
+
+    /// The last good key set, if one was ever loaded.
+    pub fn keys(&self) -> Option<&KeySet> {
+        self.keys.as_ref()
+    }
+
+    /// The raw JWKS bytes the current key set was parsed from (to share with other VMs).
+    pub fn raw_keys(&self) -> Option<&[u8]> {
+        self.raw.as_deref()
+    }
+
+    /// Bumped each time a new key set is installed.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// When the host should call `poll` next.
+    pub fn next_wakeup(&self) -> Option<UnixTime> {
+        match &self.in_flight {
+            Some((_, since)) => Some(since.saturating_add(IN_FLIGHT_TIMEOUT_SECONDS)),
+            None => Some(self.next_fetch),
+        }
+    }
+
+    /// When the current key set was fetched.
+    pub fn last_success(&self) -> Option<UnixTime> {
+        self.last_success
+    }
+
+    /// Failed fetches since the last success.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// The JWKS URL in use (configured, or learnt from discovery).
+    pub fn jwks_uri(&self) -> Option<&str> {
+        self.jwks_uri.as_deref()
+    }
+
+    /// Installs keys from a cache (e.g. raw bytes another VM or a previous run stored) without
+    /// changing the fetch schedule. An empty set is refused.
+    pub fn restore(&mut self, raw: &[u8]) -> Result<(), Vec<Error>> {
+        let set = KeySet::parse_jwks(raw)?;
+        if set.is_empty() {
+            return Err(vec![empty_set()]);
+        }
+        self.install(set, raw);
+        Ok(())
+    }
+
+    fn install(&mut self, set: KeySet, raw: &[u8]) {
+        self.keys = Some(set);
+        self.raw = Some(raw.to_vec());
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    fn accept_discovery(&mut self, status: u16, body: &[u8], now: UnixTime) -> Result<(), Error> {
+        let Origin::Discovery { issuer, .. } = &self.src.origin else {
+            return Err(Error::new(
+                Reason::Internal,
+                "discovery response without discovery",
+            ));
+        };
+        check_status("the OIDC discovery endpoint", status)?;
+        if body.len() > MAX_DISCOVERY_BYTES {
+            return Err(Error::new(
+                Reason::KeysUnavailable,
+                format!("the discovery document is larger than {MAX_DISCOVERY_BYTES} bytes"),
+            ));
+        }
+        let doc = json::parse_object(
+            body,
+            json::DOCUMENT_MAX_DEPTH,
+            Reason::KeysUnavailable,
+            "discovery document",
+        )?;
+        match doc.get("issuer") {
+            Some(Value::String(s)) if s == issuer => {}
+            _ => {
+                return Err(Error::new(
+                    Reason::UnknownIssuer,
+                    format!(
+                        "the discovery document's issuer is not exactly {issuer:?}; \
+                         configure oidc_issuer as the IdP spells it (mind the trailing slash)"
+                    ),
+                ))
+            }
+        }
+        let uri = match doc.get("jwks_uri") {
+            Some(Value::String(u)) => u,
+            _ => {
+                return Err(Error::new(
+                    Reason::KeysUnavailable,
+                    "the discovery document has no jwks_uri",
+                ))
+            }
+        };
+        check_url(uri).map_err(|m| {
+            Error::new(
+                Reason::KeysUnavailable,
+                format!("the discovered jwks_uri: {m}"),
+            )
+        })?;
+        self.jwks_uri = Some(uri.clone());
+        self.failures = 0;
+        self.next_fetch = now;
+        Ok(())
+    }
+
+    fn accept_jwks(
+        &mut self,
+        status: u16,
+        cache_control: Option<&str>,
+        body: &[u8],
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        check_status("the JWKS endpoint", status)?;
+        let set = KeySet::parse_jwks(body).map_err(|errs| {
+            let more = errs.len().saturating_sub(1);
+            match errs.into_iter().next() {
+                Some(first) if more > 0 => Error::new(
+                    first.reason(),
+                    format!("{} (and {more} more problems)", first.message()),
+                ),
+                Some(first) => first,
+                None => Error::new(Reason::MalformedKey, "the JWKS could not be parsed"),
+            }
+        })?;
+        if set.is_empty() {
+            return Err(empty_set());
+        }
+        self.install(set, body);
+        self.failures = 0;
+        self.last_success = Some(now);
+        let ttl = refresh_after(
+            cache_control,
+            self.src.refresh_default,
+            self.src.refresh_min,
+            self.src.refresh_max,
+        );
+        self.next_fetch = now.saturating_add(ttl);
+        Ok(())
+    }
+
+    fn record_failure(&mut self, now: UnixTime) {
+        self.failures = self.failures.saturating_add(1);
+        let doublings = self.failures.saturating_sub(1).min(32);
+        let delay = self
+            .src
+            .retry_initial
+            .saturating_mul(1u64 << doublings)
+            .min(self.src.retry_max);
+        self.next_fetch = now.saturating_add(delay);
+        if matches!(self.src.origin, Origin::Discovery { .. })
+            && self.failures >= REDISCOVER_AFTER_FAILURES
+        {
+            // The discovered URL may have moved: look it up again on the next attempt.
+            self.jwks_uri = None;
+        }
+    }
+}
+
+fn check_status(what: &str, status: u16) -> Result<(), Error> {
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(Error::new(
+            Reason::KeysUnavailable,
+            format!("{what} answered HTTP {status}"),
+        ))
+    }
+}
+
+fn empty_set() -> Error {
+    Error::new(
+        Reason::KeysUnavailable,
+        "the JWKS holds no usable signing key; keeping the previous set",
+    )
+}
+
+/// Seconds until the next refresh: `max-age` from `Cache-Control` clamped to `[min, max]`;
+/// `default` when the header is absent, has no valid `max-age`, or says `no-store`/`no-cache`.
+pub fn refresh_after(cache_control: Option<&str>, default: u64, min: u64, max: u64) -> u64 {
+    let Some(cc) = cache_control else {
+        return default;
+    };
+    let mut max_age = None;
+    for directive in cc.split(',') {
+        let (name, value) = match directive.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim())),
+            None => (directive.trim(), None),
+        };
+        if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
+            return default;
+        }
+        if name.eq_ignore_ascii_case("max-age") && max_age.is_none() {
+            let v = value.map(|v| {
+                v.strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(v)
+            });
+            max_age = v.and_then(parse_delta_seconds);
+        }
+    }
+    match max_age {
+        Some(age) => age.clamp(min, max),
+        None => default,
+    }
+}
+
+/// RFC 9111 §1.2.2 delta-seconds: digits only; too large saturates.
+fn parse_delta_seconds(v: &str) -> Option<u64> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(v.bytes().fold(0u64, |acc, b| {
+        acc.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+    use super::*;
+    use crate::backend::test_keys;
+
+    const URI: &str = "https://idp.example/keys";
+    const ISS: &str = "https://idp.example/tenant/";
+
+    fn src() -> JwksSource {
+        JwksSource {
+            jwks_uri: Some(URI.into()),
+            ..JwksSource::default()
+        }
+    }
+
+    fn state() -> JwksState {
+        JwksState::new(src().compile().unwrap())
+    }
+
+    fn jwks(kids: &[&str]) -> Vec<u8> {
+        let keys: Vec<String> = kids.iter().map(|k| test_keys::p256_jwk(k)).collect();
+        format!(r#"{{"keys":[{}]}}"#, keys.join(",")).into_bytes()
+    }
+
+    fn kids(s: &JwksState) -> Vec<String> {
+        s.keys().unwrap().kids().map(str::to_owned).collect()
+    }
+
+    /// Polls at `now`, answers 200 with `body`.
+    fn fetch(s: &mut JwksState, now: u64, cc: Option<&str>, body: &[u8]) -> Result<(), Error> {
+        let req = s.poll(now).expect("a fetch is due");
+        assert_eq!(req.kind, FetchKind::Jwks);
+        s.on_response(&req, 200, cc, body, now)
+    }
+
+    #[test]
+    fn first_fetch_then_refresh_per_default() {
+        let mut s = state();
+        assert!(s.keys().is_none());
+        assert_eq!(s.next_wakeup(), Some(0));
+        let req = s.poll(1000).unwrap();
+        assert_eq!(req.url, URI);
+        assert_eq!(req.authority(), "idp.example");
+        assert_eq!(req.path(), "/keys");
+        assert!(req.is_https());
+        // nothing new while in flight
+        assert!(s.poll(1001).is_none());
+        assert_eq!(s.next_wakeup(), Some(1000 + IN_FLIGHT_TIMEOUT_SECONDS));
+        s.on_response(&req, 200, None, &jwks(&["a"]), 1002).unwrap();
+        assert_eq!(kids(&s), ["a"]);
+        assert_eq!(s.generation(), 1);
+        assert_eq!(s.raw_keys().unwrap(), jwks(&["a"]).as_slice());
+        assert_eq!(s.last_success(), Some(1002));
+        assert_eq!(s.next_wakeup(), Some(1002 + 600));
+        assert!(s.poll(1601).is_none());
+        assert!(s.poll(1602).is_some());
+    }
+
+    #[test]
+    fn max_age_is_clamped() {
+        for (cc, ttl) in [
+            (Some("max-age=3600"), 3600),
+            (Some("public, max-age=7200, must-revalidate"), 7200),
+            (Some("MAX-AGE = 120"), 120),
+            (Some("max-age=\"300\""), 300),
+            (Some("max-age=5"), 60),
+            (Some("max-age=0"), 60),
+            (Some("max-age=999999999"), 86_400),
+            (Some("max-age=99999999999999999999999999"), 86_400),
+            (Some("max-age=-5"), 600),
+            (Some("max-age=abc"), 600),
+            (Some("max-age="), 600),
+            (Some("no-store"), 600),
+            (Some("max-age=3600, no-store"), 600),
+            (Some("no-cache, max-age=3600"), 600),
+            (Some("private"), 600),
+            (None, 600),
+        ] {
+            assert_eq!(refresh_after(cc, 600, 60, 86_400), ttl, "{cc:?}");
+            let mut s = state();
+            fetch(&mut s, 10, cc, &jwks(&["a"])).unwrap();
+            assert_eq!(s.next_wakeup(), Some(10 + ttl), "{cc:?}");
+        }
+    }
+
+    #[test]
+    fn outage_keeps_last_good_and_backs_off() {
+        let mut s = state();
+        fetch(&mut s, 0, Some("max-age=100"), &jwks(&["a"])).unwrap();
+        // transport failures: 5, 10, 20, 40 ... capped at 300
+        let mut now = 100;
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            assert!(s.poll(now).is_some());
+            s.on_failure(now);
+            let next = s.next_wakeup().unwrap();
+            delays.push(next - now);
+            assert!(s.poll(next - 1).is_none());
+            now = next;
+        }
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(s.consecutive_failures(), 8);
+        assert_eq!(kids(&s), ["a"]);
+        // HTTP errors count as failures too
+        let req = s.poll(now).unwrap();
+        let e = s.on_response(&req, 503, None, b"down", now).unwrap_err();
+        assert_eq!(e.reason(), Reason::KeysUnavailable);
+        assert!(e.message().contains("503"));
+        assert_eq!(kids(&s), ["a"]);
+        // recovery resets the backoff
+        now += 300;
+        fetch(&mut s, now, None, &jwks(&["a"])).unwrap();
+        assert_eq!(s.consecutive_failures(), 0);
+        assert_eq!(s.next_wakeup(), Some(now + 600));
+    }
+
+    #[test]
+    fn garbage_and_empty_sets_keep_last_good() {
+        let mut s = state();
+        fetch(&mut s, 0, None, &jwks(&["a"])).unwrap();
+        let mut now = 600;
+        for (body, reason) in [
+            (&b"<html>oops</html>"[..], Reason::MalformedKey),
+            (&br#"{"keys":[]}"#[..], Reason::KeysUnavailable),
+            (
+                &br#"{"keys":[{"kty":"EC","crv":"P-521","x":"AA","y":"AA"}]}"#[..],
+                Reason::KeysUnavailable,
+            ),
+            (
+                &br#"{"keys":[{"kty":"oct","k":"c2hvcnQ"}]}"#[..],
+                Reason::WeakKey,
+            ),
+            (&br#"{"keys":[1,2]}"#[..], Reason::MalformedKey),
+        ] {
+            let e = fetch(&mut s, now, None, body).unwrap_err();
+            assert_eq!(e.reason(), reason, "{}", String::from_utf8_lossy(body));
+            assert_eq!(kids(&s), ["a"]);
+            assert_eq!(s.generation(), 1);
+            assert_eq!(s.raw_keys().unwrap(), jwks(&["a"]).as_slice());
+            now = s.next_wakeup().unwrap();
+        }
+        let e = fetch(&mut s, now, None, br#"{"keys":[1,2]}"#).unwrap_err();
+        assert!(e.message().contains("and 1 more"), "{}", e.message());
+        // never loaded: still no keys after garbage
+        let mut s = state();
+        assert!(fetch(&mut s, 0, None, b"{}").is_err());
+        assert!(s.keys().is_none());
+    }
+
+    #[test]
+    fn rotation_shows_up_after_refetch() {
+        let mut s = state();
+        fetch(&mut s, 0, Some("max-age=300"), &jwks(&["old"])).unwrap();
+        assert!(s.poll(299).is_none());
+        fetch(&mut s, 300, None, &jwks(&["old", "new"])).unwrap();
+        assert_eq!(kids(&s), ["old", "new"]);
+        fetch(&mut s, 900, None, &jwks(&["new"])).unwrap();
+        assert_eq!(kids(&s), ["new"]);
+        assert_eq!(s.generation(), 3);
+    }
+
+    #[test]
+    fn unknown_kid_refetch_is_rate_limited() {
+        let mut s = state();
+        assert!(
+            !s.on_unknown_kid(0),
+            "no keys yet: the first fetch is pending anyway"
+        );
+        fetch(&mut s, 0, Some("max-age=3600"), &jwks(&["a"])).unwrap();
+        // within the interval of the last fetch
+        assert!(!s.on_unknown_kid(30));
+        assert!(s.poll(30).is_none());
+        // allowed: pulls the fetch forward to now
+        assert!(s.on_unknown_kid(60));
+        assert_eq!(s.next_wakeup(), Some(60));
+        let req = s.poll(60).unwrap();
+        // while in flight: no
+        assert!(!s.on_unknown_kid(61));
+        s.on_response(&req, 200, Some("max-age=3600"), &jwks(&["a", "b"]), 61)
+            .unwrap();
+        assert_eq!(kids(&s), ["a", "b"]);
+        // a forged kid right after: refused until the interval passes
+        assert!(!s.on_unknown_kid(62));
+        assert!(!s.on_unknown_kid(120));
+        assert!(s.on_unknown_kid(121));
+        // a refetch that was scheduled but not polled yet still blocks a second one
+        assert!(!s.on_unknown_kid(150));
+        // failing IdP: backoff wins
+        let req = s.poll(181).unwrap();
+        s.on_response(&req, 500, None, b"", 181).unwrap_err();
+        assert!(!s.on_unknown_kid(1000));
+    }
+
+    #[test]
+    fn stale_and_timed_out_requests() {
+        let mut s = state();
+        let r1 = s.poll(0).unwrap();
+        // lost: after the in-flight timeout it counts as a failure and is retried after backoff
+        assert!(s.poll(IN_FLIGHT_TIMEOUT_SECONDS - 1).is_none());
+        assert!(s.poll(IN_FLIGHT_TIMEOUT_SECONDS).is_none());
+        assert_eq!(s.consecutive_failures(), 1);
+        let r2 = s.poll(IN_FLIGHT_TIMEOUT_SECONDS + 5).unwrap();
+        assert_ne!(r1, r2);
+        // the late answer to r1 is ignored
+        let e = s
+            .on_response(&r1, 200, None, &jwks(&["a"]), 70)
+            .unwrap_err();
+        assert_eq!(e.reason(), Reason::Internal);
+        assert!(s.keys().is_none());
+        s.on_response(&r2, 200, None, &jwks(&["b"]), 70).unwrap();
+        assert_eq!(kids(&s), ["b"]);
+        // answering twice is ignored too
+        assert!(s.on_response(&r2, 200, None, &jwks(&["c"]), 71).is_err());
+        assert_eq!(kids(&s), ["b"]);
+    }
+
+    fn discovery_state() -> JwksState {
+        let src = JwksSource {
+            oidc_issuer: Some(ISS.into()),
+            ..JwksSource::default()
+        };
+        JwksState::new(src.compile().unwrap())
+    }
+
+    fn discovery_doc(issuer: &str, jwks_uri: &str) -> Vec<u8> {
+        format!(r#"{{"issuer":"{issuer}","jwks_uri":"{jwks_uri}","id_token_signing_alg_values_supported":["RS256"]}}"#)
+            .into_bytes()
+    }
+
+    #[test]
+    fn discovery_then_jwks() {
+        let mut s = discovery_state();
+        let req = s.poll(0).unwrap();
+        assert_eq!(req.kind, FetchKind::Discovery);
+        assert_eq!(
+            req.url,
+            "https://idp.example/tenant/.well-known/openid-configuration"
+        );
+        assert_eq!(req.path(), "/tenant/.well-known/openid-configuration");
+        s.on_response(
+            &req,
+            200,
+            None,
+            &discovery_doc(ISS, "https://keys.example:8443/k?v=2"),
+            1,
+        )
+        .unwrap();
+        assert_eq!(s.jwks_uri(), Some("https://keys.example:8443/k?v=2"));
+        let req = s.poll(1).unwrap();
+        assert_eq!(req.kind, FetchKind::Jwks);
+        assert_eq!(req.authority(), "keys.example:8443");
+        assert_eq!(req.path(), "/k?v=2");
+        s.on_response(&req, 200, None, &jwks(&["a"]), 2).unwrap();
+        assert_eq!(kids(&s), ["a"]);
+        // refreshes go straight to the JWKS
+        assert_eq!(s.poll(602).unwrap().kind, FetchKind::Jwks);
+    }
+
+    #[test]
+    fn discovery_issuer_mismatch_is_refused() {
+        for (issuer, jwks_uri, reason) in [
+            (
+                "https://idp.example/tenant",
+                "https://idp.example/keys",
+                Reason::UnknownIssuer,
+            ),
+            (
+                "https://evil.example/tenant/",
+                "https://idp.example/keys",
+                Reason::UnknownIssuer,
+            ),
+            (ISS, "http://keys.example/k", Reason::KeysUnavailable),
+            (ISS, "not a url", Reason::KeysUnavailable),
+        ] {
+            let mut s = discovery_state();
+            let req = s.poll(0).unwrap();
+            let e = s
+                .on_response(&req, 200, None, &discovery_doc(issuer, jwks_uri), 0)
+                .unwrap_err();
+            assert_eq!(e.reason(), reason, "{issuer} {jwks_uri}");
+            assert!(s.jwks_uri().is_none());
+            assert_eq!(s.poll(5).unwrap().kind, FetchKind::Discovery);
+        }
+        let mut s = discovery_state();
+        let req = s.poll(0).unwrap();
+        let e = s.on_response(
+            &req,
+            200,
+            None,
+            br#"{"issuer":"https://idp.example/tenant/"}"#,
+            0,
+        );
+        assert_eq!(e.unwrap_err().reason(), Reason::KeysUnavailable);
+        let req = s.poll(5).unwrap();
+        let e = s.on_response(&req, 200, None, b"[]", 5);
+        assert_eq!(e.unwrap_err().reason(), Reason::KeysUnavailable);
+        let req = s.poll(15).unwrap();
+        let e = s.on_response(&req, 404, None, b"", 15);
+        assert_eq!(e.unwrap_err().reason(), Reason::KeysUnavailable);
+    }
+
+    #[test]
+    fn repeated_jwks_failures_redo_discovery() {
+        let mut s = discovery_state();
+        let req = s.poll(0).unwrap();
+        s.on_response(
+            &req,
+            200,
+            None,
+            &discovery_doc(ISS, "https://idp.example/keys"),
+            0,
+        )
+        .unwrap();
+        let mut now = 0;
+        for _ in 0..REDISCOVER_AFTER_FAILURES {
+            let req = s.poll(now).unwrap();
+            assert_eq!(req.kind, FetchKind::Jwks);
+            s.on_failure(now);
+            now = s.next_wakeup().unwrap();
+        }
+        assert_eq!(s.poll(now).unwrap().kind, FetchKind::Discovery);
+    }
+
+    #[test]
+    fn restore_installs_shared_bytes() {
+        let mut s = state();
+        s.restore(&jwks(&["x"])).unwrap();
+        assert_eq!(kids(&s), ["x"]);
+        assert_eq!(s.generation(), 1);
+        assert_eq!(
+            s.next_wakeup(),
+            Some(0),
+            "restoring does not postpone the fetch"
+        );
+        assert!(s.restore(br#"{"keys":[]}"#).is_err());
+        assert!(s.restore(b"nope").is_err());
+        assert_eq!(kids(&s), ["x"]);
+        // the bytes a state shares rebuild the same set elsewhere
+        let other = KeySet::parse_jwks(s.raw_keys().unwrap()).unwrap();
+        assert_eq!(other.kids().collect::<Vec<_>>(), ["x"]);
+    }
+
+    #[test]
+    fn config_is_checked() {
+        let paths = |src: JwksSource| -> Vec<String> {
+            src.compile()
+                .unwrap_err()
+                .into_iter()
+                .map(|e| {
+                    assert_eq!(e.reason(), Reason::InvalidConfig);
+                    e.path().unwrap().to_string()
+                })
+                .collect()
+        };
+        assert_eq!(paths(JwksSource::default()), ["jwks_uri"]);
+        assert_eq!(
+            paths(JwksSource {
+                oidc_issuer: Some(ISS.into()),
+                ..src()
+            }),
+            ["jwks_uri"]
+        );
+        for bad in [
+            "http://idp.example/k",
+            "ftp://idp.example/k",
+            "https:///k",
+            "https://user:pw@idp.example/k",
+            "https://idp.example/k#frag",
+            "https://idp.example/ k",
+            "idp.example/k",
+        ] {
+            let e = paths(JwksSource {
+                jwks_uri: Some(bad.into()),
+                ..JwksSource::default()
+            });
+            assert_eq!(e, ["jwks_uri"], "{bad}");
+        }
+        for ok in [
+            "http://localhost:8080/k",
+            "http://127.0.0.1/k",
+            "https://idp.example",
+        ] {
+            JwksSource {
+                jwks_uri: Some(ok.into()),
+                ..JwksSource::default()
+            }
+            .compile()
+            .unwrap();
+        }
+        assert_eq!(
+            paths(JwksSource {
+                oidc_issuer: Some("https://idp.example/?x=1".into()),
+                ..JwksSource::default()
+            }),
+            ["oidc_issuer"]
+        );
+        let e = paths(JwksSource {
+            refresh_min_seconds: 0,
+            refresh_max_seconds: 10,
+            refresh_default_seconds: 20,
+            unknown_kid_min_interval_seconds: 0,
+            retry_initial_seconds: 0,
+            retry_max_seconds: 0,
+            ..src()
+        });
+        assert_eq!(
+            e,
+            [
+                "refresh_min_seconds",
+                "refresh_default_seconds",
+                "unknown_kid_min_interval_seconds",
+                "retry_initial_seconds"
+            ]
+        );
+        let e = paths(JwksSource {
+            refresh_min_seconds: 100,
+            refresh_max_seconds: 50,
+            retry_initial_seconds: 10,
+            retry_max_seconds: 5,
+            ..src()
+        });
+        assert_eq!(
+            e,
+            [
+                "refresh_max_seconds",
+                "refresh_default_seconds",
+                "retry_max_seconds"
+            ]
+        );
+        // serde: defaults and unknown fields
+        let parsed: JwksSource =
+            serde_json::from_str(r#"{"jwks_uri":"https://a.example/k"}"#).unwrap();
+        assert_eq!(parsed, src().clone_with_uri("https://a.example/k"));
+        assert!(
+            serde_json::from_str::<JwksSource>(r#"{"jwks_url":"https://a.example/k"}"#).is_err()
+        );
+    }
+
+    impl JwksSource {
+        fn clone_with_uri(&self, u: &str) -> JwksSource {
+            JwksSource {
+                jwks_uri: Some(u.into()),
+                ..self.clone()
+            }
+        }
+    }
+}

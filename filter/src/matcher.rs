@@ -1,0 +1,909 @@
+//! Which rule a request falls under: path normalization and rule matching.
+//!
+//! # Rules
+//!
+//! The config has an ordered list `rules` and a `default_rule`. A request is matched against the
+//! rules in order and the first whose `match` fits decides; when none fits, `default_rule` does
+//! (by default it lets in any authenticated caller and nobody else). A rule:
+//!
+//! ```json
+//! { "name": "ticket-comments",
+//!   "match": { "path": { "glob": "/tickets/*/comments/**" }, "methods": ["GET", "POST"] },
+//!   "credentials": ["session", "jwt"],
+//!   "require": { "roles_any": ["agent", "admin"] },
+//!   "login_url": "/login" }
+//! ```
+//!
+//! `match.path` is one of (absent: every path):
+//! - `{"exact": "/healthz"}` — exactly this path (`/healthz/` is another path);
+//! - `{"prefix": "/api"}` — this path and everything below it, **on segment boundaries**:
+//!   `/api`, `/api/` and `/api/v1/x`, but not `/apix`. `{"prefix": "/api/"}` means the same;
+//!   `{"prefix": "/"}` is every path;
+//! - `{"glob": "/tickets/*/comments/**"}` — `*` is any run of characters inside one segment
+//!   (never `/`; it may be empty, so `/tickets/*` also fits `/tickets/`), several `*` may share a
+//!   segment (`/files/*.pdf`); `**` is allowed only as the whole last segment and fits any
+//!   remainder including none (`/a/**` fits `/a`, `/a/` and `/a/b/c`).
+//!
+//! Patterns are written in the normalized form described below (a pattern that normalization
+//! would change, such as `/a/../b` or `/caf%c3%a9`, is a config error that shows the fixed form).
+//!
+//! `match.methods` lists HTTP methods (empty: any method). Request methods are compared without
+//! regard to ASCII case (`get` is `GET`: some servers route it so, and a rule must not be skipped
+//! by a lowercase method), and a rule that lists `GET` also covers `HEAD`, which servers answer
+//! with the `GET` handler.
+//!
+//! # Path normalization
+//!
+//! Rules are matched against [`normalize_path`]'s result, never the raw request target, because
+//! every difference between how the gateway and the upstream read a path is a way around the
+//! gateway. Normalization:
+//!
+//! 1. drops the query (`?…`) and fragment (`#…`); the rest must start with `/` and be at most
+//!    [`MAX_REQUEST_PATH_BYTES`] bytes;
+//! 2. puts every byte into one canonical spelling: percent-escapes of characters that may stand
+//!    unescaped in a path segment (letters, digits, `-._~!$&'()*+,=:@`) are decoded (`%2e` is
+//!    `.`, `%41` is `A`); every other byte is percent-escaped with upper-case hex (`%c3%a9`, a raw
+//!    `é` and `%C3%A9` all become `%C3%A9`; a space becomes `%20`);
+//!    (decoding the sub-delimiters too, not only RFC 3986's unreserved set, because upstream
+//!    routers decode them before routing: a rule for `/a:b` must also catch `/a%3Ab`);
+//! 3. resolves `.` and `..` segments (RFC 3986 §5.2.4): `/admin/../public` is `/public`,
+//!    `/%2e%2e/x` is `/../x`, which is refused;
+//!
+//! and **refuses** (reason `malformed_path`, status 400), because upstreams disagree on them:
+//! - an escaped `/` (`%2F`), an escaped or raw `\` (`%5C`), an escaped `%` (`%25`, double
+//!   encoding), a raw or escaped `;` (path parameters: Tomcat reads `/public/..;/admin` as
+//!   `/admin`), and raw or escaped control characters including NUL;
+//! - malformed escapes (`%4`, `%zz`);
+//! - `..` that climbs above the root (`/..`, `/a/../../b`);
+//! - empty segments, i.e. `//`. Merging them would be unsafe: with `/admin//../public` the gateway
+//!   would see `/public` while an upstream that keeps empty segments serves `/admin/public`.
+//!   Refusing costs only clients that build URLs carelessly, and they get a clear 400.
+//!
+//! Matching is case-sensitive: `/ADMIN` is not `/admin`. If your upstream treats paths
+//! case-insensitively, give it a rule for each spelling or make the default rule strict.
+//! Behind Envoy, also let Envoy normalize the path it forwards (`normalize_path: true`,
+//! `path_with_escaped_slashes_action: REJECT_REQUEST`), so the upstream receives the path the
+//! rules were matched on.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Reason};
+use crate::identity::CredentialKind;
+use crate::policy::{default_credentials, DefaultRuleConfig, RequireConfig, Rule};
+
+/// Request paths longer than this (in bytes, without the query) are refused.
+pub const MAX_REQUEST_PATH_BYTES: usize = 8192;
+/// At most this many rules.
+pub const MAX_RULES: usize = 1024;
+/// HTTP methods a rule may name.
+pub const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+fn bad_path(message: &'static str) -> Error {
+    Error::new(Reason::MalformedPath, message)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Characters that stand unescaped in a normalized path segment (RFC 3986 `pchar` less `;`).
+fn is_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b'='
+                | b':'
+                | b'@'
+        )
+}
+
+fn push_escaped(out: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    for nibble in [b >> 4, b & 0x0f] {
+        if let Some(h) = HEX.get(usize::from(nibble)) {
+            out.push(char::from(*h));
+        }
+    }
+}
+
+/// Puts a request path into the one form rules are matched against, or refuses it; see the
+/// module documentation for every step and why.
+pub fn normalize_path(raw: &str) -> Result<String, Error> {
+    let end = raw.find(['?', '#']).unwrap_or(raw.len());
+    let path = raw.get(..end).unwrap_or_default();
+    if path.len() > MAX_REQUEST_PATH_BYTES {
+        return Err(bad_path("the request path is too long"));
+    }
+    if !path.starts_with('/') {
+        return Err(bad_path("the request path must start with '/'"));
+    }
+
+    // Pass 1: one spelling per byte, refusing what upstreams read differently.
+    let mut canon = String::with_capacity(path.len());
+    let mut bytes = path.bytes();
+    while let Some(b) = bytes.next() {
+        let (b, escaped) = if b == b'%' {
+            let hi = bytes.next().and_then(hex_value);
+            let lo = bytes.next().and_then(hex_value);
+            match (hi, lo) {
+                (Some(hi), Some(lo)) => ((hi << 4) | lo, true),
+                _ => return Err(bad_path("the request path has a malformed percent-escape")),
+            }
+        } else {
+            (b, false)
+        };
+        match b {
+            b'/' if escaped => {
+                return Err(bad_path("the request path has an escaped '/' (%2F)"));
+            }
+            b'/' => canon.push('/'),
+            b'\\' => return Err(bad_path("the request path has a '\\' (raw or %5C)")),
+            b'%' => return Err(bad_path("the request path has an escaped '%' (%25)")),
+            b';' => return Err(bad_path("the request path has a ';' (raw or %3B)")),
+            0x00..=0x1f | 0x7f => {
+                return Err(bad_path("the request path has a control character"));
+            }
+            b if is_plain(b) => canon.push(char::from(b)),
+            b => push_escaped(&mut canon, b),
+        }
+    }
+
+    // Pass 2: dot segments; empty segments only at the very end (a trailing '/').
+    let body = canon.get(1..).unwrap_or_default();
+    let mut segments: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    let mut it = body.split('/').peekable();
+    while let Some(seg) = it.next() {
+        let last = it.peek().is_none();
+        match seg {
+            "." => trailing_slash = last,
+            ".." => {
+                if segments.pop().is_none() {
+                    return Err(bad_path("the request path climbs above the root with '..'"));
+                }
+                trailing_slash = last;
+            }
+            "" if last => trailing_slash = true,
+            "" => return Err(bad_path("the request path has an empty segment ('//')")),
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(canon.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing_slash || segments.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+/// Which paths a rule covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PathPattern {
+    /// Exactly this normalized path.
+    Exact(String),
+    /// This path and every path below it, on segment boundaries (`/api` covers `/api/x`, not `/apix`).
+    Prefix(String),
+    /// Segments with `*` (any characters within one segment) and a final `**` (any remainder).
+    Glob(String),
+}
+
+/// What requests a rule applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// `{"exact": "/p"}`, `{"prefix": "/api"}` or `{"glob": "/tickets/*/comments/**"}`; absent
+    /// means every path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathPattern>,
+    /// HTTP methods, e.g. `["GET", "POST"]`; empty means any. `GET` also covers `HEAD`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+}
+
+/// One access rule: which requests, which credentials, what they must carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// A unique name, used in logs, metrics and error messages.
+    pub name: String,
+    /// Which requests the rule applies to; rules are tried in order, the first that fits decides.
+    #[serde(rename = "match")]
+    pub matches: MatchConfig,
+    /// Credential kinds accepted, in the order they are looked for
+    /// (`session`, `jwt`, `api_key`, `magic_link`).
+    #[serde(default = "default_credentials")]
+    pub credentials: Vec<CredentialKind>,
+    /// What the caller must have; by default, any accepted credential.
+    #[serde(default)]
+    pub require: RequireConfig,
+    /// Where browsers without a credential are sent (a path on this site, e.g. `/login`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_url: Option<String>,
+}
+
+/// One segment of a glob: literal, or literal parts around `*`s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SegPat {
+    Lit(String),
+    /// The parts between `*`s: `a*b*c` is `["a", "b", "c"]`, `*` is `["", ""]`.
+    Wild(Vec<String>),
+}
+
+impl SegPat {
+    fn matches(&self, seg: &str) -> bool {
+        match self {
+            SegPat::Lit(l) => l == seg,
+            SegPat::Wild(parts) => wild_match(parts, seg),
+        }
+    }
+}
+
+/// `parts` came from splitting on `*`, so it has at least two elements: the first is anchored at
+/// the start, the last at the end, the middle ones are found left to right (greedy leftmost is
+/// exact for `*`-only patterns).
+fn wild_match(parts: &[String], seg: &str) -> bool {
+    let Some((first, rest)) = parts.split_first() else {
+        return false;
+    };
+    let Some((last, middle)) = rest.split_last() else {
+        return first == seg;
+    };
+    if seg.len() < first.len().saturating_add(last.len())
+        || !seg.starts_with(first.as_str())
+        || !seg.ends_with(last.as_str())
+    {
+        return false;
+    }
+    let mut inner = seg
+        .get(first.len()..seg.len().saturating_sub(last.len()))
+        .unwrap_or_default();
+    for part in middle {
+        match inner.find(part.as_str()) {
+            Some(at) => {
+                inner = inner
+                    .get(at.saturating_add(part.len())..)
+                    .unwrap_or_default()
+            }
+            None => return false,
+        }
+    }
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PathMatch {
+    Any,
+    Exact(String),
+    /// Without the trailing `/`; empty for the root.
+    Prefix(String),
+    Glob {
+        segments: Vec<SegPat>,
+        tail: bool,
+    },
+}
+
+impl PathMatch {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Any => true,
+            PathMatch::Exact(p) => p == path,
+            PathMatch::Prefix(p) => covers_prefix(p, path),
+            PathMatch::Glob { segments, tail } => {
+                let Some(body) = path.strip_prefix('/') else {
+                    return false;
+                };
+                let mut parts = body.split('/');
+                for pat in segments {
+                    match parts.next() {
+                        Some(seg) if pat.matches(seg) => {}
+                        _ => return false,
+                    }
+                }
+                *tail || parts.next().is_none()
+            }
+        }
+    }
+}
+
+/// Whether `path` is `prefix` or below it; `prefix` has no trailing `/` (empty = root).
+pub(crate) fn covers_prefix(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// A compiled `match`: path pattern and methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    path: PathMatch,
+    /// Upper-case names; empty = any.
+    methods: Vec<&'static str>,
+}
+
+impl Route {
+    /// Every method, every path (the default rule's route).
+    pub(crate) fn any() -> Route {
+        Route {
+            path: PathMatch::Any,
+            methods: Vec::new(),
+        }
+    }
+
+    /// Whether a request with this method and normalized path falls under the route.
+    pub fn matches(&self, method: &str, normalized_path: &str) -> bool {
+        (self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+            && self.path.matches(normalized_path)
+    }
+
+    /// Compiles a `match` section; error paths are relative to it (`path`, `methods[1]`).
+    pub fn compile(config: &MatchConfig) -> Result<Route, Vec<Error>> {
+        let mut errors = Vec::new();
+        let path = match &config.path {
+            None => Some(PathMatch::Any),
+            Some(p) => match compile_path(p) {
+                Ok(m) => Some(m),
+                Err(msg) => {
+                    errors.push(Error::config("path", msg));
+                    None
+                }
+            },
+        };
+        let mut methods: Vec<&'static str> = Vec::new();
+        for (i, m) in config.methods.iter().enumerate() {
+            match METHODS.iter().find(|k| k.eq_ignore_ascii_case(m)) {
+                None => errors.push(Error::config(
+                    format!("methods[{i}]"),
+                    format!("unknown HTTP method; use one of {}", METHODS.join(", ")),
+                )),
+                Some(k) if methods.contains(k) => errors.push(Error::config(
+                    format!("methods[{i}]"),
+                    format!("{k} is listed twice"),
+                )),
+                Some(k) => methods.push(k),
+            }
+        }
+        if methods.contains(&"GET") && !methods.contains(&"HEAD") {
+            methods.push("HEAD");
+        }
+        match path {
+            Some(path) if errors.is_empty() => Ok(Route { path, methods }),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn check_normalized(pattern: &str) -> Result<(), String> {
+    if !pattern.starts_with('/') {
+        return Err("a path pattern must start with '/'".into());
+    }
+    if pattern.contains(['?', '#']) {
+        return Err("a path pattern cannot contain '?' or '#' (queries are not matched)".into());
+    }
+    match normalize_path(pattern) {
+        Err(e) => Err(format!(
+            "requests with this path are always refused ({}); fix the pattern",
+            e.message()
+        )),
+        Ok(n) if n != pattern => Err(format!(
+            "the pattern is not in normalized form; write it as \"{n}\""
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+fn compile_path(p: &PathPattern) -> Result<PathMatch, String> {
+    match p {
+        PathPattern::Exact(s) => {
+            check_normalized(s)?;
+            Ok(PathMatch::Exact(s.clone()))
+        }
+        PathPattern::Prefix(s) => {
+            check_normalized(s)?;
+            Ok(PathMatch::Prefix(s.trim_end_matches('/').to_owned()))
+        }
+        PathPattern::Glob(s) => {
+            check_normalized(s)?;
+            let body = s.get(1..).unwrap_or_default();
+            let mut segments = Vec::new();
+            let mut tail = false;
+            let mut it = body.split('/').peekable();
+            while let Some(seg) = it.next() {
+                let last = it.peek().is_none();
+                if seg == "**" {
+                    if !last {
+                        return Err("'**' is allowed only as the last segment".into());
+                    }
+                    tail = true;
+                } else if seg.contains("**") {
+                    return Err(
+                        "'**' must be a whole segment (e.g. /a/**); use '*' within a segment"
+                            .into(),
+                    );
+                } else if seg.contains('*') {
+                    segments.push(SegPat::Wild(seg.split('*').map(str::to_owned).collect()));
+                } else {
+                    segments.push(SegPat::Lit(seg.to_owned()));
+                }
+            }
+            Ok(PathMatch::Glob { segments, tail })
+        }
+    }
+}
+
+/// The compiled rule list and the default rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    rules: Vec<Rule>,
+    default: Rule,
+}
+
+impl Rules {
+    /// Compiles `rules` and `default_rule`. Error paths: `rules[2].match.path`,
+    /// `default_rule.require`...
+    pub fn compile(rules: &[RuleConfig], default: &DefaultRuleConfig) -> Result<Rules, Vec<Error>> {
+        let mut errors = Vec::new();
+        if rules.len() > MAX_RULES {
+            errors.push(Error::config("rules", format!("at most {MAX_RULES} rules")));
+        }
+        let mut compiled = Vec::with_capacity(rules.len());
+        for (i, rc) in rules.iter().enumerate() {
+            let at = format!("rules[{i}]");
+            if rc.name.trim().is_empty() {
+                errors.push(Error::config(format!("{at}.name"), "a rule needs a name"));
+            } else if rc.name == "default" {
+                errors.push(Error::config(
+                    format!("{at}.name"),
+                    "\"default\" is the name of default_rule; choose another",
+                ));
+            } else if let Some(j) = rules.iter().take(i).position(|o| o.name == rc.name) {
+                errors.push(Error::config(
+                    format!("{at}.name"),
+                    format!("the name \"{}\" is also used by rules[{j}]", rc.name),
+                ));
+            }
+            let route = match Route::compile(&rc.matches) {
+                Ok(r) => Some(r),
+                Err(es) => {
+                    errors.extend(es.into_iter().map(|e| e.at(&format!("{at}.match"))));
+                    None
+                }
+            };
+            let rule = Rule::compile(
+                &rc.name,
+                &rc.credentials,
+                &rc.require,
+                rc.login_url.as_deref(),
+            );
+            match (route, rule) {
+                (Some(route), Ok(rule)) => compiled.push(rule.with_route(route)),
+                (_, Err(es)) => errors.extend(es.into_iter().map(|e| e.at(&at))),
+                (None, Ok(_)) => {}
+            }
+        }
+        let default = Rule::compile(
+            "default",
+            &default.credentials,
+            &default.require,
+            default.login_url.as_deref(),
+        )
+        .map_err(|es| {
+            es.into_iter()
+                .map(|e| e.at("default_rule"))
+                .collect::<Vec<_>>()
+        });
+        match default {
+            Ok(default) if errors.is_empty() => Ok(Rules {
+                rules: compiled,
+                default,
+            }),
+            Ok(_) => Err(errors),
+            Err(es) => {
+                errors.extend(es);
+                Err(errors)
+            }
+        }
+    }
+
+    /// The rule for a request: the first that fits, else the default rule. `normalized_path`
+    /// must come from [`normalize_path`]. Does not allocate.
+    pub fn find(&self, method: &str, normalized_path: &str) -> &Rule {
+        self.rules
+            .iter()
+            .find(|r| r.matches(method, normalized_path))
+            .unwrap_or(&self.default)
+    }
+
+    /// The rules in order (without the default rule).
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The rule that applies when no other fits.
+    pub fn default_rule(&self) -> &Rule {
+        &self.default
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+    use super::*;
+    use serde_json::json;
+
+    fn norm(p: &str) -> String {
+        normalize_path(p).unwrap_or_else(|e| panic!("{p:?} refused: {e}"))
+    }
+
+    fn refused(p: &str) {
+        match normalize_path(p) {
+            Ok(n) => panic!("{p:?} should be refused, got {n:?}"),
+            Err(e) => {
+                assert_eq!(e.reason(), Reason::MalformedPath, "{p:?}");
+                assert_eq!(e.http_status(), 400);
+            }
+        }
+    }
+
+    #[test]
+    fn normalization_resolves_and_canonicalizes() {
+        for (raw, want) in [
+            ("/", "/"),
+            ("/a/b?x=1&y=/../..", "/a/b"),
+            ("/a/b#frag/../x", "/a/b"),
+            ("/a?", "/a"),
+            ("/admin/../public", "/public"),
+            ("/admin/./../public/", "/public/"),
+            ("/a/./b", "/a/b"),
+            ("/a/.", "/a/"),
+            ("/a/b/..", "/a/"),
+            ("/a/..", "/"),
+            ("/.", "/"),
+            ("/a/%2e%2e/b", "/b"),
+            ("/a/.%2E/b", "/b"),
+            ("/a/%2e/b", "/a/b"),
+            ("/%41dmin", "/Admin"),
+            ("/%7euser/%2d", "/~user/-"),
+            ("/a%3Ab%40c%21", "/a:b@c!"),
+            ("/caf%c3%a9", "/caf%C3%A9"),
+            ("/caf%C3%A9", "/caf%C3%A9"),
+            ("/café", "/caf%C3%A9"),
+            ("/a b", "/a%20b"),
+            ("/a%20b", "/a%20b"),
+            ("/q%3fx", "/q%3Fx"),
+            ("/h%23x", "/h%23x"),
+            ("/{x}|^`", "/%7Bx%7D%7C%5E%60"),
+            ("/ADMIN", "/ADMIN"),
+            ("/...", "/..."),
+            ("/a/..b/c.", "/a/..b/c."),
+        ] {
+            assert_eq!(norm(raw), want, "{raw:?}");
+            assert_eq!(
+                norm(want),
+                want,
+                "normalization must be idempotent for {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn path_confusion_is_refused() {
+        let long = format!("/{}", "a".repeat(MAX_REQUEST_PATH_BYTES));
+        for p in [
+            "",
+            "a/b",
+            "*",
+            "http://evil/admin",
+            "?x",
+            "/%2e%2e/",
+            "/%2E%2E/admin",
+            "/..",
+            "/../admin",
+            "/a/../../admin",
+            "/public/..%2fadmin",
+            "/public/..%2Fadmin",
+            "/admin%2f",
+            "/admin%2F",
+            "//admin",
+            "/admin//x",
+            "/admin//../public",
+            "/a\\b",
+            "/..\\admin",
+            "/a%5cb",
+            "/a%5Cb",
+            "/a%00",
+            "/a\0b",
+            "/a\r\nb",
+            "/a%0d%0a",
+            "/a%7f",
+            "/a%252f",
+            "/a%25",
+            "/public/..;/admin",
+            "/admin;jsessionid=x",
+            "/admin%3b",
+            "/a%",
+            "/a%4",
+            "/a%zz",
+            "/a%%41",
+            "/a%c",
+            long.as_str(),
+        ] {
+            refused(p);
+        }
+        assert_eq!(norm("/admin/"), "/admin/");
+    }
+
+    fn route(v: serde_json::Value) -> Route {
+        Route::compile(&serde_json::from_value(v).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn exact_and_prefix() {
+        let r = route(json!({"path": {"exact": "/healthz"}}));
+        assert!(r.matches("GET", "/healthz"));
+        assert!(!r.matches("GET", "/healthz/"));
+        assert!(!r.matches("GET", "/healthz/x"));
+        assert!(!r.matches("GET", "/HEALTHZ"));
+        for pat in ["/api", "/api/"] {
+            let r = route(json!({"path": {"prefix": pat}}));
+            for ok in ["/api", "/api/", "/api/v1/x"] {
+                assert!(r.matches("GET", ok), "{pat} {ok}");
+            }
+            for no in ["/apix", "/ap", "/", "/API/x", "/x/api"] {
+                assert!(!r.matches("GET", no), "{pat} {no}");
+            }
+        }
+        let r = route(json!({"path": {"prefix": "/"}}));
+        assert!(r.matches("GET", "/") && r.matches("GET", "/anything/at/all"));
+        let r = route(json!({}));
+        assert!(r.matches("PROPFIND", "/x"));
+    }
+
+    #[test]
+    fn globs() {
+        let r = route(json!({"path": {"glob": "/tickets/*/comments/**"}}));
+        for ok in [
+            "/tickets/TRK-1/comments",
+            "/tickets/TRK-1/comments/",
+            "/tickets/TRK-1/comments/9/likes",
+        ] {
+            assert!(r.matches("GET", ok), "{ok}");
+        }
+        for no in [
+            "/tickets/TRK-1/x/comments",
+            "/tickets/comments",
+            "/tickets/TRK-1/commentsx",
+            "/tickets/a/b/comments",
+        ] {
+            assert!(!r.matches("GET", no), "{no}");
+        }
+        let r = route(json!({"path": {"glob": "/tickets/*"}}));
+        assert!(r.matches("GET", "/tickets/TRK-1"));
+        assert!(r.matches("GET", "/tickets/"));
+        assert!(!r.matches("GET", "/tickets"));
+        assert!(!r.matches("GET", "/tickets/TRK-1/x"));
+        let r = route(json!({"path": {"glob": "/files/*.pdf"}}));
+        assert!(r.matches("GET", "/files/a.pdf"));
+        assert!(r.matches("GET", "/files/.pdf"));
+        assert!(!r.matches("GET", "/files/a.pdfx"));
+        assert!(!r.matches("GET", "/files/x/a.pdf"));
+        let r = route(json!({"path": {"glob": "/x/a*b*c"}}));
+        for ok in ["/x/abc", "/x/a-b-c", "/x/abbc", "/x/abcbc", "/x/aXbYbZc"] {
+            assert!(r.matches("GET", ok), "{ok}");
+        }
+        for no in ["/x/ab", "/x/ac", "/x/acb", "/x/bac"] {
+            assert!(!r.matches("GET", no), "{no}");
+        }
+        let r = route(json!({"path": {"glob": "/x/a*a"}}));
+        assert!(!r.matches("GET", "/x/a"));
+        assert!(r.matches("GET", "/x/aa"));
+        let r = route(json!({"path": {"glob": "/**"}}));
+        assert!(r.matches("GET", "/") && r.matches("GET", "/a/b"));
+        let r = route(json!({"path": {"glob": "/a/**"}}));
+        assert!(r.matches("GET", "/a") && r.matches("GET", "/a/") && r.matches("GET", "/a/b"));
+        assert!(!r.matches("GET", "/ab"));
+        let r = route(json!({"path": {"glob": "/a/b"}}));
+        assert!(r.matches("GET", "/a/b") && !r.matches("GET", "/a/b/"));
+    }
+
+    #[test]
+    fn methods() {
+        let r = route(json!({"methods": ["get", "POST"]}));
+        assert!(r.matches("GET", "/"));
+        assert!(r.matches("get", "/"));
+        assert!(r.matches("post", "/"));
+        assert!(r.matches("HEAD", "/"), "GET covers HEAD");
+        assert!(!r.matches("DELETE", "/"));
+        assert!(!r.matches("GETX", "/"));
+        let r = route(json!({"methods": ["POST"]}));
+        assert!(!r.matches("HEAD", "/"));
+        assert!(!r.matches("GET", "/"));
+    }
+
+    #[test]
+    fn bad_match_configs() {
+        for (m, path, needle) in [
+            (
+                json!({"path": {"glob": "tickets/*"}}),
+                "path",
+                "start with '/'",
+            ),
+            (json!({"path": {"exact": ""}}), "path", "start with '/'"),
+            (json!({"path": {"prefix": "/a/../b"}}), "path", "\"/b\""),
+            (
+                json!({"path": {"exact": "/caf%c3%a9"}}),
+                "path",
+                "/caf%C3%A9",
+            ),
+            (json!({"path": {"exact": "/a?b"}}), "path", "'?'"),
+            (
+                json!({"path": {"exact": "/a%2fb"}}),
+                "path",
+                "always refused",
+            ),
+            (json!({"path": {"prefix": "//a"}}), "path", "always refused"),
+            (json!({"path": {"glob": "/a/**/b"}}), "path", "last segment"),
+            (json!({"path": {"glob": "/a/b**"}}), "path", "whole segment"),
+            (
+                json!({"methods": ["GET", "FETCH"]}),
+                "methods[1]",
+                "unknown",
+            ),
+            (json!({"methods": ["GET", "get"]}), "methods[1]", "twice"),
+        ] {
+            let cfg: MatchConfig = serde_json::from_value(m.clone()).unwrap();
+            let errs = Route::compile(&cfg).unwrap_err();
+            assert_eq!(errs.len(), 1, "{m}");
+            assert_eq!(errs[0].path(), Some(path), "{m}");
+            assert!(
+                errs[0].message().contains(needle),
+                "{m}: {}",
+                errs[0].message()
+            );
+        }
+        assert!(serde_json::from_value::<MatchConfig>(json!({"path": {"regex": "/a"}})).is_err());
+        assert!(serde_json::from_value::<MatchConfig>(json!({"paths": []})).is_err());
+    }
+
+    fn rules(v: serde_json::Value, default: serde_json::Value) -> Result<Rules, Vec<Error>> {
+        let rules: Vec<RuleConfig> = serde_json::from_value(v).unwrap();
+        let default: DefaultRuleConfig = serde_json::from_value(default).unwrap();
+        Rules::compile(&rules, &default)
+    }
+
+    #[test]
+    fn first_match_wins_then_default() {
+        let rs = rules(
+            json!([
+                {"name": "health", "match": {"path": {"exact": "/healthz"}},
+                 "require": {"public": true}},
+                {"name": "admin-write", "match": {"path": {"prefix": "/admin"},
+                 "methods": ["POST", "DELETE"]}, "require": {"roles_all": ["admin"]}},
+                {"name": "admin", "match": {"path": {"prefix": "/admin"}},
+                 "require": {"roles_any": ["admin", "auditor"]}},
+                {"name": "comments", "match": {"path": {"glob": "/tickets/*/comments/**"}},
+                 "credentials": ["magic_link", "session"]},
+                {"name": "public", "match": {"path": {"prefix": "/public"}},
+                 "require": {"public": true}}
+            ]),
+            json!({"login_url": "/login"}),
+        )
+        .unwrap();
+        let find = |m: &str, p: &str| rs.find(m, &normalize_path(p).unwrap()).name().to_owned();
+        assert_eq!(find("GET", "/healthz"), "health");
+        assert_eq!(find("POST", "/admin/users"), "admin-write");
+        assert_eq!(find("post", "/admin/users"), "admin-write");
+        assert_eq!(find("GET", "/admin/users"), "admin");
+        assert_eq!(find("GET", "/tickets/TRK-1/comments/3"), "comments");
+        assert_eq!(find("GET", "/public/x"), "public");
+        assert_eq!(find("GET", "/admin/../public/x"), "public");
+        assert_eq!(find("GET", "/public/../admin"), "admin");
+        assert_eq!(find("GET", "/%61dmin"), "admin");
+        assert_eq!(find("GET", "/ADMIN"), "default");
+        assert_eq!(find("GET", "/administrator"), "default");
+        assert_eq!(rs.default_rule().login_url(), Some("/login"));
+        assert!(!rs.default_rule().is_public());
+        assert_eq!(rs.rules().len(), 5);
+        assert_eq!(
+            rs.rules()[3].credentials(),
+            [CredentialKind::MagicLink, CredentialKind::Session]
+        );
+        assert_eq!(
+            rs.rules()[0].credentials(),
+            [
+                CredentialKind::Session,
+                CredentialKind::Jwt,
+                CredentialKind::ApiKey
+            ]
+        );
+    }
+
+    #[test]
+    fn rule_config_errors_name_their_fields() {
+        let errs = rules(
+            json!([
+                {"name": "a", "match": {"path": {"prefix": "/a"}}},
+                {"name": "a", "match": {"path": {"glob": "b/*"}}},
+                {"name": " ", "match": {"methods": ["GIT"]}},
+                {"name": "default", "match": {}},
+                {"name": "p", "match": {}, "require": {"public": true, "roles_any": ["x"]}},
+                {"name": "l", "match": {}, "login_url": "https://evil.example/login"},
+                {"name": "c", "match": {}, "credentials": []}
+            ]),
+            json!({"login_url": "//evil.example", "require": {"mfa": {}}}),
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = errs.iter().filter_map(Error::path).collect();
+        assert_eq!(
+            paths,
+            [
+                "rules[1].name",
+                "rules[1].match.path",
+                "rules[2].name",
+                "rules[2].match.methods[0]",
+                "rules[3].name",
+                "rules[4].require.public",
+                "rules[5].login_url",
+                "rules[6].credentials",
+                "default_rule.require.mfa",
+                "default_rule.login_url",
+            ]
+        );
+        assert!(errs.iter().all(|e| e.reason() == Reason::InvalidConfig));
+        assert!(errs[0].message().contains("rules[0]"));
+        let too_many: Vec<serde_json::Value> = (0..=MAX_RULES)
+            .map(|i| json!({"name": format!("r{i}"), "match": {}}))
+            .collect();
+        let errs = rules(json!(too_many), json!({})).unwrap_err();
+        assert_eq!(errs[0].path(), Some("rules"));
+    }
+
+    #[test]
+    fn rule_config_is_strict() {
+        let bad = [
+            json!({"name": "x"}),
+            json!({"name": "x", "match": {}, "requires": {}}),
+            json!({"name": "x", "match": {}, "credentials": ["password"]}),
+            json!({"name": "x", "match": {}, "require": {"roles": ["a"]}}),
+            json!({"name": "x", "match": {}, "require": {"mfa": {"amr": ["mfa"]}}}),
+        ];
+        for b in bad {
+            assert!(
+                serde_json::from_value::<RuleConfig>(b.clone()).is_err(),
+                "{b}"
+            );
+        }
+    }
+}

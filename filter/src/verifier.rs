@@ -1,0 +1,490 @@
+//! Checking a JWT against a provider: issuer, algorithm, key, signature, then claims.
+//!
+//! Order matters and is fixed: structure (in [`crate::jws`]) → issuer → algorithm allowed →
+//! key selection (with the alg/key family check that stops algorithm confusion) → signature
+//! format → signature → time claims → audience → lifetime → required claims → claim mapping.
+//! Nothing from the payload is trusted before the signature step passes, except `iss`, which only
+//! chooses which provider's keys to try.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::alg::Alg;
+use crate::backend::SignatureBackend;
+use crate::claims::{ClaimMapping, ClaimsConfig};
+use crate::error::{Error, Reason};
+use crate::identity::{CredentialKind, Identity};
+use crate::jwk::{self, KeySet};
+use crate::jwks::{CompiledJwksSource, JwksSource};
+use crate::jws::{self, CompactJws};
+use crate::UnixTime;
+
+/// One JWT issuer: where its keys come from and what its tokens must look like.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ProviderConfig {
+    /// A short name for logs, metrics and identity headers (e.g. `keycloak`).
+    pub name: String,
+    /// The exact `iss` value of this provider's tokens.
+    pub issuer: String,
+    /// Accepted `aud` values; the token's `aud` (string or array) must contain one. Empty: `aud` is not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Algorithms this provider's tokens may use. Default: the preset's, else `["RS256"]`.
+    #[serde(default)]
+    pub algorithms: Vec<Alg>,
+    /// An inline JWKS (`{"keys": [...]}`), for keys that do not rotate or for tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
+    /// A remote JWKS: a `jwks_uri` or an OIDC issuer to discover it from, and how to refresh it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_jwks: Option<JwksSource>,
+    /// Shared HMAC secrets (HS256/384/512), base64url, at least 32 bytes each.
+    #[serde(default)]
+    pub shared_secrets: Vec<SharedSecret>,
+    /// Allowed clock difference for `exp`, `nbf` and `iat`, in seconds.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_seconds: u64,
+    /// The longest `exp - iat` accepted, in seconds. Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lifetime_seconds: Option<u64>,
+    /// Claims that must be present (in addition to `exp`, always required, and `sub`).
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// Where roles, permissions, email... are read from; presets fill in per-IdP defaults.
+    #[serde(default)]
+    pub claims: ClaimsConfig,
+}
+
+/// A shared secret for HMAC-signed JWTs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SharedSecret {
+    /// Key id; needed when a provider has several secrets (rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// The secret, unpadded base64url, at least 32 bytes once decoded.
+    pub secret: String,
+}
+
+fn default_clock_skew() -> u64 {
+    60
+}
+
+/// A provider compiled at load: parsed keys and claim mapping, ready for the request path.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub issuer: String,
+    audiences: Vec<String>,
+    algorithms: Vec<Alg>,
+    /// Inline JWKS and shared secrets. `None` when keys come only from `remote_jwks`.
+    static_keys: Option<KeySet>,
+    remote: Option<CompiledJwksSource>,
+    clock_skew: u64,
+    max_lifetime: Option<u64>,
+    required_claims: Vec<String>,
+    mapping: ClaimMapping,
+}
+
+impl Provider {
+    /// Validates and compiles one provider. Error paths are relative to the provider.
+    pub fn compile(cfg: &ProviderConfig) -> Result<Provider, Vec<Error>> {
+        let mut errors = Vec::new();
+        if cfg.name.trim().is_empty() {
+            errors.push(Error::config(
+                "name",
+                "must not be empty; give the provider a short name such as \"keycloak\"",
+            ));
+        }
+        if cfg.issuer.trim().is_empty() {
+            errors.push(Error::config(
+                "issuer",
+                "must not be empty; use the exact `iss` of the provider's tokens",
+            ));
+        }
+        let mapping = match cfg.claims.compile() {
+            Ok(m) => Some(m),
+            Err(es) => {
+                errors.extend(es.into_iter().map(|e| e.at("claims")));
+                None
+            }
+        };
+        let mut algorithms = cfg.algorithms.clone();
+        if algorithms.is_empty() {
+            algorithms = cfg
+                .claims
+                .preset
+                .map(|p| p.default_algs().to_vec())
+                .unwrap_or_else(|| vec![Alg::RS256]);
+            if !cfg.shared_secrets.is_empty() && cfg.jwks.is_none() && cfg.remote_jwks.is_none() {
+                algorithms = vec![Alg::HS256];
+            }
+        }
+        let mut seen = Vec::new();
+        for (i, a) in cfg.algorithms.iter().enumerate() {
+            if seen.contains(a) {
+                errors.push(Error::config(
+                    format!("algorithms[{i}]"),
+                    format!("{a} is listed twice"),
+                ));
+            }
+            seen.push(*a);
+        }
+        let has_keys =
+            cfg.jwks.is_some() || cfg.remote_jwks.is_some() || !cfg.shared_secrets.is_empty();
+        if !has_keys {
+            errors.push(Error::config(
+                "jwks",
+                "the provider has no keys: set `jwks` (inline), `remote_jwks` (jwks_uri or OIDC discovery) or `shared_secrets`",
+            ));
+        }
+        // Mixing symmetric and asymmetric algorithms invites algorithm confusion: refuse it.
+        let symmetric = algorithms.iter().filter(|a| a.is_symmetric()).count();
+        if symmetric != 0 && symmetric != algorithms.len() {
+            errors.push(Error::config(
+                "algorithms",
+                "mixes HMAC (HS*) with public-key algorithms; split them into two providers",
+            ));
+        }
+        if symmetric != 0 && cfg.shared_secrets.is_empty() && cfg.jwks.is_none() {
+            errors.push(Error::config(
+                "shared_secrets",
+                "HS* algorithms are allowed but no shared secret is configured",
+            ));
+        }
+        if symmetric == 0 && !cfg.shared_secrets.is_empty() {
+            errors.push(Error::config(
+                "algorithms",
+                "shared_secrets are set but no HS* algorithm is allowed; add e.g. \"HS256\" to algorithms",
+            ));
+        }
+
+        let mut keys: Vec<jwk::Jwk> = Vec::new();
+        let mut have_static = false;
+        if let Some(v) = &cfg.jwks {
+            have_static = true;
+            match KeySet::from_jwks_value(v) {
+                Ok(set) => keys.extend(set.keys().iter().cloned()),
+                Err(es) => errors.extend(es.into_iter().map(|e| e.at("jwks"))),
+            }
+        }
+        for (i, s) in cfg.shared_secrets.iter().enumerate() {
+            have_static = true;
+            let path = format!("shared_secrets[{i}]");
+            match crate::b64::decode(&s.secret) {
+                Err(_) => errors.push(Error::config(
+                    format!("{path}.secret"),
+                    "is not unpadded base64url; encode the secret bytes with base64url (no `=`)",
+                )),
+                Ok(bytes) => match jwk::hmac_secret(s.kid.clone(), &bytes) {
+                    Ok(k) => keys.push(k),
+                    Err(e) => errors.push(Error::config(
+                        format!("{path}.secret"),
+                        e.message().to_string(),
+                    )),
+                },
+            }
+        }
+        let static_keys = if have_static {
+            match KeySet::from_keys(keys) {
+                Ok(set) => Some(set),
+                Err(es) => {
+                    errors.extend(es);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(set) = &static_keys {
+            for (i, a) in algorithms.iter().enumerate() {
+                if !set.keys().iter().any(|k| k.fits(*a)) && cfg.remote_jwks.is_none() {
+                    errors.push(Error::config(
+                        format!("algorithms[{i}]"),
+                        format!("{a} is allowed but no configured key can verify it"),
+                    ));
+                }
+            }
+        }
+        let remote = match cfg.remote_jwks.as_ref().map(JwksSource::compile) {
+            None => None,
+            Some(Ok(r)) => Some(r),
+            Some(Err(es)) => {
+                errors.extend(es.into_iter().map(|e| e.at("remote_jwks")));
+                None
+            }
+        };
+        match (errors.is_empty(), mapping) {
+            (true, Some(mapping)) => Ok(Provider {
+                name: cfg.name.clone(),
+                issuer: cfg.issuer.clone(),
+                audiences: cfg.audiences.clone(),
+                algorithms,
+                static_keys,
+                remote,
+                clock_skew: cfg.clock_skew_seconds,
+                max_lifetime: cfg.max_lifetime_seconds,
+                required_claims: cfg.required_claims.clone(),
+                mapping,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// The remote key source, if this provider fetches its keys.
+    pub fn remote(&self) -> Option<&CompiledJwksSource> {
+        self.remote.as_ref()
+    }
+
+    pub fn algorithms(&self) -> &[Alg] {
+        &self.algorithms
+    }
+}
+
+/// The outcome of checking one JWT.
+#[derive(Debug)]
+pub enum JwtCheck {
+    /// Valid: who it is, and until when the result may be cached.
+    Valid(Identity),
+    /// The provider's remote keys are not there yet: wait for them (fail closed after a timeout).
+    NeedKeys { provider: String },
+    /// Refused. `refetch` names a provider whose remote key set lacks the token's `kid`.
+    Invalid {
+        error: Error,
+        refetch: Option<String>,
+    },
+}
+
+/// What `decide` needs to know about keys the host fetched.
+pub trait KeyLookup {
+    /// The current key set of a remote provider, if one has been fetched.
+    fn keys(&self, provider: &str) -> Option<&KeySet>;
+}
+
+/// No remote keys at all (hosts without fetching, tests).
+pub struct NoRemoteKeys;
+
+impl KeyLookup for NoRemoteKeys {
+    fn keys(&self, _provider: &str) -> Option<&KeySet> {
+        None
+    }
+}
+
+/// The JWT providers of a config, chosen by `iss`.
+#[derive(Debug)]
+pub struct JwtVerifier {
+    providers: Vec<Provider>,
+    max_token_bytes: usize,
+}
+
+impl JwtVerifier {
+    pub fn new(providers: Vec<Provider>, max_token_bytes: usize) -> Self {
+        JwtVerifier {
+            providers,
+            max_token_bytes,
+        }
+    }
+
+    pub fn providers(&self) -> &[Provider] {
+        &self.providers
+    }
+
+    pub fn max_token_bytes(&self) -> usize {
+        self.max_token_bytes
+    }
+
+    /// Checks one token. `now` is Unix seconds from the host.
+    pub fn check(
+        &self,
+        token: &str,
+        keys: &dyn KeyLookup,
+        backend: &dyn SignatureBackend,
+        now: UnixTime,
+    ) -> JwtCheck {
+        let invalid = |error| JwtCheck::Invalid {
+            error,
+            refetch: None,
+        };
+        let jws = match jws::parse(token, self.max_token_bytes) {
+            Ok(j) => j,
+            Err(e) => return invalid(e),
+        };
+        let claims = match jws.claims() {
+            Ok(c) => c,
+            Err(e) => return invalid(e),
+        };
+        let provider = match self.provider_for(&claims) {
+            Ok(p) => p,
+            Err(e) => return invalid(e),
+        };
+        if !provider.algorithms.contains(&jws.alg) {
+            return invalid(Error::new(
+                Reason::AlgNotAllowed,
+                format!("provider {} does not allow {}", provider.name, jws.alg),
+            ));
+        }
+        // Static keys first; a provider may have both (pinned + remote).
+        let from_static = provider
+            .static_keys
+            .as_ref()
+            .map(|s| s.select(jws.kid.as_deref(), jws.alg));
+        let key = match from_static {
+            Some(Ok(k)) => k,
+            Some(Err(e)) if provider.remote.is_none() => return invalid(e),
+            _ => match keys.keys(&provider.name) {
+                None => {
+                    return JwtCheck::NeedKeys {
+                        provider: provider.name.clone(),
+                    }
+                }
+                Some(set) => match set.select(jws.kid.as_deref(), jws.alg) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        let refetch =
+                            (e.reason() == Reason::UnknownKid).then(|| provider.name.clone());
+                        return JwtCheck::Invalid { error: e, refetch };
+                    }
+                },
+            },
+        };
+        if let Err(e) = backend.verify(jws.alg, &key.key, jws.signing_input, &jws.signature) {
+            return invalid(e);
+        }
+        match provider.validate_claims(&jws, &claims, now) {
+            Ok(mut identity) => {
+                identity.key_name = key.kid.clone();
+                JwtCheck::Valid(identity)
+            }
+            Err(e) => invalid(e),
+        }
+    }
+
+    fn provider_for(&self, claims: &Map<String, Value>) -> Result<&Provider, Error> {
+        let iss = match claims.get("iss") {
+            Some(Value::String(s)) => s,
+            Some(_) => return Err(Error::new(Reason::MalformedClaims, "iss is not a string")),
+            None => return Err(Error::new(Reason::MissingClaim, "the token has no iss")),
+        };
+        self.providers
+            .iter()
+            .find(|p| &p.issuer == iss)
+            .ok_or_else(|| {
+                Error::new(
+                    Reason::UnknownIssuer,
+                    "no provider is configured for the token's issuer",
+                )
+            })
+    }
+}
+
+/// A NumericDate (RFC 7519 §2): a JSON number of seconds, possibly fractional. Negative or
+/// non-finite values are malformed.
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, Error> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(u) = n.as_u64() {
+                return Ok(Some(u));
+            }
+            match n.as_f64() {
+                Some(f) if f.is_finite() && f >= 0.0 && f < 1.0e15 => Ok(Some(f as u64)),
+                _ => Err(Error::new(
+                    Reason::MalformedClaims,
+                    format!("{name} is not a valid NumericDate"),
+                )),
+            }
+        }
+        Some(_) => Err(Error::new(
+            Reason::MalformedClaims,
+            format!("{name} is not a number"),
+        )),
+    }
+}
+
+impl Provider {
+    fn validate_claims(
+        &self,
+        _jws: &CompactJws<'_>,
+        claims: &Map<String, Value>,
+        now: UnixTime,
+    ) -> Result<Identity, Error> {
+        let skew = self.clock_skew;
+        let exp = numeric_date(claims, "exp")?.ok_or_else(|| {
+            Error::new(
+                Reason::MissingClaim,
+                "the token has no exp; tokens without expiry are refused",
+            )
+        })?;
+        if now >= exp.saturating_add(skew) {
+            return Err(Error::new(Reason::TokenExpired, "the token has expired"));
+        }
+        if let Some(nbf) = numeric_date(claims, "nbf")? {
+            if nbf > now.saturating_add(skew) {
+                return Err(Error::new(
+                    Reason::TokenNotYetValid,
+                    "the token is not valid yet (nbf)",
+                ));
+            }
+        }
+        let iat = numeric_date(claims, "iat")?;
+        if let Some(iat) = iat {
+            if iat > now.saturating_add(skew) {
+                return Err(Error::new(
+                    Reason::IssuedInFuture,
+                    "the token was issued in the future (iat)",
+                ));
+            }
+        }
+        if let Some(max) = self.max_lifetime {
+            let iat = iat.ok_or_else(|| {
+                Error::new(
+                    Reason::MissingClaim,
+                    "the provider limits token lifetime, so iat is required",
+                )
+            })?;
+            if exp.saturating_sub(iat) > max {
+                return Err(Error::new(
+                    Reason::LifetimeTooLong,
+                    format!("the token lives longer than the provider's limit of {max} s"),
+                ));
+            }
+        }
+        if !self.audiences.is_empty() {
+            let ok = match claims.get("aud") {
+                Some(Value::String(a)) => self.audiences.iter().any(|x| x == a),
+                Some(Value::Array(list)) => list.iter().any(|v| {
+                    v.as_str()
+                        .is_some_and(|a| self.audiences.iter().any(|x| x == a))
+                }),
+                _ => false,
+            };
+            if !ok {
+                return Err(Error::new(
+                    Reason::WrongAudience,
+                    "the token's aud names none of the provider's audiences",
+                ));
+            }
+        }
+        for name in &self.required_claims {
+            if !claims.contains_key(name) {
+                return Err(Error::new(
+                    Reason::MissingClaim,
+                    format!("required claim {name} is missing"),
+                ));
+            }
+        }
+        let mut identity = Identity::new(String::new(), CredentialKind::Jwt, self.name.clone());
+        self.mapping.apply(claims, &mut identity);
+        if identity.subject.is_empty() {
+            return Err(Error::new(
+                Reason::MissingClaim,
+                "the token has no subject (sub)",
+            ));
+        }
+        identity.expires_at = Some(exp);
+        Ok(identity)
+    }
+}

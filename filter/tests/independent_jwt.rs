@@ -1,0 +1,143 @@
+//! JWTs minted by an independent implementation (PyJWT + cryptography + jwcrypto, see
+//! `tests/mint/mint_jwts.py`) must get exactly the verdict the script expects from the core.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::process::Command;
+
+use edgegate::engine::{Engine, Verdict};
+use edgegate::extractor::Request;
+use edgegate::verifier::NoRemoteKeys;
+use serde_json::{json, Value};
+
+/// Runs the minting script. Python comes from `EDGEGATE_PYTHON` (the project venv in CI), else
+/// `python3`. Without PyJWT this fails: the independent check is not optional.
+fn mint() -> Value {
+    let python = std::env::var("EDGEGATE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mint/mint_jwts.py");
+    let out = Command::new(&python)
+        .arg(script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}; run ./test.sh (it installs the venv) or set EDGEGATE_PYTHON"));
+    assert!(
+        out.status.success(),
+        "mint_jwts.py failed (needs pyjwt, jwcrypto, cryptography: pip install -r filter/tests/mint/requirements.txt):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn engine(m: &Value) -> Engine {
+    let cfg = json!({
+        "jwt": {"providers": [
+            {"name": "rsa", "issuer": m["rsa"]["issuer"], "audiences": [m["audience"]],
+             "algorithms": ["RS256", "PS256"], "jwks": m["rsa"]["jwks"], "max_lifetime_seconds": 3600,
+             "claims": {"preset": "keycloak", "client_id": "desk", "role_map": {"administrators": "admin"}}},
+            {"name": "ec", "issuer": m["ec"]["issuer"], "audiences": [m["audience"]],
+             "algorithms": ["ES256", "ES384", "EdDSA"], "jwks": m["ec"]["jwks"]},
+            {"name": "hs", "issuer": m["hs"]["issuer"], "audiences": [m["audience"]],
+             "algorithms": ["HS256", "HS384", "HS512"], "shared_secrets": [{"secret": m["hs"]["secret"]}]}
+        ]}
+    });
+    Engine::from_json(cfg.to_string().as_bytes()).unwrap_or_else(|e| panic!("config refused:\n{e}"))
+}
+
+#[test]
+fn pyjwt_tokens_get_the_expected_verdicts() {
+    let m = mint();
+    let engine = engine(&m);
+    let now = m["now"].as_u64().unwrap();
+    let mut failures = Vec::new();
+    let cases = m["cases"].as_array().unwrap();
+    assert!(cases.len() > 30);
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        let auth = format!("Bearer {}", c["token"].as_str().unwrap());
+        let headers = [("authorization", auth.as_str())];
+        let req = Request {
+            method: "GET",
+            path: "/api/x",
+            headers: &headers,
+        };
+        let mut cache = engine.new_cache();
+        let got = match engine.decide(&req, &NoRemoteKeys, &mut cache, now) {
+            Verdict::Allow {
+                identity: Some(id), ..
+            } => {
+                assert_eq!(id.subject, "user-1", "{name}");
+                "ok".to_string()
+            }
+            Verdict::Deny(d) => {
+                assert!(
+                    d.status == 401 || d.status == 403,
+                    "{name}: status {}",
+                    d.status
+                );
+                d.reason.code().to_string()
+            }
+            other => format!("{other:?}"),
+        };
+        if got != c["expect"].as_str().unwrap() {
+            failures.push(format!("{name}: expected {}, got {got}", c["expect"]));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn claim_mapping_from_a_pyjwt_token() {
+    let m = mint();
+    let engine = engine(&m);
+    let now = m["now"].as_u64().unwrap();
+    let c = m["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "RS256")
+        .unwrap();
+    let auth = format!("Bearer {}", c["token"].as_str().unwrap());
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("x-edgegate-roles", "spoofed"),
+    ];
+    let req = Request {
+        method: "GET",
+        path: "/",
+        headers: &headers,
+    };
+    let mut cache = engine.new_cache();
+    let Verdict::Allow {
+        identity: Some(id),
+        headers,
+        cached,
+    } = engine.decide(&req, &NoRemoteKeys, &mut cache, now)
+    else {
+        panic!("RS256 token refused")
+    };
+    assert!(!cached);
+    assert_eq!(id.email.as_deref(), Some("a@example.com"));
+    assert!(id.roles.contains(&"admin".to_string()), "{:?}", id.roles);
+    assert!(id.roles.contains(&"agent".to_string()));
+    assert_eq!(id.scopes, vec!["openid", "tickets:read"]);
+    assert_eq!(id.amr, vec!["pwd", "otp"]);
+    assert_eq!(id.key_name.as_deref(), Some("rsa-1"));
+    let roles = headers
+        .iter()
+        .find(|(k, _)| k == "x-edgegate-roles")
+        .unwrap();
+    assert!(roles.1.contains("admin"));
+    // The same token again comes from the cache.
+    let Verdict::Allow { cached, .. } = engine.decide(&req, &NoRemoteKeys, &mut cache, now) else {
+        panic!()
+    };
+    assert!(cached);
+    // ...but never after it expires.
+    let Verdict::Deny(d) = engine.decide(&req, &NoRemoteKeys, &mut cache, now + 3600) else {
+        panic!()
+    };
+    assert_eq!(d.reason.code(), "token_expired");
+}
