@@ -258,7 +258,12 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_set_tick_period_milliseconds",
         |mut c: C<'_>, ms: i32| -> Result<i32> {
-            c.data_mut().tick_period_ms = ms as u32;
+            let now = lock(&c.data().world).now_nanos;
+            let s = c.data_mut();
+            s.tick_period_ms = ms as u32;
+            // Envoy re-arms the timer at now + period on every call.
+            s.next_tick_nanos =
+                (ms != 0).then(|| now.saturating_add(u64::from(ms as u32) * 1_000_000));
             Ok(status::OK)
         },
     )?;

@@ -118,7 +118,6 @@ struct Vm {
     traps: Vec<String>,
     stubbed: Vec<String>,
     fuel: u64,
-    next_tick_nanos: Option<u64>,
     local_reply_through_filter: bool,
 }
 
@@ -152,6 +151,7 @@ impl Vm {
             stop_iteration: false,
             deferred: Vec::new(),
             tick_period_ms: 0,
+            next_tick_nanos: None,
             logs: Vec::new(),
             log_level: 0,
             echo_logs: std::env::var_os("HOST_TESTS_ECHO").is_some(),
@@ -182,7 +182,6 @@ impl Vm {
             traps: Vec::new(),
             stubbed,
             fuel: DEFAULT_FUEL,
-            next_tick_nanos: None,
             local_reply_through_filter: true,
         };
         // WASI reactor / SDK `main!`: `_initialize` (then `main` if any), else `_start`.
@@ -678,13 +677,7 @@ impl Host {
         );
         v.store.data_mut().plugin_config = None;
         v.apply(acts);
-        let ok = r.map_err(err)? != Some(0);
-        if v.store.data().tick_period_ms > 0 && v.next_tick_nanos.is_none() {
-            let now = lock(&self.world).now_nanos;
-            v.next_tick_nanos =
-                Some(now.saturating_add(u64::from(v.store.data().tick_period_ms) * 1_000_000));
-        }
-        Ok(ok)
+        Ok(r.map_err(err)? != Some(0))
     }
 
     /// Root context id (after configure).
@@ -701,10 +694,9 @@ impl Host {
     pub fn set_time_nanos(&mut self, nanos: u64) {
         lock(&self.world).now_nanos = nanos;
         let mut v = self.vm.borrow_mut();
-        let period = u64::from(v.store.data().tick_period_ms) * 1_000_000;
-        if period > 0 {
-            v.next_tick_nanos = Some(nanos.saturating_add(period));
-        }
+        let d = v.store.data_mut();
+        let period = u64::from(d.tick_period_ms) * 1_000_000;
+        d.next_tick_nanos = (period > 0).then(|| nanos.saturating_add(period));
     }
 
     /// Current shared clock, seconds.
@@ -735,7 +727,7 @@ impl Host {
             let due = {
                 let v = self.vm.borrow();
                 let period = u64::from(v.store.data().tick_period_ms) * 1_000_000;
-                match v.next_tick_nanos {
+                match v.store.data().next_tick_nanos {
                     Some(t) if period > 0 && t <= target => Some((t, period)),
                     _ => None,
                 }
@@ -743,7 +735,8 @@ impl Host {
             let Some((t, period)) = due else { break };
             lock(&self.world).now_nanos = t;
             let mut v = self.vm.borrow_mut();
-            v.next_tick_nanos = Some(t.saturating_add(period));
+            v.store.data_mut().next_tick_nanos = Some(t.saturating_add(period));
+            // The callback may re-arm the timer (set_tick_period), which wins.
             v.tick().map_err(err)?;
             fired = fired.saturating_add(1);
             if fired > 1_000_000 {

@@ -300,6 +300,8 @@ pub(crate) struct VmState {
     pub stop_iteration: bool,
     pub deferred: Vec<Deferred>,
     pub tick_period_ms: u32,
+    /// When the root's timer fires next (Envoy re-arms it at now + period on every set).
+    pub next_tick_nanos: Option<u64>,
     pub logs: Vec<LogEntry>,
     pub log_level: u32,
     pub echo_logs: bool,
