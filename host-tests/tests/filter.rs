@@ -1,0 +1,629 @@
+//! The real filter (`filter/proxy-wasm`, release .wasm) through whole request lifecycles on the
+//! proxy-wasm host: every verdict path, remote key sets over callouts (first fetch, outage,
+//! rotation), the token cache, header stripping, magic links, refused configs, hostile input.
+//! Credentials are minted with the core's own helpers (HS256 key ring, magic-link issuer, API-key
+//! minting) and the p256 crate (ES256 for the remote provider).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use edgegate::keyring::{HmacKeyConfig, KeyRing, Secret};
+use edgegate::magic::{MagicLinkRequest, Purpose};
+use host_tests::{Action, Host, LocalResponse};
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const NOW: u64 = 1_760_000_000;
+const AUD: &str = "edgegate-tests";
+const LOCAL_ISS: &str = "https://local.test";
+const IDP: &str = "https://idp.test";
+const HS_SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0NQ";
+const MAGIC_SECRET: &str = "bWFnaWMtbWFnaWMtbWFnaWMtbWFnaWMtbWFnaWMtbWFnaWMtMTIzNDU";
+const SESSION_SECRET: &str = "c2Vzc2lvbi1zZXNzaW9uLXNlc3Npb24tc2Vzc2lvbi0xMjM0NTY3OA";
+
+fn api_key(n: u8) -> String {
+    edgegate::apikey::mint("egk_", &[n; 32])
+}
+
+fn config(remote: bool) -> Value {
+    let mut providers = vec![json!({
+        "name": "local",
+        "issuer": LOCAL_ISS,
+        "audiences": [AUD],
+        "algorithms": ["HS256"],
+        "shared_secrets": [{"kid": "hs1", "secret": HS_SECRET}],
+        "claims": {"roles": ["roles"]}
+    })];
+    if remote {
+        providers.insert(
+            0,
+            json!({
+                "name": "idp",
+                "issuer": IDP,
+                "audiences": [AUD],
+                "algorithms": ["ES256"],
+                "remote_jwks": {"jwks_uri": format!("{IDP}/jwks.json")},
+                "claims": {"roles": ["roles"]}
+            }),
+        );
+    }
+    json!({
+        "realm": "edgegate-tests",
+        "jwt": {"providers": providers},
+        "api_keys": {
+            "header": "x-api-key",
+            "keys": [
+                {"name": "ci", "hash": edgegate::apikey::hash(&api_key(1), None), "roles": ["deployer"]},
+                {"name": "ops", "hash": edgegate::apikey::hash(&api_key(2), None), "roles": ["admin"]}
+            ]
+        },
+        "magic_links": {"keys": [{"kid": "m1", "secret": MAGIC_SECRET}]},
+        "session": {"keys": [{"kid": "s1", "secret": SESSION_SECRET}]},
+        "rules": [
+            {"name": "public", "match": {"path": {"prefix": "/public"}}, "require": {"public": true}},
+            {"name": "admin", "match": {"path": {"prefix": "/admin"}},
+             "credentials": ["session", "jwt", "api_key", "magic_link"], "require": {"roles_any": ["admin"]}},
+            {"name": "app", "match": {"path": {"prefix": "/"}},
+             "credentials": ["session", "jwt", "api_key", "magic_link"]}
+        ]
+    })
+}
+
+fn wasm() -> std::path::PathBuf {
+    host_tests::filter_wasm().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn host_with(cfg: &Value) -> Host {
+    let mut host = Host::load(wasm()).unwrap();
+    host.set_ids("edgegate", "edgegate");
+    host.set_time(NOW);
+    let ok = host.configure(serde_json::to_vec(cfg).unwrap()).unwrap();
+    assert!(ok, "config refused: {:#?}", host.logs());
+    host
+}
+
+fn host() -> Host {
+    host_with(&config(false))
+}
+
+fn no_traps(host: &Host) {
+    assert!(
+        host.traps().is_empty(),
+        "the filter trapped: {:#?}",
+        host.traps()
+    );
+    assert!(
+        host.unknown_calls().is_empty(),
+        "stubbed imports called: {:?}",
+        host.unknown_calls()
+    );
+    assert!(
+        host.invalid_header_writes().is_empty(),
+        "bad header bytes: {:?}",
+        host.invalid_header_writes()
+    );
+}
+
+fn get(path: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    let mut h: Vec<(String, Vec<u8>)> = vec![
+        (":method".into(), b"GET".to_vec()),
+        (":path".into(), path.as_bytes().to_vec()),
+        (":authority".into(), b"app.test".to_vec()),
+        (":scheme".into(), b"https".to_vec()),
+    ];
+    for (k, v) in extra {
+        h.push((k.to_string(), v.as_bytes().to_vec()));
+    }
+    h
+}
+
+fn hs256(claims: Value) -> String {
+    let ring = KeyRing::compile(&[HmacKeyConfig {
+        kid: "hs1".into(),
+        secret: Secret::new(HS_SECRET),
+    }])
+    .unwrap();
+    ring.sign(&serde_json::to_vec(&claims).unwrap()).unwrap()
+}
+
+fn local_jwt(sub: &str, extra: Value) -> String {
+    let mut c =
+        json!({"iss": LOCAL_ISS, "aud": AUD, "sub": sub, "iat": NOW - 10, "exp": NOW + 300});
+    if let (Some(o), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    hs256(c)
+}
+
+fn es_key(seed: u8) -> SigningKey {
+    let mut bytes = [seed; 32];
+    bytes[0] = 1;
+    SigningKey::from_slice(&bytes).unwrap()
+}
+
+fn es_jwk(seed: u8, kid: &str) -> Value {
+    let point = es_key(seed).verifying_key().to_encoded_point(false);
+    json!({
+        "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+        "x": edgegate::b64::encode(point.x().unwrap()),
+        "y": edgegate::b64::encode(point.y().unwrap()),
+    })
+}
+
+fn es256(seed: u8, kid: &str, sub: &str) -> String {
+    let header = json!({"alg": "ES256", "typ": "JWT", "kid": kid});
+    let claims = json!({"iss": IDP, "aud": AUD, "sub": sub, "iat": NOW - 10, "exp": NOW + 300, "roles": ["admin"]});
+    let signing_input = format!(
+        "{}.{}",
+        edgegate::b64::encode(serde_json::to_vec(&header).unwrap()),
+        edgegate::b64::encode(serde_json::to_vec(&claims).unwrap())
+    );
+    let sig: Signature = es_key(seed).sign(signing_input.as_bytes());
+    format!("{signing_input}.{}", edgegate::b64::encode(sig.to_bytes()))
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+fn local(a: &Action) -> &LocalResponse {
+    a.local()
+        .unwrap_or_else(|| panic!("expected a local reply, got {a:?}"))
+}
+
+fn reason(r: &LocalResponse) -> String {
+    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    v["reason"].as_str().unwrap_or_default().to_string()
+}
+
+// --- configuration -----------------------------------------------------------------------------
+
+#[test]
+fn a_bad_config_is_refused_with_its_errors_logged() {
+    let mut host = Host::load(wasm()).unwrap();
+    assert!(!host
+        .configure(br#"{"jwt": {"providers": [{"name": ""}]}, "nonsense": 1}"#)
+        .unwrap());
+    assert!(host.logged("config refused"), "{:#?}", host.logs());
+    assert!(!host.configure(b"not json at all").unwrap());
+    assert!(!host.configure(b"").unwrap());
+    // A good config afterwards is accepted on the same root.
+    assert!(host
+        .configure(serde_json::to_vec(&config(false)).unwrap())
+        .unwrap());
+    no_traps(&host);
+}
+
+// --- verdicts ----------------------------------------------------------------------------------
+
+#[test]
+fn no_credential_is_401_with_a_challenge_and_a_metric() {
+    let mut host = host();
+    let mut req = host.request(&get("/app", &[]));
+    let a = req.headers();
+    let r = local(&a);
+    assert_eq!(r.status, 401);
+    assert!(r
+        .headers
+        .get("www-authenticate")
+        .unwrap_or_default()
+        .contains("edgegate-tests"));
+    let code = reason(r);
+    assert!(!code.is_empty());
+    assert_eq!(
+        host.metric(&format!("edgegate_denied.reason.{code}")),
+        Some(1)
+    );
+    assert!(req.upstream_headers().is_none());
+    no_traps(&host);
+}
+
+#[test]
+fn public_paths_pass_and_client_identity_headers_are_stripped() {
+    let mut host = host();
+    let mut req = host.request(&get(
+        "/public/x",
+        &[
+            ("x-edgegate-subject", "admin"),
+            ("X-Edgegate-Roles", "admin"),
+            ("accept", "*/*"),
+        ],
+    ));
+    assert_eq!(req.headers(), Action::Continue);
+    let up = req.upstream_headers().unwrap();
+    assert!(!up.contains("x-edgegate-subject"));
+    assert!(!up.contains("x-edgegate-roles"));
+    assert_eq!(up.get("accept").as_deref(), Some("*/*"));
+    no_traps(&host);
+}
+
+#[test]
+fn a_valid_local_jwt_is_allowed_with_identity_headers_and_then_served_from_the_cache() {
+    let mut host = host();
+    let token = local_jwt("alice", json!({"roles": ["admin"]}));
+    for round in 0..2 {
+        let mut req = host.request(&get(
+            "/admin/x",
+            &[
+                ("authorization", &bearer(&token)),
+                ("x-edgegate-subject", "mallory"),
+            ],
+        ));
+        assert_eq!(
+            req.headers(),
+            Action::Continue,
+            "round {round}: {:?}",
+            req.local_response()
+        );
+        let up = req.upstream_headers().unwrap();
+        assert_eq!(
+            up.get_all("x-edgegate-subject"),
+            vec!["alice"],
+            "forged copy removed, real one set"
+        );
+        assert_eq!(up.get("x-edgegate-credential").as_deref(), Some("jwt"));
+    }
+    assert_eq!(host.metric("edgegate_cache_miss"), Some(1));
+    assert_eq!(host.metric("edgegate_cache_hit"), Some(1));
+    assert_eq!(host.metric("edgegate_allowed.credential.jwt"), Some(2));
+    no_traps(&host);
+}
+
+#[test]
+fn every_jwt_refusal_is_a_local_reply_with_its_reason() {
+    let mut host = host();
+    let good = local_jwt("bob", json!({}));
+    let mut parts: Vec<&str> = good.split('.').collect();
+    let bad_sig = {
+        let mut s = parts[2].to_string();
+        s.replace_range(0..2, if s.starts_with("AA") { "BB" } else { "AA" });
+        s
+    };
+    parts[2] = &bad_sig;
+    let cases: Vec<(String, u32)> = vec![
+        (parts.join("."), 401),
+        (local_jwt("bob", json!({"exp": NOW - 3600})), 401),
+        (local_jwt("bob", json!({"aud": "someone-else"})), 401),
+        (local_jwt("bob", json!({"iss": "https://evil.test"})), 401),
+        (local_jwt("bob", json!({"nbf": NOW + 3600})), 401),
+        ("not.a.jwt".to_string(), 401),
+        (
+            format!(
+                "{}.{}.",
+                edgegate::b64::encode(br#"{"alg":"none"}"#),
+                edgegate::b64::encode(br#"{"sub":"x"}"#)
+            ),
+            401,
+        ),
+    ];
+    let mut reasons = Vec::new();
+    for (token, status) in cases {
+        let mut req = host.request(&get("/app", &[("authorization", &bearer(&token))]));
+        let a = req.headers();
+        let r = local(&a);
+        assert_eq!(r.status, status, "{token}: {}", r.body_str());
+        reasons.push(reason(r));
+    }
+    assert!(reasons.iter().all(|r| !r.is_empty()), "{reasons:?}");
+    // A valid token lacking the admin role on /admin: 403.
+    let mut req = host.request(&get("/admin", &[("authorization", &bearer(&good))]));
+    assert_eq!(local(&req.headers()).status, 403);
+    no_traps(&host);
+}
+
+#[test]
+fn api_keys_are_checked() {
+    let mut host = host();
+    let mut req = host.request(&get("/admin/deploy", &[("x-api-key", &api_key(2))]));
+    assert_eq!(
+        req.headers(),
+        Action::Continue,
+        "{:?}",
+        req.local_response()
+    );
+    assert_eq!(
+        req.upstream_headers()
+            .unwrap()
+            .get("x-edgegate-credential")
+            .as_deref(),
+        Some("api_key")
+    );
+    let mut req = host.request(&get("/admin/deploy", &[("x-api-key", &api_key(1))]));
+    assert_eq!(local(&req.headers()).status, 403, "ci key lacks admin");
+    let mut req = host.request(&get("/app", &[("x-api-key", &api_key(9))]));
+    assert_eq!(local(&req.headers()).status, 401);
+    no_traps(&host);
+}
+
+// --- remote key sets ---------------------------------------------------------------------------
+
+fn jwks(keys: &[Value]) -> Vec<u8> {
+    serde_json::to_vec(&json!({ "keys": keys })).unwrap()
+}
+
+fn pending_jwks_call(host: &Host) -> u32 {
+    let calls = host.pending_http_calls();
+    assert_eq!(calls.len(), 1, "expected one JWKS fetch: {calls:#?}");
+    let c = &calls[0];
+    assert_eq!(c.headers.get(":path").as_deref(), Some("/jwks.json"));
+    assert!(c.upstream.starts_with("idp.test"), "cluster {}", c.upstream);
+    c.token
+}
+
+#[test]
+fn first_request_waits_for_the_first_key_fetch_then_resumes() {
+    let mut host = host_with(&config(true));
+    let token = pending_jwks_call(&host);
+    let jwt = es256(7, "e1", "carol");
+    let mut req = host.request(&get("/admin", &[("authorization", &bearer(&jwt))]));
+    assert_eq!(req.headers(), Action::Pause, "waits for keys");
+    host.respond_http_call(
+        token,
+        200,
+        &[("content-type", "application/json")],
+        &jwks(&[es_jwk(7, "e1")]),
+    )
+    .unwrap();
+    assert_eq!(req.state(), Action::Continue, "{:?}", req.local_response());
+    let up = req.upstream_headers().unwrap();
+    assert_eq!(up.get("x-edgegate-subject").as_deref(), Some("carol"));
+    assert_eq!(up.get("x-edgegate-provider").as_deref(), Some("idp"));
+    assert_eq!(host.metric("edgegate_jwks_fetch_ok"), Some(1));
+
+    // Another worker VM verifies with the published keys without fetching first.
+    let mut other = host.spawn_vm().unwrap();
+    assert!(other
+        .configure(serde_json::to_vec(&config(true)).unwrap())
+        .unwrap());
+    let mut req2 = other.request(&get("/app", &[("authorization", &bearer(&jwt))]));
+    assert_eq!(
+        req2.headers(),
+        Action::Continue,
+        "{:?}",
+        req2.local_response()
+    );
+    no_traps(&host);
+    no_traps(&other);
+}
+
+#[test]
+fn key_fetch_outage_fails_closed_with_503_after_the_wait() {
+    let mut host = host_with(&config(true));
+    let token = pending_jwks_call(&host);
+    let jwt = es256(7, "e1", "dave");
+    let mut req = host.request(&get("/app", &[("authorization", &bearer(&jwt))]));
+    assert_eq!(req.headers(), Action::Pause);
+    host.fail_http_call(token).unwrap();
+    assert_eq!(host.metric("edgegate_jwks_fetch_failed"), Some(1));
+    let period = host.tick_period();
+    let ticks = host.advance(Duration::from_secs(6)).unwrap();
+    eprintln!(
+        "DEBUG period {period:?} ticks {ticks} pending {:?}",
+        host.pending_http_calls().len()
+    );
+    let a = req.state();
+    let r = local(&a);
+    assert_eq!(r.status, 503, "{}", r.body_str());
+    // Answer any retry with a server error: still 503 for new requests after their wait, no trap.
+    for c in host.pending_http_calls() {
+        host.respond_http_call(c.token, 500, &[], b"oops").unwrap();
+    }
+    no_traps(&host);
+}
+
+#[test]
+fn an_unknown_kid_triggers_an_early_refetch_and_the_rotated_key_works() {
+    let mut cfg = config(true);
+    cfg["jwt"]["providers"][0]["remote_jwks"]["unknown_kid_min_interval_seconds"] = json!(10);
+    let mut host = host_with(&cfg);
+    let token = pending_jwks_call(&host);
+    host.respond_http_call(token, 200, &[], &jwks(&[es_jwk(7, "e1")]))
+        .unwrap();
+    // Early refetches are rate-limited: wait out the interval after the first fetch.
+    host.advance(Duration::from_secs(11)).unwrap();
+    assert!(
+        host.pending_http_calls().is_empty(),
+        "no regular refresh due yet"
+    );
+    // The IdP rotated to e2.
+    let rotated = es256(8, "e2", "erin");
+    let mut req = host.request(&get("/app", &[("authorization", &bearer(&rotated))]));
+    let a = req.headers();
+    assert_eq!(local(&a).status, 401);
+    host.advance(Duration::from_secs(2)).unwrap();
+    let calls = host.pending_http_calls();
+    assert_eq!(calls.len(), 1, "refetch after an unknown kid");
+    host.respond_http_call(
+        calls[0].token,
+        200,
+        &[],
+        &jwks(&[es_jwk(7, "e1"), es_jwk(8, "e2")]),
+    )
+    .unwrap();
+    let mut req = host.request(&get("/app", &[("authorization", &bearer(&rotated))]));
+    assert_eq!(
+        req.headers(),
+        Action::Continue,
+        "{:?}",
+        req.local_response()
+    );
+    no_traps(&host);
+}
+
+// --- magic links -------------------------------------------------------------------------------
+
+fn magic_token(host_cfg: &Value, jti: u8) -> String {
+    let engine = edgegate::Engine::from_json(&serde_json::to_vec(host_cfg).unwrap()).unwrap();
+    let links = engine.magic_links().unwrap();
+    links
+        .issue(
+            &MagicLinkRequest {
+                email: Some("frank@example.com".into()),
+                sub: None,
+                purpose: Some(Purpose::Login),
+                scope: None,
+                target: Some("/app/home".into()),
+                ttl: None,
+            },
+            NOW,
+            &[jti; 16],
+        )
+        .unwrap()
+}
+
+/// (headers action, body action) of a magic-link form POST.
+fn post_form_raw(host: &mut Host, body: &[u8]) -> (Action, Action) {
+    let mut h = get(
+        "/auth/magic",
+        &[("content-type", "application/x-www-form-urlencoded")],
+    );
+    h[0].1 = b"POST".to_vec();
+    let mut req = host.request(&h);
+    let first = req.send_headers(false);
+    let after = req.body(body, true);
+    (first, after)
+}
+
+fn post_form(host: &mut Host, body: &[u8]) -> Action {
+    let mut h = get(
+        "/auth/magic",
+        &[("content-type", "application/x-www-form-urlencoded")],
+    );
+    h[0].1 = b"POST".to_vec();
+    let mut req = host.request(&h);
+    let first = req.send_headers(false);
+    if first != Action::Pause && first != Action::Continue {
+        return first;
+    }
+    let after = req.body(body, true);
+    assert_ne!(
+        (&first, &after),
+        (&Action::Pause, &Action::Pause),
+        "the magic-link POST hangs: on_request_headers returned Pause, and Envoy (StopAllIteration) \
+         does not call on_request_body until the stream is resumed. Return Continue from the headers \
+         callback for this POST and decide in on_request_body (Pause there until end_of_stream)."
+    );
+    after
+}
+
+#[test]
+fn magic_link_get_shows_a_page_and_post_logs_in_exactly_once() {
+    let cfg = config(false);
+    let mut host = host_with(&cfg);
+    let token = magic_token(&cfg, 3);
+    let mut req = host.request(&get(&format!("/auth/magic?token={token}"), &[]));
+    let a = req.headers();
+    assert_eq!(local(&a).status, 200, "a GET never consumes");
+    let form = format!("token={token}");
+    let a = post_form(&mut host, form.as_bytes());
+    let r = local(&a);
+    assert_eq!(r.status, 302, "{a:?}");
+    let cookie = r.headers.get("set-cookie").unwrap();
+    assert!(r.headers.get("location").unwrap().ends_with("/app/home"));
+    // Replays are refused, in this VM and in another one.
+    assert!(local(&post_form(&mut host, form.as_bytes())).status >= 400);
+    let mut other = host.spawn_vm().unwrap();
+    assert!(other.configure(serde_json::to_vec(&cfg).unwrap()).unwrap());
+    assert!(local(&post_form(&mut other, form.as_bytes())).status >= 400);
+    // The session cookie opens the app.
+    let cookie_pair = cookie.split(';').next().unwrap().to_string();
+    let mut req = host.request(&get("/app/home", &[("cookie", &cookie_pair)]));
+    assert_eq!(
+        req.headers(),
+        Action::Continue,
+        "{:?}",
+        req.local_response()
+    );
+    no_traps(&host);
+    no_traps(&other);
+}
+
+// --- hostile input -----------------------------------------------------------------------------
+
+#[test]
+fn hostile_requests_never_trap() {
+    let mut host = host_with(&config(true));
+    let long = "A".repeat(200_000);
+    let deep = format!(
+        "{}.{}.sig",
+        edgegate::b64::encode(br#"{"alg":"HS256","kid":"hs1"}"#),
+        edgegate::b64::encode(format!("{}{}", "[".repeat(5000), "]".repeat(5000)))
+    );
+    let mut cases: Vec<Vec<(String, Vec<u8>)>> = vec![
+        get("/app", &[("authorization", "Bearer")]),
+        get("/app", &[("authorization", "Bearer ")]),
+        get("/app", &[("authorization", &format!("Bearer {long}"))]),
+        get("/app", &[("authorization", &bearer(&deep))]),
+        get(
+            "/app",
+            &[
+                ("authorization", "Basic Zm9vOmJhcg=="),
+                ("authorization", "Bearer x.y.z"),
+            ],
+        ),
+        get("/app", &[("cookie", &format!("edgegate_session={long}"))]),
+        get("/app", &[("x-api-key", &long)]),
+        get(&format!("/auth/magic?token={long}"), &[]),
+        get("/auth/magic?token=%00%ff", &[]),
+        get("/%2e%2e/admin", &[]),
+        get("", &[]),
+        get("*", &[]),
+    ];
+    let mut raw = get("/app", &[]);
+    raw.push(("authorization".into(), b"Bearer \xff\xfe\x00".to_vec()));
+    raw.push(("x-edgegate-subject".into(), b"\xc3\x28".to_vec()));
+    cases.push(raw);
+    let mut many = get("/app", &[]);
+    for i in 0..2000 {
+        many.push((format!("x-h{i}"), b"v".to_vec()));
+    }
+    cases.push(many);
+    let mut no_pseudo: Vec<(String, Vec<u8>)> =
+        vec![("authorization".into(), b"Bearer a.b.c".to_vec())];
+    cases.push(std::mem::take(&mut no_pseudo));
+    for (i, h) in cases.iter().enumerate() {
+        let mut req = host.request(h);
+        let a = req.headers();
+        assert!(!matches!(a, Action::Failed(_)), "case {i} trapped: {a:?}");
+        if let Action::LocalResponse(r) = &a {
+            assert!(r.status >= 200, "case {i}");
+        }
+    }
+    // Hostile magic-link form bodies.
+    for body in [
+        &b"token="[..],
+        b"token=%zz",
+        b"\xff\xfe",
+        &vec![b'a'; 100_000][..],
+        b"token=a&token=b",
+    ] {
+        let (a, b) = post_form_raw(&mut host, body);
+        assert!(
+            !matches!(a, Action::Failed(_)) && !matches!(b, Action::Failed(_)),
+            "form {:?} trapped",
+            String::from_utf8_lossy(&body[..body.len().min(20)])
+        );
+    }
+    // Hostile key-set responses.
+    let token = pending_jwks_call(&host);
+    host.respond_http_call(
+        token,
+        200,
+        &[],
+        b"{\"keys\": [{\"kty\": \"EC\", \"crv\": \"P-256\", \"x\": 1}]}",
+    )
+    .unwrap();
+    host.advance(Duration::from_secs(400)).unwrap();
+    for c in host.pending_http_calls() {
+        host.respond_http_call(c.token, 200, &[], &vec![b'{'; 2_000_000])
+            .unwrap();
+    }
+    no_traps(&host);
+}
