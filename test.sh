@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README, CI): installs what is missing, then runs every suite.
 #   ./test.sh            everything
-#   ./test.sh --quick    core only (fmt, clippy, unit and integration tests, wasm build)
+#   ./test.sh --quick    everything but the real-Envoy end-to-end suite
 set -euo pipefail
 root="$(cd "$(dirname "$0")" && pwd)"
 cd "$root"
@@ -19,11 +19,12 @@ cargo fmt --all -- --check
 step "clippy (unwrap, expect, panic and indexing are denied in product code)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-step "core: cargo test"
-cargo test --workspace --quiet
+step "build the .wasm modules (core, Envoy filter, host-test fixture)"
+cargo build --target wasm32-unknown-unknown --release --quiet \
+  -p edgegate -p edgegate-proxy-wasm -p host-tests-fixture
 
-step "core: build for wasm32-unknown-unknown"
-cargo build -p edgegate --target wasm32-unknown-unknown --release --quiet
+step "cargo test: core, JOSE vectors, PyJWT tokens, docs, and host-tests (the filter .wasm under wasmtime)"
+cargo test --workspace --quiet
 
 step "JSON Schema is up to date"
 cargo run -q -p edgegate --features schema --example schema > target/edgegate.schema.json

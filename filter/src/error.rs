@@ -9,230 +9,142 @@
 
 use std::fmt;
 
-/// Why something was refused. The `code()` strings are a stable interface: they appear in
-/// responses, logs and metric names, so never rename one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Reason {
+macro_rules! reasons {
+    ($( $(#[$doc:meta])* $name:ident => $code:literal, )*) => {
+        /// Why something was refused. The `code()` strings are a stable interface: they appear in
+        /// responses, logs and metric names, so never rename one.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum Reason {
+            $( $(#[$doc])* $name, )*
+        }
+
+        impl Reason {
+            /// Every reason, for metrics registration and documentation.
+            pub const ALL: &'static [Reason] = &[$(Reason::$name),*];
+
+            /// The stable snake_case code used in responses, logs and metrics.
+            pub fn code(self) -> &'static str {
+                match self {
+                    $( Reason::$name => $code, )*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
     // --- token structure (compact JWS) ---
     /// The token is longer than `max_token_bytes`.
-    TokenTooLarge,
+    TokenTooLarge => "token_too_large",
     /// Not three dot-separated segments, or an empty segment.
-    MalformedToken,
+    MalformedToken => "malformed_token",
     /// A segment is not canonical unpadded base64url (padding, `+`, `/`, stray bits, garbage).
-    BadBase64,
+    BadBase64 => "bad_base64",
     /// The header is not a JSON object, or has a field of the wrong type.
-    MalformedHeader,
+    MalformedHeader => "malformed_header",
     /// A JSON object in the token names the same member twice.
-    DuplicateJsonKey,
+    DuplicateJsonKey => "duplicate_json_key",
     /// JSON nested deeper than the core accepts.
-    JsonTooDeep,
+    JsonTooDeep => "json_too_deep",
     /// `alg: none` (in any casing).
-    AlgNone,
+    AlgNone => "alg_none",
     /// An algorithm the core does not implement.
-    AlgUnsupported,
+    AlgUnsupported => "alg_unsupported",
     /// An algorithm the provider does not allow.
-    AlgNotAllowed,
+    AlgNotAllowed => "alg_not_allowed",
     /// The algorithm does not fit the key (e.g. an HMAC token against an RSA key: algorithm confusion).
-    AlgKeyMismatch,
+    AlgKeyMismatch => "alg_key_mismatch",
     /// `jwk`, `jku`, `x5u` or `x5c` in the header: keys an attacker supplies are never trusted.
-    UntrustedHeaderKey,
+    UntrustedHeaderKey => "untrusted_header_key",
     /// `crit` names an extension the core does not understand.
-    UnsupportedCrit,
+    UnsupportedCrit => "unsupported_crit",
     /// `b64: false` (RFC 7797 unencoded payload) is refused.
-    UnencodedPayload,
+    UnencodedPayload => "unencoded_payload",
     /// The payload is not a JSON object with claims of the right types.
-    MalformedClaims,
+    MalformedClaims => "malformed_claims",
 
     // --- keys and signatures ---
     /// The signature has the wrong length or encoding (DER ECDSA, r or s zero).
-    BadSignatureFormat,
+    BadSignatureFormat => "bad_signature_format",
     /// The signature does not verify.
-    BadSignature,
+    BadSignature => "bad_signature",
     /// No key with the token's `kid`.
-    UnknownKid,
+    UnknownKid => "unknown_kid",
     /// No key fits the token (no `kid` and no single candidate key).
-    NoMatchingKey,
+    NoMatchingKey => "no_matching_key",
     /// The provider's key set has not been fetched yet (fail closed).
-    KeysUnavailable,
+    KeysUnavailable => "keys_unavailable",
     /// A key in a key set is one no verifier should trust (short RSA modulus, point off curve...).
-    WeakKey,
+    WeakKey => "weak_key",
     /// A key set or key could not be parsed.
-    MalformedKey,
+    MalformedKey => "malformed_key",
 
     // --- claims ---
     /// No provider is configured for the token's `iss`.
-    UnknownIssuer,
+    UnknownIssuer => "unknown_issuer",
     /// `exp` is in the past (beyond the clock skew).
-    TokenExpired,
+    TokenExpired => "token_expired",
     /// `nbf` is in the future (beyond the clock skew).
-    TokenNotYetValid,
+    TokenNotYetValid => "token_not_yet_valid",
     /// `iat` is in the future (beyond the clock skew).
-    IssuedInFuture,
+    IssuedInFuture => "issued_in_future",
     /// `exp - iat` is longer than the provider allows.
-    LifetimeTooLong,
+    LifetimeTooLong => "lifetime_too_long",
     /// `aud` does not name one of the provider's audiences.
-    WrongAudience,
+    WrongAudience => "wrong_audience",
     /// A required claim is absent.
-    MissingClaim,
+    MissingClaim => "missing_claim",
 
     // --- API keys ---
     /// Not in the API key format (prefix, alphabet, length).
-    ApiKeyMalformed,
+    ApiKeyMalformed => "api_key_malformed",
     /// The key's checksum does not match: a typo or a scanner's guess.
-    ApiKeyChecksum,
+    ApiKeyChecksum => "api_key_checksum",
     /// No configured key has this hash.
-    ApiKeyUnknown,
+    ApiKeyUnknown => "api_key_unknown",
     /// The key's expiry has passed.
-    ApiKeyExpired,
+    ApiKeyExpired => "api_key_expired",
 
     // --- magic links and sessions ---
     /// A magic-link token with a purpose the route does not accept.
-    MagicLinkWrongPurpose,
+    MagicLinkWrongPurpose => "magic_link_wrong_purpose",
     /// A magic-link or API-key scope does not cover the requested path.
-    OutOfScope,
+    OutOfScope => "out_of_scope",
     /// The session cookie is malformed, badly signed or from an unknown key.
-    SessionInvalid,
+    SessionInvalid => "session_invalid",
     /// The session cookie has expired.
-    SessionExpired,
+    SessionExpired => "session_expired",
     /// A single-use token (magic link) was already used.
-    TokenReplayed,
+    TokenReplayed => "token_replayed",
     /// A return URL that is not a relative path or an allowed host.
-    UnsafeRedirect,
+    UnsafeRedirect => "unsafe_redirect",
     /// A request path the gateway refuses to match (encoded `/`, `\`, NUL, `..` above the
     /// root, `//`, `;`...): such paths are how auth gateways get bypassed.
-    MalformedPath,
+    MalformedPath => "malformed_path",
 
     // --- policy ---
     /// The rule needs a credential and none was sent.
-    CredentialMissing,
+    CredentialMissing => "credential_missing",
     /// A credential was sent of a kind the rule does not accept.
-    CredentialNotAccepted,
+    CredentialNotAccepted => "credential_not_accepted",
     /// The identity lacks the roles the rule requires.
-    MissingRole,
+    MissingRole => "missing_role",
     /// The identity lacks a permission the rule requires.
-    MissingPermission,
+    MissingPermission => "missing_permission",
     /// The token lacks an OAuth scope the rule requires.
-    MissingScope,
+    MissingScope => "missing_scope",
     /// The rule requires multi-factor authentication (`amr` / `acr`).
-    MfaRequired,
+    MfaRequired => "mfa_required",
 
     // --- operator side ---
     /// A config field is wrong; the error carries its path.
-    InvalidConfig,
+    InvalidConfig => "invalid_config",
     /// Something the host should have supplied is missing or broken (internal, fail closed).
-    Internal,
+    Internal => "internal",
 }
 
 impl Reason {
-    /// The stable snake_case code used in responses, logs and metrics.
-    pub fn code(self) -> &'static str {
-        use Reason::*;
-        match self {
-            TokenTooLarge => "token_too_large",
-            MalformedToken => "malformed_token",
-            BadBase64 => "bad_base64",
-            MalformedHeader => "malformed_header",
-            DuplicateJsonKey => "duplicate_json_key",
-            JsonTooDeep => "json_too_deep",
-            AlgNone => "alg_none",
-            AlgUnsupported => "alg_unsupported",
-            AlgNotAllowed => "alg_not_allowed",
-            AlgKeyMismatch => "alg_key_mismatch",
-            UntrustedHeaderKey => "untrusted_header_key",
-            UnsupportedCrit => "unsupported_crit",
-            UnencodedPayload => "unencoded_payload",
-            MalformedClaims => "malformed_claims",
-            BadSignatureFormat => "bad_signature_format",
-            BadSignature => "bad_signature",
-            UnknownKid => "unknown_kid",
-            NoMatchingKey => "no_matching_key",
-            KeysUnavailable => "keys_unavailable",
-            WeakKey => "weak_key",
-            MalformedKey => "malformed_key",
-            UnknownIssuer => "unknown_issuer",
-            TokenExpired => "token_expired",
-            TokenNotYetValid => "token_not_yet_valid",
-            IssuedInFuture => "issued_in_future",
-            LifetimeTooLong => "lifetime_too_long",
-            WrongAudience => "wrong_audience",
-            MissingClaim => "missing_claim",
-            ApiKeyMalformed => "api_key_malformed",
-            ApiKeyChecksum => "api_key_checksum",
-            ApiKeyUnknown => "api_key_unknown",
-            ApiKeyExpired => "api_key_expired",
-            MagicLinkWrongPurpose => "magic_link_wrong_purpose",
-            OutOfScope => "out_of_scope",
-            SessionInvalid => "session_invalid",
-            SessionExpired => "session_expired",
-            TokenReplayed => "token_replayed",
-            UnsafeRedirect => "unsafe_redirect",
-            MalformedPath => "malformed_path",
-            CredentialMissing => "credential_missing",
-            CredentialNotAccepted => "credential_not_accepted",
-            MissingRole => "missing_role",
-            MissingPermission => "missing_permission",
-            MissingScope => "missing_scope",
-            MfaRequired => "mfa_required",
-            InvalidConfig => "invalid_config",
-            Internal => "internal",
-        }
-    }
-
-    /// Every reason, for metrics registration and documentation.
-    pub const ALL: &'static [Reason] = {
-        use Reason::*;
-        &[
-            TokenTooLarge,
-            MalformedToken,
-            BadBase64,
-            MalformedHeader,
-            DuplicateJsonKey,
-            JsonTooDeep,
-            AlgNone,
-            AlgUnsupported,
-            AlgNotAllowed,
-            AlgKeyMismatch,
-            UntrustedHeaderKey,
-            UnsupportedCrit,
-            UnencodedPayload,
-            MalformedClaims,
-            BadSignatureFormat,
-            BadSignature,
-            UnknownKid,
-            NoMatchingKey,
-            KeysUnavailable,
-            WeakKey,
-            MalformedKey,
-            UnknownIssuer,
-            TokenExpired,
-            TokenNotYetValid,
-            IssuedInFuture,
-            LifetimeTooLong,
-            WrongAudience,
-            MissingClaim,
-            ApiKeyMalformed,
-            ApiKeyChecksum,
-            ApiKeyUnknown,
-            ApiKeyExpired,
-            MagicLinkWrongPurpose,
-            OutOfScope,
-            SessionInvalid,
-            SessionExpired,
-            TokenReplayed,
-            UnsafeRedirect,
-            MalformedPath,
-            CredentialMissing,
-            CredentialNotAccepted,
-            MissingRole,
-            MissingPermission,
-            MissingScope,
-            MfaRequired,
-            InvalidConfig,
-            Internal,
-        ]
-    };
-
     /// The HTTP status a request refused for this reason gets: 403 when the caller is known but
     /// not allowed, 503 when the gateway cannot decide yet, 500 for internal faults, 401 otherwise.
     pub fn http_status(self) -> u16 {

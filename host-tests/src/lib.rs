@@ -119,6 +119,9 @@ struct Vm {
     stubbed: Vec<String>,
     fuel: u64,
     local_reply_through_filter: bool,
+    /// Envoy's `allow_on_headers_stop_iteration`: a Pause from `on_request_headers` holds only
+    /// the headers; the body is still handed to the filter.
+    allow_on_headers_stop_iteration: bool,
 }
 
 type Raw = (
@@ -183,6 +186,7 @@ impl Vm {
             stubbed,
             fuel: DEFAULT_FUEL,
             local_reply_through_filter: true,
+            allow_on_headers_stop_iteration: false,
         };
         // WASI reactor / SDK `main!`: `_initialize` (then `main` if any), else `_start`.
         if vm.instance.get_func(&mut vm.store, "_initialize").is_some() {
@@ -432,12 +436,13 @@ impl Vm {
     }
 
     fn body(&mut self, id: u32, request: bool, data: Vec<u8>, end: bool) {
+        let allow_body_while_paused = request && self.allow_on_headers_stop_iteration;
         let Some(h) = self.http(id) else { return };
         if h.local.is_some() || h.finished {
             return;
         }
         let d = if request { &mut h.req } else { &mut h.resp };
-        if d.phase == Phase::HeadersPaused {
+        if d.phase == Phase::HeadersPaused && !allow_body_while_paused {
             d.queued.extend_from_slice(&data);
             d.queued_end = Some(end);
             return;
@@ -469,6 +474,11 @@ impl Vm {
                         d.buffering = true;
                         d.phase = Phase::BodyPaused;
                     } else {
+                        if d.forwarded_headers.is_none() {
+                            // headers held by a Pause (allow_on_headers_stop_iteration) go first
+                            d.headers_live = false;
+                            d.forwarded_headers = Some(d.headers.clone());
+                        }
                         let body = std::mem::take(&mut d.body);
                         d.forwarded_body.extend_from_slice(&body);
                         d.body_live = false;
@@ -604,7 +614,9 @@ impl Host {
                 d.vm_config.clone(),
             )
         };
+        let allow = self.vm.borrow().allow_on_headers_stop_iteration;
         let mut vm = Vm::new(module, self.world.clone())?;
+        vm.allow_on_headers_stop_iteration = allow;
         let d = vm.store.data_mut();
         d.vm_id = vm_id;
         d.root_id = root_id;
@@ -641,6 +653,13 @@ impl Host {
     /// Fuel (≈ wasm instructions) allowed per callback; running out is a trap.
     pub fn set_fuel_per_call(&mut self, fuel: u64) {
         self.vm.borrow_mut().fuel = fuel;
+    }
+
+    /// Envoy's `allow_on_headers_stop_iteration` (default false, as in Envoy): when on, a Pause
+    /// from `on_request_headers` still lets the body reach the filter's `on_request_body`.
+    /// edgegate's shipped Envoy configs turn it on.
+    pub fn set_allow_on_headers_stop_iteration(&mut self, on: bool) {
+        self.vm.borrow_mut().allow_on_headers_stop_iteration = on;
     }
 
     /// Whether local replies are passed through the filter's own response callbacks (default true).
