@@ -22,8 +22,8 @@ use crate::util::Failure;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  ok (for `token explain`: the request is allowed)
-  1  check failed: invalid config, refused verdict, invalid token or link request
-  2  usage error: bad arguments, unreadable or missing files";
+  1  check failed: the config has errors, or the request `token explain` describes is refused
+  2  usage error: bad arguments or input (refused before anything is minted), unreadable files";
 
 /// edgegate: mint API keys and magic links, explain tokens, check and deploy configs.
 ///
