@@ -27,8 +27,10 @@ step "cargo test: core, JOSE vectors, PyJWT tokens, docs, and host-tests (the fi
 cargo test --workspace --quiet
 
 step "JSON Schema is up to date"
-cargo run -q -p edgegate --features schema --example schema > target/edgegate.schema.json
-diff -u schema/edgegate.schema.json target/edgegate.schema.json
+generated="$(mktemp)"
+cargo run -q -p edgegate --features schema --example schema > "$generated"
+diff -u schema/edgegate.schema.json "$generated" || { echo "schema/edgegate.schema.json is stale: regenerate it with cargo run -p edgegate --features schema --example schema > schema/edgegate.schema.json" >&2; exit 1; }
+rm -f "$generated"
 
 if [ "$quick" = 1 ]; then exit 0; fi
 
