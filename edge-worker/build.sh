@@ -24,19 +24,22 @@ cargo build -p edgegate-worker --target wasm32-unknown-unknown --release
 raw="$target_dir/wasm32-unknown-unknown/release/edgegate_worker.wasm"
 
 rm -rf dist && mkdir -p dist
-wasm-bindgen --target module --out-dir dist --out-name edgegate_worker --no-typescript "$raw"
+before=$(stat -c %s "$raw")
+input="$raw"
+if [ -z "${NO_WASM_OPT:-}" ] && command -v wasm-opt >/dev/null; then
+  # Before wasm-bindgen, not after: Debian's binaryen 108 rewrites wasm-bindgen's externref
+  # table so that workerd fails at start-up ("WebAssembly.Table.set(): Argument 1 is invalid
+  # for table"). It also needs the features rustc emits spelled out.
+  input="$target_dir/wasm32-unknown-unknown/release/edgegate_worker.opt.wasm"
+  wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+    --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
+    -o "$input" "$raw"
+fi
+wasm-bindgen --target module --out-dir dist --out-name edgegate_worker --no-typescript "$input"
 cp worker.mjs dist/
 
 wasm="dist/edgegate_worker_bg.wasm"
-before=$(stat -c %s "$wasm")
-if [ -z "${NO_WASM_OPT:-}" ] && command -v wasm-opt >/dev/null; then
-  # Debian's binaryen (108) needs the features rustc emits spelled out.
-  wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
-    --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
-    -o "$wasm.opt" "$wasm"
-  mv "$wasm.opt" "$wasm"
-fi
 after=$(stat -c %s "$wasm")
 gz=$(gzip -9 -c "$wasm" | wc -c)
 js=$(cat dist/edgegate_worker.js dist/worker.mjs | wc -c)
-echo "bundle: $wasm $after bytes ($((after / 1024)) KiB; before wasm-opt $before), gzip -9 $gz bytes ($((gz / 1024)) KiB); JS glue $js bytes"
+echo "bundle: $wasm $after bytes ($((after / 1024)) KiB; rustc output $before), gzip -9 $gz bytes ($((gz / 1024)) KiB); JS glue $js bytes"

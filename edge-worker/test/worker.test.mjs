@@ -47,14 +47,10 @@ const stranger = await generateKeyPair("RS256", { modulusLength: 2048 });
 const now = () => Math.floor(Date.now() / 1000);
 
 async function jwt(claims = {}, { key = rs.privateKey, alg = "RS256", kid = "rs1" } = {}) {
-  return new SignJWT({ roles: ["staff"], email: "alice@example.com", ...claims })
-    .setProtectedHeader({ alg, kid, typ: "JWT" })
-    .setIssuer(ISSUER)
-    .setAudience("api")
-    .setSubject("alice")
-    .setIssuedAt()
-    .setExpirationTime(now() + 600)
-    .sign(key);
+  const t = now();
+  const payload = { iss: ISSUER, aud: "api", sub: "alice", iat: t, exp: t + 600 };
+  Object.assign(payload, { roles: ["staff"], email: "alice@example.com" }, claims);
+  return new SignJWT(payload).setProtectedHeader({ alg, kid, typ: "JWT" }).sign(key);
 }
 
 const apiKey = mintApiKey();
@@ -119,13 +115,16 @@ before(async () => {
   const good = await config();
   const broken = structuredClone(good);
   broken.rules[1].match.path.prefix = "admin"; // no leading '/': refused at load
-  broken.session.lifetime_secs = 5; // unknown field
+  broken.magic_links.keys[0].secret = "c2hvcnQ"; // 5 bytes: too short, refused at load
+  const unknown = structuredClone(good);
+  unknown.session.lifetime_secs = 5; // a typo: unknown fields are errors
   wd = await startWorkerd({
     originPort: origin.port,
     workers: [
       { name: "gate", config: good, origin: "binding" },
       { name: "gateurl", config: good, origin: "url" },
       { name: "broken", config: broken, origin: "binding" },
+      { name: "unknown", config: unknown, origin: "binding" },
       { name: "garbage", config: "{not json", origin: "binding" },
     ],
   });
@@ -283,7 +282,9 @@ describe("identity headers", () => {
     assert.equal(seen.headers["x-edgegate-subject"], "alice");
     assert.equal(seen.headers["x-edgegate-roles"], "staff");
     assert.equal(seen.headers["x-edgegate-email"], "alice@example.com");
-    assert.equal(seen.headers["x-edgegate-key-name"], undefined);
+    // for a JWT the core reports the signing key's kid here, never the client's value
+    assert.equal(seen.headers["x-edgegate-key-name"], "rs1");
+    assert.equal(seen.headers["x-edgegate-credential"], "jwt");
   });
 });
 
@@ -335,9 +336,18 @@ describe("config", () => {
       assert.equal((await res.json()).reason, "invalid_config");
       assert.equal(res.headers.get("x-origin"), null);
     }
+    // every problem at once, each with its field path
     const logs = wd.logs();
-    assert.match(logs, /session.*lifetime_secs/);
     assert.match(logs, /rules\[1\]\.match\.path/);
+    assert.match(logs, /magic_links\.keys\[0\]/);
+    assert.ok(!logs.includes("c2hvcnQ"), "a secret must never be logged");
+  });
+
+  test("an unknown field fails closed with its path in the log", async () => {
+    const res = await get(`${wd.urls.unknown}/healthz`);
+    assert.equal(res.status, 500);
+    assert.equal(res.headers.get("x-origin"), null);
+    assert.match(wd.logs(), /session\.lifetime_secs/);
   });
 
   test("a config that is not JSON fails closed too", async () => {
