@@ -10,7 +10,8 @@
 //!    text binding through the global `fetch`), without following redirects;
 //! 3. on Deny answers the core's status, headers and body;
 //! 4. on a magic-link POST reads the form (bounded), lets the core verify it, and enforces single
-//!    use **per isolate** only (see [`UsedLinks`]).
+//!    use: globally through the `USED_LINKS` Durable Object when it is bound, else **per isolate**
+//!    only (see [`UsedLinks`]).
 //!
 //! Fail closed: no config, a config the core refuses (logged with every field path), no origin
 //! binding, or remote key sets (not fetched by this worker yet) — the request is refused.
@@ -38,6 +39,9 @@ pub const CONFIG_BINDING: &str = "EDGEGATE_CONFIG";
 pub const ORIGIN_BINDING: &str = "ORIGIN";
 /// Or the origin's base URL (`https://app.internal`), fetched through the global `fetch`.
 pub const ORIGIN_URL_BINDING: &str = "ORIGIN_URL";
+/// The Durable Object namespace that makes magic links single-use globally (optional: without
+/// it, single use holds per isolate only).
+pub const USED_LINKS_BINDING: &str = "USED_LINKS";
 /// Most magic-link `jti`s one isolate remembers; beyond that (after dropping expired ones) new
 /// logins are refused rather than forgetting a used link.
 const MAX_USED_LINKS: usize = 100_000;
@@ -48,14 +52,21 @@ extern "C" {
     #[wasm_bindgen(js_name = fetch)]
     fn global_fetch(req: &Request) -> Promise;
 
-    /// A service binding (`env.ORIGIN`).
+    /// A service binding (`env.ORIGIN`) or a Durable Object stub.
     type Fetcher;
     #[wasm_bindgen(method, catch)]
     fn fetch(this: &Fetcher, req: &Request) -> Result<Promise, JsValue>;
+
+    /// The `USED_LINKS` Durable Object namespace (class `UsedLinks` in worker.mjs).
+    type DurableObjectNamespace;
+    #[wasm_bindgen(method, catch, js_name = idFromName)]
+    fn id_from_name(this: &DurableObjectNamespace, name: &str) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn get(this: &DurableObjectNamespace, id: &JsValue) -> Result<Fetcher, JsValue>;
 }
 
-/// Magic-link `jti`s already consumed, until they expire. Per isolate: a link can be used once
-/// per isolate, not once globally (that needs a Durable Object, not done yet).
+/// Magic-link `jti`s already consumed, until they expire, when no `USED_LINKS` Durable Object is
+/// bound. Per isolate: a link can be used once per isolate, not once globally.
 #[derive(Default)]
 struct UsedLinks {
     until: HashMap<String, UnixTime>,
@@ -203,7 +214,7 @@ pub async fn handle(req: Request, env: JsValue, _ctx: JsValue) -> Result<Respons
         Action::Broken => internal_error(),
         Action::Reply(d) => denial_response(&d),
         Action::Forward { headers, dev } => forward(&req, &env, path, headers, dev).await,
-        Action::MagicLinkForm => magic_link_post(&req).await,
+        Action::MagicLinkForm => magic_link_post(&req, &env).await,
     }
 }
 
@@ -303,7 +314,7 @@ async fn forward(
     Ok(copy)
 }
 
-async fn magic_link_post(req: &Request) -> Result<Response, JsValue> {
+async fn magic_link_post(req: &Request, env: &JsValue) -> Result<Response, JsValue> {
     let too_large = req
         .headers()
         .get("content-length")?
@@ -315,37 +326,64 @@ async fn magic_link_post(req: &Request) -> Result<Response, JsValue> {
         JsFuture::from(req.text()?).await?.as_string()
     };
     let now = now();
-    STATE.with(|cell| {
+    let namespace = Reflect::get(env, &JsValue::from_str(USED_LINKS_BINDING))?;
+    let global = namespace.is_object();
+    // Verify (and, without a Durable Object, claim the jti per isolate) under the borrow...
+    let verified = STATE.with(|cell| {
         let mut slot = cell.borrow_mut();
         let Some(State::Ready(gate)) = slot.as_mut() else {
-            return internal_error();
+            return Err(None);
         };
         let engine = &gate.engine;
         let Some(body) = body.filter(|b| b.len() <= MAX_FORM_BODY) else {
-            return denial_response(&engine.deny_json(
+            return Err(Some(engine.deny_json(
                 &Error::new(Reason::TokenTooLarge, "the form is too large"),
                 None,
-            ));
+            )));
         };
-        match engine.magic_link_consume(body.as_bytes(), now) {
-            Err(d) => denial_response(&d),
-            Ok(login) => {
-                if !gate.used.claim(&login.jti, login.expires_at, now) {
-                    return denial_response(&engine.replayed());
-                }
-                denial_response(&Denial {
-                    status: 302,
-                    reason: Reason::CredentialMissing,
-                    headers: vec![
-                        ("location".into(), login.location),
-                        ("set-cookie".into(), login.set_cookie),
-                        ("cache-control".into(), "no-store".into()),
-                    ],
-                    body: String::new(),
-                    refetch_keys: None,
-                })
+        let login = engine
+            .magic_link_consume(body.as_bytes(), now)
+            .map_err(Some)?;
+        if !global && !gate.used.claim(&login.jti, login.expires_at, now) {
+            return Err(Some(engine.replayed()));
+        }
+        Ok((login, engine.replayed()))
+    });
+    let (login, replayed) = match verified {
+        Ok(v) => v,
+        Err(Some(d)) => return denial_response(&d),
+        Err(None) => return internal_error(),
+    };
+    // ...and with one, claim it there (no borrow is held across the await).
+    if global {
+        let ns: DurableObjectNamespace = namespace.unchecked_into();
+        let stub = ns.get(&ns.id_from_name(&login.jti)?)?;
+        let init = RequestInit::new();
+        init.set_method("POST");
+        init.set_body(&JsValue::from_str(&login.expires_at.to_string()));
+        let claim = Request::new_with_str_and_init("https://used-links/claim", &init)?;
+        let resp: Response = JsFuture::from(stub.fetch(&claim)?).await?.unchecked_into();
+        match resp.status() {
+            204 => {}
+            409 => return denial_response(&replayed),
+            other => {
+                log_error(&format!(
+                    "edgegate: the {USED_LINKS_BINDING} Durable Object answered {other}; refusing the magic link"
+                ));
+                return internal_error();
             }
         }
+    }
+    denial_response(&Denial {
+        status: 302,
+        reason: Reason::CredentialMissing,
+        headers: vec![
+            ("location".into(), login.location),
+            ("set-cookie".into(), login.set_cookie),
+            ("cache-control".into(), "no-store".into()),
+        ],
+        body: String::new(),
+        refetch_keys: None,
     })
 }
 

@@ -71,7 +71,7 @@ function capnpString(s) {
 
 /**
  * Starts workerd with one socket per worker. `workers` is a list of
- * {name, config (object or raw string), origin: "binding" | "url"}.
+ * {name, config (object or raw string), origin: "binding" | "url", usedLinks?: "own" | "<worker>"}.
  * Returns {urls: {name: "http://127.0.0.1:port"}, logs(), stop()}.
  */
 export async function startWorkerd({ originPort, workers }) {
@@ -90,10 +90,24 @@ export async function startWorkerd({ originPort, workers }) {
     urls[w.name] = `http://127.0.0.1:${port}`;
     const configFile = `config-${w.name}.json`;
     writeFileSync(join(dir, configFile), typeof w.config === "string" ? w.config : JSON.stringify(w.config));
-    const originBinding =
+    const bindings = [
+      `(name = "EDGEGATE_CONFIG", text = embed ${capnpString(configFile)})`,
       w.origin === "url"
         ? `(name = "ORIGIN_URL", text = ${capnpString(`http://127.0.0.1:${originPort}`)})`
-        : `(name = "ORIGIN", service = "origin")`;
+        : `(name = "ORIGIN", service = "origin")`,
+    ];
+    // `usedLinks: "own"` defines the UsedLinks Durable Object namespace in this worker;
+    // `usedLinks: "<worker>"` binds the namespace another worker defines (shared single use).
+    let durable = "";
+    if (w.usedLinks === "own") {
+      durable = `durableObjectNamespaces = [(className = "UsedLinks", uniqueKey = "edgegate-used-links")],
+  durableObjectStorage = (inMemory = void),`;
+      bindings.push(`(name = "USED_LINKS", durableObjectNamespace = "UsedLinks")`);
+    } else if (w.usedLinks) {
+      bindings.push(
+        `(name = "USED_LINKS", durableObjectNamespace = (className = "UsedLinks", serviceName = ${capnpString(w.usedLinks)}))`,
+      );
+    }
     services.push(`(name = ${capnpString(w.name)}, worker = .${w.name})`);
     sockets.push(
       `(name = ${capnpString(w.name)}, address = ${capnpString(`127.0.0.1:${port}`)}, http = (), service = ${capnpString(w.name)})`,
@@ -106,9 +120,9 @@ export async function startWorkerd({ originPort, workers }) {
   ],
   compatibilityDate = "2025-09-01",
   bindings = [
-    (name = "EDGEGATE_CONFIG", text = embed ${capnpString(configFile)}),
-    ${originBinding},
+    ${bindings.join(",\n    ")},
   ],
+  ${durable}
   globalOutbound = "net",
 );`);
   }

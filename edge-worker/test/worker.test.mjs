@@ -121,8 +121,9 @@ before(async () => {
   wd = await startWorkerd({
     originPort: origin.port,
     workers: [
-      { name: "gate", config: good, origin: "binding" },
-      { name: "gateurl", config: good, origin: "url" },
+      { name: "gate", config: good, origin: "binding", usedLinks: "own" },
+      { name: "gateurl", config: good, origin: "url", usedLinks: "gate" },
+      { name: "nodo", config: good, origin: "binding" },
       { name: "broken", config: broken, origin: "binding" },
       { name: "unknown", config: unknown, origin: "binding" },
       { name: "garbage", config: "{not json", origin: "binding" },
@@ -367,8 +368,8 @@ describe("magic links", () => {
       .setExpirationTime(now() + 600)
       .setJti(randomBytes(16).toString("hex"))
       .sign(secret);
-  const post = (token) =>
-    get(`${gate}/auth/magic`, { "content-type": "application/x-www-form-urlencoded" }, {
+  const post = (token, base = gate) =>
+    get(`${base}/auth/magic`, { "content-type": "application/x-www-form-urlencoded" }, {
       method: "POST",
       body: new URLSearchParams({ token }).toString(),
     });
@@ -403,6 +404,22 @@ describe("magic links", () => {
 
     const again = await post(token);
     assert.notEqual(again.status, 302);
+    assert.equal((await again.json()).reason, "token_replayed");
+  });
+
+  test("with the Durable Object, a link used on one worker is refused on another", async () => {
+    const token = await link();
+    assert.equal((await post(token, gate)).status, 302);
+    const again = await post(token, wd.urls.gateurl);
+    assert.notEqual(again.status, 302);
+    assert.equal((await again.json()).reason, "token_replayed");
+    assert.equal(again.headers.get("set-cookie"), null);
+  });
+
+  test("without the Durable Object, single use holds per isolate", async () => {
+    const token = await link();
+    assert.equal((await post(token, wd.urls.nodo)).status, 302);
+    const again = await post(token, wd.urls.nodo);
     assert.equal((await again.json()).reason, "token_replayed");
   });
 
