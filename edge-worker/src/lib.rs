@@ -13,21 +13,30 @@
 //!    use: globally through the `USED_LINKS` Durable Object when it is bound, else **per isolate**
 //!    only (see [`UsedLinks`]).
 //!
+//! Remote key sets (`remote_jwks`) are fetched by the isolate, driven by the core's
+//! [`JwksState`]: due fetches (first load, TTL refresh, early refetch on an unknown `kid`,
+//! rate-limited by the core) run inline before the decision; a request whose keys are being
+//! fetched by another request waits up to `wait_for_keys_ms`.
+//!
 //! Fail closed: no config, a config the core refuses (logged with every field path), no origin
-//! binding, or remote key sets (not fetched by this worker yet) — the request is refused.
+//! binding, key sets that cannot be fetched — the request is refused.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
 use edgegate::cache::TokenCache;
 use edgegate::engine::MAX_FORM_BODY;
-use edgegate::verifier::NoRemoteKeys;
+use edgegate::jwk::KeySet;
+use edgegate::jwks::{FetchRequest, JwksState};
+use edgegate::verifier::KeyLookup;
 use edgegate::{Denial, Engine, Error, Reason, Request as CoreRequest, UnixTime, Verdict};
 use js_sys::{Array, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Headers, Request, RequestInit, RequestRedirect, Response, ResponseInit};
+use web_sys::{
+    AbortSignal, Headers, Request, RequestInit, RequestRedirect, Response, ResponseInit,
+};
 
 // ring's getrandom dependency needs a source on wasm32-unknown-unknown; verification needs none.
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
@@ -63,6 +72,12 @@ extern "C" {
     fn id_from_name(this: &DurableObjectNamespace, name: &str) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(method, catch)]
     fn get(this: &DurableObjectNamespace, id: &JsValue) -> Result<Fetcher, JsValue>;
+
+    #[wasm_bindgen(js_namespace = AbortSignal, js_name = timeout)]
+    fn abort_after(ms: f64) -> AbortSignal;
+
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(callback: &js_sys::Function, ms: i32) -> JsValue;
 }
 
 /// Magic-link `jti`s already consumed, until they expire, when no `USED_LINKS` Durable Object is
@@ -93,6 +108,34 @@ struct Gate {
     engine: Engine,
     cache: TokenCache,
     used: UsedLinks,
+    remote: RemoteKeySets,
+}
+
+/// One provider's remote key set and its refresh state.
+struct Remote {
+    provider: String,
+    state: JwksState,
+    fetch_timeout_ms: u64,
+    wait_for_keys_ms: u64,
+}
+
+/// The isolate's remote key sets, as the core looks them up.
+#[derive(Default)]
+struct RemoteKeySets(Vec<Remote>);
+
+impl RemoteKeySets {
+    fn get_mut(&mut self, provider: &str) -> Option<&mut Remote> {
+        self.0.iter_mut().find(|r| r.provider == provider)
+    }
+}
+
+impl KeyLookup for RemoteKeySets {
+    fn keys(&self, provider: &str) -> Option<&KeySet> {
+        self.0
+            .iter()
+            .find(|r| r.provider == provider)
+            .and_then(|r| r.state.keys())
+    }
 }
 
 enum State {
@@ -132,14 +175,24 @@ fn load(env: &JsValue) -> State {
             for w in engine.warnings() {
                 log_error(&format!("edgegate: WARNING: {w}"));
             }
-            if !engine.remote_key_sources().is_empty() {
-                log_error("edgegate: remote_jwks is not fetched by the worker yet: tokens of those providers are refused with 503");
-            }
+            let remote = RemoteKeySets(
+                engine
+                    .remote_key_sources()
+                    .into_iter()
+                    .map(|r| Remote {
+                        fetch_timeout_ms: r.source.fetch_timeout_ms(),
+                        wait_for_keys_ms: r.source.wait_for_keys_ms(),
+                        state: JwksState::new(r.source),
+                        provider: r.provider,
+                    })
+                    .collect(),
+            );
             let cache = engine.new_cache();
             State::Ready(Box::new(Gate {
                 engine,
                 cache,
                 used: UsedLinks::default(),
+                remote,
             }))
         }
         Err(errors) => State::Broken(errors.to_string()),
@@ -149,7 +202,16 @@ fn load(env: &JsValue) -> State {
 /// What to do once the state is no longer borrowed (the I/O is async).
 enum Action {
     Reply(Denial),
-    Forward { headers: Headers, dev: bool },
+    /// The token's `kid` is unknown and the core allowed an early refetch: fetch, decide again.
+    Refetch,
+    /// Another request is fetching the keys this one needs: wait (bounded), decide again.
+    Wait {
+        limit_ms: u64,
+    },
+    Forward {
+        headers: Headers,
+        dev: bool,
+    },
     MagicLinkForm,
     Broken,
 }
@@ -162,60 +224,234 @@ pub async fn handle(req: Request, env: JsValue, _ctx: JsValue) -> Result<Respons
     let path = path_and_query(&url);
     let incoming = request_headers(&req.headers())?;
 
-    let action = STATE.with(|cell| -> Result<Action, JsValue> {
-        let mut slot = cell.borrow_mut();
-        let state = slot.get_or_insert_with(|| load(&env));
-        let gate = match state {
-            State::Ready(g) => g,
-            State::Broken(why) => {
-                log_error(&format!(
-                    "edgegate: refusing every request: the config was refused:\n{why}"
-                ));
-                return Ok(Action::Broken);
+    // Lazily load the config on the first request of the isolate.
+    STATE.with(|cell| {
+        cell.borrow_mut().get_or_insert_with(|| load(&env));
+    });
+    let mut refetched = false;
+    let mut waited_since: Option<f64> = None;
+    loop {
+        refresh_keys().await;
+        let action = STATE.with(|cell| decide(cell, &method, path, &incoming, refetched))?;
+        match action {
+            Action::Broken => return internal_error(),
+            Action::Reply(d) => return denial_response(&d),
+            Action::Refetch => refetched = true,
+            Action::Wait { limit_ms } => {
+                let start = *waited_since.get_or_insert_with(js_sys::Date::now);
+                if js_sys::Date::now() - start >= limit_ms as f64 {
+                    let d = STATE.with(|cell| match &*cell.borrow() {
+                        Some(State::Ready(g)) => Some(g.engine.keys_unavailable()),
+                        _ => None,
+                    });
+                    return match d {
+                        Some(d) => denial_response(&d),
+                        None => internal_error(),
+                    };
+                }
+                sleep_ms(50).await?;
             }
-        };
-        let pairs: Vec<(&str, &str)> = incoming
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        let core_req = CoreRequest {
-            method: &method,
-            path,
-            headers: &pairs,
-        };
-        let Gate { engine, cache, .. } = &mut **gate;
-        Ok(
-            match engine.decide(&core_req, &NoRemoteKeys, cache, now()) {
-                Verdict::Allow { headers, .. } => {
-                    let out = Headers::new()?;
-                    let strip = engine.strip_headers();
-                    for (n, v) in &incoming {
-                        if !strip.iter().any(|s| s.eq_ignore_ascii_case(n)) {
-                            out.append(n, v)?;
+            Action::Forward { headers, dev } => {
+                return forward(&req, &env, path, headers, dev).await
+            }
+            Action::MagicLinkForm => return magic_link_post(&req, &env).await,
+        }
+    }
+}
+
+/// One decision under the state's borrow (no await in here).
+fn decide(
+    cell: &RefCell<Option<State>>,
+    method: &str,
+    path: &str,
+    incoming: &[(String, String)],
+    refetched: bool,
+) -> Result<Action, JsValue> {
+    let mut slot = cell.borrow_mut();
+    let gate = match slot.as_mut() {
+        Some(State::Ready(g)) => g,
+        Some(State::Broken(why)) => {
+            log_error(&format!(
+                "edgegate: refusing every request: the config was refused:\n{why}"
+            ));
+            return Ok(Action::Broken);
+        }
+        None => return Ok(Action::Broken),
+    };
+    let pairs: Vec<(&str, &str)> = incoming
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let core_req = CoreRequest {
+        method,
+        path,
+        headers: &pairs,
+    };
+    let Gate {
+        engine,
+        cache,
+        remote,
+        ..
+    } = &mut **gate;
+    let now = now();
+    Ok(match engine.decide(&core_req, &*remote, cache, now) {
+        Verdict::Allow { headers, .. } => {
+            let out = Headers::new()?;
+            let strip = engine.strip_headers();
+            for (n, v) in incoming {
+                if !strip.iter().any(|s| s.eq_ignore_ascii_case(n)) {
+                    out.append(n, v)?;
+                }
+            }
+            for (n, v) in &headers {
+                // `set`, not `append`: the core's value is the only one upstream sees.
+                out.set(n, v)?;
+            }
+            Action::Forward {
+                headers: out,
+                dev: engine.dev_mode_response_header().is_some(),
+            }
+        }
+        Verdict::Deny(d) => {
+            let refetch = !refetched
+                && d.refetch_keys
+                    .as_deref()
+                    .and_then(|p| remote.get_mut(p))
+                    .is_some_and(|r| r.state.on_unknown_kid(now));
+            if refetch {
+                Action::Refetch
+            } else {
+                Action::Reply(d)
+            }
+        }
+        Verdict::WaitForKeys { provider } => match remote.get_mut(&provider) {
+            Some(r) => Action::Wait {
+                limit_ms: r.wait_for_keys_ms,
+            },
+            None => Action::Reply(engine.keys_unavailable()),
+        },
+        Verdict::MagicLinkForm => Action::MagicLinkForm,
+    })
+}
+
+/// Runs the key-set fetches that are due (a first load, a refresh, an early refetch; a
+/// discovery document is followed by its JWKS in the next round). Failures are logged and
+/// reported to the state machine, which backs off; the decision then fails closed.
+async fn refresh_keys() {
+    for _round in 0..3 {
+        let due: Vec<(String, FetchRequest, u64)> = STATE.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let Some(State::Ready(gate)) = slot.as_mut() else {
+                return Vec::new();
+            };
+            let now = now();
+            gate.remote
+                .0
+                .iter_mut()
+                .filter_map(|r| {
+                    r.state
+                        .poll(now)
+                        .map(|f| (r.provider.clone(), f, r.fetch_timeout_ms))
+                })
+                .collect()
+        });
+        if due.is_empty() {
+            return;
+        }
+        for (provider, fetch, timeout_ms) in due {
+            let outcome = fetch_document(&fetch, timeout_ms).await;
+            STATE.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                let Some(State::Ready(gate)) = slot.as_mut() else {
+                    return;
+                };
+                let Some(r) = gate.remote.get_mut(&provider) else {
+                    return;
+                };
+                let now = now();
+                match outcome {
+                    Ok((status, cache_control, body)) => {
+                        if let Err(e) = r.state.on_response(
+                            &fetch,
+                            status,
+                            cache_control.as_deref(),
+                            body.as_bytes(),
+                            now,
+                        ) {
+                            log_error(&format!(
+                                "edgegate: jwt.providers {provider:?}: refused the key set from {}: {e}",
+                                fetch.url
+                            ));
                         }
                     }
-                    for (n, v) in &headers {
-                        // `set`, not `append`: the core's value is the only one upstream sees.
-                        out.set(n, v)?;
-                    }
-                    Action::Forward {
-                        headers: out,
-                        dev: engine.dev_mode_response_header().is_some(),
+                    Err(why) => {
+                        r.state.on_failure(now);
+                        log_error(&format!(
+                            "edgegate: jwt.providers {provider:?}: could not fetch {}: {why}",
+                            fetch.url
+                        ));
                     }
                 }
-                Verdict::Deny(d) => Action::Reply(d),
-                Verdict::WaitForKeys { .. } => Action::Reply(engine.keys_unavailable()),
-                Verdict::MagicLinkForm => Action::MagicLinkForm,
-            },
-        )
-    })?;
-
-    match action {
-        Action::Broken => internal_error(),
-        Action::Reply(d) => denial_response(&d),
-        Action::Forward { headers, dev } => forward(&req, &env, path, headers, dev).await,
-        Action::MagicLinkForm => magic_link_post(&req, &env).await,
+            });
+        }
     }
+}
+
+/// GETs a discovery or JWKS document with a timeout and a size bound.
+async fn fetch_document(
+    fetch: &FetchRequest,
+    timeout_ms: u64,
+) -> Result<(u16, Option<String>, String), String> {
+    let describe = |e: JsValue| {
+        e.as_string()
+            .or_else(|| js_sys::Error::from(e).message().as_string())
+            .unwrap_or_else(|| "fetch failed".into())
+    };
+    let init = RequestInit::new();
+    init.set_method("GET");
+    init.set_redirect(RequestRedirect::Manual);
+    init.set_signal(Some(&abort_after(timeout_ms as f64)));
+    let req = Request::new_with_str_and_init(&fetch.url, &init).map_err(describe)?;
+    req.headers()
+        .set("accept", "application/json")
+        .map_err(describe)?;
+    let resp: Response = JsFuture::from(global_fetch(&req))
+        .await
+        .map_err(describe)?
+        .unchecked_into();
+    let headers = resp.headers();
+    let too_large = headers
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|l| l.trim().parse::<usize>().ok())
+        .is_some_and(|l| l > fetch.max_body_bytes);
+    if too_large {
+        return Err(format!(
+            "the document is over {} bytes",
+            fetch.max_body_bytes
+        ));
+    }
+    let cache_control = headers.get("cache-control").ok().flatten();
+    let body = JsFuture::from(resp.text().map_err(describe)?)
+        .await
+        .map_err(describe)?
+        .as_string()
+        .unwrap_or_default();
+    if body.len() > fetch.max_body_bytes {
+        return Err(format!(
+            "the document is over {} bytes",
+            fetch.max_body_bytes
+        ));
+    }
+    Ok((resp.status(), cache_control, body))
+}
+
+async fn sleep_ms(ms: i32) -> Result<(), JsValue> {
+    let p = Promise::new(&mut |resolve, _| {
+        set_timeout(&resolve, ms);
+    });
+    JsFuture::from(p).await.map(|_| ())
 }
 
 /// `https://host/p?q` -> `/p?q` (workerd hands the worker an absolute, already parsed URL).

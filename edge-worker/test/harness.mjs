@@ -34,9 +34,21 @@ export function freePort() {
   });
 }
 
-/** An origin that answers every request with JSON: {method, url, headers, body}. */
+/**
+ * An origin that answers every request with JSON: {method, url, headers, body}, except the
+ * paths given to `route(path, {status, headers, body})` (e.g. a JWKS or discovery document).
+ */
 export async function startOrigin() {
+  const routes = new Map();
+  const hits = new Map();
   const server = createServer((req, res) => {
+    const fixed = routes.get(req.url);
+    if (fixed) {
+      hits.set(req.url, (hits.get(req.url) ?? 0) + 1);
+      res.writeHead(fixed.status ?? 200, { "content-type": "application/json", ...fixed.headers });
+      res.end(typeof fixed.body === "string" ? fixed.body : JSON.stringify(fixed.body));
+      return;
+    }
     const chunks = [];
     let size = 0;
     req.on("data", (c) => {
@@ -57,6 +69,8 @@ export async function startOrigin() {
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
     port: server.address().port,
+    route: (path, reply) => routes.set(path, reply),
+    hits: (path) => hits.get(path) ?? 0,
     stop: () =>
       new Promise((resolve) => {
         server.closeAllConnections?.();

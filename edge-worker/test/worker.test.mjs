@@ -44,6 +44,9 @@ const sha256hex = (s) => createHash("sha256").update(s).digest("hex");
 const rs = await generateKeyPair("RS256", { modulusLength: 2048 });
 const es = await generateKeyPair("ES256");
 const stranger = await generateKeyPair("RS256", { modulusLength: 2048 });
+const remoteKey = await generateKeyPair("RS256", { modulusLength: 2048 });
+const rotatedKey = await generateKeyPair("ES256");
+const jwk = async (pair, kid, alg) => ({ ...(await exportJWK(pair.publicKey)), kid, alg, use: "sig" });
 const now = () => Math.floor(Date.now() / 1000);
 
 async function jwt(claims = {}, { key = rs.privateKey, alg = "RS256", kid = "rs1" } = {}) {
@@ -55,7 +58,8 @@ async function jwt(claims = {}, { key = rs.privateKey, alg = "RS256", kid = "rs1
 
 const apiKey = mintApiKey();
 
-async function config() {
+async function config(originPort) {
+  const base = `http://127.0.0.1:${originPort}`;
   return {
     realm: "test",
     jwt: {
@@ -72,6 +76,26 @@ async function config() {
             ],
           },
           claims: { roles: ["roles"] },
+        },
+        {
+          name: "remote",
+          issuer: "https://remote.test",
+          algorithms: ["RS256", "ES256"],
+          remote_jwks: { jwks_uri: `${base}/keys/remote`, unknown_kid_min_interval_seconds: 1 },
+          claims: { roles: ["roles"] },
+        },
+        {
+          name: "disco",
+          issuer: `${base}/disco`,
+          algorithms: ["RS256"],
+          remote_jwks: { oidc_issuer: `${base}/disco` },
+          claims: { roles: ["roles"] },
+        },
+        {
+          name: "down",
+          issuer: "https://down.test",
+          algorithms: ["RS256"],
+          remote_jwks: { jwks_uri: `${base}/keys/down`, wait_for_keys_ms: 300 },
         },
       ],
     },
@@ -112,7 +136,17 @@ let gate;
 
 before(async () => {
   origin = await startOrigin();
-  const good = await config();
+  const base = `http://127.0.0.1:${origin.port}`;
+  origin.route("/keys/remote", {
+    headers: { "cache-control": "max-age=600" },
+    body: { keys: [await jwk(remoteKey, "r1", "RS256")] },
+  });
+  origin.route("/disco/.well-known/openid-configuration", {
+    body: { issuer: `${base}/disco`, jwks_uri: `${base}/disco/jwks` },
+  });
+  origin.route("/disco/jwks", { body: { keys: [await jwk(remoteKey, "d1", "RS256")] } });
+  origin.route("/keys/down", { status: 500, body: { error: "down" } });
+  const good = await config(origin.port);
   const broken = structuredClone(good);
   broken.rules[1].match.path.prefix = "admin"; // no leading '/': refused at load
   broken.magic_links.keys[0].secret = "c2hvcnQ"; // 5 bytes: too short, refused at load
@@ -237,6 +271,58 @@ describe("JWT", () => {
     const token = await jwt({ roles: ["admin", "staff"] });
     const seen = await echoed(await get(`${gate}/admin/users`, { authorization: `Bearer ${token}` }));
     assert.equal(seen.headers["x-edgegate-roles"], "admin,staff");
+  });
+});
+
+describe("remote key sets", () => {
+  const token = (iss, kid, key = remoteKey.privateKey, alg = "RS256") =>
+    jwt({ iss, aud: undefined }, { key, kid, alg });
+
+  test("a JWKS URL is fetched on first need and its keys verify tokens", async () => {
+    const seen = await echoed(
+      await get(`${gate}/api/r`, { authorization: `Bearer ${await token("https://remote.test", "r1")}` }),
+    );
+    assert.equal(seen.headers["x-edgegate-provider"], "remote");
+    // cached in the isolate: a second token does not refetch (max-age=600)
+    const before = origin.hits("/keys/remote");
+    await echoed(await get(`${gate}/api/r`, { authorization: `Bearer ${await token("https://remote.test", "r1")}` }));
+    assert.equal(origin.hits("/keys/remote"), before);
+  });
+
+  test("OIDC discovery leads to the JWKS", async () => {
+    const iss = `http://127.0.0.1:${origin.port}/disco`;
+    const seen = await echoed(await get(`${gate}/api/d`, { authorization: `Bearer ${await token(iss, "d1")}` }));
+    assert.equal(seen.headers["x-edgegate-provider"], "disco");
+    assert.ok(origin.hits("/disco/.well-known/openid-configuration") >= 1);
+  });
+
+  test("a new kid triggers an early refetch (key rotation)", async () => {
+    // make sure this isolate has loaded the old set, then rotate at the IdP
+    await echoed(await get(`${gate}/api/r`, { authorization: `Bearer ${await token("https://remote.test", "r1")}` }));
+    origin.route("/keys/remote", {
+      headers: { "cache-control": "max-age=600" },
+      body: { keys: [await jwk(remoteKey, "r1", "RS256"), await jwk(rotatedKey, "r2", "ES256")] },
+    });
+    await new Promise((r) => setTimeout(r, 1100)); // unknown_kid_min_interval_seconds: 1
+    const fresh = await token("https://remote.test", "r2", rotatedKey.privateKey, "ES256");
+    const seen = await echoed(await get(`${gate}/api/r`, { authorization: `Bearer ${fresh}` }));
+    assert.equal(seen.headers["x-edgegate-key-name"], "r2");
+  });
+
+  test("an unknown kid that the IdP does not have either is refused", async () => {
+    const res = await get(`${gate}/api/r`, {
+      authorization: `Bearer ${await token("https://remote.test", "nope", stranger.privateKey)}`,
+    });
+    assert.equal(res.status, 401);
+    assert.equal((await res.json()).reason, "unknown_kid");
+  });
+
+  test("an IdP whose keys cannot be fetched: 503 keys_unavailable (fail closed)", async () => {
+    const res = await get(`${gate}/api/x`, { authorization: `Bearer ${await token("https://down.test", "x")}` });
+    assert.equal(res.status, 503);
+    assert.equal((await res.json()).reason, "keys_unavailable");
+    assert.ok(origin.hits("/keys/down") >= 1);
+    assert.match(wd.logs(), /keys\/down/);
   });
 });
 
