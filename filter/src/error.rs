@@ -99,6 +99,9 @@ pub enum Reason {
     TokenReplayed,
     /// A return URL that is not a relative path or an allowed host.
     UnsafeRedirect,
+    /// An OIDC callback or ID token that does not belong to this login attempt: `state`,
+    /// `nonce` or `at_hash` mismatch, a provider `error`, a malformed callback.
+    LoginMismatch,
     /// A request path the gateway refuses to match (encoded `/`, `\`, NUL, `..` above the
     /// root, `//`, `;`...): such paths are how auth gateways get bypassed.
     MalformedPath,
@@ -166,6 +169,7 @@ impl Reason {
             SessionInvalid => "session_invalid",
             SessionExpired => "session_expired",
             TokenReplayed => "token_replayed",
+            LoginMismatch => "login_mismatch",
             UnsafeRedirect => "unsafe_redirect",
             MalformedPath => "malformed_path",
             CredentialMissing => "credential_missing",
@@ -221,6 +225,7 @@ impl Reason {
             SessionExpired,
             TokenReplayed,
             UnsafeRedirect,
+            LoginMismatch,
             MalformedPath,
             CredentialMissing,
             CredentialNotAccepted,
