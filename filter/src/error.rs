@@ -119,6 +119,9 @@ reasons! {
     TokenReplayed => "token_replayed",
     /// A return URL that is not a relative path or an allowed host.
     UnsafeRedirect => "unsafe_redirect",
+    /// An OIDC callback or ID token that does not belong to this login attempt: `state`,
+    /// `nonce` or `at_hash` mismatch, a provider `error`, a malformed callback.
+    LoginMismatch => "login_mismatch",
     /// A request path the gateway refuses to match (encoded `/`, `\`, NUL, `..` above the
     /// root, `//`, `;`...): such paths are how auth gateways get bypassed.
     MalformedPath => "malformed_path",

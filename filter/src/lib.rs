@@ -23,6 +23,7 @@ pub mod jws;
 pub mod keyring;
 pub mod magic;
 pub mod matcher;
+pub mod oidc;
 pub mod policy;
 pub mod redirect;
 pub mod session;

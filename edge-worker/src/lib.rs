@@ -1,0 +1,652 @@
+//! edgegate as a Cloudflare-style worker: the core guards an origin inside workerd.
+//!
+//! The JS entry (`worker.mjs`) only hands `(request, env, ctx)` to [`handle`]; everything else
+//! is here. Per isolate the worker keeps one compiled [`Engine`] and one [`TokenCache`] (built on
+//! the first request from the `EDGEGATE_CONFIG` binding), and per request it:
+//!
+//! 1. asks [`Engine::decide`] with `now` from `Date.now()`;
+//! 2. on Allow removes every client-sent copy of the identity headers, adds the identity headers
+//!    and forwards the request to the origin (`ORIGIN` service binding, else the `ORIGIN_URL`
+//!    text binding through the global `fetch`), without following redirects;
+//! 3. on Deny answers the core's status, headers and body;
+//! 4. on a magic-link POST reads the form (bounded), lets the core verify it, and enforces single
+//!    use: globally through the `USED_LINKS` Durable Object when it is bound, else **per isolate**
+//!    only (see [`UsedLinks`]).
+//!
+//! Remote key sets (`remote_jwks`) are fetched by the isolate, driven by the core's
+//! [`JwksState`]: due fetches (first load, TTL refresh, early refetch on an unknown `kid`,
+//! rate-limited by the core) run inline before the decision; a request whose keys are being
+//! fetched by another request waits up to `wait_for_keys_ms`.
+//!
+//! Fail closed: no config, a config the core refuses (logged with every field path), no origin
+//! binding, key sets that cannot be fetched — the request is refused.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use edgegate::cache::TokenCache;
+use edgegate::engine::MAX_FORM_BODY;
+use edgegate::jwk::KeySet;
+use edgegate::jwks::{FetchRequest, JwksState};
+use edgegate::verifier::KeyLookup;
+use edgegate::{Denial, Engine, Error, Reason, Request as CoreRequest, UnixTime, Verdict};
+use js_sys::{Array, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    AbortSignal, Headers, Request, RequestInit, RequestRedirect, Response, ResponseInit,
+};
+
+// ring's getrandom dependency needs a source on wasm32-unknown-unknown; verification needs none.
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+edgegate::register_no_random!();
+
+/// The binding holding the config JSON (a secret or text binding; a JSON binding also works).
+pub const CONFIG_BINDING: &str = "EDGEGATE_CONFIG";
+/// A service binding to the origin (an object with `fetch`).
+pub const ORIGIN_BINDING: &str = "ORIGIN";
+/// Or the origin's base URL (`https://app.internal`), fetched through the global `fetch`.
+pub const ORIGIN_URL_BINDING: &str = "ORIGIN_URL";
+/// The Durable Object namespace that makes magic links single-use globally (optional: without
+/// it, single use holds per isolate only).
+pub const USED_LINKS_BINDING: &str = "USED_LINKS";
+/// Most magic-link `jti`s one isolate remembers; beyond that (after dropping expired ones) new
+/// logins are refused rather than forgetting a used link.
+const MAX_USED_LINKS: usize = 100_000;
+
+#[wasm_bindgen]
+extern "C" {
+    /// The global `fetch` (used with `ORIGIN_URL`).
+    #[wasm_bindgen(js_name = fetch)]
+    fn global_fetch(req: &Request) -> Promise;
+
+    /// A service binding (`env.ORIGIN`) or a Durable Object stub.
+    type Fetcher;
+    #[wasm_bindgen(method, catch)]
+    fn fetch(this: &Fetcher, req: &Request) -> Result<Promise, JsValue>;
+
+    /// The `USED_LINKS` Durable Object namespace (class `UsedLinks` in worker.mjs).
+    type DurableObjectNamespace;
+    #[wasm_bindgen(method, catch, js_name = idFromName)]
+    fn id_from_name(this: &DurableObjectNamespace, name: &str) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn get(this: &DurableObjectNamespace, id: &JsValue) -> Result<Fetcher, JsValue>;
+
+    #[wasm_bindgen(js_namespace = AbortSignal, js_name = timeout)]
+    fn abort_after(ms: f64) -> AbortSignal;
+
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(callback: &js_sys::Function, ms: i32) -> JsValue;
+}
+
+/// Magic-link `jti`s already consumed, until they expire, when no `USED_LINKS` Durable Object is
+/// bound. Per isolate: a link can be used once per isolate, not once globally.
+#[derive(Default)]
+struct UsedLinks {
+    until: HashMap<String, UnixTime>,
+}
+
+impl UsedLinks {
+    /// Records `jti`; false if it was already used (or the table is full: fail closed).
+    fn claim(&mut self, jti: &str, expires_at: UnixTime, now: UnixTime) -> bool {
+        if self.until.get(jti).is_some_and(|exp| *exp >= now) {
+            return false;
+        }
+        if self.until.len() >= MAX_USED_LINKS {
+            self.until.retain(|_, exp| *exp >= now);
+            if self.until.len() >= MAX_USED_LINKS {
+                return false;
+            }
+        }
+        self.until.insert(jti.to_string(), expires_at);
+        true
+    }
+}
+
+struct Gate {
+    engine: Engine,
+    cache: TokenCache,
+    used: UsedLinks,
+    remote: RemoteKeySets,
+}
+
+/// One provider's remote key set and its refresh state.
+struct Remote {
+    provider: String,
+    state: JwksState,
+    fetch_timeout_ms: u64,
+    wait_for_keys_ms: u64,
+}
+
+/// The isolate's remote key sets, as the core looks them up.
+#[derive(Default)]
+struct RemoteKeySets(Vec<Remote>);
+
+impl RemoteKeySets {
+    fn get_mut(&mut self, provider: &str) -> Option<&mut Remote> {
+        self.0.iter_mut().find(|r| r.provider == provider)
+    }
+}
+
+impl KeyLookup for RemoteKeySets {
+    fn keys(&self, provider: &str) -> Option<&KeySet> {
+        self.0
+            .iter()
+            .find(|r| r.provider == provider)
+            .and_then(|r| r.state.keys())
+    }
+}
+
+enum State {
+    Ready(Box<Gate>),
+    /// The config was missing or refused: every request is a 500; the text names every field.
+    Broken(String),
+}
+
+thread_local! {
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+fn log_error(msg: &str) {
+    web_sys::console::error_1(&JsValue::from_str(msg));
+}
+
+fn now() -> UnixTime {
+    // Date.now() is milliseconds; the core wants whole seconds.
+    (js_sys::Date::now() / 1000.0) as UnixTime
+}
+
+fn load(env: &JsValue) -> State {
+    let raw = match Reflect::get(env, &JsValue::from_str(CONFIG_BINDING)) {
+        Ok(v) if v.is_string() => v.as_string().unwrap_or_default(),
+        Ok(v) if v.is_object() => js_sys::JSON::stringify(&v)
+            .ok()
+            .and_then(|s| s.as_string())
+            .unwrap_or_default(),
+        _ => {
+            return State::Broken(format!(
+                "{CONFIG_BINDING}: the binding is missing; set it to the config JSON (a secret or text binding)"
+            ))
+        }
+    };
+    match Engine::from_json(raw.as_bytes()) {
+        Ok(engine) => {
+            for w in engine.warnings() {
+                log_error(&format!("edgegate: WARNING: {w}"));
+            }
+            let remote = RemoteKeySets(
+                engine
+                    .remote_key_sources()
+                    .into_iter()
+                    .map(|r| Remote {
+                        fetch_timeout_ms: r.source.fetch_timeout_ms(),
+                        wait_for_keys_ms: r.source.wait_for_keys_ms(),
+                        state: JwksState::new(r.source),
+                        provider: r.provider,
+                    })
+                    .collect(),
+            );
+            let cache = engine.new_cache();
+            State::Ready(Box::new(Gate {
+                engine,
+                cache,
+                used: UsedLinks::default(),
+                remote,
+            }))
+        }
+        Err(errors) => State::Broken(errors.to_string()),
+    }
+}
+
+/// What to do once the state is no longer borrowed (the I/O is async).
+enum Action {
+    Reply(Denial),
+    /// The token's `kid` is unknown and the core allowed an early refetch: fetch, decide again.
+    Refetch,
+    /// Another request is fetching the keys this one needs: wait (bounded), decide again.
+    Wait {
+        limit_ms: u64,
+    },
+    Forward {
+        headers: Headers,
+        dev: bool,
+    },
+    MagicLinkForm,
+    Broken,
+}
+
+/// The worker's fetch handler: `export default { fetch: (req, env, ctx) => handle(req, env, ctx) }`.
+#[wasm_bindgen]
+pub async fn handle(req: Request, env: JsValue, _ctx: JsValue) -> Result<Response, JsValue> {
+    let method = req.method();
+    let url = req.url();
+    let path = path_and_query(&url);
+    let incoming = request_headers(&req.headers())?;
+
+    // Lazily load the config on the first request of the isolate.
+    STATE.with(|cell| {
+        cell.borrow_mut().get_or_insert_with(|| load(&env));
+    });
+    let mut refetched = false;
+    let mut waited_since: Option<f64> = None;
+    loop {
+        refresh_keys().await;
+        let action = STATE.with(|cell| decide(cell, &method, path, &incoming, refetched))?;
+        match action {
+            Action::Broken => return internal_error(),
+            Action::Reply(d) => return denial_response(&d),
+            Action::Refetch => refetched = true,
+            Action::Wait { limit_ms } => {
+                let start = *waited_since.get_or_insert_with(js_sys::Date::now);
+                if js_sys::Date::now() - start >= limit_ms as f64 {
+                    let d = STATE.with(|cell| match &*cell.borrow() {
+                        Some(State::Ready(g)) => Some(g.engine.keys_unavailable()),
+                        _ => None,
+                    });
+                    return match d {
+                        Some(d) => denial_response(&d),
+                        None => internal_error(),
+                    };
+                }
+                sleep_ms(50).await?;
+            }
+            Action::Forward { headers, dev } => {
+                return forward(&req, &env, path, headers, dev).await
+            }
+            Action::MagicLinkForm => return magic_link_post(&req, &env).await,
+        }
+    }
+}
+
+/// One decision under the state's borrow (no await in here).
+fn decide(
+    cell: &RefCell<Option<State>>,
+    method: &str,
+    path: &str,
+    incoming: &[(String, String)],
+    refetched: bool,
+) -> Result<Action, JsValue> {
+    let mut slot = cell.borrow_mut();
+    let gate = match slot.as_mut() {
+        Some(State::Ready(g)) => g,
+        Some(State::Broken(why)) => {
+            log_error(&format!(
+                "edgegate: refusing every request: the config was refused:\n{why}"
+            ));
+            return Ok(Action::Broken);
+        }
+        None => return Ok(Action::Broken),
+    };
+    let pairs: Vec<(&str, &str)> = incoming
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let core_req = CoreRequest {
+        method,
+        path,
+        headers: &pairs,
+    };
+    let Gate {
+        engine,
+        cache,
+        remote,
+        ..
+    } = &mut **gate;
+    let now = now();
+    Ok(match engine.decide(&core_req, &*remote, cache, now) {
+        Verdict::Allow { headers, .. } => {
+            let out = Headers::new()?;
+            let strip = engine.strip_headers();
+            for (n, v) in incoming {
+                if !strip.iter().any(|s| s.eq_ignore_ascii_case(n)) {
+                    out.append(n, v)?;
+                }
+            }
+            for (n, v) in &headers {
+                // `set`, not `append`: the core's value is the only one upstream sees.
+                out.set(n, v)?;
+            }
+            Action::Forward {
+                headers: out,
+                dev: engine.dev_mode_response_header().is_some(),
+            }
+        }
+        Verdict::Deny(d) => {
+            let refetch = !refetched
+                && d.refetch_keys
+                    .as_deref()
+                    .and_then(|p| remote.get_mut(p))
+                    .is_some_and(|r| r.state.on_unknown_kid(now));
+            if refetch {
+                Action::Refetch
+            } else {
+                Action::Reply(d)
+            }
+        }
+        Verdict::WaitForKeys { provider } => match remote.get_mut(&provider) {
+            Some(r) => Action::Wait {
+                limit_ms: r.wait_for_keys_ms,
+            },
+            None => Action::Reply(engine.keys_unavailable()),
+        },
+        Verdict::MagicLinkForm => Action::MagicLinkForm,
+    })
+}
+
+/// Runs the key-set fetches that are due (a first load, a refresh, an early refetch; a
+/// discovery document is followed by its JWKS in the next round). Failures are logged and
+/// reported to the state machine, which backs off; the decision then fails closed.
+async fn refresh_keys() {
+    for _round in 0..3 {
+        let due: Vec<(String, FetchRequest, u64)> = STATE.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let Some(State::Ready(gate)) = slot.as_mut() else {
+                return Vec::new();
+            };
+            let now = now();
+            gate.remote
+                .0
+                .iter_mut()
+                .filter_map(|r| {
+                    r.state
+                        .poll(now)
+                        .map(|f| (r.provider.clone(), f, r.fetch_timeout_ms))
+                })
+                .collect()
+        });
+        if due.is_empty() {
+            return;
+        }
+        for (provider, fetch, timeout_ms) in due {
+            let outcome = fetch_document(&fetch, timeout_ms).await;
+            STATE.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                let Some(State::Ready(gate)) = slot.as_mut() else {
+                    return;
+                };
+                let Some(r) = gate.remote.get_mut(&provider) else {
+                    return;
+                };
+                let now = now();
+                match outcome {
+                    Ok((status, cache_control, body)) => {
+                        if let Err(e) = r.state.on_response(
+                            &fetch,
+                            status,
+                            cache_control.as_deref(),
+                            body.as_bytes(),
+                            now,
+                        ) {
+                            log_error(&format!(
+                                "edgegate: jwt.providers {provider:?}: refused the key set from {}: {e}",
+                                fetch.url
+                            ));
+                        }
+                    }
+                    Err(why) => {
+                        r.state.on_failure(now);
+                        log_error(&format!(
+                            "edgegate: jwt.providers {provider:?}: could not fetch {}: {why}",
+                            fetch.url
+                        ));
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// GETs a discovery or JWKS document with a timeout and a size bound.
+async fn fetch_document(
+    fetch: &FetchRequest,
+    timeout_ms: u64,
+) -> Result<(u16, Option<String>, String), String> {
+    let describe = |e: JsValue| {
+        e.as_string()
+            .or_else(|| js_sys::Error::from(e).message().as_string())
+            .unwrap_or_else(|| "fetch failed".into())
+    };
+    let init = RequestInit::new();
+    init.set_method("GET");
+    init.set_redirect(RequestRedirect::Manual);
+    init.set_signal(Some(&abort_after(timeout_ms as f64)));
+    let req = Request::new_with_str_and_init(&fetch.url, &init).map_err(describe)?;
+    req.headers()
+        .set("accept", "application/json")
+        .map_err(describe)?;
+    let resp: Response = JsFuture::from(global_fetch(&req))
+        .await
+        .map_err(describe)?
+        .unchecked_into();
+    let headers = resp.headers();
+    let too_large = headers
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|l| l.trim().parse::<usize>().ok())
+        .is_some_and(|l| l > fetch.max_body_bytes);
+    if too_large {
+        return Err(format!(
+            "the document is over {} bytes",
+            fetch.max_body_bytes
+        ));
+    }
+    let cache_control = headers.get("cache-control").ok().flatten();
+    let body = JsFuture::from(resp.text().map_err(describe)?)
+        .await
+        .map_err(describe)?
+        .as_string()
+        .unwrap_or_default();
+    if body.len() > fetch.max_body_bytes {
+        return Err(format!(
+            "the document is over {} bytes",
+            fetch.max_body_bytes
+        ));
+    }
+    Ok((resp.status(), cache_control, body))
+}
+
+async fn sleep_ms(ms: i32) -> Result<(), JsValue> {
+    let p = Promise::new(&mut |resolve, _| {
+        set_timeout(&resolve, ms);
+    });
+    JsFuture::from(p).await.map(|_| ())
+}
+
+/// `https://host/p?q` -> `/p?q` (workerd hands the worker an absolute, already parsed URL).
+fn path_and_query(url: &str) -> &str {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    match after_scheme.find('/') {
+        Some(i) => after_scheme.get(i..).unwrap_or("/"),
+        None => "/",
+    }
+}
+
+fn request_headers(h: &Headers) -> Result<Vec<(String, String)>, JsValue> {
+    let mut out = Vec::new();
+    let Some(iter) = js_sys::try_iter(h)? else {
+        return Ok(out);
+    };
+    for entry in iter {
+        let pair: Array = entry?.unchecked_into();
+        if let (Some(n), Some(v)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
+            out.push((n, v));
+        }
+    }
+    Ok(out)
+}
+
+fn internal_error() -> Result<Response, JsValue> {
+    let headers = Headers::new()?;
+    headers.set("content-type", "application/json")?;
+    headers.set("cache-control", "no-store")?;
+    let init = ResponseInit::new();
+    init.set_status(500);
+    init.set_headers(&headers);
+    Response::new_with_opt_str_and_init(
+        Some(
+            r#"{"error":"error","reason":"invalid_config","message":"the gateway is misconfigured; see its logs"}"#,
+        ),
+        &init,
+    )
+}
+
+fn denial_response(d: &Denial) -> Result<Response, JsValue> {
+    let headers = Headers::new()?;
+    for (n, v) in &d.headers {
+        headers.append(n, v)?;
+    }
+    let init = ResponseInit::new();
+    init.set_status(d.status);
+    init.set_headers(&headers);
+    let body = (!d.body.is_empty()).then_some(d.body.as_str());
+    Response::new_with_opt_str_and_init(body, &init)
+}
+
+async fn forward(
+    req: &Request,
+    env: &JsValue,
+    path: &str,
+    headers: Headers,
+    dev: bool,
+) -> Result<Response, JsValue> {
+    let init = RequestInit::new();
+    init.set_method(&req.method());
+    init.set_headers(&headers);
+    init.set_redirect(RequestRedirect::Manual);
+    if let Some(body) = req.body() {
+        init.set_body(&body);
+    }
+    let binding = Reflect::get(env, &JsValue::from_str(ORIGIN_BINDING))?;
+    let promise = if binding.is_object() {
+        let upstream = Request::new_with_str_and_init(&req.url(), &init)?;
+        binding.unchecked_into::<Fetcher>().fetch(&upstream)?
+    } else {
+        let Some(base) = Reflect::get(env, &JsValue::from_str(ORIGIN_URL_BINDING))?.as_string()
+        else {
+            log_error(&format!(
+                "edgegate: no origin: bind the origin as the service `{ORIGIN_BINDING}` or set `{ORIGIN_URL_BINDING}`"
+            ));
+            return internal_error();
+        };
+        let url = format!("{}{path}", base.trim_end_matches('/'));
+        global_fetch(&Request::new_with_str_and_init(&url, &init)?)
+    };
+    let resp: Response = JsFuture::from(promise).await?.unchecked_into();
+    if !dev {
+        return Ok(resp);
+    }
+    // A fetched response's headers are immutable: copy it to add the dev-mode marker.
+    let copy = Response::new_with_opt_readable_stream_and_init(resp.body().as_ref(), &{
+        let i = ResponseInit::new();
+        i.set_status(resp.status());
+        i.set_status_text(&resp.status_text());
+        let h = Headers::new_with_headers(&resp.headers())?;
+        h.set("x-edgegate-dev-mode", "true")?;
+        i.set_headers(&h);
+        i
+    })?;
+    Ok(copy)
+}
+
+async fn magic_link_post(req: &Request, env: &JsValue) -> Result<Response, JsValue> {
+    let too_large = req
+        .headers()
+        .get("content-length")?
+        .and_then(|l| l.trim().parse::<usize>().ok())
+        .is_some_and(|l| l > MAX_FORM_BODY);
+    let body = if too_large {
+        None
+    } else {
+        JsFuture::from(req.text()?).await?.as_string()
+    };
+    let now = now();
+    let namespace = Reflect::get(env, &JsValue::from_str(USED_LINKS_BINDING))?;
+    let global = namespace.is_object();
+    // Verify (and, without a Durable Object, claim the jti per isolate) under the borrow...
+    let verified = STATE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let Some(State::Ready(gate)) = slot.as_mut() else {
+            return Err(None);
+        };
+        let engine = &gate.engine;
+        let Some(body) = body.filter(|b| b.len() <= MAX_FORM_BODY) else {
+            return Err(Some(engine.deny_json(
+                &Error::new(Reason::TokenTooLarge, "the form is too large"),
+                None,
+            )));
+        };
+        let login = engine
+            .magic_link_consume(body.as_bytes(), now)
+            .map_err(Some)?;
+        if !global && !gate.used.claim(&login.jti, login.expires_at, now) {
+            return Err(Some(engine.replayed()));
+        }
+        Ok((login, engine.replayed()))
+    });
+    let (login, replayed) = match verified {
+        Ok(v) => v,
+        Err(Some(d)) => return denial_response(&d),
+        Err(None) => return internal_error(),
+    };
+    // ...and with one, claim it there (no borrow is held across the await).
+    if global {
+        let ns: DurableObjectNamespace = namespace.unchecked_into();
+        let stub = ns.get(&ns.id_from_name(&login.jti)?)?;
+        let init = RequestInit::new();
+        init.set_method("POST");
+        init.set_body(&JsValue::from_str(&login.expires_at.to_string()));
+        let claim = Request::new_with_str_and_init("https://used-links/claim", &init)?;
+        let resp: Response = JsFuture::from(stub.fetch(&claim)?).await?.unchecked_into();
+        match resp.status() {
+            204 => {}
+            409 => return denial_response(&replayed),
+            other => {
+                log_error(&format!(
+                    "edgegate: the {USED_LINKS_BINDING} Durable Object answered {other}; refusing the magic link"
+                ));
+                return internal_error();
+            }
+        }
+    }
+    denial_response(&Denial {
+        status: 302,
+        reason: Reason::CredentialMissing,
+        headers: vec![
+            ("location".into(), login.location),
+            ("set-cookie".into(), login.set_cookie),
+            ("cache-control".into(), "no-store".into()),
+        ],
+        body: String::new(),
+        refetch_keys: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+    use super::*;
+
+    #[test]
+    fn path_and_query_keeps_the_query() {
+        assert_eq!(path_and_query("https://h.example/a/b?x=1"), "/a/b?x=1");
+        assert_eq!(path_and_query("http://127.0.0.1:8080"), "/");
+        assert_eq!(path_and_query("http://h/"), "/");
+    }
+
+    #[test]
+    fn a_link_is_used_once_until_it_expires() {
+        let mut u = UsedLinks::default();
+        assert!(u.claim("j1", 100, 10));
+        assert!(!u.claim("j1", 100, 50));
+        assert!(u.claim("j2", 100, 50));
+        // after its expiry the core refuses the link anyway; the entry may be reused
+        assert!(u.claim("j1", 300, 101));
+    }
+}

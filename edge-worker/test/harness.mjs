@@ -1,0 +1,203 @@
+// Test harness: a small origin that echoes what it received, and real workerd (npm `workerd`)
+// running the built worker (dist/) in front of it. Everything listens on 127.0.0.1; processes
+// are started and stopped by PID with bounded timeouts.
+import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import { createServer as netServer } from "node:net";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const workerDir = dirname(here);
+const dist = join(workerDir, "dist");
+
+export function workerdBinary() {
+  for (const p of [
+    join(workerDir, "node_modules/@cloudflare/workerd-linux-64/bin/workerd"),
+    join(workerDir, "node_modules/.bin/workerd"),
+  ]) {
+    if (existsSync(p)) return p;
+  }
+  throw new Error("workerd is not installed: run `npm ci` in edge-worker/");
+}
+
+/** A free TCP port on 127.0.0.1 (closed again before use; the race is acceptable in tests). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = netServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * An origin that answers every request with JSON: {method, url, headers, body}, except the
+ * paths given to `route(path, {status, headers, body})` (e.g. a JWKS or discovery document).
+ */
+export async function startOrigin() {
+  const routes = new Map();
+  const hits = new Map();
+  const server = createServer((req, res) => {
+    const fixed = routes.get(req.url);
+    if (fixed) {
+      hits.set(req.url, (hits.get(req.url) ?? 0) + 1);
+      res.writeHead(fixed.status ?? 200, { "content-type": "application/json", ...fixed.headers });
+      res.end(typeof fixed.body === "string" ? fixed.body : JSON.stringify(fixed.body));
+      return;
+    }
+    const chunks = [];
+    let size = 0;
+    req.on("data", (c) => {
+      size += c.length;
+      if (size <= 1 << 20) chunks.push(c);
+    });
+    req.on("end", () => {
+      const body = JSON.stringify({
+        method: req.method,
+        url: req.url,
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString("utf8"),
+      });
+      res.writeHead(200, { "content-type": "application/json", "x-origin": "echo" });
+      res.end(body);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: server.address().port,
+    route: (path, reply) => routes.set(path, reply),
+    hits: (path) => hits.get(path) ?? 0,
+    stop: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections?.();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function capnpString(s) {
+  return JSON.stringify(s);
+}
+
+/**
+ * Starts workerd with one socket per worker. `workers` is a list of
+ * {name, config (object or raw string), origin: "binding" | "url", usedLinks?: "own" | "<worker>"}.
+ * Returns {urls: {name: "http://127.0.0.1:port"}, logs(), stop()}.
+ */
+export async function startWorkerd({ originPort, workers }) {
+  mkdirSync(join(here, ".run"), { recursive: true });
+  const dir = mkdtempSync(join(here, ".run", "w-"));
+  for (const f of ["worker.mjs", "edgegate_worker.js", "edgegate_worker_bg.wasm"]) {
+    if (!existsSync(join(dist, f))) throw new Error(`dist/${f} is missing: run ./build.sh first`);
+    copyFileSync(join(dist, f), join(dir, f));
+  }
+  const urls = {};
+  const services = [];
+  const sockets = [];
+  const defs = [];
+  for (const w of workers) {
+    const port = await freePort();
+    urls[w.name] = `http://127.0.0.1:${port}`;
+    const configFile = `config-${w.name}.json`;
+    writeFileSync(join(dir, configFile), typeof w.config === "string" ? w.config : JSON.stringify(w.config));
+    const bindings = [
+      `(name = "EDGEGATE_CONFIG", text = embed ${capnpString(configFile)})`,
+      w.origin === "url"
+        ? `(name = "ORIGIN_URL", text = ${capnpString(`http://127.0.0.1:${originPort}`)})`
+        : `(name = "ORIGIN", service = "origin")`,
+    ];
+    // `usedLinks: "own"` defines the UsedLinks Durable Object namespace in this worker;
+    // `usedLinks: "<worker>"` binds the namespace another worker defines (shared single use).
+    let durable = "";
+    if (w.usedLinks === "own") {
+      durable = `durableObjectNamespaces = [(className = "UsedLinks", uniqueKey = "edgegate-used-links")],
+  durableObjectStorage = (inMemory = void),`;
+      bindings.push(`(name = "USED_LINKS", durableObjectNamespace = "UsedLinks")`);
+    } else if (w.usedLinks) {
+      bindings.push(
+        `(name = "USED_LINKS", durableObjectNamespace = (className = "UsedLinks", serviceName = ${capnpString(w.usedLinks)}))`,
+      );
+    }
+    services.push(`(name = ${capnpString(w.name)}, worker = .${w.name})`);
+    sockets.push(
+      `(name = ${capnpString(w.name)}, address = ${capnpString(`127.0.0.1:${port}`)}, http = (), service = ${capnpString(w.name)})`,
+    );
+    defs.push(`const ${w.name} :Workerd.Worker = (
+  modules = [
+    (name = "worker.mjs", esModule = embed "worker.mjs"),
+    (name = "edgegate_worker.js", esModule = embed "edgegate_worker.js"),
+    (name = "edgegate_worker_bg.wasm", wasm = embed "edgegate_worker_bg.wasm"),
+  ],
+  compatibilityDate = "2025-09-01",
+  bindings = [
+    ${bindings.join(",\n    ")},
+  ],
+  ${durable}
+  globalOutbound = "net",
+);`);
+  }
+  const capnp = `using Workerd = import "/workerd/workerd.capnp";
+
+const config :Workerd.Config = (
+  services = [
+    ${services.join(",\n    ")},
+    (name = "origin", external = (address = ${capnpString(`127.0.0.1:${originPort}`)}, http = ())),
+    (name = "net", network = (allow = ["public", "private", "local"])),
+  ],
+  sockets = [
+    ${sockets.join(",\n    ")},
+  ],
+);
+
+${defs.join("\n\n")}
+`;
+  writeFileSync(join(dir, "workerd.capnp"), capnp);
+
+  let out = "";
+  const child = spawn(workerdBinary(), ["serve", join(dir, "workerd.capnp"), "--verbose"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (out += d));
+  const exited = new Promise((resolve) => child.once("exit", (code, sig) => resolve({ code, sig })));
+
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      process.kill(child.pid, "SIGTERM");
+      const t = setTimeout(() => {
+        try {
+          process.kill(child.pid, "SIGKILL");
+        } catch {}
+      }, 3000);
+      await exited;
+      clearTimeout(t);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+
+  // Wait (bounded) until every socket answers.
+  const deadline = Date.now() + 20_000;
+  for (const url of Object.values(urls)) {
+    for (;;) {
+      if (child.exitCode !== null) {
+        await stop();
+        throw new Error(`workerd exited early:\n${out}`);
+      }
+      try {
+        await fetch(`${url}/__ready`, { signal: AbortSignal.timeout(1000), redirect: "manual" });
+        break;
+      } catch {
+        if (Date.now() > deadline) {
+          await stop();
+          throw new Error(`workerd did not come up in 20 s:\n${out}`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+  return { urls, logs: () => out, stop, pid: child.pid };
+}
