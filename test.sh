@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README, CI): installs what is missing, then runs every suite.
 #   ./test.sh            everything
-#   ./test.sh --quick    everything but the real-Envoy end-to-end suite
+#   ./test.sh --quick    everything but the end-to-end suites (real Envoy, real workerd)
 set -euo pipefail
 root="$(cd "$(dirname "$0")" && pwd)"
 cd "$root"
@@ -36,3 +36,6 @@ if [ "$quick" = 1 ]; then exit 0; fi
 
 step "Envoy filter: end-to-end tests against a real Envoy (envoy/test.sh)"
 bash envoy/test.sh
+
+step "Edge worker: end-to-end tests in real workerd (edge-worker/test.sh)"
+bash edge-worker/test.sh
