@@ -171,15 +171,21 @@ class Target:
         return self.envoy.url("/bench")
 
 
-def targets(jwks: dict, wasm: str, wanted: list[str]) -> list[Target]:
+def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[str]) -> list[Target]:
     def wasm_f(cfg: dict) -> list[dict]:
         return [envoyproc.wasm_filter(wasm, cfg)]
 
     all_targets = [
         Target("none", "no filter", [], auth=False),
+        # The floor of any Rust proxy-wasm filter in Envoy's V8: one that does nothing.
+        Target("wasm-noop", "no-op Rust wasm filter", [envoyproc.wasm_filter(noop_wasm, "{}", name="noop")]
+               if noop_wasm else [], auth=False),
         Target("jwt_authn", "jwt_authn, no cache", [jwt_authn_filter(jwks, cache=False)]),
         Target("jwt_authn+cache", f"jwt_authn, jwt_cache_config ({CACHE_SIZE})", [jwt_authn_filter(jwks, cache=True)]),
         Target("edgegate", f"edgegate wasm (V8), token cache {CACHE_SIZE}", wasm_f(edgegate_config(jwks))),
+        # Not in the default set: `envoy/build.sh --opt` (wasm-opt -O3) of the same filter.
+        Target("edgegate-opt", f"edgegate, wasm-opt -O3 build, cache {CACHE_SIZE}",
+               [envoyproc.wasm_filter(opt_wasm, edgegate_config(jwks))] if opt_wasm else []),
         Target("edgegate-nocache", "edgegate wasm, cache off (max_entries 0)", wasm_f(edgegate_config(jwks, 0))),
         Target("wasm-noverify", "edgegate wasm, public rule: no JWT check", wasm_f(edgegate_config(jwks, public=True)),
                auth=False),
@@ -226,14 +232,17 @@ def fmt_rate(x: float) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--wasm", required=True, help="the edgegate proxy-wasm module")
+    ap.add_argument("--noop-wasm", default="", help="envoy/noop-filter's module (config wasm-noop)")
+    ap.add_argument("--opt-wasm", default="", help="envoy/build.sh --opt's module (config edgegate-opt)")
     ap.add_argument("--wrk", default="wrk")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    ap.add_argument("--duration", type=int, default=7, help="seconds per wrk run")
+    ap.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per cell before round 1 (0: none)")
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--tokens", type=int, default=3000, help="distinct tokens of the fresh workload")
     ap.add_argument(
         "--configs",
-        default="none,jwt_authn,jwt_authn+cache,edgegate,edgegate-nocache,wasm-noverify",
+        default="none,wasm-noop,jwt_authn,jwt_authn+cache,edgegate,edgegate-nocache,wasm-noverify",
         help="comma-separated, in round order",
     )
     ap.add_argument("--workdir", default="", help="where Envoy configs and logs go (default: a temp dir)")
@@ -260,7 +269,12 @@ def main() -> int:
     files["fresh"].write_text("\n".join(fresh) + "\n")
     print(f"bench: {args.tokens} RS256 tokens minted in {time.monotonic() - t0:.1f}s; workdir {work}", flush=True)
 
-    tlist = targets(jwks, args.wasm, [c.strip() for c in args.configs.split(",") if c.strip()])
+    wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if "wasm-noop" in wanted and not args.noop_wasm:
+        raise SystemExit("bench: config wasm-noop needs --noop-wasm (envoy/noop-filter's module)")
+    if "edgegate-opt" in wanted and not args.opt_wasm:
+        raise SystemExit("bench: config edgegate-opt needs --opt-wasm (envoy/build.sh --opt)")
+    tlist = targets(jwks, args.wasm, args.noop_wasm, args.opt_wasm, wanted)
     upstream = None
     try:
         upstream_cfg = envoyproc.bootstrap(
@@ -281,9 +295,9 @@ def main() -> int:
 
         workloads = ["repeated", "fresh"]
         # Warm-up: one short run each (V8 tiering, connection pools, the repeated token cached).
-        for w in workloads:
+        for w in workloads if args.warmup > 0 else []:
             for t in tlist:
-                r = run_wrk(args, t.url(), files[w], t.fresh_sent if w == "fresh" else 0, 1, args.connections)
+                r = run_wrk(args, t.url(), files[w], t.fresh_sent if w == "fresh" else 0, args.warmup, args.connections)
                 if w == "fresh":
                     t.fresh_sent += r["requests"] + args.connections
         for rnd in range(1, args.rounds + 1):
