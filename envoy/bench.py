@@ -180,6 +180,10 @@ def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[s
         # The floor of any Rust proxy-wasm filter in Envoy's V8: one that does nothing.
         Target("wasm-noop", "no-op Rust wasm filter", [envoyproc.wasm_filter(noop_wasm, "{}", name="noop")]
                if noop_wasm else [], auth=False),
+        # The same module making 20 header-removal host calls per request (edgegate's adapter
+        # makes about that many: 10 removals, a header read, identity headers, counters).
+        Target("wasm-hostcalls", "no-op wasm filter + 20 host calls", [envoyproc.wasm_filter(noop_wasm, "20", name="noop")]
+               if noop_wasm else [], auth=False),
         Target("jwt_authn", "jwt_authn, no cache", [jwt_authn_filter(jwks, cache=False)]),
         Target("jwt_authn+cache", f"jwt_authn, jwt_cache_config ({CACHE_SIZE})", [jwt_authn_filter(jwks, cache=True)]),
         Target("edgegate", f"edgegate wasm (V8), token cache {CACHE_SIZE}", wasm_f(edgegate_config(jwks))),
@@ -270,8 +274,8 @@ def main() -> int:
     print(f"bench: {args.tokens} RS256 tokens minted in {time.monotonic() - t0:.1f}s; workdir {work}", flush=True)
 
     wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
-    if "wasm-noop" in wanted and not args.noop_wasm:
-        raise SystemExit("bench: config wasm-noop needs --noop-wasm (envoy/noop-filter's module)")
+    if {"wasm-noop", "wasm-hostcalls"} & set(wanted) and not args.noop_wasm:
+        raise SystemExit("bench: configs wasm-noop and wasm-hostcalls need --noop-wasm (envoy/noop-filter's module)")
     if "edgegate-opt" in wanted and not args.opt_wasm:
         raise SystemExit("bench: config edgegate-opt needs --opt-wasm (envoy/build.sh --opt)")
     tlist = targets(jwks, args.wasm, args.noop_wasm, args.opt_wasm, wanted)
