@@ -222,8 +222,9 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
 class Envoy:
     """One Envoy process. `start()` returns once admin `/ready` says LIVE."""
 
-    def __init__(self, workdir: Path, config: dict | str, log_level: str = "warning") -> None:
-        """`config`: a bootstrap as a dict (written as JSON) or as YAML text."""
+    def __init__(self, workdir: Path, config: dict | str, log_level: str = "warning", concurrency: int = 2) -> None:
+        """`config`: a bootstrap as a dict (written as JSON) or as YAML text. `concurrency`: worker
+        threads (the benchmark runs one)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config = config
@@ -232,6 +233,7 @@ class Envoy:
         self.out_path = self.workdir / "envoy.out"
         self.admin_path = self.workdir / "admin.address"
         self.log_level = log_level
+        self.concurrency = concurrency
         self.proc: subprocess.Popen | None = None
         self.admin = ""
         self.port = 0
@@ -243,7 +245,7 @@ class Envoy:
         cmd = [
             envoy_binary(),
             "-c", str(self.config_path),
-            "--concurrency", "2",
+            "--concurrency", str(self.concurrency),
             "--disable-hot-restart",
             "-l", self.log_level,
             "--component-log-level", "wasm:info",

@@ -1,0 +1,393 @@
+"""The Envoy benchmark behind envoy/bench.sh: edgegate's wasm filter against Envoy's native
+`jwt_authn`, same RS256 provider, same machine, one run, interleaved rounds.
+
+Every Envoy runs with `--concurrency 1` on 127.0.0.1 and proxies to one upstream: another Envoy
+(also one worker) answering `200 ok` from a `direct_response` route, so the upstream costs the
+same for every configuration and is not a Python server's speed. The configurations under test
+are all started at once (idle ones cost nothing) and measured in rounds, A B C D ... A B C D ...,
+so slow phases of a shared machine hit every configuration alike; the table shows medians.
+
+Workloads: `repeated` sends one token over and over (what caches are for); `fresh` rotates through
+N distinct pre-minted RS256 tokens, N larger than every cache, continuing the rotation across
+rounds, so every request is a signature check.
+
+Processes are stopped by PID (and get SIGKILL from the kernel if this script dies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "tests"))
+
+from support import envoyproc  # noqa: E402
+
+ISSUER = "https://bench.example.com"
+AUDIENCE = "bench"
+KID = "bench-1"
+CACHE_SIZE = 1024  # edgegate's default; jwt_authn's cache gets the same size
+
+ROUTER = {
+    "name": "envoy.filters.http.router",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+}
+
+
+# --- keys and tokens --------------------------------------------------------------------------
+
+
+def make_key():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": KID, "alg": "RS256", "use": "sig"})
+    return key, {"keys": [jwk]}
+
+
+def mint(key, n: int, lifetime: int) -> list[str]:
+    now = int(time.time())
+    out = []
+    for i in range(n):
+        claims = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": f"user-{i}",
+            "email": f"user-{i}@example.com",
+            "roles": ["staff"],
+            "iat": now,
+            "exp": now + lifetime,
+            "jti": uuid.uuid4().hex,
+        }
+        out.append(jwt.encode(claims, key, algorithm="RS256", headers={"kid": KID}))
+    return out
+
+
+# --- Envoy configurations -----------------------------------------------------------------------
+
+
+def jwt_authn_filter(jwks: dict, cache: bool) -> dict:
+    provider = {
+        "issuer": ISSUER,
+        "audiences": [AUDIENCE],
+        "local_jwks": {"inline_string": json.dumps(jwks)},
+        # Like edgegate's identity headers: the subject goes upstream.
+        "claim_to_headers": [{"header_name": "x-jwt-subject", "claim_name": "sub"}],
+    }
+    if cache:
+        provider["jwt_cache_config"] = {"jwt_cache_size": CACHE_SIZE}
+    return {
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {"bench": provider},
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}],
+        },
+    }
+
+
+def edgegate_config(jwks: dict, cache_entries: int = CACHE_SIZE, public: bool = False) -> dict:
+    rule = {"name": "api", "match": {"path": {"prefix": "/"}}, "credentials": ["jwt"]}
+    if public:
+        # No credential kind looked for: the filter runs (strips identity headers, matches the
+        # rule) but verifies nothing. The wasm/ABI cost without the JWT check.
+        rule = {"name": "all", "match": {"path": {"prefix": "/"}}, "credentials": [], "require": {"public": True}}
+    return {
+        "realm": "bench",
+        "jwt": {
+            "providers": [
+                {
+                    "name": "bench",
+                    "issuer": ISSUER,
+                    "audiences": [AUDIENCE],
+                    "algorithms": ["RS256"],
+                    "jwks": jwks,
+                    "claims": {"roles": ["roles"]},
+                }
+            ],
+            "cache": {"max_entries": cache_entries},
+        },
+        "rules": [rule],
+    }
+
+
+def hcm_listener(name: str, http_filters: list[dict], route: dict) -> dict:
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "ingress",
+                            "codec_type": "AUTO",
+                            "normalize_path": True,
+                            "path_with_escaped_slashes_action": "REJECT_REQUEST",
+                            "route_config": {
+                                "name": "local",
+                                "virtual_hosts": [
+                                    {"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, **route}]}
+                                ],
+                            },
+                            "http_filters": [*http_filters, ROUTER],
+                        },
+                    }
+                ]
+            }
+        ],
+    }
+
+
+@dataclass
+class Target:
+    key: str  # short id in the table
+    label: str
+    filters: list[dict]
+    auth: bool = True  # refuses a request without a token
+    envoy: envoyproc.Envoy | None = None
+    results: dict[str, list[dict]] = field(default_factory=dict)  # workload -> runs
+    fresh_sent: int = 0  # where the fresh-token rotation goes on
+
+    def url(self) -> str:
+        assert self.envoy is not None
+        return self.envoy.url("/bench")
+
+
+def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[str]) -> list[Target]:
+    def wasm_f(cfg: dict) -> list[dict]:
+        return [envoyproc.wasm_filter(wasm, cfg)]
+
+    all_targets = [
+        Target("none", "no filter", [], auth=False),
+        # The floor of any Rust proxy-wasm filter in Envoy's V8: one that does nothing.
+        Target("wasm-noop", "no-op Rust wasm filter", [envoyproc.wasm_filter(noop_wasm, "{}", name="noop")]
+               if noop_wasm else [], auth=False),
+        # The same module making 20 header-removal host calls per request (edgegate's adapter
+        # makes about that many: 10 removals, a header read, identity headers, counters).
+        Target("wasm-hostcalls", "no-op wasm filter + 20 host calls", [envoyproc.wasm_filter(noop_wasm, "20", name="noop")]
+               if noop_wasm else [], auth=False),
+        Target("jwt_authn", "jwt_authn, no cache", [jwt_authn_filter(jwks, cache=False)]),
+        Target("jwt_authn+cache", f"jwt_authn, jwt_cache_config ({CACHE_SIZE})", [jwt_authn_filter(jwks, cache=True)]),
+        Target("edgegate", f"edgegate wasm (V8), token cache {CACHE_SIZE}", wasm_f(edgegate_config(jwks))),
+        # Not in the default set: `envoy/build.sh --opt` (wasm-opt -O3) of the same filter.
+        Target("edgegate-opt", f"edgegate, wasm-opt -O3 build, cache {CACHE_SIZE}",
+               [envoyproc.wasm_filter(opt_wasm, edgegate_config(jwks))] if opt_wasm else []),
+        Target("edgegate-nocache", "edgegate wasm, cache off (max_entries 0)", wasm_f(edgegate_config(jwks, 0))),
+        Target("wasm-noverify", "edgegate wasm, public rule: no JWT check", wasm_f(edgegate_config(jwks, public=True)),
+               auth=False),
+    ]
+    by_key = {t.key: t for t in all_targets}
+    unknown = [w for w in wanted if w not in by_key]
+    if unknown:
+        raise SystemExit(f"bench: unknown config(s) {unknown}; known: {list(by_key)}")
+    return [by_key[w] for w in wanted]
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def request_status(url: str, token: str | None) -> int:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def run_wrk(args, url: str, token_file: Path, start: int, duration: int, connections: int) -> dict:
+    env = {**os.environ, "BENCH_TOKENS": str(token_file), "BENCH_START": str(start)}
+    cmd = [args.wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(HERE / "bench.lua"), url]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 30)
+    for line in out.stdout.splitlines():
+        if line.startswith("BENCH "):
+            r = json.loads(line[6:])
+            r["rps"] = r["requests"] / (r["duration_us"] / 1e6) if r["duration_us"] else 0.0
+            return r
+    raise RuntimeError(f"wrk gave no result (exit {out.returncode}):\n{out.stdout}\n{out.stderr}")
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--wasm", required=True, help="the edgegate proxy-wasm module")
+    ap.add_argument("--noop-wasm", default="", help="envoy/noop-filter's module (config wasm-noop)")
+    ap.add_argument("--opt-wasm", default="", help="envoy/build.sh --opt's module (config edgegate-opt)")
+    ap.add_argument("--wrk", default="wrk")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=7, help="seconds per wrk run")
+    ap.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per cell before round 1 (0: none)")
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--tokens", type=int, default=3000, help="distinct tokens of the fresh workload")
+    ap.add_argument(
+        "--configs",
+        default="none,wasm-noop,jwt_authn,jwt_authn+cache,edgegate,edgegate-nocache,wasm-noverify",
+        help="comma-separated, in round order",
+    )
+    ap.add_argument("--workdir", default="", help="where Envoy configs and logs go (default: a temp dir)")
+    args = ap.parse_args()
+
+    # SIGTERM/SIGINT unwind through the finally below, which stops every Envoy by PID.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started_at = datetime.now(timezone.utc)
+    load_before = loadavg()
+
+    if args.tokens <= CACHE_SIZE:
+        raise SystemExit(f"bench: --tokens must exceed the caches' {CACHE_SIZE} entries")
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="edgegate-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    t0 = time.monotonic()
+    key, jwks = make_key()
+    # Fresh tokens must stay valid through the run (and the repeated one too).
+    lifetime = 3600
+    fresh = mint(key, args.tokens, lifetime)
+    repeated = mint(key, 1, lifetime)
+    files = {"repeated": work / "repeated.txt", "fresh": work / "fresh.txt"}
+    files["repeated"].write_text(repeated[0] + "\n")
+    files["fresh"].write_text("\n".join(fresh) + "\n")
+    print(f"bench: {args.tokens} RS256 tokens minted in {time.monotonic() - t0:.1f}s; workdir {work}", flush=True)
+
+    wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if {"wasm-noop", "wasm-hostcalls"} & set(wanted) and not args.noop_wasm:
+        raise SystemExit("bench: configs wasm-noop and wasm-hostcalls need --noop-wasm (envoy/noop-filter's module)")
+    if "edgegate-opt" in wanted and not args.opt_wasm:
+        raise SystemExit("bench: config edgegate-opt needs --opt-wasm (envoy/build.sh --opt)")
+    tlist = targets(jwks, args.wasm, args.noop_wasm, args.opt_wasm, wanted)
+    upstream = None
+    try:
+        upstream_cfg = envoyproc.bootstrap(
+            {}, listeners=[hcm_listener("upstream", [], {"direct_response": {"status": 200, "body": {"inline_string": "ok"}}})]
+        )
+        upstream = envoyproc.Envoy(work / "upstream", upstream_cfg, concurrency=1).start(listener_name="upstream")
+        for t in tlist:
+            cfg = envoyproc.bootstrap(
+                {"upstream": upstream.port},
+                listeners=[hcm_listener("bench", t.filters, {"route": {"cluster": "upstream", "timeout": "15s"}})],
+            )
+            t.envoy = envoyproc.Envoy(work / t.key, cfg, concurrency=1).start(listener_name="bench")
+            # Each configuration must really check: the token passes, its absence does not.
+            ok, missing = request_status(t.url(), repeated[0]), request_status(t.url(), None)
+            if ok != 200 or (t.auth and missing != 401):
+                raise RuntimeError(f"{t.key}: token -> {ok}, no token -> {missing} (want 200 / 401)\n{t.envoy.log_tail()}")
+        print(f"bench: {len(tlist)} Envoys up (each --concurrency 1), upstream Envoy on :{upstream.port}", flush=True)
+
+        workloads = ["repeated", "fresh"]
+        # Warm-up: one short run each (V8 tiering, connection pools, the repeated token cached).
+        for w in workloads if args.warmup > 0 else []:
+            for t in tlist:
+                r = run_wrk(args, t.url(), files[w], t.fresh_sent if w == "fresh" else 0, args.warmup, args.connections)
+                if w == "fresh":
+                    t.fresh_sent += r["requests"] + args.connections
+        for rnd in range(1, args.rounds + 1):
+            line = []
+            for w in workloads:
+                for t in tlist:
+                    start = t.fresh_sent if w == "fresh" else 0
+                    r = run_wrk(args, t.url(), files[w], start, args.duration, args.connections)
+                    if w == "fresh":
+                        # The in-flight requests at the end may not be counted: skip past them.
+                        t.fresh_sent += r["requests"] + args.connections
+                    t.results.setdefault(w, []).append(r)
+                    line.append(f"{w[0]}:{t.key}={r['rps']:.0f}")
+            print(f"bench: round {rnd}/{args.rounds} (load {loadavg()}): {' '.join(line)}", flush=True)
+
+        # Cache counters, to show the fresh workload really missed.
+        cache_lines = []
+        for t in tlist:
+            assert t.envoy is not None
+            st = t.envoy.stats("cache")
+            hits = sum(v for k, v in st.items() if k.endswith("cache_hit"))
+            misses = sum(v for k, v in st.items() if k.endswith("cache_miss"))
+            if hits or misses:
+                cache_lines.append(f"{t.key}: cache hits {hits:,}, misses {misses:,}")
+    finally:
+        for t in tlist:
+            if t.envoy is not None:
+                t.envoy.stop()
+        if upstream is not None:
+            upstream.stop()
+
+    report(args, tlist, started_at, load_before, cache_lines)
+    return 0
+
+
+def report(args, tlist: list[Target], started_at: datetime, load_before: str, cache_lines: list[str]) -> None:
+    by_key = {t.key: t for t in tlist}
+    baseline = {"repeated": "jwt_authn+cache", "fresh": "jwt_authn"}
+    med: dict[tuple[str, str], tuple[float, float, float]] = {}
+    for t in tlist:
+        for w, runs in t.results.items():
+            med[(t.key, w)] = (
+                statistics.median(r["rps"] for r in runs),
+                statistics.median(r["p50_us"] for r in runs),
+                statistics.median(r["p99_us"] for r in runs),
+            )
+    bad = [
+        f"{t.key}/{w}: {sum(r['non2xx'] for r in runs)} non-2xx, {sum(r['socket_errors'] for r in runs)} socket errors"
+        for t in tlist
+        for w, runs in t.results.items()
+        if any(r["non2xx"] or r["socket_errors"] for r in runs)
+    ]
+
+    print()
+    print(f"date {started_at:%Y-%m-%d %H:%M} UTC, nproc {os.cpu_count()}, load average {load_before} before, "
+          f"{loadavg()} after; {args.rounds} rounds x {args.duration:g}s per cell, wrk -t1 -c{args.connections}, "
+          f"{args.tokens} fresh tokens")
+    print()
+    print("| config | workload | req/s (median) | p50 ms | p99 ms | vs jwt_authn | req/s per round |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for w in ("repeated", "fresh"):
+        base = by_key.get(baseline[w])
+        for t in tlist:
+            if (t.key, w) not in med:
+                continue
+            rps, p50, p99 = med[(t.key, w)]
+            ratio = ""
+            if base is not None and (base.key, w) in med:
+                ratio = f"{rps / med[(base.key, w)][0]:.2f}x"
+            rounds = " / ".join(f"{r['rps']:.0f}" for r in t.results[w])
+            wl = "repeated token" if w == "repeated" else f"fresh tokens"
+            print(f"| {t.label} | {wl} | {fmt_rate(rps)} | {p50 / 1000:.2f} | {p99 / 1000:.2f} | {ratio} | {rounds} |")
+    print()
+    print("vs jwt_authn: repeated token against jwt_authn with its cache; fresh tokens against jwt_authn without one.")
+    for w, goal in (("repeated", 1.0), ("fresh", 0.5)):
+        if ("edgegate", w) in med and (baseline[w], w) in med:
+            ratio = med[("edgegate", w)][0] / med[(baseline[w], w)][0]
+            verdict = "met" if ratio >= goal else "MISSED"
+            print(f"target {w}: edgegate >= {goal:g}x {baseline[w]}: {ratio:.2f}x -> {verdict}")
+    for line in cache_lines:
+        print(line)
+    if bad:
+        print("WARNING: errors during the run (these cells are not comparable):")
+        for b in bad:
+            print("  " + b)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

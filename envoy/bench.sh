@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# edgegate's Envoy filter against Envoy's native jwt_authn: one run, interleaved rounds, all on
+# 127.0.0.1, every Envoy with --concurrency 1, load from wrk (-t1 -c50). See envoy/bench.py.
+#
+#   envoy/bench.sh            3 rounds x 7 s per cell, 7 configs x 2 workloads (~6 minutes)
+#   envoy/bench.sh --quick    2 rounds x 2 s per cell, no warm-up (~1.2 minutes): a smoke run, not numbers to quote
+#   envoy/bench.sh --rounds 5 --duration 10 --configs none,jwt_authn,jwt_authn+cache,edgegate
+#
+# Configs: none, wasm-noop (envoy/noop-filter: a Rust proxy-wasm filter that does nothing),
+# jwt_authn (no cache), jwt_authn+cache (jwt_cache_config), edgegate (release
+# wasm, V8), edgegate-nocache (jwt.cache.max_entries 0), wasm-noverify (edgegate on a public
+# rule that looks for no credential: the wasm/ABI cost without the JWT check).
+# Prints a markdown table: req/s, p50, p99 (medians over rounds) and the ratio to jwt_authn.
+# Every process it starts is stopped by PID (Envoys also die with it: PR_SET_PDEATHSIG).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+
+args=()
+for a in "$@"; do
+    if [[ "$a" == "--quick" ]]; then
+        args+=(--rounds 2 --duration 2 --warmup 0 --tokens 1500)
+    else
+        args+=("$a")
+    fi
+done
+
+if ! command -v wrk >/dev/null; then
+    echo "bench.sh: installing wrk (apt)" >&2
+    SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO=sudo
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+bash "$here/install.sh"
+wasm="$(bash "$here/build.sh")"
+# The no-op filter (its own workspace), the floor of any Rust wasm filter.
+target="${CARGO_TARGET_DIR:-$repo/target}"
+(cd "$here/noop-filter" && CARGO_TARGET_DIR="$target" cargo build --quiet --release --target wasm32-unknown-unknown >&2)
+noop="$target/wasm32-unknown-unknown/release/edgegate_noop_filter.wasm"
+echo "bench.sh: filter $wasm ($(stat -c %s "$wasm") bytes), $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2)" >&2
+
+exec "$repo/.tools/venv/bin/python" "$here/bench.py" --wasm "$wasm" --noop-wasm "$noop" --wrk "$(command -v wrk)" "${args[@]}"

@@ -1,0 +1,63 @@
+//! A proxy-wasm HTTP filter that lets every request through untouched (benchmark baseline).
+//!
+//! Its plugin configuration is a number N (empty: 0): each request then makes N host calls that
+//! remove a header the request does not have, to price one host call (envoy/bench.py's
+//! `wasm-hostcalls` config), since the edgegate adapter removes every identity header by name.
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Warn);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { names: Rc::new(Vec::new()) }) });
+}}
+
+struct Root {
+    names: Rc<Vec<String>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let conf = self.get_plugin_configuration().unwrap_or_default();
+        let n: usize = std::str::from_utf8(&conf)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        self.names = Rc::new(
+            (0..n.min(1000))
+                .map(|i| format!("x-noop-absent-{i}"))
+                .collect(),
+        );
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Pass {
+            names: Rc::clone(&self.names),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Pass {
+    names: Rc<Vec<String>>,
+}
+
+impl Context for Pass {}
+
+impl HttpContext for Pass {
+    fn on_http_request_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
+        for name in self.names.iter() {
+            let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None);
+        }
+        Action::Continue
+    }
+}
