@@ -7,8 +7,8 @@
 //!   cargo build -p edgegate --example bench_wasm --target wasm32-wasip1 --release
 //!   # in V8 (node >= 20), the engine Cloudflare-style workers run:
 //!   node filter/benches/run_wasm_bench.mjs target/wasm32-wasip1/release/examples/bench_wasm.wasm
-//!   # or with the wasmtime CLI, if installed (Envoy's default wasm runtime is V8 too):
-//!   wasmtime run target/wasm32-wasip1/release/examples/bench_wasm.wasm
+//!   # in wasmtime (the host-tests runner; Envoy release builds carry only V8):
+//!   cargo run -p host-tests --bin wasi-bench -- target/wasm32-wasip1/release/examples/bench_wasm.wasm
 //! (with CARGO_TARGET_DIR set, the .wasm is under $CARGO_TARGET_DIR instead of target/).
 //! The example takes an optional argument: milliseconds to spend per algorithm (default 1000).
 #![allow(
