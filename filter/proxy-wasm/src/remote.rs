@@ -200,7 +200,14 @@ impl Remote {
 #[derive(Default)]
 pub struct KeyCache {
     entries: Vec<Entry>,
+    /// When the published key sets were last compared (ms since the epoch).
+    checked_ms: u128,
 }
+
+/// How often the request path looks at the published key sets once every provider has keys:
+/// reading shared data copies the whole JWKS across the ABI, so not on every request. A rotation
+/// reaches this VM at most this much later.
+const RECHECK_MS: u128 = 500;
 
 struct Entry {
     provider: String,
@@ -223,6 +230,17 @@ impl KeyCache {
     }
 
     /// Picks up key sets published since the last look.
+    /// [`KeyCache::refresh`] at most every [`RECHECK_MS`] while every provider has keys; at once
+    /// while one still has none (a request may be waiting for it).
+    pub fn refresh_if_due(&mut self, now_ms: u128) {
+        let all_present = self.entries.iter().all(|e| e.keys.is_some());
+        if all_present && now_ms < self.checked_ms.saturating_add(RECHECK_MS) {
+            return;
+        }
+        self.checked_ms = now_ms;
+        self.refresh();
+    }
+
     pub fn refresh(&mut self) {
         for e in &mut self.entries {
             let (bytes, cas) = match hostcalls::get_shared_data(&e.key) {

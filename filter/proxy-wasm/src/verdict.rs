@@ -51,7 +51,7 @@ pub fn decide_and_apply(
             send(&internal_error(), Some(plugin));
             return Next::Stop;
         };
-        keys.refresh();
+        keys.refresh_if_due(now_ms);
         req.with(|r| plugin.engine.decide(r, &*keys, &mut cache, now))
     };
     let resumed = wait_deadline_ms.is_some();
