@@ -215,6 +215,9 @@ struct Entry {
     key: String,
     cas: Option<u32>,
     keys: Option<KeySet>,
+    /// The JWKS document `keys` was parsed from: republishing the same document changes the
+    /// CAS but not the keys.
+    raw: Vec<u8>,
 }
 
 impl KeyCache {
@@ -226,22 +229,27 @@ impl KeyCache {
             key: shared::jwks_key(provider, source_id),
             cas: None,
             keys: None,
+            raw: Vec::new(),
         });
     }
 
     /// Picks up key sets published since the last look.
     /// [`KeyCache::refresh`] at most every [`RECHECK_MS`] while every provider has keys; at once
     /// while one still has none (a request may be waiting for it).
-    pub fn refresh_if_due(&mut self, now_ms: u128) {
+    /// Returns what [`KeyCache::refresh`] returns (false when it did not look).
+    pub fn refresh_if_due(&mut self, now_ms: u128) -> bool {
         let all_present = self.entries.iter().all(|e| e.keys.is_some());
         if all_present && now_ms < self.checked_ms.saturating_add(RECHECK_MS) {
-            return;
+            return false;
         }
         self.checked_ms = now_ms;
-        self.refresh();
+        self.refresh()
     }
 
-    pub fn refresh(&mut self) {
+    /// Returns true when a provider's keys changed (a key may have been withdrawn): the caller
+    /// then empties the verified-token cache, so a withdrawn key stops working at once.
+    pub fn refresh(&mut self) -> bool {
+        let mut changed = false;
         for e in &mut self.entries {
             let (bytes, cas) = match hostcalls::get_shared_data(&e.key) {
                 Ok(v) => v,
@@ -254,11 +262,15 @@ impl KeyCache {
             let Some(p) = bytes.as_deref().and_then(Published::decode) else {
                 continue;
             };
-            if p.source != e.source_id {
+            if p.source != e.source_id || (e.keys.is_some() && p.raw == e.raw) {
                 continue;
             }
             match KeySet::parse_jwks(&p.raw) {
-                Ok(set) if !set.is_empty() => e.keys = Some(set),
+                Ok(set) if !set.is_empty() => {
+                    changed |= e.keys.is_some();
+                    e.keys = Some(set);
+                    e.raw = p.raw;
+                }
                 Ok(_) => {}
                 Err(errors) => {
                     if let Some(err) = errors.first() {
@@ -270,6 +282,7 @@ impl KeyCache {
                 }
             }
         }
+        changed
     }
 
     pub fn has(&self, provider: &str) -> bool {

@@ -51,7 +51,9 @@ pub fn decide_and_apply(
             send(&internal_error(), Some(plugin));
             return Next::Stop;
         };
-        keys.refresh_if_due(now_ms);
+        if keys.refresh_if_due(now_ms) {
+            cache.clear();
+        }
         req.with(|r| plugin.engine.decide(r, &*keys, &mut cache, now))
     };
     let resumed = wait_deadline_ms.is_some();
@@ -139,7 +141,11 @@ pub fn resolve_waiters(plugin: &Plugin, now_ms: u128, root_id: u32) {
     let mut keep = Vec::new();
     for w in waiting {
         let ready = plugin.keys.try_borrow_mut().map(|mut k| {
-            k.refresh();
+            if k.refresh() {
+                if let Ok(mut c) = plugin.cache.try_borrow_mut() {
+                    c.clear();
+                }
+            }
             k.has(&w.provider)
         });
         let ready = ready.unwrap_or(false);
