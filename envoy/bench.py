@@ -44,12 +44,6 @@ AUDIENCE = "bench"
 KID = "bench-1"
 CACHE_SIZE = 1024  # edgegate's default; jwt_authn's cache gets the same size
 
-ROUTER = {
-    "name": "envoy.filters.http.router",
-    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
-}
-
-
 # --- keys and tokens --------------------------------------------------------------------------
 
 
@@ -123,36 +117,6 @@ def edgegate_config(jwks: dict, cache_entries: int = CACHE_SIZE, public: bool = 
             "cache": {"max_entries": cache_entries},
         },
         "rules": [rule],
-    }
-
-
-def hcm_listener(name: str, http_filters: list[dict], route: dict) -> dict:
-    return {
-        "name": name,
-        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-        "filter_chains": [
-            {
-                "filters": [
-                    {
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "ingress",
-                            "codec_type": "AUTO",
-                            "normalize_path": True,
-                            "path_with_escaped_slashes_action": "REJECT_REQUEST",
-                            "route_config": {
-                                "name": "local",
-                                "virtual_hosts": [
-                                    {"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, **route}]}
-                                ],
-                            },
-                            "http_filters": [*http_filters, ROUTER],
-                        },
-                    }
-                ]
-            }
-        ],
     }
 
 
@@ -282,13 +246,13 @@ def main() -> int:
     upstream = None
     try:
         upstream_cfg = envoyproc.bootstrap(
-            {}, listeners=[hcm_listener("upstream", [], {"direct_response": {"status": 200, "body": {"inline_string": "ok"}}})]
+            {}, listeners=[envoyproc.hcm_listener("upstream", 0, [], {"direct_response": {"status": 200, "body": {"inline_string": "ok"}}})]
         )
         upstream = envoyproc.Envoy(work / "upstream", upstream_cfg, concurrency=1).start(listener_name="upstream")
         for t in tlist:
             cfg = envoyproc.bootstrap(
                 {"upstream": upstream.port},
-                listeners=[hcm_listener("bench", t.filters, {"route": {"cluster": "upstream", "timeout": "15s"}})],
+                listeners=[envoyproc.hcm_listener("bench", 0, t.filters, {"route": {"cluster": "upstream", "timeout": "15s"}})],
             )
             t.envoy = envoyproc.Envoy(work / t.key, cfg, concurrency=1).start(listener_name="bench")
             # Each configuration must really check: the token passes, its absence does not.

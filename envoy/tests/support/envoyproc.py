@@ -81,56 +81,50 @@ def wasm_filter(wasm_path: str, plugin_config: dict | str, name: str = "edgegate
     }
 
 
-def listener(port: int, wasm_path: str, plugin_config: dict | str, upstream_cluster: str = "upstream",
-             name: str = "edgegate", hcm_extra: dict | None = None) -> dict:
-    lst = {
+ROUTER = {
+    "name": "envoy.filters.http.router",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+}
+
+
+def hcm_listener(name: str, port: int, http_filters: list[dict], route: dict,
+                 hcm_extra: dict | None = None) -> dict:
+    """A listener on 127.0.0.1 whose connection manager runs `http_filters` then the router, and
+    sends every path to `route` (a `route` or `direct_response` entry)."""
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "ingress",
+        "codec_type": "AUTO",
+        # As envoy.yaml: forward the normalised path the rules matched on.
+        "normalize_path": True,
+        "path_with_escaped_slashes_action": "REJECT_REQUEST",
+        "route_config": {
+            "name": "local",
+            "virtual_hosts": [
+                {"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, **route}]}
+            ],
+        },
+        "http_filters": [*http_filters, ROUTER],
+    }
+    hcm.update(hcm_extra or {})
+    return {
         "name": name,
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
         "filter_chains": [
-            {
-                "filters": [
-                    {
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "ingress",
-                            "codec_type": "AUTO",
-                            # As envoy.yaml: forward the normalised path the rules matched on.
-                            "normalize_path": True,
-                            "path_with_escaped_slashes_action": "REJECT_REQUEST",
-                            "route_config": {
-                                "name": "local",
-                                "virtual_hosts": [
-                                    {
-                                        "name": "all",
-                                        "domains": ["*"],
-                                        "routes": [
-                                            {
-                                                "match": {"prefix": "/"},
-                                                "route": {"cluster": upstream_cluster, "timeout": "15s"},
-                                            }
-                                        ],
-                                    }
-                                ],
-                            },
-                            "http_filters": [
-                                wasm_filter(wasm_path, plugin_config),
-                                {
-                                    "name": "envoy.filters.http.router",
-                                    "typed_config": {
-                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                                    },
-                                },
-                            ],
-                        },
-                    }
-                ]
-            }
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
         ],
     }
-    if hcm_extra:
-        lst["filter_chains"][0]["filters"][0]["typed_config"].update(hcm_extra)
-    return lst
+
+
+def listener(port: int, wasm_path: str, plugin_config: dict | str, upstream_cluster: str = "upstream",
+             name: str = "edgegate", hcm_extra: dict | None = None) -> dict:
+    return hcm_listener(
+        name,
+        port,
+        [wasm_filter(wasm_path, plugin_config)],
+        {"route": {"cluster": upstream_cluster, "timeout": "15s"}},
+        hcm_extra,
+    )
 
 
 def static_cluster(name: str, port: int, host: str = "127.0.0.1") -> dict:
