@@ -305,26 +305,21 @@ impl Default for DevIdentity {
     }
 }
 
-/// True for `http(s)://localhost`, `127.x.x.x` and `[::1]` issuers (with optional port and path).
+/// True for `http(s)://localhost`, `127.x.x.x` and `[::1]` issuers (with optional port and path),
+/// as the `url` crate parses them (so `http://localhost@evil.com` is evil.com).
 fn is_localhost_url(u: &str) -> bool {
-    let rest = u
-        .strip_prefix("http://")
-        .or_else(|| u.strip_prefix("https://"));
-    let Some(rest) = rest else { return false };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
+    let Ok(url) = url::Url::parse(u) else {
+        return false;
+    };
+    if !matches!(url.scheme(), "http" | "https") {
         return false;
     }
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        authority.split(':').next().unwrap_or("")
-    };
-    host == "localhost"
-        || host == "::1"
-        || (host.starts_with("127.")
-            && host.split('.').count() == 4
-            && host.split('.').all(|p| p.parse::<u8>().is_ok()))
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 impl Config {
