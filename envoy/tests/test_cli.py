@@ -1,0 +1,174 @@
+"""What the operator CLI mints works in a real Envoy: an API key from `edgegate keys new` (its
+printed config entry pasted into the config as is) and a link from `edgegate magic new` (read from
+the very config file Envoy runs with). The binary is the real one, built with cargo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from support import creds
+from support.http import bearer, get, post
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def edgegate_bin() -> Path:
+    """Builds the `edgegate` binary (honours CARGO_TARGET_DIR) and returns its path."""
+    subprocess.run(["cargo", "build", "--quiet", "-p", "edgegate-cli"], cwd=REPO, check=True, timeout=1200)
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+    exe = target / "debug" / "edgegate"
+    assert exe.is_file(), exe
+    return exe
+
+
+def cli(exe: Path, *args: str) -> subprocess.CompletedProcess:
+    r = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (args, r.returncode, r.stderr)
+    return r
+
+
+def keys_new(exe: Path, *args: str) -> tuple[str, dict]:
+    """`edgegate keys new`: the key is stdout's first line, the config entry the rest."""
+    out = cli(exe, "keys", "new", *args).stdout
+    key, entry = out.split("\n", 1)
+    return key, json.loads(entry)
+
+
+@pytest.fixture(scope="module")
+def minted(edgegate_bin):
+    key, entry = keys_new(edgegate_bin, "--name", "ci-pipeline-prod", "--roles", "staff,deployer",
+                          "--expires", "90d")
+    scoped_key, scoped_entry = keys_new(edgegate_bin, "--name", "reporter", "--roles", "staff",
+                                        "--scope", "/api/")
+    unlisted_key, _ = keys_new(edgegate_bin, "--name", "never-configured")
+    return {"key": key, "entry": entry, "scoped_key": scoped_key, "scoped_entry": scoped_entry,
+            "unlisted_key": unlisted_key}
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory, minted) -> Path:
+    cfg = {
+        "realm": "cli-tests",
+        "api_keys": {"keys": [minted["entry"], minted["scoped_entry"]]},
+        "magic_links": {"keys": [{"kid": "m1", "secret": creds.new_secret()}]},
+        "session": {"keys": [{"kid": "s1", "secret": creds.new_secret()}]},
+        "redirects": {"allowed_hosts": ["desk.example.com"]},
+        "rules": [
+            {"name": "tickets", "match": {"path": {"glob": "/tickets/*/**"}},
+             "credentials": ["magic_link", "session", "api_key"]},
+            {"name": "api", "match": {"path": {"prefix": "/api"}}, "credentials": ["api_key"],
+             "require": {"roles_any": ["staff"]}},
+            {"name": "app", "match": {"path": {"prefix": "/"}}, "credentials": ["session", "api_key"]},
+        ],
+    }
+    path = tmp_path_factory.mktemp("cli") / "edgegate.json"
+    path.write_text(json.dumps(cfg, indent=2))
+    return path
+
+
+@pytest.fixture(scope="module")
+def env(start_envoy_module, config_file, edgegate_bin):
+    # The operator's own check first, as the docs tell them to.
+    assert "ok" in cli(edgegate_bin, "config", "check", str(config_file)).stdout.lower()
+    return start_envoy_module(json.loads(config_file.read_text()))
+
+
+def reason(r) -> str:
+    assert r.headers.get("content-type", "").startswith("application/json"), (r.status_code, r.text)
+    return r.json()["reason"]
+
+
+def test_cli_minted_key_is_accepted_with_identity_headers(env, minted):
+    r = get(env.url("/api/tickets"), headers=bearer(minted["key"]))
+    assert r.status_code == 200, r.text
+    h = r.json()["headers"]
+    assert h["x-edgegate-subject"] == "ci-pipeline-prod"
+    assert h["x-edgegate-credential"] == "api_key"
+    assert h["x-edgegate-roles"] == "staff,deployer"
+    # --expires 90d became expires_at, and the gateway passes it on.
+    assert int(h["x-edgegate-expires"]) == minted["entry"]["expires_at"]
+
+
+def test_tampered_or_unlisted_cli_key_is_refused(env, minted):
+    key = minted["key"]
+    i = len("egk_") + 5
+    tampered = key[:i] + ("A" if key[i] != "A" else "B") + key[i + 1:]
+    r = get(env.url("/api/tickets"), headers=bearer(tampered))
+    assert r.status_code == 401 and reason(r) == "api_key_checksum"
+    # Well-formed (checksum right) but not in the config.
+    r = get(env.url("/api/tickets"), headers=bearer(minted["unlisted_key"]))
+    assert r.status_code == 401 and reason(r) == "api_key_unknown"
+
+
+def test_cli_key_scope_is_enforced(env, minted):
+    r = get(env.url("/api/reports"), headers=bearer(minted["scoped_key"]))
+    assert r.status_code == 200, r.text
+    assert r.json()["headers"]["x-edgegate-subject"] == "reporter"
+    r = get(env.url("/inbox"), headers=bearer(minted["scoped_key"]))
+    assert r.status_code == 403 and reason(r) == "out_of_scope"
+
+
+def magic_link(exe: Path, config_file: Path, *args: str) -> str:
+    out = cli(exe, "magic", "new", "-c", str(config_file), "--base-url", "https://desk.example.com",
+              *args).stdout.strip()
+    assert out.startswith("https://desk.example.com/auth/magic?token="), out
+    return out
+
+
+def test_cli_magic_link_logs_a_guest_in_once(env, edgegate_bin, config_file, upstream):
+    link = magic_link(edgegate_bin, config_file, "--email", "guest@example.com", "--purpose", "guest",
+                      "--scope", "/tickets/TRK-2849", "--ttl", "1h")
+    u = urlsplit(link)
+    token = parse_qs(u.query)["token"][0]
+    # GET: the confirm page, which consumes nothing.
+    page = get(env.url(f"{u.path}?{u.query}"))
+    assert page.status_code == 200, page.text
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'method="post"' in page.text and token in page.text
+    # POST (the page's button): a session cookie and a redirect into the link's scope.
+    r = post(env.url(u.path), data={"token": token})
+    assert r.status_code == 302, r.text
+    cookie = r.headers["set-cookie"].split(";", 1)[0]
+    assert cookie.startswith("edgegate_session=")
+    ok = get(env.url("/tickets/TRK-2849/thread"), headers={"cookie": cookie})
+    assert ok.status_code == 200, ok.text
+    h = ok.json()["headers"]
+    assert h["x-edgegate-email"] == "guest@example.com"
+    assert h["x-edgegate-credential"] == "magic_link"
+    other = get(env.url("/tickets/TRK-1/thread"), headers={"cookie": cookie})
+    assert other.status_code == 403 and reason(other) == "out_of_scope"
+    # Single use.
+    again = post(env.url(u.path), data={"token": token})
+    assert again.status_code == 401 and reason(again) == "token_replayed"
+
+
+def test_cli_magic_login_link_with_target(env, edgegate_bin, config_file):
+    link = magic_link(edgegate_bin, config_file, "--email", "ann@example.com", "--purpose", "login",
+                      "--target", "/inbox")
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    r = post(env.url("/auth/magic"), data={"token": token})
+    assert r.status_code == 302, r.text
+    assert r.headers["location"] == "/inbox"
+    cookie = r.headers["set-cookie"].split(";", 1)[0]
+    h = get(env.url("/inbox"), headers={"cookie": cookie}).json()["headers"]
+    assert h["x-edgegate-email"] == "ann@example.com"
+
+
+def test_tampered_cli_magic_link_is_refused(env, edgegate_bin, config_file):
+    link = magic_link(edgegate_bin, config_file, "--email", "eve@example.com", "--purpose", "login")
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    h, p, s = token.split(".")
+    forged_payload = creds.b64url(json.dumps(
+        {**json.loads(creds.b64url_decode(p)), "email": "boss@example.com"}).encode())
+    for bad in (f"{h}.{forged_payload}.{s}", f"{h}.{p}.{s[:-4]}{'AAAA' if s[-4:] != 'AAAA' else 'BBBB'}"):
+        r = post(env.url("/auth/magic"), data={"token": bad})
+        assert r.status_code == 401, r.text
+        assert reason(r) == "bad_signature"
+        assert "set-cookie" not in r.headers
