@@ -1,56 +1,282 @@
-//! Every ```json block in the README (and docs/*.md) is a complete config that must load, so the
-//! documentation cannot rot. Fragments use ```jsonc and are not checked here.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The documentation cannot rot:
+//!
+//! - every ```json block in the README and in `docs/**/*.md` is a complete config that must load
+//!   (fragments use ```jsonc and are not checked here); a refused block names its file and line;
+//! - a block right after `<!-- edgegate:config <file> -->` must also equal that file (the IdP
+//!   guides embed `envoy/examples/<idp>.json`, which `examples.rs` and the Envoy suite use), and a
+//!   block after `<!-- edgegate:payload <file> -->` is a sample token payload that must equal
+//!   that file;
+//! - each IdP guide (`docs/idp/*.md`) has one config and one payload, and its "What edgegate reads
+//!   from this payload" list (`- subject:`, `- roles:`, `- permissions:`, `- scopes:`) is exactly
+//!   what the config's claim paths extract from the payload.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-fn json_blocks(text: &str) -> Vec<(usize, String)> {
+use edgegate::config::Config;
+use edgegate::{CredentialKind, Identity};
+use serde_json::{Map, Value};
+
+/// What a ```json block is, by the marker comment on the line before it.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    /// A config that must load.
+    Config,
+    /// A config that must load and equal this file (relative to the repository root).
+    ConfigOf(String),
+    /// A sample token payload that must equal this file.
+    PayloadOf(String),
+}
+
+#[derive(Debug)]
+struct Block {
+    line: usize,
+    kind: Kind,
+    text: String,
+}
+
+fn json_blocks(text: &str) -> Vec<Block> {
     let mut out = Vec::new();
-    let mut current: Option<(usize, String)> = None;
+    let mut current: Option<Block> = None;
+    let mut marker: Option<Kind> = None;
     for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
         match &mut current {
-            None if line.trim_start() == "```json" => current = Some((i + 1, String::new())),
-            Some(_) if line.trim_start().starts_with("```") => out.push(current.take().unwrap()),
-            Some((_, buf)) => {
-                buf.push_str(line);
-                buf.push('\n');
+            None if t == "```json" => {
+                current = Some(Block {
+                    line: i + 1,
+                    kind: marker.take().unwrap_or(Kind::Config),
+                    text: String::new(),
+                });
             }
-            None => {}
+            None => {
+                if let Some(rest) = t
+                    .strip_prefix("<!-- edgegate:")
+                    .and_then(|r| r.strip_suffix("-->"))
+                {
+                    let (what, file) = rest.trim().split_once(' ').unwrap_or((rest.trim(), ""));
+                    marker = Some(match what {
+                        "config" => Kind::ConfigOf(file.trim().to_string()),
+                        "payload" => Kind::PayloadOf(file.trim().to_string()),
+                        other => panic!("line {}: unknown marker edgegate:{other}", i + 1),
+                    });
+                } else if !t.is_empty() {
+                    // A marker binds the very next block only, with nothing but blank lines between.
+                    marker = None;
+                }
+            }
+            Some(_) if t.starts_with("```") => out.push(current.take().unwrap()),
+            Some(b) => {
+                b.text.push_str(line);
+                b.text.push('\n');
+            }
         }
     }
     out
 }
 
-fn check(path: &Path) -> usize {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let blocks = json_blocks(&text);
-    for (line, block) in &blocks {
-        if let Err(e) = edgegate::Engine::from_json(block.as_bytes()) {
-            panic!(
-                "{}:{line}: the config example is refused:\n{e}",
-                path.display()
-            );
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn same_json(block: &str, file: &str) -> Result<(), String> {
+    let doc: Value = serde_json::from_str(block).map_err(|e| format!("not JSON: {e}"))?;
+    let want: Value = serde_json::from_str(&read(&root().join(file)))
+        .map_err(|e| format!("{file} is not JSON: {e}"))?;
+    if doc == want {
+        Ok(())
+    } else {
+        Err(format!("differs from {file}: copy the file into the block"))
+    }
+}
+
+/// Checks every block of one file; returns the failures (`file:line: why`) and the blocks.
+fn check(path: &Path) -> (Vec<String>, Vec<Block>) {
+    let blocks = json_blocks(&read(path));
+    let mut failures = Vec::new();
+    for b in &blocks {
+        let at = format!("{}:{}", path.display(), b.line);
+        if let Kind::PayloadOf(file) = &b.kind {
+            if let Err(e) = same_json(&b.text, file) {
+                failures.push(format!("{at}: the sample payload {e}"));
+            }
+            continue;
+        }
+        if let Err(e) = edgegate::Engine::from_json(b.text.as_bytes()) {
+            failures.push(format!("{at}: the config example is refused:\n{e}"));
+        }
+        if let Kind::ConfigOf(file) = &b.kind {
+            if let Err(e) = same_json(&b.text, file) {
+                failures.push(format!("{at}: the config {e}"));
+            }
         }
     }
-    blocks.len()
+    (failures, blocks)
+}
+
+fn markdown_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            markdown_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "md") {
+            out.push(p);
+        }
+    }
+}
+
+fn doc_files() -> Vec<PathBuf> {
+    let mut files = vec![root().join("README.md")];
+    markdown_files(&root().join("docs"), &mut files);
+    files.sort();
+    files
 }
 
 #[test]
 fn readme_and_docs_configs_load() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut n = check(&root.join("README.md"));
-    if let Ok(dir) = std::fs::read_dir(root.join("docs")) {
-        for entry in dir {
-            let p = entry.unwrap().path();
-            if p.extension().is_some_and(|e| e == "md") {
-                n += check(&p);
-            }
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for f in doc_files() {
+        let (bad, blocks) = check(&f);
+        failures.extend(bad);
+        n += blocks.len();
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(
+        n >= 7,
+        "only {n} checked JSON blocks in the README and docs/"
+    );
+}
+
+#[test]
+fn a_broken_block_is_reported_with_its_file_and_line() {
+    // The checker itself: a refused config, a config that drifted from its file and a payload
+    // that drifted from its file are all reported, each at the line of its block.
+    let dir = std::env::temp_dir().join(format!("edgegate-docs-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let md = dir.join("broken.md");
+    std::fs::write(
+        &md,
+        "# t\n\n```json\n{\"rules\": [{\"match\": {\"path\": {\"prefix\": \"admin\"}}}]}\n```\n\n\
+         <!-- edgegate:config envoy/examples/google.json -->\n```json\n{}\n```\n\n\
+         <!-- edgegate:payload envoy/examples/google.payload.json -->\n\n```json\n{\"sub\": \"x\"}\n```\n\n\
+         ```jsonc\n{\"not\": \"checked\"}\n```\n",
+    )
+    .unwrap();
+    let (failures, blocks) = check(&md);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(blocks.len(), 3, "{blocks:?}");
+    assert_eq!(failures.len(), 3, "{failures:#?}");
+    let at = |line: usize| format!("broken.md:{line}: ");
+    assert!(
+        failures[0].contains(&at(3)) && failures[0].contains("refused"),
+        "{}",
+        failures[0]
+    );
+    assert!(
+        failures[1].contains(&at(8))
+            && failures[1].contains("differs from envoy/examples/google.json"),
+        "{}",
+        failures[1]
+    );
+    assert!(
+        failures[2].contains(&at(14)) && failures[2].contains("google.payload.json"),
+        "{}",
+        failures[2]
+    );
+    eprintln!("{}", failures.join("\n"));
+}
+
+/// The backticked items of a `- <label>: ...` line ("(none)" = empty).
+fn listed(text: &str, label: &str) -> Option<Vec<String>> {
+    let prefix = format!("- {label}:");
+    let line = text.lines().find(|l| l.trim_start().starts_with(&prefix))?;
+    Some(
+        line.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+#[test]
+fn every_idp_guide_documents_what_its_config_extracts_from_its_payload() {
+    let mut guides = Vec::new();
+    markdown_files(&root().join("docs/idp"), &mut guides);
+    guides.sort();
+    let names: Vec<String> = guides
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for want in ["keycloak", "google", "entra-id", "auth0", "cognito", "okta"] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "docs/idp/{want}.md is missing"
+        );
+    }
+    for guide in &guides {
+        let g = guide.display();
+        let text = read(guide);
+        let (failures, blocks) = check(guide);
+        assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+        let config_file = blocks
+            .iter()
+            .find_map(|b| match &b.kind {
+                Kind::ConfigOf(f) => Some(f.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{g}: no <!-- edgegate:config envoy/examples/… --> block"));
+        let payload_file = blocks
+            .iter()
+            .find_map(|b| match &b.kind {
+                Kind::PayloadOf(f) => Some(f.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{g}: no <!-- edgegate:payload … --> block"));
+
+        let config = Config::from_json(read(&root().join(&config_file)).as_bytes()).unwrap();
+        let payload: Map<String, Value> =
+            serde_json::from_str(&read(&root().join(&payload_file))).unwrap();
+        let provider = &config.jwt.providers[0];
+        let preset = provider.claims.preset.map(|p| p.name()).unwrap();
+        assert!(
+            text.contains(&format!("\"preset\": \"{preset}\"")),
+            "{g}: the guide does not name its preset {preset}"
+        );
+        let mut id = Identity::new("unset", CredentialKind::Jwt, provider.name.clone());
+        provider.claims.compile().unwrap().apply(&payload, &mut id);
+        let section = text
+            .split("What edgegate reads from this payload")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{g}: no \"What edgegate reads from this payload\" list"));
+        let subject = listed(section, "subject").unwrap_or_else(|| panic!("{g}: no `- subject:`"));
+        assert_eq!(subject, [id.subject.clone()], "{g}: subject");
+        for (label, got) in [
+            ("roles", &id.roles),
+            ("permissions", &id.permissions),
+            ("scopes", &id.scopes),
+        ] {
+            let documented =
+                listed(section, label).unwrap_or_else(|| panic!("{g}: no `- {label}:` line"));
+            assert_eq!(
+                &documented, got,
+                "{g}: the documented {label} are not what the config extracts"
+            );
         }
     }
-    assert!(
-        n >= 1,
-        "the README must carry at least one complete config example"
-    );
 }
 
 #[test]
@@ -63,11 +289,13 @@ fn the_readme_api_key_example_matches_its_hash() {
         edgegate::apikey::hash(key, None),
         "sha256:d3823326a9d6312b3ed5448201395835677ca12b671427f44f4d347a485a5fe3"
     );
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .unwrap();
+    let readme = read(&root().join("README.md"));
     assert!(readme.contains(key));
-    let block = json_blocks(&readme).into_iter().next().unwrap().1;
+    let block = json_blocks(&readme)
+        .into_iter()
+        .find(|b| b.text.contains("ci-pipeline-prod"))
+        .unwrap()
+        .text;
     let engine = edgegate::Engine::from_json(block.as_bytes()).unwrap();
     let headers = [("x-api-key", key)];
     let req = edgegate::Request {
