@@ -316,3 +316,72 @@ fn the_readme_api_key_example_matches_its_hash() {
         other => panic!("the README's API key is refused: {other:?}"),
     }
 }
+
+/// GitHub's anchor for a heading: lower case, spaces to `-`, punctuation other than `-`/`_` dropped.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+fn anchors(text: &str) -> Vec<String> {
+    let mut in_code = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code && line.starts_with('#') {
+            out.push(slug(line.trim_start_matches('#')));
+        }
+    }
+    out
+}
+
+#[test]
+fn relative_links_in_the_docs_point_at_files_and_headings_that_exist() {
+    let mut broken = Vec::new();
+    let mut n = 0;
+    for f in doc_files() {
+        let text = read(&f);
+        let mut in_code = false;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("```") {
+                in_code = !in_code;
+                continue;
+            }
+            if in_code {
+                continue;
+            }
+            for part in line.split("](").skip(1) {
+                let Some(target) = part.split(')').next() else {
+                    continue;
+                };
+                if target.contains("://") || target.starts_with("mailto:") {
+                    continue;
+                }
+                n += 1;
+                let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+                let path = if file.is_empty() {
+                    f.clone()
+                } else {
+                    f.parent().unwrap().join(file)
+                };
+                let at = format!("{}:{}: link {target:?}", f.display(), i + 1);
+                if !path.exists() {
+                    broken.push(format!("{at}: no such file"));
+                } else if !anchor.is_empty() && !anchors(&read(&path)).iter().any(|a| a == anchor) {
+                    broken.push(format!("{at}: no such heading"));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+    assert!(n >= 20, "only {n} relative links checked");
+}
