@@ -363,12 +363,8 @@ impl LoginConfig {
     ) -> Result<Login, Vec<Error>> {
         let mut errors = Vec::new();
         let issuer = match providers.iter().find(|p| p.name == self.provider) {
-            Some(p) => {
-                if p.remote_jwks.is_none() && p.jwks.is_none() && p.shared_secrets.is_empty() {
-                    // Provider::compile reports this one already.
-                }
-                Some(p.issuer.clone())
-            }
+            // A provider without keys is reported by Provider::compile.
+            Some(p) => Some(p.issuer.clone()),
             None => {
                 let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
                 errors.push(Error::config(
@@ -1248,4 +1244,825 @@ pub fn whoami_json(identity: &Identity) -> String {
         "expires_at": identity.expires_at,
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+    use super::*;
+    use crate::config::Config;
+    use crate::engine::Engine;
+    use crate::keyring::HmacKeyConfig;
+    use serde_json::json;
+
+    const NOW: u64 = 1_700_000_000;
+    const SESSION_KEY: &str = "jwoaIj8MA4uqORbygI3Aqi_UBO4gJmB9oGyzqIjWUPI";
+    const IDP_SECRET: &str = "N6DNzRHwFWHzTbEbCwlpezlWIlf8Kvn1o1oZe_GowmY";
+
+    fn key(byte: u8) -> String {
+        b64::encode([byte; 32])
+    }
+
+    fn config_value() -> Value {
+        json!({
+            "jwt": {"providers": [{
+                "name": "op", "issuer": "https://idp.example",
+                "algorithms": ["HS256"],
+                "shared_secrets": [{"kid": "k1", "secret": IDP_SECRET}],
+                "claims": {"roles": ["roles"]}
+            }]},
+            "session": {"keys": [{"kid": "s1", "secret": SESSION_KEY}], "lifetime_seconds": 400},
+            "login": {
+                "provider": "op",
+                "client_id": "edge",
+                "client_secret": "s:cret/+",
+                "redirect_uri": "https://app.example.com/auth/callback",
+                "scopes": ["openid", "email", "offline_access"],
+                "post_logout_redirect_uri": "https://app.example.com/bye",
+                "refresh_keys": [{"kid": "r2", "secret": key(2)}, {"kid": "r1", "secret": key(1)}]
+            }
+        })
+    }
+
+    fn engine_from(v: &Value) -> Result<Engine, Vec<Error>> {
+        Engine::from_json(v.to_string().as_bytes()).map_err(|e| e.0)
+    }
+
+    fn engine() -> Engine {
+        engine_from(&config_value()).unwrap()
+    }
+
+    fn paths(v: &Value) -> Vec<String> {
+        engine_from(v)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.path().unwrap_or("").to_string())
+            .collect()
+    }
+
+    fn disco() -> Discovery {
+        Discovery {
+            authorization_endpoint: "https://idp.example/auth".into(),
+            token_endpoint: "https://idp.example/token".into(),
+            end_session_endpoint: Some("https://idp.example/logout".into()),
+        }
+    }
+
+    #[test]
+    fn a_good_section_compiles_with_defaults() {
+        let e = engine();
+        let l = e.login().unwrap();
+        assert_eq!(l.route("/auth/login?rd=/x"), Some(Route::Login));
+        assert_eq!(l.route("/auth/callback?code=1"), Some(Route::Callback));
+        assert_eq!(l.route("/auth/logout"), Some(Route::Logout));
+        assert_eq!(l.route("/auth/me"), Some(Route::Me));
+        assert_eq!(l.route("/auth/mee"), None);
+        assert_eq!(
+            l.discovery_url(),
+            "https://idp.example/.well-known/openid-configuration"
+        );
+        assert_eq!(l.refresh_cookie_name(), "edgegate_session_refresh");
+        assert!(l.refresh_enabled());
+        // Debug never shows secrets
+        let dbg = format!("{l:?}");
+        assert!(!dbg.contains("s:cret") && !dbg.contains(&key(2)), "{dbg}");
+    }
+
+    #[test]
+    fn config_refusals_name_the_field() {
+        let mut v = config_value();
+        v.as_object_mut().unwrap().remove("session");
+        assert!(
+            paths(&v).contains(&"session".to_string()),
+            "{:?}",
+            paths(&v)
+        );
+
+        let cases: Vec<(&str, Value, &str)> = vec![
+            ("provider", json!("nope"), "login.provider"),
+            ("client_id", json!(""), "login.client_id"),
+            ("client_secret", json!(""), "login.client_secret"),
+            (
+                "redirect_uri",
+                json!("http://app.example.com/cb"),
+                "login.redirect_uri",
+            ),
+            (
+                "redirect_uri",
+                json!("/auth/callback"),
+                "login.redirect_uri",
+            ),
+            (
+                "redirect_uri",
+                json!("https://app.example.com/cb?x=1"),
+                "login.redirect_uri",
+            ),
+            ("scopes", json!(["email"]), "login.scopes"),
+            ("scopes", json!(["openid", "a b"]), "login.scopes[1]"),
+            ("login_path", json!("auth/login"), "login.login_path"),
+            ("me_path", json!("/auth/callback"), "login.redirect_uri"),
+            ("logout_path", json!("/auth/login"), "login.logout_path"),
+            (
+                "post_logout_redirect_uri",
+                json!("http://evil.example/"),
+                "login.post_logout_redirect_uri",
+            ),
+            (
+                "refresh_keys",
+                json!([{"kid": "r1", "secret": b64::encode([1u8; 48])}]),
+                "login.refresh_keys[0].secret",
+            ),
+            (
+                "refresh_keys",
+                json!([{"kid": "r1", "secret": "short"}]),
+                "login.refresh_keys[0].secret",
+            ),
+            (
+                "refresh_keys",
+                json!([{"kid": "r 1", "secret": key(1)}]),
+                "login.refresh_keys[0].kid",
+            ),
+            (
+                "refresh_keys",
+                json!([{"kid": "r1", "secret": key(1)}, {"kid": "r1", "secret": key(2)}]),
+                "login.refresh_keys[1].kid",
+            ),
+            (
+                "token_endpoint_auth_method",
+                json!("private_key_jwt"),
+                "login.token_endpoint_auth_method",
+            ),
+            ("colour", json!("red"), "login.colour"),
+        ];
+        for (field, value, path) in cases {
+            let mut v = config_value();
+            v["login"][field] = value.clone();
+            let got = paths(&v);
+            assert!(
+                got.iter().any(|p| p == path),
+                "{field}={value}: expected {path}, got {got:?}"
+            );
+        }
+        // A secret is never repeated in an error.
+        let mut v = config_value();
+        v["login"]["refresh_keys"] =
+            json!([{"kid": "r1", "secret": "c2VjcmV0LXRoYXQtaXMtdG9vLXNob3J0"}]);
+        let msgs: Vec<String> = engine_from(&v)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert!(msgs.iter().all(|m| !m.contains("c2VjcmV0")), "{msgs:?}");
+        // localhost may use http (tests, development)
+        let mut v = config_value();
+        v["login"]["redirect_uri"] = json!("http://127.0.0.1:8787/auth/callback");
+        assert!(engine_from(&v).is_ok());
+        // the parsed config round-trips through the published shape
+        let cfg = Config::from_json(config_value().to_string().as_bytes()).unwrap();
+        assert_eq!(
+            cfg.login.unwrap().token_endpoint_auth_method,
+            TokenAuthMethod::ClientSecretBasic
+        );
+    }
+
+    #[test]
+    fn discovery_checks() {
+        let e = engine();
+        let l = e.login().unwrap();
+        let doc = |v: Value| v.to_string().into_bytes();
+        let good = json!({"issuer": "https://idp.example", "authorization_endpoint": "https://idp.example/auth",
+                          "token_endpoint": "https://idp.example/token", "jwks_uri": "https://idp.example/jwks"});
+        let d = l.parse_discovery(200, &doc(good.clone())).unwrap();
+        assert_eq!(d.token_endpoint, "https://idp.example/token");
+        assert_eq!(d.end_session_endpoint, None);
+        let mut v = good.clone();
+        v["issuer"] = json!("https://idp.example/");
+        assert_eq!(
+            l.parse_discovery(200, &doc(v)).unwrap_err().reason(),
+            Reason::UnknownIssuer
+        );
+        let mut v = good.clone();
+        v.as_object_mut().unwrap().remove("token_endpoint");
+        assert!(l.parse_discovery(200, &doc(v)).is_err());
+        let mut v = good.clone();
+        v["authorization_endpoint"] = json!("http://idp.example/auth");
+        assert!(l.parse_discovery(200, &doc(v)).is_err());
+        assert!(l.parse_discovery(500, &doc(good)).is_err());
+        assert!(l.parse_discovery(200, b"not json").is_err());
+    }
+
+    #[test]
+    fn start_checks_rd_and_asks_consent_for_offline_access() {
+        let e = engine();
+        let l = e.login().unwrap();
+        let s = l
+            .start(
+                &disco(),
+                e.redirects(),
+                "rd=%2Fadmin%3Fa%3D1",
+                &[7; 64],
+                NOW,
+            )
+            .unwrap();
+        assert!(s.location.starts_with("https://idp.example/auth?"));
+        assert!(s.location.ends_with("&prompt=consent"));
+        assert!(s.location.contains("scope=openid+email+offline_access"));
+        let cookie = s.set_cookie.split(';').next().unwrap();
+        let (_, att) = l
+            .open_callback(&format!("code=c&state={}", s.state), cookie, NOW + 1)
+            .unwrap();
+        assert_eq!(att.return_to, "/admin?a=1");
+        for rd in [
+            "https%3A%2F%2Fevil.example%2F",
+            "%2F%2Fevil.example",
+            "javascript%3Aalert(1)",
+        ] {
+            let err = l
+                .start(&disco(), e.redirects(), &format!("rd={rd}"), &[7; 64], NOW)
+                .unwrap_err();
+            assert_eq!(err.reason(), Reason::UnsafeRedirect, "{rd}");
+        }
+        let s = l.start(&disco(), e.redirects(), "", &[8; 64], NOW).unwrap();
+        let cookie = s.set_cookie.split(';').next().unwrap();
+        let (_, att) = l
+            .open_callback(&format!("code=c&state={}", s.state), cookie, NOW)
+            .unwrap();
+        assert_eq!(att.return_to, "/");
+        // without offline_access, no prompt
+        let mut v = config_value();
+        v["login"]["scopes"] = json!(["openid"]);
+        let e2 = engine_from(&v).unwrap();
+        let s = e2
+            .login()
+            .unwrap()
+            .start(&disco(), e2.redirects(), "", &[8; 64], NOW)
+            .unwrap();
+        assert!(!s.location.contains("prompt="));
+    }
+
+    #[test]
+    fn callback_needs_its_attempt_cookie() {
+        let e = engine();
+        let l = e.login().unwrap();
+        let s = l.start(&disco(), e.redirects(), "", &[7; 64], NOW).unwrap();
+        let cookie = s.set_cookie.split(';').next().unwrap().to_string();
+        let other = l.start(&disco(), e.redirects(), "", &[9; 64], NOW).unwrap();
+        let q = format!("code=c&state={}", s.state);
+        // no cookie; another attempt's cookie only; wrong iss
+        assert_eq!(
+            l.open_callback(&q, "a=b", NOW).unwrap_err().reason(),
+            Reason::LoginMismatch
+        );
+        let other_cookie = other.set_cookie.split(';').next().unwrap();
+        assert_eq!(
+            l.open_callback(&q, other_cookie, NOW).unwrap_err().reason(),
+            Reason::LoginMismatch
+        );
+        assert_eq!(
+            l.open_callback(&format!("{q}&iss=https%3A%2F%2Fevil"), &cookie, NOW)
+                .unwrap_err()
+                .reason(),
+            Reason::UnknownIssuer
+        );
+        assert!(l
+            .open_callback(&format!("{q}&iss=https%3A%2F%2Fidp.example"), &cookie, NOW)
+            .is_ok());
+        // both attempts' cookies in one header: each callback finds its own
+        let both = format!("{cookie}; {other_cookie}");
+        assert!(l.open_callback(&q, &both, NOW).is_ok());
+        let clear = l.clear_attempt_cookie(&s.state);
+        assert!(clear.starts_with(&format!("edgegate_login_{}=;", s.state)));
+        assert!(clear.contains("Max-Age=0"));
+        assert_eq!(attempt_states(&both).len(), 2);
+    }
+
+    #[test]
+    fn token_requests() {
+        let e = engine();
+        let l = e.login().unwrap();
+        let r = l
+            .token_request(
+                &disco(),
+                Grant::Code {
+                    code: "c1",
+                    verifier: "v1",
+                },
+                None,
+            )
+            .unwrap();
+        assert_eq!(r.url, "https://idp.example/token");
+        let auth = r
+            .headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.strip_prefix("Basic ").unwrap())
+            .unwrap();
+        // RFC 6749 2.3.1: both parts form-urlencoded
+        assert_eq!(decoded, b"edge:s%3Acret%2F%2B");
+        let body: Vec<(String, String)> = form_urlencoded::parse(r.body.as_bytes())
+            .into_owned()
+            .collect();
+        let get = |k: &str| body.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("grant_type"), Some("authorization_code"));
+        assert_eq!(get("code_verifier"), Some("v1"));
+        assert_eq!(
+            get("redirect_uri"),
+            Some("https://app.example.com/auth/callback")
+        );
+        assert_eq!(get("client_secret"), None);
+        // the host's binding wins
+        let r = l
+            .token_request(
+                &disco(),
+                Grant::Refresh {
+                    refresh_token: "rt",
+                },
+                Some("bound"),
+            )
+            .unwrap();
+        assert!(r.body.contains("grant_type=refresh_token") && r.body.contains("refresh_token=rt"));
+        let auth = &r
+            .headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .unwrap()
+            .1;
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(auth.strip_prefix("Basic ").unwrap())
+                .unwrap(),
+            b"edge:bound"
+        );
+        // client_secret_post: in the body, no Authorization
+        let mut v = config_value();
+        v["login"]["token_endpoint_auth_method"] = json!("client_secret_post");
+        v["login"].as_object_mut().unwrap().remove("client_secret");
+        let e2 = engine_from(&v).unwrap();
+        let l2 = e2.login().unwrap();
+        assert_eq!(
+            l2.token_request(
+                &disco(),
+                Grant::Refresh {
+                    refresh_token: "rt"
+                },
+                None
+            )
+            .unwrap_err()
+            .reason(),
+            Reason::Internal
+        );
+        let r = l2
+            .token_request(
+                &disco(),
+                Grant::Refresh {
+                    refresh_token: "rt",
+                },
+                Some("p/s"),
+            )
+            .unwrap();
+        assert!(r.headers.iter().all(|(n, _)| n != "authorization"));
+        assert!(r.body.contains("client_id=edge") && r.body.contains("client_secret=p%2Fs"));
+    }
+
+    #[test]
+    fn token_responses() {
+        let ok = Login::parse_token_response(
+            200,
+            br#"{"access_token":"a","token_type":"Bearer","id_token":"i","refresh_token":"r"}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.refresh_token.as_deref(), Some("r"));
+        assert!(!format!("{ok:?}").contains("\"r\""));
+        let e = Login::parse_token_response(
+            400,
+            br#"{"error":"invalid_grant","error_description":"<b>x"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.reason(), Reason::LoginMismatch);
+        assert!(e.message().contains("invalid_grant") && !e.message().contains('<'));
+        assert_eq!(
+            Login::parse_token_response(502, b"oops")
+                .unwrap_err()
+                .reason(),
+            Reason::KeysUnavailable
+        );
+        assert_eq!(
+            Login::parse_token_response(200, br#"{"token_type":"mac","id_token":"i"}"#)
+                .unwrap_err()
+                .reason(),
+            Reason::LoginMismatch
+        );
+        assert!(Login::parse_token_response(200, b"[]").is_err());
+    }
+
+    fn id_token(claims: Value) -> String {
+        let ring = KeyRing::compile(&[HmacKeyConfig {
+            kid: "k1".into(),
+            secret: Secret::new(IDP_SECRET),
+        }])
+        .unwrap();
+        ring.sign(claims.to_string().as_bytes()).unwrap()
+    }
+
+    fn good_claims() -> Value {
+        json!({"iss": "https://idp.example", "aud": "edge", "sub": "alice", "iat": NOW,
+               "exp": NOW + 300, "nonce": "n1", "roles": ["admin"], "email": "a@example.com",
+               "name": "Alice", "amr": ["pwd"], "scope": "openid offline_access",
+               "at_hash": oidc::token_hash(crate::Alg::HS256, "at")})
+    }
+
+    fn verify(e: &Engine, token: &str, nonce: Option<&str>) -> IdTokenCheck {
+        let l = e.login().unwrap();
+        let p = l.provider(e.jwt()).unwrap();
+        l.verify_id_token(p, None, e.backend(), token, nonce, Some("at"), NOW + 1)
+    }
+
+    #[test]
+    fn id_tokens_are_checked_and_mapped() {
+        let e = engine();
+        let IdTokenCheck::Valid(id) = verify(&e, &id_token(good_claims()), Some("n1")) else {
+            panic!("valid")
+        };
+        assert_eq!(id.subject, "alice");
+        assert_eq!(id.roles, vec!["admin"]);
+        assert_eq!(id.amr, vec!["pwd"]);
+        assert_eq!(id.provider, "op");
+        assert!(id.scopes.is_empty(), "login scopes are not permissions");
+        // refresh: no nonce expected; a token without one passes
+        let mut c = good_claims();
+        c.as_object_mut().unwrap().remove("nonce");
+        assert!(matches!(
+            verify(&e, &id_token(c), None),
+            IdTokenCheck::Valid(_)
+        ));
+        let cases: Vec<(&str, Value, Reason)> = vec![
+            ("nonce", json!("n2"), Reason::LoginMismatch),
+            ("aud", json!("other"), Reason::WrongAudience),
+            ("iss", json!("https://evil"), Reason::UnknownIssuer),
+            ("exp", json!(NOW - 100), Reason::TokenExpired),
+            (
+                "at_hash",
+                json!("AAAAAAAAAAAAAAAAAAAAAA"),
+                Reason::LoginMismatch,
+            ),
+        ];
+        for (field, value, reason) in cases {
+            let mut c = good_claims();
+            c[field] = value.clone();
+            match verify(&e, &id_token(c), Some("n1")) {
+                IdTokenCheck::Invalid(err) => assert_eq!(err.reason(), reason, "{field}={value}"),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        // a forged signature
+        let mut t = id_token(good_claims());
+        t.pop();
+        t.push('A');
+        assert!(matches!(
+            verify(&e, &t, Some("n1")),
+            IdTokenCheck::Invalid(_)
+        ));
+        // alg none
+        let none = format!(
+            "{}.{}.",
+            b64::encode(br#"{"alg":"none"}"#),
+            b64::encode(good_claims().to_string())
+        );
+        assert!(matches!(
+            verify(&e, &none, Some("n1")),
+            IdTokenCheck::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn remote_keys_are_waited_for_and_refetched_on_unknown_kid() {
+        let mut v = config_value();
+        v["jwt"]["providers"][0] = json!({
+            "name": "op", "issuer": "https://idp.example", "algorithms": ["HS256"],
+            "remote_jwks": {"oidc_issuer": "https://idp.example"}
+        });
+        // HS256 from a remote JWKS is refused by the provider compile; use RS256 then.
+        v["jwt"]["providers"][0]["algorithms"] = json!(["RS256"]);
+        let e = engine_from(&v).unwrap();
+        let l = e.login().unwrap();
+        let p = l.provider(e.jwt()).unwrap();
+        let token = format!(
+            "{}.{}.{}",
+            b64::encode(br#"{"alg":"RS256","kid":"new"}"#),
+            b64::encode(good_claims().to_string()),
+            b64::encode([0u8; 256])
+        );
+        assert!(matches!(
+            l.verify_id_token(p, None, e.backend(), &token, Some("n1"), None, NOW),
+            IdTokenCheck::NeedKeys
+        ));
+        let doc = format!(
+            "{{\"keys\":[{}]}}",
+            crate::backend::test_keys::rsa_jwk("old", 2048)
+        );
+        let set = KeySet::parse_jwks(doc.as_bytes()).unwrap();
+        assert!(matches!(
+            l.verify_id_token(p, Some(&set), e.backend(), &token, Some("n1"), None, NOW),
+            IdTokenCheck::UnknownKid(_)
+        ));
+    }
+
+    fn sessions_of(e: &Engine) -> &Sessions {
+        e.sessions().unwrap()
+    }
+
+    fn oidc_identity() -> Identity {
+        let mut id = Identity::new("alice", CredentialKind::Jwt, "op");
+        id.roles = vec!["admin".into()];
+        id
+    }
+
+    /// The cookies of a fresh login at `at`, as a `Cookie` header.
+    fn logged_in(e: &Engine, at: u64, with_refresh: bool) -> String {
+        let l = e.login().unwrap();
+        let rt = with_refresh.then_some("rt-1");
+        let set = l
+            .establish(
+                sessions_of(e),
+                &oidc_identity(),
+                rt,
+                Some("id.tok.en"),
+                &[3; 12],
+                at,
+            )
+            .unwrap();
+        set.iter()
+            .map(|c| c.split(';').next().unwrap())
+            .filter(|c| !c.ends_with('='))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    #[test]
+    fn refresh_cookie_seals_opens_rotates_and_refuses_tampering() {
+        let e = engine();
+        let l = e.login().unwrap();
+        let v = l
+            .seal_refresh("rt-1", "alice", Some("id.tok.en"), &[5; 12], NOW)
+            .unwrap()
+            .unwrap();
+        assert!(v.starts_with("r2."), "the first key encrypts");
+        assert!(!v.contains("rt-1"));
+        let r = l.open_refresh(&v, NOW + 10).unwrap();
+        assert_eq!(r.refresh_token, "rt-1");
+        assert_eq!(r.subject, "alice");
+        assert_eq!(r.id_token.as_deref(), Some("id.tok.en"));
+        assert!(!format!("{r:?}").contains("rt-1"));
+        // another nonce, another ciphertext
+        let v2 = l
+            .seal_refresh("rt-1", "alice", None, &[6; 12], NOW)
+            .unwrap()
+            .unwrap();
+        assert_ne!(v, v2);
+        // every byte flipped is refused
+        let (kid, data) = v.split_once('.').unwrap();
+        let raw = b64::decode(data).unwrap();
+        for i in 0..raw.len() {
+            let mut t = raw.clone();
+            t[i] ^= 1;
+            let forged = format!("{kid}.{}", b64::encode(&t));
+            assert_eq!(
+                l.open_refresh(&forged, NOW).unwrap_err().reason(),
+                Reason::SessionInvalid,
+                "byte {i}"
+            );
+        }
+        // the kid is bound (AAD): relabelled under the other key, it fails
+        assert!(l.open_refresh(&format!("r1.{data}"), NOW).is_err());
+        assert!(l.open_refresh(&format!("zz.{data}"), NOW).is_err());
+        assert!(l.open_refresh("garbage", NOW).is_err());
+        assert!(l
+            .open_refresh(&format!("{kid}.{}", b64::encode([0u8; 20])), NOW)
+            .is_err());
+        assert_eq!(
+            l.open_refresh(&v, NOW + REFRESH_LIFETIME_SECONDS)
+                .unwrap_err()
+                .reason(),
+            Reason::SessionExpired
+        );
+        // rotation: a cookie of the old key r1 still opens once r1 is second; not once removed
+        let mut old = config_value();
+        old["login"]["refresh_keys"] = json!([{"kid": "r1", "secret": key(1)}]);
+        let e_old = engine_from(&old).unwrap();
+        let old_cookie = e_old
+            .login()
+            .unwrap()
+            .seal_refresh("rt-0", "alice", None, &[1; 12], NOW)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            l.open_refresh(&old_cookie, NOW).unwrap().refresh_token,
+            "rt-0"
+        );
+        let mut new = config_value();
+        new["login"]["refresh_keys"] = json!([{"kid": "r2", "secret": key(2)}]);
+        let e_new = engine_from(&new).unwrap();
+        assert!(e_new
+            .login()
+            .unwrap()
+            .open_refresh(&old_cookie, NOW)
+            .is_err());
+        // same kid, another key: refused
+        let mut other = config_value();
+        other["login"]["refresh_keys"] = json!([{"kid": "r2", "secret": key(9)}]);
+        let e_other = engine_from(&other).unwrap();
+        assert!(e_other.login().unwrap().open_refresh(&v, NOW).is_err());
+    }
+
+    #[test]
+    fn refresh_cookie_stays_small() {
+        let e = engine();
+        let l = e.login().unwrap();
+        let big_id_token = "x".repeat(4000);
+        let v = l
+            .seal_refresh("rt-1", "alice", Some(&big_id_token), &[5; 12], NOW)
+            .unwrap()
+            .unwrap();
+        assert!(v.len() <= MAX_REFRESH_COOKIE_BYTES);
+        assert_eq!(
+            l.open_refresh(&v, NOW).unwrap().id_token,
+            None,
+            "the hint is dropped"
+        );
+        let huge = "r".repeat(4000);
+        assert_eq!(
+            l.seal_refresh(&huge, "alice", None, &[5; 12], NOW).unwrap(),
+            None
+        );
+        // without refresh keys nothing is stored
+        let mut v = config_value();
+        v["login"].as_object_mut().unwrap().remove("refresh_keys");
+        let e2 = engine_from(&v).unwrap();
+        let l2 = e2.login().unwrap();
+        assert!(!l2.refresh_enabled());
+        let set = l2
+            .establish(
+                sessions_of(&e2),
+                &oidc_identity(),
+                Some("rt"),
+                None,
+                &[1; 12],
+                NOW,
+            )
+            .unwrap();
+        assert!(set[1].contains("Max-Age=0"), "{set:?}");
+    }
+
+    #[test]
+    fn renewal_decision() {
+        let e = engine();
+        let l = e.login().unwrap();
+        let s = sessions_of(&e);
+        // lifetime 400 s: renew from 300 s on
+        let cookies = logged_in(&e, NOW, true);
+        assert!(matches!(l.renewal(s, &cookies, NOW + 299), Renewal::Keep));
+        match l.renewal(s, &cookies, NOW + 300) {
+            Renewal::Renew { refresh, current } => {
+                assert_eq!(refresh.refresh_token, "rt-1");
+                assert_eq!(current.unwrap().identity.subject, "alice");
+            }
+            Renewal::Keep => panic!("last quarter"),
+        }
+        // expired, or dropped by the browser: renew without a current session
+        assert!(matches!(
+            l.renewal(s, &cookies, NOW + 1000),
+            Renewal::Renew { current: None, .. }
+        ));
+        let only_refresh: String = cookies
+            .split("; ")
+            .filter(|c| c.starts_with("edgegate_session_refresh="))
+            .collect();
+        assert!(matches!(
+            l.renewal(s, &only_refresh, NOW + 10),
+            Renewal::Renew { current: None, .. }
+        ));
+        // no refresh cookie, or a broken one: nothing to do
+        let no_refresh = logged_in(&e, NOW, false);
+        assert!(matches!(
+            l.renewal(s, &no_refresh, NOW + 350),
+            Renewal::Keep
+        ));
+        let broken = format!("{no_refresh}; edgegate_session_refresh=r2.AAAA");
+        assert!(matches!(l.renewal(s, &broken, NOW + 350), Renewal::Keep));
+        // a magic-link session is not renewed by a refresh cookie
+        let mut magic = oidc_identity();
+        magic.credential = CredentialKind::MagicLink;
+        let m = s.seal(&magic, NOW).unwrap();
+        let refresh = only_refresh.clone();
+        let mixed = format!("edgegate_session={m}; {refresh}");
+        assert!(matches!(l.renewal(s, &mixed, NOW + 350), Renewal::Keep));
+        // another subject's refresh cookie does not renew this session
+        let bob = l
+            .seal_refresh("rt-b", "bob", None, &[4; 12], NOW)
+            .unwrap()
+            .unwrap();
+        let session_only: String = cookies
+            .split("; ")
+            .filter(|c| c.starts_with("edgegate_session="))
+            .collect();
+        let swapped = format!("{session_only}; edgegate_session_refresh={bob}");
+        assert!(matches!(l.renewal(s, &swapped, NOW + 350), Renewal::Keep));
+    }
+
+    #[test]
+    fn renewed_identity_rules() {
+        let e = engine();
+        let l = e.login().unwrap();
+        let s = sessions_of(&e);
+        let refresh = RefreshState {
+            refresh_token: "rt".into(),
+            subject: "alice".into(),
+            id_token: None,
+            expires_at: NOW + 100,
+        };
+        let value = s.seal(&oidc_identity(), NOW).unwrap();
+        let current = s.open_session(&value, NOW).unwrap();
+        let id = l.renewed_identity(&refresh, Some(&current), None).unwrap();
+        assert_eq!(id.credential, CredentialKind::Jwt);
+        assert_eq!(id.roles, vec!["admin"]);
+        let mut fresh = oidc_identity();
+        fresh.roles = vec!["staff".into()];
+        assert_eq!(
+            l.renewed_identity(&refresh, Some(&current), Some(fresh))
+                .unwrap()
+                .roles,
+            vec!["staff"]
+        );
+        let bob = Identity::new("bob", CredentialKind::Jwt, "op");
+        assert_eq!(
+            l.renewed_identity(&refresh, None, Some(bob))
+                .unwrap_err()
+                .reason(),
+            Reason::LoginMismatch
+        );
+        assert_eq!(
+            l.renewed_identity(&refresh, None, None)
+                .unwrap_err()
+                .reason(),
+            Reason::SessionExpired
+        );
+    }
+
+    #[test]
+    fn logout_clears_everything_and_hints_the_provider() {
+        let e = engine();
+        let l = e.login().unwrap();
+        let s = sessions_of(&e);
+        let cookies = format!(
+            "{}; edgegate_login_abc=x; edgegate_login_de-f=y",
+            logged_in(&e, NOW, true)
+        );
+        let r = l.logout(s, Some(&disco()), &cookies, NOW + 5);
+        assert!(r.location.starts_with("https://idp.example/logout?"));
+        assert!(r.location.contains("id_token_hint=id.tok.en"));
+        assert!(r
+            .location
+            .contains("post_logout_redirect_uri=https%3A%2F%2Fapp.example.com%2Fbye"));
+        assert!(r.location.contains("client_id=edge"));
+        assert_eq!(r.set_cookies.len(), 4);
+        assert!(r.set_cookies.iter().all(|c| c.contains("Max-Age=0")));
+        assert!(r.set_cookies[0].starts_with("edgegate_session="));
+        assert!(r.set_cookies[1].starts_with("edgegate_session_refresh="));
+        // no end_session_endpoint: straight to post_logout_redirect_uri
+        let mut d = disco();
+        d.end_session_endpoint = None;
+        assert_eq!(
+            l.logout(s, Some(&d), "", NOW).location,
+            "https://app.example.com/bye"
+        );
+        let mut v = config_value();
+        v["login"]
+            .as_object_mut()
+            .unwrap()
+            .remove("post_logout_redirect_uri");
+        let e2 = engine_from(&v).unwrap();
+        let r = e2.login().unwrap().logout(sessions_of(&e2), None, "", NOW);
+        assert_eq!(r.location, "/");
+    }
+
+    #[test]
+    fn whoami_lists_the_identity() {
+        let mut id = oidc_identity();
+        id.credential = CredentialKind::Session;
+        id.expires_at = Some(NOW);
+        let v: Value = serde_json::from_str(&whoami_json(&id)).unwrap();
+        assert_eq!(v["subject"], "alice");
+        assert_eq!(v["roles"], json!(["admin"]));
+        assert_eq!(v["credential"], "session");
+        assert_eq!(v["provider"], "op");
+        assert_eq!(v["expires_at"], json!(NOW));
+    }
 }
