@@ -14,13 +14,15 @@
 //! - `me_path`: the identity of any accepted credential as JSON, else 401 JSON.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use edgegate::engine::Identified;
 use edgegate::login::{
-    whoami_json, Discovery, Grant, IdTokenCheck, Login, Renewal, Route, DISCOVERY_TTL_SECONDS,
-    MAX_RESPONSE_BYTES, REFRESH_NONCE_BYTES,
+    whoami_json, Discovery, Grant, IdTokenCheck, Login, RefreshState, Renewal, Route,
+    DISCOVERY_TTL_SECONDS, MAX_RESPONSE_BYTES, REFRESH_NONCE_BYTES,
 };
 use edgegate::oidc::LOGIN_RANDOM_BYTES;
+use edgegate::session::Session;
 use edgegate::verifier::KeyLookup;
 use edgegate::{Error, Identity, Reason, Request as CoreRequest, UnixTime};
 use js_sys::Reflect;
@@ -593,52 +595,6 @@ pub(crate) async fn renew(env: &JsValue, incoming: &mut Vec<(String, String)>) -
     let Some(Renewal::Renew { refresh, current }) = renewal else {
         return Vec::new();
     };
-    let result = async {
-        let disco = discovery().await?;
-        let secret = client_secret(env);
-        let treq = with_login(|l, _, _| {
-            l.token_request(
-                &disco,
-                Grant::Refresh {
-                    refresh_token: &refresh.refresh_token,
-                },
-                secret.as_deref(),
-            )
-        })??;
-        let (status, body) = idp_request("POST", &treq.url, &treq.headers, Some(&treq.body))
-            .await
-            .map_err(|why| {
-                Error::new(
-                    Reason::KeysUnavailable,
-                    format!("the token endpoint could not be reached: {why}"),
-                )
-            })?;
-        let tokens = Login::parse_token_response(status, body.as_bytes())?;
-        let verified = match tokens.id_token.as_deref() {
-            Some(t) => Some(check_id_token(t, None, tokens.access_token.as_deref()).await?),
-            None => None,
-        };
-        let identity =
-            with_login(|l, _, _| l.renewed_identity(&refresh, current.as_ref(), verified))??;
-        let refresh_token = tokens
-            .refresh_token
-            .as_deref()
-            .unwrap_or(&refresh.refresh_token);
-        let id_token = tokens.id_token.as_deref().or(refresh.id_token.as_deref());
-        let nonce = random::<REFRESH_NONCE_BYTES>()?;
-        with_login(|l, engine, _| {
-            let sessions = engine.sessions().ok_or_else(not_configured)?;
-            l.establish(
-                sessions,
-                &identity,
-                Some(refresh_token),
-                id_token,
-                &nonce,
-                now(),
-            )
-        })?
-    }
-    .await;
     let names = with_gate(|g| {
         Some((
             g.engine.sessions()?.cookie_name().to_string(),
@@ -647,6 +603,19 @@ pub(crate) async fn renew(env: &JsValue, incoming: &mut Vec<(String, String)>) -
     });
     let Some((session_name, refresh_name)) = names else {
         return Vec::new();
+    };
+    // A page's parallel requests all find the session due: within the isolate, one of them
+    // refreshes and the others wait for its outcome (a rotated refresh token can be used once).
+    let key = edgegate::session::find_cookie(&cookies, &refresh_name)
+        .unwrap_or_default()
+        .to_string();
+    let result = match join_renewal(&key).await {
+        Some(shared) => shared,
+        None => {
+            let r = refresh_session(env, &refresh, current.as_ref()).await;
+            finish_renewal(&key, &r);
+            r
+        }
     };
     match result {
         Ok(set) => {
@@ -673,6 +642,120 @@ pub(crate) async fn renew(env: &JsValue, incoming: &mut Vec<(String, String)>) -
             })
             .unwrap_or_default()
         }
+    }
+}
+
+/// Renewals per refresh cookie in this isolate: in flight since (ms), or done with an outcome.
+enum Renewing {
+    InFlight(f64),
+    Done(f64, Result<Vec<String>, Error>),
+}
+
+thread_local! {
+    static RENEWALS: RefCell<HashMap<String, Renewing>> = RefCell::new(HashMap::new());
+}
+
+/// How long a finished renewal's outcome is reused, and how long another request waits for
+/// one in flight, in milliseconds.
+const RENEWAL_SHARE_MS: f64 = 30_000.0;
+const RENEWAL_WAIT_MS: f64 = 10_000.0;
+const MAX_RENEWALS: usize = 10_000;
+
+/// The outcome of a renewal of the same refresh cookie that finished recently or is in flight
+/// (waited for, bounded); None when this request must renew (it is then marked in flight).
+async fn join_renewal(key: &str) -> Option<Result<Vec<String>, Error>> {
+    let started = js_sys::Date::now();
+    loop {
+        let now_ms = js_sys::Date::now();
+        let state = RENEWALS.with(|m| {
+            let mut m = m.borrow_mut();
+            match m.get(key) {
+                Some(Renewing::Done(at, r)) if now_ms - at < RENEWAL_SHARE_MS => {
+                    Some(Some(r.clone()))
+                }
+                Some(Renewing::InFlight(at)) if now_ms - at < RENEWAL_WAIT_MS => None,
+                _ => {
+                    if m.len() >= MAX_RENEWALS {
+                        m.retain(|_, r| match r {
+                            Renewing::InFlight(at) | Renewing::Done(at, _) => {
+                                now_ms - *at < RENEWAL_SHARE_MS
+                            }
+                        });
+                    }
+                    m.insert(key.to_string(), Renewing::InFlight(now_ms));
+                    Some(None)
+                }
+            }
+        });
+        match state {
+            Some(outcome) => return outcome,
+            None if now_ms - started >= RENEWAL_WAIT_MS => return None,
+            None => {
+                if sleep_ms(50).await.is_err() {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn finish_renewal(key: &str, outcome: &Result<Vec<String>, Error>) {
+    let now_ms = js_sys::Date::now();
+    RENEWALS.with(|m| {
+        m.borrow_mut()
+            .insert(key.to_string(), Renewing::Done(now_ms, outcome.clone()));
+    });
+}
+
+/// One renewal at the token endpoint; the `Set-Cookie` values of the renewed session.
+async fn refresh_session(
+    env: &JsValue,
+    refresh: &RefreshState,
+    current: Option<&Session>,
+) -> Result<Vec<String>, Error> {
+    {
+        let disco = discovery().await?;
+        let secret = client_secret(env);
+        let treq = with_login(|l, _, _| {
+            l.token_request(
+                &disco,
+                Grant::Refresh {
+                    refresh_token: &refresh.refresh_token,
+                },
+                secret.as_deref(),
+            )
+        })??;
+        let (status, body) = idp_request("POST", &treq.url, &treq.headers, Some(&treq.body))
+            .await
+            .map_err(|why| {
+                Error::new(
+                    Reason::KeysUnavailable,
+                    format!("the token endpoint could not be reached: {why}"),
+                )
+            })?;
+        let tokens = Login::parse_token_response(status, body.as_bytes())?;
+        let verified = match tokens.id_token.as_deref() {
+            Some(t) => Some(check_id_token(t, None, tokens.access_token.as_deref()).await?),
+            None => None,
+        };
+        let identity = with_login(|l, _, _| l.renewed_identity(refresh, current, verified))??;
+        let refresh_token = tokens
+            .refresh_token
+            .as_deref()
+            .unwrap_or(&refresh.refresh_token);
+        let id_token = tokens.id_token.as_deref().or(refresh.id_token.as_deref());
+        let nonce = random::<REFRESH_NONCE_BYTES>()?;
+        with_login(|l, engine, _| {
+            let sessions = engine.sessions().ok_or_else(not_configured)?;
+            l.establish(
+                sessions,
+                &identity,
+                Some(refresh_token),
+                id_token,
+                &nonce,
+                now(),
+            )
+        })?
     }
 }
 

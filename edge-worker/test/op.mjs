@@ -61,6 +61,9 @@ export async function startOP({ port, clients, ttl = {} }) {
       Grant: 86_400,
       ...ttl,
     },
+    // Every refresh rotates the refresh token: a used one is refused (and revokes the grant),
+    // so a worker that refreshed once per parallel request would lose the session.
+    rotateRefreshToken: () => true,
     // Refresh tokens for clients allowed the grant that asked for offline_access.
     async issueRefreshToken(_ctx, client, code) {
       return client.grantTypeAllowed("refresh_token") && code.scopes.has("offline_access");
