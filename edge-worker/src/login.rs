@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use edgegate::engine::Identified;
 use edgegate::login::{
-    whoami_json, Discovery, Grant, IdTokenCheck, Login, RefreshState, Renewal, Route,
+    whoami_json, AfterFailure, Discovery, Grant, IdTokenCheck, Login, RefreshState, Renewal, Route,
     DISCOVERY_TTL_SECONDS, MAX_RESPONSE_BYTES, REFRESH_NONCE_BYTES,
 };
 use edgegate::oidc::LOGIN_RANDOM_BYTES;
@@ -609,6 +609,7 @@ pub(crate) async fn renew(env: &JsValue, incoming: &mut Vec<(String, String)>) -
     let key = edgegate::session::find_cookie(&cookies, &refresh_name)
         .unwrap_or_default()
         .to_string();
+    let still_valid = current.is_some();
     let result = match join_renewal(&key).await {
         Some(shared) => shared,
         None => {
@@ -617,6 +618,18 @@ pub(crate) async fn renew(env: &JsValue, incoming: &mut Vec<(String, String)>) -
             r
         }
     };
+    if let Err(e) = &result {
+        let keep = with_login(|l, _, _| l.after_failed_renewal(e, still_valid))
+            .is_ok_and(|a| a == AfterFailure::KeepSession);
+        if keep {
+            log_error(&format!(
+                "edgegate: session renewal failed, the session continues until it expires: {}: {}",
+                e.reason().code(),
+                e.message()
+            ));
+            return Vec::new();
+        }
+    }
     match result {
         Ok(set) => {
             let session_value = set

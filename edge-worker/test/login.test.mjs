@@ -100,11 +100,11 @@ before(async () => {
         config: config({ issuer, base: base.basic, clientId: "edge", secret: SECRETS.edge }),
       },
       {
-        // The secret only in the OIDC_CLIENT_SECRET binding; sessions of 4 s to see refresh.
+        // The secret only in the OIDC_CLIENT_SECRET binding; sessions of 6 s to see refresh.
         name: "short",
         port: port("short"),
         origin: "binding",
-        config: config({ issuer, base: base.short, clientId: "edge-short", lifetime: 4 }),
+        config: config({ issuer, base: base.short, clientId: "edge-short", lifetime: 6 }),
         text: { OIDC_CLIENT_SECRET: SECRETS.short },
       },
       {
@@ -112,7 +112,7 @@ before(async () => {
         name: "badsecret",
         port: port("badsecret"),
         origin: "binding",
-        config: config({ issuer, base: base.badsecret, clientId: "edge-short", secret: SECRETS.short, lifetime: 4 }),
+        config: config({ issuer, base: base.badsecret, clientId: "edge-short", secret: SECRETS.short, lifetime: 6 }),
         text: { OIDC_CLIENT_SECRET: "not-the-secret" },
       },
       {
@@ -140,6 +140,17 @@ after(async () => {
 const setCookies = (res) => res.headers.getSetCookie();
 const cookieNamed = (res, name) => setCookies(res).find((c) => c.startsWith(`${name}=`));
 const isDeletion = (line) => /Max-Age=0/i.test(line);
+
+/**
+ * Waits until the jar's session is in the last quarter of its lifetime (renewal is due) and
+ * checks it has not expired yet. Reads iat/exp from the session cookie's (signed) payload.
+ */
+async function renewalWindow(jar) {
+  const payload = JSON.parse(Buffer.from(jar.get("edgegate_session").split(".")[1], "base64url"));
+  const renewAt = payload.iat + Math.floor(((payload.exp - payload.iat) * 3) / 4);
+  await new Promise((r) => setTimeout(r, Math.max(0, renewAt * 1000 + 200 - Date.now())));
+  assert.ok(Date.now() < payload.exp * 1000 - 500, "still inside the session's lifetime");
+}
 
 /** The first half of a login: the worker's 302 to the provider and the attempt cookie. */
 async function startLogin(jar, worker, rd = "/admin/x") {
@@ -261,9 +272,9 @@ describe("OIDC login in workerd against oidc-provider", () => {
     const young = await browse(jar, `${base.short}/admin/x`);
     assert.equal(young.status, 200);
     assert.equal(cookieNamed(young, "edgegate_session"), undefined);
-    // 4 s sessions are renewed from 3 s on. A page's parallel requests all find it due: one
+    // 6 s sessions are renewed from 4 s on. A page's parallel requests all find it due: one
     // refresh serves them all (the provider rotates refresh tokens and refuses a reused one).
-    await new Promise((r) => setTimeout(r, 3300));
+    await renewalWindow(jar);
     const pages = await Promise.all([1, 2, 3, 4].map((i) => browse(jar, `${base.short}/admin/x?p=${i}`)));
     const renewedValues = new Set();
     for (const page of pages) {
@@ -418,6 +429,27 @@ describe("OIDC login in workerd against oidc-provider", () => {
     assert.ok(cookieNamed(done, "edgegate_session"));
     const who = await (await browse(jar, `${base.post}/auth/me`)).json();
     assert.equal(who.subject, "alice");
+  });
+
+  test("the provider down at renewal: a valid session continues, an expired one ends", async () => {
+    const jar = new Jar();
+    assert.equal((await login(jar, "short")).status, 302);
+    await renewalWindow(jar);
+    await op.pause();
+    try {
+      const page = await browse(jar, `${base.short}/admin/x`);
+      assert.equal(page.status, 200, "an outage does not log the user out");
+      assert.equal((await page.json()).headers["x-edgegate-subject"], "alice");
+      assert.deepEqual(setCookies(page), []);
+      assert.match(wd.logs(), /the session continues until it expires: keys_unavailable/);
+      jar.delete("edgegate_session");
+      const gone = await browse(jar, `${base.short}/admin/y`);
+      assert.equal(gone.status, 302);
+      assert.match(gone.headers.get("location"), /^\/auth\/login\?rd=/);
+      assert.ok(isDeletion(cookieNamed(gone, "edgegate_session_refresh")));
+    } finally {
+      await op.resume();
+    }
   });
 
   test("a wrong client secret (binding overrides the config) is a refused login", async () => {

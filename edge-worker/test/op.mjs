@@ -73,9 +73,18 @@ export async function startOP({ port, clients, ttl = {} }) {
   provider.on("server_error", (_ctx, err) => console.error("op server_error:", err));
   const server = createServer(provider.callback());
   await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
+  const listen = () => new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
+  const close = () =>
+    new Promise((resolve) => {
+      server.closeAllConnections?.();
+      server.close(() => resolve());
+    });
   return {
     issuer,
     provider,
+    /** An outage: the port refuses connections until `resume` (the provider keeps its state). */
+    pause: close,
+    resume: listen,
     stop: () =>
       new Promise((resolve) => {
         server.closeAllConnections?.();

@@ -302,6 +302,15 @@ pub enum Renewal {
     },
 }
 
+/// What to do after a failed renewal ([`Login::after_failed_renewal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Delete the session and refresh cookies; decide the request without them.
+    EndSession,
+    /// Leave both cookies as they are (try again on a later request).
+    KeepSession,
+}
+
 /// What logout answers: a 302 to `location` with every `set_cookies` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogoutReply {
@@ -1112,6 +1121,19 @@ impl Login {
                 Reason::SessionExpired,
                 "the session expired and the refresh gave no ID token; log in again",
             )),
+        }
+    }
+
+    /// What a failed renewal means. The provider refusing (a 4xx from the token endpoint, an
+    /// ID token that does not pass, another subject) ends the session. The provider being
+    /// unreachable or broken (`KeysUnavailable`: network, 5xx, no keys) while the session is
+    /// still valid keeps it until its own expiry (bounded by the session lifetime): an outage
+    /// of the provider does not log everyone out; without a valid session it ends too.
+    pub fn after_failed_renewal(&self, error: &Error, session_still_valid: bool) -> AfterFailure {
+        if session_still_valid && error.reason() == Reason::KeysUnavailable {
+            AfterFailure::KeepSession
+        } else {
+            AfterFailure::EndSession
         }
     }
 
@@ -2013,6 +2035,31 @@ mod tests {
                 .unwrap_err()
                 .reason(),
             Reason::SessionExpired
+        );
+    }
+
+    #[test]
+    fn a_provider_outage_keeps_a_valid_session_a_refusal_ends_it() {
+        let e = engine();
+        let l = e.login().unwrap();
+        let outage = Error::new(Reason::KeysUnavailable, "token endpoint down");
+        let refused = Error::new(Reason::LoginMismatch, "invalid_grant");
+        assert_eq!(
+            l.after_failed_renewal(&outage, true),
+            AfterFailure::KeepSession
+        );
+        assert_eq!(
+            l.after_failed_renewal(&outage, false),
+            AfterFailure::EndSession
+        );
+        assert_eq!(
+            l.after_failed_renewal(&refused, true),
+            AfterFailure::EndSession
+        );
+        let other = Error::new(Reason::BadSignature, "x");
+        assert_eq!(
+            l.after_failed_renewal(&other, true),
+            AfterFailure::EndSession
         );
     }
 
