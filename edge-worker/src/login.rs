@@ -9,7 +9,8 @@
 //!   set of the provider, refetched early on an unknown `kid`), session (+ refresh) cookie,
 //!   302 to the return URL; any failure is a refused login without a session;
 //! - every other request: [`renew`] uses the refresh token when the core says so, and the
-//!   request continues with the renewed session; a failed renewal ends the session;
+//!   request continues with the renewed session; a refused renewal ends the session (a
+//!   provider outage leaves a still-valid session alone);
 //! - `logout_path` (GET or POST): cookies cleared, 302 to the provider's end-session endpoint;
 //! - `me_path`: the identity of any accepted credential as JSON, else 401 JSON.
 
