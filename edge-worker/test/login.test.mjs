@@ -4,6 +4,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { SignJWT } from "jose";
 import { freePort, startOrigin, startWorkerd } from "./harness.mjs";
 import { Jar, browse, startOP, throughProvider } from "./op.mjs";
 
@@ -252,6 +253,28 @@ describe("OIDC login in workerd against oidc-provider", () => {
     assert.equal((await page.json()).reason, "missing_role");
     const who = await (await browse(jar, `${base.basic}/auth/me`)).json();
     assert.deepEqual(who.roles, ["staff"]);
+  });
+
+  test("/auth/me shows any accepted credential: a bearer JWT of the provider", async () => {
+    const t = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT({ sub: "svc-1", roles: ["robot"], email: "svc@example.com" })
+      .setProtectedHeader({ alg: "RS256", kid: "op-rs1", typ: "JWT" })
+      .setIssuer(op.issuer)
+      .setAudience("api")
+      .setIssuedAt(t)
+      .setExpirationTime(t + 300)
+      .sign(op.privateKey);
+    const res = await fetch(`${base.basic}/auth/me`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(res.status, 200);
+    const who = await res.json();
+    assert.equal(who.subject, "svc-1");
+    assert.equal(who.credential, "jwt");
+    assert.deepEqual(who.roles, ["robot"]);
+    assert.equal(who.expires_at, t + 300);
+    const forged = `${token.slice(0, -4)}AAAA`;
+    const bad = await fetch(`${base.basic}/auth/me`, { headers: { authorization: `Bearer ${forged}` } });
+    assert.equal(bad.status, 401);
+    assert.equal((await bad.json()).reason, "bad_signature");
   });
 
   test("/auth/me without a credential is 401 JSON", async () => {

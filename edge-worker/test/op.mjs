@@ -82,6 +82,8 @@ export async function startOP({ port, clients, ttl = {} }) {
   return {
     issuer,
     provider,
+    /** The provider's signing key (kid `op-rs1`), for tests that mint tokens of this issuer. */
+    privateKey,
     /** An outage: the port refuses connections until `resume` (the provider keeps its state). */
     pause: close,
     resume: listen,
