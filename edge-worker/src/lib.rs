@@ -21,6 +21,8 @@
 //! Fail closed: no config, a config the core refuses (logged with every field path), no origin
 //! binding, key sets that cannot be fetched — the request is refused.
 
+mod login;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -28,6 +30,7 @@ use edgegate::cache::TokenCache;
 use edgegate::engine::MAX_FORM_BODY;
 use edgegate::jwk::KeySet;
 use edgegate::jwks::{FetchRequest, JwksState};
+use edgegate::login::Route;
 use edgegate::verifier::KeyLookup;
 use edgegate::{Denial, Engine, Error, Reason, Request as CoreRequest, UnixTime, Verdict};
 use js_sys::{Array, Promise, Reflect};
@@ -59,7 +62,7 @@ const MAX_USED_LINKS: usize = 100_000;
 extern "C" {
     /// The global `fetch` (used with `ORIGIN_URL`).
     #[wasm_bindgen(js_name = fetch)]
-    fn global_fetch(req: &Request) -> Promise;
+    pub(crate) fn global_fetch(req: &Request) -> Promise;
 
     /// A service binding (`env.ORIGIN`) or a Durable Object stub.
     type Fetcher;
@@ -74,7 +77,7 @@ extern "C" {
     fn get(this: &DurableObjectNamespace, id: &JsValue) -> Result<Fetcher, JsValue>;
 
     #[wasm_bindgen(js_namespace = AbortSignal, js_name = timeout)]
-    fn abort_after(ms: f64) -> AbortSignal;
+    pub(crate) fn abort_after(ms: f64) -> AbortSignal;
 
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout(callback: &js_sys::Function, ms: i32) -> JsValue;
@@ -104,27 +107,27 @@ impl UsedLinks {
     }
 }
 
-struct Gate {
-    engine: Engine,
-    cache: TokenCache,
+pub(crate) struct Gate {
+    pub(crate) engine: Engine,
+    pub(crate) cache: TokenCache,
     used: UsedLinks,
-    remote: RemoteKeySets,
+    pub(crate) remote: RemoteKeySets,
 }
 
 /// One provider's remote key set and its refresh state.
-struct Remote {
+pub(crate) struct Remote {
     provider: String,
-    state: JwksState,
+    pub(crate) state: JwksState,
     fetch_timeout_ms: u64,
-    wait_for_keys_ms: u64,
+    pub(crate) wait_for_keys_ms: u64,
 }
 
 /// The isolate's remote key sets, as the core looks them up.
 #[derive(Default)]
-struct RemoteKeySets(Vec<Remote>);
+pub(crate) struct RemoteKeySets(Vec<Remote>);
 
 impl RemoteKeySets {
-    fn get_mut(&mut self, provider: &str) -> Option<&mut Remote> {
+    pub(crate) fn get_mut(&mut self, provider: &str) -> Option<&mut Remote> {
         self.0.iter_mut().find(|r| r.provider == provider)
     }
 }
@@ -138,21 +141,21 @@ impl KeyLookup for RemoteKeySets {
     }
 }
 
-enum State {
+pub(crate) enum State {
     Ready(Box<Gate>),
     /// The config was missing or refused: every request is a 500; the text names every field.
     Broken(String),
 }
 
 thread_local! {
-    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+    pub(crate) static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
 }
 
-fn log_error(msg: &str) {
+pub(crate) fn log_error(msg: &str) {
     web_sys::console::error_1(&JsValue::from_str(msg));
 }
 
-fn now() -> UnixTime {
+pub(crate) fn now() -> UnixTime {
     // Date.now() is milliseconds; the core wants whole seconds.
     (js_sys::Date::now() / 1000.0) as UnixTime
 }
@@ -228,11 +231,37 @@ pub async fn handle(req: Request, env: JsValue, _ctx: JsValue) -> Result<Respons
     STATE.with(|cell| {
         cell.borrow_mut().get_or_insert_with(|| load(&env));
     });
+    // OIDC login routes (src/login.rs), then session renewal, then the guard.
+    let route = login::route(path);
+    match route {
+        Some(Route::Login) => return login::start(&method, path, &incoming).await,
+        Some(Route::Callback) => return login::callback(&env, &method, path, &incoming).await,
+        Some(Route::Logout) => return login::logout(&method, &incoming).await,
+        _ => {}
+    }
+    let mut incoming = incoming;
+    let set_cookies = login::renew(&env, &mut incoming).await;
+    let resp = if route == Some(Route::Me) {
+        login::me(&method, path, &incoming).await?
+    } else {
+        guard(&req, &env, &method, path, &incoming).await?
+    };
+    login::with_cookies(resp, &set_cookies)
+}
+
+/// Decides the request with the core and carries out the verdict.
+async fn guard(
+    req: &Request,
+    env: &JsValue,
+    method: &str,
+    path: &str,
+    incoming: &[(String, String)],
+) -> Result<Response, JsValue> {
     let mut refetched = false;
     let mut waited_since: Option<f64> = None;
     loop {
         refresh_keys().await;
-        let action = STATE.with(|cell| decide(cell, &method, path, &incoming, refetched))?;
+        let action = STATE.with(|cell| decide(cell, method, path, incoming, refetched))?;
         match action {
             Action::Broken => return internal_error(),
             Action::Reply(d) => return denial_response(&d),
@@ -251,10 +280,8 @@ pub async fn handle(req: Request, env: JsValue, _ctx: JsValue) -> Result<Respons
                 }
                 sleep_ms(50).await?;
             }
-            Action::Forward { headers, dev } => {
-                return forward(&req, &env, path, headers, dev).await
-            }
-            Action::MagicLinkForm => return magic_link_post(&req, &env).await,
+            Action::Forward { headers, dev } => return forward(req, env, path, headers, dev).await,
+            Action::MagicLinkForm => return magic_link_post(req, env).await,
         }
     }
 }
@@ -337,7 +364,7 @@ fn decide(
 /// Runs the key-set fetches that are due (a first load, a refresh, an early refetch; a
 /// discovery document is followed by its JWKS in the next round). Failures are logged and
 /// reported to the state machine, which backs off; the decision then fails closed.
-async fn refresh_keys() {
+pub(crate) async fn refresh_keys() {
     for _round in 0..3 {
         let due: Vec<(String, FetchRequest, u64)> = STATE.with(|cell| {
             let mut slot = cell.borrow_mut();
@@ -447,7 +474,7 @@ async fn fetch_document(
     Ok((resp.status(), cache_control, body))
 }
 
-async fn sleep_ms(ms: i32) -> Result<(), JsValue> {
+pub(crate) async fn sleep_ms(ms: i32) -> Result<(), JsValue> {
     let p = Promise::new(&mut |resolve, _| {
         set_timeout(&resolve, ms);
     });
@@ -477,7 +504,7 @@ fn request_headers(h: &Headers) -> Result<Vec<(String, String)>, JsValue> {
     Ok(out)
 }
 
-fn internal_error() -> Result<Response, JsValue> {
+pub(crate) fn internal_error() -> Result<Response, JsValue> {
     let headers = Headers::new()?;
     headers.set("content-type", "application/json")?;
     headers.set("cache-control", "no-store")?;
@@ -492,7 +519,7 @@ fn internal_error() -> Result<Response, JsValue> {
     )
 }
 
-fn denial_response(d: &Denial) -> Result<Response, JsValue> {
+pub(crate) fn denial_response(d: &Denial) -> Result<Response, JsValue> {
     let headers = Headers::new()?;
     for (n, v) in &d.headers {
         headers.append(n, v)?;

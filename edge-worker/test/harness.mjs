@@ -85,7 +85,9 @@ function capnpString(s) {
 
 /**
  * Starts workerd with one socket per worker. `workers` is a list of
- * {name, config (object or raw string), origin: "binding" | "url", usedLinks?: "own" | "<worker>"}.
+ * {name, config (object or raw string), origin: "binding" | "url", usedLinks?: "own" | "<worker>",
+ *  port? (fixed port, e.g. when the config must name the worker's own URL), text? ({BINDING: value},
+ *  extra text bindings such as secrets)}.
  * Returns {urls: {name: "http://127.0.0.1:port"}, logs(), stop()}.
  */
 export async function startWorkerd({ originPort, workers }) {
@@ -100,7 +102,7 @@ export async function startWorkerd({ originPort, workers }) {
   const sockets = [];
   const defs = [];
   for (const w of workers) {
-    const port = await freePort();
+    const port = w.port ?? (await freePort());
     urls[w.name] = `http://127.0.0.1:${port}`;
     const configFile = `config-${w.name}.json`;
     writeFileSync(join(dir, configFile), typeof w.config === "string" ? w.config : JSON.stringify(w.config));
@@ -110,6 +112,9 @@ export async function startWorkerd({ originPort, workers }) {
         ? `(name = "ORIGIN_URL", text = ${capnpString(`http://127.0.0.1:${originPort}`)})`
         : `(name = "ORIGIN", service = "origin")`,
     ];
+    for (const [name, value] of Object.entries(w.text ?? {})) {
+      bindings.push(`(name = ${capnpString(name)}, text = ${capnpString(value)})`);
+    }
     // `usedLinks: "own"` defines the UsedLinks Durable Object namespace in this worker;
     // `usedLinks: "<worker>"` binds the namespace another worker defines (shared single use).
     let durable = "";

@@ -11,6 +11,7 @@ use crate::apikey::ApiKeysConfig;
 use crate::cache::CacheConfig;
 use crate::error::{ConfigErrors, Error};
 use crate::identity::CredentialKind;
+use crate::login::LoginConfig;
 use crate::magic::MagicLinkConfig;
 use crate::matcher::RuleConfig;
 use crate::policy::{default_credentials, DefaultRuleConfig};
@@ -41,6 +42,10 @@ pub struct Config {
     /// The session cookie (set after OIDC or magic-link login).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionConfig>,
+    /// OpenID Connect login (authorization code flow with PKCE) through one of `jwt.providers`,
+    /// with refresh and logout. Needs a `session` section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<LoginConfig>,
     /// Which return URLs (login `rd`, magic-link targets) are allowed besides relative paths.
     #[serde(default)]
     pub redirects: RedirectConfig,
@@ -462,6 +467,12 @@ impl Config {
                     ));
                 }
             }
+        }
+        if self.login.is_some() && self.session.is_none() {
+            errors.push(Error::config(
+                "session",
+                "OIDC login (the login section) keeps people logged in with a session cookie: add a session section with a signing key",
+            ));
         }
         if self.magic_links.is_some() && self.session.is_none() {
             errors.push(Error::config(

@@ -14,6 +14,7 @@ use crate::error::{ConfigErrors, Error, Reason};
 use crate::extractor::{Extractor, Found, Request};
 use crate::identity::{CredentialKind, Identity};
 use crate::jwks::CompiledJwksSource;
+use crate::login::Login;
 use crate::magic::MagicLinks;
 use crate::matcher::{normalize_path, Rules};
 use crate::redirect::RedirectPolicy;
@@ -45,6 +46,19 @@ pub enum Verdict {
     /// A POST to the magic-link path: read the form body (at most [`MAX_FORM_BODY`] bytes), call
     /// [`Engine::magic_link_consume`], enforce single use on the returned `jti`, then reply.
     MagicLinkForm,
+}
+
+/// The outcome of [`Engine::identify`].
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Identified {
+    Ok(Identity),
+    /// As [`Verdict::WaitForKeys`].
+    WaitForKeys {
+        provider: String,
+    },
+    /// No credential, or a refused one; the provider to refetch keys for on an unknown `kid`.
+    Refused(Error, Option<String>),
 }
 
 /// A local reply: status, headers and a small body.
@@ -84,6 +98,7 @@ pub struct Engine {
     api_keys: Option<ApiKeyStore>,
     magic: Option<MagicLinks>,
     sessions: Option<Sessions>,
+    login: Option<Login>,
     redirects: RedirectPolicy,
     rules: Rules,
     headers: IdentityHeaders,
@@ -136,6 +151,13 @@ impl Engine {
             &mut errors,
             "session",
             cfg.session.as_ref().map(|c| c.compile()),
+        );
+        let login = section(
+            &mut errors,
+            "login",
+            cfg.login
+                .as_ref()
+                .map(|c| c.compile(cfg.session.as_ref(), &cfg.jwt.providers)),
         );
         let redirects = section(&mut errors, "redirects", Some(cfg.redirects.compile()));
         // Rule errors already carry full paths (`rules[2].match.path`, `default_rule.require`).
@@ -191,6 +213,7 @@ impl Engine {
             api_keys,
             magic,
             sessions,
+            login,
             redirects,
             rules,
             headers: cfg.identity_headers.clone(),
@@ -251,6 +274,39 @@ impl Engine {
 
     pub fn sessions(&self) -> Option<&Sessions> {
         self.sessions.as_ref()
+    }
+
+    /// The OIDC login section, if configured.
+    pub fn login(&self) -> Option<&Login> {
+        self.login.as_ref()
+    }
+
+    /// The signature backend (ID tokens at login are checked with it too).
+    pub fn backend(&self) -> &dyn SignatureBackend {
+        self.backend.as_ref()
+    }
+
+    /// Who the request is, from any credential it carries, regardless of the rules (for
+    /// `/auth/me`). Refused and missing credentials are errors; `refetch` as in [`Denial`].
+    pub fn identify(
+        &self,
+        req: &Request<'_>,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Identified {
+        let is_api_key = |s: &str| self.api_keys.as_ref().is_some_and(|k| k.looks_like_key(s));
+        let Some(found) = self.extractor.find_any(req, &is_api_key) else {
+            return Identified::Refused(
+                Error::new(Reason::CredentialMissing, "no credential"),
+                None,
+            );
+        };
+        match self.authenticate(found, keys, cache, now) {
+            Authn::Ok(id, _) => Identified::Ok(id),
+            Authn::Wait(p) => Identified::WaitForKeys { provider: p },
+            Authn::Err(e, refetch) => Identified::Refused(e, refetch),
+        }
     }
 
     pub fn magic_links(&self) -> Option<&MagicLinks> {

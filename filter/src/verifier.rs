@@ -244,6 +244,21 @@ impl Provider {
     pub fn algorithms(&self) -> &[Alg] {
         &self.algorithms
     }
+
+    /// The inline keys and shared secrets, if any (OIDC login checks ID tokens with them too).
+    pub fn static_keys(&self) -> Option<&KeySet> {
+        self.static_keys.as_ref()
+    }
+
+    /// Where roles, permissions, email... are read from (also applied to ID tokens at login).
+    pub fn mapping(&self) -> &ClaimMapping {
+        &self.mapping
+    }
+
+    /// Allowed clock difference, in seconds.
+    pub fn clock_skew_seconds(&self) -> u64 {
+        self.clock_skew
+    }
 }
 
 /// The outcome of checking one JWT.
