@@ -1,0 +1,155 @@
+// One real-browser login: headless Chromium (Debian's `chromium`, see ../browser-setup.sh),
+// driven by npm `playwright-core` (no browser download), opens a protected page on the worker
+// in real workerd, is sent to /auth/login, then to the OpenID Provider's login page
+// (misbehaving-op.mjs with its HTML form, behaving), signs in by filling the form, comes back
+// through /auth/callback and lands on the protected page, where the origin echoes the identity
+// headers: the user's name must be visible. Then logout through the provider's end-session
+// endpoint, after which the page asks for a login again.
+//
+// Skipped, with the reason, only when Chromium is not installed (run ./browser-setup.sh).
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { startOrigin } from "./harness.mjs";
+import { startOp } from "./misbehaving-op.mjs";
+import { freePorts, startWorkersAt } from "./rp-harness.mjs";
+
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+function chromiumMissing() {
+  try {
+    execFileSync(CHROMIUM, ["--version"], { stdio: "pipe", timeout: 20_000 });
+    return false;
+  } catch (e) {
+    return `Chromium is not installed at ${CHROMIUM} (${e.code ?? e.message}): run edge-worker/browser-setup.sh`;
+  }
+}
+const skip = chromiumMissing();
+
+let origin;
+let op;
+let wd;
+let browser;
+let base;
+
+before(async () => {
+  if (skip) return;
+  const { chromium } = await import("playwright-core");
+  origin = await startOrigin();
+  const [port] = await freePorts(1);
+  base = `http://127.0.0.1:${port}`;
+  const secret = randomBytes(32).toString("base64url");
+  op = await startOp({
+    clientSecret: secret,
+    redirectUris: [`${base}/auth/callback`],
+    users: { alice: { name: "Alice Example", email: "alice@example.com", roles: ["staff"] } },
+  });
+  op.misbehave({ interactive: true, refreshToken: true });
+  const config = {
+    realm: "browser",
+    jwt: {
+      providers: [
+        {
+          name: "op",
+          issuer: op.issuer,
+          algorithms: ["RS256"],
+          remote_jwks: { oidc_issuer: op.issuer },
+          claims: { roles: ["roles"] },
+        },
+      ],
+    },
+    session: { keys: [{ kid: "s1", secret: randomBytes(32).toString("base64url") }], lifetime_seconds: 3600 },
+    login: {
+      provider: "op",
+      client_id: "edge",
+      token_endpoint_auth_method: "client_secret_basic",
+      redirect_uri: `${base}/auth/callback`,
+      scopes: ["openid", "email", "profile"],
+      login_path: "/auth/login",
+      logout_path: "/auth/logout",
+      me_path: "/auth/me",
+      post_logout_redirect_uri: `${base}/signed-out`,
+      refresh_keys: [{ kid: "r1", secret: randomBytes(32).toString("base64url") }],
+    },
+    rules: [
+      { name: "signed-out", match: { path: { exact: "/signed-out" } }, require: { public: true } },
+      { name: "app", match: { path: { prefix: "/app" } }, credentials: ["session"], login_url: "/auth/login" },
+    ],
+    default_rule: { login_url: "/auth/login" },
+  };
+  wd = await startWorkersAt({
+    originPort: origin.port,
+    workers: [{ name: "gate", port, config, bindings: { OIDC_CLIENT_SECRET: secret } }],
+  });
+  // Running as root needs --no-sandbox (playwright-core passes it unless chromiumSandbox is set).
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, timeout: 30_000 });
+});
+
+after(async () => {
+  await browser?.close();
+  await wd?.stop();
+  await op?.stop();
+  await origin?.stop();
+});
+
+test("Chromium logs in through the provider's login page and sees the protected page", { skip }, async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  const visited = [];
+  page.on("request", (r) => {
+    if (r.isNavigationRequest()) visited.push(r.url()); // every redirect hop too
+  });
+
+  await page.goto(`${base}/app/reports?month=11`);
+  // sent to the worker's login, then to the provider's login form
+  await page.waitForSelector("#username");
+  assert.ok(page.url().startsWith(`${op.issuer}/authorize?`), page.url());
+  assert.equal(await page.title(), "Sign in to the test OP");
+  assert.equal(op.count("token"), 0, "no code exchange before the user signed in");
+
+  await page.fill("#username", "alice");
+  await Promise.all([page.waitForURL(`${base}/app/reports?month=11`), page.click("#signin")]);
+
+  const text = await page.locator("body").innerText();
+  assert.ok(text.includes("Alice Example"), `the user's name on the page:\n${text.slice(0, 2000)}`);
+  const seen = JSON.parse(text);
+  assert.equal(seen.url, "/app/reports?month=11");
+  assert.equal(seen.headers["x-edgegate-subject"], "alice");
+  assert.equal(seen.headers["x-edgegate-name"], "Alice Example");
+  assert.equal(seen.headers["x-edgegate-credential"], "session");
+  // the hops: the page, the worker's login, the OP, its form post, the callback, the page
+  assert.ok(visited.some((u) => u.startsWith(`${base}/auth/login?rd=`)), visited.join("\n"));
+  assert.ok(visited.some((u) => u.startsWith(`${base}/auth/callback?code=`)), visited.join("\n"));
+  assert.equal(op.lastToken().status, 200);
+
+  // the browser kept the session cookie as the worker set it, and no attempt cookie
+  const cookies = await context.cookies(base);
+  const session = cookies.find((c) => c.name === "edgegate_session");
+  assert.ok(session, `session cookie in the browser: ${cookies.map((c) => c.name)}`);
+  assert.equal(session.httpOnly, true);
+  assert.equal(session.sameSite, "Lax");
+  assert.ok(!cookies.some((c) => c.name.startsWith("edgegate_login_")), cookies.map((c) => c.name).join(","));
+
+  // the page's own script cannot read the session (HttpOnly)
+  assert.ok(!(await page.evaluate(() => document.cookie)).includes("edgegate_session"));
+
+  // /auth/me in the same browser
+  const me = await page.evaluate(async () => (await fetch("/auth/me", { headers: { accept: "application/json" } })).json());
+  assert.equal(me.subject, "alice");
+  assert.equal(me.name, "Alice Example");
+
+  // logout: through the provider's end-session endpoint back to the post-logout page
+  await page.goto(`${base}/auth/logout`);
+  await page.waitForURL(`${base}/signed-out`);
+  const logout = op.log.filter((e) => e.type === "logout").at(-1);
+  assert.ok(logout, "the browser went through the provider's end_session_endpoint");
+  assert.equal(logout.query.post_logout_redirect_uri, `${base}/signed-out`);
+  assert.ok(logout.query.id_token_hint, "id_token_hint sent");
+  assert.ok(!(await context.cookies(base)).some((c) => c.name === "edgegate_session"), "session cookie gone");
+  await page.goto(`${base}/app/reports`);
+  await page.waitForSelector("#username");
+  assert.ok(page.url().startsWith(`${op.issuer}/authorize?`), page.url());
+  await context.close();
+});

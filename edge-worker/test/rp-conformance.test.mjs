@@ -1,0 +1,516 @@
+// The relying-party checks of the OpenID conformance suite's basic and config plans
+// (oidcc-client-basic-certification-test-plan, oidcc-client-config-certification-test-plan),
+// reproduced locally: the worker in real workerd logs in against a small OpenID Provider
+// (misbehaving-op.mjs: node:http + npm `jose`) that is told, per test, how to misbehave.
+// Every misbehaviour must end in a refused login: no session cookie, no redirect to the return
+// URL, /auth/me 401, the protected page still sends the browser to login. Every refusal is
+// followed by a well-behaved login on the same worker (the refusal was that check, not a
+// broken worker). The good cases (RS256, ES256, HS256 with the client secret, no kid with one
+// key, key rotation) must log in and show the user.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { startOrigin } from "./harness.mjs";
+import { startOp } from "./misbehaving-op.mjs";
+import { Jar, describeStep, driveLogin, freePorts, jarGet, startWorkersAt } from "./rp-harness.mjs";
+
+const SESSION = "edgegate_session";
+const SESSION_SECRET = randomBytes(32).toString("base64url");
+const REFRESH_SECRET = randomBytes(32).toString("base64url");
+// 43 characters: HS256 ID tokens are signed with the UTF-8 bytes of the client secret (OIDC
+// Core 10.1), and the provider's shared secret must be at least 32 bytes.
+const CLIENT_SECRET = randomBytes(32).toString("base64url");
+const RD = "/app/page?tab=1";
+
+/**
+ * The worker's config for one OP. `provider` and `login` are merged over the defaults; a
+ * provider field set to undefined is removed.
+ */
+function rpConfig(op, port, { provider = {}, login = {} } = {}) {
+  const p = {
+    name: "op",
+    issuer: op.issuer,
+    algorithms: ["RS256"],
+    remote_jwks: { oidc_issuer: op.issuer, unknown_kid_min_interval_seconds: 1 },
+    claims: { roles: ["roles"] },
+    ...provider,
+  };
+  for (const [k, v] of Object.entries(p)) if (v === undefined) delete p[k];
+  return {
+    realm: "rp",
+    jwt: { providers: [p] },
+    session: { keys: [{ kid: "s1", secret: SESSION_SECRET }], lifetime_seconds: 3600 },
+    login: {
+      provider: "op",
+      client_id: "edge",
+      client_secret: CLIENT_SECRET,
+      token_endpoint_auth_method: "client_secret_basic",
+      redirect_uri: `http://127.0.0.1:${port}/auth/callback`,
+      scopes: ["openid", "email", "profile"],
+      login_path: "/auth/login",
+      logout_path: "/auth/logout",
+      me_path: "/auth/me",
+      post_logout_redirect_uri: `http://127.0.0.1:${port}/`,
+      refresh_keys: [{ kid: "r1", secret: REFRESH_SECRET }],
+      ...login,
+    },
+    rules: [
+      {
+        name: "app",
+        match: { path: { prefix: "/app" } },
+        credentials: ["session"],
+        login_url: "/auth/login",
+      },
+    ],
+    default_rule: { login_url: "/auth/login" },
+  };
+}
+
+let origin;
+let wd;
+const ops = {};
+const urls = {};
+
+before(async () => {
+  origin = await startOrigin();
+  const names = ["rs", "es", "hs", "single", "multi", "rotate", "mismatch"];
+  const ports = Object.fromEntries((await freePorts(names.length)).map((p, i) => [names[i], p]));
+  const cb = (name) => [`http://127.0.0.1:${ports[name]}/auth/callback`];
+
+  ops.rs = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("rs") });
+  ops.es = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("es"), alg: "ES256" });
+  ops.hs = await startOp({
+    clientSecret: CLIENT_SECRET,
+    redirectUris: cb("hs"),
+    alg: "HS256",
+    authMethod: "client_secret_post",
+  });
+  ops.single = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("single") });
+  ops.multi = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("multi") });
+  await ops.multi.addKey("RS256"); // two RSA keys in the JWKS; the first signs
+  ops.rotate = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("rotate") });
+  ops.mismatch = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("mismatch") });
+  // from the very first discovery request on
+  ops.mismatch.misbehave({ discoveryIssuer: `${ops.mismatch.issuer}/other` });
+
+  const workers = [
+    { name: "rs", config: rpConfig(ops.rs, ports.rs) },
+    {
+      name: "es",
+      config: rpConfig(ops.es, ports.es, { provider: { algorithms: ["ES256"] } }),
+    },
+    {
+      // HS256 keyed with the client secret; the client authenticates with client_secret_post,
+      // and the secret comes from the OIDC_CLIENT_SECRET binding, which overrides the config's
+      // (wrong) one: a login that works proves the override.
+      name: "hs",
+      config: rpConfig(ops.hs, ports.hs, {
+        provider: {
+          algorithms: ["HS256"],
+          remote_jwks: undefined,
+          shared_secrets: [{ secret: Buffer.from(CLIENT_SECRET, "utf8").toString("base64url") }],
+        },
+        login: {
+          client_secret: "not-the-secret-the-binding-wins",
+          token_endpoint_auth_method: "client_secret_post",
+        },
+      }),
+      bindings: { OIDC_CLIENT_SECRET: CLIENT_SECRET },
+    },
+    { name: "single", config: rpConfig(ops.single, ports.single) },
+    { name: "multi", config: rpConfig(ops.multi, ports.multi) },
+    { name: "rotate", config: rpConfig(ops.rotate, ports.rotate) },
+    {
+      // keys from the jwks_uri directly: the refusal must come from the login's own discovery
+      // check, not from the key set's discovery
+      name: "mismatch",
+      config: rpConfig(ops.mismatch, ports.mismatch, {
+        provider: { remote_jwks: { jwks_uri: `${ops.mismatch.issuer}/jwks` } },
+      }),
+    },
+  ].map((w) => ({ ...w, port: ports[w.name] }));
+  wd = await startWorkersAt({ originPort: origin.port, workers });
+  Object.assign(urls, wd.urls);
+});
+
+after(async () => {
+  await wd?.stop();
+  for (const op of Object.values(ops)) await op.stop();
+  await origin?.stop();
+});
+
+/** Asserts a successful login: session cookie, 302 to the return URL, /auth/me and the page. */
+async function assertLoggedIn(name, flow, { sub = "alice", kid } = {}) {
+  const base = urls[name];
+  const { start, authorize, callback, jar } = flow;
+  assert.equal(start.status, 302, `login start: ${describeStep(start)}`);
+  assert.equal(authorize?.status, 302, `OP authorize: ${describeStep(authorize)}`);
+  assert.equal(ops[name].lastToken()?.status, 200, `the token endpoint: ${JSON.stringify(ops[name].lastToken())}`);
+  assert.equal(callback?.status, 302, `callback: ${describeStep(callback)}\n${wd.logs().slice(-2000)}`);
+  assert.equal(callback.location, RD, "back to the return URL");
+  const session = callback.setCookies.find((c) => c.name === SESSION && !c.expired);
+  assert.ok(session, `a session cookie: ${describeStep(callback)}`);
+  assert.ok(session.attrs.httponly, "HttpOnly");
+  assert.ok(!jar.names().some((n) => n.startsWith("edgegate_login_")), `attempt cookie cleared: ${jar.names()}`);
+
+  const me = await jarGet(`${base}/auth/me`, jar, { accept: "application/json" });
+  assert.equal(me.status, 200, `/auth/me: ${describeStep(me)}`);
+  const who = JSON.parse(me.body);
+  assert.equal(who.subject, sub);
+  assert.equal(who.name, "Alice Example");
+  assert.equal(who.email, "alice@example.com");
+  assert.deepEqual(who.roles, ["staff"]);
+
+  const page = await jarGet(`${base}${RD}`, jar);
+  assert.equal(page.status, 200, `protected page: ${describeStep(page)}`);
+  const seen = JSON.parse(page.body);
+  assert.equal(seen.url, RD);
+  assert.equal(seen.headers["x-edgegate-subject"], sub);
+  assert.equal(seen.headers["x-edgegate-name"], "Alice Example");
+  if (kid) {
+    const header = JSON.parse(Buffer.from(ops[name].lastToken().idToken.split(".")[0], "base64url"));
+    assert.equal(header.kid, kid, "the ID token was signed with the expected key");
+  }
+}
+
+/**
+ * Asserts a refused login. `reason`: the core's reason code(s) the refusal must name (the
+ * worker's error page and JSON both carry it). `tokenIssued`: the OP's token endpoint answered
+ * 200 in this flow (so the refusal is the RP's check of what it received).
+ */
+async function assertRefused(name, flow, { reason, tokenIssued = true, tokensBefore } = {}) {
+  const base = urls[name];
+  const { start, callback, jar } = flow;
+  const last = flow.callback ?? flow.authorize ?? start;
+  const ctx = `start: ${describeStep(start)}\nauthorize: ${describeStep(flow.authorize)}\ncallback: ${describeStep(callback)}`;
+  if (tokenIssued) {
+    assert.equal(ops[name].lastToken()?.status, 200, `the OP issued tokens: ${JSON.stringify(ops[name].lastToken())}`);
+    assert.ok(callback, `the flow reached the callback:\n${ctx}`);
+  }
+  if (tokensBefore !== undefined) {
+    assert.equal(ops[name].count("token"), tokensBefore, `the token endpoint must not be reached:\n${ctx}`);
+  }
+  assert.ok(last.status >= 400 && last.status < 600, `refused with 4xx/5xx:\n${ctx}`);
+  for (const step of [start, flow.callback].filter(Boolean)) {
+    assert.ok(
+      !step.setCookies.some((c) => c.name === SESSION && !c.expired),
+      `no session cookie may be set:\n${ctx}`,
+    );
+  }
+  assert.ok(!jar.has(SESSION), "no session in the jar");
+  if (reason) {
+    const reasons = [reason].flat();
+    assert.ok(
+      reasons.some((r) => last.body.includes(r)),
+      `the refusal names ${reasons.join(" or ")}:\n${ctx}`,
+    );
+  }
+  const me = await jarGet(`${base}/auth/me`, jar, { accept: "application/json" });
+  assert.equal(me.status, 401, `/auth/me after a refused login: ${describeStep(me)}`);
+  const page = await jarGet(`${base}${RD}`, jar);
+  assert.equal(page.status, 302, `the protected page sends the browser to login: ${describeStep(page)}`);
+  assert.match(page.location, /^\/auth\/login\?rd=/);
+}
+
+/** A refused misbehaviour on worker `name`, then a good login on the same worker. */
+async function refusedThenRecovered(name, knobs, expect = {}, options = {}) {
+  const op = ops[name];
+  op.misbehave(knobs);
+  const tokensBefore = op.count("token");
+  try {
+    const flow = await driveLogin(urls[name], { rd: RD, ...options });
+    await assertRefused(name, flow, {
+      ...expect,
+      tokensBefore: expect.tokenIssued === false ? tokensBefore : undefined,
+    });
+  } finally {
+    op.misbehave();
+  }
+  await assertLoggedIn(name, await driveLogin(urls[name], { rd: RD }));
+}
+
+describe("basic plan: the well-behaved provider (oidcc-client-test)", () => {
+  test("RS256, client_secret_basic: logged in, /auth/me and the page show the user", async () => {
+    await assertLoggedIn("rs", await driveLogin(urls.rs, { rd: RD }), { kid: ops.rs.signingKid });
+    const t = ops.rs.lastToken();
+    assert.equal(t.authMethod, "client_secret_basic");
+    const authz = ops.rs.log.filter((e) => e.type === "authorize").at(-1).query;
+    assert.equal(authz.code_challenge_method, "S256");
+    assert.ok(authz.scope.split(" ").includes("openid"));
+  });
+
+  test("ES256 (oidcc-client-test with ES256)", async () => {
+    await assertLoggedIn("es", await driveLogin(urls.es, { rd: RD }), { kid: ops.es.signingKid });
+  });
+
+  test("HS256 keyed with the client secret, client_secret_post, secret from OIDC_CLIENT_SECRET", async () => {
+    await assertLoggedIn("hs", await driveLogin(urls.hs, { rd: RD }));
+    assert.equal(ops.hs.lastToken().authMethod, "client_secret_post");
+  });
+
+  test("RFC 9207: the right `iss` in the authorization response is accepted", async () => {
+    ops.rs.misbehave({ authorizationIss: "send" });
+    try {
+      const flow = await driveLogin(urls.rs, { rd: RD });
+      assert.equal(new URL(flow.authorize.location).searchParams.get("iss"), ops.rs.issuer);
+      await assertLoggedIn("rs", flow);
+    } finally {
+      ops.rs.misbehave();
+    }
+  });
+
+  test("two logins at once (two attempt cookies in one browser) both succeed", async () => {
+    const jar = new Jar();
+    const a = await jarGet(`${urls.rs}/auth/login?rd=${encodeURIComponent(RD)}`, jar);
+    const b = await jarGet(`${urls.rs}/auth/login?rd=${encodeURIComponent(RD)}`, jar);
+    assert.equal(jar.names().filter((n) => n.startsWith("edgegate_login_")).length, 2);
+    for (const start of [b, a]) {
+      const authz = await jarGet(start.location, null);
+      const cb = await jarGet(authz.location, jar);
+      assert.equal(cb.status, 302, describeStep(cb));
+      assert.equal(cb.location, RD);
+    }
+    assert.ok(jar.has(SESSION));
+  });
+});
+
+describe("basic plan: ID token signature", () => {
+  test("oidcc-client-test-invalid-sig-rs256: bad RS256 signature is refused", async () => {
+    await refusedThenRecovered("rs", { signature: "bad" }, { reason: "bad_signature" });
+  });
+
+  test("oidcc-client-test-invalid-sig-es256: bad ES256 signature is refused", async () => {
+    await refusedThenRecovered("es", { signature: "bad" }, { reason: "bad_signature" });
+  });
+
+  test("oidcc-client-test-invalid-sig-hs256: HS256 with another secret is refused", async () => {
+    await refusedThenRecovered("hs", { hsSecret: randomBytes(32).toString("base64url") }, { reason: "bad_signature" });
+  });
+
+  test("HS256 with a corrupted signature is refused", async () => {
+    await refusedThenRecovered("hs", { signature: "bad" }, { reason: "bad_signature" });
+  });
+
+  test("oidcc-client-test-idtoken-sig-none: alg none is refused", async () => {
+    await refusedThenRecovered("rs", { signature: "none" }, { reason: ["alg_none", "alg_not_allowed"] });
+  });
+
+  test("algorithm confusion: HS256 keyed with the client secret at an RS256-only client is refused", async () => {
+    await refusedThenRecovered("rs", { alg: "HS256" }, { reason: "alg_not_allowed" });
+  });
+
+  test("a kid the provider's JWKS does not have (even after a refetch) is refused", async () => {
+    await refusedThenRecovered("rs", { kid: "nobody" }, { reason: "unknown_kid" });
+  });
+
+  test("oidcc-client-test-kid-absent-single-jwks: no kid, one key: accepted", async () => {
+    ops.single.misbehave({ omitKid: true });
+    try {
+      const flow = await driveLogin(urls.single, { rd: RD });
+      const header = JSON.parse(Buffer.from(ops.single.lastToken().idToken.split(".")[0], "base64url"));
+      assert.equal(header.kid, undefined);
+      await assertLoggedIn("single", flow);
+    } finally {
+      ops.single.misbehave();
+    }
+  });
+
+  test("oidcc-client-test-kid-absent-multiple-jwks: no kid, several keys: refused", async () => {
+    assert.equal(ops.multi.publishedKids.length, 2);
+    await refusedThenRecovered("multi", { omitKid: true }, { reason: "no_matching_key" });
+  });
+});
+
+describe("basic plan: ID token claims (OIDC Core 3.1.3.7)", () => {
+  test("oidcc-client-test-invalid-iss: wrong iss is refused", async () => {
+    await refusedThenRecovered("rs", { claims: { iss: "https://evil.example" } }, { reason: "unknown_issuer" });
+  });
+
+  test("iss with a trailing slash is not the issuer (exact match)", async () => {
+    await refusedThenRecovered("rs", { claims: { iss: `${ops.rs.issuer}/` } }, { reason: "unknown_issuer" });
+  });
+
+  test("missing iss is refused", async () => {
+    await refusedThenRecovered("rs", { omit: ["iss"] }, { reason: ["missing_claim", "unknown_issuer"] });
+  });
+
+  test("oidcc-client-test-invalid-aud: wrong aud is refused", async () => {
+    await refusedThenRecovered("rs", { claims: { aud: "someone-else" } }, { reason: "wrong_audience" });
+  });
+
+  test("oidcc-client-test-missing-aud: missing aud is refused", async () => {
+    await refusedThenRecovered("rs", { omit: ["aud"] }, { reason: ["missing_claim", "wrong_audience"] });
+  });
+
+  test("several audiences with azp of another client are refused", async () => {
+    await refusedThenRecovered(
+      "rs",
+      { claims: { aud: ["edge", "other"], azp: "other" } },
+      { reason: "wrong_audience" },
+    );
+  });
+
+  test("several audiences without azp are refused", async () => {
+    await refusedThenRecovered("rs", { claims: { aud: ["edge", "other"] } }, { reason: "wrong_audience" });
+  });
+
+  test("azp of another client with a single aud is refused", async () => {
+    await refusedThenRecovered("rs", { claims: { azp: "other" } }, { reason: "wrong_audience" });
+  });
+
+  test("several audiences with azp = client_id are accepted", async () => {
+    ops.rs.misbehave({ claims: { aud: ["edge", "other"], azp: "edge" } });
+    try {
+      await assertLoggedIn("rs", await driveLogin(urls.rs, { rd: RD }));
+    } finally {
+      ops.rs.misbehave();
+    }
+  });
+
+  test("oidcc-client-test-missing-sub: missing sub is refused", async () => {
+    await refusedThenRecovered("rs", { omit: ["sub"] }, { reason: "missing_claim" });
+  });
+
+  test("an empty sub is refused", async () => {
+    await refusedThenRecovered("rs", { claims: { sub: "" } }, { reason: "missing_claim" });
+  });
+
+  test("oidcc-client-test-missing-iat: missing iat is refused", async () => {
+    await refusedThenRecovered("rs", { omit: ["iat"] }, { reason: "missing_claim" });
+  });
+
+  test("iat in the future is refused", async () => {
+    const t = Math.floor(Date.now() / 1000);
+    await refusedThenRecovered("rs", { claims: { iat: t + 3600, exp: t + 7200 } }, { reason: "issued_in_future" });
+  });
+
+  test("an expired ID token is refused", async () => {
+    await refusedThenRecovered("rs", { expired: true }, { reason: "token_expired" });
+  });
+
+  test("missing exp is refused", async () => {
+    await refusedThenRecovered("rs", { omit: ["exp"] }, { reason: "missing_claim" });
+  });
+
+  test("oidcc-client-test-nonce-invalid: wrong nonce is refused", async () => {
+    await refusedThenRecovered("rs", { claims: { nonce: "not-the-nonce-of-this-login" } }, { reason: "login_mismatch" });
+  });
+
+  test("missing nonce is refused", async () => {
+    await refusedThenRecovered("rs", { omit: ["nonce"] }, { reason: "missing_claim" });
+  });
+
+  test("a bad at_hash is refused", async () => {
+    await refusedThenRecovered("rs", { atHash: "bad" }, { reason: "login_mismatch" });
+  });
+
+  test("no at_hash (optional in the code flow) is accepted", async () => {
+    ops.rs.misbehave({ atHash: "omit" });
+    try {
+      await assertLoggedIn("rs", await driveLogin(urls.rs, { rd: RD }));
+    } finally {
+      ops.rs.misbehave();
+    }
+  });
+});
+
+describe("basic plan: the authorization response and the token endpoint", () => {
+  test("RFC 9207: a wrong iss in the authorization response is refused before the code exchange", async () => {
+    await refusedThenRecovered(
+      "rs",
+      { authorizationIss: "https://evil.example" },
+      { reason: "unknown_issuer", tokenIssued: false },
+    );
+  });
+
+  test("a state that is not the attempt's is refused before the code exchange", async () => {
+    await refusedThenRecovered(
+      "rs",
+      {},
+      { reason: "login_mismatch", tokenIssued: false },
+      { tamperCallback: (u) => u.searchParams.set("state", randomBytes(16).toString("base64url")) },
+    );
+  });
+
+  test("a callback without the attempt cookie (another browser) is refused before the code exchange", async () => {
+    const jar = new Jar();
+    const start = await jarGet(`${urls.rs}/auth/login?rd=${encodeURIComponent(RD)}`, jar);
+    const authz = await jarGet(start.location, null);
+    const tokensBefore = ops.rs.count("token");
+    const stranger = new Jar();
+    const cb = await jarGet(authz.location, stranger);
+    await assertRefused("rs", { start, authorize: authz, callback: cb, jar: stranger }, {
+      reason: "login_mismatch",
+      tokenIssued: false,
+      tokensBefore,
+    });
+    // the real browser still completes its login with the same callback
+    const own = await jarGet(authz.location, jar);
+    assert.equal(own.status, 302, describeStep(own));
+    assert.ok(jar.has(SESSION));
+  });
+
+  test("the provider's error in the callback is refused", async () => {
+    await refusedThenRecovered(
+      "rs",
+      {},
+      { reason: "login_mismatch", tokenIssued: false },
+      {
+        tamperCallback: (u) => {
+          u.searchParams.delete("code");
+          u.searchParams.set("error", "access_denied");
+        },
+      },
+    );
+  });
+
+  test("a token endpoint that refuses the code (invalid_grant) ends in a refused login", async () => {
+    const op = ops.rs;
+    op.misbehave({ tokenError: { status: 400, error: "invalid_grant" } });
+    try {
+      const flow = await driveLogin(urls.rs, { rd: RD });
+      assert.equal(op.lastToken().status, 400);
+      await assertRefused("rs", flow, { tokenIssued: false });
+    } finally {
+      op.misbehave();
+    }
+  });
+
+  test("replaying a used callback is refused (attempt cookie gone, code single-use)", async () => {
+    const flow = await driveLogin(urls.rs, { rd: RD });
+    await assertLoggedIn("rs", flow);
+    const replayJar = new Jar();
+    // the attacker replays the callback URL with the attempt cookie the browser sent
+    const name = flow.start.setCookies.find((c) => c.name.startsWith("edgegate_login_"));
+    replayJar.cookies.set(name.name, name.value);
+    const again = await jarGet(flow.authorize.location, replayJar);
+    assert.ok(again.status >= 400, describeStep(again));
+    assert.ok(!again.setCookies.some((c) => c.name === SESSION && !c.expired), describeStep(again));
+    assert.equal(ops.rs.lastToken().status, 400, "the OP refused the reused code");
+  });
+});
+
+describe("config plan: discovery and keys", () => {
+  test("oidcc-client-test-discovery-issuer-mismatch: refused, the browser never reaches the OP", async () => {
+    const flow = await driveLogin(urls.mismatch, { rd: RD });
+    assert.ok(ops.mismatch.count("discovery") >= 1, "the worker asked for the discovery document");
+    assert.equal(ops.mismatch.count("authorize"), 0, `sent to the OP anyway: ${describeStep(flow.start)}`);
+    await assertRefused("mismatch", flow, { reason: "unknown_issuer", tokenIssued: false, tokensBefore: 0 });
+  });
+
+  test("oidcc-client-test-signing-key-rotation: a new kid in the JWKS after start is fetched and accepted", async () => {
+    const op = ops.rotate;
+    const first = op.signingKid;
+    await assertLoggedIn("rotate", await driveLogin(urls.rotate, { rd: RD }), { kid: first });
+    const jwksBefore = op.count("jwks");
+    const second = await op.rotate("RS256");
+    await new Promise((r) => setTimeout(r, 1100)); // unknown_kid_min_interval_seconds: 1
+    await assertLoggedIn("rotate", await driveLogin(urls.rotate, { rd: RD }), { kid: second });
+    assert.ok(op.count("jwks") > jwksBefore, "the worker refetched the JWKS for the new kid");
+    // and once more, with the old keys dropped from the JWKS
+    await new Promise((r) => setTimeout(r, 1100));
+    const third = await op.rotate("RS256", { dropOld: true });
+    await new Promise((r) => setTimeout(r, 1100));
+    await assertLoggedIn("rotate", await driveLogin(urls.rotate, { rd: RD }), { kid: third });
+  });
+});
