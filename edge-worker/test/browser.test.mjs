@@ -1,19 +1,19 @@
 // One real-browser login: headless Chromium (Debian's `chromium`, see ../browser-setup.sh),
 // driven by npm `playwright-core` (no browser download), opens a protected page on the worker
-// in real workerd, is sent to /auth/login, then to the OpenID Provider's login page
-// (misbehaving-op.mjs with its HTML form, behaving), signs in by filling the form, comes back
-// through /auth/callback and lands on the protected page, where the origin echoes the identity
-// headers: the user's name must be visible. Then logout through the provider's end-session
-// endpoint, after which the page asks for a login again.
+// in real workerd, is sent to /auth/login, then to the OpenID Provider's login page (npm
+// `oidc-provider` with devInteractions, test/op.mjs), signs in and consents by filling and
+// clicking its forms, comes back through /auth/callback and lands on the protected page, where
+// the origin echoes the identity headers: the user's name must be visible. Then logout through
+// the provider's end-session page, after which the page asks for a login again.
 //
 // Skipped, with the reason, only when Chromium is not installed (run ./browser-setup.sh).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { startOrigin } from "./harness.mjs";
-import { startOp } from "./misbehaving-op.mjs";
-import { freePorts, startWorkersAt } from "./rp-harness.mjs";
+import { startOrigin, startWorkerd } from "./harness.mjs";
+import { USERS, startOP } from "./op.mjs";
+import { freePorts } from "./rp-harness.mjs";
 
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
@@ -32,20 +32,29 @@ let op;
 let wd;
 let browser;
 let base;
+const opRequests = [];
 
 before(async () => {
   if (skip) return;
   const { chromium } = await import("playwright-core");
   origin = await startOrigin();
-  const [port] = await freePorts(1);
+  const [port, opPort] = await freePorts(2);
   base = `http://127.0.0.1:${port}`;
   const secret = randomBytes(32).toString("base64url");
-  op = await startOp({
-    clientSecret: secret,
-    redirectUris: [`${base}/auth/callback`],
-    users: { alice: { name: "Alice Example", email: "alice@example.com", roles: ["staff"] } },
+  op = await startOP({
+    port: opPort,
+    clients: [
+      {
+        client_id: "edge",
+        client_secret: secret,
+        token_endpoint_auth_method: "client_secret_basic",
+        redirect_uris: [`${base}/auth/callback`],
+        post_logout_redirect_uris: [`${base}/signed-out`],
+      },
+    ],
   });
-  op.misbehave({ interactive: true, refreshToken: true });
+  op.provider.on("grant.success", () => opRequests.push("token"));
+  op.provider.on("end_session.success", () => opRequests.push("end_session"));
   const config = {
     realm: "browser",
     jwt: {
@@ -65,7 +74,7 @@ before(async () => {
       client_id: "edge",
       token_endpoint_auth_method: "client_secret_basic",
       redirect_uri: `${base}/auth/callback`,
-      scopes: ["openid", "email", "profile"],
+      scopes: ["openid", "email", "profile", "offline_access"],
       login_path: "/auth/login",
       logout_path: "/auth/logout",
       me_path: "/auth/me",
@@ -78,9 +87,9 @@ before(async () => {
     ],
     default_rule: { login_url: "/auth/login" },
   };
-  wd = await startWorkersAt({
+  wd = await startWorkerd({
     originPort: origin.port,
-    workers: [{ name: "gate", port, config, bindings: { OIDC_CLIENT_SECRET: secret } }],
+    workers: [{ name: "gate", port, config, origin: "binding", text: { OIDC_CLIENT_SECRET: secret } }],
   });
   // Running as root needs --no-sandbox (playwright-core passes it unless chromiumSandbox is set).
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, timeout: 30_000 });
@@ -95,6 +104,8 @@ after(async () => {
 
 test("Chromium logs in through the provider's login page and sees the protected page", { skip }, async () => {
   const context = await browser.newContext();
+  // offline: the provider's pages @import a web font; only 127.0.0.1 is reachable
+  await context.route(/^https?:\/\/(?!127\.0\.0\.1[:/])/, (route) => route.abort());
   const page = await context.newPage();
   page.setDefaultTimeout(15_000);
   const visited = [];
@@ -104,25 +115,29 @@ test("Chromium logs in through the provider's login page and sees the protected 
 
   await page.goto(`${base}/app/reports?month=11`);
   // sent to the worker's login, then to the provider's login form
-  await page.waitForSelector("#username");
-  assert.ok(page.url().startsWith(`${op.issuer}/authorize?`), page.url());
-  assert.equal(await page.title(), "Sign in to the test OP");
-  assert.equal(op.count("token"), 0, "no code exchange before the user signed in");
+  await page.waitForSelector('input[name="login"]');
+  assert.ok(page.url().startsWith(`${op.issuer}/`), page.url());
+  assert.ok(visited.some((u) => u.startsWith(`${base}/auth/login?rd=`)), visited.join("\n"));
+  assert.ok(visited.some((u) => u.startsWith(`${op.issuer}/auth?`)), visited.join("\n"));
+  assert.equal(opRequests.length, 0, "no code exchange before the user signed in");
 
-  await page.fill("#username", "alice");
-  await Promise.all([page.waitForURL(`${base}/app/reports?month=11`), page.click("#signin")]);
+  await page.fill('input[name="login"]', "alice");
+  await page.fill('input[name="password"]', "any");
+  await page.click('button[type="submit"]');
+  // the consent page, then back through the callback to the page first asked for
+  await page.waitForSelector('button:has-text("Continue")');
+  await Promise.all([page.waitForURL(`${base}/app/reports?month=11`), page.click('button:has-text("Continue")')]);
+  assert.ok(visited.some((u) => u.startsWith(`${base}/auth/callback?code=`)), visited.join("\n"));
+  assert.deepEqual(opRequests, ["token"]);
 
+  const name = USERS.alice.name;
   const text = await page.locator("body").innerText();
-  assert.ok(text.includes("Alice Example"), `the user's name on the page:\n${text.slice(0, 2000)}`);
+  assert.ok(text.includes(name), `the user's name on the page:\n${text.slice(0, 2000)}`);
   const seen = JSON.parse(text);
   assert.equal(seen.url, "/app/reports?month=11");
   assert.equal(seen.headers["x-edgegate-subject"], "alice");
-  assert.equal(seen.headers["x-edgegate-name"], "Alice Example");
+  assert.equal(seen.headers["x-edgegate-name"], name);
   assert.equal(seen.headers["x-edgegate-credential"], "session");
-  // the hops: the page, the worker's login, the OP, its form post, the callback, the page
-  assert.ok(visited.some((u) => u.startsWith(`${base}/auth/login?rd=`)), visited.join("\n"));
-  assert.ok(visited.some((u) => u.startsWith(`${base}/auth/callback?code=`)), visited.join("\n"));
-  assert.equal(op.lastToken().status, 200);
 
   // the browser kept the session cookie as the worker set it, and no attempt cookie
   const cookies = await context.cookies(base);
@@ -131,25 +146,24 @@ test("Chromium logs in through the provider's login page and sees the protected 
   assert.equal(session.httpOnly, true);
   assert.equal(session.sameSite, "Lax");
   assert.ok(!cookies.some((c) => c.name.startsWith("edgegate_login_")), cookies.map((c) => c.name).join(","));
-
   // the page's own script cannot read the session (HttpOnly)
   assert.ok(!(await page.evaluate(() => document.cookie)).includes("edgegate_session"));
 
   // /auth/me in the same browser
   const me = await page.evaluate(async () => (await fetch("/auth/me", { headers: { accept: "application/json" } })).json());
   assert.equal(me.subject, "alice");
-  assert.equal(me.name, "Alice Example");
+  assert.equal(me.name, name);
+  assert.deepEqual(me.roles, USERS.alice.roles);
 
-  // logout: through the provider's end-session endpoint back to the post-logout page
+  // logout: the provider's end-session page, "Yes, sign me out", back to the post-logout page
   await page.goto(`${base}/auth/logout`);
-  await page.waitForURL(`${base}/signed-out`);
-  const logout = op.log.filter((e) => e.type === "logout").at(-1);
-  assert.ok(logout, "the browser went through the provider's end_session_endpoint");
-  assert.equal(logout.query.post_logout_redirect_uri, `${base}/signed-out`);
-  assert.ok(logout.query.id_token_hint, "id_token_hint sent");
+  const endSession = visited.filter((u) => u.startsWith(`${op.issuer}/`)).at(-1);
+  assert.ok(new URL(endSession).searchParams.get("id_token_hint"), `id_token_hint sent: ${endSession}`);
   assert.ok(!(await context.cookies(base)).some((c) => c.name === "edgegate_session"), "session cookie gone");
+  await Promise.all([page.waitForURL(`${base}/signed-out`), page.click('button[name="logout"]')]);
+  assert.ok(opRequests.includes("end_session"));
   await page.goto(`${base}/app/reports`);
-  await page.waitForSelector("#username");
-  assert.ok(page.url().startsWith(`${op.issuer}/authorize?`), page.url());
+  await page.waitForSelector('input[name="login"]');
+  assert.ok(page.url().startsWith(`${op.issuer}/`), page.url());
   await context.close();
 });

@@ -11,7 +11,7 @@
 //   await op.stop()
 //
 // Endpoints: /.well-known/openid-configuration, /authorize (302 straight back with code and
-// state, or with `interactive` a tiny HTML login form posting to /login), /token
+// state: no login page; the browser test uses npm `oidc-provider`, test/op.mjs), /token
 // (authorization_code with client authentication and PKCE S256, refresh_token), /jwks, /logout
 // (end_session_endpoint), /userinfo.
 //
@@ -30,7 +30,11 @@
 //                                        OP's issuer, or the given wrong value)
 //   refreshToken: true                   the token response carries a refresh_token
 //   tokenError: { status, error }        the token endpoint refuses
-//   interactive: true                    /authorize shows a login form instead of answering
+//   noIdToken: true                      the token response has no id_token
+//   tokenBody: string                    the token endpoint answers 200 with this raw body
+//   embedJwk: true                       signed by a fresh key offered in the header's `jwk`
+// `misbehaveOnRefresh(refreshToken, knobs)` sets knobs for the refresh grants of one refresh
+// token only, so logins with different misbehaviours at refresh time can run at once.
 import { createServer } from "node:http";
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { SignJWT, exportJWK, generateKeyPair } from "jose";
@@ -92,8 +96,8 @@ export async function startOp(options = {}) {
   let keyCounter = 0;
   const log = [];
   const codes = new Map(); // code -> {nonce, challenge, redirectUri, sub, used}
-  const pending = new Map(); // interactive logins: txn -> authorization request
   const refreshTokens = new Map(); // refresh token -> {sub}
+  const refreshKnobs = new Map(); // refresh token -> knobs for its refresh grants
 
   async function addKey(alg = "RS256", kid = undefined) {
     kid ??= `${alg.toLowerCase()}-${++keyCounter}`;
@@ -125,12 +129,13 @@ export async function startOp(options = {}) {
       token_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post"],
       code_challenge_methods_supported: ["S256"],
       scopes_supported: ["openid", "email", "profile", "offline_access"],
-      authorization_response_iss_parameter_supported: true,
+      // it sends `iss` only when told to (authorizationIss), so it does not claim RFC 9207
+      authorization_response_iss_parameter_supported: false,
     };
   }
 
   /** Signs an ID token as the knobs say. */
-  async function idToken(sub, nonce, accessToken) {
+  async function idToken(sub, nonce, accessToken, knobs) {
     const alg = knobs.alg ?? (firstAlg === "HS256" ? "HS256" : keys.get(signingKid).alg);
     const t = now();
     const user = users[sub] ?? {};
@@ -166,6 +171,13 @@ export async function startOp(options = {}) {
       if (k.alg !== alg) throw new Error(`the signing key ${signingKid} is ${k.alg}, not ${alg}`);
       key = k.privateKey;
       header.kid = signingKid;
+    }
+    if (knobs.embedJwk) {
+      // an attacker's own key, offered in the header (RFC 7515 `jwk`) for the RP to trust
+      const pair = await generateKeyPair(alg, alg.startsWith("RS") ? { modulusLength: 2048 } : {});
+      key = pair.privateKey;
+      header.jwk = await exportJWK(pair.publicKey);
+      delete header.kid;
     }
     if (knobs.kid !== undefined) header.kid = knobs.kid;
     if (knobs.omitKid) delete header.kid;
@@ -257,6 +269,7 @@ export async function startOp(options = {}) {
     }
     const form = new URLSearchParams(await readBody(req));
     entry.grantType = form.get("grant_type");
+    if (entry.grantType === "refresh_token") entry.presented = form.get("refresh_token");
     const auth = clientAuth(req, form);
     entry.authMethod = auth.method;
     if (auth.error) return fail(401, "invalid_client", auth.error);
@@ -269,7 +282,10 @@ export async function startOp(options = {}) {
     if (form.has("client_id") && form.get("client_id") !== client.id) {
       return fail(401, "invalid_client", "client_id in the body is another client");
     }
-    if (knobs.tokenError) return fail(knobs.tokenError.status ?? 400, knobs.tokenError.error ?? "invalid_grant", "told to refuse");
+    // a refresh grant obeys the knobs set for its refresh token, if any
+    const rtKnobs = form.get("grant_type") === "refresh_token" ? refreshKnobs.get(form.get("refresh_token") ?? "") : undefined;
+    const k = rtKnobs ?? knobs;
+    if (k.tokenError) return fail(k.tokenError.status ?? 400, k.tokenError.error ?? "invalid_grant", "told to refuse");
 
     let sub;
     let nonce;
@@ -298,15 +314,22 @@ export async function startOp(options = {}) {
       access_token: accessToken,
       token_type: "Bearer",
       expires_in: 300,
-      id_token: await idToken(sub, nonce, accessToken),
+      id_token: await idToken(sub, nonce, accessToken, k),
       scope: "openid email profile",
     };
-    if (knobs.refreshToken) {
+    if (k.noIdToken) delete body.id_token;
+    if (k.tokenBody !== undefined) {
+      entry.status = 200;
+      res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" });
+      return res.end(k.tokenBody);
+    }
+    if (k.refreshToken) {
       body.refresh_token = b64u(randomBytes(32));
       refreshTokens.set(body.refresh_token, { sub });
     }
     entry.status = 200;
     entry.idToken = body.id_token;
+    entry.refreshToken = body.refresh_token;
     entry.sub = sub;
     send(res, 200, body);
   }
@@ -329,33 +352,7 @@ export async function startOp(options = {}) {
           entry.error = bad;
           return send(res, 400, `<!doctype html><title>Bad request</title><p>${escapeHtml(bad)}</p>`);
         }
-        if (knobs.interactive) {
-          const txn = b64u(randomBytes(16));
-          pending.set(txn, q);
-          return send(
-            res,
-            200,
-            `<!doctype html><html><head><title>Sign in to the test OP</title></head><body>
-<h1>Sign in</h1>
-<form method="post" action="/login">
-<input type="hidden" name="txn" value="${txn}">
-<label>Username <input id="username" name="username" autocomplete="username" required></label>
-<button id="signin" type="submit">Sign in</button>
-</form></body></html>`,
-          );
-        }
         return redirectWithCode(res, q, defaultUser);
-      }
-      case "/login": {
-        if (req.method !== "POST") return send(res, 405, { error: "POST only" });
-        const form = new URLSearchParams(await readBody(req));
-        const request = pending.get(form.get("txn") ?? "");
-        const username = form.get("username") ?? "";
-        log.push({ type: "login", username });
-        if (!request) return send(res, 400, "<!doctype html><p>unknown login transaction</p>");
-        if (!users[username]) return send(res, 401, "<!doctype html><p>unknown user</p>");
-        pending.delete(form.get("txn"));
-        return redirectWithCode(res, request, username);
       }
       case "/token":
         return tokenEndpoint(req, res);
@@ -397,6 +394,10 @@ export async function startOp(options = {}) {
     /** Replaces the misbehaviour knobs (none: behave). */
     misbehave(k = {}) {
       knobs = { ...k };
+    },
+    /** Knobs for the refresh grants of one refresh token (instead of the global ones). */
+    misbehaveOnRefresh(refreshToken, k = {}) {
+      refreshKnobs.set(refreshToken, { ...k });
     },
     /** A new key, published in the JWKS. */
     addKey: async (alg, kid) => {

@@ -1,124 +1,12 @@
 // Helpers for the OIDC login tests (rp-conformance.test.mjs, browser.test.mjs), next to
-// harness.mjs (which they reuse and do not change):
+// harness.mjs (whose startWorkerd they use with fixed `port`s, since a login config names the
+// worker's own redirect_uri, and `text` bindings for OIDC_CLIENT_SECRET):
 //
-// - startWorkersAt: like harness.startWorkerd, but each worker listens on a port chosen BEFORE
-//   its config is written, because the login config needs the worker's own absolute
-//   `redirect_uri` (http://127.0.0.1:<port>/auth/callback); and it takes extra text bindings
-//   (e.g. the OIDC_CLIENT_SECRET secret);
+// - freePorts: distinct free ports, chosen before the configs are written;
 // - Jar: a minimal cookie jar (one host: 127.0.0.1);
 // - driveLogin: /auth/login -> the OP's /authorize -> /auth/callback, by hand, one hop at a time,
 //   so a test sees every response.
-import { spawn } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { freePort, workerDir, workerdBinary } from "./harness.mjs";
-
-const here = dirname(fileURLToPath(import.meta.url));
-const dist = join(workerDir, "dist");
-const q = (s) => JSON.stringify(s);
-
-/**
- * Starts one workerd with the given workers. `workers`: [{name, port, config (object), bindings?
- * ({NAME: "text"})}], every worker with an `ORIGIN` service binding to 127.0.0.1:originPort and
- * the `network` outbound that may reach 127.0.0.1 (the OP). Returns {urls, logs(), stop(), pid}.
- */
-export async function startWorkersAt({ originPort, workers }) {
-  mkdirSync(join(here, ".run"), { recursive: true });
-  const dir = mkdtempSync(join(here, ".run", "rp-"));
-  for (const f of ["worker.mjs", "edgegate_worker.js", "edgegate_worker_bg.wasm"]) {
-    if (!existsSync(join(dist, f))) throw new Error(`dist/${f} is missing: run ./build.sh first`);
-    copyFileSync(join(dist, f), join(dir, f));
-  }
-  const urls = {};
-  const services = [];
-  const sockets = [];
-  const defs = [];
-  for (const w of workers) {
-    if (!/^[a-z][a-z0-9]*$/.test(w.name)) throw new Error(`worker name ${w.name}: lower-case letters and digits`);
-    urls[w.name] = `http://127.0.0.1:${w.port}`;
-    const configFile = `config-${w.name}.json`;
-    writeFileSync(join(dir, configFile), JSON.stringify(w.config));
-    const bindings = [
-      `(name = "EDGEGATE_CONFIG", text = embed ${q(configFile)})`,
-      `(name = "ORIGIN", service = "origin")`,
-      ...Object.entries(w.bindings ?? {}).map(([k, v]) => `(name = ${q(k)}, text = ${q(v)})`),
-    ];
-    services.push(`(name = ${q(w.name)}, worker = .${w.name})`);
-    sockets.push(`(name = ${q(w.name)}, address = ${q(`127.0.0.1:${w.port}`)}, http = (), service = ${q(w.name)})`);
-    defs.push(`const ${w.name} :Workerd.Worker = (
-  modules = [
-    (name = "worker.mjs", esModule = embed "worker.mjs"),
-    (name = "edgegate_worker.js", esModule = embed "edgegate_worker.js"),
-    (name = "edgegate_worker_bg.wasm", wasm = embed "edgegate_worker_bg.wasm"),
-  ],
-  compatibilityDate = "2025-09-01",
-  bindings = [
-    ${bindings.join(",\n    ")},
-  ],
-  globalOutbound = "net",
-);`);
-  }
-  writeFileSync(
-    join(dir, "workerd.capnp"),
-    `using Workerd = import "/workerd/workerd.capnp";
-
-const config :Workerd.Config = (
-  services = [
-    ${services.join(",\n    ")},
-    (name = "origin", external = (address = ${q(`127.0.0.1:${originPort}`)}, http = ())),
-    (name = "net", network = (allow = ["public", "private", "local"])),
-  ],
-  sockets = [
-    ${sockets.join(",\n    ")},
-  ],
-);
-
-${defs.join("\n\n")}
-`,
-  );
-
-  let out = "";
-  const child = spawn(workerdBinary(), ["serve", join(dir, "workerd.capnp"), "--verbose"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  child.stdout.on("data", (d) => (out += d));
-  child.stderr.on("data", (d) => (out += d));
-  const exited = new Promise((resolve) => child.once("exit", (code, sig) => resolve({ code, sig })));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      process.kill(child.pid, "SIGTERM");
-      const t = setTimeout(() => {
-        try {
-          process.kill(child.pid, "SIGKILL");
-        } catch {}
-      }, 3000);
-      await exited;
-      clearTimeout(t);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const deadline = Date.now() + 20_000;
-  for (const url of Object.values(urls)) {
-    for (;;) {
-      if (child.exitCode !== null) {
-        await stop();
-        throw new Error(`workerd exited early:\n${out}`);
-      }
-      try {
-        await fetch(`${url}/__ready`, { signal: AbortSignal.timeout(1000), redirect: "manual" });
-        break;
-      } catch {
-        if (Date.now() > deadline) {
-          await stop();
-          throw new Error(`workerd did not come up in 20 s:\n${out}`);
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  }
-  return { urls, logs: () => out, stop, pid: child.pid };
-}
+import { freePort } from "./harness.mjs";
 
 /** Distinct free ports (freePort can hand out the same one twice in a row). */
 export async function freePorts(n) {
