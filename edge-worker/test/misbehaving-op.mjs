@@ -33,6 +33,7 @@
 //   noIdToken: true                      the token response has no id_token
 //   tokenBody: string                    the token endpoint answers 200 with this raw body
 //   embedJwk: true                       signed by a fresh key offered in the header's `jwk`
+//   jwksDelayMs: number                  the JWKS answers this much later
 // `misbehaveOnRefresh(refreshToken, knobs)` sets knobs for the refresh grants of one refresh
 // token only, so logins with different misbehaviours at refresh time can run at once.
 import { createServer } from "node:http";
@@ -343,6 +344,7 @@ export async function startOp(options = {}) {
         return send(res, 200, discovery());
       case "/jwks":
         log.push({ type: "jwks", kids: [...published] });
+        if (knobs.jwksDelayMs) await new Promise((r) => setTimeout(r, knobs.jwksDelayMs));
         return send(res, 200, { keys: published.map((kid) => keys.get(kid).jwk) }, { "cache-control": "max-age=300" });
       case "/authorize": {
         const entry = { type: "authorize", query: q };
@@ -427,6 +429,8 @@ export async function startOp(options = {}) {
       signingKid = kid;
       return kid;
     },
+    /** An ID token as /token would issue it now (for bearer use), with optional knobs. */
+    mint: (sub = defaultUser, k = {}) => idToken(sub, undefined, b64u(randomBytes(16)), k),
     /** The last token-endpoint entry of the log. */
     lastToken() {
       return log.filter((e) => e.type === "token").at(-1);

@@ -75,7 +75,7 @@ const urls = {};
 
 before(async () => {
   origin = await startOrigin();
-  const names = ["rs", "es", "hs", "single", "multi", "rotate", "mismatch", "refresh"];
+  const names = ["rs", "es", "hs", "single", "multi", "rotate", "mismatch", "refresh", "fresh"];
   const ports = Object.fromEntries((await freePorts(names.length)).map((p, i) => [names[i], p]));
   const cb = (name) => [`http://127.0.0.1:${ports[name]}/auth/callback`];
 
@@ -95,6 +95,7 @@ before(async () => {
   // from the very first discovery request on
   ops.mismatch.misbehave({ discoveryIssuer: `${ops.mismatch.issuer}/other` });
   ops.refresh = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("refresh") });
+  ops.fresh = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("fresh") });
 
   const workers = [
     { name: "rs", config: rpConfig(ops.rs, ports.rs) },
@@ -131,6 +132,7 @@ before(async () => {
         provider: { remote_jwks: { jwks_uri: `${ops.mismatch.issuer}/jwks` } },
       }),
     },
+    { name: "fresh", config: rpConfig(ops.fresh, ports.fresh) },
     {
       name: "refresh",
       config: (() => {
@@ -509,6 +511,15 @@ describe("basic plan: the authorization response and the token endpoint", () => 
     await refusedThenRecovered("rs", { tokenBody: "<html>oops</html>" });
   });
 
+  test("a token response larger than the worker reads is refused", async () => {
+    const big = JSON.stringify({ access_token: "x", token_type: "Bearer", id_token: "a".repeat(1 << 20) });
+    await refusedThenRecovered("rs", { tokenBody: big });
+  });
+
+  test("an oversized ID token is refused", async () => {
+    await refusedThenRecovered("rs", { claims: { padding: "p".repeat(40_000) } });
+  });
+
   test("replaying a used callback is refused (attempt cookie gone, code single-use)", async () => {
     const flow = await driveLogin(urls.rs, { rd: RD });
     await assertLoggedIn("rs", flow);
@@ -520,6 +531,62 @@ describe("basic plan: the authorization response and the token endpoint", () => 
     assert.ok(again.status >= 400, describeStep(again));
     assert.ok(!again.setCookies.some((c) => c.name === SESSION && !c.expired), describeStep(again));
     assert.equal(ops.rs.lastToken().status, 400, "the OP refused the reused code");
+  });
+});
+
+describe("concurrency", () => {
+  test("parallel callbacks that all need a rotated key (slow JWKS refetch) all log in", async () => {
+    const op = ops.fresh;
+    // the worker has the current key set (it fetches it early); the OP rotates, old key gone
+    await assertLoggedIn("fresh", await driveLogin(urls.fresh, { rd: RD }));
+    await op.rotate("RS256", { dropOld: true });
+    await new Promise((r) => setTimeout(r, 1100)); // unknown_kid_min_interval_seconds: 1
+    const fetchesBefore = op.count("jwks");
+    op.misbehave({ jwksDelayMs: 400 });
+    try {
+      const pending = [];
+      for (let i = 0; i < 4; i++) {
+        const jar = new Jar();
+        const start = await jarGet(`${urls.fresh}/auth/login?rd=${encodeURIComponent(RD)}`, jar);
+        const authorize = await jarGet(start.location, null);
+        pending.push({ jar, start, authorize });
+      }
+      const callbacks = await Promise.all(pending.map((p) => jarGet(p.authorize.location, p.jar)));
+      for (const [i, cb] of callbacks.entries()) {
+        assert.equal(cb.status, 302, `callback ${i}: ${describeStep(cb)}`);
+        assert.equal(cb.location, RD);
+        assert.ok(pending[i].jar.has(SESSION));
+      }
+      const fetches = op.count("jwks") - fetchesBefore;
+      assert.ok(fetches >= 1 && fetches <= 2, `the key set was fetched ${fetches} times for 4 callbacks`);
+    } finally {
+      op.misbehave();
+    }
+  });
+
+  test("parallel bearer requests that all need a rotated key (slow JWKS refetch) are all allowed", async () => {
+    const op = ops.fresh;
+    await new Promise((r) => setTimeout(r, 1100)); // past the last refetch's rate limit
+    await op.rotate("RS256", { dropOld: true });
+    const tokens = await Promise.all([1, 2, 3, 4].map(() => op.mint()));
+    const fetchesBefore = op.count("jwks");
+    op.misbehave({ jwksDelayMs: 400 });
+    try {
+      const answers = await Promise.all(
+        tokens.map((t) =>
+          fetch(`${urls.fresh}/api/items`, {
+            headers: { authorization: `Bearer ${t}`, accept: "application/json" },
+            redirect: "manual",
+            signal: AbortSignal.timeout(10_000),
+          }).then(async (r) => ({ status: r.status, body: await r.text() })),
+        ),
+      );
+      for (const [i, a] of answers.entries()) assert.equal(a.status, 200, `request ${i}: ${a.status} ${a.body}`);
+      const fetches = op.count("jwks") - fetchesBefore;
+      assert.ok(fetches >= 1 && fetches <= 2, `the key set was fetched ${fetches} times for 4 requests`);
+    } finally {
+      op.misbehave();
+    }
   });
 });
 
