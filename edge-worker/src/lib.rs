@@ -340,15 +340,26 @@ fn decide(
             }
         }
         Verdict::Deny(d) => {
-            let refetch = !refetched
-                && d.refetch_keys
-                    .as_deref()
-                    .and_then(|p| remote.get_mut(p))
-                    .is_some_and(|r| r.state.on_unknown_kid(now));
-            if refetch {
-                Action::Refetch
+            let provider = if refetched {
+                None
             } else {
-                Action::Reply(d)
+                d.refetch_keys.as_deref().and_then(|p| remote.get_mut(p))
+            };
+            match provider {
+                Some(r) => {
+                    if r.state.on_unknown_kid(now) {
+                        Action::Refetch
+                    } else if r.state.fetching() {
+                        // Another request is refetching the key set (likely for this very kid,
+                        // after a rotation): wait for it (bounded), then decide again.
+                        Action::Wait {
+                            limit_ms: r.wait_for_keys_ms,
+                        }
+                    } else {
+                        Action::Reply(d)
+                    }
+                }
+                None => Action::Reply(d),
             }
         }
         Verdict::WaitForKeys { provider } => match remote.get_mut(&provider) {

@@ -235,13 +235,32 @@ async fn check_id_token(
                     return Err(e);
                 }
                 refetched = true;
-                let allowed = with_login(|l, _, remote| {
+                let (allowed, fetching) = with_login(|l, _, remote| {
                     remote
                         .get_mut(l.provider_name())
-                        .is_some_and(|r| r.state.on_unknown_kid(now()))
+                        .map_or((false, false), |r| {
+                            (r.state.on_unknown_kid(now()), r.state.fetching())
+                        })
                 })?;
-                if !allowed {
+                if allowed {
+                    continue;
+                }
+                if !fetching {
                     return Err(e);
+                }
+                // Another request is refetching the key set (likely for this very kid, after a
+                // rotation): wait for it, bounded, then check once more.
+                while with_login(|l, _, remote| {
+                    remote
+                        .get_mut(l.provider_name())
+                        .is_some_and(|r| r.state.fetching())
+                })? {
+                    if js_sys::Date::now() - started >= wait_ms as f64 {
+                        return Err(e);
+                    }
+                    sleep_ms(50)
+                        .await
+                        .map_err(|_| Error::new(Reason::Internal, "timer failed"))?;
                 }
             }
             IdTokenCheck::NeedKeys => {

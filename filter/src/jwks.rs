@@ -497,6 +497,12 @@ impl JwksState {
         true
     }
 
+    /// True while a fetch is outstanding (a request that met an unknown `kid` meanwhile may
+    /// wait for it instead of being refused: it is likely the refetch for that very key).
+    pub fn fetching(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
     /// The last good key set, if one was ever loaded.
     pub fn keys(&self) -> Option<&KeySet> {
         self.keys.as_ref()
@@ -897,11 +903,14 @@ mod tests {
         // allowed: pulls the fetch forward to now
         assert!(s.on_unknown_kid(60));
         assert_eq!(s.next_wakeup(), Some(60));
+        assert!(!s.fetching());
         let req = s.poll(60).unwrap();
-        // while in flight: no
+        // while in flight: no, but the host can see a fetch is outstanding and wait for it
         assert!(!s.on_unknown_kid(61));
+        assert!(s.fetching());
         s.on_response(&req, 200, Some("max-age=3600"), &jwks(&["a", "b"]), 61)
             .unwrap();
+        assert!(!s.fetching());
         assert_eq!(kids(&s), ["a", "b"]);
         // a forged kid right after: refused until the interval passes
         assert!(!s.on_unknown_kid(62));
