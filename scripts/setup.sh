@@ -39,3 +39,6 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
   touch "$stamp"
 fi
+
+# Headless Chromium for the edge worker's real-browser login test (Debian package; skipped when present).
+"$root/edge-worker/browser-setup.sh"
