@@ -24,10 +24,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+mod webcrypto;
+use webcrypto::Crypto;
+
 use edgegate::cache::TokenCache;
 use edgegate::engine::MAX_FORM_BODY;
 use edgegate::jwk::KeySet;
 use edgegate::jwks::{FetchRequest, JwksState};
+use edgegate::precheck::{Answer, SignatureCheck};
 use edgegate::verifier::KeyLookup;
 use edgegate::{Denial, Engine, Error, Reason, Request as CoreRequest, UnixTime, Verdict};
 use js_sys::{Array, Promise, Reflect};
@@ -109,6 +113,7 @@ struct Gate {
     cache: TokenCache,
     used: UsedLinks,
     remote: RemoteKeySets,
+    crypto: Crypto,
 }
 
 /// One provider's remote key set and its refresh state.
@@ -148,7 +153,7 @@ thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
 }
 
-fn log_error(msg: &str) {
+pub(crate) fn log_error(msg: &str) {
     web_sys::console::error_1(&JsValue::from_str(msg));
 }
 
@@ -169,6 +174,10 @@ fn load(env: &JsValue) -> State {
                 "{CONFIG_BINDING}: the binding is missing; set it to the config JSON (a secret or text binding)"
             ))
         }
+    };
+    let crypto = match crypto_backend(env) {
+        Ok(c) => c,
+        Err(why) => return State::Broken(why),
     };
     match Engine::from_json(raw.as_bytes()) {
         Ok(engine) => {
@@ -193,10 +202,19 @@ fn load(env: &JsValue) -> State {
                 cache,
                 used: UsedLinks::default(),
                 remote,
+                crypto,
             }))
         }
         Err(errors) => State::Broken(errors.to_string()),
     }
+}
+
+/// The signature backend the `EDGEGATE_CRYPTO` binding asks for (default: WebCrypto).
+fn crypto_backend(env: &JsValue) -> Result<Crypto, String> {
+    let v = Reflect::get(env, &JsValue::from_str(webcrypto::CRYPTO_BINDING))
+        .ok()
+        .and_then(|v| v.as_string());
+    Crypto::from_binding(v.as_deref())
 }
 
 /// What to do once the state is no longer borrowed (the I/O is async).
@@ -213,6 +231,8 @@ enum Action {
         dev: bool,
     },
     MagicLinkForm,
+    /// The core needs these signatures verified (WebCrypto, async) before it decides.
+    Verify(Vec<SignatureCheck>),
     Broken,
 }
 
@@ -230,10 +250,18 @@ pub async fn handle(req: Request, env: JsValue, _ctx: JsValue) -> Result<Respons
     });
     let mut refetched = false;
     let mut waited_since: Option<f64> = None;
+    let mut answers: Vec<Answer> = Vec::new();
+    let mut verify_rounds = 0;
     loop {
         refresh_keys().await;
-        let action = STATE.with(|cell| decide(cell, &method, path, &incoming, refetched))?;
+        let last = verify_rounds >= webcrypto::MAX_VERIFY_ROUNDS;
+        let action = STATE
+            .with(|cell| decide(cell, &method, path, &incoming, refetched, (&answers, last)))?;
         match action {
+            Action::Verify(checks) => {
+                verify_rounds += 1;
+                answers.extend(webcrypto::verify(checks).await);
+            }
             Action::Broken => return internal_error(),
             Action::Reply(d) => return denial_response(&d),
             Action::Refetch => refetched = true,
@@ -266,6 +294,7 @@ fn decide(
     path: &str,
     incoming: &[(String, String)],
     refetched: bool,
+    (answers, last): (&[Answer], bool),
 ) -> Result<Action, JsValue> {
     let mut slot = cell.borrow_mut();
     let gate = match slot.as_mut() {
@@ -291,10 +320,18 @@ fn decide(
         engine,
         cache,
         remote,
+        crypto,
         ..
     } = &mut **gate;
     let now = now();
-    Ok(match engine.decide(&core_req, &*remote, cache, now) {
+    let verdict = webcrypto::decide(
+        *crypto, engine, &core_req, &*remote, cache, now, answers, last,
+    );
+    let verdict = match verdict {
+        Ok(v) => v,
+        Err(checks) => return Ok(Action::Verify(checks)),
+    };
+    Ok(match verdict {
         Verdict::Allow { headers, .. } => {
             let out = Headers::new()?;
             let strip = engine.strip_headers();
