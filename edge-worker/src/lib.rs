@@ -24,6 +24,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+mod fast;
 mod webcrypto;
 use webcrypto::Crypto;
 
@@ -548,27 +549,14 @@ async fn forward(
     headers: Headers,
     dev: bool,
 ) -> Result<Response, JsValue> {
-    let init = RequestInit::new();
-    init.set_method(&req.method());
-    init.set_headers(&headers);
-    init.set_redirect(RequestRedirect::Manual);
-    if let Some(body) = req.body() {
-        init.set_body(&body);
-    }
-    let binding = Reflect::get(env, &JsValue::from_str(ORIGIN_BINDING))?;
+    let (upstream, binding) = match upstream_request(req, env, path, headers)? {
+        Ok(u) => u,
+        Err(no_origin) => return Ok(no_origin),
+    };
     let promise = if binding.is_object() {
-        let upstream = Request::new_with_str_and_init(&req.url(), &init)?;
         binding.unchecked_into::<Fetcher>().fetch(&upstream)?
     } else {
-        let Some(base) = Reflect::get(env, &JsValue::from_str(ORIGIN_URL_BINDING))?.as_string()
-        else {
-            log_error(&format!(
-                "edgegate: no origin: bind the origin as the service `{ORIGIN_BINDING}` or set `{ORIGIN_URL_BINDING}`"
-            ));
-            return internal_error();
-        };
-        let url = format!("{}{path}", base.trim_end_matches('/'));
-        global_fetch(&Request::new_with_str_and_init(&url, &init)?)
+        global_fetch(&upstream)
     };
     let resp: Response = JsFuture::from(promise).await?.unchecked_into();
     if !dev {
@@ -585,6 +573,38 @@ async fn forward(
         i
     })?;
     Ok(copy)
+}
+
+/// The request to send to the origin, and the `ORIGIN` binding (an object: fetch through it;
+/// else through the global `fetch`); `Err` is the 500 when no origin is configured.
+type Upstream = Result<(Request, JsValue), Response>;
+
+fn upstream_request(
+    req: &Request,
+    env: &JsValue,
+    path: &str,
+    headers: Headers,
+) -> Result<Upstream, JsValue> {
+    let init = RequestInit::new();
+    init.set_method(&req.method());
+    init.set_headers(&headers);
+    init.set_redirect(RequestRedirect::Manual);
+    if let Some(body) = req.body() {
+        init.set_body(&body);
+    }
+    let binding = Reflect::get(env, &JsValue::from_str(ORIGIN_BINDING))?;
+    if binding.is_object() {
+        let upstream = Request::new_with_str_and_init(&req.url(), &init)?;
+        return Ok(Ok((upstream, binding)));
+    }
+    let Some(base) = Reflect::get(env, &JsValue::from_str(ORIGIN_URL_BINDING))?.as_string() else {
+        log_error(&format!(
+            "edgegate: no origin: bind the origin as the service `{ORIGIN_BINDING}` or set `{ORIGIN_URL_BINDING}`"
+        ));
+        return Ok(Err(internal_error()?));
+    };
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    Ok(Ok((Request::new_with_str_and_init(&url, &init)?, binding)))
 }
 
 async fn magic_link_post(req: &Request, env: &JsValue) -> Result<Response, JsValue> {

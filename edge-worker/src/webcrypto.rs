@@ -166,7 +166,7 @@ fn params_json(alg: Alg) -> Option<(&'static str, &'static str)> {
     })
 }
 
-fn params(alg: Alg) -> Result<(JsValue, JsValue), JsValue> {
+pub(crate) fn params(alg: Alg) -> Result<(JsValue, JsValue), JsValue> {
     if let Some(p) = PARAMS.with(|p| p.borrow().get(&alg).cloned()) {
         return Ok(p);
     }
