@@ -8,7 +8,8 @@
 //!   `{id, valid: [bool]}`. The answers are bound to the checks stored under `id` here, so the
 //!   core gets exactly what was verified ([`edgegate::precheck`] matches them again);
 //! - `undefined`: the request needs I/O first (a key-set fetch or wait, an early refetch, the
-//!   magic-link POST, dev mode): JS calls the async [`crate::handle`], which does everything.
+//!   magic-link POST, dev mode), or is for the worker's own endpoints under [`ASYNC_PREFIX`]
+//!   (login, callback, logout, ...): JS calls the async [`crate::handle`], which does everything.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -22,6 +23,15 @@ use crate::{
     decide, denial_response, internal_error, load, now, path_and_query, request_headers,
     upstream_request, webcrypto, Action, State, STATE,
 };
+
+/// Paths always left to the async [`crate::handle`]: the worker's own endpoints (OIDC login,
+/// callback, logout, `/auth/me`, magic links) live there, and the fast path must not decide them
+/// as ordinary requests.
+pub const ASYNC_PREFIX: &str = "/auth/";
+
+fn takes_async_path(path: &str) -> bool {
+    path.starts_with(ASYNC_PREFIX)
+}
 
 /// Checks handed to JS and not answered yet (a request whose JS side failed never answers: when
 /// the table is full it is emptied, and those requests are asked again or go the async way).
@@ -59,6 +69,9 @@ pub fn decide_sync(req: &Request, env: &JsValue, answered: &JsValue) -> Result<J
     let method = req.method();
     let url = req.url();
     let path = path_and_query(&url);
+    if takes_async_path(path) {
+        return Ok(JsValue::UNDEFINED);
+    }
     let incoming = request_headers(&req.headers())?;
     let answers = take_answers(answered);
     let action =
@@ -66,12 +79,13 @@ pub fn decide_sync(req: &Request, env: &JsValue, answered: &JsValue) -> Result<J
     Ok(match action {
         Action::Broken => internal_error()?.into(),
         Action::Reply(d) => denial_response(&d)?.into(),
-        Action::Forward { headers, dev: false } => {
-            match upstream_request(req, env, path, headers)? {
-                Ok((upstream, _binding)) => upstream.into(),
-                Err(no_origin) => no_origin.into(),
-            }
-        }
+        Action::Forward {
+            headers,
+            dev: false,
+        } => match upstream_request(req, env, path, headers)? {
+            Ok((upstream, _binding)) => upstream.into(),
+            Err(no_origin) => no_origin.into(),
+        },
         Action::Verify(checks) => to_js(checks)?,
         Action::Forward { dev: true, .. }
         | Action::Refetch
@@ -140,4 +154,24 @@ fn take_answers(answered: &JsValue) -> Vec<Answer> {
             valid: v.as_bool() == Some(true),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workers_own_endpoints_take_the_async_path() {
+        for p in [
+            "/auth/login?rd=/x",
+            "/auth/callback",
+            "/auth/me",
+            "/auth/magic?token=t",
+        ] {
+            assert!(takes_async_path(p), "{p}");
+        }
+        for p in ["/", "/api/x", "/authx", "/public/auth/login"] {
+            assert!(!takes_async_path(p), "{p}");
+        }
+    }
 }
