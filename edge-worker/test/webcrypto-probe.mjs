@@ -1,9 +1,9 @@
-// Test-only entry module: wraps crypto.subtle.verify to count the calls (and their results),
+// Test-only entry module: wraps crypto.subtle.verify and importKey to count the calls,
 // then hands every request to the real worker. GET /__webcrypto answers the counters, so a test
 // can prove which signatures went through WebCrypto.
 import worker, { UsedLinks } from "./worker.mjs";
 
-const counts = { verify: 0, valid: 0, invalid: 0, algs: [] };
+const counts = { verify: 0, valid: 0, invalid: 0, algs: [], importKey: 0 };
 const subtle = crypto.subtle;
 const real = subtle.verify.bind(subtle);
 subtle.verify = async (algorithm, key, signature, data) => {
@@ -12,6 +12,12 @@ subtle.verify = async (algorithm, key, signature, data) => {
   const ok = await real(algorithm, key, signature, data);
   counts[ok ? "valid" : "invalid"]++;
   return ok;
+};
+
+const realImport = subtle.importKey.bind(subtle);
+subtle.importKey = (...args) => {
+  counts.importKey++;
+  return realImport(...args);
 };
 
 export default {

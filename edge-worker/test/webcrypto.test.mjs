@@ -121,7 +121,14 @@ async function delta(w, f) {
   const a = await counters(w);
   const out = await f();
   const b = await counters(w);
-  return { out, verify: b.verify - a.verify, valid: b.valid - a.valid, invalid: b.invalid - a.invalid, algs: b.algs.slice(a.algs.length) };
+  return {
+    out,
+    verify: b.verify - a.verify,
+    valid: b.valid - a.valid,
+    invalid: b.invalid - a.invalid,
+    algs: b.algs.slice(a.algs.length),
+    importKey: b.importKey - a.importKey,
+  };
 }
 
 describe("WebCrypto path (default)", () => {
@@ -151,6 +158,16 @@ describe("WebCrypto path (default)", () => {
       }
     });
   }
+
+  test("each key is imported into WebCrypto once per isolate, not per request", async () => {
+    // every algorithm has been used above; new tokens under the same keys import nothing
+    for (const alg of ALGS) {
+      const d = await delta("wc", async () => {
+        for (let i = 0; i < 3; i++) assert.equal((await call("wc", await jwt(alg, { n: i }))).status, 200);
+      });
+      assert.deepEqual([d.verify, d.importKey], [3, 0], alg);
+    }
+  });
 
   test("the identity reaches the origin only for the verified token", async () => {
     const token = await jwt("ES384", { sub: "carol" });
