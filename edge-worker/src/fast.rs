@@ -40,7 +40,16 @@ const MAX_PENDING: usize = 1024;
 #[derive(Default)]
 struct Pending {
     next: u32,
-    checks: HashMap<u32, Vec<SignatureCheck>>,
+    waiting: HashMap<u32, Waiting>,
+}
+
+/// A request waiting for its checks: what was read from it, so the next step need not read the
+/// request again (each read of a JS object costs glue), and the checks handed to JS.
+struct Waiting {
+    method: String,
+    url: String,
+    incoming: Vec<(String, String)>,
+    checks: Vec<SignatureCheck>,
 }
 
 thread_local! {
@@ -66,14 +75,22 @@ pub fn decide_sync(req: &Request, env: &JsValue, answered: &JsValue) -> Result<J
     if fetch_due {
         return Ok(JsValue::UNDEFINED);
     }
-    let method = req.method();
-    let url = req.url();
+    let (method, url, incoming, answers) = match take_answers(answered) {
+        Some(w) => w,
+        None => {
+            let url = req.url();
+            if takes_async_path(path_and_query(&url)) {
+                return Ok(JsValue::UNDEFINED);
+            }
+            (
+                req.method(),
+                url,
+                request_headers(&req.headers())?,
+                Vec::new(),
+            )
+        }
+    };
     let path = path_and_query(&url);
-    if takes_async_path(path) {
-        return Ok(JsValue::UNDEFINED);
-    }
-    let incoming = request_headers(&req.headers())?;
-    let answers = take_answers(answered);
     let action =
         STATE.with(|cell| decide(cell, &method, path, &incoming, false, (&answers, false)))?;
     Ok(match action {
@@ -86,7 +103,12 @@ pub fn decide_sync(req: &Request, env: &JsValue, answered: &JsValue) -> Result<J
             Ok((upstream, _binding)) => upstream.into(),
             Err(no_origin) => no_origin.into(),
         },
-        Action::Verify(checks) => to_js(checks)?,
+        Action::Verify(checks) => to_js(Waiting {
+            method,
+            url,
+            incoming,
+            checks,
+        })?,
         Action::Forward { dev: true, .. }
         | Action::Refetch
         | Action::Wait { .. }
@@ -96,9 +118,9 @@ pub fn decide_sync(req: &Request, env: &JsValue, answered: &JsValue) -> Result<J
 
 /// `{id, checks: [{imp, ver, jwk, signature, data}]}`: WebCrypto's importKey and verify
 /// parameters, the key as a JWK (JSON), the signature and the signed bytes.
-fn to_js(checks: Vec<SignatureCheck>) -> Result<JsValue, JsValue> {
+fn to_js(waiting: Waiting) -> Result<JsValue, JsValue> {
     let list = Array::new();
-    for c in &checks {
+    for c in &waiting.checks {
         let (imp, ver) = webcrypto::params(c.alg())?;
         let Some(jwk) = c.key_jwk() else {
             // not a WebCrypto key (cannot happen: HMAC stays in the core): the async path
@@ -114,12 +136,12 @@ fn to_js(checks: Vec<SignatureCheck>) -> Result<JsValue, JsValue> {
     }
     let id = PENDING.with(|p| {
         let mut p = p.borrow_mut();
-        if p.checks.len() >= MAX_PENDING {
-            p.checks.clear();
+        if p.waiting.len() >= MAX_PENDING {
+            p.waiting.clear();
         }
         p.next = p.next.wrapping_add(1);
         let id = p.next;
-        p.checks.insert(id, checks);
+        p.waiting.insert(id, waiting);
         id
     });
     let out = Object::new();
@@ -128,32 +150,36 @@ fn to_js(checks: Vec<SignatureCheck>) -> Result<JsValue, JsValue> {
     Ok(out.into())
 }
 
-/// The answers JS sends back, bound to the checks stored under their id (unknown id: none).
-fn take_answers(answered: &JsValue) -> Vec<Answer> {
+/// The request read at the first step and the answers JS sends back, bound to the checks stored
+/// under their id. `None` for a first step, or an id that is unknown (then the request is read
+/// again and the checks are asked for again).
+type Answered = (String, String, Vec<(String, String)>, Vec<Answer>);
+
+fn take_answers(answered: &JsValue) -> Option<Answered> {
     if !answered.is_object() {
-        return Vec::new();
+        return None;
     }
     let id = Reflect::get(answered, &"id".into())
         .ok()
         .and_then(|v| v.as_f64())
         .filter(|v| v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(v))
-        .map(|v| v as u32);
-    let Some(checks) = id.and_then(|id| PENDING.with(|p| p.borrow_mut().checks.remove(&id))) else {
-        return Vec::new();
-    };
+        .map(|v| v as u32)?;
+    let w = PENDING.with(|p| p.borrow_mut().waiting.remove(&id))?;
     let valid: Array = Reflect::get(answered, &"valid".into())
         .ok()
         .filter(Array::is_array)
         .map(Into::into)
         .unwrap_or_default();
-    checks
+    let answers = w
+        .checks
         .into_iter()
         .zip(valid.iter())
         .map(|(check, v)| Answer {
             check,
             valid: v.as_bool() == Some(true),
         })
-        .collect()
+        .collect();
+    Some((w.method, w.url, w.incoming, answers))
 }
 
 #[cfg(test)]
