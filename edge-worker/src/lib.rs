@@ -20,6 +20,10 @@
 //!
 //! Fail closed: no config, a config the core refuses (logged with every field path), no origin
 //! binding, key sets that cannot be fetched — the request is refused.
+//!
+//! RSA, ECDSA and Ed25519 signatures are verified with WebCrypto through the core's two-phase
+//! path (`webcrypto.rs`, `edgegate::precheck`), and most requests are decided by the synchronous
+//! fast path (`fast.rs`) that `worker.mjs` calls before this async [`handle`].
 
 use std::cell::RefCell;
 use std::collections::HashMap;
