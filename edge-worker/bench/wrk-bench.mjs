@@ -3,7 +3,7 @@
 // the same trivial origin worker. Rounds are interleaved; each prints req/s and workerd's CPU per
 // request (process CPU from /proc/<pid>/stat over the round / requests wrk completed).
 //   BENCH_SECONDS (5) BENCH_ROUNDS (3) BENCH_CONNECTIONS (8) BENCH_THREADS (1)
-//   BENCH_TARGETS (passthrough,edgegate,edgegateNoCache,edgegateWasmNoCache,jose)
+//   BENCH_TARGETS (passthrough,edgegate,edgegateNoCache,edgegateWasmNoCache,joseHeaders,jose)
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { CLK_TCK, ISSUER, benchDir, cpuMicros, edgegateConfig, edgegateModules, mintKeys, mintToken, moduleList, startWorkerd, workerDir } from "./lib.mjs";
@@ -43,8 +43,8 @@ const w = await startWorkerd([
     files: { "passthrough-worker.mjs": join(benchDir, "passthrough-worker.mjs") },
     bindings: [origin],
   },
-  {
-    name: "jose",
+  ...["jose", "joseHeaders"].map((name) => ({
+    name,
     modules: [
       `(name = "jose-worker.mjs", esModule = embed "jose-worker.mjs")`,
       // `import ... from "jose"` resolves to this module, which re-exports jose's web build
@@ -64,11 +64,12 @@ const w = await startWorkerd([
       `(name = "JWKS", json = ${JSON.stringify(JSON.stringify({ keys: ["RS256", "ES256"].map((a) => keys[a].jwk) }))})`,
       `(name = "ISSUER", text = ${JSON.stringify(ISSUER)})`,
       origin,
+      ...(name === "joseHeaders" ? [`(name = "IDENTITY_HEADERS", text = "edgegate")`] : []),
     ],
-  },
+  })),
 ]);
 
-const targets = (process.env.BENCH_TARGETS ?? "passthrough,edgegate,edgegateNoCache,edgegateWasmNoCache,jose").split(",");
+const targets = (process.env.BENCH_TARGETS ?? "passthrough,edgegate,edgegateNoCache,edgegateWasmNoCache,joseHeaders,jose").split(",");
 if (!targets.includes("jose")) targets.push("jose");
 const results = {};
 try {
@@ -107,20 +108,23 @@ try {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log(`\nworkerd ${SECONDS}s x ${ROUNDS} interleaved rounds, wrk -t${THREADS} -c${CONNECTIONS}, medians; CPU = workerd process user+sys (/proc, ${1e6 / CLK_TCK} µs ticks) / requests`);
-console.log("target                  alg       req/s  CPU µs/req  CPU ratio vs jose  req/s ratio vs jose");
+console.log("target                  alg       req/s  CPU µs/req  CPU ratio vs jose  req/s ratio vs jose  CPU ratio vs joseHeaders");
 for (const alg of Object.keys(tokens)) {
   const jose = results[`jose ${alg}`];
   const jr = median(jose.map((r) => r.rps));
   const jc = median(jose.map((r) => r.cpuPerReq));
+  const jh = results[`joseHeaders ${alg}`];
+  const jhc = jh ? median(jh.map((r) => r.cpuPerReq)) : NaN;
   for (const t of targets) {
     const rs = results[`${t} ${alg}`];
     const rps = median(rs.map((r) => r.rps));
     const cpu = median(rs.map((r) => r.cpuPerReq));
     console.log(
-      `${t.padEnd(24)}${alg.padEnd(6)}${rps.toFixed(0).padStart(10)}${cpu.toFixed(0).padStart(12)}${(cpu / jc).toFixed(2).padStart(19)}${(rps / jr).toFixed(2).padStart(21)}`,
+      `${t.padEnd(24)}${alg.padEnd(6)}${rps.toFixed(0).padStart(10)}${cpu.toFixed(0).padStart(12)}${(cpu / jc).toFixed(2).padStart(19)}${(rps / jr).toFixed(2).padStart(21)}${(cpu / jhc).toFixed(2).padStart(26)}`,
     );
   }
 }
 console.log("passthrough: a JS worker forwarding without any check (the floor)");
+console.log("jose: verifies, sets one header; joseHeaders: the same plus edgegate's header work (strips the 10 identity headers, sets the same 7)");
 console.log("edgegate: cache on, the same token repeated (as shipped); NoCache: jwt.cache.max_entries 0, every request verified");
 console.log("CPU ratio < 1 / req/s ratio > 1: edgegate is cheaper / faster than the jose worker");
