@@ -20,17 +20,26 @@
 //!
 //! Fail closed: no config, a config the core refuses (logged with every field path), no origin
 //! binding, key sets that cannot be fetched — the request is refused.
+//!
+//! RSA, ECDSA and Ed25519 signatures are verified with WebCrypto through the core's two-phase
+//! path (`webcrypto.rs`, `edgegate::precheck`), and most requests are decided by the synchronous
+//! fast path (`fast.rs`) that `worker.mjs` calls before this async [`handle`].
 
 mod login;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+mod fast;
+mod webcrypto;
+use webcrypto::Crypto;
+
 use edgegate::cache::TokenCache;
 use edgegate::engine::MAX_FORM_BODY;
 use edgegate::jwk::KeySet;
 use edgegate::jwks::{FetchRequest, JwksState};
 use edgegate::login::Route;
+use edgegate::precheck::{Answer, SignatureCheck};
 use edgegate::verifier::KeyLookup;
 use edgegate::{Denial, Engine, Error, Reason, Request as CoreRequest, UnixTime, Verdict};
 use js_sys::{Array, Promise, Reflect};
@@ -112,6 +121,7 @@ pub(crate) struct Gate {
     pub(crate) cache: TokenCache,
     used: UsedLinks,
     pub(crate) remote: RemoteKeySets,
+    crypto: Crypto,
 }
 
 /// One provider's remote key set and its refresh state.
@@ -173,6 +183,10 @@ fn load(env: &JsValue) -> State {
             ))
         }
     };
+    let crypto = match crypto_backend(env) {
+        Ok(c) => c,
+        Err(why) => return State::Broken(why),
+    };
     match Engine::from_json(raw.as_bytes()) {
         Ok(engine) => {
             for w in engine.warnings() {
@@ -196,10 +210,19 @@ fn load(env: &JsValue) -> State {
                 cache,
                 used: UsedLinks::default(),
                 remote,
+                crypto,
             }))
         }
         Err(errors) => State::Broken(errors.to_string()),
     }
+}
+
+/// The signature backend the `EDGEGATE_CRYPTO` binding asks for (default: WebCrypto).
+fn crypto_backend(env: &JsValue) -> Result<Crypto, String> {
+    let v = Reflect::get(env, &JsValue::from_str(webcrypto::CRYPTO_BINDING))
+        .ok()
+        .and_then(|v| v.as_string());
+    Crypto::from_binding(v.as_deref())
 }
 
 /// What to do once the state is no longer borrowed (the I/O is async).
@@ -216,6 +239,8 @@ enum Action {
         dev: bool,
     },
     MagicLinkForm,
+    /// The core needs these signatures verified (WebCrypto, async) before it decides.
+    Verify(Vec<SignatureCheck>),
     Broken,
 }
 
@@ -259,10 +284,18 @@ async fn guard(
 ) -> Result<Response, JsValue> {
     let mut refetched = false;
     let mut waited_since: Option<f64> = None;
+    let mut answers: Vec<Answer> = Vec::new();
+    let mut verify_rounds = 0;
     loop {
         refresh_keys().await;
-        let action = STATE.with(|cell| decide(cell, method, path, incoming, refetched))?;
+        let last = verify_rounds >= webcrypto::MAX_VERIFY_ROUNDS;
+        let action =
+            STATE.with(|cell| decide(cell, method, path, incoming, refetched, (&answers, last)))?;
         match action {
+            Action::Verify(checks) => {
+                verify_rounds += 1;
+                answers.extend(webcrypto::verify(checks).await);
+            }
             Action::Broken => return internal_error(),
             Action::Reply(d) => return denial_response(&d),
             Action::Refetch => refetched = true,
@@ -293,6 +326,7 @@ fn decide(
     path: &str,
     incoming: &[(String, String)],
     refetched: bool,
+    (answers, last): (&[Answer], bool),
 ) -> Result<Action, JsValue> {
     let mut slot = cell.borrow_mut();
     let gate = match slot.as_mut() {
@@ -318,10 +352,18 @@ fn decide(
         engine,
         cache,
         remote,
+        crypto,
         ..
     } = &mut **gate;
     let now = now();
-    Ok(match engine.decide(&core_req, &*remote, cache, now) {
+    let verdict = webcrypto::decide(
+        *crypto, engine, &core_req, &*remote, cache, now, answers, last,
+    );
+    let verdict = match verdict {
+        Ok(v) => v,
+        Err(checks) => return Ok(Action::Verify(checks)),
+    };
+    Ok(match verdict {
         Verdict::Allow { headers, .. } => {
             let out = Headers::new()?;
             let strip = engine.strip_headers();
@@ -549,27 +591,14 @@ async fn forward(
     headers: Headers,
     dev: bool,
 ) -> Result<Response, JsValue> {
-    let init = RequestInit::new();
-    init.set_method(&req.method());
-    init.set_headers(&headers);
-    init.set_redirect(RequestRedirect::Manual);
-    if let Some(body) = req.body() {
-        init.set_body(&body);
-    }
-    let binding = Reflect::get(env, &JsValue::from_str(ORIGIN_BINDING))?;
+    let (upstream, binding) = match upstream_request(req, env, path, headers)? {
+        Ok(u) => u,
+        Err(no_origin) => return Ok(no_origin),
+    };
     let promise = if binding.is_object() {
-        let upstream = Request::new_with_str_and_init(&req.url(), &init)?;
         binding.unchecked_into::<Fetcher>().fetch(&upstream)?
     } else {
-        let Some(base) = Reflect::get(env, &JsValue::from_str(ORIGIN_URL_BINDING))?.as_string()
-        else {
-            log_error(&format!(
-                "edgegate: no origin: bind the origin as the service `{ORIGIN_BINDING}` or set `{ORIGIN_URL_BINDING}`"
-            ));
-            return internal_error();
-        };
-        let url = format!("{}{path}", base.trim_end_matches('/'));
-        global_fetch(&Request::new_with_str_and_init(&url, &init)?)
+        global_fetch(&upstream)
     };
     let resp: Response = JsFuture::from(promise).await?.unchecked_into();
     if !dev {
@@ -586,6 +615,38 @@ async fn forward(
         i
     })?;
     Ok(copy)
+}
+
+/// The request to send to the origin, and the `ORIGIN` binding (an object: fetch through it;
+/// else through the global `fetch`); `Err` is the 500 when no origin is configured.
+type Upstream = Result<(Request, JsValue), Response>;
+
+fn upstream_request(
+    req: &Request,
+    env: &JsValue,
+    path: &str,
+    headers: Headers,
+) -> Result<Upstream, JsValue> {
+    let init = RequestInit::new();
+    init.set_method(&req.method());
+    init.set_headers(&headers);
+    init.set_redirect(RequestRedirect::Manual);
+    if let Some(body) = req.body() {
+        init.set_body(&body);
+    }
+    let binding = Reflect::get(env, &JsValue::from_str(ORIGIN_BINDING))?;
+    if binding.is_object() {
+        let upstream = Request::new_with_str_and_init(&req.url(), &init)?;
+        return Ok(Ok((upstream, binding)));
+    }
+    let Some(base) = Reflect::get(env, &JsValue::from_str(ORIGIN_URL_BINDING))?.as_string() else {
+        log_error(&format!(
+            "edgegate: no origin: bind the origin as the service `{ORIGIN_BINDING}` or set `{ORIGIN_URL_BINDING}`"
+        ));
+        return Ok(Err(internal_error()?));
+    };
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    Ok(Ok((Request::new_with_str_and_init(&url, &init)?, binding)))
 }
 
 async fn magic_link_post(req: &Request, env: &JsValue) -> Result<Response, JsValue> {

@@ -599,6 +599,35 @@ fn rewrite_cookies(incoming: &mut Vec<(String, String)>, replace: &[(&str, Optio
     }
 }
 
+/// Whether the synchronous fast path must leave this request to the async `handle`: it is for
+/// one of the login routes or the magic-link endpoint (paths are configurable, so asked of the
+/// core), or it carries a session the core says is due for renewal (a token request first).
+pub(crate) fn needs_async(path: &str, incoming: &[(String, String)]) -> bool {
+    let bare = path.split_once('?').map_or(path, |(p, _)| p);
+    let own_route = with_gate(|g| {
+        Some(
+            g.engine.login().and_then(|l| l.route(bare)).is_some()
+                || g.engine.magic_link_path() == Some(bare),
+        )
+    });
+    if own_route == Some(true) {
+        return true;
+    }
+    let cookies = cookie_header(incoming);
+    if cookies.is_empty() {
+        return false;
+    }
+    with_gate(|g| {
+        let sessions = g.engine.sessions()?;
+        let login = g.engine.login()?;
+        Some(matches!(
+            login.renewal(sessions, &cookies, now()),
+            Renewal::Renew { .. }
+        ))
+    })
+    .unwrap_or(false)
+}
+
 /// Before deciding a request: renews the session with the refresh token when the core says
 /// it is time. Returns the `Set-Cookie` values for the response (the renewed session and
 /// refresh cookies, or their deletion when the renewal failed: the session ends).

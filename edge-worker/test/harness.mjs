@@ -87,7 +87,9 @@ function capnpString(s) {
  * Starts workerd with one socket per worker. `workers` is a list of
  * {name, config (object or raw string), origin: "binding" | "url", usedLinks?: "own" | "<worker>",
  *  port? (fixed port, e.g. when the config must name the worker's own URL), text? ({BINDING: value},
- *  extra text bindings such as secrets)}.
+ *  extra text bindings such as secrets),
+ * vars?: {NAME: "text"} (extra text bindings), flags?: [compatibility flags],
+ * entry?: "/abs/path.mjs" (a main module put before worker.mjs, e.g. a test probe that wraps it)}.
  * Returns {urls: {name: "http://127.0.0.1:port"}, logs(), stop()}.
  */
 export async function startWorkerd({ originPort, workers }) {
@@ -107,6 +109,7 @@ export async function startWorkerd({ originPort, workers }) {
     const configFile = `config-${w.name}.json`;
     writeFileSync(join(dir, configFile), typeof w.config === "string" ? w.config : JSON.stringify(w.config));
     const bindings = [
+      ...Object.entries(w.vars ?? {}).map(([n, v]) => `(name = ${capnpString(n)}, text = ${capnpString(v)})`),
       `(name = "EDGEGATE_CONFIG", text = embed ${capnpString(configFile)})`,
       w.origin === "url"
         ? `(name = "ORIGIN_URL", text = ${capnpString(`http://127.0.0.1:${originPort}`)})`
@@ -131,13 +134,21 @@ export async function startWorkerd({ originPort, workers }) {
     sockets.push(
       `(name = ${capnpString(w.name)}, address = ${capnpString(`127.0.0.1:${port}`)}, http = (), service = ${capnpString(w.name)})`,
     );
+    let entry = "";
+    if (w.entry) {
+      const name = `entry-${w.name}.mjs`;
+      copyFileSync(w.entry, join(dir, name));
+      entry = `(name = ${capnpString(name)}, esModule = embed ${capnpString(name)}),`;
+    }
     defs.push(`const ${w.name} :Workerd.Worker = (
   modules = [
+    ${entry}
     (name = "worker.mjs", esModule = embed "worker.mjs"),
     (name = "edgegate_worker.js", esModule = embed "edgegate_worker.js"),
     (name = "edgegate_worker_bg.wasm", wasm = embed "edgegate_worker_bg.wasm"),
   ],
   compatibilityDate = "2025-09-01",
+  compatibilityFlags = ${JSON.stringify(w.flags ?? [])},
   bindings = [
     ${bindings.join(",\n    ")},
   ],

@@ -302,7 +302,7 @@ impl Engine {
                 None,
             );
         };
-        match self.authenticate(found, keys, cache, now) {
+        match self.authenticate(found, keys, cache, now, self.backend.as_ref()) {
             Authn::Ok(id, _) => Identified::Ok(id),
             Authn::Wait(p) => Identified::WaitForKeys { provider: p },
             Authn::Err(e, refetch) => Identified::Refused(e, refetch),
@@ -329,6 +329,19 @@ impl Engine {
         keys: &dyn KeyLookup,
         cache: &mut TokenCache,
         now: UnixTime,
+    ) -> Verdict {
+        self.decide_with(req, keys, cache, now, self.backend.as_ref())
+    }
+
+    /// [`Engine::decide`] with another signature backend for this one call (the two-phase
+    /// host-verified path of [`crate::precheck`] uses it).
+    pub fn decide_with(
+        &self,
+        req: &Request<'_>,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+        backend: &dyn SignatureBackend,
     ) -> Verdict {
         let path = match normalize_path(req.path) {
             Ok(p) => p,
@@ -371,7 +384,7 @@ impl Engine {
             };
             return Verdict::Deny(self.deny_for(req, &error, rule.login_url(), None));
         };
-        let (identity, cached) = match self.authenticate(found, keys, cache, now) {
+        let (identity, cached) = match self.authenticate(found, keys, cache, now, backend) {
             Authn::Ok(id, cached) => (id, cached),
             Authn::Wait(provider) => return Verdict::WaitForKeys { provider },
             Authn::Err(e, refetch) => {
@@ -402,16 +415,14 @@ impl Engine {
         keys: &dyn KeyLookup,
         cache: &mut TokenCache,
         now: UnixTime,
+        backend: &dyn SignatureBackend,
     ) -> Authn {
         match found.kind {
             CredentialKind::Jwt => {
                 if let Some(id) = cache.get(found.value, now) {
                     return Authn::Ok(id, true);
                 }
-                match self
-                    .jwt
-                    .check(found.value, keys, self.backend.as_ref(), now)
-                {
+                match self.jwt.check(found.value, keys, backend, now) {
                     JwtCheck::Valid(id) => {
                         if let Some(exp) = id.expires_at {
                             cache.insert(found.value, id.clone(), exp);

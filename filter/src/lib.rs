@@ -26,6 +26,7 @@ pub mod magic;
 pub mod matcher;
 pub mod oidc;
 pub mod policy;
+pub mod precheck;
 pub mod redirect;
 pub mod session;
 pub mod verifier;

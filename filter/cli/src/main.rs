@@ -101,7 +101,7 @@ enum ConfigCmd {
     /// Render an Istio WasmPlugin (phase AUTHN, FAIL_CLOSE) with the module's sha256.
     #[command(after_help = EXIT_CODES)]
     Istio(config_cmd::IstioArgs),
-    /// Render a wrangler.toml skeleton with the config's secrets as secret bindings.
+    /// Render the edge worker's wrangler.toml; the config goes in as the secret EDGEGATE_CONFIG.
     #[command(after_help = EXIT_CODES)]
     Wrangler(config_cmd::WranglerArgs),
 }
