@@ -2113,6 +2113,28 @@ mod tests {
     }
 
     #[test]
+    fn a_tenants_own_provider_wins_over_the_template() {
+        let mut v = multi_tenant(json!(["*"]));
+        let mut own = v["jwt"]["providers"][0].clone();
+        own["name"] = json!("tenant-a");
+        own["issuer"] = json!(entra_issuer(TENANT_A));
+        own.as_object_mut().unwrap().remove("allowed_tenants");
+        v["jwt"]["providers"] = json!([v["jwt"]["providers"][0].clone(), own]);
+        let e = engine_from(&v).unwrap();
+        let provider_of = |tenant: &str| match e.jwt().check(
+            &id_token(entra_claims(tenant, Some(tenant))),
+            &crate::verifier::NoRemoteKeys,
+            e.backend(),
+            NOW + 1,
+        ) {
+            crate::verifier::JwtCheck::Valid(id) => id.provider,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(provider_of(TENANT_A), "tenant-a");
+        assert_eq!(provider_of(TENANT_B), "op");
+    }
+
+    #[test]
     fn multi_tenant_callback_iss_must_be_an_allowed_tenant() {
         let e = engine_from(&multi_tenant(json!([TENANT_A]))).unwrap();
         let l = e.login().unwrap();
