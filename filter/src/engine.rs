@@ -189,6 +189,14 @@ impl Engine {
             id.permissions = cfg.dev_mode.identity.permissions.clone();
             id
         });
+        for p in cfg
+            .jwt
+            .providers
+            .iter()
+            .filter(|p| p.allowed_tenants == ["*"])
+        {
+            warnings.push(format!("jwt provider {:?} accepts users of EVERY tenant of its multi-tenant issuer (allowed_tenants [\"*\"]): anyone with an account there can sign in; restrict with rules on roles or tid, or list the tenant ids", p.name));
+        }
         if cfg.jwt.from.query_param.is_some() {
             warnings.push("jwt.from.query_param is on: tokens in URLs end up in access logs and Referer headers".into());
         }

@@ -43,7 +43,7 @@ use crate::keyring::{KeyRing, Secret};
 use crate::oidc::{self, Attempt, AuthorizationParams, Callback, LoginStart, LOGIN_RANDOM_BYTES};
 use crate::redirect::RedirectPolicy;
 use crate::session::{find_cookie, Session, SessionConfig, Sessions};
-use crate::verifier::{JwtVerifier, Provider, ProviderConfig};
+use crate::verifier::{IssuerRule, JwtVerifier, Provider, ProviderConfig};
 use crate::UnixTime;
 
 /// Random bytes [`Login::establish`] and [`Login::seal_refresh`] need (the AES-GCM nonce).
@@ -98,6 +98,13 @@ pub struct LoginConfig {
     /// at `<issuer>/.well-known/openid-configuration`, whose `issuer` must match exactly); its
     /// `algorithms`, keys (`remote_jwks`, `jwks`) and `claims`/preset apply to ID tokens.
     pub provider: String,
+    /// The provider's discovery document. Default `<issuer>/.well-known/openid-configuration`.
+    /// Required when the issuer is a `{tenantid}` template (Entra ID multi-tenant:
+    /// `https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration`,
+    /// or `common` to admit personal Microsoft accounts too); its `issuer` must still be exactly
+    /// the provider's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery_url: Option<String>,
     /// The client id registered at the provider.
     pub client_id: String,
     /// The client secret. Optional here: a host binding (the worker's `OIDC_CLIENT_SECRET`)
@@ -153,6 +160,8 @@ fn default_me_path() -> String {
 pub struct Login {
     provider: String,
     issuer: String,
+    issuer_rule: IssuerRule,
+    discovery: String,
     client_id: String,
     client_secret: Option<Secret>,
     auth: TokenAuthMethod,
@@ -371,9 +380,13 @@ impl LoginConfig {
         providers: &[ProviderConfig],
     ) -> Result<Login, Vec<Error>> {
         let mut errors = Vec::new();
+        let mut rule = None;
         let issuer = match providers.iter().find(|p| p.name == self.provider) {
-            // A provider without keys is reported by Provider::compile.
-            Some(p) => Some(p.issuer.clone()),
+            // A provider without keys (or a bad issuer template) is reported by Provider::compile.
+            Some(p) => {
+                rule = IssuerRule::compile(&p.issuer, &p.allowed_tenants).ok();
+                Some(p.issuer.clone())
+            }
             None => {
                 let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
                 errors.push(Error::config(
@@ -394,6 +407,31 @@ impl LoginConfig {
                 ));
             }
         }
+        let template = rule.as_ref().is_some_and(IssuerRule::is_template);
+        let discovery = match (&self.discovery_url, &issuer) {
+            (Some(u), _) => match check_endpoint(u) {
+                Ok(_) => Some(u.clone()),
+                Err(m) => {
+                    errors.push(Error::config(
+                        "discovery_url",
+                        format!("{m}; use the provider's .well-known/openid-configuration URL"),
+                    ));
+                    None
+                }
+            },
+            (None, Some(_)) if template => {
+                errors.push(Error::config(
+                    "discovery_url",
+                    "the provider's issuer is a {tenantid} template, which has no discovery document of its own; set discovery_url (Entra ID: https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration, or common/ to admit personal accounts)",
+                ));
+                None
+            }
+            (None, Some(iss)) => Some(format!(
+                "{}/.well-known/openid-configuration",
+                iss.trim_end_matches('/')
+            )),
+            (None, None) => None,
+        };
         if self.client_id.is_empty()
             || self.client_id.len() > 255
             || self.client_id.chars().any(char::is_control)
@@ -516,33 +554,39 @@ impl LoginConfig {
         }
         // The attempt cookie is signed with the session keys (audience `edgegate-login`).
         let ring = session.and_then(|s| KeyRing::compile(&s.keys).ok());
-        match (issuer, callback_path, ring) {
-            (Some(issuer), Some(callback_path), Some(ring)) if errors.is_empty() => Ok(Login {
-                provider: self.provider.clone(),
-                issuer,
-                client_id: self.client_id.clone(),
-                client_secret: self.client_secret.clone(),
-                auth: self.token_endpoint_auth_method,
-                redirect_uri: self.redirect_uri.clone(),
-                callback_path,
-                scope: self.scopes.join(" "),
-                offline_access: self.scopes.iter().any(|s| s == "offline_access"),
-                login_path: self.login_path.clone(),
-                logout_path: self.logout_path.clone(),
-                me_path: self.me_path.clone(),
-                post_logout: self.post_logout_redirect_uri.clone(),
-                refresh_keys,
-                ring,
-                refresh_cookie: session
-                    .map(|s| format!("{}_refresh", s.cookie_name))
-                    .unwrap_or_default(),
-                cookie_path: session.map(|s| s.path.clone()).unwrap_or_default(),
-                cookie_domain: session.and_then(|s| {
-                    s.domain
-                        .as_ref()
-                        .map(|d| d.trim_start_matches('.').to_ascii_lowercase())
-                }),
-            }),
+        match (issuer, callback_path, ring, rule, discovery) {
+            (Some(issuer), Some(callback_path), Some(ring), Some(issuer_rule), Some(discovery))
+                if errors.is_empty() =>
+            {
+                Ok(Login {
+                    provider: self.provider.clone(),
+                    issuer,
+                    issuer_rule,
+                    discovery,
+                    client_id: self.client_id.clone(),
+                    client_secret: self.client_secret.clone(),
+                    auth: self.token_endpoint_auth_method,
+                    redirect_uri: self.redirect_uri.clone(),
+                    callback_path,
+                    scope: self.scopes.join(" "),
+                    offline_access: self.scopes.iter().any(|s| s == "offline_access"),
+                    login_path: self.login_path.clone(),
+                    logout_path: self.logout_path.clone(),
+                    me_path: self.me_path.clone(),
+                    post_logout: self.post_logout_redirect_uri.clone(),
+                    refresh_keys,
+                    ring,
+                    refresh_cookie: session
+                        .map(|s| format!("{}_refresh", s.cookie_name))
+                        .unwrap_or_default(),
+                    cookie_path: session.map(|s| s.path.clone()).unwrap_or_default(),
+                    cookie_domain: session.and_then(|s| {
+                        s.domain
+                            .as_ref()
+                            .map(|d| d.trim_start_matches('.').to_ascii_lowercase())
+                    }),
+                })
+            }
             _ => Err(errors),
         }
     }
@@ -590,15 +634,13 @@ impl Login {
         }
     }
 
-    /// `<issuer>/.well-known/openid-configuration`.
+    /// `discovery_url`, default `<issuer>/.well-known/openid-configuration`.
     pub fn discovery_url(&self) -> String {
-        format!(
-            "{}/.well-known/openid-configuration",
-            self.issuer.trim_end_matches('/')
-        )
+        self.discovery.clone()
     }
 
-    /// Checks a discovery response: HTTP 200, `issuer` exactly the provider's, the
+    /// Checks a discovery response: HTTP 200, `issuer` exactly the provider's (a `{tenantid}`
+    /// template only when the provider is configured with that template), the
     /// authorization and token endpoints (and `end_session_endpoint` when given) absolute
     /// `https://` URLs (`http://` on localhost).
     pub fn parse_discovery(&self, status: u16, body: &[u8]) -> Result<Discovery, Error> {
@@ -688,6 +730,11 @@ impl Login {
         now: UnixTime,
     ) -> Result<(Callback, Attempt), Error> {
         let cb = oidc::parse_callback(query)?;
+        // RFC 9207 `iss`, when sent: the provider's issuer (for a template, with an allowed
+        // tenant); the attempt is then opened without it.
+        if let Some(iss) = &cb.iss {
+            self.issuer_rule.matches_bare(iss)?;
+        }
         let name = oidc::attempt_cookie_name(&cb.state);
         let cookie = find_cookie(cookie_header, &name).ok_or_else(|| {
             Error::new(
@@ -695,7 +742,11 @@ impl Login {
                 "no login attempt matches the callback's state (expired, used, or started in another browser); start again",
             )
         })?;
-        let attempt = oidc::open_attempt(&self.ring, cookie, &cb, &self.issuer, now)?;
+        let bare = Callback {
+            iss: None,
+            ..cb.clone()
+        };
+        let attempt = oidc::open_attempt(&self.ring, cookie, &bare, &self.issuer, now)?;
         Ok((cb, attempt))
     }
 
@@ -885,13 +936,34 @@ impl Login {
             Ok(c) => c,
             Err(e) => return IdTokenCheck::Invalid(e),
         };
+        // A multi-tenant template: the expected `iss` is the template with the token's `tid`,
+        // an allowed tenant (Microsoft's validation rule); else the issuer exactly.
+        let issuer = match claims.get("iss").and_then(Value::as_str) {
+            Some(iss) if provider.issuer_rule().is_template() => {
+                match provider.issuer_rule().matches_token(iss, &claims) {
+                    Ok(true) => iss.to_string(),
+                    Ok(false) => {
+                        return IdTokenCheck::Invalid(Error::new(
+                            Reason::UnknownIssuer,
+                            "the ID token's `iss` is not the provider's issuer",
+                        ))
+                    }
+                    Err(e) => return IdTokenCheck::Invalid(e),
+                }
+            }
+            _ => self.issuer.clone(),
+        };
         let expect = IdTokenExpect {
-            issuer: &self.issuer,
+            issuer: &issuer,
             client_id: &self.client_id,
             nonce,
             skew: provider.clock_skew_seconds(),
         };
         if let Err(e) = expect.check(&claims, jws.alg, access_token, now) {
+            return IdTokenCheck::Invalid(e);
+        }
+        // The provider's own rules hold for its ID tokens too.
+        if let Err(e) = provider.check_lifetime_and_required_claims(&claims) {
             return IdTokenCheck::Invalid(e);
         }
         let mut identity = Identity::new(String::new(), CredentialKind::Jwt, provider.name.clone());
@@ -1762,6 +1834,335 @@ mod tests {
             verify(&e, &none, Some("n1")),
             IdTokenCheck::Invalid(_)
         ));
+    }
+
+    #[test]
+    fn id_tokens_obey_the_providers_required_claims_and_max_lifetime() {
+        let mut v = config_value();
+        v["jwt"]["providers"][0]["required_claims"] = json!(["email", "amr"]);
+        v["jwt"]["providers"][0]["max_lifetime_seconds"] = json!(300);
+        let e = engine_from(&v).unwrap();
+        assert!(matches!(
+            verify(&e, &id_token(good_claims()), Some("n1")),
+            IdTokenCheck::Valid(_)
+        ));
+        let reason = |c: Value, nonce: Option<&str>| match verify(&e, &id_token(c), nonce) {
+            IdTokenCheck::Invalid(err) => err.reason(),
+            other => panic!("{other:?}"),
+        };
+        let mut c = good_claims();
+        c.as_object_mut().unwrap().remove("email");
+        assert_eq!(reason(c.clone(), Some("n1")), Reason::MissingClaim);
+        // on refresh too
+        c.as_object_mut().unwrap().remove("nonce");
+        assert_eq!(reason(c, None), Reason::MissingClaim);
+        let mut c = good_claims();
+        c["exp"] = json!(NOW + 301);
+        assert_eq!(reason(c.clone(), Some("n1")), Reason::LifetimeTooLong);
+        c.as_object_mut().unwrap().remove("nonce");
+        assert_eq!(reason(c, None), Reason::LifetimeTooLong);
+        // without the limits the same tokens pass
+        let mut c = good_claims();
+        c["exp"] = json!(NOW + 301);
+        c.as_object_mut().unwrap().remove("email");
+        assert!(matches!(
+            verify(&engine(), &id_token(c), Some("n1")),
+            IdTokenCheck::Valid(_)
+        ));
+    }
+
+    const TEMPLATE: &str = "https://login.microsoftonline.com/{tenantid}/v2.0";
+    const TENANT_A: &str = "3c4b8f1e-5d2a-4e7b-9f61-0a2b3c4d5e6f";
+    const TENANT_B: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+    const ORGS_DISCOVERY: &str =
+        "https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration";
+
+    fn entra_issuer(tenant: &str) -> String {
+        TEMPLATE.replace("{tenantid}", tenant)
+    }
+
+    /// A multi-tenant (Entra ID `organizations`) provider allowing `tenants`.
+    fn multi_tenant(tenants: Value) -> Value {
+        let mut v = config_value();
+        v["jwt"]["providers"][0]["issuer"] = json!(TEMPLATE);
+        v["jwt"]["providers"][0]["allowed_tenants"] = tenants;
+        v["login"]["discovery_url"] = json!(ORGS_DISCOVERY);
+        v
+    }
+
+    fn entra_claims(iss_tenant: &str, tid: Option<&str>) -> Value {
+        let mut c = good_claims();
+        c["iss"] = json!(entra_issuer(iss_tenant));
+        if let Some(t) = tid {
+            c["tid"] = json!(t);
+        }
+        c
+    }
+
+    #[test]
+    fn multi_tenant_issuer_config() {
+        let e = engine_from(&multi_tenant(json!([TENANT_A]))).unwrap();
+        assert!(e.warnings().is_empty(), "{:?}", e.warnings());
+        assert_eq!(e.login().unwrap().discovery_url(), ORGS_DISCOVERY);
+        // "*" is accepted, loudly
+        let any = engine_from(&multi_tenant(json!(["*"]))).unwrap();
+        assert!(
+            any.warnings().iter().any(|w| w.contains("EVERY tenant")),
+            "{:?}",
+            any.warnings()
+        );
+        let cases: Vec<(Value, &str)> = vec![
+            (json!([]), "jwt.providers[0].allowed_tenants"),
+            (json!(["*", TENANT_A]), "jwt.providers[0].allowed_tenants"),
+            (json!(["a/b"]), "jwt.providers[0].allowed_tenants[0]"),
+            (json!([""]), "jwt.providers[0].allowed_tenants[0]"),
+        ];
+        for (tenants, path) in cases {
+            let got = paths(&multi_tenant(tenants.clone()));
+            assert!(got.iter().any(|p| p == path), "{tenants}: {got:?}");
+        }
+        // the template needs an explicit discovery URL
+        let mut v = multi_tenant(json!([TENANT_A]));
+        v["login"].as_object_mut().unwrap().remove("discovery_url");
+        assert!(paths(&v).contains(&"login.discovery_url".to_string()));
+        let mut v = multi_tenant(json!([TENANT_A]));
+        v["login"]["discovery_url"] = json!("http://login.microsoftonline.com/x");
+        assert!(paths(&v).contains(&"login.discovery_url".to_string()));
+        // allowed_tenants without a template; two placeholders; other braces
+        let mut v = config_value();
+        v["jwt"]["providers"][0]["allowed_tenants"] = json!([TENANT_A]);
+        assert!(paths(&v).contains(&"jwt.providers[0].allowed_tenants".to_string()));
+        for bad in [
+            "https://x.example/{tenantid}/{tenantid}",
+            "https://x.example/{tenant}/v2.0",
+        ] {
+            let mut v = multi_tenant(json!([TENANT_A]));
+            v["jwt"]["providers"][0]["issuer"] = json!(bad);
+            assert!(
+                paths(&v).contains(&"jwt.providers[0].issuer".to_string()),
+                "{bad}"
+            );
+        }
+        // a template has no discovery document for its keys
+        let mut v = multi_tenant(json!([TENANT_A]));
+        v["jwt"]["providers"][0]["algorithms"] = json!(["RS256"]);
+        v["jwt"]["providers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("shared_secrets");
+        v["jwt"]["providers"][0]["remote_jwks"] = json!({"oidc_issuer": TEMPLATE});
+        assert!(paths(&v).contains(&"jwt.providers[0].remote_jwks.oidc_issuer".to_string()));
+    }
+
+    #[test]
+    fn multi_tenant_discovery_accepts_the_template_only_when_configured() {
+        let doc = |iss: &str| {
+            json!({"issuer": iss,
+                   "authorization_endpoint": "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize",
+                   "token_endpoint": "https://login.microsoftonline.com/organizations/oauth2/v2.0/token"})
+            .to_string()
+            .into_bytes()
+        };
+        let e = engine_from(&multi_tenant(json!([TENANT_A]))).unwrap();
+        let l = e.login().unwrap();
+        assert!(l.parse_discovery(200, &doc(TEMPLATE)).is_ok());
+        // a tenant's own document is not the configured (template) issuer
+        assert_eq!(
+            l.parse_discovery(200, &doc(&entra_issuer(TENANT_A)))
+                .unwrap_err()
+                .reason(),
+            Reason::UnknownIssuer
+        );
+        // a provider configured with one tenant's issuer refuses the template document
+        let mut v = config_value();
+        v["jwt"]["providers"][0]["issuer"] = json!(entra_issuer(TENANT_A));
+        let single = engine_from(&v).unwrap();
+        let sl = single.login().unwrap();
+        assert_eq!(
+            sl.discovery_url(),
+            format!(
+                "{}/.well-known/openid-configuration",
+                entra_issuer(TENANT_A)
+            )
+        );
+        assert_eq!(
+            sl.parse_discovery(200, &doc(TEMPLATE))
+                .unwrap_err()
+                .reason(),
+            Reason::UnknownIssuer
+        );
+        assert!(sl
+            .parse_discovery(200, &doc(&entra_issuer(TENANT_A)))
+            .is_ok());
+    }
+
+    #[test]
+    fn multi_tenant_id_tokens_and_jwts_need_iss_equal_to_the_template_with_their_allowed_tid() {
+        let e = engine_from(&multi_tenant(json!([TENANT_A]))).unwrap();
+        let jwt = |c: Value| {
+            e.jwt().check(
+                &id_token(c),
+                &crate::verifier::NoRemoteKeys,
+                e.backend(),
+                NOW + 1,
+            )
+        };
+        // accepted: iss = template with tid, tid allowed (also upper-case in the allow-list)
+        let good = entra_claims(TENANT_A, Some(TENANT_A));
+        assert!(matches!(
+            verify(&e, &id_token(good.clone()), Some("n1")),
+            IdTokenCheck::Valid(_)
+        ));
+        assert!(matches!(
+            jwt(good.clone()),
+            crate::verifier::JwtCheck::Valid(_)
+        ));
+        let upper = engine_from(&multi_tenant(json!([TENANT_A.to_ascii_uppercase()]))).unwrap();
+        assert!(matches!(
+            verify(&upper, &id_token(good.clone()), Some("n1")),
+            IdTokenCheck::Valid(_)
+        ));
+        // refused: tid mismatch, tenant not allowed, no tid, literal template as iss,
+        // another issuer shape
+        let cases: Vec<(Value, Reason)> = vec![
+            (
+                entra_claims(TENANT_A, Some(TENANT_B)),
+                Reason::UnknownIssuer,
+            ),
+            (
+                entra_claims(TENANT_B, Some(TENANT_A)),
+                Reason::UnknownIssuer,
+            ),
+            (
+                entra_claims(TENANT_B, Some(TENANT_B)),
+                Reason::UnknownIssuer,
+            ),
+            (entra_claims(TENANT_A, None), Reason::MissingClaim),
+            (
+                entra_claims("{tenantid}", Some("{tenantid}")),
+                Reason::UnknownIssuer,
+            ),
+            (entra_claims("", Some("")), Reason::UnknownIssuer),
+            (
+                entra_claims(&format!("{TENANT_A}/x"), Some(&format!("{TENANT_A}/x"))),
+                Reason::UnknownIssuer,
+            ),
+        ];
+        for (c, reason) in cases {
+            match verify(&e, &id_token(c.clone()), Some("n1")) {
+                IdTokenCheck::Invalid(err) => assert_eq!(err.reason(), reason, "login {c}"),
+                other => panic!("login {c}: {other:?}"),
+            }
+            match jwt(c.clone()) {
+                crate::verifier::JwtCheck::Invalid { error, .. } => {
+                    assert_eq!(error.reason(), reason, "jwt {c}")
+                }
+                other => panic!("jwt {c}: {other:?}"),
+            }
+        }
+        let mut c = good.clone();
+        c["iss"] = json!("https://idp.example");
+        assert!(matches!(
+            verify(&e, &id_token(c), Some("n1")),
+            IdTokenCheck::Invalid(_)
+        ));
+        let mut c = good.clone();
+        c["tid"] = json!(7);
+        assert!(matches!(
+            verify(&e, &id_token(c), Some("n1")),
+            IdTokenCheck::Invalid(_)
+        ));
+        // "*": any well-formed tenant, still iss = template with tid
+        let any = engine_from(&multi_tenant(json!(["*"]))).unwrap();
+        assert!(matches!(
+            verify(
+                &any,
+                &id_token(entra_claims(TENANT_B, Some(TENANT_B))),
+                Some("n1")
+            ),
+            IdTokenCheck::Valid(_)
+        ));
+        match verify(
+            &any,
+            &id_token(entra_claims(TENANT_A, Some(TENANT_B))),
+            Some("n1"),
+        ) {
+            IdTokenCheck::Invalid(err) => assert_eq!(err.reason(), Reason::UnknownIssuer),
+            other => panic!("{other:?}"),
+        }
+        // a provider with one tenant's exact issuer does not accept other tenants (no template)
+        let mut v = config_value();
+        v["jwt"]["providers"][0]["issuer"] = json!(entra_issuer(TENANT_A));
+        let single = engine_from(&v).unwrap();
+        assert!(matches!(
+            verify(
+                &single,
+                &id_token(entra_claims(TENANT_A, Some(TENANT_A))),
+                Some("n1")
+            ),
+            IdTokenCheck::Valid(_)
+        ));
+        match verify(
+            &single,
+            &id_token(entra_claims(TENANT_B, Some(TENANT_B))),
+            Some("n1"),
+        ) {
+            IdTokenCheck::Invalid(err) => assert_eq!(err.reason(), Reason::UnknownIssuer),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_tenants_own_provider_wins_over_the_template() {
+        let mut v = multi_tenant(json!(["*"]));
+        let mut own = v["jwt"]["providers"][0].clone();
+        own["name"] = json!("tenant-a");
+        own["issuer"] = json!(entra_issuer(TENANT_A));
+        own.as_object_mut().unwrap().remove("allowed_tenants");
+        v["jwt"]["providers"] = json!([v["jwt"]["providers"][0].clone(), own]);
+        let e = engine_from(&v).unwrap();
+        let provider_of = |tenant: &str| match e.jwt().check(
+            &id_token(entra_claims(tenant, Some(tenant))),
+            &crate::verifier::NoRemoteKeys,
+            e.backend(),
+            NOW + 1,
+        ) {
+            crate::verifier::JwtCheck::Valid(id) => id.provider,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(provider_of(TENANT_A), "tenant-a");
+        assert_eq!(provider_of(TENANT_B), "op");
+    }
+
+    #[test]
+    fn multi_tenant_callback_iss_must_be_an_allowed_tenant() {
+        let e = engine_from(&multi_tenant(json!([TENANT_A]))).unwrap();
+        let l = e.login().unwrap();
+        let s = l.start(&disco(), e.redirects(), "", &[7; 64], NOW).unwrap();
+        let cookie = s.set_cookie.split(';').next().unwrap().to_string();
+        let q = |iss: &str| {
+            format!(
+                "code=c&state={}&iss={}",
+                s.state,
+                form_urlencoded::byte_serialize(iss.as_bytes()).collect::<String>()
+            )
+        };
+        assert!(l
+            .open_callback(&q(&entra_issuer(TENANT_A)), &cookie, NOW)
+            .is_ok());
+        for bad in [
+            entra_issuer(TENANT_B),
+            TEMPLATE.to_string(),
+            "https://evil".into(),
+        ] {
+            assert_eq!(
+                l.open_callback(&q(&bad), &cookie, NOW)
+                    .unwrap_err()
+                    .reason(),
+                Reason::UnknownIssuer,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

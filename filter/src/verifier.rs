@@ -3,8 +3,8 @@
 //! Order matters and is fixed: structure (in [`crate::jws`]) → issuer → algorithm allowed →
 //! key selection (with the alg/key family check that stops algorithm confusion) → signature
 //! format → signature → time claims → audience → lifetime → required claims → claim mapping.
-//! Nothing from the payload is trusted before the signature step passes, except `iss`, which only
-//! chooses which provider's keys to try.
+//! Nothing from the payload is trusted before the signature step passes, except `iss` (and `tid`
+//! for a multi-tenant issuer template), which only choose which provider's keys to try.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -26,8 +26,16 @@ use crate::UnixTime;
 pub struct ProviderConfig {
     /// A short name for logs, metrics and identity headers (e.g. `keycloak`).
     pub name: String,
-    /// The exact `iss` value of this provider's tokens.
+    /// The exact `iss` value of this provider's tokens. A multi-tenant issuer (Microsoft Entra ID's
+    /// `common`/`organizations` endpoints) is the template
+    /// `https://login.microsoftonline.com/{tenantid}/v2.0`: a token's `iss` must then equal it with
+    /// `{tenantid}` replaced by the token's `tid` claim, a tenant of `allowed_tenants`.
     pub issuer: String,
+    /// With a `{tenantid}` issuer template (and only then, where it is required): the tenant ids
+    /// whose tokens are accepted, or `["*"]` for any tenant (every Entra ID tenant in the world can
+    /// then sign users in: check `roles` or `tid` in the rules; logged loudly at load).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_tenants: Vec<String>,
     /// Accepted `aud` values; the token's `aud` (string or array) must contain one. Empty: `aud` is not checked.
     #[serde(default)]
     pub audiences: Vec<String>,
@@ -77,7 +85,9 @@ fn default_clock_skew() -> u64 {
 #[derive(Debug)]
 pub struct Provider {
     pub name: String,
+    /// The configured issuer (possibly a `{tenantid}` template: match with [`Provider::issuer_rule`]).
     pub issuer: String,
+    issuer_rule: IssuerRule,
     audiences: Vec<String>,
     algorithms: Vec<Alg>,
     /// Inline JWKS and shared secrets. `None` when keys come only from `remote_jwks`.
@@ -104,6 +114,25 @@ impl Provider {
                 "issuer",
                 "must not be empty; use the exact `iss` of the provider's tokens",
             ));
+        }
+        let issuer_rule = match IssuerRule::compile(&cfg.issuer, &cfg.allowed_tenants) {
+            Ok(r) => Some(r),
+            Err(es) => {
+                errors.extend(es);
+                None
+            }
+        };
+        if let Some(oidc) = cfg
+            .remote_jwks
+            .as_ref()
+            .and_then(|r| r.oidc_issuer.as_deref())
+        {
+            if oidc.contains(TENANT_PLACEHOLDER) {
+                errors.push(Error::config(
+                    "remote_jwks.oidc_issuer",
+                    "a {tenantid} template has no discovery document; use jwks_uri (Entra ID: https://login.microsoftonline.com/common/discovery/v2.0/keys)",
+                ));
+            }
         }
         let mapping = match cfg.claims.compile() {
             Ok(m) => Some(m),
@@ -219,10 +248,11 @@ impl Provider {
                 None
             }
         };
-        match (errors.is_empty(), mapping) {
-            (true, Some(mapping)) => Ok(Provider {
+        match (errors.is_empty(), mapping, issuer_rule) {
+            (true, Some(mapping), Some(issuer_rule)) => Ok(Provider {
                 name: cfg.name.clone(),
                 issuer: cfg.issuer.clone(),
+                issuer_rule,
                 audiences: cfg.audiences.clone(),
                 algorithms,
                 static_keys,
@@ -258,6 +288,246 @@ impl Provider {
     /// Allowed clock difference, in seconds.
     pub fn clock_skew_seconds(&self) -> u64 {
         self.clock_skew
+    }
+
+    /// How a token's `iss` is matched (exactly, or a multi-tenant template).
+    pub fn issuer_rule(&self) -> &IssuerRule {
+        &self.issuer_rule
+    }
+
+    /// The provider's own claim rules that hold for every token it signs, ID tokens at login
+    /// included: `max_lifetime_seconds` (`exp - iat`) and `required_claims`.
+    pub fn check_lifetime_and_required_claims(
+        &self,
+        claims: &Map<String, Value>,
+    ) -> Result<(), Error> {
+        if let Some(max) = self.max_lifetime {
+            let exp = numeric_date(claims, "exp")?
+                .ok_or_else(|| Error::new(Reason::MissingClaim, "the token has no exp"))?;
+            let iat = numeric_date(claims, "iat")?.ok_or_else(|| {
+                Error::new(
+                    Reason::MissingClaim,
+                    "the provider limits token lifetime, so iat is required",
+                )
+            })?;
+            if exp.saturating_sub(iat) > max {
+                return Err(Error::new(
+                    Reason::LifetimeTooLong,
+                    format!("the token lives longer than the provider's limit of {max} s"),
+                ));
+            }
+        }
+        for name in &self.required_claims {
+            if !claims.contains_key(name) {
+                return Err(Error::new(
+                    Reason::MissingClaim,
+                    format!("required claim {name} is missing"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The placeholder of a multi-tenant issuer template.
+pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
+
+/// Which tenants a multi-tenant issuer accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tenants {
+    /// `allowed_tenants: ["*"]`.
+    Any,
+    /// These tenant ids (compared ASCII case-insensitively).
+    Only(Vec<String>),
+}
+
+/// How a provider's issuer matches a token's `iss`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssuerRule {
+    /// `iss` equals this exactly.
+    Exact(String),
+    /// `iss` is `prefix + tid + suffix`, `tid` the token's `tid` claim, an allowed tenant
+    /// (Microsoft's multi-tenant validation).
+    Template {
+        prefix: String,
+        suffix: String,
+        tenants: Tenants,
+    },
+}
+
+fn valid_tenant(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+impl IssuerRule {
+    /// Compiles `issuer` and `allowed_tenants`. Error paths are relative to the provider.
+    pub fn compile(issuer: &str, allowed_tenants: &[String]) -> Result<IssuerRule, Vec<Error>> {
+        let mut errors = Vec::new();
+        let Some((prefix, suffix)) = issuer.split_once(TENANT_PLACEHOLDER) else {
+            if !allowed_tenants.is_empty() {
+                errors.push(Error::config(
+                    "allowed_tenants",
+                    "only applies to a multi-tenant issuer template containing {tenantid} (e.g. https://login.microsoftonline.com/{tenantid}/v2.0); remove it, or use the template",
+                ));
+            }
+            if issuer.contains('{') || issuer.contains('}') {
+                errors.push(Error::config(
+                    "issuer",
+                    "has braces but no {tenantid} placeholder; the only template is {tenantid} (Entra ID multi-tenant)",
+                ));
+            }
+            return if errors.is_empty() {
+                Ok(IssuerRule::Exact(issuer.to_string()))
+            } else {
+                Err(errors)
+            };
+        };
+        if suffix.contains(TENANT_PLACEHOLDER) || prefix.contains('{') || suffix.contains('{') {
+            errors.push(Error::config(
+                "issuer",
+                "a multi-tenant issuer has exactly one {tenantid} placeholder and no other braces",
+            ));
+        }
+        let tenants = if allowed_tenants.is_empty() {
+            errors.push(Error::config(
+                "allowed_tenants",
+                "a {tenantid} issuer accepts tokens of any Entra ID tenant: list the tenant ids allowed to sign in, or [\"*\"] to accept every tenant deliberately",
+            ));
+            None
+        } else if allowed_tenants.iter().any(|t| t == "*") {
+            if allowed_tenants.len() > 1 {
+                errors.push(Error::config(
+                    "allowed_tenants",
+                    "\"*\" (any tenant) stands alone; remove the other entries or the \"*\"",
+                ));
+            }
+            Some(Tenants::Any)
+        } else {
+            for (i, t) in allowed_tenants.iter().enumerate() {
+                if !valid_tenant(t) {
+                    errors.push(Error::config(
+                        format!("allowed_tenants[{i}]"),
+                        "a tenant id (the directory's GUID, as in the token's tid), or \"*\" alone",
+                    ));
+                }
+            }
+            Some(Tenants::Only(
+                allowed_tenants
+                    .iter()
+                    .map(|t| t.to_ascii_lowercase())
+                    .collect(),
+            ))
+        };
+        match tenants {
+            Some(tenants) if errors.is_empty() => Ok(IssuerRule::Template {
+                prefix: prefix.to_string(),
+                suffix: suffix.to_string(),
+                tenants,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// True for a `{tenantid}` template.
+    pub fn is_template(&self) -> bool {
+        matches!(self, IssuerRule::Template { .. })
+    }
+
+    /// True when `allowed_tenants` is `["*"]`.
+    pub fn any_tenant(&self) -> bool {
+        matches!(
+            self,
+            IssuerRule::Template {
+                tenants: Tenants::Any,
+                ..
+            }
+        )
+    }
+
+    /// The tenant part of `iss` when it has the template's shape (`None` for an exact rule or
+    /// another shape).
+    fn tenant_in<'a>(&self, iss: &'a str) -> Option<&'a str> {
+        let IssuerRule::Template { prefix, suffix, .. } = self else {
+            return None;
+        };
+        iss.strip_prefix(prefix.as_str())?
+            .strip_suffix(suffix.as_str())
+    }
+
+    fn check_tenant(&self, tenant: &str) -> Result<(), Error> {
+        if !valid_tenant(tenant) {
+            return Err(Error::new(
+                Reason::UnknownIssuer,
+                "the token's tenant id is malformed",
+            ));
+        }
+        match self {
+            IssuerRule::Template {
+                tenants: Tenants::Only(list),
+                ..
+            } if !list.iter().any(|t| t.eq_ignore_ascii_case(tenant)) => Err(Error::new(
+                Reason::UnknownIssuer,
+                format!("tenant {tenant} is not in the provider's allowed_tenants"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a token's `iss` (with its claims, for `tid`) is this issuer: `Ok(false)` when it
+    /// is another issuer altogether; an error when it has the template's shape but `tid` is
+    /// missing, differs from the tenant in `iss`, or is not allowed.
+    pub fn matches_token(&self, iss: &str, claims: &Map<String, Value>) -> Result<bool, Error> {
+        match self {
+            IssuerRule::Exact(e) => Ok(e == iss),
+            IssuerRule::Template { .. } => {
+                let Some(tenant) = self.tenant_in(iss) else {
+                    return Ok(false);
+                };
+                let tid = match claims.get("tid") {
+                    Some(Value::String(t)) => t,
+                    Some(_) => {
+                        return Err(Error::new(Reason::MalformedClaims, "tid is not a string"))
+                    }
+                    None => {
+                        return Err(Error::new(
+                            Reason::MissingClaim,
+                            "the token has no tid; a multi-tenant issuer needs it",
+                        ))
+                    }
+                };
+                // Microsoft: iss must be the template with {tenantid} replaced by tid.
+                if tid != tenant {
+                    return Err(Error::new(
+                        Reason::UnknownIssuer,
+                        "the token's iss is not the issuer template with its tid",
+                    ));
+                }
+                self.check_tenant(tenant)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Whether an `iss` without claims (RFC 9207's callback parameter) is this issuer: exact,
+    /// or the template with an allowed tenant.
+    pub fn matches_bare(&self, iss: &str) -> Result<(), Error> {
+        let unknown = || {
+            Error::new(
+                Reason::UnknownIssuer,
+                "the callback's `iss` is not the provider's issuer (RFC 9207)",
+            )
+        };
+        match self {
+            IssuerRule::Exact(e) if e == iss => Ok(()),
+            IssuerRule::Exact(_) => Err(unknown()),
+            IssuerRule::Template { .. } => {
+                let tenant = self.tenant_in(iss).ok_or_else(unknown)?;
+                self.check_tenant(tenant)
+            }
+        }
     }
 }
 
@@ -386,15 +656,27 @@ impl JwtVerifier {
             Some(_) => return Err(Error::new(Reason::MalformedClaims, "iss is not a string")),
             None => return Err(Error::new(Reason::MissingClaim, "the token has no iss")),
         };
-        self.providers
+        // Exact issuers first, so a template never shadows a configured tenant's own provider.
+        if let Some(p) = self
+            .providers
             .iter()
-            .find(|p| &p.issuer == iss)
-            .ok_or_else(|| {
-                Error::new(
-                    Reason::UnknownIssuer,
-                    "no provider is configured for the token's issuer",
-                )
-            })
+            .find(|p| matches!(&p.issuer_rule, IssuerRule::Exact(e) if e == iss))
+        {
+            return Ok(p);
+        }
+        for p in self
+            .providers
+            .iter()
+            .filter(|p| p.issuer_rule.is_template())
+        {
+            if p.issuer_rule.matches_token(iss, claims)? {
+                return Ok(p);
+            }
+        }
+        Err(Error::new(
+            Reason::UnknownIssuer,
+            "no provider is configured for the token's issuer",
+        ))
     }
 }
 
@@ -456,20 +738,6 @@ impl Provider {
                 ));
             }
         }
-        if let Some(max) = self.max_lifetime {
-            let iat = iat.ok_or_else(|| {
-                Error::new(
-                    Reason::MissingClaim,
-                    "the provider limits token lifetime, so iat is required",
-                )
-            })?;
-            if exp.saturating_sub(iat) > max {
-                return Err(Error::new(
-                    Reason::LifetimeTooLong,
-                    format!("the token lives longer than the provider's limit of {max} s"),
-                ));
-            }
-        }
         if !self.audiences.is_empty() {
             let ok = match claims.get("aud") {
                 Some(Value::String(a)) => self.audiences.iter().any(|x| x == a),
@@ -486,14 +754,7 @@ impl Provider {
                 ));
             }
         }
-        for name in &self.required_claims {
-            if !claims.contains_key(name) {
-                return Err(Error::new(
-                    Reason::MissingClaim,
-                    format!("required claim {name} is missing"),
-                ));
-            }
-        }
+        self.check_lifetime_and_required_claims(claims)?;
         let mut identity = Identity::new(String::new(), CredentialKind::Jwt, self.name.clone());
         self.mapping.apply(claims, &mut identity);
         if identity.subject.is_empty() {

@@ -280,6 +280,75 @@ fn every_idp_guide_documents_what_its_config_extracts_from_its_payload() {
 }
 
 #[test]
+fn every_idp_guide_has_a_complete_worker_login_config_and_no_login_fragment_is_left() {
+    let mut guides = Vec::new();
+    markdown_files(&root().join("docs/idp"), &mut guides);
+    for guide in &guides {
+        let g = guide.display();
+        let (failures, blocks) = check(guide);
+        assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+        let example = blocks
+            .iter()
+            .find_map(|b| match &b.kind {
+                Kind::ConfigOf(f) => {
+                    Some(Config::from_json(read(&root().join(f)).as_bytes()).unwrap())
+                }
+                _ => None,
+            })
+            .unwrap();
+        let preset = example.jwt.providers[0].claims.preset.map(|p| p.name());
+        let logins: Vec<Config> = blocks
+            .iter()
+            .filter(|b| b.kind == Kind::Config)
+            .map(|b| Config::from_json(b.text.as_bytes()).unwrap())
+            .filter(|c| c.login.is_some())
+            .collect();
+        assert!(
+            !logins.is_empty(),
+            "{g}: no ```json config with a `login` section"
+        );
+        for c in &logins {
+            let login = c.login.as_ref().unwrap();
+            assert!(c.session.is_some(), "{g}: a login config without `session`");
+            assert!(
+                login.client_secret.is_none(),
+                "{g}: the client secret belongs in the worker secret OIDC_CLIENT_SECRET"
+            );
+            let p = c
+                .jwt
+                .providers
+                .iter()
+                .find(|p| p.name == login.provider)
+                .unwrap();
+            assert_eq!(
+                p.claims.preset.map(|p| p.name()),
+                preset,
+                "{g}: another preset"
+            );
+            // The documented refresh setup: refresh keys exactly when a refresh token comes.
+            let offline = login.scopes.iter().any(|s| s == "offline_access");
+            if offline {
+                assert!(
+                    !login.refresh_keys.is_empty(),
+                    "{g}: offline_access without refresh_keys"
+                );
+            }
+        }
+    }
+    for f in doc_files() {
+        let text = read(&f);
+        for (i, block) in text.split("```jsonc").skip(1).enumerate() {
+            let body = block.split("```").next().unwrap_or("");
+            assert!(
+                !body.contains("\"login\""),
+                "{}: jsonc block {i} is an untested `login` fragment; make it a complete ```json config",
+                f.display()
+            );
+        }
+    }
+}
+
+#[test]
 fn the_readme_api_key_example_matches_its_hash() {
     // The README shows a key and, in the config example, its hash: they must agree, and the key
     // must pass the format check (it was minted by an independent Python implementation of the

@@ -203,6 +203,34 @@ fn a_bad_config_is_refused_with_its_errors_logged() {
     no_traps(&host);
 }
 
+#[test]
+fn a_login_section_is_accepted_with_a_warning_that_envoy_does_not_serve_it() {
+    let mut cfg = config(false);
+    let mut host = host_with(&cfg);
+    assert!(
+        !host.logged("served by the edge worker only"),
+        "{:#?}",
+        host.logs()
+    );
+    cfg["login"] = json!({
+        "provider": "local",
+        "client_id": "edge",
+        "client_secret": "not-used-by-envoy",
+        "redirect_uri": "https://app.example.com/auth/callback"
+    });
+    host = host_with(&cfg);
+    assert!(
+        host.logged("login (OIDC /auth/login, callback, logout, /auth/me) is served by the edge worker only; Envoy ignores it"),
+        "{:#?}",
+        host.logs()
+    );
+    // The route is not served: /auth/login is an ordinary request (no credential: 401).
+    let mut req = host.request(&get("/auth/login", &[]));
+    let a = req.headers();
+    assert_eq!(local(&a).status, 401);
+    no_traps(&host);
+}
+
 // --- verdicts ----------------------------------------------------------------------------------
 
 #[test]

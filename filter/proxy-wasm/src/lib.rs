@@ -268,6 +268,9 @@ impl RootContext for Root {
         for w in engine.warnings() {
             log::warn!("{w}");
         }
+        if engine.login().is_some() {
+            log::warn!("login (OIDC /auth/login, callback, logout, /auth/me) is served by the edge worker only; Envoy ignores it (sessions it set are still accepted); use Envoy's oauth2 filter or the edge worker");
+        }
         shared::ensure_magic_buckets();
         self.remotes = engine
             .remote_key_sources()
