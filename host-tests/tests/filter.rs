@@ -278,6 +278,69 @@ fn a_valid_local_jwt_is_allowed_with_identity_headers_and_then_served_from_the_c
     no_traps(&host);
 }
 
+/// The cached-token allow path is the hot path of a busy filter: it may cross into the host only
+/// for what it must do (read the header map once, read the clock, count, set the identity
+/// headers), not once per identity header name for removals of headers the client never sent.
+#[test]
+fn a_cached_token_allow_stays_within_its_host_call_budget() {
+    let mut host = host();
+    let token = local_jwt("alice", json!({"roles": ["admin"]}));
+    let send = |host: &mut Host, extra: &[(&str, &str)]| {
+        let auth = bearer(&token);
+        let mut h = vec![("authorization", auth.as_str())];
+        h.extend_from_slice(extra);
+        let mut req = host.request(&get("/admin/x", &h));
+        host.take_host_calls();
+        assert_eq!(
+            req.headers(),
+            Action::Continue,
+            "{:?}",
+            req.local_response()
+        );
+        let calls = host.take_host_calls();
+        (req.upstream_headers().unwrap(), calls)
+    };
+    send(&mut host, &[]); // the miss: verifies and fills the cache
+    send(&mut host, &[]); // the first hit defines its counter
+    let (up, calls) = send(&mut host, &[]);
+    assert_eq!(up.get("x-edgegate-subject").as_deref(), Some("alice"));
+    assert_eq!(host.metric("edgegate_cache_hit"), Some(2));
+    let count = |name: &str| calls.iter().filter(|c| **c == name).count();
+    assert_eq!(count("proxy_get_header_map_pairs"), 1, "{calls:?}");
+    assert_eq!(count("proxy_get_header_map_value"), 0, "{calls:?}");
+    assert_eq!(
+        count("proxy_remove_header_map_value"),
+        0,
+        "nothing to strip: {calls:?}"
+    );
+    assert_eq!(count("proxy_get_current_time_nanoseconds"), 1, "{calls:?}");
+    assert_eq!(count("proxy_log"), 0, "{calls:?}");
+    assert_eq!(count("proxy_define_metric"), 0, "ids are kept: {calls:?}");
+    // 1 header read + 1 clock + 2 counters (allowed, cache hit) + the identity headers set.
+    let identity = count("proxy_replace_header_map_value") + count("proxy_add_header_map_value");
+    assert!(identity >= 3, "{calls:?}");
+    assert!(
+        calls.len() <= 4 + identity,
+        "{} calls: {calls:?}",
+        calls.len()
+    );
+    // A client-sent identity header is removed (one call per header present), and only it.
+    let (up, calls) = send(
+        &mut host,
+        &[
+            ("x-edgegate-subject", "mallory"),
+            ("x-edgegate-roles", "admin"),
+        ],
+    );
+    assert_eq!(up.get_all("x-edgegate-subject"), vec!["alice"]);
+    let removed = calls
+        .iter()
+        .filter(|c| **c == "proxy_remove_header_map_value")
+        .count();
+    assert_eq!(removed, 2, "{calls:?}");
+    no_traps(&host);
+}
+
 #[test]
 fn every_jwt_refusal_is_a_local_reply_with_its_reason() {
     let mut host = host();

@@ -339,17 +339,13 @@ impl HttpContext for Http {
             verdict::send(&verdict::internal_error(), None);
             return Action::Pause;
         };
-        // First, always: client-sent copies of identity headers never reach the upstream. Removed
-        // by name, whether or not the bounded read below would have seen them.
+        // First, always: client-sent copies of identity headers never reach the upstream. The
+        // whole map is read in one call; each identity header it holds is removed from Envoy's
+        // map by name (also past the bounded copy the core sees), those it lacks cost nothing.
         let strip = plugin.engine.strip_headers();
-        for name in strip {
-            let _ = hostcalls::set_map_value_bytes(
-                proxy_wasm::types::MapType::HttpRequestHeaders,
-                name,
-                None,
-            );
-        }
-        let mut req = OwnedRequest::read();
+        let pairs = request::read_pairs();
+        request::strip(strip, pairs.as_deref());
+        let mut req = OwnedRequest::from_pairs(pairs.unwrap_or_default());
         req.without(strip);
         match verdict::decide_and_apply(&plugin, &req, self.id, &self.allowed, now_ms(), None) {
             verdict::Next::Continue => Action::Continue,
