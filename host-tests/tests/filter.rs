@@ -484,25 +484,29 @@ fn key_fetch_outage_fails_closed_with_503_after_the_wait() {
 }
 
 #[test]
-fn an_unknown_kid_triggers_an_early_refetch_and_the_rotated_key_works() {
+fn a_rotated_kid_waits_for_the_early_refetch_and_works_on_its_first_request() {
     let mut cfg = config(true);
     cfg["jwt"]["providers"][0]["remote_jwks"]["unknown_kid_min_interval_seconds"] = json!(10);
     let mut host = host_with(&cfg);
     let token = pending_jwks_call(&host);
     host.respond_http_call(token, 200, &[], &jwks(&[es_jwk(7, "e1")]))
         .unwrap();
+    // Within the rate limit after the first fetch, an unknown kid is refused at once.
+    let rotated = es256(8, "e2", "erin");
+    let mut req = host.request(&get("/app", &[("authorization", &bearer(&rotated))]));
+    let a = req.headers();
+    assert_eq!(local(&a).status, 401);
+    assert_eq!(reason(local(&a)), "unknown_kid");
     // Early refetches are rate-limited: wait out the interval after the first fetch.
     host.advance(Duration::from_secs(11)).unwrap();
     assert!(
         host.pending_http_calls().is_empty(),
         "no regular refresh due yet"
     );
-    // The IdP rotated to e2.
-    let rotated = es256(8, "e2", "erin");
+    // The IdP rotated to e2: the first request with it waits for the refetch and goes through.
     let mut req = host.request(&get("/app", &[("authorization", &bearer(&rotated))]));
-    let a = req.headers();
-    assert_eq!(local(&a).status, 401);
-    host.advance(Duration::from_secs(2)).unwrap();
+    assert_eq!(req.headers(), Action::Pause, "waits for the refetch");
+    host.advance(Duration::from_millis(200)).unwrap();
     let calls = host.pending_http_calls();
     assert_eq!(calls.len(), 1, "refetch after an unknown kid");
     host.respond_http_call(
@@ -512,13 +516,54 @@ fn an_unknown_kid_triggers_an_early_refetch_and_the_rotated_key_works() {
         &jwks(&[es_jwk(7, "e1"), es_jwk(8, "e2")]),
     )
     .unwrap();
-    let mut req = host.request(&get("/app", &[("authorization", &bearer(&rotated))]));
+    assert_eq!(req.state(), Action::Continue, "{:?}", req.local_response());
     assert_eq!(
-        req.headers(),
-        Action::Continue,
-        "{:?}",
-        req.local_response()
+        req.upstream_headers()
+            .unwrap()
+            .get("x-edgegate-subject")
+            .as_deref(),
+        Some("erin")
     );
+    // A forged kid right after: the refetch budget is spent, so 401 at once (no wait, no fetch).
+    let forged = es256(9, "e3", "eve");
+    let mut req = host.request(&get("/app", &[("authorization", &bearer(&forged))]));
+    let a = req.headers();
+    assert_eq!(reason(local(&a)), "unknown_kid");
+    host.advance(Duration::from_millis(300)).unwrap();
+    assert!(host.pending_http_calls().is_empty());
+    no_traps(&host);
+}
+
+#[test]
+fn an_unknown_kid_the_refetch_does_not_bring_is_401_after_the_refetch() {
+    let mut cfg = config(true);
+    cfg["jwt"]["providers"][0]["remote_jwks"]["unknown_kid_min_interval_seconds"] = json!(10);
+    let mut host = host_with(&cfg);
+    let token = pending_jwks_call(&host);
+    host.respond_http_call(token, 200, &[], &jwks(&[es_jwk(7, "e1")]))
+        .unwrap();
+    host.advance(Duration::from_secs(11)).unwrap();
+    let forged = es256(9, "e3", "eve");
+    let mut req = host.request(&get("/app", &[("authorization", &bearer(&forged))]));
+    assert_eq!(req.headers(), Action::Pause);
+    host.advance(Duration::from_millis(200)).unwrap();
+    let calls = host.pending_http_calls();
+    assert_eq!(calls.len(), 1);
+    host.respond_http_call(calls[0].token, 200, &[], &jwks(&[es_jwk(7, "e1")]))
+        .unwrap();
+    let a = req.state();
+    assert_eq!(local(&a).status, 401, "not a 503: keys are there");
+    assert_eq!(reason(local(&a)), "unknown_kid");
+    // An IdP that fails the refetch: the waiting request gets its 401 too, without waiting out
+    // the whole wait_for_keys_ms.
+    host.advance(Duration::from_secs(11)).unwrap();
+    let mut req = host.request(&get("/app", &[("authorization", &bearer(&forged))]));
+    assert_eq!(req.headers(), Action::Pause);
+    host.advance(Duration::from_millis(200)).unwrap();
+    let calls = host.pending_http_calls();
+    assert_eq!(calls.len(), 1);
+    host.fail_http_call(calls[0].token).unwrap();
+    assert_eq!(reason(local(&req.state())), "unknown_kid");
     no_traps(&host);
 }
 
