@@ -110,6 +110,33 @@ fn main() {
         assert!(matches!(v, Verdict::Allow { cached: false, .. }));
     });
     println!("verify-decide\t{fresh:.0}\t{:.2}", 1e6 / fresh);
+    // Fresh tokens (more than the cache holds, each seen once per lap): a miss per request,
+    // with the cache (get, verify, insert + eviction) and without it.
+    let laps: Vec<String> = (0..1100)
+        .map(|i| {
+            let p = payload.replace("user-1", &format!("user-{i}"));
+            format!("Bearer {}", test_keys::token("RS256", Some("k1"), &p))
+        })
+        .collect();
+    let fresh_run = |cache: &mut edgegate::cache::TokenCache| {
+        let mut i = 0usize;
+        measure(budget, || {
+            let h = [("authorization", laps[i % laps.len()].as_str())];
+            i += 1;
+            let r = Request {
+                method: "GET",
+                path: "/bench",
+                headers: &h,
+            };
+            let v = nocache.decide(black_box(&r), &NoRemoteKeys, cache, NOW);
+            assert!(matches!(v, Verdict::Allow { cached: false, .. }));
+        })
+    };
+    let mut full = edgegate::cache::TokenCache::new(1024);
+    let with = fresh_run(&mut full);
+    let without = fresh_run(&mut edgegate::cache::TokenCache::new(0));
+    println!("fresh-cache-1024\t{with:.0}\t{:.2}", 1e6 / with);
+    println!("fresh-cache-0\t{without:.0}\t{:.2}", 1e6 / without);
     use sha2::Digest as _;
     let sha = measure(budget, || {
         black_box(sha2::Sha256::digest(black_box(token.as_bytes())));
