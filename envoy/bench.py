@@ -135,7 +135,8 @@ class Target:
         return self.envoy.url("/bench")
 
 
-def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[str]) -> list[Target]:
+def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[str],
+            base_wasm: str = "") -> list[Target]:
     def wasm_f(cfg: dict) -> list[dict]:
         return [envoyproc.wasm_filter(wasm, cfg)]
 
@@ -148,12 +149,20 @@ def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[s
         # makes about that many: 10 removals, a header read, identity headers, counters).
         Target("wasm-hostcalls", "no-op wasm filter + 20 host calls", [envoyproc.wasm_filter(noop_wasm, "20", name="noop")]
                if noop_wasm else [], auth=False),
+        # The no-op module setting 7 request headers that go upstream, as edgegate's identity
+        # headers do on an allowed JWT (jwt_authn here forwards one claim header).
+        Target("wasm-setheaders", "no-op wasm filter + 7 headers set", [envoyproc.wasm_filter(noop_wasm, "0,7", name="noop")]
+               if noop_wasm else [], auth=False),
         Target("jwt_authn", "jwt_authn, no cache", [jwt_authn_filter(jwks, cache=False)]),
         Target("jwt_authn+cache", f"jwt_authn, jwt_cache_config ({CACHE_SIZE})", [jwt_authn_filter(jwks, cache=True)]),
         Target("edgegate", f"edgegate wasm (V8), token cache {CACHE_SIZE}", wasm_f(edgegate_config(jwks))),
         # Not in the default set: `envoy/build.sh --opt` (wasm-opt -O3) of the same filter.
         Target("edgegate-opt", f"edgegate, wasm-opt -O3 build, cache {CACHE_SIZE}",
                [envoyproc.wasm_filter(opt_wasm, edgegate_config(jwks))] if opt_wasm else []),
+        # Not in the default set: another build of the filter (e.g. the commit before a change),
+        # measured in the same run as this one: before/after without the machine's drift.
+        Target("edgegate-base", f"edgegate, baseline module (--base-wasm), cache {CACHE_SIZE}",
+               [envoyproc.wasm_filter(base_wasm, edgegate_config(jwks))] if base_wasm else []),
         Target("edgegate-nocache", "edgegate wasm, cache off (max_entries 0)", wasm_f(edgegate_config(jwks, 0))),
         Target("wasm-noverify", "edgegate wasm, public rule: no JWT check", wasm_f(edgegate_config(jwks, public=True)),
                auth=False),
@@ -202,6 +211,7 @@ def main() -> int:
     ap.add_argument("--wasm", required=True, help="the edgegate proxy-wasm module")
     ap.add_argument("--noop-wasm", default="", help="envoy/noop-filter's module (config wasm-noop)")
     ap.add_argument("--opt-wasm", default="", help="envoy/build.sh --opt's module (config edgegate-opt)")
+    ap.add_argument("--base-wasm", default="", help="another build of the filter (config edgegate-base)")
     ap.add_argument("--wrk", default="wrk")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=7, help="seconds per wrk run")
@@ -238,11 +248,13 @@ def main() -> int:
     print(f"bench: {args.tokens} RS256 tokens minted in {time.monotonic() - t0:.1f}s; workdir {work}", flush=True)
 
     wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
-    if {"wasm-noop", "wasm-hostcalls"} & set(wanted) and not args.noop_wasm:
-        raise SystemExit("bench: configs wasm-noop and wasm-hostcalls need --noop-wasm (envoy/noop-filter's module)")
+    if {"wasm-noop", "wasm-hostcalls", "wasm-setheaders"} & set(wanted) and not args.noop_wasm:
+        raise SystemExit("bench: configs wasm-noop, wasm-hostcalls and wasm-setheaders need --noop-wasm (envoy/noop-filter's module)")
     if "edgegate-opt" in wanted and not args.opt_wasm:
         raise SystemExit("bench: config edgegate-opt needs --opt-wasm (envoy/build.sh --opt)")
-    tlist = targets(jwks, args.wasm, args.noop_wasm, args.opt_wasm, wanted)
+    if "edgegate-base" in wanted and not args.base_wasm:
+        raise SystemExit("bench: config edgegate-base needs --base-wasm (another build of the filter)")
+    tlist = targets(jwks, args.wasm, args.noop_wasm, args.opt_wasm, wanted, args.base_wasm)
     upstream = None
     try:
         upstream_cfg = envoyproc.bootstrap(

@@ -9,7 +9,9 @@
 # Configs: none, wasm-noop (envoy/noop-filter: a Rust proxy-wasm filter that does nothing),
 # jwt_authn (no cache), jwt_authn+cache (jwt_cache_config), edgegate (release
 # wasm, V8), edgegate-nocache (jwt.cache.max_entries 0), wasm-noverify (edgegate on a public
-# rule that looks for no credential: the wasm/ABI cost without the JWT check).
+# rule that looks for no credential: the wasm/ABI cost without the JWT check). Not by default:
+# edgegate-opt (--opt-wasm "$(envoy/build.sh --opt)"), edgegate-base (--base-wasm OTHER.wasm:
+# an earlier build, measured in the same run for a before/after).
 # Prints a markdown table: req/s, p50, p99 (medians over rounds) and the ratio to jwt_authn.
 # Every process it starts is stopped by PID (Envoys also die with it: PR_SET_PDEATHSIG).
 set -euo pipefail

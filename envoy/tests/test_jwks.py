@@ -80,6 +80,19 @@ def test_rotation_is_picked_up_without_restart(start_envoy, idp):
     assert eventually(lambda: all(status(env, old) == 401 for _ in range(4))), env.log_tail()
 
 
+def test_a_rotated_kid_is_accepted_on_its_first_request(start_envoy, idp):
+    # Slow regular refresh: the first request with the new kid must wait for the early refetch
+    # (pause, refetch, resume) rather than get a 401 and leave the pickup to a later request.
+    env = start(start_envoy, idp, refresh_min_seconds=300, refresh_default_seconds=3600,
+                refresh_max_seconds=3600, unknown_kid_min_interval_seconds=1)
+    assert status(env, idp.idp.mint()) == 200
+    fetches = idp.idp.hits["jwks"]
+    idp.idp.rotate(keep_old=False)
+    time.sleep(1.2)  # past unknown_kid_min_interval_seconds since the first fetch
+    assert status(env, idp.idp.mint()) == 200, env.log_tail()
+    assert idp.idp.hits["jwks"] > fetches
+
+
 def test_unknown_kid_triggers_an_early_refetch(start_envoy, idp):
     # Slow regular refresh: only the unknown-kid path can explain a quick pickup.
     env = start(start_envoy, idp, refresh_min_seconds=300, refresh_default_seconds=3600,
@@ -88,8 +101,11 @@ def test_unknown_kid_triggers_an_early_refetch(start_envoy, idp):
     fetches = idp.idp.hits["jwks"]
     key = idp.idp.unpublished_key()
     token = idp.idp.mint(key=key)
+    # The kid is not published: 401, at once while the rate limit holds (just after the first
+    # fetch), else after the refetch it caused.
     r = get(env.url("/x"), headers=bearer(token))
     assert r.status_code == 401 and r.json()["reason"] == "unknown_kid"
+    fetches = idp.idp.hits["jwks"]
     idp.idp.publish(key)
     time.sleep(1.2)  # past unknown_kid_min_interval_seconds
     assert eventually(lambda: status(env, token) == 200, timeout=10), env.log_tail()

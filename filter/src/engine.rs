@@ -42,6 +42,10 @@ pub enum Verdict {
     Deny(Denial),
     /// A remote key set this request needs has not arrived: pause, and call `decide` again once it
     /// has; if the host's wait times out, answer [`Engine::keys_unavailable`] (fail closed).
+    /// Also when the provider's set lacks the token's `kid` and [`KeyLookup::may_refetch`] says
+    /// the host would refetch it now: pause, refetch, then call `decide` again once the refetch
+    /// is over or the wait timed out, with a lookup whose `may_refetch` is false (so the token
+    /// is then accepted or refused, never made to wait twice).
     WaitForKeys { provider: String },
     /// A POST to the magic-link path: read the form body (at most [`MAX_FORM_BODY`] bytes), call
     /// [`Engine::magic_link_consume`], enforce single use on the returned `jti`, then reply.
@@ -402,6 +406,13 @@ impl Engine {
                         identity: None,
                         headers: Vec::new(),
                         cached: false,
+                    };
+                }
+                // An unknown kid of a remote key set the host would refetch now: wait for the
+                // refetch, then decide again (a rotated key works on its first request).
+                if let Some(p) = refetch.as_deref().filter(|p| keys.may_refetch(p, now)) {
+                    return Verdict::WaitForKeys {
+                        provider: p.to_string(),
                     };
                 }
                 return Verdict::Deny(self.deny_for(req, &e, rule.login_url(), refetch));

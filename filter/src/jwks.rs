@@ -478,19 +478,29 @@ impl JwksState {
         self.record_failure(now);
     }
 
+    /// From when [`JwksState::on_unknown_kid`] pulls a refetch forward: `None` while keys were
+    /// never loaded or the IdP is failing, else the end of `unknown_kid_min_interval_seconds`
+    /// after the last fetch or the last such refetch. (A fetch in flight refuses the early one
+    /// but is itself the refetch a host can wait for.)
+    pub fn unknown_kid_refetch_from(&self) -> Option<UnixTime> {
+        if self.keys.is_none() || self.failures > 0 {
+            return None;
+        }
+        let last = self.last_success.max(self.last_unknown_kid_fetch);
+        Some(last.map_or(0, |l| l.saturating_add(self.src.unknown_kid_interval)))
+    }
+
     /// A token named a `kid` the current set lacks: pulls the next fetch forward to now if
     /// allowed. True when a refetch is scheduled. Refused (false) while keys were never
     /// loaded or a fetch is outstanding, while the IdP is failing (its backoff rules), and
     /// within `unknown_kid_min_interval_seconds` of the last fetch or the last such refetch.
     pub fn on_unknown_kid(&mut self, now: UnixTime) -> bool {
-        if self.keys.is_none() || self.in_flight.is_some() || self.failures > 0 {
+        if self.in_flight.is_some() {
             return false;
         }
-        let last = self.last_success.max(self.last_unknown_kid_fetch);
-        if let Some(last) = last {
-            if now < last.saturating_add(self.src.unknown_kid_interval) {
-                return false;
-            }
+        match self.unknown_kid_refetch_from() {
+            Some(from) if now >= from => {}
+            _ => return false,
         }
         self.last_unknown_kid_fetch = Some(now);
         self.next_fetch = self.next_fetch.min(now);
@@ -896,7 +906,10 @@ mod tests {
             !s.on_unknown_kid(0),
             "no keys yet: the first fetch is pending anyway"
         );
+        assert_eq!(s.unknown_kid_refetch_from(), None);
         fetch(&mut s, 0, Some("max-age=3600"), &jwks(&["a"])).unwrap();
+        // what a host may ask before it asks: the interval after the last fetch
+        assert_eq!(s.unknown_kid_refetch_from(), Some(60));
         // within the interval of the last fetch
         assert!(!s.on_unknown_kid(30));
         assert!(s.poll(30).is_none());
@@ -915,13 +928,16 @@ mod tests {
         // a forged kid right after: refused until the interval passes
         assert!(!s.on_unknown_kid(62));
         assert!(!s.on_unknown_kid(120));
+        assert_eq!(s.unknown_kid_refetch_from(), Some(121));
         assert!(s.on_unknown_kid(121));
+        assert_eq!(s.unknown_kid_refetch_from(), Some(181));
         // a refetch that was scheduled but not polled yet still blocks a second one
         assert!(!s.on_unknown_kid(150));
         // failing IdP: backoff wins
         let req = s.poll(181).unwrap();
         s.on_response(&req, 500, None, b"", 181).unwrap_err();
         assert!(!s.on_unknown_kid(1000));
+        assert_eq!(s.unknown_kid_refetch_from(), None);
     }
 
     #[test]

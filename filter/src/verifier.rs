@@ -550,6 +550,14 @@ pub enum JwtCheck {
 pub trait KeyLookup {
     /// The current key set of a remote provider, if one has been fetched.
     fn keys(&self, provider: &str) -> Option<&KeySet>;
+
+    /// Whether the host would refetch `provider`'s key set now for a token naming a `kid` the
+    /// set lacks (see [`crate::jwks::JwksState::unknown_kid_refetch_from`]). When it would,
+    /// the engine answers [`crate::engine::Verdict::WaitForKeys`] instead of refusing, so a
+    /// freshly rotated key works on its first request. Default: never.
+    fn may_refetch(&self, _provider: &str, _now: UnixTime) -> bool {
+        false
+    }
 }
 
 /// No remote keys at all (hosts without fetching, tests).

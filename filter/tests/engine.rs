@@ -15,7 +15,7 @@ use edgegate::extractor::Request;
 use edgegate::jwk::KeySet;
 use edgegate::magic::{MagicLinkRequest, Purpose};
 use edgegate::verifier::{KeyLookup, NoRemoteKeys};
-use edgegate::Identity;
+use edgegate::{Identity, UnixTime};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -532,6 +532,48 @@ fn remote_keys_wait_then_verify_and_unknown_kid_asks_for_a_refetch() {
     ));
     assert_eq!(id.unwrap().key_name.as_deref(), Some("k1"));
     assert_eq!(e.keys_unavailable().status, 503);
+
+    // A host that would refetch now: the unknown kid waits for the refetch instead of a 401.
+    struct Refetching(OneSet, UnixTime);
+    impl KeyLookup for Refetching {
+        fn keys(&self, provider: &str) -> Option<&KeySet> {
+            self.0.keys(provider)
+        }
+        fn may_refetch(&self, provider: &str, now: UnixTime) -> bool {
+            provider == "remote" && now >= self.1
+        }
+    }
+    let kid_auth = format!("Bearer {with_kid}");
+    let refetching = Refetching(keys, NOW);
+    match decide_with(
+        &e,
+        &refetching,
+        "GET",
+        "/api/x",
+        &[("authorization", &kid_auth)],
+    ) {
+        Verdict::WaitForKeys { provider } => assert_eq!(provider, "remote"),
+        other => panic!("expected WaitForKeys, got {other:?}"),
+    }
+    // a known kid never waits
+    allowed(decide_with(
+        &e,
+        &refetching,
+        "GET",
+        "/api/x",
+        &[("authorization", &auth)],
+    ));
+    // not yet allowed (rate limit): refused at once, still asking for a refetch
+    let later = Refetching(refetching.0, NOW + 1);
+    let d = denied(decide_with(
+        &e,
+        &later,
+        "GET",
+        "/api/x",
+        &[("authorization", &kid_auth)],
+    ));
+    assert_eq!(d.reason.code(), "unknown_kid");
+    assert_eq!(d.refetch_keys.as_deref(), Some("remote"));
 }
 
 #[test]

@@ -219,6 +219,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_log",
         |mut c: C<'_>, level: i32, ptr: i32, len: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_log");
             if !(0..=5).contains(&level) {
                 return Ok(status::BAD_ARGUMENT);
             }
@@ -234,6 +235,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_get_log_level",
         |mut c: C<'_>, ptr: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_get_log_level");
             let level = c.data().log_level;
             Ok(if write_u32(&mut c, ptr, level) {
                 status::OK
@@ -246,6 +248,9 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_get_current_time_nanoseconds",
         |mut c: C<'_>, ptr: i32| -> Result<i32> {
+            c.data_mut()
+                .host_calls
+                .push("proxy_get_current_time_nanoseconds");
             let now = lock(&c.data().world).now_nanos;
             Ok(if write_u64(&mut c, ptr, now) {
                 status::OK
@@ -258,6 +263,9 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_set_tick_period_milliseconds",
         |mut c: C<'_>, ms: i32| -> Result<i32> {
+            c.data_mut()
+                .host_calls
+                .push("proxy_set_tick_period_milliseconds");
             let now = lock(&c.data().world).now_nanos;
             let s = c.data_mut();
             s.tick_period_ms = ms as u32;
@@ -271,6 +279,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_get_configuration",
         |mut c: C<'_>, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_get_configuration");
             let s = c.data();
             let cfg = s
                 .plugin_config
@@ -283,6 +292,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_get_buffer_bytes",
         |mut c: C<'_>, t: i32, start: i32, max: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_get_buffer_bytes");
             if !(0..=MAX_BUFFER_TYPE).contains(&t) {
                 return Ok(status::BAD_ARGUMENT);
             }
@@ -307,6 +317,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_get_buffer_status",
         |mut c: C<'_>, t: i32, len_ptr: i32, flags_ptr: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_get_buffer_status");
             if !(0..=MAX_BUFFER_TYPE).contains(&t) {
                 return Ok(status::BAD_ARGUMENT);
             }
@@ -326,6 +337,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_set_buffer_bytes",
         |mut c: C<'_>, t: i32, start: i32, size: i32, ptr: i32, len: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_set_buffer_bytes");
             if !(0..=MAX_BUFFER_TYPE).contains(&t) {
                 return Ok(status::BAD_ARGUMENT);
             }
@@ -367,6 +379,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_get_header_map_pairs",
         |mut c: C<'_>, t: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_get_header_map_pairs");
             if !(0..=MAX_MAP_TYPE).contains(&t) {
                 return Ok(status::BAD_ARGUMENT);
             }
@@ -384,6 +397,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_set_header_map_pairs",
         |mut c: C<'_>, t: i32, ptr: i32, len: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_set_header_map_pairs");
             if !(0..=MAX_MAP_TYPE).contains(&t) {
                 return Ok(status::BAD_ARGUMENT);
             }
@@ -406,6 +420,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_get_header_map_size",
         |mut c: C<'_>, t: i32, ptr: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_get_header_map_size");
             if !(0..=MAX_MAP_TYPE).contains(&t) {
                 return Ok(status::BAD_ARGUMENT);
             }
@@ -423,6 +438,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_get_header_map_value",
         |mut c: C<'_>, t: i32, kp: i32, kl: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_get_header_map_value");
             if !(0..=MAX_MAP_TYPE).contains(&t) {
                 return Ok(status::BAD_ARGUMENT);
             }
@@ -455,6 +471,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
             e,
             name,
             move |mut c: C<'_>, t: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> Result<i32> {
+                c.data_mut().host_calls.push(name);
                 if !(0..=MAX_MAP_TYPE).contains(&t) {
                     return Ok(status::BAD_ARGUMENT);
                 }
@@ -483,6 +500,9 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_remove_header_map_value",
         |mut c: C<'_>, t: i32, kp: i32, kl: i32| -> Result<i32> {
+            c.data_mut()
+                .host_calls
+                .push("proxy_remove_header_map_value");
             if !(0..=MAX_MAP_TYPE).contains(&t) {
                 return Ok(status::BAD_ARGUMENT);
             }
@@ -499,6 +519,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_get_property",
         |mut c: C<'_>, pp: i32, pl: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_get_property");
             let Some(path) = read(&mut c, pp, pl) else {
                 return Ok(status::INVALID_MEMORY_ACCESS);
             };
@@ -512,6 +533,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_set_property",
         |mut c: C<'_>, pp: i32, pl: i32, vp: i32, vl: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_set_property");
             let (Some(path), Some(v)) = (read(&mut c, pp, pl), read(&mut c, vp, vl)) else {
                 return Ok(status::INVALID_MEMORY_ACCESS);
             };
@@ -539,6 +561,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
          size_ptr: i32,
          cas_ptr: i32|
          -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_get_shared_data");
             let Some(key) = read(&mut c, kp, kl) else {
                 return Ok(status::INVALID_MEMORY_ACCESS);
             };
@@ -564,6 +587,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_set_shared_data",
         |mut c: C<'_>, kp: i32, kl: i32, vp: i32, vl: i32, cas: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_set_shared_data");
             let (Some(key), Some(value)) = (read(&mut c, kp, kl), read(&mut c, vp, vl)) else {
                 return Ok(status::INVALID_MEMORY_ACCESS);
             };
@@ -576,6 +600,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_register_shared_queue",
         |mut c: C<'_>, np: i32, nl: i32, tok_ptr: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_register_shared_queue");
             let Some(name) = read(&mut c, np, nl) else {
                 return Ok(status::INVALID_MEMORY_ACCESS);
             };
@@ -619,6 +644,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_resolve_shared_queue",
         |mut c: C<'_>, vp: i32, vl: i32, np: i32, nl: i32, tok_ptr: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_resolve_shared_queue");
             let (Some(vm), Some(name)) = (read(&mut c, vp, vl), read(&mut c, np, nl)) else {
                 return Ok(status::INVALID_MEMORY_ACCESS);
             };
@@ -649,6 +675,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_enqueue_shared_queue",
         |mut c: C<'_>, token: i32, vp: i32, vl: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_enqueue_shared_queue");
             let Some(value) = read(&mut c, vp, vl) else {
                 return Ok(status::INVALID_MEMORY_ACCESS);
             };
@@ -668,6 +695,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_dequeue_shared_queue",
         |mut c: C<'_>, token: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_dequeue_shared_queue");
             let item = {
                 let s = c.data();
                 let mut w = lock(&s.world);
@@ -711,20 +739,28 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
     l.func_wrap(
         e,
         "proxy_continue_stream",
-        |mut c: C<'_>, t: i32| -> Result<i32> { Ok(continue_stream(c.data_mut(), t)) },
+        |mut c: C<'_>, t: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_continue_stream");
+            Ok(continue_stream(c.data_mut(), t))
+        },
     )?;
     l.func_wrap(e, "proxy_continue_request", |mut c: C<'_>| -> Result<i32> {
+        c.data_mut().host_calls.push("proxy_continue_request");
         Ok(continue_stream(c.data_mut(), 0))
     })?;
     l.func_wrap(
         e,
         "proxy_continue_response",
-        |mut c: C<'_>| -> Result<i32> { Ok(continue_stream(c.data_mut(), 1)) },
+        |mut c: C<'_>| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_continue_response");
+            Ok(continue_stream(c.data_mut(), 1))
+        },
     )?;
     l.func_wrap(
         e,
         "proxy_close_stream",
         |mut c: C<'_>, t: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_close_stream");
             if !(0..=3).contains(&t) {
                 return Ok(status::BAD_ARGUMENT);
             }
@@ -749,6 +785,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
          hl: i32,
          grpc: i32|
          -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_send_local_response");
             let (Some(details), Some(body), Some(hdrs)) = (
                 read(&mut c, dp, dl),
                 read(&mut c, bp, bl),
@@ -791,6 +828,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
          timeout: i32,
          tok_ptr: i32|
          -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_http_call");
             let (Some(upstream), Some(hdrs), Some(body), Some(trl)) = (
                 read(&mut c, up, ul),
                 read(&mut c, hp, hl),
@@ -845,6 +883,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_define_metric",
         |mut c: C<'_>, t: i32, np: i32, nl: i32, id_ptr: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_define_metric");
             let Some(kind) = MetricKind::from_abi(t) else {
                 return Ok(status::BAD_ARGUMENT);
             };
@@ -870,7 +909,8 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
     l.func_wrap(
         e,
         "proxy_increment_metric",
-        |c: C<'_>, id: i32, delta: i64| -> Result<i32> {
+        |mut c: C<'_>, id: i32, delta: i64| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_increment_metric");
             let s = c.data();
             let Some((kind, name)) = s.metric_ids.get(&(id as u32)).cloned() else {
                 return Ok(if id as u32 & 3 == 2 {
@@ -900,7 +940,8 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
     l.func_wrap(
         e,
         "proxy_record_metric",
-        |c: C<'_>, id: i32, value: i64| -> Result<i32> {
+        |mut c: C<'_>, id: i32, value: i64| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_record_metric");
             let s = c.data();
             let Some((kind, name)) = s.metric_ids.get(&(id as u32)).cloned() else {
                 return Ok(status::NOT_FOUND);
@@ -921,6 +962,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_get_metric",
         |mut c: C<'_>, id: i32, ptr: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_get_metric");
             let value = {
                 let s = c.data();
                 let Some((kind, name)) = s.metric_ids.get(&(id as u32)).cloned() else {
@@ -947,6 +989,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_set_effective_context",
         |mut c: C<'_>, id: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_set_effective_context");
             let s = c.data_mut();
             if s.contexts.contains_key(&(id as u32)) {
                 s.effective = id as u32;
@@ -957,6 +1000,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         },
     )?;
     l.func_wrap(e, "proxy_done", |mut c: C<'_>| -> Result<i32> {
+        c.data_mut().host_calls.push("proxy_done");
         let s = c.data_mut();
         let id = s.ctx_id();
         s.done_calls.push(id);
@@ -971,19 +1015,26 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
         e,
         "proxy_get_status",
         |mut c: C<'_>, code_ptr: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_get_status");
             if !write_u32(&mut c, code_ptr, 0) {
                 return Ok(status::INVALID_MEMORY_ACCESS);
             }
             copy_out(&mut c, &[], ptr_ptr, size_ptr)
         },
     )?;
-    l.func_wrap(e, "proxy_clear_route_cache", |_c: C<'_>| -> Result<i32> {
-        Ok(status::OK)
-    })?;
+    l.func_wrap(
+        e,
+        "proxy_clear_route_cache",
+        |mut c: C<'_>| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_clear_route_cache");
+            Ok(status::OK)
+        },
+    )?;
     l.func_wrap(
         e,
         "proxy_call_foreign_function",
-        |_c: C<'_>, _a: i32, _b: i32, _d: i32, _e: i32, _f: i32, _g: i32| -> Result<i32> {
+        |mut c: C<'_>, _a: i32, _b: i32, _d: i32, _e: i32, _f: i32, _g: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_call_foreign_function");
             Ok(status::NOT_FOUND)
         },
     )?;
@@ -1006,6 +1057,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
          _t: i32,
          _r: i32|
          -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_grpc_call");
             c.data_mut()
                 .unknown_calls
                 .push("env.proxy_grpc_call".into());
@@ -1026,6 +1078,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
          _i: i32,
          _r: i32|
          -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_grpc_stream");
             c.data_mut()
                 .unknown_calls
                 .push("env.proxy_grpc_stream".into());
@@ -1035,16 +1088,27 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
     l.func_wrap(
         e,
         "proxy_grpc_send",
-        |_c: C<'_>, _t: i32, _p: i32, _l: i32, _e: i32| -> Result<i32> { Ok(status::NOT_FOUND) },
+        |mut c: C<'_>, _t: i32, _p: i32, _l: i32, _e: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_grpc_send");
+            Ok(status::NOT_FOUND)
+        },
     )?;
     l.func_wrap(
         e,
         "proxy_grpc_cancel",
-        |_c: C<'_>, _t: i32| -> Result<i32> { Ok(status::NOT_FOUND) },
+        |mut c: C<'_>, _t: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_grpc_cancel");
+            Ok(status::NOT_FOUND)
+        },
     )?;
-    l.func_wrap(e, "proxy_grpc_close", |_c: C<'_>, _t: i32| -> Result<i32> {
-        Ok(status::NOT_FOUND)
-    })?;
+    l.func_wrap(
+        e,
+        "proxy_grpc_close",
+        |mut c: C<'_>, _t: i32| -> Result<i32> {
+            c.data_mut().host_calls.push("proxy_grpc_close");
+            Ok(status::NOT_FOUND)
+        },
+    )?;
 
     for w in ["wasi_snapshot_preview1", "wasi_unstable"] {
         define_wasi(&mut l, w)?;

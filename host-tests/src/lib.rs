@@ -163,6 +163,7 @@ impl Vm {
             metric_ids: HashMap::new(),
             next_metric: 0,
             unknown_calls: Vec::new(),
+            host_calls: Vec::new(),
             invalid_header_writes: Vec::new(),
             pending_done: Vec::new(),
             done_calls: Vec::new(),
@@ -979,6 +980,12 @@ impl Host {
     /// Traps so far (each callback that trapped, with wasmtime's message and backtrace).
     pub fn traps(&self) -> Vec<String> {
         self.vm.borrow().traps.clone()
+    }
+
+    /// The proxy-wasm ABI calls (`proxy_*` imports) the module made since the last
+    /// [`Host::take_host_calls`], in order; the list is emptied.
+    pub fn take_host_calls(&self) -> Vec<&'static str> {
+        std::mem::take(&mut self.vm.borrow_mut().store.data_mut().host_calls)
     }
 
     /// Calls to imports this host only stubs (they got an error status).

@@ -310,6 +310,8 @@ pub(crate) struct VmState {
     pub metric_ids: HashMap<u32, (MetricKind, String)>,
     pub next_metric: u32,
     pub unknown_calls: Vec<String>,
+    /// Every proxy-wasm ABI call the module made, in order (for per-request call budgets).
+    pub host_calls: Vec<&'static str>,
     pub invalid_header_writes: Vec<String>,
     pub pending_done: Vec<u32>,
     pub done_calls: Vec<u32>,

@@ -306,6 +306,69 @@ fn a_valid_local_jwt_is_allowed_with_identity_headers_and_then_served_from_the_c
     no_traps(&host);
 }
 
+/// The cached-token allow path is the hot path of a busy filter: it may cross into the host only
+/// for what it must do (read the header map once, read the clock, count, set the identity
+/// headers), not once per identity header name for removals of headers the client never sent.
+#[test]
+fn a_cached_token_allow_stays_within_its_host_call_budget() {
+    let mut host = host();
+    let token = local_jwt("alice", json!({"roles": ["admin"]}));
+    let send = |host: &mut Host, extra: &[(&str, &str)]| {
+        let auth = bearer(&token);
+        let mut h = vec![("authorization", auth.as_str())];
+        h.extend_from_slice(extra);
+        let mut req = host.request(&get("/admin/x", &h));
+        host.take_host_calls();
+        assert_eq!(
+            req.headers(),
+            Action::Continue,
+            "{:?}",
+            req.local_response()
+        );
+        let calls = host.take_host_calls();
+        (req.upstream_headers().unwrap(), calls)
+    };
+    send(&mut host, &[]); // the miss: verifies and fills the cache
+    send(&mut host, &[]); // the first hit defines its counter
+    let (up, calls) = send(&mut host, &[]);
+    assert_eq!(up.get("x-edgegate-subject").as_deref(), Some("alice"));
+    assert_eq!(host.metric("edgegate_cache_hit"), Some(2));
+    let count = |name: &str| calls.iter().filter(|c| **c == name).count();
+    assert_eq!(count("proxy_get_header_map_pairs"), 1, "{calls:?}");
+    assert_eq!(count("proxy_get_header_map_value"), 0, "{calls:?}");
+    assert_eq!(
+        count("proxy_remove_header_map_value"),
+        0,
+        "nothing to strip: {calls:?}"
+    );
+    assert_eq!(count("proxy_get_current_time_nanoseconds"), 1, "{calls:?}");
+    assert_eq!(count("proxy_log"), 0, "{calls:?}");
+    assert_eq!(count("proxy_define_metric"), 0, "ids are kept: {calls:?}");
+    // 1 header read + 1 clock + 2 counters (allowed, cache hit) + the identity headers set.
+    let identity = count("proxy_replace_header_map_value") + count("proxy_add_header_map_value");
+    assert!(identity >= 3, "{calls:?}");
+    assert!(
+        calls.len() <= 4 + identity,
+        "{} calls: {calls:?}",
+        calls.len()
+    );
+    // A client-sent identity header is removed (one call per header present), and only it.
+    let (up, calls) = send(
+        &mut host,
+        &[
+            ("x-edgegate-subject", "mallory"),
+            ("x-edgegate-roles", "admin"),
+        ],
+    );
+    assert_eq!(up.get_all("x-edgegate-subject"), vec!["alice"]);
+    let removed = calls
+        .iter()
+        .filter(|c| **c == "proxy_remove_header_map_value")
+        .count();
+    assert_eq!(removed, 2, "{calls:?}");
+    no_traps(&host);
+}
+
 #[test]
 fn every_jwt_refusal_is_a_local_reply_with_its_reason() {
     let mut host = host();
@@ -449,25 +512,29 @@ fn key_fetch_outage_fails_closed_with_503_after_the_wait() {
 }
 
 #[test]
-fn an_unknown_kid_triggers_an_early_refetch_and_the_rotated_key_works() {
+fn a_rotated_kid_waits_for_the_early_refetch_and_works_on_its_first_request() {
     let mut cfg = config(true);
     cfg["jwt"]["providers"][0]["remote_jwks"]["unknown_kid_min_interval_seconds"] = json!(10);
     let mut host = host_with(&cfg);
     let token = pending_jwks_call(&host);
     host.respond_http_call(token, 200, &[], &jwks(&[es_jwk(7, "e1")]))
         .unwrap();
+    // Within the rate limit after the first fetch, an unknown kid is refused at once.
+    let rotated = es256(8, "e2", "erin");
+    let mut req = host.request(&get("/app", &[("authorization", &bearer(&rotated))]));
+    let a = req.headers();
+    assert_eq!(local(&a).status, 401);
+    assert_eq!(reason(local(&a)), "unknown_kid");
     // Early refetches are rate-limited: wait out the interval after the first fetch.
     host.advance(Duration::from_secs(11)).unwrap();
     assert!(
         host.pending_http_calls().is_empty(),
         "no regular refresh due yet"
     );
-    // The IdP rotated to e2.
-    let rotated = es256(8, "e2", "erin");
+    // The IdP rotated to e2: the first request with it waits for the refetch and goes through.
     let mut req = host.request(&get("/app", &[("authorization", &bearer(&rotated))]));
-    let a = req.headers();
-    assert_eq!(local(&a).status, 401);
-    host.advance(Duration::from_secs(2)).unwrap();
+    assert_eq!(req.headers(), Action::Pause, "waits for the refetch");
+    host.advance(Duration::from_millis(200)).unwrap();
     let calls = host.pending_http_calls();
     assert_eq!(calls.len(), 1, "refetch after an unknown kid");
     host.respond_http_call(
@@ -477,13 +544,54 @@ fn an_unknown_kid_triggers_an_early_refetch_and_the_rotated_key_works() {
         &jwks(&[es_jwk(7, "e1"), es_jwk(8, "e2")]),
     )
     .unwrap();
-    let mut req = host.request(&get("/app", &[("authorization", &bearer(&rotated))]));
+    assert_eq!(req.state(), Action::Continue, "{:?}", req.local_response());
     assert_eq!(
-        req.headers(),
-        Action::Continue,
-        "{:?}",
-        req.local_response()
+        req.upstream_headers()
+            .unwrap()
+            .get("x-edgegate-subject")
+            .as_deref(),
+        Some("erin")
     );
+    // A forged kid right after: the refetch budget is spent, so 401 at once (no wait, no fetch).
+    let forged = es256(9, "e3", "eve");
+    let mut req = host.request(&get("/app", &[("authorization", &bearer(&forged))]));
+    let a = req.headers();
+    assert_eq!(reason(local(&a)), "unknown_kid");
+    host.advance(Duration::from_millis(300)).unwrap();
+    assert!(host.pending_http_calls().is_empty());
+    no_traps(&host);
+}
+
+#[test]
+fn an_unknown_kid_the_refetch_does_not_bring_is_401_after_the_refetch() {
+    let mut cfg = config(true);
+    cfg["jwt"]["providers"][0]["remote_jwks"]["unknown_kid_min_interval_seconds"] = json!(10);
+    let mut host = host_with(&cfg);
+    let token = pending_jwks_call(&host);
+    host.respond_http_call(token, 200, &[], &jwks(&[es_jwk(7, "e1")]))
+        .unwrap();
+    host.advance(Duration::from_secs(11)).unwrap();
+    let forged = es256(9, "e3", "eve");
+    let mut req = host.request(&get("/app", &[("authorization", &bearer(&forged))]));
+    assert_eq!(req.headers(), Action::Pause);
+    host.advance(Duration::from_millis(200)).unwrap();
+    let calls = host.pending_http_calls();
+    assert_eq!(calls.len(), 1);
+    host.respond_http_call(calls[0].token, 200, &[], &jwks(&[es_jwk(7, "e1")]))
+        .unwrap();
+    let a = req.state();
+    assert_eq!(local(&a).status, 401, "not a 503: keys are there");
+    assert_eq!(reason(local(&a)), "unknown_kid");
+    // An IdP that fails the refetch: the waiting request gets its 401 too, without waiting out
+    // the whole wait_for_keys_ms.
+    host.advance(Duration::from_secs(11)).unwrap();
+    let mut req = host.request(&get("/app", &[("authorization", &bearer(&forged))]));
+    assert_eq!(req.headers(), Action::Pause);
+    host.advance(Duration::from_millis(200)).unwrap();
+    let calls = host.pending_http_calls();
+    assert_eq!(calls.len(), 1);
+    host.fail_http_call(calls[0].token).unwrap();
+    assert_eq!(reason(local(&req.state())), "unknown_kid");
     no_traps(&host);
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Its plugin configuration is a number N (empty: 0): each request then makes N host calls that
 //! remove a header the request does not have, to price one host call (envoy/bench.py's
-//! `wasm-hostcalls` config), since the edgegate adapter removes every identity header by name.
+//! `wasm-hostcalls` config). `N,K` also sets K request headers (`x-noop-set-<i>: value-<i>`) that
+//! go upstream, as edgegate's identity headers do (config `wasm-setheaders`).
 
 use std::rc::Rc;
 
@@ -12,11 +13,12 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { names: Rc::new(Vec::new()) }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { names: Rc::new(Vec::new()), set: Rc::new(Vec::new()) }) });
 }}
 
 struct Root {
     names: Rc<Vec<String>>,
+    set: Rc<Vec<(String, String)>>,
 }
 
 impl Context for Root {}
@@ -24,13 +26,20 @@ impl Context for Root {}
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let conf = self.get_plugin_configuration().unwrap_or_default();
-        let n: usize = std::str::from_utf8(&conf)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
-        self.names = Rc::new(
-            (0..n.min(1000))
-                .map(|i| format!("x-noop-absent-{i}"))
+        let text = std::str::from_utf8(&conf).unwrap_or("");
+        let mut parts = text.trim().split(',');
+        let mut num = || -> usize {
+            parts
+                .next()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0usize)
+                .min(1000)
+        };
+        let (n, k) = (num(), num());
+        self.names = Rc::new((0..n).map(|i| format!("x-noop-absent-{i}")).collect());
+        self.set = Rc::new(
+            (0..k)
+                .map(|i| (format!("x-noop-set-{i}"), format!("value-{i}")))
                 .collect(),
         );
         true
@@ -39,6 +48,7 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Pass {
             names: Rc::clone(&self.names),
+            set: Rc::clone(&self.set),
         }))
     }
 
@@ -49,6 +59,7 @@ impl RootContext for Root {
 
 struct Pass {
     names: Rc<Vec<String>>,
+    set: Rc<Vec<(String, String)>>,
 }
 
 impl Context for Pass {}
@@ -57,6 +68,13 @@ impl HttpContext for Pass {
     fn on_http_request_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
         for name in self.names.iter() {
             let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None);
+        }
+        for (name, value) in self.set.iter() {
+            let _ = hostcalls::set_map_value_bytes(
+                MapType::HttpRequestHeaders,
+                name,
+                Some(value.as_bytes()),
+            );
         }
         Action::Continue
     }

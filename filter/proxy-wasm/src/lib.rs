@@ -72,6 +72,9 @@ pub struct Waiter {
     pub provider: String,
     pub deadline_ms: u128,
     pub request: OwnedRequest,
+    /// Waiting on an unknown kid: the provider's [`KeyCache::settled`] count when the wait
+    /// began (it resumes when that moves). `None`: waiting for the provider's first keys.
+    pub settled: Option<u64>,
 }
 
 /// One configured plugin instance in one VM, shared by its root and HTTP contexts.
@@ -184,13 +187,19 @@ impl Root {
         let now = now();
         let early = plugin.take_refetch();
         for r in &mut self.remotes {
-            if early.contains(&r.provider) {
-                r.on_unknown_kid(now);
-            }
+            let refused = early.contains(&r.provider) && !r.on_unknown_kid(now) && !r.fetching();
             r.adopt_shared(now);
-            if let Err(e) = r.start_fetch_if_due(now) {
+            let started = r.start_fetch_if_due(now);
+            if let Err(e) = &started {
                 plugin.count(|m| m.inc(metrics::JWKS_FETCH_FAILED));
                 log::warn!("jwks {}: cannot start fetch: {e}", r.provider);
+            }
+            if let Ok(mut keys) = plugin.keys.try_borrow_mut() {
+                // Requests waiting on an unknown kid resume when no refetch is coming.
+                if refused || started.is_err() {
+                    keys.settle(&r.provider);
+                }
+                keys.set_refetch_from(&r.provider, r.unknown_kid_refetch_from());
             }
         }
         verdict::resolve_waiters(&plugin, now_ms(), self.id);
@@ -228,7 +237,16 @@ impl Context for Root {
         let Some(r) = self.remotes.iter_mut().find(|r| r.owns(token)) else {
             return;
         };
-        match r.on_response(token, body_size, now) {
+        let outcome = r.on_response(token, body_size, now);
+        if matches!(
+            outcome,
+            remote::Outcome::KeysUpdated { .. } | remote::Outcome::Failed(_)
+        ) {
+            if let Ok(mut keys) = plugin.keys.try_borrow_mut() {
+                keys.settle(&r.provider);
+            }
+        }
+        match outcome {
             remote::Outcome::KeysUpdated { keys } => {
                 plugin.count(|m| m.inc(metrics::JWKS_FETCH_OK));
                 log::info!("jwks {}: fetched {keys} key(s)", r.provider);
@@ -342,17 +360,13 @@ impl HttpContext for Http {
             verdict::send(&verdict::internal_error(), None);
             return Action::Pause;
         };
-        // First, always: client-sent copies of identity headers never reach the upstream. Removed
-        // by name, whether or not the bounded read below would have seen them.
+        // First, always: client-sent copies of identity headers never reach the upstream. The
+        // whole map is read in one call; each identity header it holds is removed from Envoy's
+        // map by name (also past the bounded copy the core sees), those it lacks cost nothing.
         let strip = plugin.engine.strip_headers();
-        for name in strip {
-            let _ = hostcalls::set_map_value_bytes(
-                proxy_wasm::types::MapType::HttpRequestHeaders,
-                name,
-                None,
-            );
-        }
-        let mut req = OwnedRequest::read();
+        let pairs = request::read_pairs();
+        request::strip(strip, pairs.as_deref());
+        let mut req = OwnedRequest::from_pairs(pairs.unwrap_or_default());
         req.without(strip);
         match verdict::decide_and_apply(&plugin, &req, self.id, &self.allowed, now_ms(), None) {
             verdict::Next::Continue => Action::Continue,

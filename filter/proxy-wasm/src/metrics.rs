@@ -18,21 +18,22 @@ pub const JWKS_FETCH_FAILED: &str = "edgegate_jwks_fetch_failed";
 pub const CACHE_HIT: &str = "edgegate_cache_hit";
 pub const CACHE_MISS: &str = "edgegate_cache_miss";
 
-/// Metric ids by full name, defined on first use (defining is idempotent in Envoy, but a host
-/// call per request is not free).
+/// Metric ids, defined on first use (defining is idempotent in Envoy, but a host call per
+/// request is not free). Labeled ids are kept by their parts, so counting one builds no name.
 #[derive(Default)]
 pub struct Metrics {
-    ids: HashMap<String, u32>,
+    ids: HashMap<&'static str, u32>,
+    labeled: Vec<(&'static str, &'static str, String, u32)>,
 }
 
 impl Metrics {
     /// Adds one to `name`.
-    pub fn inc(&mut self, name: &str) {
+    pub fn inc(&mut self, name: &'static str) {
         let id = match self.ids.get(name) {
             Some(id) => *id,
             None => match hostcalls::define_metric(MetricType::Counter, name) {
                 Ok(id) => {
-                    self.ids.insert(name.to_string(), id);
+                    self.ids.insert(name, id);
                     id
                 }
                 Err(_) => return,
@@ -42,10 +43,34 @@ impl Metrics {
     }
 
     /// Adds one to `name` with the label `label=value` (value reduced to `[a-z0-9_]`).
-    pub fn inc_labeled(&mut self, name: &str, label: &str, value: &str) {
-        self.inc(&format!("{name}.{label}.{}", label_value(value)));
+    pub fn inc_labeled(&mut self, name: &'static str, label: &'static str, value: &str) {
+        let known = self
+            .labeled
+            .iter()
+            .find(|(n, l, v, _)| *n == name && *l == label && v == value)
+            .map(|(_, _, _, id)| *id);
+        let id = match known {
+            Some(id) => id,
+            None => {
+                let full = format!("{name}.{label}.{}", label_value(value));
+                match hostcalls::define_metric(MetricType::Counter, &full) {
+                    Ok(id) => {
+                        // Bounded: the values are reason and credential codes.
+                        if self.labeled.len() < MAX_LABELED {
+                            self.labeled.push((name, label, value.to_string(), id));
+                        }
+                        id
+                    }
+                    Err(_) => return,
+                }
+            }
+        };
+        let _ = hostcalls::increment_metric(id, 1);
     }
 }
+
+/// Most labeled ids kept (there are a few dozen reason and credential codes).
+const MAX_LABELED: usize = 256;
 
 /// A label value safe inside an Envoy stat name and a Prometheus label: `[a-z0-9_]`, at most 64
 /// characters (codes already are; this guards names that come from config).

@@ -74,13 +74,29 @@ impl Remote {
         self.state.as_ref().and_then(JwksState::next_wakeup)
     }
 
-    /// A token named a kid this set lacks: refetch now if the state machine allows it.
-    pub fn on_unknown_kid(&mut self, now: UnixTime) {
-        if let Some(s) = &mut self.state {
-            if s.on_unknown_kid(now) {
-                log::info!("jwks {}: unknown kid seen, refetching early", self.provider);
-            }
+    /// A token named a kid this set lacks: refetch now if the state machine allows it. False
+    /// when it did not (then no refetch will come of it, unless a fetch is already in flight).
+    pub fn on_unknown_kid(&mut self, now: UnixTime) -> bool {
+        let Some(s) = &mut self.state else {
+            return false;
+        };
+        let early = s.on_unknown_kid(now);
+        if early {
+            log::info!("jwks {}: unknown kid seen, refetching early", self.provider);
         }
+        early
+    }
+
+    /// A fetch is outstanding.
+    pub fn fetching(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// See [`JwksState::unknown_kid_refetch_from`].
+    pub fn unknown_kid_refetch_from(&self) -> Option<UnixTime> {
+        self.state
+            .as_ref()
+            .and_then(JwksState::unknown_kid_refetch_from)
     }
 
     /// Installs keys another VM published (newer than ours), without changing our schedule.
@@ -210,6 +226,11 @@ pub struct KeyCache {
 const RECHECK_MS: u128 = 500;
 
 struct Entry {
+    /// From when the root would refetch early for an unknown kid (its `JwksState`, mirrored).
+    refetch_from: Option<UnixTime>,
+    /// Counts the fetches of this provider that ended (or early refetches refused): a request
+    /// waiting on an unknown kid resumes when it moves.
+    settled: u64,
     provider: String,
     source_id: String,
     key: String,
@@ -230,7 +251,31 @@ impl KeyCache {
             cas: None,
             keys: None,
             raw: Vec::new(),
+            refetch_from: None,
+            settled: 0,
         });
+    }
+
+    /// Mirrors the root's rate limit for early refetches (see [`KeyLookup::may_refetch`]).
+    pub fn set_refetch_from(&mut self, provider: &str, from: Option<UnixTime>) {
+        for e in self.entries.iter_mut().filter(|e| e.provider == provider) {
+            e.refetch_from = from;
+        }
+    }
+
+    /// A fetch of `provider`'s keys ended, or an early refetch was refused.
+    pub fn settle(&mut self, provider: &str) {
+        for e in self.entries.iter_mut().filter(|e| e.provider == provider) {
+            e.settled = e.settled.wrapping_add(1);
+        }
+    }
+
+    /// See [`KeyCache::settle`].
+    pub fn settled(&self, provider: &str) -> u64 {
+        self.entries
+            .iter()
+            .find(|e| e.provider == provider)
+            .map_or(0, |e| e.settled)
     }
 
     /// Picks up key sets published since the last look.
@@ -298,5 +343,20 @@ impl KeyLookup for KeyCache {
             .iter()
             .find(|e| e.provider == provider)
             .and_then(|e| e.keys.as_ref())
+    }
+
+    fn may_refetch(&self, provider: &str, now: UnixTime) -> bool {
+        self.entries.iter().any(|e| {
+            e.provider == provider && e.keys.is_some() && e.refetch_from.is_some_and(|f| now >= f)
+        })
+    }
+}
+
+/// The key sets without early refetches: what a request that already waited decides with.
+pub struct NoRefetch<'a>(pub &'a KeyCache);
+
+impl KeyLookup for NoRefetch<'_> {
+    fn keys(&self, provider: &str) -> Option<&KeySet> {
+        self.0.keys(provider)
     }
 }

@@ -10,6 +10,26 @@ use edgegate::extractor::Request;
 /// the core: a credential there is not found, which fails closed.
 pub const MAX_HEADER_BYTES: usize = 96 * 1024;
 
+/// The request header map, whole (the bytes variant: the string variant of the SDK traps on a
+/// non-UTF-8 value). `None` when the host refused the read.
+pub fn read_pairs() -> Option<Vec<(String, Vec<u8>)>> {
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders).ok()
+}
+
+/// Removes the client's copies of `names` (the identity headers) from the request: one host call
+/// per name the map holds (`pairs`, the whole map as read), none for names it lacks. When the
+/// map could not be read (`pairs` is `None`) every name is removed blindly.
+pub fn strip(names: &[String], pairs: Option<&[(String, Vec<u8>)]>) {
+    for name in names {
+        let present = pairs.map_or(true, |p| {
+            p.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        });
+        if present {
+            let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None);
+        }
+    }
+}
+
 /// An owned copy of the request line and headers, kept while a request waits for keys.
 #[derive(Debug, Clone, Default)]
 pub struct OwnedRequest {
@@ -19,23 +39,35 @@ pub struct OwnedRequest {
 }
 
 impl OwnedRequest {
-    /// Reads the current (effective) request's headers. Values that are not UTF-8 are kept,
-    /// lossily decoded, so a broken credential is refused rather than mistaken for none.
+    /// Reads the current (effective) request's headers (one host call). Values that are not
+    /// UTF-8 are kept, lossily decoded, so a broken credential is refused rather than mistaken
+    /// for none.
     pub fn read() -> OwnedRequest {
-        // The bytes variant: the string variant of the SDK traps on a non-UTF-8 value.
-        let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
-        let mut req = OwnedRequest::default();
+        OwnedRequest::from_pairs(read_pairs().unwrap_or_default())
+    }
+
+    /// Builds the request from the header map's pairs: the first [`MAX_HEADER_BYTES`] are kept.
+    pub fn from_pairs(pairs: Vec<(String, Vec<u8>)>) -> OwnedRequest {
+        let mut req = OwnedRequest {
+            headers: Vec::with_capacity(pairs.len()),
+            ..OwnedRequest::default()
+        };
         let mut total = 0usize;
-        for (name, value) in pairs {
+        for (mut name, value) in pairs {
             total = total.saturating_add(name.len()).saturating_add(value.len());
             if total > MAX_HEADER_BYTES {
                 break;
             }
-            let value = String::from_utf8_lossy(&value).into_owned();
+            // No copy for the (usual) valid UTF-8 value.
+            let value = String::from_utf8(value)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
             match name.as_str() {
                 ":method" => req.method = value,
                 ":path" => req.path = value,
-                _ => req.headers.push((name.to_ascii_lowercase(), value)),
+                _ => {
+                    name.make_ascii_lowercase();
+                    req.headers.push((name, value));
+                }
             }
         }
         req

@@ -10,6 +10,7 @@ use edgegate::engine::{Denial, Verdict};
 use edgegate::{Error, Reason, UnixTime};
 
 use crate::metrics;
+use crate::remote::NoRefetch;
 use crate::request::OwnedRequest;
 use crate::shared::{self, Claim};
 use crate::{Plugin, Waiter};
@@ -54,7 +55,13 @@ pub fn decide_and_apply(
         if keys.refresh_if_due(now_ms) {
             cache.clear();
         }
-        req.with(|r| plugin.engine.decide(r, &*keys, &mut cache, now))
+        if wait_deadline_ms.is_some() {
+            // It waited once: now accept or refuse (an unknown kid never waits twice).
+            let keys = NoRefetch(&keys);
+            req.with(|r| plugin.engine.decide(r, &keys, &mut cache, now))
+        } else {
+            req.with(|r| plugin.engine.decide(r, &*keys, &mut cache, now))
+        }
     };
     let resumed = wait_deadline_ms.is_some();
     match verdict {
@@ -102,6 +109,16 @@ pub fn decide_and_apply(
         Verdict::WaitForKeys { provider } => {
             let deadline_ms = wait_deadline_ms
                 .unwrap_or(now_ms.saturating_add(plugin.key_wait(&provider).as_millis()));
+            // The provider has keys: the token's kid is unknown and the root may refetch.
+            let settled = plugin
+                .keys
+                .try_borrow()
+                .ok()
+                .filter(|k| k.has(&provider))
+                .map(|k| k.settled(&provider));
+            if settled.is_some() {
+                plugin.request_refetch(provider.clone());
+            }
             let waiting = now_ms < deadline_ms
                 && plugin
                     .add_waiter(Waiter {
@@ -110,6 +127,7 @@ pub fn decide_and_apply(
                         provider: provider.clone(),
                         deadline_ms,
                         request: req.clone(),
+                        settled,
                     })
                     .is_none();
             if waiting {
@@ -146,7 +164,10 @@ pub fn resolve_waiters(plugin: &Plugin, now_ms: u128, root_id: u32) {
                     c.clear();
                 }
             }
-            k.has(&w.provider)
+            match w.settled {
+                Some(at) => k.settled(&w.provider) != at,
+                None => k.has(&w.provider),
+            }
         });
         let ready = ready.unwrap_or(false);
         if !ready && now_ms < w.deadline_ms {

@@ -1,0 +1,145 @@
+//! The engine's per-request cost (no host calls) on the paths the Envoy benchmark measures:
+//! a repeated RS256 token (a cache hit), a public rule, and the cache hit's parts. Run it natively
+//! and as wasm32-wasip1 in node (V8), like `bench_wasm`:
+//!   cargo build -p edgegate --example bench_decide --release --target wasm32-wasip1
+//!   node filter/benches/run_wasm_bench.mjs <target>/wasm32-wasip1/release/examples/bench_decide.wasm 1000
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+#[path = "../src/backend/test_keys.rs"]
+mod test_keys;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use edgegate::extractor::Request;
+use edgegate::verifier::NoRemoteKeys;
+use edgegate::{Engine, Verdict};
+
+const NOW: u64 = 1_800_000_000;
+
+fn measure(budget: Duration, mut f: impl FnMut()) -> f64 {
+    for _ in 0..3 {
+        f();
+    }
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    let mut batch: u64 = 1;
+    while start.elapsed() < budget {
+        for _ in 0..batch {
+            f();
+        }
+        n += batch;
+        if batch < 1024 {
+            batch *= 2;
+        }
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn engine(public: bool) -> Engine {
+    let jwk: serde_json::Value = serde_json::from_str(&test_keys::rsa_jwk("k1", 2048)).unwrap();
+    let rule = if public {
+        serde_json::json!({"name": "all", "match": {"path": {"prefix": "/"}}, "credentials": [], "require": {"public": true}})
+    } else {
+        serde_json::json!({"name": "api", "match": {"path": {"prefix": "/"}}, "credentials": ["jwt"]})
+    };
+    let cfg = serde_json::json!({
+        "realm": "bench",
+        "jwt": {"providers": [{
+            "name": "bench", "issuer": "https://idp.bench", "audiences": ["bench-api"],
+            "algorithms": ["RS256"], "jwks": {"keys": [jwk]}, "claims": {"roles": ["roles"]}
+        }]},
+        "rules": [rule]
+    });
+    Engine::from_json(cfg.to_string().as_bytes()).unwrap()
+}
+
+fn main() {
+    let ms: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1000);
+    let budget = Duration::from_millis(ms);
+    let payload = format!(
+        r#"{{"iss":"https://idp.bench","aud":"bench-api","sub":"user-1","email":"user-1@example.com","roles":["staff"],"iat":{},"exp":{},"jti":"8f14e45fceea167a5a36dedd4bea2543"}}"#,
+        NOW - 10,
+        NOW + 3600
+    );
+    let token = test_keys::token("RS256", Some("k1"), &payload);
+    let auth = format!("Bearer {token}");
+    let headers = [
+        (":authority", "127.0.0.1:10000"),
+        (":scheme", "http"),
+        ("authorization", auth.as_str()),
+        ("user-agent", "wrk"),
+        ("x-forwarded-proto", "http"),
+        ("x-request-id", "9c2b8c8e-3f7e-4a8e-9a53-1f0c2e1e7d11"),
+    ];
+    let req = Request {
+        method: "GET",
+        path: "/bench",
+        headers: &headers,
+    };
+    println!("case\tops/s\tus/op");
+    let e = engine(false);
+    let mut cache = e.new_cache();
+    match e.decide(&req, &NoRemoteKeys, &mut cache, NOW) {
+        Verdict::Allow { .. } => {}
+        v => panic!("{v:?}"),
+    }
+    let hit = measure(budget, || {
+        let v = e.decide(black_box(&req), &NoRemoteKeys, &mut cache, NOW);
+        assert!(matches!(v, Verdict::Allow { cached: true, .. }));
+    });
+    println!("cached-jwt-decide\t{hit:.0}\t{:.2}", 1e6 / hit);
+    let p = engine(true);
+    let public = measure(budget, || {
+        let v = p.decide(black_box(&req), &NoRemoteKeys, &mut cache, NOW);
+        assert!(matches!(v, Verdict::Allow { .. }));
+    });
+    println!("public-decide\t{public:.0}\t{:.2}", 1e6 / public);
+    let nocache = engine(false);
+    let mut empty = edgegate::cache::TokenCache::new(0);
+    let fresh = measure(budget, || {
+        let v = nocache.decide(black_box(&req), &NoRemoteKeys, &mut empty, NOW);
+        assert!(matches!(v, Verdict::Allow { cached: false, .. }));
+    });
+    println!("verify-decide\t{fresh:.0}\t{:.2}", 1e6 / fresh);
+    // Fresh tokens (more than the cache holds, each seen once per lap): a miss per request,
+    // with the cache (get, verify, insert + eviction) and without it.
+    let laps: Vec<String> = (0..1100)
+        .map(|i| {
+            let p = payload.replace("user-1", &format!("user-{i}"));
+            format!("Bearer {}", test_keys::token("RS256", Some("k1"), &p))
+        })
+        .collect();
+    let fresh_run = |cache: &mut edgegate::cache::TokenCache| {
+        let mut i = 0usize;
+        measure(budget, || {
+            let h = [("authorization", laps[i % laps.len()].as_str())];
+            i += 1;
+            let r = Request {
+                method: "GET",
+                path: "/bench",
+                headers: &h,
+            };
+            let v = nocache.decide(black_box(&r), &NoRemoteKeys, cache, NOW);
+            assert!(matches!(v, Verdict::Allow { cached: false, .. }));
+        })
+    };
+    let mut full = edgegate::cache::TokenCache::new(1024);
+    let with = fresh_run(&mut full);
+    let without = fresh_run(&mut edgegate::cache::TokenCache::new(0));
+    println!("fresh-cache-1024\t{with:.0}\t{:.2}", 1e6 / with);
+    println!("fresh-cache-0\t{without:.0}\t{:.2}", 1e6 / without);
+    use sha2::Digest as _;
+    let sha = measure(budget, || {
+        black_box(sha2::Sha256::digest(black_box(token.as_bytes())));
+    });
+    println!("sha256-token\t{sha:.0}\t{:.2}", 1e6 / sha);
+}
