@@ -75,7 +75,7 @@ const urls = {};
 
 before(async () => {
   origin = await startOrigin();
-  const names = ["rs", "es", "hs", "single", "multi", "rotate", "mismatch", "refresh", "fresh"];
+  const names = ["rs", "es", "hs", "single", "multi", "rotate", "mismatch", "refresh", "fresh", "paths"];
   const ports = Object.fromEntries((await freePorts(names.length)).map((p, i) => [names[i], p]));
   const cb = (name) => [`http://127.0.0.1:${ports[name]}/auth/callback`];
 
@@ -96,6 +96,10 @@ before(async () => {
   ops.mismatch.misbehave({ discoveryIssuer: `${ops.mismatch.issuer}/other` });
   ops.refresh = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("refresh") });
   ops.fresh = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("fresh") });
+  ops.paths = await startOp({
+    clientSecret: CLIENT_SECRET,
+    redirectUris: [`http://127.0.0.1:${ports.paths}/sso/cb`],
+  });
 
   const workers = [
     { name: "rs", config: rpConfig(ops.rs, ports.rs) },
@@ -133,6 +137,24 @@ before(async () => {
       }),
     },
     { name: "fresh", config: rpConfig(ops.fresh, ports.fresh) },
+    {
+      // login endpoints outside /auth/: the worker's synchronous fast path must hand them to
+      // the async handler (it asks the core which paths are the login routes)
+      name: "paths",
+      config: (() => {
+        const c = rpConfig(ops.paths, ports.paths, {
+          login: {
+            login_path: "/sso/login",
+            redirect_uri: `http://127.0.0.1:${ports.paths}/sso/cb`,
+            me_path: "/sso/me",
+            logout_path: "/sso/logout",
+          },
+        });
+        c.rules[0].login_url = "/sso/login";
+        c.default_rule.login_url = "/sso/login";
+        return c;
+      })(),
+    },
     {
       name: "refresh",
       config: (() => {
@@ -241,6 +263,27 @@ async function refusedThenRecovered(name, knobs, expect = {}, options = {}) {
   }
   await assertLoggedIn(name, await driveLogin(urls[name], { rd: RD }));
 }
+
+describe("login endpoints at configured paths", () => {
+  test("login, callback and me outside /auth/ are served as login routes, not guarded", async () => {
+    const base = urls.paths;
+    const page = await jarGet(`${base}${RD}`, new Jar());
+    assert.equal(page.status, 302, describeStep(page));
+    assert.match(page.location, /^\/sso\/login\?rd=/);
+    const flow = await driveLogin(base, { rd: RD, loginPath: "/sso/login" });
+    assert.equal(flow.start.status, 302, describeStep(flow.start));
+    assert.ok(flow.start.location.startsWith(ops.paths.issuer), `to the provider: ${flow.start.location}`);
+    assert.equal(flow.callback?.status, 302, describeStep(flow.callback));
+    assert.equal(flow.callback.location, RD);
+    assert.ok(flow.jar.has(SESSION), "session set by the callback at /sso/cb");
+    const me = await jarGet(`${base}/sso/me`, flow.jar, { accept: "application/json" });
+    assert.equal(me.status, 200, describeStep(me));
+    assert.equal(JSON.parse(me.body).subject, "alice");
+    const logout = await jarGet(`${base}/sso/logout`, flow.jar);
+    assert.equal(logout.status, 302, describeStep(logout));
+    assert.ok(!flow.jar.has(SESSION), "logout at /sso/logout cleared the session");
+  });
+});
 
 describe("basic plan: the well-behaved provider (oidcc-client-test)", () => {
   test("RS256, client_secret_basic: logged in, /auth/me and the page show the user", async () => {
