@@ -1033,9 +1033,33 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<VmState>> {
     l.func_wrap(
         e,
         "proxy_call_foreign_function",
-        |mut c: C<'_>, _a: i32, _b: i32, _d: i32, _e: i32, _f: i32, _g: i32| -> Result<i32> {
+        |mut c: C<'_>,
+         name_ptr: i32,
+         name_len: i32,
+         args_ptr: i32,
+         args_len: i32,
+         ret_ptr: i32,
+         ret_len: i32|
+         -> Result<i32> {
             c.data_mut().host_calls.push("proxy_call_foreign_function");
-            Ok(status::NOT_FOUND)
+            let (Some(name), Some(args)) = (
+                read(&mut c, name_ptr, name_len),
+                read(&mut c, args_ptr, args_len),
+            ) else {
+                return Ok(status::INVALID_MEMORY_ACCESS);
+            };
+            if name != b"verify_signature" {
+                return Ok(status::NOT_FOUND);
+            }
+            let mode = c.data().foreign;
+            let (st, out, hash) = crate::foreign::verify_signature(mode, &args);
+            if let Some(h) = hash {
+                c.data_mut().verify_calls.push(h);
+            }
+            if st != status::OK {
+                return Ok(st);
+            }
+            copy_out(&mut c, &out, ret_ptr, ret_len)
         },
     )?;
 

@@ -25,9 +25,11 @@
 //! reported as `on_http_call_response(token, 0, 0, 0)` with no response headers map at all.
 
 mod abi;
+mod foreign;
 mod headers;
 mod state;
 
+pub use foreign::ForeignMode;
 pub use headers::Headers;
 pub use state::{HttpCall, LocalResponse, LogEntry, MetricKind, MetricValue};
 pub use wasmtime::{Error, Result};
@@ -167,6 +169,8 @@ impl Vm {
             invalid_header_writes: Vec::new(),
             pending_done: Vec::new(),
             done_calls: Vec::new(),
+            foreign: ForeignMode::default(),
+            verify_calls: Vec::new(),
             limits: StoreLimitsBuilder::new().memory_size(1 << 30).build(),
         };
         let mut store = Store::new(&engine, state);
@@ -661,6 +665,16 @@ impl Host {
     /// edgegate's shipped Envoy configs turn it on.
     pub fn set_allow_on_headers_stop_iteration(&mut self, on: bool) {
         self.vm.borrow_mut().allow_on_headers_stop_iteration = on;
+    }
+
+    /// What the `verify_signature` foreign function does (default: verifies, as Envoy).
+    pub fn set_foreign_mode(&mut self, mode: ForeignMode) {
+        self.vm.borrow_mut().store.data_mut().foreign = mode;
+    }
+
+    /// The hash function of every `verify_signature` call whose argument parsed, in order.
+    pub fn verify_calls(&self) -> Vec<String> {
+        self.vm.borrow().store.data().verify_calls.clone()
     }
 
     /// Whether local replies are passed through the filter's own response callbacks (default true).

@@ -316,6 +316,10 @@ pub(crate) struct VmState {
     pub pending_done: Vec<u32>,
     pub done_calls: Vec<u32>,
     pub limits: StoreLimits,
+    /// What `verify_signature` does.
+    pub foreign: crate::ForeignMode,
+    /// Hash function of each parsed `verify_signature` call.
+    pub verify_calls: Vec<String>,
 }
 
 impl VmState {

@@ -146,6 +146,7 @@ def static_cluster(name: str, port: int, host: str = "127.0.0.1") -> dict:
 STATS_TAGS = [
     {"tag_name": "credential", "regex": r"^wasmcustom\.edgegate_allowed(\.credential\.([a-z0-9_]+))$"},
     {"tag_name": "reason", "regex": r"^wasmcustom\.edgegate_denied(\.reason\.([a-z0-9_]+))$"},
+    {"tag_name": "backend", "regex": r"^wasmcustom\.edgegate_signature_checks(\.backend\.([a-z0-9_]+))$"},
 ]
 
 

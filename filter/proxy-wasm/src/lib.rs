@@ -13,6 +13,7 @@
 //! variants and bounded.
 #![forbid(unsafe_code)]
 
+pub mod hostsig;
 pub mod metrics;
 pub mod remote;
 pub mod request;
@@ -268,7 +269,12 @@ impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         let engine = match Engine::from_json(&bytes) {
-            Ok(e) => e,
+            Ok(e) => {
+                // RS*/ES256/ES384 by the host's BoringSSL when it has `verify_signature`.
+                let backend = hostsig::HostBackend::default();
+                backend.probe();
+                e.with_backend(Box::new(backend))
+            }
             Err(errors) => {
                 for e in &errors.0 {
                     match e.path() {
