@@ -1,40 +1,24 @@
 // The worker's entry. The core decides everything (src/lib.rs); this file only moves the
 // request: most requests are decided synchronously (decideSync, src/fast.rs) — with the
-// signatures the core asks for verified here by WebCrypto — and anything that needs I/O before
+// signatures the core asks for verified by WebCrypto, awaited here — and anything that needs I/O before
 // the verdict (key-set fetches, the magic-link POST, ...) goes through the async `handle`.
 import { decideSync, handle } from "./edgegate_worker.js";
 
-// Imported WebCrypto keys, by algorithm and JWK (a WebCrypto key is bound to one algorithm).
-const keys = new Map();
-
-async function verify({ id, checks }) {
-  const valid = [];
-  for (const c of checks) {
-    let ok = false;
-    try {
-      let key = keys.get(c.jwk);
-      if (!key) {
-        const jwk = JSON.parse(c.jwk.slice(c.jwk.indexOf(":") + 1));
-        key = await crypto.subtle.importKey("jwk", jwk, c.imp, false, ["verify"]);
-        if (keys.size >= 64) keys.clear();
-        keys.set(c.jwk, key);
-      }
-      ok = await crypto.subtle.verify(c.ver, key, c.signature, c.data);
-    } catch (e) {
-      console.error(`edgegate: WebCrypto could not verify a signature: ${e?.message ?? e}`);
-    }
-    valid.push(ok === true);
-  }
-  return { id, valid };
-}
-
 export default {
   async fetch(request, env, ctx) {
-    let out = decideSync(request, env, undefined);
-    // At most two rounds (a second when the keys changed while the first was verified); a
-    // request still asking goes the async way, whose last round fails closed.
-    for (let round = 0; out?.checks && round < 2; round++) {
-      out = decideSync(request, env, await verify(out));
+    let out = decideSync(request, env, undefined, undefined);
+    // `[id, promise]`: the core started WebCrypto verifications (with keys imported earlier in
+    // this isolate) and decides with what they resolve to. At most two rounds (a second when
+    // the keys changed while the first was verified); a request still asking goes the async
+    // way, whose last round fails closed.
+    for (let round = 0; Array.isArray(out) && round < 2; round++) {
+      let valid = false;
+      try {
+        valid = await out[1];
+      } catch (e) {
+        console.error(`edgegate: WebCrypto could not verify a signature: ${e?.message ?? e}`);
+      }
+      out = decideSync(request, env, out[0], valid);
     }
     if (out instanceof Response) return out;
     if (out instanceof Request) {

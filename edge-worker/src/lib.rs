@@ -121,7 +121,10 @@ pub(crate) struct Gate {
     pub(crate) cache: TokenCache,
     used: UsedLinks,
     pub(crate) remote: RemoteKeySets,
-    crypto: Crypto,
+    pub(crate) crypto: Crypto,
+    /// Bumped whenever a key-set fetch ends (the key set may have changed): the fast path's
+    /// kept verdict counts only under the key set it was computed with.
+    pub(crate) keys_gen: u64,
 }
 
 /// One provider's remote key set and its refresh state.
@@ -211,6 +214,7 @@ fn load(env: &JsValue) -> State {
                 used: UsedLinks::default(),
                 remote,
                 crypto,
+                keys_gen: 0,
             }))
         }
         Err(errors) => State::Broken(errors.to_string()),
@@ -329,15 +333,9 @@ fn decide(
     (answers, last): (&[Answer], bool),
 ) -> Result<Action, JsValue> {
     let mut slot = cell.borrow_mut();
-    let gate = match slot.as_mut() {
-        Some(State::Ready(g)) => g,
-        Some(State::Broken(why)) => {
-            log_error(&format!(
-                "edgegate: refusing every request: the config was refused:\n{why}"
-            ));
-            return Ok(Action::Broken);
-        }
-        None => return Ok(Action::Broken),
+    let gate = match ready(&mut slot) {
+        Ok(g) => g,
+        Err(a) => return Ok(a),
     };
     let pairs: Vec<(&str, &str)> = incoming
         .iter()
@@ -354,15 +352,40 @@ fn decide(
         remote,
         crypto,
         ..
-    } = &mut **gate;
+    } = &mut *gate;
     let now = now();
     let verdict = webcrypto::decide(
         *crypto, engine, &core_req, &*remote, cache, now, answers, last,
     );
-    let verdict = match verdict {
-        Ok(v) => v,
-        Err(checks) => return Ok(Action::Verify(checks)),
-    };
+    match verdict {
+        Ok(v) => act(gate, v, incoming, refetched, now),
+        Err(checks) => Ok(Action::Verify(checks)),
+    }
+}
+
+/// The state of the isolate for one decision, or the action for a broken config.
+pub(crate) fn ready<'a>(slot: &'a mut Option<State>) -> Result<&'a mut Gate, Action> {
+    match slot.as_mut() {
+        Some(State::Ready(g)) => Ok(&mut **g),
+        Some(State::Broken(why)) => {
+            log_error(&format!(
+                "edgegate: refusing every request: the config was refused:\n{why}"
+            ));
+            Err(Action::Broken)
+        }
+        None => Err(Action::Broken),
+    }
+}
+
+/// What the worker does with the core's verdict.
+pub(crate) fn act(
+    gate: &mut Gate,
+    verdict: Verdict,
+    incoming: &[(String, String)],
+    refetched: bool,
+    now: UnixTime,
+) -> Result<Action, JsValue> {
+    let Gate { engine, remote, .. } = gate;
     Ok(match verdict {
         Verdict::Allow { headers, .. } => {
             let out = Headers::new()?;
@@ -445,10 +468,11 @@ pub(crate) async fn refresh_keys() {
                 let Some(State::Ready(gate)) = slot.as_mut() else {
                     return;
                 };
+                let now = now();
+                gate.keys_gen = gate.keys_gen.wrapping_add(1);
                 let Some(r) = gate.remote.get_mut(&provider) else {
                     return;
                 };
-                let now = now();
                 match outcome {
                     Ok((status, cache_control, body)) => {
                         if let Err(e) = r.state.on_response(
@@ -591,10 +615,11 @@ async fn forward(
     headers: Headers,
     dev: bool,
 ) -> Result<Response, JsValue> {
-    let (upstream, binding) = match upstream_request(req, env, path, headers)? {
-        Ok(u) => u,
-        Err(no_origin) => return Ok(no_origin),
-    };
+    let (upstream, binding) =
+        match upstream_request(req, env, &req.method(), &req.url(), path, headers)? {
+            Ok(u) => u,
+            Err(no_origin) => return Ok(no_origin),
+        };
     let promise = if binding.is_object() {
         binding.unchecked_into::<Fetcher>().fetch(&upstream)?
     } else {
@@ -624,11 +649,13 @@ type Upstream = Result<(Request, JsValue), Response>;
 fn upstream_request(
     req: &Request,
     env: &JsValue,
+    method: &str,
+    url: &str,
     path: &str,
     headers: Headers,
 ) -> Result<Upstream, JsValue> {
     let init = RequestInit::new();
-    init.set_method(&req.method());
+    init.set_method(method);
     init.set_headers(&headers);
     init.set_redirect(RequestRedirect::Manual);
     if let Some(body) = req.body() {
@@ -636,7 +663,7 @@ fn upstream_request(
     }
     let binding = Reflect::get(env, &JsValue::from_str(ORIGIN_BINDING))?;
     if binding.is_object() {
-        let upstream = Request::new_with_str_and_init(&req.url(), &init)?;
+        let upstream = Request::new_with_str_and_init(url, &init)?;
         return Ok(Ok((upstream, binding)));
     }
     let Some(base) = Reflect::get(env, &JsValue::from_str(ORIGIN_URL_BINDING))?.as_string() else {
