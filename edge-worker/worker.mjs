@@ -6,7 +6,10 @@ import { decideSync, handle } from "./edgegate_worker.js";
 
 export default {
   async fetch(request, env, ctx) {
-    let out = decideSync(request, env, undefined, undefined);
+    // The request's method, URL and headers as one string: one crossing into wasm.
+    let head = `${request.method}\n${request.url}`;
+    for (const [name, value] of request.headers) head += `\n${name}\n${value}`;
+    let out = decideSync(request, env, undefined, undefined, head);
     // `[id, promise]`: the core started WebCrypto verifications (with keys imported earlier in
     // this isolate) and decides with what they resolve to. At most two rounds (a second when
     // the keys changed while the first was verified); a request still asking goes the async
@@ -18,7 +21,21 @@ export default {
       } catch (e) {
         console.error(`edgegate: WebCrypto could not verify a signature: ${e?.message ?? e}`);
       }
-      out = decideSync(request, env, out[0], valid);
+      out = decideSync(request, env, out[0], valid, undefined);
+    }
+    if (typeof out === "string") {
+      // Allowed, through the ORIGIN binding: "count\nname\nvalue..." — `count` client headers
+      // to keep (every identity header it sent already removed), then the identity headers.
+      const parts = out.split("\n");
+      const keep = 1 + 2 * Number(parts[0]);
+      const headers = new Headers();
+      for (let i = 1; i + 1 < parts.length; i += 2) {
+        if (i < keep) headers.append(parts[i], parts[i + 1]);
+        else headers.set(parts[i], parts[i + 1]);
+      }
+      return env.ORIGIN.fetch(
+        new Request(request.url, { method: request.method, headers, redirect: "manual", body: request.body }),
+      );
     }
     if (out instanceof Response) return out;
     if (out instanceof Request) {

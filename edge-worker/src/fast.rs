@@ -24,7 +24,7 @@ use edgegate::precheck::{
     self, Answer, Pending as Provisional, Provisional as Step, SignatureCheck,
 };
 use edgegate::Request as CoreRequest;
-use js_sys::{Array, Promise};
+use js_sys::{Array, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use web_sys::Request;
 
@@ -56,7 +56,10 @@ struct Pending {
 /// What the core asked for: a first step that kept its verdict for all-valid answers
 /// ([`precheck::decide_provisional`]), or the checks of a later step (decided exactly again).
 enum Asked {
-    Provisional { pending: Provisional, keys_gen: u64 },
+    Provisional {
+        pending: Box<Provisional>,
+        keys_gen: u64,
+    },
     Exact(Vec<SignatureCheck>),
 }
 
@@ -97,6 +100,7 @@ pub fn decide_sync(
     env: &JsValue,
     id: Option<u32>,
     valid: &JsValue,
+    head: Option<String>,
 ) -> Result<JsValue, JsValue> {
     let fetch_due = STATE.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -118,15 +122,16 @@ pub fn decide_sync(
     let (method, url, incoming, asked) = match answered {
         Some(w) => (w.method, w.url, w.incoming, Some(w.asked)),
         None => {
-            let url = req.url();
-            if takes_async_path(path_and_query(&url)) {
+            let (method, url, incoming) = match head.as_deref().and_then(parse_head) {
+                Some(h) => h,
+                None => (req.method(), req.url(), request_headers(&req.headers())?),
+            };
+            if takes_async_path(path_and_query(&url))
+                || crate::login::needs_async(path_and_query(&url), &incoming)
+            {
                 return Ok(JsValue::UNDEFINED);
             }
-            let incoming = request_headers(&req.headers())?;
-            if crate::login::needs_async(path_and_query(&url), &incoming) {
-                return Ok(JsValue::UNDEFINED);
-            }
-            (req.method(), url, incoming, None)
+            (method, url, incoming, None)
         }
     };
     let path = path_and_query(&url);
@@ -155,7 +160,10 @@ pub fn decide_sync(
                 match precheck::decide_provisional(engine, &core_req, remote, cache, now) {
                     Step::Done(v) => v,
                     Step::Verify(pending) => {
-                        return Ok(Fast::Verify(Asked::Provisional { pending, keys_gen }))
+                        return Ok(Fast::Verify(Asked::Provisional {
+                            pending: Box::new(pending),
+                            keys_gen,
+                        }))
                     }
                 }
             }
@@ -197,10 +205,18 @@ pub fn decide_sync(
         Fast::Act(Action::Forward {
             headers,
             dev: false,
-        }) => match upstream_request(req, env, &method, &url, path, headers)? {
-            Ok((upstream, _binding)) => upstream.into(),
-            Err(no_origin) => no_origin.into(),
-        },
+        }) => {
+            // Through the ORIGIN service binding: the headers as one string, and worker.mjs
+            // builds the same Request (method, headers, body, redirect: manual) in JS.
+            let binding = Reflect::get(env, &JsValue::from_str(crate::ORIGIN_BINDING))?;
+            match headers.to_text().filter(|_| binding.is_object()) {
+                Some(text) => JsValue::from_str(&text),
+                None => match upstream_request(req, env, &method, &url, path, &headers)? {
+                    Ok((upstream, _binding)) => upstream.into(),
+                    Err(no_origin) => no_origin.into(),
+                },
+            }
+        }
         Fast::Act(
             Action::Verify(_)
             | Action::Forward { dev: true, .. }
@@ -209,6 +225,22 @@ pub fn decide_sync(
             | Action::MagicLinkForm,
         ) => JsValue::UNDEFINED,
     })
+}
+
+/// `method\nurl\nname\nvalue...` as worker.mjs reads the request (one crossing instead of
+/// several per header; names, values, the method and a parsed URL never hold a line feed).
+/// `None` if malformed: the request is then read through its JS object.
+type Head = (String, String, Vec<(String, String)>);
+
+fn parse_head(head: &str) -> Option<Head> {
+    let mut lines = head.split('\n');
+    let method = lines.next()?.to_string();
+    let url = lines.next()?.to_string();
+    let mut incoming = Vec::new();
+    while let Some(name) = lines.next() {
+        incoming.push((name.to_string(), lines.next()?.to_string()));
+    }
+    Some((method, url, incoming))
 }
 
 /// The host's results, one per check (a missing or non-boolean result is `false`).
@@ -257,7 +289,29 @@ fn to_js(waiting: Waiting) -> Result<JsValue, JsValue> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
     use super::*;
+
+    #[test]
+    fn the_request_head_parses_and_refuses_a_half_pair() {
+        let (m, u, h) = parse_head("GET\nhttps://h/x?y\nauthorization\nBearer t\nx-a\n").unwrap();
+        assert_eq!((m.as_str(), u.as_str()), ("GET", "https://h/x?y"));
+        assert_eq!(
+            h,
+            vec![
+                ("authorization".to_string(), "Bearer t".to_string()),
+                ("x-a".to_string(), String::new())
+            ]
+        );
+        assert_eq!(parse_head("GET\nhttps://h/").unwrap().2, vec![]);
+        assert!(parse_head("GET\nhttps://h/\nx-a").is_none());
+        assert!(parse_head("GET").is_none());
+    }
 
     #[test]
     fn the_workers_own_endpoints_take_the_async_path() {

@@ -239,7 +239,7 @@ enum Action {
         limit_ms: u64,
     },
     Forward {
-        headers: Headers,
+        headers: Upstream,
         dev: bool,
     },
     MagicLinkForm,
@@ -364,7 +364,7 @@ fn decide(
 }
 
 /// The state of the isolate for one decision, or the action for a broken config.
-pub(crate) fn ready<'a>(slot: &'a mut Option<State>) -> Result<&'a mut Gate, Action> {
+pub(crate) fn ready(slot: &mut Option<State>) -> Result<&mut Gate, Action> {
     match slot.as_mut() {
         Some(State::Ready(g)) => Ok(&mut **g),
         Some(State::Broken(why)) => {
@@ -388,19 +388,14 @@ pub(crate) fn act(
     let Gate { engine, remote, .. } = gate;
     Ok(match verdict {
         Verdict::Allow { headers, .. } => {
-            let out = Headers::new()?;
             let strip = engine.strip_headers();
-            for (n, v) in incoming {
-                if !strip.iter().any(|s| s.eq_ignore_ascii_case(n)) {
-                    out.append(n, v)?;
-                }
-            }
-            for (n, v) in &headers {
-                // `set`, not `append`: the core's value is the only one upstream sees.
-                out.set(n, v)?;
-            }
+            let keep = incoming
+                .iter()
+                .filter(|(n, _)| !strip.iter().any(|s| s.eq_ignore_ascii_case(n)))
+                .cloned()
+                .collect();
             Action::Forward {
-                headers: out,
+                headers: Upstream { keep, set: headers },
                 dev: engine.dev_mode_response_header().is_some(),
             }
         }
@@ -435,6 +430,46 @@ pub(crate) fn act(
         },
         Verdict::MagicLinkForm => Action::MagicLinkForm,
     })
+}
+
+/// The headers the origin gets: the client's, minus every identity header it sent (`keep`),
+/// then the core's identity headers (`set`).
+pub(crate) struct Upstream {
+    keep: Vec<(String, String)>,
+    set: Vec<(String, String)>,
+}
+
+impl Upstream {
+    pub(crate) fn to_headers(&self) -> Result<Headers, JsValue> {
+        let out = Headers::new()?;
+        for (n, v) in &self.keep {
+            out.append(n, v)?;
+        }
+        for (n, v) in &self.set {
+            // `set`, not `append`: the core's value is the only one upstream sees.
+            out.set(n, v)?;
+        }
+        Ok(out)
+    }
+
+    /// The same as one string for `worker.mjs` (one crossing instead of one per header):
+    /// `count\nname\nvalue\n...` — `count` pairs to append, then pairs to set. `None` if a
+    /// name or value holds a line feed (Headers refuses those; the core never makes one), so
+    /// that no value can smuggle a header in.
+    pub(crate) fn to_text(&self) -> Option<String> {
+        let mut out = String::with_capacity(256);
+        out.push_str(&self.keep.len().to_string());
+        for (n, v) in self.keep.iter().chain(&self.set) {
+            if n.contains('\n') || v.contains('\n') {
+                return None;
+            }
+            out.push('\n');
+            out.push_str(n);
+            out.push('\n');
+            out.push_str(v);
+        }
+        Some(out)
+    }
 }
 
 /// Runs the key-set fetches that are due (a first load, a refresh, an early refetch; a
@@ -612,11 +647,11 @@ async fn forward(
     req: &Request,
     env: &JsValue,
     path: &str,
-    headers: Headers,
+    headers: Upstream,
     dev: bool,
 ) -> Result<Response, JsValue> {
     let (upstream, binding) =
-        match upstream_request(req, env, &req.method(), &req.url(), path, headers)? {
+        match upstream_request(req, env, &req.method(), &req.url(), path, &headers)? {
             Ok(u) => u,
             Err(no_origin) => return Ok(no_origin),
         };
@@ -644,7 +679,7 @@ async fn forward(
 
 /// The request to send to the origin, and the `ORIGIN` binding (an object: fetch through it;
 /// else through the global `fetch`); `Err` is the 500 when no origin is configured.
-type Upstream = Result<(Request, JsValue), Response>;
+type UpstreamRequest = Result<(Request, JsValue), Response>;
 
 fn upstream_request(
     req: &Request,
@@ -652,10 +687,11 @@ fn upstream_request(
     method: &str,
     url: &str,
     path: &str,
-    headers: Headers,
-) -> Result<Upstream, JsValue> {
+    headers: &Upstream,
+) -> Result<UpstreamRequest, JsValue> {
     let init = RequestInit::new();
     init.set_method(method);
+    let headers = headers.to_headers()?;
     init.set_headers(&headers);
     init.set_redirect(RequestRedirect::Manual);
     if let Some(body) = req.body() {
