@@ -1,40 +1,41 @@
 // The worker's entry. The core decides everything (src/lib.rs); this file only moves the
 // request: most requests are decided synchronously (decideSync, src/fast.rs) — with the
-// signatures the core asks for verified here by WebCrypto — and anything that needs I/O before
+// signatures the core asks for verified by WebCrypto, awaited here — and anything that needs I/O before
 // the verdict (key-set fetches, the magic-link POST, ...) goes through the async `handle`.
 import { decideSync, handle } from "./edgegate_worker.js";
 
-// Imported WebCrypto keys, by algorithm and JWK (a WebCrypto key is bound to one algorithm).
-const keys = new Map();
-
-async function verify({ id, checks }) {
-  const valid = [];
-  for (const c of checks) {
-    let ok = false;
-    try {
-      let key = keys.get(c.jwk);
-      if (!key) {
-        const jwk = JSON.parse(c.jwk.slice(c.jwk.indexOf(":") + 1));
-        key = await crypto.subtle.importKey("jwk", jwk, c.imp, false, ["verify"]);
-        if (keys.size >= 64) keys.clear();
-        keys.set(c.jwk, key);
-      }
-      ok = await crypto.subtle.verify(c.ver, key, c.signature, c.data);
-    } catch (e) {
-      console.error(`edgegate: WebCrypto could not verify a signature: ${e?.message ?? e}`);
-    }
-    valid.push(ok === true);
-  }
-  return { id, valid };
-}
-
 export default {
   async fetch(request, env, ctx) {
-    let out = decideSync(request, env, undefined);
-    // At most two rounds (a second when the keys changed while the first was verified); a
-    // request still asking goes the async way, whose last round fails closed.
-    for (let round = 0; out?.checks && round < 2; round++) {
-      out = decideSync(request, env, await verify(out));
+    // The request's method, URL and headers as one string: one crossing into wasm.
+    let head = `${request.method}\n${request.url}`;
+    for (const [name, value] of request.headers) head += `\n${name}\n${value}`;
+    let out = decideSync(request, env, undefined, undefined, head);
+    // `[id, promise]`: the core started WebCrypto verifications (with keys imported earlier in
+    // this isolate) and decides with what they resolve to. At most two rounds (a second when
+    // the keys changed while the first was verified); a request still asking goes the async
+    // way, whose last round fails closed.
+    for (let round = 0; Array.isArray(out) && round < 2; round++) {
+      let valid = false;
+      try {
+        valid = await out[1];
+      } catch (e) {
+        console.error(`edgegate: WebCrypto could not verify a signature: ${e?.message ?? e}`);
+      }
+      out = decideSync(request, env, out[0], valid, undefined);
+    }
+    if (typeof out === "string") {
+      // Allowed, through the ORIGIN binding: "count\nname\nvalue..." — `count` client headers
+      // to keep (every identity header it sent already removed), then the identity headers.
+      const parts = out.split("\n");
+      const keep = 1 + 2 * Number(parts[0]);
+      const headers = new Headers();
+      for (let i = 1; i + 1 < parts.length; i += 2) {
+        if (i < keep) headers.append(parts[i], parts[i + 1]);
+        else headers.set(parts[i], parts[i + 1]);
+      }
+      return env.ORIGIN.fetch(
+        new Request(request.url, { method: request.method, headers, redirect: "manual", body: request.body }),
+      );
     }
     if (out instanceof Response) return out;
     if (out instanceof Request) {

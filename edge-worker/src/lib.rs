@@ -121,7 +121,10 @@ pub(crate) struct Gate {
     pub(crate) cache: TokenCache,
     used: UsedLinks,
     pub(crate) remote: RemoteKeySets,
-    crypto: Crypto,
+    pub(crate) crypto: Crypto,
+    /// Bumped whenever a key-set fetch ends (the key set may have changed): the fast path's
+    /// kept verdict counts only under the key set it was computed with.
+    pub(crate) keys_gen: u64,
 }
 
 /// One provider's remote key set and its refresh state.
@@ -211,6 +214,7 @@ fn load(env: &JsValue) -> State {
                 used: UsedLinks::default(),
                 remote,
                 crypto,
+                keys_gen: 0,
             }))
         }
         Err(errors) => State::Broken(errors.to_string()),
@@ -235,7 +239,7 @@ enum Action {
         limit_ms: u64,
     },
     Forward {
-        headers: Headers,
+        headers: Upstream,
         dev: bool,
     },
     MagicLinkForm,
@@ -329,15 +333,9 @@ fn decide(
     (answers, last): (&[Answer], bool),
 ) -> Result<Action, JsValue> {
     let mut slot = cell.borrow_mut();
-    let gate = match slot.as_mut() {
-        Some(State::Ready(g)) => g,
-        Some(State::Broken(why)) => {
-            log_error(&format!(
-                "edgegate: refusing every request: the config was refused:\n{why}"
-            ));
-            return Ok(Action::Broken);
-        }
-        None => return Ok(Action::Broken),
+    let gate = match ready(&mut slot) {
+        Ok(g) => g,
+        Err(a) => return Ok(a),
     };
     let pairs: Vec<(&str, &str)> = incoming
         .iter()
@@ -354,30 +352,50 @@ fn decide(
         remote,
         crypto,
         ..
-    } = &mut **gate;
+    } = &mut *gate;
     let now = now();
     let verdict = webcrypto::decide(
         *crypto, engine, &core_req, &*remote, cache, now, answers, last,
     );
-    let verdict = match verdict {
-        Ok(v) => v,
-        Err(checks) => return Ok(Action::Verify(checks)),
-    };
+    match verdict {
+        Ok(v) => act(gate, v, incoming, refetched, now),
+        Err(checks) => Ok(Action::Verify(checks)),
+    }
+}
+
+/// The state of the isolate for one decision, or the action for a broken config.
+pub(crate) fn ready(slot: &mut Option<State>) -> Result<&mut Gate, Action> {
+    match slot.as_mut() {
+        Some(State::Ready(g)) => Ok(&mut **g),
+        Some(State::Broken(why)) => {
+            log_error(&format!(
+                "edgegate: refusing every request: the config was refused:\n{why}"
+            ));
+            Err(Action::Broken)
+        }
+        None => Err(Action::Broken),
+    }
+}
+
+/// What the worker does with the core's verdict.
+pub(crate) fn act(
+    gate: &mut Gate,
+    verdict: Verdict,
+    incoming: &[(String, String)],
+    refetched: bool,
+    now: UnixTime,
+) -> Result<Action, JsValue> {
+    let Gate { engine, remote, .. } = gate;
     Ok(match verdict {
         Verdict::Allow { headers, .. } => {
-            let out = Headers::new()?;
             let strip = engine.strip_headers();
-            for (n, v) in incoming {
-                if !strip.iter().any(|s| s.eq_ignore_ascii_case(n)) {
-                    out.append(n, v)?;
-                }
-            }
-            for (n, v) in &headers {
-                // `set`, not `append`: the core's value is the only one upstream sees.
-                out.set(n, v)?;
-            }
+            let keep = incoming
+                .iter()
+                .filter(|(n, _)| !strip.iter().any(|s| s.eq_ignore_ascii_case(n)))
+                .cloned()
+                .collect();
             Action::Forward {
-                headers: out,
+                headers: Upstream { keep, set: headers },
                 dev: engine.dev_mode_response_header().is_some(),
             }
         }
@@ -414,6 +432,46 @@ fn decide(
     })
 }
 
+/// The headers the origin gets: the client's, minus every identity header it sent (`keep`),
+/// then the core's identity headers (`set`).
+pub(crate) struct Upstream {
+    keep: Vec<(String, String)>,
+    set: Vec<(String, String)>,
+}
+
+impl Upstream {
+    pub(crate) fn to_headers(&self) -> Result<Headers, JsValue> {
+        let out = Headers::new()?;
+        for (n, v) in &self.keep {
+            out.append(n, v)?;
+        }
+        for (n, v) in &self.set {
+            // `set`, not `append`: the core's value is the only one upstream sees.
+            out.set(n, v)?;
+        }
+        Ok(out)
+    }
+
+    /// The same as one string for `worker.mjs` (one crossing instead of one per header):
+    /// `count\nname\nvalue\n...` — `count` pairs to append, then pairs to set. `None` if a
+    /// name or value holds a line feed (Headers refuses those; the core never makes one), so
+    /// that no value can smuggle a header in.
+    pub(crate) fn to_text(&self) -> Option<String> {
+        let mut out = String::with_capacity(256);
+        out.push_str(&self.keep.len().to_string());
+        for (n, v) in self.keep.iter().chain(&self.set) {
+            if n.contains('\n') || v.contains('\n') {
+                return None;
+            }
+            out.push('\n');
+            out.push_str(n);
+            out.push('\n');
+            out.push_str(v);
+        }
+        Some(out)
+    }
+}
+
 /// Runs the key-set fetches that are due (a first load, a refresh, an early refetch; a
 /// discovery document is followed by its JWKS in the next round). Failures are logged and
 /// reported to the state machine, which backs off; the decision then fails closed.
@@ -445,10 +503,11 @@ pub(crate) async fn refresh_keys() {
                 let Some(State::Ready(gate)) = slot.as_mut() else {
                     return;
                 };
+                let now = now();
+                gate.keys_gen = gate.keys_gen.wrapping_add(1);
                 let Some(r) = gate.remote.get_mut(&provider) else {
                     return;
                 };
-                let now = now();
                 match outcome {
                     Ok((status, cache_control, body)) => {
                         if let Err(e) = r.state.on_response(
@@ -588,13 +647,14 @@ async fn forward(
     req: &Request,
     env: &JsValue,
     path: &str,
-    headers: Headers,
+    headers: Upstream,
     dev: bool,
 ) -> Result<Response, JsValue> {
-    let (upstream, binding) = match upstream_request(req, env, path, headers)? {
-        Ok(u) => u,
-        Err(no_origin) => return Ok(no_origin),
-    };
+    let (upstream, binding) =
+        match upstream_request(req, env, &req.method(), &req.url(), path, &headers)? {
+            Ok(u) => u,
+            Err(no_origin) => return Ok(no_origin),
+        };
     let promise = if binding.is_object() {
         binding.unchecked_into::<Fetcher>().fetch(&upstream)?
     } else {
@@ -619,16 +679,19 @@ async fn forward(
 
 /// The request to send to the origin, and the `ORIGIN` binding (an object: fetch through it;
 /// else through the global `fetch`); `Err` is the 500 when no origin is configured.
-type Upstream = Result<(Request, JsValue), Response>;
+type UpstreamRequest = Result<(Request, JsValue), Response>;
 
 fn upstream_request(
     req: &Request,
     env: &JsValue,
+    method: &str,
+    url: &str,
     path: &str,
-    headers: Headers,
-) -> Result<Upstream, JsValue> {
+    headers: &Upstream,
+) -> Result<UpstreamRequest, JsValue> {
     let init = RequestInit::new();
-    init.set_method(&req.method());
+    init.set_method(method);
+    let headers = headers.to_headers()?;
     init.set_headers(&headers);
     init.set_redirect(RequestRedirect::Manual);
     if let Some(body) = req.body() {
@@ -636,7 +699,7 @@ fn upstream_request(
     }
     let binding = Reflect::get(env, &JsValue::from_str(ORIGIN_BINDING))?;
     if binding.is_object() {
-        let upstream = Request::new_with_str_and_init(&req.url(), &init)?;
+        let upstream = Request::new_with_str_and_init(url, &init)?;
         return Ok(Ok((upstream, binding)));
     }
     let Some(base) = Reflect::get(env, &JsValue::from_str(ORIGIN_URL_BINDING))?.as_string() else {

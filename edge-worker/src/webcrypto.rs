@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use edgegate::cache::TokenCache;
+use edgegate::jwk::PublicKey;
 use edgegate::precheck::{self, Answer, SignatureCheck, Step};
 use edgegate::verifier::KeyLookup;
 use edgegate::{Alg, Engine, Request as CoreRequest, UnixTime, Verdict};
@@ -123,8 +124,9 @@ pub async fn verify(checks: Vec<SignatureCheck>) -> Vec<Answer> {
 }
 
 thread_local! {
-    /// Imported keys by "alg:jwk" (a WebCrypto key is bound to one algorithm and hash).
-    static KEYS: RefCell<HashMap<String, JsValue>> = RefCell::new(HashMap::new());
+    /// Imported keys by algorithm and key material (a WebCrypto key is bound to one algorithm
+    /// and hash). The material is compared, not a JWK string built per request.
+    static KEYS: RefCell<HashMap<(Alg, Vec<u8>), JsValue>> = RefCell::new(HashMap::new());
     /// importKey and verify parameters by algorithm.
     static PARAMS: RefCell<HashMap<Alg, (JsValue, JsValue)>> = RefCell::new(HashMap::new());
 }
@@ -180,17 +182,57 @@ pub(crate) fn params(alg: Alg) -> Result<(JsValue, JsValue), JsValue> {
     Ok(p)
 }
 
+/// The key's identity in [`KEYS`]: its public material (RSA: `n` then `e`, each length-prefixed;
+/// EC: the SEC1 point; Ed25519: the 32 bytes). `None` for HMAC, never host-verified.
+fn key_id(check: &SignatureCheck) -> Option<(Alg, Vec<u8>)> {
+    let material = match check.key() {
+        PublicKey::Rsa(k) => {
+            let (n, e) = (k.modulus(), k.exponent());
+            let mut v = Vec::with_capacity(n.len() + e.len() + 8);
+            v.extend_from_slice(&(n.len() as u32).to_be_bytes());
+            v.extend_from_slice(n);
+            v.extend_from_slice(&(e.len() as u32).to_be_bytes());
+            v.extend_from_slice(e);
+            v
+        }
+        PublicKey::P256(k) => k.sec1_uncompressed(),
+        PublicKey::P384(k) => k.sec1_uncompressed(),
+        PublicKey::Ed25519(k) => k.as_bytes().to_vec(),
+        PublicKey::Hmac(_) => return None,
+    };
+    Some((check.alg(), material))
+}
+
+/// The WebCrypto key already imported for this check's algorithm and key, if any.
+pub(crate) fn cached_key(check: &SignatureCheck) -> Option<JsValue> {
+    let id = key_id(check)?;
+    KEYS.with(|k| k.borrow().get(&id).cloned())
+}
+
+/// Starts `crypto.subtle.verify` for `check` with an imported `key` (WebCrypto copies the
+/// signature and data before this returns, so the wasm memory views may go).
+pub(crate) fn start_verify(check: &SignatureCheck, key: &JsValue) -> Result<Promise, JsValue> {
+    let (_, verify_params) = params(check.alg())?;
+    subtle_verify(
+        &verify_params,
+        key,
+        check.signature(),
+        check.signing_input(),
+    )
+}
+
 async fn verify_one(check: &SignatureCheck) -> Result<bool, JsValue> {
     let alg = check.alg();
     let (import_params, verify_params) = params(alg)?;
-    let jwk = check
-        .key_jwk()
-        .ok_or_else(|| JsValue::from_str("the key is not a public key"))?;
-    let cache_key = format!("{alg}:{jwk}");
+    let cache_key =
+        key_id(check).ok_or_else(|| JsValue::from_str("the key is not a public key"))?;
     let cached = KEYS.with(|k| k.borrow().get(&cache_key).cloned());
     let key = match cached {
         Some(k) => k,
         None => {
+            let jwk = check
+                .key_jwk()
+                .ok_or_else(|| JsValue::from_str("the key is not a public key"))?;
             let usages = Array::of1(&JsValue::from_str("verify"));
             let k = JsFuture::from(import_key(
                 "jwk",

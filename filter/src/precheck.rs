@@ -144,6 +144,139 @@ pub fn decide_final(
     engine.decide_with(req, keys, cache, now, &backend)
 }
 
+/// A first step that also computed its verdict for the case where every check verifies, so the
+/// second step need not run the engine again ([`decide_provisional`]).
+#[derive(Debug)]
+pub struct Pending {
+    checks: Vec<SignatureCheck>,
+    /// The verdict if every check verifies; `None` when it could not be computed (the token
+    /// cache is on, or more than [`MAX_CHECKS`] checks).
+    if_valid: Option<Verdict>,
+    now: UnixTime,
+}
+
+/// What [`decide_provisional`] returns.
+// Built once per request and matched at once, like `Verdict`.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Provisional {
+    /// The final verdict.
+    Done(Verdict),
+    /// Verify [`Pending::checks`], then call [`Pending::resume`] with the results.
+    Verify(Pending),
+}
+
+/// Like [`decide`] with no answers, but when the token cache stores nothing
+/// (`jwt.cache.max_entries: 0`) the engine runs once with every host check taken as valid, and
+/// that verdict is kept: it is exactly what [`decide`] would return with every check answered
+/// valid (same request, keys, `now`; the engine is deterministic and the cache stores nothing,
+/// so no identity is remembered before its signature is verified). With the cache on this is
+/// [`decide`]: a provisional run must never fill the cache.
+pub fn decide_provisional(
+    engine: &Engine,
+    req: &Request<'_>,
+    keys: &dyn KeyLookup,
+    cache: &mut TokenCache,
+    now: UnixTime,
+) -> Provisional {
+    if cache.capacity() != 0 {
+        return match decide(engine, req, keys, cache, now, &[]) {
+            Step::Done(v) => Provisional::Done(v),
+            Step::Verify(checks) => Provisional::Verify(Pending {
+                checks,
+                if_valid: None,
+                now,
+            }),
+        };
+    }
+    let backend = Assumed {
+        wanted: RefCell::new(Vec::new()),
+        overflow: std::cell::Cell::new(false),
+    };
+    let verdict = engine.decide_with(req, keys, cache, now, &backend);
+    let wanted = backend.wanted.into_inner();
+    if wanted.is_empty() {
+        // no host check (an overflow records MAX_CHECKS first): the verdict is final
+        return Provisional::Done(verdict);
+    }
+    let if_valid = (!backend.overflow.get()).then_some(verdict);
+    Provisional::Verify(Pending {
+        checks: wanted,
+        if_valid,
+        now,
+    })
+}
+
+impl Pending {
+    /// The checks the host verifies.
+    pub fn checks(&self) -> &[SignatureCheck] {
+        &self.checks
+    }
+
+    /// The second step. `valid[i]` is the host's result for `checks()[i]`; `keys_unchanged`
+    /// says the key set is the one the first step saw. The kept verdict counts only when every
+    /// check verified, `now` is the first step's and the keys are unchanged; otherwise `Err`
+    /// carries the answers for [`decide`] (or [`decide_final`]), which runs the engine again
+    /// and matches them exactly. A missing result is `false`.
+    pub fn resume(
+        self,
+        valid: &[bool],
+        now: UnixTime,
+        keys_unchanged: bool,
+    ) -> Result<Verdict, Vec<Answer>> {
+        let all_valid = valid.len() == self.checks.len() && valid.iter().all(|v| *v);
+        match self.if_valid {
+            Some(v) if all_valid && now == self.now && keys_unchanged => Ok(v),
+            _ => Err(self
+                .checks
+                .into_iter()
+                .enumerate()
+                .map(|(i, check)| Answer {
+                    check,
+                    valid: valid.get(i).copied().unwrap_or(false),
+                })
+                .collect()),
+        }
+    }
+}
+
+/// The backend of a provisional run: HMAC in-process, every host check recorded and taken as
+/// valid (after the format check; beyond [`MAX_CHECKS`] the run is marked unusable).
+struct Assumed {
+    wanted: RefCell<Vec<SignatureCheck>>,
+    overflow: std::cell::Cell<bool>,
+}
+
+impl SignatureBackend for Assumed {
+    fn verify(
+        &self,
+        alg: Alg,
+        key: &PublicKey,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<(), Error> {
+        check_signature_format(alg, key, signature)?;
+        if !host_verifies(alg) {
+            return NativeBackend.verify(alg, key, signing_input, signature);
+        }
+        let mut wanted = self.wanted.borrow_mut();
+        if wanted.len() >= MAX_CHECKS {
+            self.overflow.set(true);
+            return Err(Error::new(
+                Reason::Internal,
+                "the host did not verify this signature",
+            ));
+        }
+        wanted.push(SignatureCheck {
+            alg,
+            key: key.clone(),
+            signing_input: signing_input.to_vec(),
+            signature: signature.to_vec(),
+        });
+        Ok(())
+    }
+}
+
 /// The backend of one step: HMAC in-process, the rest from the host's answers.
 struct Precomputed<'a> {
     answers: &'a [Answer],
@@ -355,6 +488,122 @@ mod tests {
                     .is_ok(),
             })
             .collect()
+    }
+
+    fn provisional(e: &Engine, cache: &mut TokenCache, tok: &str, now: UnixTime) -> Provisional {
+        let auth = format!("Bearer {tok}");
+        let headers = [("authorization", auth.as_str())];
+        let req = Request {
+            method: "GET",
+            path: "/x",
+            headers: &headers,
+        };
+        decide_provisional(e, &req, &crate::verifier::NoRemoteKeys, cache, now)
+    }
+
+    fn pending(p: Provisional) -> Pending {
+        match p {
+            Provisional::Verify(p) => p,
+            Provisional::Done(v) => panic!("expected Verify, got {v:?}"),
+        }
+    }
+
+    fn headers_of(v: &Verdict) -> Vec<(String, String)> {
+        match v {
+            Verdict::Allow { headers, .. } => headers.clone(),
+            other => panic!("expected Allow, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn provisional_verdict_is_the_exact_second_step_verdict_without_a_cache() {
+        let e = engine();
+        let now = 1_700_000_000;
+        for alg in ["RS256", "PS256", "RS384", "ES256", "ES384", "EdDSA"] {
+            let t = token(alg);
+            let mut off = TokenCache::new(0);
+            let p = pending(provisional(&e, &mut off, &t, now));
+            // the same checks the exact path asks for
+            let exact = checks(step(&e, &mut TokenCache::new(0), "/x", Some(&t), &[]));
+            assert_eq!(p.checks().len(), exact.len(), "{alg}");
+            assert!(p.checks()[0].same(
+                exact[0].alg(),
+                exact[0].key(),
+                exact[0].signing_input(),
+                exact[0].signature()
+            ));
+            let valid: Vec<bool> = host(p.checks()).iter().map(|a| a.valid).collect();
+            assert_eq!(valid, vec![true], "{alg}");
+            let kept = p.resume(&valid, now, true).unwrap();
+            let Step::Done(again) =
+                step(&e, &mut TokenCache::new(0), "/x", Some(&t), &host(&exact))
+            else {
+                panic!("{alg}: expected a verdict");
+            };
+            assert_eq!(headers_of(&kept), headers_of(&again), "{alg}");
+            assert!(!headers_of(&kept).is_empty());
+        }
+    }
+
+    #[test]
+    fn provisional_verdict_counts_only_when_all_valid_same_second_same_keys() {
+        let e = engine();
+        let now = 1_700_000_000;
+        let t = token("ES256");
+        let fresh = || pending(provisional(&e, &mut TokenCache::new(0), &t, now));
+        // a negative answer: the engine runs again and refuses
+        let a = fresh().resume(&[false], now, true).unwrap_err();
+        assert!(!a[0].valid);
+        let d = denial(step(&e, &mut TokenCache::new(0), "/x", Some(&t), &a));
+        assert_eq!(d.reason, Reason::BadSignature);
+        // a missing answer is false
+        let a = fresh().resume(&[], now, true).unwrap_err();
+        assert_eq!(a.len(), 1);
+        assert!(!a[0].valid);
+        // another second, or a changed key set: decide again (with the valid answer)
+        let a = fresh().resume(&[true], now + 1, true).unwrap_err();
+        assert!(a[0].valid);
+        assert!(allowed(step(
+            &e,
+            &mut TokenCache::new(0),
+            "/x",
+            Some(&t),
+            &a
+        )));
+        assert!(fresh().resume(&[true], now, false).is_err());
+    }
+
+    #[test]
+    fn provisional_keeps_claim_refusals_and_never_fills_a_cache() {
+        let e = engine();
+        let now = 1_700_000_000;
+        // expired: the kept verdict (if the signature verifies) is the expiry refusal
+        let payload = format!(r#"{{"iss":"{ISS}","sub":"a","exp":1600000000}}"#);
+        let t = test_keys::token("RS256", Some(test_keys::kid_for("RS256")), &payload);
+        let p = pending(provisional(&e, &mut TokenCache::new(0), &t, now));
+        match p.resume(&[true], now, true).unwrap() {
+            Verdict::Deny(d) => assert_eq!(d.reason, Reason::TokenExpired),
+            other => panic!("{other:?}"),
+        }
+        // with the cache on nothing is assumed: the answers go back to the engine
+        let t = token("RS256");
+        let mut cache = e.new_cache();
+        assert!(cache.capacity() > 0);
+        let p = pending(provisional(&e, &mut cache, &t, now));
+        assert!(cache.is_empty(), "nothing cached before the host verified");
+        let a = p.resume(&[true], now, true).unwrap_err();
+        assert!(allowed(step(&e, &mut cache, "/x", Some(&t), &a)));
+        assert_eq!(cache.len(), 1);
+        // a public route, an HMAC token: no host check, a final verdict
+        let h = test_keys::token(
+            "HS256",
+            Some("hmac"),
+            &format!(r#"{{"iss":"{HMAC_ISS}","sub":"a","exp":4000000000}}"#),
+        );
+        assert!(matches!(
+            provisional(&e, &mut TokenCache::new(0), &h, now),
+            Provisional::Done(Verdict::Allow { .. })
+        ));
     }
 
     #[test]
