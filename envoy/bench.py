@@ -153,6 +153,10 @@ def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[s
         # headers do on an allowed JWT (jwt_authn here forwards one claim header).
         Target("wasm-setheaders", "no-op wasm filter + 7 headers set", [envoyproc.wasm_filter(noop_wasm, "0,7", name="noop")]
                if noop_wasm else [], auth=False),
+        # The no-op module reading the header map and the clock once per request (edgegate's
+        # adapter does both on every request).
+        Target("wasm-readheaders", "no-op wasm filter + header map and clock read", [envoyproc.wasm_filter(noop_wasm, "0,0,1", name="noop")]
+               if noop_wasm else [], auth=False),
         Target("jwt_authn", "jwt_authn, no cache", [jwt_authn_filter(jwks, cache=False)]),
         Target("jwt_authn+cache", f"jwt_authn, jwt_cache_config ({CACHE_SIZE})", [jwt_authn_filter(jwks, cache=True)]),
         Target("edgegate", f"edgegate wasm (V8), token cache {CACHE_SIZE}", wasm_f(edgegate_config(jwks))),
@@ -248,7 +252,7 @@ def main() -> int:
     print(f"bench: {args.tokens} RS256 tokens minted in {time.monotonic() - t0:.1f}s; workdir {work}", flush=True)
 
     wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
-    if {"wasm-noop", "wasm-hostcalls", "wasm-setheaders"} & set(wanted) and not args.noop_wasm:
+    if {"wasm-noop", "wasm-hostcalls", "wasm-setheaders", "wasm-readheaders"} & set(wanted) and not args.noop_wasm:
         raise SystemExit("bench: configs wasm-noop, wasm-hostcalls and wasm-setheaders need --noop-wasm (envoy/noop-filter's module)")
     if "edgegate-opt" in wanted and not args.opt_wasm:
         raise SystemExit("bench: config edgegate-opt needs --opt-wasm (envoy/build.sh --opt)")

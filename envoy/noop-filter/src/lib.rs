@@ -13,12 +13,13 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { names: Rc::new(Vec::new()), set: Rc::new(Vec::new()) }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { names: Rc::new(Vec::new()), set: Rc::new(Vec::new()), read: false }) });
 }}
 
 struct Root {
     names: Rc<Vec<String>>,
     set: Rc<Vec<(String, String)>>,
+    read: bool,
 }
 
 impl Context for Root {}
@@ -35,7 +36,8 @@ impl RootContext for Root {
                 .unwrap_or(0usize)
                 .min(1000)
         };
-        let (n, k) = (num(), num());
+        let (n, k, r) = (num(), num(), num());
+        self.read = r > 0;
         self.names = Rc::new((0..n).map(|i| format!("x-noop-absent-{i}")).collect());
         self.set = Rc::new(
             (0..k)
@@ -49,6 +51,7 @@ impl RootContext for Root {
         Some(Box::new(Pass {
             names: Rc::clone(&self.names),
             set: Rc::clone(&self.set),
+            read: self.read,
         }))
     }
 
@@ -60,12 +63,21 @@ impl RootContext for Root {
 struct Pass {
     names: Rc<Vec<String>>,
     set: Rc<Vec<(String, String)>>,
+    /// Read the request's header map and the clock, as edgegate does once per request.
+    read: bool,
 }
 
 impl Context for Pass {}
 
 impl HttpContext for Pass {
     fn on_http_request_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
+        if self.read {
+            let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+            let _ = hostcalls::get_current_time();
+            if headers.len() > 1000 {
+                return Action::Pause;
+            }
+        }
         for name in self.names.iter() {
             let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None);
         }
