@@ -10,6 +10,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { startOrigin, startWorkerd } from "./harness.mjs";
 import { startOp } from "./misbehaving-op.mjs";
 import { Jar, describeStep, driveLogin, freePorts, jarGet } from "./rp-harness.mjs";
@@ -68,6 +69,28 @@ function rpConfig(op, port, { provider = {}, login = {} } = {}) {
   };
 }
 
+// The shared open-redirect corpus (oauth2-proxy's testdata/openredirects.txt), read in place.
+const CORPUS = new URL("../../../shared/testdata/openredirects.txt", import.meta.url);
+const CORPUS_HOSTS = [
+  "foo.bar", ".bar.foo", "port.bar:8080", ".sub.port.bar:8080", "anyport.bar:*", ".sub.anyport.bar:*",
+  "www.whitelisteddomain.tld", "*.wildcard.sub.port.bar:8080", "*.wildcard.sub.anyport.bar:*",
+  "*.wildcard.bar", "*.wildcard.proxy.foo.bar",
+];
+/** Go's url.QueryUnescape, as oauth2-proxy's test applies it: `+` is a space, %XX a byte. */
+function queryUnescape(s) {
+  const bytes = [];
+  const t = s.replace(/\+/g, " ");
+  for (let i = 0; i < t.length; i++) {
+    if (t[i] === "%" && /^[0-9a-fA-F]{2}$/.test(t.slice(i + 1, i + 3))) {
+      bytes.push(parseInt(t.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else {
+      bytes.push(...Buffer.from(t[i], "utf8"));
+    }
+  }
+  return Buffer.from(bytes).toString("utf8");
+}
+
 let origin;
 let wd;
 const ops = {};
@@ -75,7 +98,7 @@ const urls = {};
 
 before(async () => {
   origin = await startOrigin();
-  const names = ["rs", "es", "hs", "single", "multi", "rotate", "mismatch", "refresh", "fresh", "paths"];
+  const names = ["rs", "es", "hs", "single", "multi", "rotate", "mismatch", "refresh", "fresh", "paths", "redirects"];
   const ports = Object.fromEntries((await freePorts(names.length)).map((p, i) => [names[i], p]));
   const cb = (name) => [`http://127.0.0.1:${ports[name]}/auth/callback`];
 
@@ -96,6 +119,7 @@ before(async () => {
   ops.mismatch.misbehave({ discoveryIssuer: `${ops.mismatch.issuer}/other` });
   ops.refresh = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("refresh") });
   ops.fresh = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("fresh") });
+  ops.redirects = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("redirects") });
   ops.paths = await startOp({
     clientSecret: CLIENT_SECRET,
     redirectUris: [`http://127.0.0.1:${ports.paths}/sso/cb`],
@@ -137,6 +161,11 @@ before(async () => {
       }),
     },
     { name: "fresh", config: rpConfig(ops.fresh, ports.fresh) },
+    {
+      // the allow-list oauth2-proxy's own open-redirect test uses (../shared/testdata/README.md)
+      name: "redirects",
+      config: { ...rpConfig(ops.redirects, ports.redirects), redirects: { allowed_hosts: CORPUS_HOSTS } },
+    },
     {
       // login endpoints outside /auth/: the worker's synchronous fast path must hand them to
       // the async handler (it asks the core which paths are the login routes)
@@ -263,6 +292,38 @@ async function refusedThenRecovered(name, knobs, expect = {}, options = {}) {
   }
   await assertLoggedIn(name, await driveLogin(urls[name], { rd: RD }));
 }
+
+describe("return URLs: the shared open-redirect corpus", () => {
+  test("every line, as written and once unescaped, is refused as rd before anything is set", async () => {
+    const lines = readFileSync(CORPUS, "utf8").split("\n").filter((l) => l.trim() !== "");
+    assert.ok(lines.length > 500, `the corpus has ${lines.length} lines: is ../shared linked?`);
+    const authorizeBefore = ops.redirects.count("authorize");
+    const accepted = [];
+    let checked = 0;
+    for (const line of lines) {
+      for (const rd of new Set([line, queryUnescape(line)])) {
+        checked++;
+        const res = await fetch(`${urls.redirects}/auth/login?rd=${encodeURIComponent(rd)}`, {
+          headers: { accept: "application/json" },
+          redirect: "manual",
+        });
+        const body = await res.text();
+        if (res.status !== 400 || !body.includes("unsafe_redirect") || res.headers.getSetCookie().length) {
+          accepted.push(`${JSON.stringify(rd)} -> ${res.status} ${res.headers.get("location") ?? body.slice(0, 80)}`);
+        }
+      }
+    }
+    assert.deepEqual(accepted, [], `${accepted.length} of ${checked} return URLs were not refused`);
+    assert.equal(ops.redirects.count("authorize"), authorizeBefore, "no login reached the provider");
+    // The control: an allowed host and a relative path do start a login, so the refusals above
+    // are the redirect policy's and not a broken login route.
+    for (const rd of ["https://foo.bar/ok", "/app/page"]) {
+      const flow = await driveLogin(urls.redirects, { rd });
+      assert.equal(flow.start.status, 302, `${rd}: ${describeStep(flow.start)}`);
+      assert.ok(flow.start.location.startsWith(ops.redirects.issuer), `${rd}: to the provider`);
+    }
+  });
+});
 
 describe("login endpoints at configured paths", () => {
   test("login, callback and me outside /auth/ are served as login routes, not guarded", async () => {
