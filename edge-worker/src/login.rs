@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use edgegate::engine::Identified;
 use edgegate::login::{
     whoami_json, AfterFailure, Discovery, Grant, IdTokenCheck, Login, RefreshState, Renewal, Route,
-    DISCOVERY_TTL_SECONDS, MAX_RESPONSE_BYTES, REFRESH_NONCE_BYTES,
+    TokenResponse, DISCOVERY_TTL_SECONDS, MAX_RESPONSE_BYTES, REFRESH_NONCE_BYTES,
 };
 use edgegate::oidc::LOGIN_RANDOM_BYTES;
 use edgegate::session::Session;
@@ -403,27 +403,11 @@ pub(crate) async fn callback(
         .collect();
     let result = async {
         let (cb, attempt) = with_login(|l, _, _| l.open_callback(query, &cookies, now()))??;
-        let disco = discovery().await?;
-        let secret = client_secret(env);
-        let treq = with_login(|l, _, _| {
-            l.token_request(
-                &disco,
-                Grant::Code {
-                    code: &cb.code,
-                    verifier: &attempt.verifier,
-                },
-                secret.as_deref(),
-            )
-        })??;
-        let (status, body) = idp_request("POST", &treq.url, &treq.headers, Some(&treq.body))
-            .await
-            .map_err(|why| {
-                Error::new(
-                    Reason::KeysUnavailable,
-                    format!("the token endpoint could not be reached: {why}"),
-                )
-            })?;
-        let tokens = Login::parse_token_response(status, body.as_bytes())?;
+        let grant = Grant::Code {
+            code: &cb.code,
+            verifier: &attempt.verifier,
+        };
+        let tokens = token_exchange(env, grant).await?;
         let id_token = tokens.id_token.as_deref().ok_or_else(|| {
             Error::new(
                 Reason::LoginMismatch,
@@ -436,18 +420,7 @@ pub(crate) async fn callback(
             tokens.access_token.as_deref(),
         )
         .await?;
-        let nonce = random::<REFRESH_NONCE_BYTES>()?;
-        let mut set = with_login(|l, engine, _| {
-            let sessions = engine.sessions().ok_or_else(not_configured)?;
-            l.establish(
-                sessions,
-                &identity,
-                tokens.refresh_token.as_deref(),
-                Some(id_token),
-                &nonce,
-                now(),
-            )
-        })??;
+        let mut set = establish(&identity, tokens.refresh_token.as_deref(), Some(id_token))?;
         web_sys::console::log_1(&JsValue::from_str(&format!(
             "edgegate: login of {:?} through {:?}",
             identity.subject, identity.provider
@@ -776,26 +749,10 @@ async fn refresh_session(
     current: Option<&Session>,
 ) -> Result<Vec<String>, Error> {
     {
-        let disco = discovery().await?;
-        let secret = client_secret(env);
-        let treq = with_login(|l, _, _| {
-            l.token_request(
-                &disco,
-                Grant::Refresh {
-                    refresh_token: &refresh.refresh_token,
-                },
-                secret.as_deref(),
-            )
-        })??;
-        let (status, body) = idp_request("POST", &treq.url, &treq.headers, Some(&treq.body))
-            .await
-            .map_err(|why| {
-                Error::new(
-                    Reason::KeysUnavailable,
-                    format!("the token endpoint could not be reached: {why}"),
-                )
-            })?;
-        let tokens = Login::parse_token_response(status, body.as_bytes())?;
+        let grant = Grant::Refresh {
+            refresh_token: &refresh.refresh_token,
+        };
+        let tokens = token_exchange(env, grant).await?;
         let verified = match tokens.id_token.as_deref() {
             Some(t) => Some(check_id_token(t, None, tokens.access_token.as_deref()).await?),
             None => None,
@@ -806,19 +763,38 @@ async fn refresh_session(
             .as_deref()
             .unwrap_or(&refresh.refresh_token);
         let id_token = tokens.id_token.as_deref().or(refresh.id_token.as_deref());
-        let nonce = random::<REFRESH_NONCE_BYTES>()?;
-        with_login(|l, engine, _| {
-            let sessions = engine.sessions().ok_or_else(not_configured)?;
-            l.establish(
-                sessions,
-                &identity,
-                Some(refresh_token),
-                id_token,
-                &nonce,
-                now(),
-            )
-        })?
+        establish(&identity, Some(refresh_token), id_token)
     }
+}
+
+/// A code or refresh grant at the provider's token endpoint, its response parsed by the core.
+async fn token_exchange(env: &JsValue, grant: Grant<'_>) -> Result<TokenResponse, Error> {
+    let disco = discovery().await?;
+    let secret = client_secret(env);
+    let treq = with_login(|l, _, _| l.token_request(&disco, grant, secret.as_deref()))??;
+    let (status, body) = idp_request("POST", &treq.url, &treq.headers, Some(&treq.body))
+        .await
+        .map_err(|why| {
+            Error::new(
+                Reason::KeysUnavailable,
+                format!("the token endpoint could not be reached: {why}"),
+            )
+        })?;
+    Login::parse_token_response(status, body.as_bytes())
+}
+
+/// The session (and, with a refresh token, the encrypted refresh cookie) for `identity`: the
+/// `Set-Cookie` values.
+fn establish(
+    identity: &Identity,
+    refresh_token: Option<&str>,
+    id_token: Option<&str>,
+) -> Result<Vec<String>, Error> {
+    let nonce = random::<REFRESH_NONCE_BYTES>()?;
+    with_login(|l, engine, _| {
+        let sessions = engine.sessions().ok_or_else(not_configured)?;
+        l.establish(sessions, identity, refresh_token, id_token, &nonce, now())
+    })?
 }
 
 /// Adds `Set-Cookie` values to a response (a copy: fetched responses are immutable).
