@@ -16,7 +16,6 @@
 //! served by the wasm backends.
 
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
-use std::sync::Mutex;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
@@ -63,9 +62,6 @@ pub struct VerifySignatureResult {
 const PRESENT: u8 = 1;
 const ABSENT: u8 = 2;
 
-/// Most keys whose SubjectPublicKeyInfo DER is kept (keys rotate rarely; beyond it the oldest goes).
-const MAX_CACHED_KEYS: usize = 32;
-
 /// Sends RS256/384/512, ES256 and ES384 to the host's `verify_signature`, the rest to
 /// [`NativeBackend`].
 #[derive(Default)]
@@ -73,8 +69,6 @@ pub struct HostBackend {
     state: AtomicU8,
     /// Metric ids + 1 (0: not defined yet), host then wasm.
     metric_ids: [AtomicU32; 2],
-    /// (key identity: RSA `n || e` or the EC SEC1 point, SPKI DER).
-    spki: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 /// Where a check ran.
@@ -143,30 +137,6 @@ impl HostBackend {
     ) -> Result<(), Error> {
         self.count(Ran::Wasm);
         NativeBackend.verify(alg, key, signing_input, signature)
-    }
-
-    /// The key's SubjectPublicKeyInfo DER, from the cache or built (None: not an RSA/EC key,
-    /// or the crates refused it).
-    fn spki_der(&self, key: &PublicKey) -> Option<Vec<u8>> {
-        let identity = match key {
-            PublicKey::Rsa(k) => [k.modulus(), k.exponent()].concat(),
-            PublicKey::P256(k) => k.sec1_uncompressed(),
-            PublicKey::P384(k) => k.sec1_uncompressed(),
-            _ => return None,
-        };
-        if let Ok(cache) = self.spki.lock() {
-            if let Some((_, der)) = cache.iter().find(|(id, _)| *id == identity) {
-                return Some(der.clone());
-            }
-        }
-        let der = build_spki(key)?;
-        if let Ok(mut cache) = self.spki.lock() {
-            if cache.len() >= MAX_CACHED_KEYS {
-                cache.remove(0);
-            }
-            cache.push((identity, der.clone()));
-        }
-        Some(der)
     }
 }
 
@@ -281,7 +251,7 @@ impl SignatureBackend for HostBackend {
         }
         // The core's checks first: the key fits the alg, the signature has its format.
         check_signature_format(alg, key, signature)?;
-        let (Some(der), Some(sig)) = (self.spki_der(key), host_signature(alg, signature)) else {
+        let (Some(der), Some(sig)) = (build_spki(key), host_signature(alg, signature)) else {
             // Not expected for a key the core accepted; the wasm backend still decides correctly.
             log::debug!("cannot encode the {alg} key or signature for the host; verifying in wasm");
             return self.wasm(alg, key, signing_input, signature);
