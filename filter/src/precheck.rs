@@ -18,7 +18,7 @@
 //!
 //! HMAC (`HS*`) never goes to the host: the secret stays in the core, and hashing is fast in wasm.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use crate::alg::Alg;
 use crate::b64;
@@ -112,13 +112,7 @@ pub fn decide(
     now: UnixTime,
     answers: &[Answer],
 ) -> Step {
-    let backend = Precomputed {
-        answers,
-        wanted: RefCell::new(Vec::new()),
-        record: true,
-    };
-    let verdict = engine.decide_with(req, keys, cache, now, &backend);
-    let wanted = backend.wanted.into_inner();
+    let (verdict, wanted, _) = run(engine, req, keys, cache, now, answers, Unanswered::Ask);
     if wanted.is_empty() {
         Step::Done(verdict)
     } else {
@@ -136,12 +130,7 @@ pub fn decide_final(
     now: UnixTime,
     answers: &[Answer],
 ) -> Verdict {
-    let backend = Precomputed {
-        answers,
-        wanted: RefCell::new(Vec::new()),
-        record: false,
-    };
-    engine.decide_with(req, keys, cache, now, &backend)
+    run(engine, req, keys, cache, now, answers, Unanswered::Refuse).0
 }
 
 /// A first step that also computed its verdict for the case where every check verifies, so the
@@ -189,17 +178,12 @@ pub fn decide_provisional(
             }),
         };
     }
-    let backend = Assumed {
-        wanted: RefCell::new(Vec::new()),
-        overflow: std::cell::Cell::new(false),
-    };
-    let verdict = engine.decide_with(req, keys, cache, now, &backend);
-    let wanted = backend.wanted.into_inner();
+    let (verdict, wanted, overflow) = run(engine, req, keys, cache, now, &[], Unanswered::Assume);
     if wanted.is_empty() {
         // no host check (an overflow records MAX_CHECKS first): the verdict is final
         return Provisional::Done(verdict);
     }
-    let if_valid = (!backend.overflow.get()).then_some(verdict);
+    let if_valid = (!overflow).then_some(verdict);
     Provisional::Verify(Pending {
         checks: wanted,
         if_valid,
@@ -240,51 +224,49 @@ impl Pending {
     }
 }
 
-/// The backend of a provisional run: HMAC in-process, every host check recorded and taken as
-/// valid (after the format check; beyond [`MAX_CHECKS`] the run is marked unusable).
-struct Assumed {
-    wanted: RefCell<Vec<SignatureCheck>>,
-    overflow: std::cell::Cell<bool>,
+/// What the step's backend does with a host check it has no answer for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unanswered {
+    /// Record it for the host (up to [`MAX_CHECKS`]) and fail this run.
+    Ask,
+    /// Record it and take it as valid (a provisional run); beyond [`MAX_CHECKS`] the run fails
+    /// and is marked unusable.
+    Assume,
+    /// Fail closed (the last step).
+    Refuse,
 }
 
-impl SignatureBackend for Assumed {
-    fn verify(
-        &self,
-        alg: Alg,
-        key: &PublicKey,
-        signing_input: &[u8],
-        signature: &[u8],
-    ) -> Result<(), Error> {
-        check_signature_format(alg, key, signature)?;
-        if !host_verifies(alg) {
-            return NativeBackend.verify(alg, key, signing_input, signature);
-        }
-        let mut wanted = self.wanted.borrow_mut();
-        if wanted.len() >= MAX_CHECKS {
-            self.overflow.set(true);
-            return Err(Error::new(
-                Reason::Internal,
-                "the host did not verify this signature",
-            ));
-        }
-        wanted.push(SignatureCheck {
-            alg,
-            key: key.clone(),
-            signing_input: signing_input.to_vec(),
-            signature: signature.to_vec(),
-        });
-        Ok(())
-    }
+/// Runs the engine once with a [`StepBackend`]: the verdict, the checks it recorded, and
+/// whether more than [`MAX_CHECKS`] were assumed.
+fn run(
+    engine: &Engine,
+    req: &Request<'_>,
+    keys: &dyn KeyLookup,
+    cache: &mut TokenCache,
+    now: UnixTime,
+    answers: &[Answer],
+    unanswered: Unanswered,
+) -> (Verdict, Vec<SignatureCheck>, bool) {
+    let backend = StepBackend {
+        answers,
+        unanswered,
+        wanted: RefCell::new(Vec::new()),
+        overflow: Cell::new(false),
+    };
+    let verdict = engine.decide_with(req, keys, cache, now, &backend);
+    (verdict, backend.wanted.into_inner(), backend.overflow.get())
 }
 
-/// The backend of one step: HMAC in-process, the rest from the host's answers.
-struct Precomputed<'a> {
+/// The backend of one step: HMAC in-process, the rest from the host's answers; a check without
+/// an answer as [`Unanswered`] says.
+struct StepBackend<'a> {
     answers: &'a [Answer],
+    unanswered: Unanswered,
     wanted: RefCell<Vec<SignatureCheck>>,
-    record: bool,
+    overflow: Cell<bool>,
 }
 
-impl SignatureBackend for Precomputed<'_> {
+impl SignatureBackend for StepBackend<'_> {
     fn verify(
         &self,
         alg: Alg,
@@ -301,26 +283,36 @@ impl SignatureBackend for Precomputed<'_> {
             .iter()
             .find(|a| a.check.same(alg, key, signing_input, signature));
         match answer {
-            Some(a) if a.valid => Ok(()),
-            Some(_) => Err(Error::new(
-                Reason::BadSignature,
-                "the signature does not verify",
-            )),
-            None => {
-                let mut wanted = self.wanted.borrow_mut();
-                if self.record && wanted.len() < MAX_CHECKS {
-                    wanted.push(SignatureCheck {
-                        alg,
-                        key: key.clone(),
-                        signing_input: signing_input.to_vec(),
-                        signature: signature.to_vec(),
-                    });
-                }
-                Err(Error::new(
-                    Reason::Internal,
-                    "the host did not verify this signature",
+            Some(a) if a.valid => return Ok(()),
+            Some(_) => {
+                return Err(Error::new(
+                    Reason::BadSignature,
+                    "the signature does not verify",
                 ))
             }
+            None => {}
+        }
+        let not_verified =
+            || Error::new(Reason::Internal, "the host did not verify this signature");
+        if self.unanswered == Unanswered::Refuse {
+            return Err(not_verified());
+        }
+        let mut wanted = self.wanted.borrow_mut();
+        if wanted.len() >= MAX_CHECKS {
+            if self.unanswered == Unanswered::Assume {
+                self.overflow.set(true);
+            }
+            return Err(not_verified());
+        }
+        wanted.push(SignatureCheck {
+            alg,
+            key: key.clone(),
+            signing_input: signing_input.to_vec(),
+            signature: signature.to_vec(),
+        });
+        match self.unanswered {
+            Unanswered::Assume => Ok(()),
+            _ => Err(not_verified()),
         }
     }
 }
