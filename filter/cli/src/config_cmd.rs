@@ -271,106 +271,42 @@ spec:
     Ok(ExitCode::SUCCESS)
 }
 
-/// Secret binding name: `EDGEGATE_` + upper-case letters, digits and `_`.
-fn binding(parts: &[&str]) -> String {
-    let mut s = String::from("EDGEGATE");
-    for p in parts {
-        s.push('_');
-        s.extend(p.chars().map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        }));
-    }
-    s
-}
-
-/// Replaces a secret string at `slot` by a `$secret:NAME` placeholder and records the binding.
-fn take_secret(
-    slot: Option<&mut Value>,
-    name: String,
-    path: String,
-    out: &mut Vec<(String, String)>,
-) {
-    if let Some(v) = slot {
-        if v.is_string() {
-            *v = Value::String(format!("$secret:{name}"));
-            out.push((name, path));
-        }
-    }
-}
-
-/// Moves the config's secrets out of the document: HMAC provider secrets (and `oct` keys of
-/// inline JWKS), session and magic-link keys, the API-key pepper. Returns (binding, path).
-fn extract_secrets(doc: &mut Value) -> Vec<(String, String)> {
+/// Where the config holds secrets: HMAC provider secrets (and `k` of inline JWKS keys), session
+/// and magic-link keys, the API-key pepper — as field paths.
+fn secret_paths(doc: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(providers) = doc
-        .pointer_mut("/jwt/providers")
-        .and_then(Value::as_array_mut)
-    {
-        for (i, p) in providers.iter_mut().enumerate() {
-            let pname = p
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("provider")
-                .to_string();
-            if let Some(ss) = p.get_mut("shared_secrets").and_then(Value::as_array_mut) {
-                for (j, s) in ss.iter_mut().enumerate() {
-                    let id = s
-                        .get("kid")
-                        .and_then(Value::as_str)
-                        .map_or_else(|| j.to_string(), str::to_string);
-                    take_secret(
-                        s.get_mut("secret"),
-                        binding(&["JWT", &pname, &id]),
-                        format!("jwt.providers[{i}].shared_secrets[{j}].secret"),
-                        &mut out,
-                    );
-                }
-            }
-            if let Some(keys) = p.pointer_mut("/jwks/keys").and_then(Value::as_array_mut) {
-                for (j, k) in keys.iter_mut().enumerate() {
-                    let id = k
-                        .get("kid")
-                        .and_then(Value::as_str)
-                        .map_or_else(|| j.to_string(), str::to_string);
-                    take_secret(
-                        k.get_mut("k"),
-                        binding(&["JWK", &pname, &id]),
-                        format!("jwt.providers[{i}].jwks.keys[{j}].k"),
-                        &mut out,
-                    );
-                }
-            }
-        }
-    }
-    for (section, tag) in [("session", "SESSION"), ("magic_links", "MAGIC")] {
-        if let Some(keys) = doc
-            .pointer_mut(&format!("/{section}/keys"))
-            .and_then(Value::as_array_mut)
+    let mut strings = |items: Option<&Value>, member: &str, path: &dyn Fn(usize) -> String| {
+        for (j, item) in items
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
         {
-            for (j, k) in keys.iter_mut().enumerate() {
-                let id = k
-                    .get("kid")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| j.to_string(), str::to_string);
-                take_secret(
-                    k.get_mut("secret"),
-                    binding(&[tag, &id]),
-                    format!("{section}.keys[{j}].secret"),
-                    &mut out,
-                );
+            if item.get(member).is_some_and(Value::is_string) {
+                out.push(path(j));
             }
         }
+    };
+    let providers = doc.pointer("/jwt/providers").and_then(Value::as_array);
+    for (i, p) in providers.into_iter().flatten().enumerate() {
+        strings(p.get("shared_secrets"), "secret", &|j| {
+            format!("jwt.providers[{i}].shared_secrets[{j}].secret")
+        });
+        strings(p.pointer("/jwks/keys"), "k", &|j| {
+            format!("jwt.providers[{i}].jwks.keys[{j}].k")
+        });
     }
-    take_secret(
-        doc.pointer_mut("/api_keys/pepper"),
-        binding(&["API_KEYS_PEPPER"]),
-        "api_keys.pepper".to_string(),
-        &mut out,
-    );
+    for section in ["session", "magic_links"] {
+        strings(doc.pointer(&format!("/{section}/keys")), "secret", &|j| {
+            format!("{section}.keys[{j}].secret")
+        });
+    }
+    if doc
+        .pointer("/api_keys/pepper")
+        .is_some_and(Value::is_string)
+    {
+        out.push("api_keys.pepper".to_string());
+    }
     out
 }
 
@@ -380,9 +316,8 @@ fn extract_secrets(doc: &mut Value) -> Vec<(String, String)> {
 pub fn wrangler(a: &WranglerArgs) -> Result<ExitCode, Failure> {
     let l = util::load_config(&a.config.config)?;
     let file = a.config.config.display();
-    let mut doc = l.raw.clone();
     let mut inside = String::new();
-    for (_, path) in extract_secrets(&mut doc) {
+    for path in secret_paths(&l.raw) {
         inside.push_str(&format!("#     {path}\n"));
     }
     if inside.is_empty() {
