@@ -22,16 +22,24 @@ export function workerdBinary() {
   throw new Error("workerd is not installed: run `npm ci` in edge-worker/");
 }
 
-/** A free TCP port on 127.0.0.1 (closed again before use; the race is acceptable in tests). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = netServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
+/**
+ * A free TCP port on 127.0.0.1, closed again before use. It is drawn below Linux's ephemeral
+ * range (32768–60999): a port the kernel picks for `listen(0)` is also what outgoing connections
+ * of the test files running in parallel take, so between the check and workerd's bind another
+ * process could hold it ("Address already in use"). Random ports from 20000–32767 are tried
+ * until one binds.
+ */
+export async function freePort() {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * 12768);
+    const ok = await new Promise((resolve) => {
+      const s = netServer();
+      s.once("error", () => resolve(false));
+      s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
     });
-  });
+    if (ok) return port;
+  }
+  throw new Error("no free port in 20000-32767 on 127.0.0.1");
 }
 
 /**
