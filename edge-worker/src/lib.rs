@@ -436,7 +436,7 @@ pub(crate) fn act(
 /// then the core's identity headers (`set`).
 pub(crate) struct Upstream {
     keep: Vec<(String, String)>,
-    set: Vec<(String, String)>,
+    set: edgegate::engine::UpstreamHeaders,
 }
 
 impl Upstream {
@@ -445,7 +445,7 @@ impl Upstream {
         for (n, v) in &self.keep {
             out.append(n, v)?;
         }
-        for (n, v) in &self.set {
+        for (n, v) in self.set.iter() {
             // `set`, not `append`: the core's value is the only one upstream sees.
             out.set(n, v)?;
         }
@@ -459,7 +459,7 @@ impl Upstream {
     pub(crate) fn to_text(&self) -> Option<String> {
         let mut out = String::with_capacity(256);
         out.push_str(&self.keep.len().to_string());
-        for (n, v) in self.keep.iter().chain(&self.set) {
+        for (n, v) in self.keep.iter().chain(self.set.iter()) {
             if n.contains('\n') || v.contains('\n') {
                 return None;
             }

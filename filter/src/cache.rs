@@ -1,17 +1,19 @@
 //! A bounded cache of verified tokens, so a token seen again skips signature verification.
 //!
-//! Entries are keyed by the SHA-256 of the token, so the token itself is never stored, and hold
-//! the [`Identity`] it verified to and the time it stops being valid. An entry is never returned
+//! Entries are keyed by a hash (BLAKE3) of the token's signature, so the token itself is never
+//! stored, and hold the part the signature covers (compared on a hit), the [`Identity`] it
+//! verified to and the time it stops being valid. An entry is never returned
 //! at or after that time. The cache is least-recently-used with a fixed capacity
 //! (`max_entries`, default 1024; `0` turns it off). Build a new cache whenever the config (keys,
 //! providers, claim mapping) changes: entries reflect the config they were verified under.
 
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use lru::LruCache;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::engine::UpstreamHeaders;
 use crate::error::Error;
 use crate::identity::Identity;
 use crate::UnixTime;
@@ -54,17 +56,59 @@ impl CacheConfig {
     }
 }
 
-/// SHA-256 of a token, the cache key.
+/// The cache key: a BLAKE3 hash of the token's signature (the text after its last `.`; the
+/// whole token when it has none).
 type Key = [u8; 32];
 
-fn key(token: &str) -> Key {
-    Sha256::digest(token.as_bytes()).into()
+/// Splits a token into what its signature signs (`header.payload`) and the signature.
+fn split(token: &str) -> (&str, &str) {
+    token.rsplit_once('.').unwrap_or(("", token))
+}
+
+fn key(signature: &str) -> Key {
+    blake3::hash(signature.as_bytes()).into()
+}
+
+/// Byte equality eight bytes at a time. `==` on slices calls `memcmp`, which in wasm32 compares
+/// a byte at a time (~23 wasm instructions per byte measured, most of a cache hit's cost).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |c: &[u8]| <[u8; 8]>::try_from(c).map(u64::from_ne_bytes).ok();
+    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    wa.remainder() == wb.remainder() && wa.zip(wb).all(|(x, y)| word(x) == word(y))
+}
+
+/// One verified token: what its signature signed, the identity and its upstream headers, and
+/// when it stops being valid.
+struct Entry {
+    signed: Box<str>,
+    identity: Arc<Identity>,
+    headers: UpstreamHeaders,
+    expires_at: UnixTime,
 }
 
 /// Verified tokens, least-recently-used first out.
-#[derive(Debug)]
+///
+/// Only a hash of each token's signature is kept (the lookup key) with the part the signature
+/// covers (`header.payload`, the claims the identity was read from). A hit needs both: the
+/// presented signature hashing to the key and the presented `header.payload` equal to the stored
+/// one. A signature with other claims, or other claims with a cached
+/// signature, miss. Hashing the signature alone, not the whole token, is what makes a hit cheap
+/// (the claims are compared, not hashed); without the signature the stored text is no
+/// credential.
 pub struct TokenCache {
-    entries: Option<LruCache<Key, (Identity, UnixTime)>>,
+    entries: Option<LruCache<Key, Entry>>,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .finish()
+    }
 }
 
 impl TokenCache {
@@ -75,33 +119,58 @@ impl TokenCache {
         }
     }
 
-    /// The identity `token` verified to, if it is cached and `now` is before its expiry. An
-    /// expired entry is removed.
-    pub fn get(&mut self, token: &str, now: UnixTime) -> Option<Identity> {
+    /// The identity `token` verified to and its upstream headers, if it is cached and `now` is
+    /// before its expiry. An expired entry is removed.
+    pub fn get(&mut self, token: &str, now: UnixTime) -> Option<(Arc<Identity>, UpstreamHeaders)> {
         let entries = self.entries.as_mut()?;
-        let k = key(token);
-        match entries.get(&k) {
-            Some((identity, expires_at)) if now < *expires_at => Some(identity.clone()),
-            Some(_) => {
-                entries.pop(&k);
-                None
-            }
-            None => None,
+        let (signed, signature) = split(token);
+        let k = key(signature);
+        let entry = entries.get(&k)?;
+        // A plain comparison: reaching it takes the signature (the secret part), and what its
+        // timing could tell, the claims, is readable in the token by whoever holds it.
+        if !same(entry.signed.as_bytes(), signed.as_bytes()) {
+            // The signature of a cached token on other claims: not this entry (which stays).
+            return None;
         }
+        if now < entry.expires_at {
+            return Some((Arc::clone(&entry.identity), Arc::clone(&entry.headers)));
+        }
+        entries.pop(&k);
+        None
     }
 
-    /// Remembers that `token` verified to `identity` until `expires_at` (exclusive). Evicts the
-    /// least recently used entry when full.
-    pub fn insert(&mut self, token: &str, identity: Identity, expires_at: UnixTime) {
+    /// Remembers that `token` verified to `identity` (sent upstream as `headers`) until
+    /// `expires_at` (exclusive). Evicts the least recently used entry when full.
+    pub fn insert(
+        &mut self,
+        token: &str,
+        identity: &Arc<Identity>,
+        headers: &UpstreamHeaders,
+        expires_at: UnixTime,
+    ) {
         if let Some(entries) = self.entries.as_mut() {
-            entries.put(key(token), (identity, expires_at));
+            let (signed, signature) = split(token);
+            let entry = Entry {
+                signed: signed.into(),
+                identity: Arc::clone(identity),
+                headers: Arc::clone(headers),
+                expires_at,
+            };
+            entries.put(key(signature), entry);
         }
     }
 
     /// Forgets a token (e.g. after a logout or a revocation).
     pub fn remove(&mut self, token: &str) {
         if let Some(entries) = self.entries.as_mut() {
-            entries.pop(&key(token));
+            let (signed, signature) = split(token);
+            let k = key(signature);
+            if entries
+                .peek(&k)
+                .is_some_and(|e| same(e.signed.as_bytes(), signed.as_bytes()))
+            {
+                entries.pop(&k);
+            }
         }
     }
 
@@ -141,19 +210,29 @@ mod tests {
         Identity::new(sub, CredentialKind::Jwt, "p")
     }
 
+    trait Put {
+        fn insert_id(&mut self, token: &str, id: Identity, exp: UnixTime);
+    }
+    impl Put for TokenCache {
+        fn insert_id(&mut self, token: &str, id: Identity, exp: UnixTime) {
+            let headers: UpstreamHeaders = vec![("x-sub".to_string(), id.subject.clone())].into();
+            self.insert(token, &Arc::new(id), &headers, exp);
+        }
+    }
+
     #[test]
     fn hit_before_expiry_miss_and_evict_at_it() {
         let mut c = TokenCache::new(4);
         assert_eq!(c.get("tok-a", 100), None);
-        c.insert("tok-a", id("a"), 200);
-        assert_eq!(c.get("tok-a", 100).unwrap().subject, "a");
-        assert_eq!(c.get("tok-a", 199).unwrap().subject, "a");
+        c.insert_id("tok-a", id("a"), 200);
+        assert_eq!(c.get("tok-a", 100).unwrap().0.subject, "a");
+        assert_eq!(c.get("tok-a", 199).unwrap().0.subject, "a");
         assert_eq!(c.get("tok-b", 100), None);
         assert_eq!(c.len(), 1);
         assert_eq!(c.get("tok-a", 200), None, "never at expiry");
         assert_eq!(c.len(), 0, "the expired entry is evicted");
         assert_eq!(c.get("tok-a", 100), None, "and stays gone");
-        c.insert("tok-a", id("a"), 200);
+        c.insert_id("tok-a", id("a"), 200);
         assert_eq!(c.get("tok-a", 5000), None);
         assert!(c.is_empty());
     }
@@ -162,17 +241,17 @@ mod tests {
     fn capacity_is_bounded_least_recently_used_first() {
         let mut c = TokenCache::new(2);
         assert_eq!(c.capacity(), 2);
-        c.insert("t1", id("1"), 1000);
-        c.insert("t2", id("2"), 1000);
+        c.insert_id("t1", id("1"), 1000);
+        c.insert_id("t2", id("2"), 1000);
         assert!(c.get("t1", 0).is_some()); // t2 is now the least recently used
-        c.insert("t3", id("3"), 1000);
+        c.insert_id("t3", id("3"), 1000);
         assert_eq!(c.len(), 2);
         assert!(c.get("t2", 0).is_none());
         assert!(c.get("t1", 0).is_some());
         assert!(c.get("t3", 0).is_some());
         // Re-inserting replaces.
-        c.insert("t3", id("3b"), 1000);
-        assert_eq!(c.get("t3", 0).unwrap().subject, "3b");
+        c.insert_id("t3", id("3b"), 1000);
+        assert_eq!(c.get("t3", 0).unwrap().0.subject, "3b");
         assert_eq!(c.len(), 2);
         c.remove("t3");
         assert!(c.get("t3", 0).is_none());
@@ -183,7 +262,7 @@ mod tests {
     #[test]
     fn zero_turns_it_off() {
         let mut c = CacheConfig { max_entries: 0 }.compile().unwrap();
-        c.insert("t", id("x"), u64::MAX);
+        c.insert_id("t", id("x"), u64::MAX);
         assert_eq!(c.get("t", 0), None);
         assert_eq!((c.len(), c.capacity()), (0, 0));
     }
@@ -203,14 +282,68 @@ mod tests {
     }
 
     #[test]
+    fn same_compares_every_byte() {
+        let base: Vec<u8> = (0..=40).collect();
+        for len in 0..base.len() {
+            let a = &base[..len];
+            assert!(same(a, a));
+            assert!(!same(a, &base[..len + 1]), "lengths differ");
+            for i in 0..len {
+                let mut b = a.to_vec();
+                b[i] ^= 0x20;
+                assert!(!same(a, &b), "byte {i} of {len} differs");
+            }
+        }
+    }
+
+    #[test]
     fn the_token_itself_is_not_stored() {
         let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJl";
         let mut c = TokenCache::new(4);
-        c.insert(token, id("u"), 1000);
+        c.insert_id(token, id("u"), 1000);
         let dump = format!("{c:?}");
         assert!(!dump.contains(token) && !dump.contains("eyJ"));
+        let stored: Vec<String> = c
+            .entries
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|(_, e)| e.signed.to_string())
+            .collect();
+        assert_eq!(
+            stored,
+            ["eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0"],
+            "no signature kept"
+        );
         assert!(c.get(token, 0).is_some());
         // Tokens differing in one byte are different entries.
         assert!(c.get(&format!("{token}x"), 0).is_none());
+    }
+
+    /// A hit needs the whole token: the cached signature on other claims, other claims with the
+    /// cached signature, and a changed header all miss (and leave the real entry in place).
+    #[test]
+    fn a_hit_needs_the_signature_and_the_claims_it_signed() {
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJlLWJ5dGVz";
+        let mut c = TokenCache::new(4);
+        c.insert_id(token, id("user"), 1000);
+        for forged in [
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJlLWJ5dGVz", // other claims
+            "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJlLWJ5dGVz",   // other header
+            "eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJlLWJ5dGVz",                       // header dropped
+            "c2lnbmF0dXJlLWJ5dGVz",                                           // signature alone
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJlLWJ5dGVy",  // other signature
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJlLWJ5dGVz.", // extra segment
+        ] {
+            assert_eq!(c.get(forged, 10), None, "{forged}");
+            c.remove(forged);
+        }
+        assert_eq!(
+            c.get(token, 10).unwrap().0.subject,
+            "user",
+            "the real entry stays"
+        );
+        c.remove(token);
+        assert_eq!(c.get(token, 10), None);
     }
 }

@@ -4,6 +4,8 @@
 //! once per config, keep a [`TokenCache`] and the remote key sets they fetched, and call
 //! [`Engine::decide`] per request with `now`. They carry out the verdict and nothing more.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use crate::apikey::ApiKeyStore;
@@ -25,6 +27,10 @@ use crate::UnixTime;
 /// Largest magic-link form body a host should read.
 pub const MAX_FORM_BODY: usize = 16 * 1024;
 
+/// The headers an allowed request carries upstream. Shared: a cached token's identity and
+/// headers are built once, when it is verified, and every later request gets the same ones.
+pub type UpstreamHeaders = Arc<[(String, String)]>;
+
 /// What to do with a request.
 // Built once per request and matched at once: boxing the identity would only add an allocation.
 #[allow(clippy::large_enum_variant)]
@@ -33,8 +39,8 @@ pub enum Verdict {
     /// Continue upstream with these headers added (client copies of [`Engine::strip_headers`]
     /// already removed by the host). `identity` is `None` on public routes without a credential.
     Allow {
-        identity: Option<Identity>,
-        headers: Vec<(String, String)>,
+        identity: Option<Arc<Identity>>,
+        headers: UpstreamHeaders,
         /// True when the identity came from the token cache (for metrics).
         cached: bool,
     },
@@ -315,7 +321,7 @@ impl Engine {
             );
         };
         match self.authenticate(found, keys, cache, now, self.backend.as_ref()) {
-            Authn::Ok(id, _) => Identified::Ok(id),
+            Authn::Ok { identity, .. } => Identified::Ok(Arc::unwrap_or_clone(identity)),
             Authn::Wait(p) => Identified::WaitForKeys { provider: p },
             Authn::Err(e, refetch) => Identified::Refused(e, refetch),
         }
@@ -363,8 +369,8 @@ impl Engine {
             let mut headers = self.identity_headers(dev);
             headers.push((self.headers.dev_mode.clone(), "true".into()));
             return Verdict::Allow {
-                identity: Some(dev.clone()),
-                headers,
+                identity: Some(Arc::new(dev.clone())),
+                headers: headers.into(),
                 cached: false,
             };
         }
@@ -380,7 +386,7 @@ impl Engine {
             if rule.is_public() {
                 return Verdict::Allow {
                     identity: None,
-                    headers: Vec::new(),
+                    headers: Arc::new([]),
                     cached: false,
                 };
             }
@@ -396,15 +402,20 @@ impl Engine {
             };
             return Verdict::Deny(self.deny_for(req, &error, rule.login_url(), None));
         };
-        let (identity, cached) = match self.authenticate(found, keys, cache, now, backend) {
-            Authn::Ok(id, cached) => (id, cached),
+        let (identity, headers, cached) = match self.authenticate(found, keys, cache, now, backend)
+        {
+            Authn::Ok {
+                identity,
+                headers,
+                cached,
+            } => (identity, headers, cached),
             Authn::Wait(provider) => return Verdict::WaitForKeys { provider },
             Authn::Err(e, refetch) => {
                 if rule.is_public() {
                     // A public route ignores a bad credential: no identity goes upstream.
                     return Verdict::Allow {
                         identity: None,
-                        headers: Vec::new(),
+                        headers: Arc::new([]),
                         cached: false,
                     };
                 }
@@ -422,7 +433,7 @@ impl Engine {
             return Verdict::Deny(self.deny_json(&e, None));
         }
         Verdict::Allow {
-            headers: self.identity_headers(&identity),
+            headers,
             identity: Some(identity),
             cached,
         }
@@ -438,15 +449,24 @@ impl Engine {
     ) -> Authn {
         match found.kind {
             CredentialKind::Jwt => {
-                if let Some(id) = cache.get(found.value, now) {
-                    return Authn::Ok(id, true);
+                if let Some((identity, headers)) = cache.get(found.value, now) {
+                    return Authn::Ok {
+                        identity,
+                        headers,
+                        cached: true,
+                    };
                 }
                 match self.jwt.check(found.value, keys, backend, now) {
                     JwtCheck::Valid(id) => {
-                        if let Some(exp) = id.expires_at {
-                            cache.insert(found.value, id.clone(), exp);
+                        let (identity, headers) = self.granted(id);
+                        if let Some(exp) = identity.expires_at {
+                            cache.insert(found.value, &identity, &headers, exp);
                         }
-                        Authn::Ok(id, false)
+                        Authn::Ok {
+                            identity,
+                            headers,
+                            cached: false,
+                        }
                     }
                     JwtCheck::NeedKeys { provider } => Authn::Wait(provider),
                     JwtCheck::Invalid { error, refetch } => Authn::Err(error, refetch),
@@ -455,7 +475,7 @@ impl Engine {
             CredentialKind::ApiKey => match &self.api_keys {
                 Some(k) => k
                     .verify(found.value, now)
-                    .map_or_else(|e| Authn::Err(e, None), |id| Authn::Ok(id, false)),
+                    .map_or_else(|e| Authn::Err(e, None), |id| self.authenticated(id)),
                 None => Authn::Err(
                     Error::new(Reason::CredentialNotAccepted, "API keys are not configured"),
                     None,
@@ -482,7 +502,7 @@ impl Engine {
                         if found.kind == CredentialKind::MagicLink {
                             id.credential = CredentialKind::MagicLink;
                         }
-                        Authn::Ok(id, false)
+                        self.authenticated(id)
                     }
                     Err(e) => Authn::Err(e, None),
                 },
@@ -495,6 +515,22 @@ impl Engine {
                 Error::new(Reason::CredentialNotAccepted, "dev mode is off"),
                 None,
             ),
+        }
+    }
+
+    /// An identity and its upstream headers, built once.
+    fn granted(&self, id: Identity) -> (Arc<Identity>, UpstreamHeaders) {
+        let headers = self.identity_headers(&id).into();
+        (Arc::new(id), headers)
+    }
+
+    /// A verified credential that is not cached.
+    fn authenticated(&self, id: Identity) -> Authn {
+        let (identity, headers) = self.granted(id);
+        Authn::Ok {
+            identity,
+            headers,
+            cached: false,
         }
     }
 
@@ -706,7 +742,12 @@ impl Engine {
 
 #[allow(clippy::large_enum_variant)]
 enum Authn {
-    Ok(Identity, bool),
+    Ok {
+        identity: Arc<Identity>,
+        headers: UpstreamHeaders,
+        /// From the token cache.
+        cached: bool,
+    },
     Wait(String),
     Err(Error, Option<String>),
 }

@@ -502,7 +502,7 @@ mod tests {
 
     fn headers_of(v: &Verdict) -> Vec<(String, String)> {
         match v {
-            Verdict::Allow { headers, .. } => headers.clone(),
+            Verdict::Allow { headers, .. } => headers.to_vec(),
             other => panic!("expected Allow, got {other:?}"),
         }
     }

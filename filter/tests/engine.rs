@@ -122,7 +122,10 @@ fn allowed(v: Verdict) -> (Option<Identity>, Vec<(String, String)>) {
     match v {
         Verdict::Allow {
             identity, headers, ..
-        } => (identity, headers),
+        } => (
+            identity.map(std::sync::Arc::unwrap_or_clone),
+            headers.to_vec(),
+        ),
         other => panic!("expected Allow, got {other:?}"),
     }
 }
@@ -616,12 +619,64 @@ fn spoofable_header_values_are_encoded() {
     );
     match decide(&e, "GET", "/api/x", &[("authorization", &t)]) {
         Verdict::Allow { headers, .. } => {
-            for (_, v) in &headers {
+            for (_, v) in headers.iter() {
                 assert!(!v.contains('\r') && !v.contains('\n'), "{v:?}");
             }
         }
         // the claim mapping may also drop values with control characters: both are safe
         Verdict::Deny(d) => assert_eq!(d.reason.code(), "missing_claim"),
         other => panic!("{other:?}"),
+    }
+}
+
+/// The verified-token cache is keyed by the signature's hash: a token that reuses a cached
+/// token's signature with other claims (or the cached claims under another signature) must be
+/// verified, and refused, never served from the cache; the real token still hits, with the same
+/// identity and headers as when it was verified.
+#[test]
+fn a_cached_signature_on_other_claims_is_verified_and_refused() {
+    let e = engine();
+    let mut cache = e.new_cache();
+    let mut run = |auth: &str| {
+        let headers = [("authorization", auth)];
+        let req = Request {
+            method: "GET",
+            path: "/api/tickets",
+            headers: &headers,
+        };
+        e.decide(&req, &NoRemoteKeys, &mut cache, NOW)
+    };
+    let real = jwt(json!({"roles": ["agent"]}));
+    let Verdict::Allow {
+        cached: false,
+        headers: first,
+        ..
+    } = run(&format!("Bearer {real}"))
+    else {
+        panic!("the real token is allowed")
+    };
+    let (signed, signature) = real.rsplit_once('.').unwrap();
+    let (header_b64, _) = signed.split_once('.').unwrap();
+    let admin = b64::encode(
+        json!({"iss": ISS, "sub": "mallory", "aud": "desk", "roles": ["admin"], "exp": NOW + 600})
+            .to_string(),
+    );
+    for forged in [
+        format!("{header_b64}.{admin}.{signature}"),
+        format!("{signed}.{}", b64::encode([7u8; 32])),
+    ] {
+        let d = denied(run(&format!("Bearer {forged}")));
+        assert_eq!(d.status, 401, "{d:?}");
+    }
+    match run(&format!("Bearer {real}")) {
+        Verdict::Allow {
+            cached: true,
+            headers,
+            identity,
+        } => {
+            assert_eq!(identity.unwrap().subject, "alice");
+            assert_eq!(*headers, *first);
+        }
+        other => panic!("the real token hits the cache: {other:?}"),
     }
 }

@@ -217,7 +217,7 @@ fn verdict_json(engine: &Engine, v: &Verdict) -> Value {
             "status": 200,
             "reason": "allowed",
             "message": if identity.is_some() { "allowed: forwarded upstream with the identity headers" } else { "allowed without identity (public route)" },
-            "upstream_headers": headers,
+            "upstream_headers": headers.iter().collect::<Vec<_>>(),
         }),
         Verdict::Deny(d) => {
             let message = serde_json::from_str::<Value>(&d.body)

@@ -82,7 +82,7 @@ pub fn decide_and_apply(
                     m.inc(metrics::CACHE_MISS);
                 }
             });
-            for (name, value) in &headers {
+            for (name, value) in headers.iter() {
                 let _ = hostcalls::set_map_value_bytes(
                     MapType::HttpRequestHeaders,
                     name,
