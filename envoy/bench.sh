@@ -6,13 +6,21 @@
 #   envoy/bench.sh --quick    2 rounds x 2 s per cell, no warm-up (~1.2 minutes): a smoke run, not numbers to quote
 #   envoy/bench.sh --rounds 5 --duration 10 --configs none,jwt_authn,jwt_authn+cache,edgegate
 #
+#   envoy/bench.sh --rounds 12 --duration 2 --workloads repeated --configs wasm-noop,jwt_authn+cache,edgegate
+#
 # Configs: none, wasm-noop (envoy/noop-filter: a Rust proxy-wasm filter that does nothing),
 # jwt_authn (no cache), jwt_authn+cache (jwt_cache_config), edgegate (release
 # wasm, V8), edgegate-nocache (jwt.cache.max_entries 0), wasm-noverify (edgegate on a public
 # rule that looks for no credential: the wasm/ABI cost without the JWT check). Not by default:
 # edgegate-opt (--opt-wasm "$(envoy/build.sh --opt)"), edgegate-base (--base-wasm OTHER.wasm:
-# an earlier build, measured in the same run for a before/after).
-# Prints a markdown table: req/s, p50, p99 (medians over rounds) and the ratio to jwt_authn.
+# an earlier build, measured in the same run for a before/after), and the no-op module pricing
+# host calls: wasm-hostcalls (20 removals), wasm-readheaders (header map + clock),
+# wasm-setheaders / wasm-addheaders (7 headers, replace or add calls), wasm-setmap (the map
+# written back whole), wasm-set2 (2 headers).
+# With 2+ CPUs the Envoy under test runs on CPU 0 and wrk and the upstream on CPU 1 (--no-pin:
+# off). Prints a markdown table: req/s, p50, p99, the Envoy's CPU time per request (medians over
+# rounds), and ratios to jwt_authn: of the medians, and "paired" (the median of the per-round
+# ratios, which cancels the machine's drift between rounds; use many short rounds for it).
 # Every process it starts is stopped by PID (Envoys also die with it: PR_SET_PDEATHSIG).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -3,7 +3,11 @@
 //! Its plugin configuration is a number N (empty: 0): each request then makes N host calls that
 //! remove a header the request does not have, to price one host call (envoy/bench.py's
 //! `wasm-hostcalls` config). `N,K` also sets K request headers (`x-noop-set-<i>: value-<i>`) that
-//! go upstream, as edgegate's identity headers do (config `wasm-setheaders`).
+//! go upstream, as edgegate's identity headers do (config `wasm-setheaders`). `N,K,R` with R > 0
+//! also reads the header map and the clock first (`wasm-readheaders`). `N,K,R,M` chooses how the
+//! K headers are set: M = 0 one replace call each (`proxy_replace_header_map_value`), 1 one add
+//! call each (`proxy_add_header_map_value`), 2 the whole map written back once with the K headers
+//! appended (`proxy_set_header_map_pairs`; reads the map itself).
 
 use std::rc::Rc;
 
@@ -13,13 +17,14 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { names: Rc::new(Vec::new()), set: Rc::new(Vec::new()), read: false }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { names: Rc::new(Vec::new()), set: Rc::new(Vec::new()), read: false, how: 0 }) });
 }}
 
 struct Root {
     names: Rc<Vec<String>>,
     set: Rc<Vec<(String, String)>>,
     read: bool,
+    how: usize,
 }
 
 impl Context for Root {}
@@ -36,8 +41,9 @@ impl RootContext for Root {
                 .unwrap_or(0usize)
                 .min(1000)
         };
-        let (n, k, r) = (num(), num(), num());
+        let (n, k, r, m) = (num(), num(), num(), num());
         self.read = r > 0;
+        self.how = m;
         self.names = Rc::new((0..n).map(|i| format!("x-noop-absent-{i}")).collect());
         self.set = Rc::new(
             (0..k)
@@ -52,6 +58,7 @@ impl RootContext for Root {
             names: Rc::clone(&self.names),
             set: Rc::clone(&self.set),
             read: self.read,
+            how: self.how,
         }))
     }
 
@@ -65,6 +72,8 @@ struct Pass {
     set: Rc<Vec<(String, String)>>,
     /// Read the request's header map and the clock, as edgegate does once per request.
     read: bool,
+    /// How headers are set: 0 replace each, 1 add each, 2 the whole map at once.
+    how: usize,
 }
 
 impl Context for Pass {}
@@ -81,12 +90,23 @@ impl HttpContext for Pass {
         for name in self.names.iter() {
             let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None);
         }
+        if self.how == 2 && !self.set.is_empty() {
+            let current = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+            let mut all: Vec<(&str, &[u8])> = current.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+            all.extend(self.set.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+            let _ = hostcalls::set_map_bytes(MapType::HttpRequestHeaders, all);
+            return Action::Continue;
+        }
         for (name, value) in self.set.iter() {
-            let _ = hostcalls::set_map_value_bytes(
-                MapType::HttpRequestHeaders,
-                name,
-                Some(value.as_bytes()),
-            );
+            if self.how == 1 {
+                let _ = hostcalls::add_map_value_bytes(MapType::HttpRequestHeaders, name, value.as_bytes());
+            } else {
+                let _ = hostcalls::set_map_value_bytes(
+                    MapType::HttpRequestHeaders,
+                    name,
+                    Some(value.as_bytes()),
+                );
+            }
         }
         Action::Continue
     }
