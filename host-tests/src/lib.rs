@@ -120,6 +120,8 @@ struct Vm {
     traps: Vec<String>,
     stubbed: Vec<String>,
     fuel: u64,
+    /// Wasm instructions (fuel) the module executed, summed over calls into it.
+    fuel_used: u64,
     local_reply_through_filter: bool,
     /// Envoy's `allow_on_headers_stop_iteration`: a Pause from `on_request_headers` holds only
     /// the headers; the body is still handed to the filter.
@@ -190,6 +192,7 @@ impl Vm {
             traps: Vec::new(),
             stubbed,
             fuel: DEFAULT_FUEL,
+            fuel_used: 0,
             local_reply_through_filter: true,
             allow_on_headers_stop_iteration: false,
         };
@@ -232,6 +235,10 @@ impl Vm {
         };
         let _ = self.store.set_fuel(self.fuel);
         let r = func.call(&mut self.store, args, &mut results);
+        let left = self.store.get_fuel().unwrap_or(self.fuel);
+        self.fuel_used = self
+            .fuel_used
+            .saturating_add(self.fuel.saturating_sub(left));
         {
             let d = self.store.data_mut();
             d.current = saved.0;
@@ -656,6 +663,12 @@ impl Host {
     }
 
     /// Fuel (≈ wasm instructions) allowed per callback; running out is a trap.
+    /// Wasm instructions executed since the last call of this (every call into the module
+    /// counts: context creation, callbacks, allocations the host asks for).
+    pub fn take_fuel_used(&self) -> u64 {
+        std::mem::take(&mut self.vm.borrow_mut().fuel_used)
+    }
+
     pub fn set_fuel_per_call(&mut self, fuel: u64) {
         self.vm.borrow_mut().fuel = fuel;
     }
