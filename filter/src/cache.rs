@@ -210,21 +210,17 @@ mod tests {
         Identity::new(sub, CredentialKind::Jwt, "p")
     }
 
-    trait Put {
-        fn insert_id(&mut self, token: &str, id: Identity, exp: UnixTime);
-    }
-    impl Put for TokenCache {
-        fn insert_id(&mut self, token: &str, id: Identity, exp: UnixTime) {
-            let headers: UpstreamHeaders = vec![("x-sub".to_string(), id.subject.clone())].into();
-            self.insert(token, &Arc::new(id), &headers, exp);
-        }
+    /// Caches `token` as verified to subject `sub` (with one upstream header) until `exp`.
+    fn put(c: &mut TokenCache, token: &str, sub: &str, exp: UnixTime) {
+        let headers: UpstreamHeaders = vec![("x-sub".to_string(), sub.to_string())].into();
+        c.insert(token, &Arc::new(id(sub)), &headers, exp);
     }
 
     #[test]
     fn hit_before_expiry_miss_and_evict_at_it() {
         let mut c = TokenCache::new(4);
         assert_eq!(c.get("tok-a", 100), None);
-        c.insert_id("tok-a", id("a"), 200);
+        put(&mut c, "tok-a", "a", 200);
         assert_eq!(c.get("tok-a", 100).unwrap().0.subject, "a");
         assert_eq!(c.get("tok-a", 199).unwrap().0.subject, "a");
         assert_eq!(c.get("tok-b", 100), None);
@@ -232,7 +228,7 @@ mod tests {
         assert_eq!(c.get("tok-a", 200), None, "never at expiry");
         assert_eq!(c.len(), 0, "the expired entry is evicted");
         assert_eq!(c.get("tok-a", 100), None, "and stays gone");
-        c.insert_id("tok-a", id("a"), 200);
+        put(&mut c, "tok-a", "a", 200);
         assert_eq!(c.get("tok-a", 5000), None);
         assert!(c.is_empty());
     }
@@ -241,16 +237,16 @@ mod tests {
     fn capacity_is_bounded_least_recently_used_first() {
         let mut c = TokenCache::new(2);
         assert_eq!(c.capacity(), 2);
-        c.insert_id("t1", id("1"), 1000);
-        c.insert_id("t2", id("2"), 1000);
+        put(&mut c, "t1", "1", 1000);
+        put(&mut c, "t2", "2", 1000);
         assert!(c.get("t1", 0).is_some()); // t2 is now the least recently used
-        c.insert_id("t3", id("3"), 1000);
+        put(&mut c, "t3", "3", 1000);
         assert_eq!(c.len(), 2);
         assert!(c.get("t2", 0).is_none());
         assert!(c.get("t1", 0).is_some());
         assert!(c.get("t3", 0).is_some());
         // Re-inserting replaces.
-        c.insert_id("t3", id("3b"), 1000);
+        put(&mut c, "t3", "3b", 1000);
         assert_eq!(c.get("t3", 0).unwrap().0.subject, "3b");
         assert_eq!(c.len(), 2);
         c.remove("t3");
@@ -262,7 +258,7 @@ mod tests {
     #[test]
     fn zero_turns_it_off() {
         let mut c = CacheConfig { max_entries: 0 }.compile().unwrap();
-        c.insert_id("t", id("x"), u64::MAX);
+        put(&mut c, "t", "x", u64::MAX);
         assert_eq!(c.get("t", 0), None);
         assert_eq!((c.len(), c.capacity()), (0, 0));
     }
@@ -300,7 +296,7 @@ mod tests {
     fn the_token_itself_is_not_stored() {
         let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJl";
         let mut c = TokenCache::new(4);
-        c.insert_id(token, id("u"), 1000);
+        put(&mut c, token, "u", 1000);
         let dump = format!("{c:?}");
         assert!(!dump.contains(token) && !dump.contains("eyJ"));
         let stored: Vec<String> = c
@@ -326,7 +322,7 @@ mod tests {
     fn a_hit_needs_the_signature_and_the_claims_it_signed() {
         let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJlLWJ5dGVz";
         let mut c = TokenCache::new(4);
-        c.insert_id(token, id("user"), 1000);
+        put(&mut c, token, "user", 1000);
         for forged in [
             "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJlLWJ5dGVz", // other claims
             "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJlLWJ5dGVz",   // other header
