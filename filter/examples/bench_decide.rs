@@ -10,36 +10,21 @@
     clippy::panic
 )]
 
+#[path = "support/measure.rs"]
+mod support;
 #[path = "../src/backend/test_keys.rs"]
 mod test_keys;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
+use support::measure;
 
 use edgegate::extractor::Request;
 use edgegate::verifier::NoRemoteKeys;
 use edgegate::{Engine, Verdict};
 
 const NOW: u64 = 1_800_000_000;
-
-fn measure(budget: Duration, mut f: impl FnMut()) -> f64 {
-    for _ in 0..3 {
-        f();
-    }
-    let start = Instant::now();
-    let mut n: u64 = 0;
-    let mut batch: u64 = 1;
-    while start.elapsed() < budget {
-        for _ in 0..batch {
-            f();
-        }
-        n += batch;
-        if batch < 1024 {
-            batch *= 2;
-        }
-    }
-    n as f64 / start.elapsed().as_secs_f64()
-}
 
 fn engine(public: bool) -> Engine {
     let jwk: serde_json::Value = serde_json::from_str(&test_keys::rsa_jwk("k1", 2048)).unwrap();

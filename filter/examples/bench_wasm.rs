@@ -8,37 +8,21 @@
     clippy::panic
 )]
 
+#[path = "support/measure.rs"]
+mod support;
 #[path = "../src/backend/test_keys.rs"]
 mod test_keys;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
+use support::measure;
 
 use edgegate::backend::{NativeBackend, SignatureBackend};
 use edgegate::jwk::KeySet;
 use edgegate::{jws, Alg};
 
 const PAYLOAD: &str = r#"{"iss":"https://idp.example","sub":"248289761001","aud":"api","exp":4102444800,"iat":1700000000,"scope":"read write"}"#;
-
-/// Runs `f` in batches until `budget` has passed; returns operations per second.
-fn measure(budget: Duration, mut f: impl FnMut()) -> f64 {
-    for _ in 0..3 {
-        f();
-    }
-    let start = Instant::now();
-    let mut n: u64 = 0;
-    let mut batch: u64 = 1;
-    while start.elapsed() < budget {
-        for _ in 0..batch {
-            f();
-        }
-        n += batch;
-        if batch < 1024 {
-            batch *= 2;
-        }
-    }
-    n as f64 / start.elapsed().as_secs_f64()
-}
 
 fn main() {
     let ms: u64 = std::env::args()
