@@ -511,14 +511,21 @@ fn key_fetch_outage_fails_closed_with_503_after_the_wait() {
     no_traps(&host);
 }
 
-#[test]
-fn a_rotated_kid_waits_for_the_early_refetch_and_works_on_its_first_request() {
+/// A host whose remote provider fetched its first key set (key `e1`), with early refetches on an
+/// unknown kid at most every 10 s.
+fn remote_host_with_key_e1() -> Host {
     let mut cfg = config(true);
     cfg["jwt"]["providers"][0]["remote_jwks"]["unknown_kid_min_interval_seconds"] = json!(10);
     let mut host = host_with(&cfg);
     let token = pending_jwks_call(&host);
     host.respond_http_call(token, 200, &[], &jwks(&[es_jwk(7, "e1")]))
         .unwrap();
+    host
+}
+
+#[test]
+fn a_rotated_kid_waits_for_the_early_refetch_and_works_on_its_first_request() {
+    let mut host = remote_host_with_key_e1();
     // Within the rate limit after the first fetch, an unknown kid is refused at once.
     let rotated = es256(8, "e2", "erin");
     let mut req = host.request(&get("/app", &[("authorization", &bearer(&rotated))]));
@@ -564,12 +571,7 @@ fn a_rotated_kid_waits_for_the_early_refetch_and_works_on_its_first_request() {
 
 #[test]
 fn an_unknown_kid_the_refetch_does_not_bring_is_401_after_the_refetch() {
-    let mut cfg = config(true);
-    cfg["jwt"]["providers"][0]["remote_jwks"]["unknown_kid_min_interval_seconds"] = json!(10);
-    let mut host = host_with(&cfg);
-    let token = pending_jwks_call(&host);
-    host.respond_http_call(token, 200, &[], &jwks(&[es_jwk(7, "e1")]))
-        .unwrap();
+    let mut host = remote_host_with_key_e1();
     host.advance(Duration::from_secs(11)).unwrap();
     let forged = es256(9, "e3", "eve");
     let mut req = host.request(&get("/app", &[("authorization", &bearer(&forged))]));
