@@ -240,6 +240,7 @@ fn parse_head(head: &str) -> Option<Head> {
     while let Some(name) = lines.next() {
         incoming.push((name.to_string(), lines.next()?.to_string()));
     }
+    let incoming = crate::with_authority(&url, incoming);
     Some((method, url, incoming))
 }
 

@@ -254,7 +254,7 @@ pub async fn handle(req: Request, env: JsValue, _ctx: JsValue) -> Result<Respons
     let method = req.method();
     let url = req.url();
     let path = path_and_query(&url);
-    let incoming = request_headers(&req.headers())?;
+    let incoming = with_authority(&url, request_headers(&req.headers())?);
 
     // Lazily load the config on the first request of the isolate.
     STATE.with(|cell| {
@@ -391,6 +391,7 @@ pub(crate) fn act(
             let strip = engine.strip_headers();
             let keep = incoming
                 .iter()
+                .filter(|(n, _)| !n.starts_with(':'))
                 .filter(|(n, _)| !strip.iter().any(|s| s.eq_ignore_ascii_case(n)))
                 .cloned()
                 .collect();
@@ -614,6 +615,22 @@ fn request_headers(h: &Headers) -> Result<Vec<(String, String)>, JsValue> {
         }
     }
     Ok(out)
+}
+
+/// The request's headers as the core reads them: the URL's authority first, as `:authority`
+/// (what Envoy hands the core; dev mode is honoured for loopback authorities only). Pseudo-headers
+/// are the core's view only: [`act`] never forwards a `:`-name.
+pub(crate) fn with_authority(url: &str, headers: Vec<(String, String)>) -> Vec<(String, String)> {
+    let authority = url
+        .split_once("://")
+        .map_or("", |(_, rest)| rest)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("");
+    let mut out = Vec::with_capacity(headers.len() + 1);
+    out.push((":authority".to_string(), authority.to_string()));
+    out.extend(headers.into_iter().filter(|(n, _)| !n.starts_with(':')));
+    out
 }
 
 pub(crate) fn internal_error() -> Result<Response, JsValue> {

@@ -61,6 +61,13 @@ pub struct Config {
     /// Development mode: every request is this synthetic identity. Never in production.
     #[serde(default)]
     pub dev_mode: DevMode,
+    /// What to do with a request carrying a method override (`X-HTTP-Method-Override`,
+    /// `X-HTTP-Method`, `X-Method-Override`, `_method` query parameter), which many frameworks
+    /// obey. `enforce` (default): the request must satisfy the rule of its real method AND of
+    /// every method it names. `reject`: such requests are refused with 400. A `_method` field in
+    /// a form body is not seen (the filter does not read bodies): see docs/concepts.md.
+    #[serde(default)]
+    pub method_override: crate::method_override::MethodOverride,
 }
 
 fn default_realm() -> String {
@@ -271,8 +278,10 @@ pub(crate) fn is_header_name(s: &str) -> bool {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DevMode {
-    /// When true, every request is authenticated as `identity`. Refused when any provider's
-    /// issuer is not a localhost URL.
+    /// When true, every request whose `:authority`/`Host` is loopback (`localhost`, `127.x.x.x`,
+    /// `[::1]`, any port) is authenticated as `identity`; others get 403 `dev_mode_not_local`.
+    /// Refused alongside `api_keys`, `magic_links` or any provider whose issuer is not a
+    /// loopback URL: dev mode never shares a config with production credentials.
     #[serde(default)]
     pub enabled: bool,
     /// The synthetic identity.
@@ -308,6 +317,38 @@ impl Default for DevIdentity {
             permissions: Vec::new(),
         }
     }
+}
+
+/// True for a loopback `:authority`/`Host` value: `localhost`, `127.x.x.x` or `[::1]`, with an
+/// optional port (any case; no userinfo, no trailing dot, nothing else).
+pub fn is_loopback_authority(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, port)) if is_port_suffix(port) => {
+                return ip
+                    .parse::<std::net::Ipv6Addr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+            }
+            _ => return false,
+        },
+        None => match authority.split_once(':') {
+            Some((h, port)) if is_port_suffix(&format!(":{port}")) => h,
+            Some(_) => return false,
+            None => authority,
+        },
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || (host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            && host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback()))
+}
+
+/// Empty, or `:` and 1 to 5 digits.
+fn is_port_suffix(s: &str) -> bool {
+    s.is_empty()
+        || s.strip_prefix(':')
+            .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// True for `http(s)://localhost`, `127.x.x.x` and `[::1]` issuers (with optional port and path),
@@ -409,6 +450,19 @@ impl Config {
             }
         }
         if self.dev_mode.enabled {
+            for (section, present) in [
+                ("api_keys", self.api_keys.is_some()),
+                ("magic_links", self.magic_links.is_some()),
+            ] {
+                if present {
+                    errors.push(Error::config(
+                        "dev_mode.enabled",
+                        format!(
+                            "dev mode is refused in a config with a {section} section (real credentials): remove {section} from the dev config, or turn dev mode off"
+                        ),
+                    ));
+                }
+            }
             for (i, p) in self.jwt.providers.iter().enumerate() {
                 if !is_localhost_url(&p.issuer) {
                     errors.push(Error::config(
@@ -461,7 +515,7 @@ impl Config {
                     errors.push(Error::config(
                         path.clone(),
                         format!(
-                            "accepts {} but the config has no {what}; add it or remove the kind",
+                            "accepts {} but the config lacks {what}; add it or remove the kind",
                             kind.code()
                         ),
                     ));
@@ -508,6 +562,62 @@ mod tests {
         ] {
             assert!(!is_localhost_url(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn loopback_authorities() {
+        for ok in [
+            "localhost",
+            "LocalHost:8080",
+            "127.0.0.1",
+            "127.1.2.3:10000",
+            "[::1]",
+            "[::1]:443",
+        ] {
+            assert!(is_loopback_authority(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "localhost.",
+            "localhost.evil.com",
+            "evil.com",
+            "user@localhost",
+            "localhost:",
+            "localhost:8080:1",
+            "localhost:80x",
+            "127.0.0.1.evil.com",
+            "128.0.0.1",
+            "0x7f.0.0.1",
+            "[::2]",
+            "[::1",
+            "[::1]x",
+            "::1",
+            "10.0.0.1",
+        ] {
+            assert!(!is_loopback_authority(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dev_mode_is_refused_beside_real_credentials() {
+        for section in [
+            r#""api_keys": {"keys": []}"#,
+            r#""magic_links": {"issuer": "https://app.example", "keys": []}"#,
+        ] {
+            let json = format!(r#"{{"dev_mode": {{"enabled": true}}, {section}}}"#);
+            let cfg = Config::from_json(json.as_bytes()).unwrap();
+            let mut errors = Vec::new();
+            cfg.validate_global(&mut errors);
+            assert!(
+                errors.iter().any(|e| e.path() == Some("dev_mode.enabled")
+                    && e.message().contains("dev mode is refused")),
+                "{section}: {errors:?}"
+            );
+        }
+        let cfg = Config::from_json(br#"{"dev_mode": {"enabled": true}}"#).unwrap();
+        let mut errors = Vec::new();
+        cfg.validate_global(&mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
     }
 
     #[test]

@@ -19,6 +19,8 @@ use crate::jwks::CompiledJwksSource;
 use crate::login::Login;
 use crate::magic::MagicLinks;
 use crate::matcher::{normalize_path, Rules};
+use crate::method_override::{self, MethodOverride};
+use crate::policy::Rule;
 use crate::redirect::RedirectPolicy;
 use crate::session::Sessions;
 use crate::verifier::{JwtCheck, JwtVerifier, KeyLookup, Provider};
@@ -114,6 +116,7 @@ pub struct Engine {
     headers: IdentityHeaders,
     strip: Vec<String>,
     dev: Option<Identity>,
+    method_override: MethodOverride,
     extractor: Extractor,
     cache_capacity: usize,
     backend: Box<dyn SignatureBackend + Send + Sync>,
@@ -237,6 +240,7 @@ impl Engine {
             headers: cfg.identity_headers.clone(),
             strip,
             dev,
+            method_override: cfg.method_override,
             extractor,
             cache_capacity: cfg.jwt.cache.max_entries,
             backend: Box::new(NativeBackend),
@@ -366,20 +370,76 @@ impl Engine {
             Err(e) => return Verdict::Deny(self.deny_json(&e, None)),
         };
         if let Some(dev) = &self.dev {
-            let mut headers = self.identity_headers(dev);
-            headers.push((self.headers.dev_mode.clone(), "true".into()));
-            return Verdict::Allow {
-                identity: Some(Arc::new(dev.clone())),
-                headers: headers.into(),
-                cached: false,
-            };
+            return self.dev_verdict(req, dev);
         }
         if let Some(m) = &self.magic {
             if path == m.path() {
                 return self.magic_link_page(req);
             }
         }
+        let named = match method_override::override_methods(req) {
+            Ok(named) => named,
+            Err(e) => return Verdict::Deny(self.deny_json(&e, None)),
+        };
+        if !named.is_empty() && self.method_override == MethodOverride::Reject {
+            return Verdict::Deny(self.deny_json(&method_override::rejected(), None));
+        }
         let rule = self.rules.find(req.method, &path);
+        let verdict = self.decide_rule(req, rule, &path, keys, cache, now, backend);
+        if named.is_empty() || !matches!(verdict, Verdict::Allow { .. }) {
+            return verdict;
+        }
+        // The app may run any method the request names: each one's rule must allow it too (the
+        // strictest outcome wins). Rules already decided are not decided again.
+        let mut decided = vec![rule];
+        for method in &named {
+            let other = self.rules.find(method, &path);
+            if decided.iter().any(|r| std::ptr::eq(*r, other)) {
+                continue;
+            }
+            decided.push(other);
+            let v = self.decide_rule(req, other, &path, keys, cache, now, backend);
+            if !matches!(v, Verdict::Allow { .. }) {
+                return v;
+            }
+        }
+        verdict
+    }
+
+    /// Dev mode: the synthetic identity, for loopback requests only.
+    fn dev_verdict(&self, req: &Request<'_>, dev: &Identity) -> Verdict {
+        if !req
+            .authority()
+            .is_some_and(crate::config::is_loopback_authority)
+        {
+            let e = Error::new(
+                Reason::DevModeNotLocal,
+                "dev mode answers requests to localhost, 127.0.0.1 or [::1] only",
+            );
+            return Verdict::Deny(self.deny_json(&e, None));
+        }
+        let mut headers = self.identity_headers(dev);
+        headers.push((self.headers.dev_mode.clone(), "true".into()));
+        Verdict::Allow {
+            identity: Some(Arc::new(dev.clone())),
+            headers: headers.into(),
+            cached: false,
+        }
+    }
+
+    /// The decision of one rule: find the credential the rule accepts, authenticate it,
+    /// authorize the identity.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_rule(
+        &self,
+        req: &Request<'_>,
+        rule: &Rule,
+        path: &str,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+        backend: &dyn SignatureBackend,
+    ) -> Verdict {
         let is_api_key = |s: &str| self.api_keys.as_ref().is_some_and(|k| k.looks_like_key(s));
         let found = self.extractor.find(req, rule.credentials(), &is_api_key);
         let Some(found) = found else {
@@ -429,7 +489,7 @@ impl Engine {
                 return Verdict::Deny(self.deny_for(req, &e, rule.login_url(), refetch));
             }
         };
-        if let Err(e) = rule.authorize(&identity, &path) {
+        if let Err(e) = rule.authorize(&identity, path) {
             return Verdict::Deny(self.deny_json(&e, None));
         }
         Verdict::Allow {

@@ -125,6 +125,13 @@ reasons! {
     /// A request path the gateway refuses to match (encoded `/`, `\`, NUL, `..` above the
     /// root, `//`, `;`...): such paths are how auth gateways get bypassed.
     MalformedPath => "malformed_path",
+    /// A method-override carrier (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`,
+    /// `_method`) that is malformed, names too many methods, or is refused by
+    /// `method_override: "reject"`.
+    MethodOverrideRefused => "method_override_refused",
+    /// Dev mode is on and the request's `:authority`/`Host` is not loopback: dev mode never
+    /// authenticates traffic addressed to another host.
+    DevModeNotLocal => "dev_mode_not_local",
 
     // --- policy ---
     /// The rule needs a credential and none was sent.
@@ -158,10 +165,11 @@ impl Reason {
             | MissingScope
             | MfaRequired
             | OutOfScope
-            | MagicLinkWrongPurpose => 403,
+            | MagicLinkWrongPurpose
+            | DevModeNotLocal => 403,
             KeysUnavailable => 503,
             InvalidConfig | Internal => 500,
-            UnsafeRedirect | MalformedPath => 400,
+            UnsafeRedirect | MalformedPath | MethodOverrideRefused => 400,
             _ => 401,
         }
     }
@@ -170,14 +178,16 @@ impl Reason {
     fn bearer_error(self) -> Option<&'static str> {
         use Reason::*;
         match self {
-            CredentialMissing => None,
+            CredentialMissing | DevModeNotLocal => None,
             MissingScope
             | MissingRole
             | MissingPermission
             | MfaRequired
             | OutOfScope
             | MagicLinkWrongPurpose => Some("insufficient_scope"),
-            TokenTooLarge | MalformedToken | MalformedPath => Some("invalid_request"),
+            TokenTooLarge | MalformedToken | MalformedPath | MethodOverrideRefused => {
+                Some("invalid_request")
+            }
             _ => Some("invalid_token"),
         }
     }

@@ -32,6 +32,12 @@ impl<'a> Request<'a> {
             .map(|(_, v)| *v)
     }
 
+    /// The host the request is addressed to: `:authority` (HTTP/2, Envoy's map for every
+    /// protocol), else `Host`.
+    pub fn authority(&self) -> Option<&'a str> {
+        self.header(":authority").or_else(|| self.header("host"))
+    }
+
     /// The value of a cookie, looked up in every `cookie` header.
     pub fn cookie(&self, name: &str) -> Option<&'a str> {
         self.header_values("cookie")

@@ -24,6 +24,7 @@ pub mod keyring;
 pub mod login;
 pub mod magic;
 pub mod matcher;
+pub mod method_override;
 pub mod oidc;
 pub mod policy;
 pub mod precheck;

@@ -452,26 +452,196 @@ fn magic_link_confirm_page_then_single_login_then_scoped_session() {
 }
 
 #[test]
-fn dev_mode_is_loud_and_refused_with_real_issuers() {
+fn dev_mode_is_loud_refused_beside_real_credentials_and_local_only() {
     let mut cfg = config();
     cfg["dev_mode"] = json!({"enabled": true, "identity": {"subject": "dev", "roles": ["admin"]}});
     let err = Engine::from_json(cfg.to_string().as_bytes()).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("dev_mode.enabled: dev mode is refused"),
-        "{err}"
-    );
+    for what in [
+        "non-localhost issuer",
+        "api_keys section",
+        "magic_links section",
+    ] {
+        assert!(
+            err.to_string()
+                .contains(&format!("dev_mode.enabled: dev mode is refused"))
+                && err.to_string().contains(what),
+            "{what}: {err}"
+        );
+    }
+    // A config with only API keys and dev mode (once a warning) is refused too.
+    let only_keys = json!({"api_keys": cfg["api_keys"], "dev_mode": cfg["dev_mode"]});
+    let err = Engine::from_json(only_keys.to_string().as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("api_keys section"), "{err}");
+
     cfg["jwt"]["providers"][0]["issuer"] = json!("http://localhost:8080/realms/dev");
+    let obj = cfg.as_object_mut().unwrap();
+    obj.remove("api_keys");
+    obj.remove("magic_links");
+    cfg["rules"] = json!([]);
+    cfg["default_rule"] = json!({"credentials": ["session", "jwt"]});
     let e = engine_from(&cfg);
     assert!(e.warnings().iter().any(|w| w.contains("DEV MODE")));
-    let (id, h) = allowed(decide(&e, "GET", "/admin", &[]));
-    assert_eq!(id.unwrap().subject, "dev");
-    assert_eq!(header(&h, "x-edgegate-dev-mode"), Some("true"));
+    for host in [
+        "localhost",
+        "LOCALHOST:8080",
+        "127.0.0.1:10000",
+        "127.9.9.9",
+        "[::1]:80",
+    ] {
+        for name in [":authority", "host"] {
+            let (id, h) = allowed(decide(&e, "GET", "/admin", &[(name, host)]));
+            assert_eq!(id.unwrap().subject, "dev", "{name}: {host}");
+            assert_eq!(header(&h, "x-edgegate-dev-mode"), Some("true"));
+        }
+    }
+    // :authority wins over a client's Host; anything not loopback (or no host at all) is refused.
+    for headers in [
+        &[(":authority", "desk.example.com"), ("host", "localhost")][..],
+        &[("host", "desk.example.com")],
+        &[("host", "localhost.desk.example.com")],
+        &[("host", "127.0.0.1.nip.io")],
+        &[("host", "10.0.0.5:8080")],
+        &[],
+    ] {
+        let d = denied(decide(&e, "GET", "/admin", headers));
+        assert_eq!(
+            (d.status, d.reason.code()),
+            (403, "dev_mode_not_local"),
+            "{headers:?}"
+        );
+        assert!(d.body.contains("dev_mode_not_local"));
+    }
     assert_eq!(
         e.dev_mode_response_header().map(|(k, _)| k),
         Some("x-edgegate-dev-mode")
     );
     assert!(engine().dev_mode_response_header().is_none());
+}
+
+/// Rules where POST is open to staff and DELETE needs admin, as a help desk has them.
+fn override_engine(mode: &str) -> Engine {
+    let mut cfg = config();
+    cfg["method_override"] = json!(mode);
+    cfg["rules"] = json!([
+        {"name": "delete", "match": {"path": {"prefix": "/tickets"}, "methods": ["DELETE"]},
+         "credentials": ["jwt"], "require": {"roles_any": ["admin"]}},
+        {"name": "public-read", "match": {"path": {"prefix": "/tickets"}, "methods": ["GET"]},
+         "require": {"public": true}},
+        {"name": "write", "match": {"path": {"prefix": "/tickets"}, "methods": ["POST", "PUT"]},
+         "credentials": ["jwt"], "require": {"roles_any": ["staff", "admin"]}}
+    ]);
+    engine_from(&cfg)
+}
+
+#[test]
+fn a_method_override_must_pass_the_rule_of_every_method_it_names() {
+    let e = override_engine("enforce");
+    let staff = format!("Bearer {}", jwt(json!({"roles": ["staff"]})));
+    let admin = format!("Bearer {}", jwt(json!({"roles": ["admin"]})));
+    // Without an override, staff may POST and only admins DELETE.
+    allowed(decide(
+        &e,
+        "POST",
+        "/tickets/1",
+        &[("authorization", &staff)],
+    ));
+    let d = denied(decide(
+        &e,
+        "DELETE",
+        "/tickets/1",
+        &[("authorization", &staff)],
+    ));
+    assert_eq!(d.reason.code(), "missing_role");
+    // Every carrier that names DELETE makes the POST need admin.
+    for (path, carrier) in [
+        ("/tickets/1", Some(("X-HTTP-Method-Override", "DELETE"))),
+        ("/tickets/1", Some(("x-http-method", "delete"))),
+        ("/tickets/1", Some(("X-Method-Override", "DELETE"))),
+        ("/tickets/1", Some(("x_http_method_override", "DELETE"))),
+        (
+            "/tickets/1",
+            Some(("x-http-method-override", "PUT, DELETE")),
+        ),
+        ("/tickets/1?_method=DELETE", None),
+        ("/tickets/1?a=b&_method=delete", None),
+    ] {
+        let mut headers = vec![("authorization", staff.as_str())];
+        headers.extend(carrier);
+        let d = denied(decide(&e, "POST", path, &headers));
+        assert_eq!(
+            (d.status, d.reason.code()),
+            (403, "missing_role"),
+            "{path} {carrier:?}"
+        );
+        headers[0].1 = &admin;
+        allowed(decide(&e, "POST", path, &headers));
+    }
+    // A public GET that names POST needs POST's credential; naming a method whose rule allows
+    // the caller changes nothing.
+    let d = denied(decide(
+        &e,
+        "GET",
+        "/tickets/1",
+        &[("x-http-method-override", "POST")],
+    ));
+    assert_eq!(d.reason.code(), "credential_missing");
+    allowed(decide(
+        &e,
+        "GET",
+        "/tickets/1",
+        &[
+            ("x-http-method-override", "POST"),
+            ("authorization", &staff),
+        ],
+    ));
+    allowed(decide(
+        &e,
+        "GET",
+        "/tickets/1",
+        &[("x-http-method-override", "GET")],
+    ));
+    // Garbage or floods of methods are refused, not guessed at.
+    for v in ["DELETE;", "", "DEL ETE", "A,B,C,D,E,F,G,H,I"] {
+        let d = denied(decide(
+            &e,
+            "POST",
+            "/tickets/1",
+            &[("authorization", &admin), ("x-http-method", v)],
+        ));
+        assert_eq!(
+            (d.status, d.reason.code()),
+            (400, "method_override_refused"),
+            "{v:?}"
+        );
+    }
+}
+
+#[test]
+fn method_override_reject_refuses_every_carrier() {
+    let e = override_engine("reject");
+    let admin = format!("Bearer {}", jwt(json!({"roles": ["admin"]})));
+    allowed(decide(
+        &e,
+        "DELETE",
+        "/tickets/1",
+        &[("authorization", &admin)],
+    ));
+    for (path, carrier) in [
+        ("/tickets/1", Some(("X-HTTP-Method-Override", "POST"))),
+        ("/tickets/1", Some(("x_method_override", "GET"))),
+        ("/tickets/1?_method=GET", None),
+    ] {
+        let mut headers = vec![("authorization", admin.as_str())];
+        headers.extend(carrier);
+        let d = denied(decide(&e, "GET", path, &headers));
+        assert_eq!(
+            (d.status, d.reason.code()),
+            (400, "method_override_refused")
+        );
+        assert!(d.body.contains("method_override: reject"), "{}", d.body);
+    }
+    let err = Engine::from_json(br#"{"method_override": "ignore"}"#).unwrap_err();
+    assert!(err.to_string().contains("method_override"), "{err}");
 }
 
 struct OneSet(KeySet);

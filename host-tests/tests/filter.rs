@@ -767,3 +767,101 @@ fn hostile_requests_never_trap() {
     }
     no_traps(&host);
 }
+
+// --- method override and dev mode (issue 11) ----------------------------------------------------
+
+fn with_method(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    let mut h = get(path, extra);
+    h[0].1 = method.as_bytes().to_vec();
+    h
+}
+
+#[test]
+fn a_method_override_must_pass_the_rule_of_the_method_it_names() {
+    let mut cfg = config(false);
+    cfg["rules"] = json!([
+        {"name": "delete", "match": {"path": {"prefix": "/tickets"}, "methods": ["DELETE"]},
+         "credentials": ["jwt"], "require": {"roles_any": ["admin"]}},
+        {"name": "write", "match": {"path": {"prefix": "/tickets"}},
+         "credentials": ["jwt"], "require": {"roles_any": ["staff", "admin"]}}
+    ]);
+    let mut host = host_with(&cfg);
+    let staff = bearer(&local_jwt("sam", json!({"roles": ["staff"]})));
+    let admin = bearer(&local_jwt("ada", json!({"roles": ["admin"]})));
+    let mut req = host.request(&with_method(
+        "POST",
+        "/tickets/1",
+        &[("authorization", &staff)],
+    ));
+    assert_eq!(req.headers(), Action::Continue);
+    for (path, carrier) in [
+        ("/tickets/1", vec![("X-HTTP-Method-Override", "DELETE")]),
+        ("/tickets/1", vec![("x_http_method", "DELETE")]),
+        ("/tickets/1", vec![("x-method-override", "put,delete")]),
+        ("/tickets/1?_method=DELETE", vec![]),
+    ] {
+        let mut headers = vec![("authorization", staff.as_str())];
+        headers.extend(carrier.iter().copied());
+        let mut req = host.request(&with_method("POST", path, &headers));
+        let a = req.headers();
+        assert_eq!(local(&a).status, 403, "{path} {carrier:?}");
+        assert_eq!(reason(local(&a)), "missing_role");
+        assert!(req.upstream_headers().is_none());
+        headers[0].1 = &admin;
+        let mut req = host.request(&with_method("POST", path, &headers));
+        assert_eq!(req.headers(), Action::Continue, "{path} {carrier:?}");
+    }
+    cfg["method_override"] = json!("reject");
+    let mut host = host_with(&cfg);
+    let mut req = host.request(&with_method(
+        "POST",
+        "/tickets/1",
+        &[
+            ("authorization", &admin),
+            ("x-http-method-override", "PATCH"),
+        ],
+    ));
+    let a = req.headers();
+    assert_eq!(
+        (local(&a).status, reason(local(&a)).as_str()),
+        (400, "method_override_refused")
+    );
+    no_traps(&host);
+}
+
+#[test]
+fn dev_mode_is_refused_beside_real_credentials_and_answers_loopback_hosts_only() {
+    let mut host = Host::load(wasm()).unwrap();
+    let mut cfg = config(false);
+    cfg["dev_mode"] = json!({"enabled": true, "identity": {"subject": "dev", "roles": ["admin"]}});
+    // api_keys, magic_links and a non-loopback issuer: each one refuses the config.
+    assert!(!host.configure(serde_json::to_vec(&cfg).unwrap()).unwrap());
+    assert!(host.logged("dev mode is refused"), "{:#?}", host.logs());
+    let dev = json!({
+        "jwt": {"providers": [{"name": "local", "issuer": "http://localhost:8080", "audiences": [AUD],
+                "algorithms": ["HS256"], "shared_secrets": [{"kid": "hs1", "secret": HS_SECRET}]}]},
+        "dev_mode": cfg["dev_mode"],
+        "rules": [{"name": "admin", "match": {"path": {"prefix": "/admin"}}, "credentials": ["jwt"],
+                   "require": {"roles_any": ["admin"]}}]
+    });
+    let mut host = host_with(&dev);
+    for authority in ["localhost:10000", "127.0.0.1", "[::1]:8080"] {
+        let mut h = get("/admin/x", &[("x-edgegate-subject", "mallory")]);
+        h[2].1 = authority.as_bytes().to_vec();
+        let mut req = host.request(&h);
+        assert_eq!(req.headers(), Action::Continue, "{authority}");
+        let up = req.upstream_headers().unwrap();
+        assert_eq!(up.get_all("x-edgegate-subject"), vec!["dev"]);
+        assert_eq!(up.get("x-edgegate-dev-mode").as_deref(), Some("true"));
+    }
+    for authority in ["app.test", "localhost.app.test", "10.1.2.3"] {
+        let mut h = get("/admin/x", &[("host", "localhost")]);
+        h[2].1 = authority.as_bytes().to_vec();
+        let mut req = host.request(&h);
+        let a = req.headers();
+        assert_eq!(local(&a).status, 403, "{authority}");
+        assert_eq!(reason(local(&a)), "dev_mode_not_local");
+        assert!(req.upstream_headers().is_none());
+    }
+    no_traps(&host);
+}
