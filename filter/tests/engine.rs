@@ -463,7 +463,7 @@ fn dev_mode_is_loud_refused_beside_real_credentials_and_local_only() {
     ] {
         assert!(
             err.to_string()
-                .contains(&format!("dev_mode.enabled: dev mode is refused"))
+                .contains("dev_mode.enabled: dev mode is refused")
                 && err.to_string().contains(what),
             "{what}: {err}"
         );
