@@ -135,3 +135,6 @@ def test_dev_mode_is_loud(start_envoy):
     assert h["x-edgegate-subject"] == "dev-alice"
     assert h["x-edgegate-dev-mode"] == "true"
     assert h["x-edgegate-credential"] == "dev"
+    # Addressed to a real hostname, dev mode authenticates nobody.
+    r = get(env.url("/anything"), headers={"host": "desk.example.com"})
+    assert r.status_code == 403 and r.json()["reason"] == "dev_mode_not_local", r.text
