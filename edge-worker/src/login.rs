@@ -20,8 +20,8 @@ use std::collections::HashMap;
 
 use edgegate::engine::Identified;
 use edgegate::login::{
-    whoami_json, AfterFailure, Discovery, DiscoveryStep, Grant, IdTokenCheck, Login, RefreshState, Renewal, Route,
-    TokenResponse, DISCOVERY_TTL_SECONDS, MAX_RESPONSE_BYTES, REFRESH_NONCE_BYTES,
+    whoami_json, AfterFailure, Discovery, DiscoveryStep, Grant, IdTokenCheck, Login, RefreshState,
+    Renewal, Route, TokenResponse, DISCOVERY_TTL_SECONDS, MAX_RESPONSE_BYTES, REFRESH_NONCE_BYTES,
 };
 use edgegate::oidc::LOGIN_RANDOM_BYTES;
 use edgegate::session::Session;
@@ -440,8 +440,7 @@ pub(crate) async fn callback(
     let result = async {
         // The discovery document first: RFC 9207 `iss` is required when it advertises it.
         let disco = discovery().await?;
-        let (cb, attempt) =
-            with_login(|l, _, _| l.open_callback(query, &cookies, &disco, now()))??;
+        let (cb, attempt) = with_login(|l, _, _| l.open_callback(query, &cookies, &disco, now()))??;
         let grant = Grant::Code {
             code: &cb.code,
             verifier: &attempt.verifier,

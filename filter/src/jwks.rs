@@ -501,9 +501,7 @@ impl JwksState {
     /// at most once per interval on account of unknown kids, and a rotation that coincides with
     /// an outage is followed as soon as the IdP answers again, not after the full backoff.
     pub fn unknown_kid_refetch_from(&self) -> Option<UnixTime> {
-        if self.keys.is_none() {
-            return None;
-        }
+        self.keys.as_ref()?;
         let last = self.last_attempt.max(self.last_unknown_kid_fetch);
         Some(last.map_or(0, |l| l.saturating_add(self.src.unknown_kid_interval)))
     }
@@ -985,7 +983,10 @@ mod tests {
         while !s.on_unknown_kid(now) {
             now += 1;
         }
-        assert_eq!(now, 1030, "the refetch is allowed 30 s after the first fetch");
+        assert_eq!(
+            now, 1030,
+            "the refetch is allowed 30 s after the first fetch"
+        );
         fetch(&mut s, now, None, &jwks(&["old", "new"])).unwrap();
         assert_eq!(kids(&s), ["old", "new"]);
     }

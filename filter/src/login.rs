@@ -734,8 +734,7 @@ impl Login {
         keys: Option<&crate::jwks::JwksState>,
         now: UnixTime,
     ) -> Result<DiscoveryStep, Error> {
-        let Some(keys) = keys.filter(|k| k.discovery_url() == Some(self.discovery.as_str()))
-        else {
+        let Some(keys) = keys.filter(|k| k.discovery_url() == Some(self.discovery.as_str())) else {
             return Ok(DiscoveryStep::Own);
         };
         if let Some(doc) = keys.discovery_document() {
@@ -1612,14 +1611,26 @@ mod tests {
         assert_eq!(d.end_session_endpoint, None);
         assert!(!d.iss_parameter_supported);
         // RFC 9207's flag: a boolean, anything else refuses the document
-        for (flag, supported) in [(json!(true), Some(true)), (json!(false), Some(false)),
-                                  (json!("true"), None), (json!(1), None)] {
+        for (flag, supported) in [
+            (json!(true), Some(true)),
+            (json!(false), Some(false)),
+            (json!("true"), None),
+            (json!(1), None),
+        ] {
             let mut v = good.clone();
             v["authorization_response_iss_parameter_supported"] = flag.clone();
             match supported {
-                Some(b) => assert_eq!(l.parse_discovery(200, &doc(v)).unwrap().iss_parameter_supported, b),
-                None => assert_eq!(l.parse_discovery(200, &doc(v)).unwrap_err().reason(),
-                                   Reason::KeysUnavailable, "{flag}"),
+                Some(b) => assert_eq!(
+                    l.parse_discovery(200, &doc(v))
+                        .unwrap()
+                        .iss_parameter_supported,
+                    b
+                ),
+                None => assert_eq!(
+                    l.parse_discovery(200, &doc(v)).unwrap_err().reason(),
+                    Reason::KeysUnavailable,
+                    "{flag}"
+                ),
             }
         }
         let mut v = good.clone();
@@ -1668,7 +1679,10 @@ mod tests {
         assert_eq!(l.discovery(Some(&other), NOW).unwrap(), DiscoveryStep::Own);
         // the same document: the key source fetches it, once, for both
         let mut s = state("https://idp.example");
-        assert_eq!(l.discovery(Some(&s), NOW).unwrap(), DiscoveryStep::FetchKeys);
+        assert_eq!(
+            l.discovery(Some(&s), NOW).unwrap(),
+            DiscoveryStep::FetchKeys
+        );
         let req = s.poll(NOW).unwrap();
         assert_eq!(req.kind, FetchKind::Discovery);
         assert_eq!(req.url, l.discovery_url());
@@ -1698,11 +1712,15 @@ mod tests {
             l.discovery(Some(&s), NOW + 1).unwrap_err().reason(),
             Reason::KeysUnavailable
         );
-        assert_eq!(l.discovery(Some(&s), NOW + 5).unwrap(), DiscoveryStep::FetchKeys);
+        assert_eq!(
+            l.discovery(Some(&s), NOW + 5).unwrap(),
+            DiscoveryStep::FetchKeys
+        );
         // a document good for keys but not for a login (no authorization endpoint)
         let mut s = state("https://idp.example");
         let req = s.poll(NOW).unwrap();
-        let keys_only = json!({"issuer": "https://idp.example", "jwks_uri": "https://idp.example/jwks"});
+        let keys_only =
+            json!({"issuer": "https://idp.example", "jwks_uri": "https://idp.example/jwks"});
         s.on_response(&req, 200, None, keys_only.to_string().as_bytes(), NOW)
             .unwrap();
         assert_eq!(
@@ -1729,7 +1747,12 @@ mod tests {
         assert!(s.location.contains("scope=openid+email+offline_access"));
         let cookie = s.set_cookie.split(';').next().unwrap();
         let (_, att) = l
-            .open_callback(&format!("code=c&state={}", s.state), cookie, &disco(), NOW + 1)
+            .open_callback(
+                &format!("code=c&state={}", s.state),
+                cookie,
+                &disco(),
+                NOW + 1,
+            )
             .unwrap();
         assert_eq!(att.return_to, "/admin?a=1");
         for rd in [
@@ -1770,22 +1793,36 @@ mod tests {
         let q = format!("code=c&state={}", s.state);
         // no cookie; another attempt's cookie only; wrong iss
         assert_eq!(
-            l.open_callback(&q, "a=b", &disco(), NOW).unwrap_err().reason(),
+            l.open_callback(&q, "a=b", &disco(), NOW)
+                .unwrap_err()
+                .reason(),
             Reason::LoginMismatch
         );
         let other_cookie = other.set_cookie.split(';').next().unwrap();
         assert_eq!(
-            l.open_callback(&q, other_cookie, &disco(), NOW).unwrap_err().reason(),
+            l.open_callback(&q, other_cookie, &disco(), NOW)
+                .unwrap_err()
+                .reason(),
             Reason::LoginMismatch
         );
         assert_eq!(
-            l.open_callback(&format!("{q}&iss=https%3A%2F%2Fevil"), &cookie, &disco(), NOW)
-                .unwrap_err()
-                .reason(),
+            l.open_callback(
+                &format!("{q}&iss=https%3A%2F%2Fevil"),
+                &cookie,
+                &disco(),
+                NOW
+            )
+            .unwrap_err()
+            .reason(),
             Reason::UnknownIssuer
         );
         assert!(l
-            .open_callback(&format!("{q}&iss=https%3A%2F%2Fidp.example"), &cookie, &disco(), NOW)
+            .open_callback(
+                &format!("{q}&iss=https%3A%2F%2Fidp.example"),
+                &cookie,
+                &disco(),
+                NOW
+            )
             .is_ok());
         // both attempts' cookies in one header: each callback finds its own
         let both = format!("{cookie}; {other_cookie}");
@@ -1800,13 +1837,23 @@ mod tests {
         assert_eq!(e.http_status(), 401);
         assert!(e.message().contains("RFC 9207"), "{}", e.message());
         assert_eq!(
-            l.open_callback(&format!("{q}&iss=https%3A%2F%2Fevil"), &cookie, &strict, NOW)
-                .unwrap_err()
-                .reason(),
+            l.open_callback(
+                &format!("{q}&iss=https%3A%2F%2Fevil"),
+                &cookie,
+                &strict,
+                NOW
+            )
+            .unwrap_err()
+            .reason(),
             Reason::UnknownIssuer
         );
         assert!(l
-            .open_callback(&format!("{q}&iss=https%3A%2F%2Fidp.example"), &cookie, &strict, NOW)
+            .open_callback(
+                &format!("{q}&iss=https%3A%2F%2Fidp.example"),
+                &cookie,
+                &strict,
+                NOW
+            )
             .is_ok());
         let clear = l.clear_attempt_cookie(&s.state);
         assert!(clear.starts_with(&format!("edgegate_login_{}=;", s.state)));
