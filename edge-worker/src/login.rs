@@ -3,8 +3,9 @@
 //! randomness from `crypto.getRandomValues`, cookies on responses); every decision is the
 //! core's (`edgegate::login`, `edgegate::oidc`).
 //!
-//! - `GET login_path?rd=…`: discovery (cached per isolate for `DISCOVERY_TTL_SECONDS`), 302 to
-//!   the authorization endpoint with the per-attempt cookie;
+//! - `GET login_path?rd=…`: discovery (one document per isolate: the one the provider's key set
+//!   fetched when it follows the same discovery URL, else fetched here and cached for
+//!   `DISCOVERY_TTL_SECONDS`), 302 to the authorization endpoint with the per-attempt cookie;
 //! - `GET` the redirect URI's path: code exchange, ID-token check (keys from the isolate's key
 //!   set of the provider, refetched early on an unknown `kid`), session (+ refresh) cookie,
 //!   302 to the return URL; any failure is a refused login without a session;
@@ -19,8 +20,8 @@ use std::collections::HashMap;
 
 use edgegate::engine::Identified;
 use edgegate::login::{
-    whoami_json, AfterFailure, Discovery, Grant, IdTokenCheck, Login, RefreshState, Renewal, Route,
-    TokenResponse, DISCOVERY_TTL_SECONDS, MAX_RESPONSE_BYTES, REFRESH_NONCE_BYTES,
+    whoami_json, AfterFailure, Discovery, DiscoveryStep, Grant, IdTokenCheck, Login, RefreshState,
+    Renewal, Route, TokenResponse, DISCOVERY_TTL_SECONDS, MAX_RESPONSE_BYTES, REFRESH_NONCE_BYTES,
 };
 use edgegate::oidc::LOGIN_RANDOM_BYTES;
 use edgegate::session::Session;
@@ -173,8 +174,43 @@ async fn idp_request(
     Ok((resp.status(), text))
 }
 
-/// The provider's discovery document, cached per isolate.
+/// The provider's discovery document, one per isolate: the provider's key set follows the same
+/// discovery URL, the document it fetched (fetched now through the key set if it has none yet,
+/// so it is fetched once for both); else this module's own, cached.
 async fn discovery() -> Result<Discovery, Error> {
+    let started = js_sys::Date::now();
+    let mut drove = false;
+    loop {
+        let step = with_login(|l, _, remote| {
+            let keys = remote.get_mut(l.provider_name()).map(|r| &r.state);
+            l.discovery(keys, now())
+        })??;
+        match step {
+            DiscoveryStep::Ready(d) => return Ok(d),
+            DiscoveryStep::Own => return own_discovery().await,
+            DiscoveryStep::FetchKeys if !drove => {
+                drove = true;
+                refresh_keys().await;
+            }
+            DiscoveryStep::FetchKeys | DiscoveryStep::Wait => {
+                // Another request is fetching it through the key set: wait, bounded.
+                if js_sys::Date::now() - started >= IDP_TIMEOUT_MS {
+                    return Err(Error::new(
+                        Reason::KeysUnavailable,
+                        "the provider's discovery document did not arrive in time",
+                    ));
+                }
+                sleep_ms(50)
+                    .await
+                    .map_err(|_| Error::new(Reason::Internal, "timer failed"))?;
+            }
+        }
+    }
+}
+
+/// The discovery document fetched by the login flow itself (the key set does not follow it),
+/// cached per isolate for `DISCOVERY_TTL_SECONDS`.
+async fn own_discovery() -> Result<Discovery, Error> {
     let now = now();
     let cached = DISCOVERY.with(|c| {
         c.borrow()
@@ -402,7 +438,9 @@ pub(crate) async fn callback(
         .into_iter()
         .collect();
     let result = async {
-        let (cb, attempt) = with_login(|l, _, _| l.open_callback(query, &cookies, now()))??;
+        // The discovery document first: RFC 9207 `iss` is required when it advertises it.
+        let disco = discovery().await?;
+        let (cb, attempt) = with_login(|l, _, _| l.open_callback(query, &cookies, &disco, now()))??;
         let grant = Grant::Code {
             code: &cb.code,
             verifier: &attempt.verifier,

@@ -367,6 +367,25 @@ describe("OIDC login in workerd against oidc-provider", () => {
     assert.equal(post.status, 302);
   });
 
+  test("RFC 9207 with a real provider: it advertises and sends `iss`; a callback stripped of it is refused", async () => {
+    const disco = await (await fetch(`${op.issuer}/.well-known/openid-configuration`)).json();
+    assert.equal(disco.authorization_response_iss_parameter_supported, true);
+    const jar = new Jar();
+    const { location } = await startLogin(jar, "post");
+    const callback = new URL(await throughProvider(jar, location, `${base.post}/auth/callback`));
+    assert.equal(callback.searchParams.get("iss"), op.issuer, "the provider sends iss");
+    // A mix-up attacker (or a proxy) drops it: the worker must not take the code.
+    callback.searchParams.delete("iss");
+    const res = await browse(jar, callback.href, { headers: { accept: "application/json" } });
+    const body = await res.text();
+    assert.equal(res.status, 401, body);
+    assert.equal(JSON.parse(body).reason, "login_mismatch");
+    assert.equal(cookieNamed(res, "edgegate_session"), undefined, "no session");
+    // The same provider logs in normally with iss.
+    const ok = await login(new Jar(), "post");
+    assert.equal(ok.status, 302, await ok.text());
+  });
+
   test("two tabs log in at once (same jar, interleaved): both succeed", async () => {
     const jar = new Jar();
     const a = await startLogin(jar, "basic", "/admin/a");

@@ -26,8 +26,10 @@
 //   expired: true                        iat two hours ago, exp one hour ago
 //   atHash: "bad" | "omit"               a wrong / no at_hash (default: the correct one)
 //   discoveryIssuer: string              the discovery document names this issuer
-//   authorizationIss: "send" | string    RFC 9207 `iss` in the authorization response (the
-//                                        OP's issuer, or the given wrong value)
+//   authorizationIss: "send" | "omit" | string   RFC 9207 `iss` in the authorization response
+//                                        (the OP's issuer, none, or the given wrong value);
+//                                        default: sent only by an OP started with
+//                                        `issParameterSupported: true`
 //   refreshToken: true                   the token response carries a refresh_token
 //   tokenError: { status, error }        the token endpoint refuses
 //   noIdToken: true                      the token response has no id_token
@@ -75,7 +77,8 @@ async function readBody(req, limit = 64 * 1024) {
  * Starts the OP. Options: clientId ("edge"), clientSecret (32+ chars; HS256 signs with its
  * UTF-8 bytes, OIDC Core 10.1), redirectUris (exact match; settable later via
  * `op.client.redirectUris`), authMethod ("client_secret_basic" | "client_secret_post"),
- * alg ("RS256" default: the first signing key's algorithm), users ({sub: {name, email, roles}}).
+ * alg ("RS256" default: the first signing key's algorithm), users ({sub: {name, email, roles}}),
+ * issParameterSupported (RFC 9207: discovery says so and `iss` is sent by default).
  */
 export async function startOp(options = {}) {
   const client = {
@@ -130,8 +133,9 @@ export async function startOp(options = {}) {
       token_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post"],
       code_challenge_methods_supported: ["S256"],
       scopes_supported: ["openid", "email", "profile", "offline_access"],
-      // it sends `iss` only when told to (authorizationIss), so it does not claim RFC 9207
-      authorization_response_iss_parameter_supported: false,
+      // RFC 9207: claimed only when started with `issParameterSupported: true` (it then sends
+      // `iss` unless told to omit it); otherwise it sends `iss` only when told to
+      authorization_response_iss_parameter_supported: Boolean(options.issParameterSupported),
     };
   }
 
@@ -216,8 +220,9 @@ export async function startOp(options = {}) {
     const back = new URL(request.redirect_uri);
     back.searchParams.set("code", code);
     back.searchParams.set("state", request.state);
-    if (knobs.authorizationIss) {
-      back.searchParams.set("iss", knobs.authorizationIss === "send" ? issuer : knobs.authorizationIss);
+    const iss = knobs.authorizationIss ?? (options.issParameterSupported ? "send" : undefined);
+    if (iss && iss !== "omit") {
+      back.searchParams.set("iss", iss === "send" ? issuer : iss);
     }
     res.writeHead(302, { location: back.toString(), "cache-control": "no-store" });
     res.end();
@@ -340,10 +345,10 @@ export async function startOp(options = {}) {
     const q = Object.fromEntries(url.searchParams);
     switch (url.pathname) {
       case "/.well-known/openid-configuration":
-        log.push({ type: "discovery" });
+        log.push({ type: "discovery", at: Date.now() });
         return send(res, 200, discovery());
       case "/jwks":
-        log.push({ type: "jwks", kids: [...published] });
+        log.push({ type: "jwks", kids: [...published], at: Date.now() });
         if (knobs.jwksDelayMs) await new Promise((r) => setTimeout(r, knobs.jwksDelayMs));
         return send(res, 200, { keys: published.map((kid) => keys.get(kid).jwk) }, { "cache-control": "max-age=300" });
       case "/authorize": {

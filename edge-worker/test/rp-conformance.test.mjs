@@ -98,7 +98,10 @@ const urls = {};
 
 before(async () => {
   origin = await startOrigin();
-  const names = ["rs", "es", "hs", "single", "multi", "rotate", "mismatch", "refresh", "fresh", "paths", "redirects"];
+  const names = [
+    "rs", "es", "hs", "single", "multi", "rotate", "mismatch", "refresh", "fresh", "paths", "redirects",
+    "rfc9207", "rotate30",
+  ];
   const ports = Object.fromEntries((await freePorts(names.length)).map((p, i) => [names[i], p]));
   const cb = (name) => [`http://127.0.0.1:${ports[name]}/auth/callback`];
 
@@ -120,6 +123,9 @@ before(async () => {
   ops.refresh = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("refresh") });
   ops.fresh = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("fresh") });
   ops.redirects = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("redirects") });
+  // advertises RFC 9207 in its discovery document and sends `iss` unless told to omit it
+  ops.rfc9207 = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("rfc9207"), issParameterSupported: true });
+  ops.rotate30 = await startOp({ clientSecret: CLIENT_SECRET, redirectUris: cb("rotate30") });
   ops.paths = await startOp({
     clientSecret: CLIENT_SECRET,
     redirectUris: [`http://127.0.0.1:${ports.paths}/sso/cb`],
@@ -161,6 +167,13 @@ before(async () => {
       }),
     },
     { name: "fresh", config: rpConfig(ops.fresh, ports.fresh) },
+    // keys from the same discovery document as the login: fetched once for both
+    { name: "rfc9207", config: rpConfig(ops.rfc9207, ports.rfc9207) },
+    {
+      // nothing about unknown-kid refetches configured: the default interval (30 s)
+      name: "rotate30",
+      config: rpConfig(ops.rotate30, ports.rotate30, { provider: { remote_jwks: { oidc_issuer: ops.rotate30.issuer } } }),
+    },
     {
       // the allow-list oauth2-proxy's own open-redirect test uses (../shared/testdata/README.md)
       name: "redirects",
@@ -691,6 +704,67 @@ describe("concurrency", () => {
     } finally {
       op.misbehave();
     }
+  });
+});
+
+describe("RFC 9207 and one discovery document per isolate", () => {
+  test("a provider that advertises RFC 9207 and omits `iss` is refused before the code exchange", async () => {
+    // (then a good login: the OP sends `iss` again, as it advertises)
+    await refusedThenRecovered(
+      "rfc9207",
+      { authorizationIss: "omit" },
+      { reason: "login_mismatch", tokenIssued: false },
+    );
+  });
+
+  test("the login flow and the key set share one discovery document (fetched once)", async () => {
+    // Two logins (start, callback with ID-token check against the key set), a bearer request.
+    const op = ops.rfc9207;
+    await assertLoggedIn("rfc9207", await driveLogin(urls.rfc9207, { rd: RD }));
+    const api = await fetch(`${urls.rfc9207}/api/items`, {
+      headers: { authorization: `Bearer ${await op.mint()}`, accept: "application/json" },
+      redirect: "manual",
+    });
+    assert.equal(api.status, 200, await api.text());
+    assert.equal(op.count("discovery"), 1, "the discovery document was fetched once for login and keys");
+    assert.ok(op.count("jwks") >= 1);
+  });
+});
+
+describe("key rotation with the default unknown-kid interval", () => {
+  test("a key rotated right after the first fetch is accepted within 30 s of that fetch, not 60", async () => {
+    const op = ops.rotate30;
+    const get = async (token) => {
+      const r = await fetch(`${urls.rotate30}/api/items`, {
+        headers: { authorization: `Bearer ${token}`, accept: "application/json" },
+        redirect: "manual",
+        signal: AbortSignal.timeout(10_000),
+      });
+      return { status: r.status, body: await r.text() };
+    };
+    const first = await get(await op.mint());
+    assert.equal(first.status, 200, first.body);
+    const firstFetch = op.log.find((e) => e.type === "jwks").at;
+    await op.rotate("RS256", { dropOld: true });
+    const rotated = await op.mint();
+    const early = await get(rotated);
+    assert.equal(early.status, 401, early.body);
+    assert.equal(JSON.parse(early.body).reason, "unknown_kid");
+    let accepted;
+    while (Date.now() - firstFetch < 40_000) {
+      const r = await get(rotated);
+      if (r.status === 200) {
+        accepted = Date.now();
+        break;
+      }
+      assert.equal(JSON.parse(r.body).reason, "unknown_kid", r.body);
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    assert.ok(accepted, "the rotated key was not accepted within 40 s of the first fetch");
+    assert.ok(accepted - firstFetch <= 32_000, `accepted ${accepted - firstFetch} ms after the first fetch`);
+    const fetches = op.log.filter((e) => e.type === "jwks").map((e) => e.at - firstFetch);
+    assert.equal(fetches.length, 2, `one early refetch, rate-limited: ${fetches}`);
+    assert.ok(fetches[1] >= 29_000, `the refetch waited out the interval: ${fetches}`);
   });
 });
 

@@ -93,6 +93,34 @@ def test_a_rotated_kid_is_accepted_on_its_first_request(start_envoy, idp):
     assert idp.idp.hits["jwks"] > fetches
 
 
+def test_a_rotation_right_after_the_first_fetch_is_followed_within_30_s_by_default(start_envoy, idp):
+    # Nothing about refetching configured (default 30 s, jose's cooldown) and a slow regular
+    # refresh: only the early refetch can pick the new key up. The IdP rotates right after
+    # the VMs' first fetches; a token with the new kid is refused until 30 s after the last
+    # fetch attempt, then accepted (the old 60 s default refused it for a minute).
+    env = start(start_envoy, idp, refresh_min_seconds=300, refresh_default_seconds=3600,
+                refresh_max_seconds=3600)
+    assert status(env, idp.idp.mint()) == 200
+    first = list(idp.idp.fetch_times["jwks"])
+    assert first, "the VMs fetched the key set"
+    idp.idp.rotate(keep_old=False)
+    rotated_at = time.time()
+    new = idp.idp.mint()
+    r = get(env.url("/x"), headers=bearer(new))
+    assert r.status_code == 401 and r.json()["reason"] == "unknown_kid", r.text
+    assert eventually(lambda: status(env, new) == 200, timeout=40, interval=0.5), env.log_tail()
+    accepted = time.time()
+    assert accepted - rotated_at <= 32, accepted - rotated_at
+    # The refetch that brought it came no sooner than 30 s after that VM's previous fetch
+    # (rate-limited), and within about 30 s of the first fetches (not 60).
+    refetches = idp.idp.fetch_times["jwks"][len(first):]
+    assert refetches, "a refetch brought the new key"
+    assert refetches[0] - min(first) >= 29, [t - min(first) for t in refetches]
+    assert refetches[0] - max(first) <= 32, [t - max(first) for t in refetches]
+    # Every VM follows (each has its own 30 s from its own first fetch).
+    assert eventually(lambda: all(status(env, new) == 200 for _ in range(4)), timeout=5), env.log_tail()
+
+
 def test_unknown_kid_triggers_an_early_refetch(start_envoy, idp):
     # Slow regular refresh: only the unknown-kid path can explain a quick pickup.
     env = start(start_envoy, idp, refresh_min_seconds=300, refresh_default_seconds=3600,

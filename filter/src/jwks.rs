@@ -41,8 +41,11 @@ fn default_refresh_max() -> u64 {
 fn default_refresh_default() -> u64 {
     600
 }
+/// jose's `cooldownDuration`: an IdP that rotates right after a fetch is followed within 30 s.
+pub const DEFAULT_UNKNOWN_KID_INTERVAL_SECONDS: u64 = 30;
+
 fn default_unknown_kid_interval() -> u64 {
-    60
+    DEFAULT_UNKNOWN_KID_INTERVAL_SECONDS
 }
 fn default_retry_initial() -> u64 {
     5
@@ -73,7 +76,9 @@ pub struct JwksSource {
     /// Time between refreshes when the response has no usable `max-age` (or says `no-store`/`no-cache`).
     #[serde(default = "default_refresh_default")]
     pub refresh_default_seconds: u64,
-    /// A token with an unknown `kid` triggers a refetch at most this often, in seconds.
+    /// A token with an unknown `kid` triggers a refetch when the last fetch attempt (of any
+    /// kind, failed ones included) is at least this many seconds old. Default 30 (jose's
+    /// cooldown): a key the IdP rotates in is accepted at most 30 s after it is published.
     #[serde(default = "default_unknown_kid_interval")]
     pub unknown_kid_min_interval_seconds: u64,
     /// First retry delay after a failed fetch, in seconds; doubled on each further failure.
@@ -382,7 +387,11 @@ pub struct JwksState {
     next_fetch: UnixTime,
     failures: u32,
     last_success: Option<UnixTime>,
+    /// When the last request was handed to the host (any kind; failed ones count too).
+    last_attempt: Option<UnixTime>,
     last_unknown_kid_fetch: Option<UnixTime>,
+    /// The discovery document last accepted (raw), for a login flow that shares it.
+    discovery: Option<Vec<u8>>,
     next_id: u64,
 }
 
@@ -403,7 +412,9 @@ impl JwksState {
             next_fetch: 0,
             failures: 0,
             last_success: None,
+            last_attempt: None,
             last_unknown_kid_fetch: None,
+            discovery: None,
             next_id: 0,
         }
     }
@@ -437,6 +448,7 @@ impl JwksState {
             id: self.next_id,
         };
         self.in_flight = Some((req.clone(), now));
+        self.last_attempt = Some(now);
         Some(req)
     }
 
@@ -479,21 +491,25 @@ impl JwksState {
     }
 
     /// From when [`JwksState::on_unknown_kid`] pulls a refetch forward: `None` while keys were
-    /// never loaded or the IdP is failing, else the end of `unknown_kid_min_interval_seconds`
-    /// after the last fetch or the last such refetch. (A fetch in flight refuses the early one
+    /// never loaded (the first fetch, and its wait, rule), else the end of
+    /// `unknown_kid_min_interval_seconds` after the last fetch attempt of any kind (failed ones
+    /// included) or the last early refetch scheduled. (A fetch in flight refuses the early one
     /// but is itself the refetch a host can wait for.)
+    ///
+    /// A failing IdP: its retries back off as usual, but an unknown `kid` may still pull one
+    /// attempt forward once the interval has passed since the last attempt, so the IdP is asked
+    /// at most once per interval on account of unknown kids, and a rotation that coincides with
+    /// an outage is followed as soon as the IdP answers again, not after the full backoff.
     pub fn unknown_kid_refetch_from(&self) -> Option<UnixTime> {
-        if self.keys.is_none() || self.failures > 0 {
-            return None;
-        }
-        let last = self.last_success.max(self.last_unknown_kid_fetch);
+        self.keys.as_ref()?;
+        let last = self.last_attempt.max(self.last_unknown_kid_fetch);
         Some(last.map_or(0, |l| l.saturating_add(self.src.unknown_kid_interval)))
     }
 
     /// A token named a `kid` the current set lacks: pulls the next fetch forward to now if
     /// allowed. True when a refetch is scheduled. Refused (false) while keys were never
-    /// loaded or a fetch is outstanding, while the IdP is failing (its backoff rules), and
-    /// within `unknown_kid_min_interval_seconds` of the last fetch or the last such refetch.
+    /// loaded or a fetch is outstanding, and within `unknown_kid_min_interval_seconds` of the
+    /// last fetch attempt (failed ones included) or the last such refetch.
     pub fn on_unknown_kid(&mut self, now: UnixTime) -> bool {
         if self.in_flight.is_some() {
             return false;
@@ -534,6 +550,25 @@ impl JwksState {
             Some((_, since)) => Some(since.saturating_add(IN_FLIGHT_TIMEOUT_SECONDS)),
             None => Some(self.next_fetch),
         }
+    }
+
+    /// When the last fetch was handed to the host (failed ones included).
+    pub fn last_attempt(&self) -> Option<UnixTime> {
+        self.last_attempt
+    }
+
+    /// The URL of the OIDC discovery document this key set follows (`oidc_issuer`), if any.
+    pub fn discovery_url(&self) -> Option<&str> {
+        match &self.src.origin {
+            Origin::Discovery { url, .. } => Some(url),
+            Origin::Jwks(_) => None,
+        }
+    }
+
+    /// The discovery document last accepted (its issuer checked, its `jwks_uri` usable), raw,
+    /// so the login flow uses the same document instead of fetching its own.
+    pub fn discovery_document(&self) -> Option<&[u8]> {
+        self.discovery.as_deref()
     }
 
     /// When the current key set was fetched.
@@ -616,6 +651,7 @@ impl JwksState {
             )
         })?;
         self.jwks_uri = Some(uri.clone());
+        self.discovery = Some(body.to_vec());
         self.failures = 0;
         self.next_fetch = now;
         Ok(())
@@ -908,36 +944,89 @@ mod tests {
         );
         assert_eq!(s.unknown_kid_refetch_from(), None);
         fetch(&mut s, 0, Some("max-age=3600"), &jwks(&["a"])).unwrap();
-        // what a host may ask before it asks: the interval after the last fetch
-        assert_eq!(s.unknown_kid_refetch_from(), Some(60));
+        // what a host may ask before it asks: the interval (default 30 s) after the last fetch
+        assert_eq!(s.unknown_kid_refetch_from(), Some(30));
         // within the interval of the last fetch
-        assert!(!s.on_unknown_kid(30));
-        assert!(s.poll(30).is_none());
+        assert!(!s.on_unknown_kid(29));
+        assert!(s.poll(29).is_none());
         // allowed: pulls the fetch forward to now
-        assert!(s.on_unknown_kid(60));
-        assert_eq!(s.next_wakeup(), Some(60));
+        assert!(s.on_unknown_kid(30));
+        assert_eq!(s.next_wakeup(), Some(30));
         assert!(!s.fetching());
-        let req = s.poll(60).unwrap();
+        // a refetch that was scheduled but not polled yet still blocks a second one
+        assert!(!s.on_unknown_kid(30));
+        let req = s.poll(31).unwrap();
         // while in flight: no, but the host can see a fetch is outstanding and wait for it
         assert!(!s.on_unknown_kid(61));
         assert!(s.fetching());
-        s.on_response(&req, 200, Some("max-age=3600"), &jwks(&["a", "b"]), 61)
+        s.on_response(&req, 200, Some("max-age=3600"), &jwks(&["a", "b"]), 33)
             .unwrap();
         assert!(!s.fetching());
         assert_eq!(kids(&s), ["a", "b"]);
-        // a forged kid right after: refused until the interval passes
-        assert!(!s.on_unknown_kid(62));
-        assert!(!s.on_unknown_kid(120));
-        assert_eq!(s.unknown_kid_refetch_from(), Some(121));
-        assert!(s.on_unknown_kid(121));
-        assert_eq!(s.unknown_kid_refetch_from(), Some(181));
-        // a refetch that was scheduled but not polled yet still blocks a second one
-        assert!(!s.on_unknown_kid(150));
-        // failing IdP: backoff wins
-        let req = s.poll(181).unwrap();
-        s.on_response(&req, 500, None, b"", 181).unwrap_err();
-        assert!(!s.on_unknown_kid(1000));
-        assert_eq!(s.unknown_kid_refetch_from(), None);
+        // a forged kid right after: refused until the interval after the last attempt passes
+        assert_eq!(s.last_attempt(), Some(31));
+        assert!(!s.on_unknown_kid(34));
+        assert!(!s.on_unknown_kid(60));
+        assert_eq!(s.unknown_kid_refetch_from(), Some(61));
+        assert!(s.on_unknown_kid(61));
+        assert_eq!(s.unknown_kid_refetch_from(), Some(91));
+    }
+
+    #[test]
+    fn a_rotation_right_after_the_first_fetch_is_followed_within_30_s() {
+        // The default, with nothing configured: jose's 30 s cooldown, not 60.
+        assert_eq!(JwksSource::default().unknown_kid_min_interval_seconds, 30);
+        let mut s = state();
+        fetch(&mut s, 1000, None, &jwks(&["old"])).unwrap();
+        // The IdP rotates 5 s after the first fetch; tokens with the new kid arrive at once.
+        let mut now = 1005;
+        while !s.on_unknown_kid(now) {
+            now += 1;
+        }
+        assert_eq!(
+            now, 1030,
+            "the refetch is allowed 30 s after the first fetch"
+        );
+        fetch(&mut s, now, None, &jwks(&["old", "new"])).unwrap();
+        assert_eq!(kids(&s), ["old", "new"]);
+    }
+
+    #[test]
+    fn failed_attempts_count_and_a_failing_idp_is_asked_once_per_interval() {
+        let mut s = state();
+        fetch(&mut s, 0, Some("max-age=60"), &jwks(&["a"])).unwrap();
+        // the regular refresh at 60 fails: that attempt starts the interval
+        let req = s.poll(60).unwrap();
+        s.on_response(&req, 503, None, b"down", 60).unwrap_err();
+        assert_eq!(s.last_attempt(), Some(60));
+        assert_eq!(s.unknown_kid_refetch_from(), Some(90));
+        // backoff retries (5, 10, 20 s) are attempts too
+        let mut now = 60;
+        for _ in 0..3 {
+            now = s.next_wakeup().unwrap();
+            let req = s.poll(now).unwrap();
+            s.on_response(&req, 503, None, b"down", now).unwrap_err();
+        }
+        assert_eq!(now, 95);
+        assert_eq!(s.unknown_kid_refetch_from(), Some(125));
+        assert_eq!(s.next_wakeup(), Some(95 + 40), "the backoff continues");
+        // an unknown kid: refused within 30 s of the last (failed) attempt
+        assert!(!s.on_unknown_kid(124));
+        assert!(s.poll(124).is_none());
+        // then it pulls one attempt forward of the 40 s backoff (the IdP may be back, with
+        // the new key), and only one per interval
+        assert!(s.on_unknown_kid(125));
+        let req = s.poll(125).unwrap();
+        s.on_failure(126);
+        assert_eq!(kids(&s), ["a"], "the last good keys stay");
+        assert!(!s.on_unknown_kid(154));
+        assert!(s.on_unknown_kid(155));
+        let req2 = s.poll(155).unwrap();
+        assert_ne!(req, req2);
+        s.on_response(&req2, 200, None, &jwks(&["a", "b"]), 155)
+            .unwrap();
+        assert_eq!(kids(&s), ["a", "b"]);
+        assert_eq!(s.consecutive_failures(), 0);
     }
 
     #[test]

@@ -4,11 +4,12 @@
 //!
 //! The flow, as a host runs it:
 //!
-//! 1. `GET login_path?rd=…`: [`Login::discovery_url`] (the host caches [`Login::parse_discovery`]'s
-//!    result per isolate), then [`Login::start`] → 302 to the authorization endpoint with the
-//!    per-attempt cookie;
+//! 1. `GET login_path?rd=…`: [`Login::discovery`] (one discovery document per isolate/VM: the
+//!    provider's key source's when it follows the same URL, else the host fetches
+//!    [`Login::discovery_url`] and caches [`Login::parse_discovery`]'s result), then
+//!    [`Login::start`] → 302 to the authorization endpoint with the per-attempt cookie;
 //! 2. `GET` the redirect URI's path: [`Login::open_callback`] (state, attempt cookie, RFC 9207
-//!    `iss`), [`Login::token_request`] (code + PKCE verifier, `client_secret_basic` or
+//!    `iss`, required when discovery advertises it), [`Login::token_request`] (code + PKCE verifier, `client_secret_basic` or
 //!    `_post`), [`Login::parse_token_response`], [`Login::verify_id_token`] (signature with the
 //!    provider's keys, then OIDC Core 3.1.3.7), [`Login::establish`] → session cookie (and the
 //!    encrypted refresh cookie), 302 to the return URL;
@@ -212,6 +213,27 @@ pub struct Discovery {
     pub authorization_endpoint: String,
     pub token_endpoint: String,
     pub end_session_endpoint: Option<String>,
+    /// RFC 9207 `authorization_response_iss_parameter_supported`: the provider puts `iss` in
+    /// every authorization response, so a callback without it is refused.
+    pub iss_parameter_supported: bool,
+}
+
+/// Where the login flow gets the provider's discovery document ([`Login::discovery`]): one
+/// document per isolate/VM, shared with the provider's key source when both follow the same
+/// discovery URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscoveryStep {
+    /// The key source fetched it: use it.
+    Ready(Discovery),
+    /// The key source follows this document and has none yet: drive it (its next poll asks
+    /// for the document now), then ask again.
+    FetchKeys,
+    /// The key source is fetching (it may be this document): wait, bounded, and ask again.
+    Wait,
+    /// The provider's keys do not come from this document (inline keys, a `jwks_uri`, another
+    /// discovery URL): fetch [`Login::discovery_url`] yourself, check it with
+    /// [`Login::parse_discovery`] and keep it for [`DISCOVERY_TTL_SECONDS`].
+    Own,
 }
 
 /// A token request for the host to POST (`application/x-www-form-urlencoded`).
@@ -683,11 +705,51 @@ impl Login {
         let authorization_endpoint = endpoint("authorization_endpoint", true)?.unwrap_or_default();
         let token_endpoint = endpoint("token_endpoint", true)?.unwrap_or_default();
         let end_session_endpoint = endpoint("end_session_endpoint", false)?;
+        let iss_parameter_supported =
+            match doc.get("authorization_response_iss_parameter_supported") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => {
+                    return Err(unavailable(
+                        "the discovery document's authorization_response_iss_parameter_supported \
+                         is not a boolean (RFC 9207)"
+                            .into(),
+                    ))
+                }
+            };
         Ok(Discovery {
             authorization_endpoint,
             token_endpoint,
             end_session_endpoint,
+            iss_parameter_supported,
         })
+    }
+
+    /// The discovery document for the login flow, shared with the provider's key source
+    /// `keys` (its [`JwksState`](crate::jwks::JwksState), when remote) so one fetch serves both:
+    /// see [`DiscoveryStep`]. An error when the key source's fetch of it failed (503, it
+    /// retries with backoff) or the document does not serve a login ([`Login::parse_discovery`]).
+    pub fn discovery(
+        &self,
+        keys: Option<&crate::jwks::JwksState>,
+        now: UnixTime,
+    ) -> Result<DiscoveryStep, Error> {
+        let Some(keys) = keys.filter(|k| k.discovery_url() == Some(self.discovery.as_str())) else {
+            return Ok(DiscoveryStep::Own);
+        };
+        if let Some(doc) = keys.discovery_document() {
+            return self.parse_discovery(200, doc).map(DiscoveryStep::Ready);
+        }
+        if keys.fetching() {
+            return Ok(DiscoveryStep::Wait);
+        }
+        if keys.next_wakeup().is_some_and(|at| at <= now) {
+            return Ok(DiscoveryStep::FetchKeys);
+        }
+        Err(bad_response(
+            Reason::KeysUnavailable,
+            "the provider's discovery document could not be fetched; retrying with backoff",
+        ))
     }
 
     /// Starts a login from the login route's query (`rd=<return URL>`, checked by `redirects`;
@@ -723,17 +785,29 @@ impl Login {
     }
 
     /// Parses the callback query and opens its attempt cookie from the `Cookie` header.
+    /// RFC 9207: `iss`, when sent, must be the provider's issuer; when the provider's discovery
+    /// document says `authorization_response_iss_parameter_supported: true`, it must be sent
+    /// (else `login_mismatch`: a mix-up attack would strip it).
     pub fn open_callback(
         &self,
         query: &str,
         cookie_header: &str,
+        disco: &Discovery,
         now: UnixTime,
     ) -> Result<(Callback, Attempt), Error> {
         let cb = oidc::parse_callback(query)?;
         // RFC 9207 `iss`, when sent: the provider's issuer (for a template, with an allowed
         // tenant); the attempt is then opened without it.
-        if let Some(iss) = &cb.iss {
-            self.issuer_rule.matches_bare(iss)?;
+        match &cb.iss {
+            Some(iss) => self.issuer_rule.matches_bare(iss)?,
+            None if disco.iss_parameter_supported => {
+                return Err(Error::new(
+                    Reason::LoginMismatch,
+                    "the callback has no `iss`, and the provider's discovery document says it \
+                     always sends one (RFC 9207 authorization_response_iss_parameter_supported)",
+                ))
+            }
+            None => {}
         }
         let name = oidc::attempt_cookie_name(&cb.state);
         let cookie = find_cookie(cookie_header, &name).ok_or_else(|| {
@@ -1404,6 +1478,7 @@ mod tests {
             authorization_endpoint: "https://idp.example/auth".into(),
             token_endpoint: "https://idp.example/token".into(),
             end_session_endpoint: Some("https://idp.example/logout".into()),
+            iss_parameter_supported: false,
         }
     }
 
@@ -1534,6 +1609,30 @@ mod tests {
         let d = l.parse_discovery(200, &doc(good.clone())).unwrap();
         assert_eq!(d.token_endpoint, "https://idp.example/token");
         assert_eq!(d.end_session_endpoint, None);
+        assert!(!d.iss_parameter_supported);
+        // RFC 9207's flag: a boolean, anything else refuses the document
+        for (flag, supported) in [
+            (json!(true), Some(true)),
+            (json!(false), Some(false)),
+            (json!("true"), None),
+            (json!(1), None),
+        ] {
+            let mut v = good.clone();
+            v["authorization_response_iss_parameter_supported"] = flag.clone();
+            match supported {
+                Some(b) => assert_eq!(
+                    l.parse_discovery(200, &doc(v))
+                        .unwrap()
+                        .iss_parameter_supported,
+                    b
+                ),
+                None => assert_eq!(
+                    l.parse_discovery(200, &doc(v)).unwrap_err().reason(),
+                    Reason::KeysUnavailable,
+                    "{flag}"
+                ),
+            }
+        }
         let mut v = good.clone();
         v["issuer"] = json!("https://idp.example/");
         assert_eq!(
@@ -1548,6 +1647,86 @@ mod tests {
         assert!(l.parse_discovery(200, &doc(v)).is_err());
         assert!(l.parse_discovery(500, &doc(good)).is_err());
         assert!(l.parse_discovery(200, b"not json").is_err());
+    }
+
+    #[test]
+    fn one_discovery_document_serves_the_key_source_and_the_login() {
+        use crate::jwks::{FetchKind, JwksSource, JwksState};
+        let e = engine();
+        let l = e.login().unwrap();
+        let state = |iss: &str| {
+            JwksState::new(
+                JwksSource {
+                    oidc_issuer: Some(iss.into()),
+                    ..JwksSource::default()
+                }
+                .compile()
+                .unwrap(),
+            )
+        };
+        // keys that do not come from this document: the login fetches its own
+        assert_eq!(l.discovery(None, NOW).unwrap(), DiscoveryStep::Own);
+        let by_uri = JwksState::new(
+            JwksSource {
+                jwks_uri: Some("https://idp.example/jwks".into()),
+                ..JwksSource::default()
+            }
+            .compile()
+            .unwrap(),
+        );
+        assert_eq!(l.discovery(Some(&by_uri), NOW).unwrap(), DiscoveryStep::Own);
+        let other = state("https://other.example");
+        assert_eq!(l.discovery(Some(&other), NOW).unwrap(), DiscoveryStep::Own);
+        // the same document: the key source fetches it, once, for both
+        let mut s = state("https://idp.example");
+        assert_eq!(
+            l.discovery(Some(&s), NOW).unwrap(),
+            DiscoveryStep::FetchKeys
+        );
+        let req = s.poll(NOW).unwrap();
+        assert_eq!(req.kind, FetchKind::Discovery);
+        assert_eq!(req.url, l.discovery_url());
+        assert_eq!(l.discovery(Some(&s), NOW).unwrap(), DiscoveryStep::Wait);
+        let doc = json!({"issuer": "https://idp.example", "jwks_uri": "https://idp.example/jwks",
+                         "authorization_endpoint": "https://idp.example/auth",
+                         "token_endpoint": "https://idp.example/token",
+                         "authorization_response_iss_parameter_supported": true});
+        s.on_response(&req, 200, None, doc.to_string().as_bytes(), NOW)
+            .unwrap();
+        let DiscoveryStep::Ready(d) = l.discovery(Some(&s), NOW).unwrap() else {
+            panic!("the key source's document")
+        };
+        assert_eq!(d.token_endpoint, "https://idp.example/token");
+        assert!(d.iss_parameter_supported);
+        // the key source goes on to the JWKS, not to a second discovery
+        assert_eq!(s.poll(NOW).unwrap().kind, FetchKind::Jwks);
+        assert!(matches!(
+            l.discovery(Some(&s), NOW).unwrap(),
+            DiscoveryStep::Ready(_)
+        ));
+        // the key source's fetch failed: 503 now (it retries with backoff), no fetch of our own
+        let mut s = state("https://idp.example");
+        s.poll(NOW).unwrap();
+        s.on_failure(NOW);
+        assert_eq!(
+            l.discovery(Some(&s), NOW + 1).unwrap_err().reason(),
+            Reason::KeysUnavailable
+        );
+        assert_eq!(
+            l.discovery(Some(&s), NOW + 5).unwrap(),
+            DiscoveryStep::FetchKeys
+        );
+        // a document good for keys but not for a login (no authorization endpoint)
+        let mut s = state("https://idp.example");
+        let req = s.poll(NOW).unwrap();
+        let keys_only =
+            json!({"issuer": "https://idp.example", "jwks_uri": "https://idp.example/jwks"});
+        s.on_response(&req, 200, None, keys_only.to_string().as_bytes(), NOW)
+            .unwrap();
+        assert_eq!(
+            l.discovery(Some(&s), NOW).unwrap_err().reason(),
+            Reason::KeysUnavailable
+        );
     }
 
     #[test]
@@ -1568,7 +1747,12 @@ mod tests {
         assert!(s.location.contains("scope=openid+email+offline_access"));
         let cookie = s.set_cookie.split(';').next().unwrap();
         let (_, att) = l
-            .open_callback(&format!("code=c&state={}", s.state), cookie, NOW + 1)
+            .open_callback(
+                &format!("code=c&state={}", s.state),
+                cookie,
+                &disco(),
+                NOW + 1,
+            )
             .unwrap();
         assert_eq!(att.return_to, "/admin?a=1");
         for rd in [
@@ -1584,7 +1768,7 @@ mod tests {
         let s = l.start(&disco(), e.redirects(), "", &[8; 64], NOW).unwrap();
         let cookie = s.set_cookie.split(';').next().unwrap();
         let (_, att) = l
-            .open_callback(&format!("code=c&state={}", s.state), cookie, NOW)
+            .open_callback(&format!("code=c&state={}", s.state), cookie, &disco(), NOW)
             .unwrap();
         assert_eq!(att.return_to, "/");
         // without offline_access, no prompt
@@ -1609,26 +1793,68 @@ mod tests {
         let q = format!("code=c&state={}", s.state);
         // no cookie; another attempt's cookie only; wrong iss
         assert_eq!(
-            l.open_callback(&q, "a=b", NOW).unwrap_err().reason(),
+            l.open_callback(&q, "a=b", &disco(), NOW)
+                .unwrap_err()
+                .reason(),
             Reason::LoginMismatch
         );
         let other_cookie = other.set_cookie.split(';').next().unwrap();
         assert_eq!(
-            l.open_callback(&q, other_cookie, NOW).unwrap_err().reason(),
+            l.open_callback(&q, other_cookie, &disco(), NOW)
+                .unwrap_err()
+                .reason(),
             Reason::LoginMismatch
         );
         assert_eq!(
-            l.open_callback(&format!("{q}&iss=https%3A%2F%2Fevil"), &cookie, NOW)
-                .unwrap_err()
-                .reason(),
+            l.open_callback(
+                &format!("{q}&iss=https%3A%2F%2Fevil"),
+                &cookie,
+                &disco(),
+                NOW
+            )
+            .unwrap_err()
+            .reason(),
             Reason::UnknownIssuer
         );
         assert!(l
-            .open_callback(&format!("{q}&iss=https%3A%2F%2Fidp.example"), &cookie, NOW)
+            .open_callback(
+                &format!("{q}&iss=https%3A%2F%2Fidp.example"),
+                &cookie,
+                &disco(),
+                NOW
+            )
             .is_ok());
         // both attempts' cookies in one header: each callback finds its own
         let both = format!("{cookie}; {other_cookie}");
-        assert!(l.open_callback(&q, &both, NOW).is_ok());
+        assert!(l.open_callback(&q, &both, &disco(), NOW).is_ok());
+        // RFC 9207: a provider that advertises `iss` in authorization responses must send it
+        let strict = Discovery {
+            iss_parameter_supported: true,
+            ..disco()
+        };
+        let e = l.open_callback(&q, &cookie, &strict, NOW).unwrap_err();
+        assert_eq!(e.reason(), Reason::LoginMismatch);
+        assert_eq!(e.http_status(), 401);
+        assert!(e.message().contains("RFC 9207"), "{}", e.message());
+        assert_eq!(
+            l.open_callback(
+                &format!("{q}&iss=https%3A%2F%2Fevil"),
+                &cookie,
+                &strict,
+                NOW
+            )
+            .unwrap_err()
+            .reason(),
+            Reason::UnknownIssuer
+        );
+        assert!(l
+            .open_callback(
+                &format!("{q}&iss=https%3A%2F%2Fidp.example"),
+                &cookie,
+                &strict,
+                NOW
+            )
+            .is_ok());
         let clear = l.clear_attempt_cookie(&s.state);
         assert!(clear.starts_with(&format!("edgegate_login_{}=;", s.state)));
         assert!(clear.contains("Max-Age=0"));
@@ -2148,7 +2374,7 @@ mod tests {
             )
         };
         assert!(l
-            .open_callback(&q(&entra_issuer(TENANT_A)), &cookie, NOW)
+            .open_callback(&q(&entra_issuer(TENANT_A)), &cookie, &disco(), NOW)
             .is_ok());
         for bad in [
             entra_issuer(TENANT_B),
@@ -2156,7 +2382,7 @@ mod tests {
             "https://evil".into(),
         ] {
             assert_eq!(
-                l.open_callback(&q(&bad), &cookie, NOW)
+                l.open_callback(&q(&bad), &cookie, &disco(), NOW)
                     .unwrap_err()
                     .reason(),
                 Reason::UnknownIssuer,

@@ -597,6 +597,98 @@ fn an_unknown_kid_the_refetch_does_not_bring_is_401_after_the_refetch() {
     no_traps(&host);
 }
 
+/// The IdP rotates right after this VM's first fetch; nothing about refetching is configured.
+#[test]
+fn a_key_rotated_right_after_the_first_fetch_is_followed_within_30_s_by_default() {
+    let mut host = host_with(&config(true));
+    let t0 = host.now();
+    let token = pending_jwks_call(&host);
+    host.respond_http_call(token, 200, &[], &jwks(&[es_jwk(7, "e1")]))
+        .unwrap();
+    let rotated = es256(8, "e2", "erin");
+    // Within 30 s of the first fetch: refused at once, no fetch.
+    for at in [10, 29] {
+        host.advance(Duration::from_secs(t0 + at - host.now()))
+            .unwrap();
+        let mut req = host.request(&get("/app", &[("authorization", &bearer(&rotated))]));
+        let a = req.headers();
+        assert_eq!(reason(local(&a)), "unknown_kid", "at {at} s");
+        host.advance(Duration::from_millis(200)).unwrap();
+        assert!(host.pending_http_calls().is_empty(), "at {at} s");
+    }
+    // 30 s after the first fetch (the default, not 60): the request waits for the refetch.
+    host.advance(Duration::from_secs(t0 + 30 - host.now()))
+        .unwrap();
+    let mut req = host.request(&get("/app", &[("authorization", &bearer(&rotated))]));
+    assert_eq!(req.headers(), Action::Pause, "waits for the refetch");
+    host.advance(Duration::from_millis(200)).unwrap();
+    let calls = host.pending_http_calls();
+    assert_eq!(calls.len(), 1, "refetch after an unknown kid");
+    host.respond_http_call(
+        calls[0].token,
+        200,
+        &[],
+        &jwks(&[es_jwk(7, "e1"), es_jwk(8, "e2")]),
+    )
+    .unwrap();
+    assert_eq!(req.state(), Action::Continue, "{:?}", req.local_response());
+    no_traps(&host);
+}
+
+/// Failed fetches count as attempts: the unknown-kid interval runs from the last one, and a
+/// failing IdP (backing off) is still asked once per interval for a rotated key.
+#[test]
+fn the_unknown_kid_interval_runs_from_the_last_fetch_attempt_failed_ones_included() {
+    let mut host = host_with(&config(true));
+    let t0 = host.now();
+    let token = pending_jwks_call(&host);
+    host.respond_http_call(
+        token,
+        200,
+        &[("cache-control", "max-age=60")],
+        &jwks(&[es_jwk(7, "e1")]),
+    )
+    .unwrap();
+    // The IdP goes down: the refresh at 60 s and its retries (after 5, 10, 20 s) fail.
+    let mut attempts = Vec::new();
+    while attempts.len() < 4 {
+        host.advance(Duration::from_millis(500)).unwrap();
+        for c in host.pending_http_calls() {
+            attempts.push(host.now() - t0);
+            host.fail_http_call(c.token).unwrap();
+        }
+        assert!(host.now() - t0 < 200, "attempts so far: {attempts:?}");
+    }
+    assert_eq!(attempts, [60, 65, 75, 95]);
+    // The IdP is back with a rotated key. 29 s after the last (failed) attempt: refused at
+    // once, no fetch (the last success is long past: it is the attempt that counts).
+    let rotated = es256(8, "e2", "erin");
+    host.advance(Duration::from_secs(t0 + 124 - host.now()))
+        .unwrap();
+    let mut req = host.request(&get("/app", &[("authorization", &bearer(&rotated))]));
+    assert_eq!(reason(local(&req.headers())), "unknown_kid");
+    host.advance(Duration::from_millis(200)).unwrap();
+    assert!(host.pending_http_calls().is_empty());
+    // 30 s after it: the early refetch goes out, ahead of the 40 s backoff, and the rotated
+    // key works on this request.
+    host.advance(Duration::from_secs(t0 + 125 - host.now()))
+        .unwrap();
+    let mut req = host.request(&get("/app", &[("authorization", &bearer(&rotated))]));
+    assert_eq!(req.headers(), Action::Pause, "waits for the refetch");
+    host.advance(Duration::from_millis(200)).unwrap();
+    let calls = host.pending_http_calls();
+    assert_eq!(calls.len(), 1, "one refetch");
+    host.respond_http_call(
+        calls[0].token,
+        200,
+        &[],
+        &jwks(&[es_jwk(7, "e1"), es_jwk(8, "e2")]),
+    )
+    .unwrap();
+    assert_eq!(req.state(), Action::Continue, "{:?}", req.local_response());
+    no_traps(&host);
+}
+
 // --- magic links -------------------------------------------------------------------------------
 
 fn magic_token(host_cfg: &Value, jti: u8) -> String {

@@ -71,6 +71,8 @@ class IdP:
         self.slow_seconds = 10.0
         self.audience = audience
         self.hits = {"jwks": 0, "discovery": 0}
+        # When each document was asked for (time.time()), in order: rotation timing tests.
+        self.fetch_times: dict[str, list[float]] = {"jwks": [], "discovery": []}
         self.issuer = ""  # set once the server knows its port
 
     # --- keys ---
@@ -163,6 +165,7 @@ class IdPHandler(BaseHTTPRequestHandler):
             return self._json(404, {"error": "not_found"})
         with idp.lock:
             idp.hits[kind] += 1
+            idp.fetch_times[kind].append(time.time())
             mode, cc, slow = idp.mode, idp.cache_control, idp.slow_seconds
         if mode == "down":
             return self._json(503, {"error": "down for the test"})
