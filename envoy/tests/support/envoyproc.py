@@ -87,17 +87,32 @@ ROUTER = {
 }
 
 
+# The connection manager settings a listener is rendered with.
+# - "shipped": envoy/envoy.yaml's (and every config edgegate renders): forward the normalised path
+#   the rules matched on, and refuse header names with `_` (CGI-style apps read `x_a` as `x-a`).
+# - "envoy-defaults": none of them set, as an operator's own Envoy config may be; edgegate's
+#   guarantees must hold there too.
+HCM_SETTINGS: dict[str, dict] = {
+    "shipped": {
+        "normalize_path": True,
+        "merge_slashes": True,
+        "path_with_escaped_slashes_action": "REJECT_REQUEST",
+        "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
+    },
+    "envoy-defaults": {},
+}
+
+
 def hcm_listener(name: str, port: int, http_filters: list[dict], route: dict,
-                 hcm_extra: dict | None = None) -> dict:
+                 hcm_extra: dict | None = None, settings: str = "shipped") -> dict:
     """A listener on 127.0.0.1 whose connection manager runs `http_filters` then the router, and
-    sends every path to `route` (a `route` or `direct_response` entry)."""
+    sends every path to `route` (a `route` or `direct_response` entry). `settings` names an entry
+    of HCM_SETTINGS; `hcm_extra` is merged over it last."""
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "ingress",
         "codec_type": "AUTO",
-        # As envoy.yaml: forward the normalised path the rules matched on.
-        "normalize_path": True,
-        "path_with_escaped_slashes_action": "REJECT_REQUEST",
+        **HCM_SETTINGS[settings],
         "route_config": {
             "name": "local",
             "virtual_hosts": [
@@ -117,13 +132,14 @@ def hcm_listener(name: str, port: int, http_filters: list[dict], route: dict,
 
 
 def listener(port: int, wasm_path: str, plugin_config: dict | str, upstream_cluster: str = "upstream",
-             name: str = "edgegate", hcm_extra: dict | None = None) -> dict:
+             name: str = "edgegate", hcm_extra: dict | None = None, settings: str = "shipped") -> dict:
     return hcm_listener(
         name,
         port,
         [wasm_filter(wasm_path, plugin_config)],
         {"route": {"cluster": upstream_cluster, "timeout": "15s"}},
         hcm_extra,
+        settings,
     )
 
 
