@@ -88,19 +88,35 @@ ROUTER = {
 
 
 # The connection manager settings a listener is rendered with.
-# - "shipped": envoy/envoy.yaml's (and every config edgegate renders): forward the normalised path
-#   the rules matched on, and refuse header names with `_` (CGI-style apps read `x_a` as `x-a`).
+# - "shipped": those of envoy/envoy.yaml, read from it (so the tests follow the file): the path
+#   normalisation the rules rely on, and refusing header names with `_` (CGI-style apps read
+#   `x_a` as `x-a`);
 # - "envoy-defaults": none of them set, as an operator's own Envoy config may be; edgegate's
 #   guarantees must hold there too.
-HCM_SETTINGS: dict[str, dict] = {
-    "shipped": {
-        "normalize_path": True,
-        "merge_slashes": True,
-        "path_with_escaped_slashes_action": "REJECT_REQUEST",
-        "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
-    },
-    "envoy-defaults": {},
-}
+SHIPPED_HCM_KEYS = ("normalize_path", "merge_slashes", "path_with_escaped_slashes_action")
+ENVOY_YAML = Path(__file__).resolve().parents[2] / "envoy.yaml"
+
+
+def shipped_hcm_settings(path: Path = ENVOY_YAML) -> dict:
+    """The HCM settings of envoy.yaml's first connection manager that change what reaches the
+    upstream: SHIPPED_KEYS and `common_http_protocol_options.headers_with_underscores_action`."""
+    import yaml
+
+    doc = yaml.safe_load(path.read_text())
+    for lst in doc["static_resources"]["listeners"]:
+        for chain in lst.get("filter_chains", []):
+            for f in chain.get("filters", []):
+                if f.get("name") == "envoy.filters.network.http_connection_manager":
+                    hcm = f["typed_config"]
+                    out = {k: hcm[k] for k in SHIPPED_HCM_KEYS if k in hcm}
+                    action = hcm.get("common_http_protocol_options", {}).get("headers_with_underscores_action")
+                    if action:
+                        out["common_http_protocol_options"] = {"headers_with_underscores_action": action}
+                    return out
+    raise ValueError(f"{path}: no http_connection_manager")
+
+
+HCM_SETTINGS: dict[str, dict] = {"shipped": shipped_hcm_settings(), "envoy-defaults": {}}
 
 
 def hcm_listener(name: str, port: int, http_filters: list[dict], route: dict,
