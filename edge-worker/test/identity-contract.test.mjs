@@ -447,7 +447,8 @@ describe("consumed credentials", () => {
   test("forward: true forwards that provider's token, never edgegate's cookies", async () => {
     const token = await jwt({ issuer: FWD_ISSUER, sub: "fwd-user" });
     const echo = echoed(
-      await raw(fwd, "GET", "/app/f1", [bearer(token), ["cookie", `a=1; edgegate_session=${await session()}; edgegate_login_s=1`]]),
+      // (no session cookie here: the rule reads sessions first, and the token must be the credential)
+      await raw(fwd, "GET", "/app/f1", [bearer(token), ["cookie", "a=1; edgegate_session_refresh=r; edgegate_login_s=1"]]),
     );
     assert.equal(echo.headers["x-edgegate-provider"], "fwd");
     assert.equal(echo.headers.authorization, `Bearer ${token}`);

@@ -575,7 +575,7 @@ def test_unrelated_headers_are_forwarded_untouched(main, keys):
 def test_forward_true_provider_forwards_its_token(fwd, keys):
     token = keys.jwt(issuer=FWD_ISSUER, sub="fwd-user")
     echo = echo_of(h1(need(fwd), "GET", "/app/f1", [("authorization", f"Bearer {token}"),
-                                                     ("cookie", f"a=1; edgegate_session={keys.session()}; edgegate_login_s=1")]))
+                                                     ("cookie", "a=1; edgegate_session_refresh=r; edgegate_login_s=1")]))
     assert echo["headers"]["x-edgegate-provider"] == "fwd"
     assert echo["headers"]["authorization"] == f"Bearer {token}"
     # edgegate's own cookies are still removed: they are never the app's.
