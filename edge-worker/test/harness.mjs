@@ -53,10 +53,10 @@ export async function freePort() {
 export async function startOrigin() {
   const routes = new Map();
   const hits = new Map();
-  const received = [];
-  const arrived = new Set();
-  const server = createServer({ maxHeaderSize: 512 * 1024 }, (req, res) => {
-    arrived.add(req.url);
+  // Header bounds are the gate's to enforce (431 headers_too_large): the origin itself accepts
+  // up to 256 KiB of headers (Node's default is 16 KiB), so a request the gate let through is
+  // seen here, not refused by Node.
+  const server = createServer({ maxHeaderSize: 256 * 1024 }, (req, res) => {
     const fixed = routes.get(req.url);
     if (fixed) {
       hits.set(req.url, (hits.get(req.url) ?? 0) + 1);
@@ -64,6 +64,7 @@ export async function startOrigin() {
       res.end(typeof fixed.body === "string" ? fixed.body : JSON.stringify(fixed.body));
       return;
     }
+    arrived.add(req.url);
     const chunks = [];
     let size = 0;
     req.on("data", (c) => {
@@ -93,13 +94,15 @@ export async function startOrigin() {
       res.end(body);
     });
   });
+  const received = [];
+  const arrived = new Set();
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
     port: server.address().port,
     route: (path, reply) => routes.set(path, reply),
     hits: (path) => hits.get(path) ?? 0,
     received,
-    seen: (path) => arrived.has(path),
+    seen: (path) => arrived.has(path) || hits.has(path),
     stop: () =>
       new Promise((resolve) => {
         server.closeAllConnections?.();
