@@ -45,11 +45,18 @@ export async function freePort() {
 /**
  * An origin that answers every request with JSON: {method, url, headers, body}, except the
  * paths given to `route(path, {status, headers, body})` (e.g. a JWKS or discovery document).
+ * The JSON also holds what a CGI-style app would see: `rawHeaders` ([name, value] in order and
+ * as received), `environ` (WSGI/Rack/PHP keys: `HTTP_` + upper case, `-` -> `_`, repeats joined
+ * with `,`) and request `trailers`. `received` lists every echoed request, `seen(path)` says
+ * whether a request for `path` (with its query) reached the origin at all.
  */
 export async function startOrigin() {
   const routes = new Map();
   const hits = new Map();
-  const server = createServer((req, res) => {
+  // Header bounds are the gate's to enforce (431 headers_too_large): the origin itself accepts
+  // up to 256 KiB of headers (Node's default is 16 KiB), so a request the gate let through is
+  // seen here, not refused by Node.
+  const server = createServer({ maxHeaderSize: 256 * 1024 }, (req, res) => {
     const fixed = routes.get(req.url);
     if (fixed) {
       hits.set(req.url, (hits.get(req.url) ?? 0) + 1);
@@ -57,6 +64,7 @@ export async function startOrigin() {
       res.end(typeof fixed.body === "string" ? fixed.body : JSON.stringify(fixed.body));
       return;
     }
+    arrived.add(req.url);
     const chunks = [];
     let size = 0;
     req.on("data", (c) => {
@@ -64,21 +72,37 @@ export async function startOrigin() {
       if (size <= 1 << 20) chunks.push(c);
     });
     req.on("end", () => {
-      const body = JSON.stringify({
+      const pairs = (raw) => raw.flatMap((v, i) => (i % 2 ? [] : [[v, raw[i + 1]]]));
+      const rawHeaders = pairs(req.rawHeaders);
+      const environ = {};
+      for (const [n, v] of rawHeaders) {
+        const k = "HTTP_" + n.toUpperCase().replaceAll("-", "_");
+        environ[k] = k in environ ? `${environ[k]},${v}` : v;
+      }
+      const echo = {
         method: req.method,
         url: req.url,
         headers: req.headers,
         body: Buffer.concat(chunks).toString("utf8"),
-      });
+        rawHeaders,
+        environ,
+        trailers: pairs(req.rawTrailers),
+      };
+      received.push(echo);
+      const body = JSON.stringify(echo);
       res.writeHead(200, { "content-type": "application/json", "x-origin": "echo" });
       res.end(body);
     });
   });
+  const received = [];
+  const arrived = new Set();
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
     port: server.address().port,
     route: (path, reply) => routes.set(path, reply),
     hits: (path) => hits.get(path) ?? 0,
+    received,
+    seen: (path) => arrived.has(path) || hits.has(path),
     stop: () =>
       new Promise((resolve) => {
         server.closeAllConnections?.();

@@ -87,17 +87,48 @@ ROUTER = {
 }
 
 
+# The connection manager settings a listener is rendered with.
+# - "shipped": those of envoy/envoy.yaml, read from it (so the tests follow the file): the path
+#   normalisation the rules rely on, and refusing header names with `_` (CGI-style apps read
+#   `x_a` as `x-a`);
+# - "envoy-defaults": none of them set, as an operator's own Envoy config may be; edgegate's
+#   guarantees must hold there too.
+SHIPPED_HCM_KEYS = ("normalize_path", "merge_slashes", "path_with_escaped_slashes_action")
+ENVOY_YAML = Path(__file__).resolve().parents[2] / "envoy.yaml"
+
+
+def shipped_hcm_settings(path: Path = ENVOY_YAML) -> dict:
+    """The HCM settings of envoy.yaml's first connection manager that change what reaches the
+    upstream: SHIPPED_KEYS and `common_http_protocol_options.headers_with_underscores_action`."""
+    import yaml
+
+    doc = yaml.safe_load(path.read_text())
+    for lst in doc["static_resources"]["listeners"]:
+        for chain in lst.get("filter_chains", []):
+            for f in chain.get("filters", []):
+                if f.get("name") == "envoy.filters.network.http_connection_manager":
+                    hcm = f["typed_config"]
+                    out = {k: hcm[k] for k in SHIPPED_HCM_KEYS if k in hcm}
+                    action = hcm.get("common_http_protocol_options", {}).get("headers_with_underscores_action")
+                    if action:
+                        out["common_http_protocol_options"] = {"headers_with_underscores_action": action}
+                    return out
+    raise ValueError(f"{path}: no http_connection_manager")
+
+
+HCM_SETTINGS: dict[str, dict] = {"shipped": shipped_hcm_settings(), "envoy-defaults": {}}
+
+
 def hcm_listener(name: str, port: int, http_filters: list[dict], route: dict,
-                 hcm_extra: dict | None = None) -> dict:
+                 hcm_extra: dict | None = None, settings: str = "shipped") -> dict:
     """A listener on 127.0.0.1 whose connection manager runs `http_filters` then the router, and
-    sends every path to `route` (a `route` or `direct_response` entry)."""
+    sends every path to `route` (a `route` or `direct_response` entry). `settings` names an entry
+    of HCM_SETTINGS; `hcm_extra` is merged over it last."""
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "ingress",
         "codec_type": "AUTO",
-        # As envoy.yaml: forward the normalised path the rules matched on.
-        "normalize_path": True,
-        "path_with_escaped_slashes_action": "REJECT_REQUEST",
+        **HCM_SETTINGS[settings],
         "route_config": {
             "name": "local",
             "virtual_hosts": [
@@ -117,13 +148,14 @@ def hcm_listener(name: str, port: int, http_filters: list[dict], route: dict,
 
 
 def listener(port: int, wasm_path: str, plugin_config: dict | str, upstream_cluster: str = "upstream",
-             name: str = "edgegate", hcm_extra: dict | None = None) -> dict:
+             name: str = "edgegate", hcm_extra: dict | None = None, settings: str = "shipped") -> dict:
     return hcm_listener(
         name,
         port,
         [wasm_filter(wasm_path, plugin_config)],
         {"route": {"cluster": upstream_cluster, "timeout": "15s"}},
         hcm_extra,
+        settings,
     )
 
 
