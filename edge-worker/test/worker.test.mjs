@@ -395,6 +395,15 @@ describe("identity headers", () => {
     for (const h of Object.keys(spoof)) assert.equal(seen.headers[h], undefined, h);
   });
 
+  test("copies in any spelling (`_` for `-`, any case) are stripped too", async () => {
+    const spellings = { x_edgegate_roles: "admin", X_EDGEGATE_SUBJECT: "root", "x-edgegate_credential": "api_key" };
+    const seen = await echoed(await get(`${gate}/api/u`, { ...spellings, authorization: `Bearer ${await jwt()}` }));
+    const ours = Object.keys(seen.headers).filter((h) => h.replaceAll("_", "-").startsWith("x-edgegate-"));
+    assert.ok(ours.every((h) => !h.includes("_")), ours.join());
+    assert.equal(seen.headers["x-edgegate-roles"], "staff");
+    assert.equal(seen.headers["x-edgegate-subject"], "alice");
+  });
+
   test("client-sent copies are replaced by the core's on an authenticated route", async () => {
     const seen = await echoed(
       await get(`${gate}/api/s`, { ...spoof, authorization: `Bearer ${await jwt()}` }),
