@@ -403,8 +403,10 @@ pub(crate) fn act(
             let mut keep: Vec<(String, String)> = pairs
                 .iter()
                 .filter(|(n, _)| {
-                    !edits.remove.iter().any(|r| r.eq_ignore_ascii_case(n))
-                        && !(edits.cookie.is_some() && n.eq_ignore_ascii_case("cookie"))
+                    let removed = edits.remove.iter().any(|r| r.eq_ignore_ascii_case(n));
+                    let cookie_replaced =
+                        edits.cookie.is_some() && n.eq_ignore_ascii_case("cookie");
+                    !removed && !cookie_replaced
                 })
                 .map(|(n, v)| ((*n).to_string(), (*v).to_string()))
                 .collect();

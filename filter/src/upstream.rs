@@ -30,7 +30,11 @@ pub fn normalize_header_name(name: &str) -> String {
 fn same_normalized(name: &str, normalized: &str) -> bool {
     name.len() == normalized.len()
         && name.bytes().zip(normalized.bytes()).all(|(a, b)| {
-            let a = if a == b'_' { b'-' } else { a.to_ascii_lowercase() };
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
             a == b
         })
 }
@@ -157,7 +161,11 @@ mod tests {
 
     fn fw() -> Forwarding {
         Forwarding::new(
-            &["x-edgegate-roles", "x-edgegate-credential", "x-edgegate-subject"],
+            &[
+                "x-edgegate-roles",
+                "x-edgegate-credential",
+                "x-edgegate-subject",
+            ],
             Some("x-jwt-assertion"),
             Some("id_token"),
             Some("x-api-key"),
@@ -188,7 +196,10 @@ mod tests {
         ] {
             assert!(!f.is_identity_header(name), "{name}");
         }
-        assert_eq!(normalize_header_name("X_EdgeGate-Roles"), "x-edgegate-roles");
+        assert_eq!(
+            normalize_header_name("X_EdgeGate-Roles"),
+            "x-edgegate-roles"
+        );
     }
 
     #[test]
@@ -240,14 +251,20 @@ mod tests {
         let e = f.edits(&headers, Some(&Consumed::JwtCookie));
         assert_eq!(e.cookie.as_deref(), Some("a=1; b=2; c=3"));
         // only edgegate's cookies: the cookie header goes
-        let e = f.edits(&[("cookie", "edgegate_session=S")], Some(&Consumed::SessionCookie));
+        let e = f.edits(
+            &[("cookie", "edgegate_session=S")],
+            Some(&Consumed::SessionCookie),
+        );
         assert_eq!(e.cookie.as_deref(), Some(""));
         // nothing of ours: no edit at all
         let e = f.edits(&[("cookie", "a=1;  b=2")], None);
         assert_eq!(e.cookie, None);
         // names that only look like ours are kept
         let e = f.edits(
-            &[("cookie", "xedgegate_session=1; edgegate_session=2; edgegate_sessionx=3")],
+            &[(
+                "cookie",
+                "xedgegate_session=1; edgegate_session=2; edgegate_sessionx=3",
+            )],
             None,
         );
         assert_eq!(

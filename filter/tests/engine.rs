@@ -11,10 +11,10 @@
 use edgegate::apikey;
 use edgegate::b64;
 use edgegate::engine::{Engine, Verdict};
-use edgegate::upstream::{Consumed, HeaderEdits};
 use edgegate::extractor::Request;
 use edgegate::jwk::KeySet;
 use edgegate::magic::{MagicLinkRequest, Purpose};
+use edgegate::upstream::{Consumed, HeaderEdits};
 use edgegate::verifier::{KeyLookup, NoRemoteKeys};
 use edgegate::{Identity, UnixTime};
 use hmac::{Hmac, Mac};
@@ -698,7 +698,8 @@ fn consumed(v: Verdict) -> Option<Consumed> {
 fn jwt_sources_config(forward: bool) -> Value {
     let mut cfg = config();
     cfg["jwt"]["providers"][0]["forward"] = json!(forward);
-    cfg["jwt"]["from"] = json!({"header": "x-jwt-assertion", "cookie": "id_token", "query_param": "access_token"});
+    cfg["jwt"]["from"] =
+        json!({"header": "x-jwt-assertion", "cookie": "id_token", "query_param": "access_token"});
     cfg
 }
 
@@ -708,10 +709,23 @@ fn the_checked_credential_is_consumed_where_it_was_found() {
     let t = jwt(json!({}));
     let bearer = format!("Bearer {t}");
     let cookie = format!("a=1; id_token={t}; edgegate_session_refresh=R; b=2");
-    let cases: Vec<(Vec<(&str, &str)>, &str, Option<Consumed>)> = vec![
-        (vec![("authorization", &bearer)], "/api/x", Some(Consumed::Authorization)),
-        (vec![("x-jwt-assertion", &t)], "/api/x", Some(Consumed::JwtHeader)),
-        (vec![("cookie", &cookie)], "/api/x", Some(Consumed::JwtCookie)),
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, Option<Consumed>);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            vec![("authorization", &bearer)],
+            "/api/x",
+            Some(Consumed::Authorization),
+        ),
+        (
+            vec![("x-jwt-assertion", &t)],
+            "/api/x",
+            Some(Consumed::JwtHeader),
+        ),
+        (
+            vec![("cookie", &cookie)],
+            "/api/x",
+            Some(Consumed::JwtCookie),
+        ),
         // the query parameter is left in the URL (documented)
         (vec![], "/api/x?access_token=TOKEN", None),
     ];
@@ -735,12 +749,18 @@ fn the_checked_credential_is_consumed_where_it_was_found() {
     let k = format!("Bearer {}", api_key());
     let (h1, h2) = ([("authorization", k.as_str())], [("x-api-key", api_key())]);
     let h2: Vec<(&str, &str)> = h2.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    assert_eq!(consumed(decide(&e, "GET", "/api/x", &h1)), Some(Consumed::Authorization));
+    assert_eq!(
+        consumed(decide(&e, "GET", "/api/x", &h1)),
+        Some(Consumed::Authorization)
+    );
     let c = consumed(decide(&e, "GET", "/api/x", &h2));
     assert_eq!(c, Some(Consumed::ApiKeyHeader));
     assert_eq!(e.upstream_edits(&h2, c.as_ref()).remove, vec!["x-api-key"]);
     // no credential on a public route: nothing consumed, edgegate's cookies still go
-    let h = [("cookie", "edgegate_session=x; theme=dark; edgegate_login_abc=y")];
+    let h = [(
+        "cookie",
+        "edgegate_session=x; theme=dark; edgegate_login_abc=y",
+    )];
     let c = consumed(decide(&e, "GET", "/healthz", &h));
     assert_eq!(c, None);
     let edits = e.upstream_edits(&h, None);
@@ -783,7 +803,10 @@ fn forward_true_keeps_the_token_but_never_edgegates_cookies() {
     cfg["api_keys"]["forward"] = json!(true);
     let e = engine_from(&cfg);
     let k = api_key();
-    assert_eq!(consumed(decide(&e, "GET", "/api/x", &[("x-api-key", &k)])), None);
+    assert_eq!(
+        consumed(decide(&e, "GET", "/api/x", &[("x-api-key", &k)])),
+        None
+    );
     // forward on one provider does not forward another's tokens
     let e = engine();
     assert_eq!(

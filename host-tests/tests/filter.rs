@@ -309,7 +309,12 @@ fn identity_headers_in_any_spelling_never_reach_the_upstream() {
     let mut h = SPELLINGS.to_vec();
     h.push(("authorization", &auth));
     let mut req = host.request(&get("/app", &h));
-    assert_eq!(req.headers(), Action::Continue, "{:?}", req.local_response());
+    assert_eq!(
+        req.headers(),
+        Action::Continue,
+        "{:?}",
+        req.local_response()
+    );
     let up = req.upstream_headers().unwrap();
     let mut seen = identity_like(&up);
     seen.sort();
@@ -334,7 +339,12 @@ fn identity_named_request_trailers_are_removed() {
     let token = local_jwt("alice", json!({"roles": ["staff"]}));
     let auth = bearer(&token);
     let mut req = host.request(&get("/app/upload", &[("authorization", auth.as_str())]));
-    assert_eq!(req.send_headers(false), Action::Continue, "{:?}", req.local_response());
+    assert_eq!(
+        req.send_headers(false),
+        Action::Continue,
+        "{:?}",
+        req.local_response()
+    );
     assert_eq!(req.body(b"data", false), Action::Continue);
     let a = req.trailers(&[
         ("x-edgegate-roles", "admin"),
@@ -351,7 +361,10 @@ fn identity_named_request_trailers_are_removed() {
     // Trailers on a public route (no credential) are cleaned the same way.
     let mut req = host.request(&get("/public/x", &[]));
     assert_eq!(req.send_headers(false), Action::Continue);
-    assert_eq!(req.trailers(&[("X_EDGEGATE_ROLES", "admin")]), Action::Continue);
+    assert_eq!(
+        req.trailers(&[("X_EDGEGATE_ROLES", "admin")]),
+        Action::Continue
+    );
     assert_eq!(identity_like(&req.upstream_trailers().unwrap()), vec![]);
     no_traps(&host);
 }
@@ -363,7 +376,10 @@ fn trailers_of_a_request_waiting_for_keys_are_cleaned_before_they_go_on() {
     let mut req = host.request(&get("/app", &[("authorization", &bearer(&jwt))]));
     assert_eq!(req.send_headers(false), Action::Pause);
     // allow_on_headers_stop_iteration: the filter sees the trailers while it waits, holds them.
-    assert_eq!(req.trailers(&[("x_edgegate_roles", "admin"), ("k", "v")]), Action::Pause);
+    assert_eq!(
+        req.trailers(&[("x_edgegate_roles", "admin"), ("k", "v")]),
+        Action::Pause
+    );
     assert_eq!(req.upstream_trailers(), None);
     let call = pending_jwks_call(&host);
     host.respond_http_call(
@@ -395,20 +411,40 @@ fn the_consumed_credential_and_edgegate_cookies_stay_at_the_edge() {
             ("cookie", "edgegate_login_st4te=l;b=2 ; c=3"),
         ],
     ));
-    assert_eq!(req.headers(), Action::Continue, "{:?}", req.local_response());
+    assert_eq!(
+        req.headers(),
+        Action::Continue,
+        "{:?}",
+        req.local_response()
+    );
     let up = req.upstream_headers().unwrap();
     assert!(!up.contains("authorization"), "{up:?}");
-    assert_eq!(up.get_all("cookie"), vec!["a=1; b=2; c=3"], "one header, in order");
+    assert_eq!(
+        up.get_all("cookie"),
+        vec!["a=1; b=2; c=3"],
+        "one header, in order"
+    );
     assert_eq!(up.get("x-other").as_deref(), Some("kept"));
     // An API key in its own header: that header goes, Authorization (another scheme) stays.
     let mut req = host.request(&get(
         "/app",
-        &[("x-api-key", &api_key(1)), ("authorization", "Basic Zm9vOmJhcg==")],
+        &[
+            ("x-api-key", &api_key(1)),
+            ("authorization", "Basic Zm9vOmJhcg=="),
+        ],
     ));
-    assert_eq!(req.headers(), Action::Continue, "{:?}", req.local_response());
+    assert_eq!(
+        req.headers(),
+        Action::Continue,
+        "{:?}",
+        req.local_response()
+    );
     let up = req.upstream_headers().unwrap();
     assert!(!up.contains("x-api-key"));
-    assert_eq!(up.get("authorization").as_deref(), Some("Basic Zm9vOmJhcg=="));
+    assert_eq!(
+        up.get("authorization").as_deref(),
+        Some("Basic Zm9vOmJhcg==")
+    );
     // Only edgegate's cookies: no cookie header at all.
     let mut req = host.request(&get("/public/p", &[("cookie", "edgegate_session=x")]));
     assert_eq!(req.headers(), Action::Continue);
@@ -433,7 +469,12 @@ fn forward_true_sends_the_checked_credential_upstream_but_never_edgegate_cookies
                 ("cookie", "edgegate_session_refresh=r; a=1"),
             ],
         ));
-        assert_eq!(req.headers(), Action::Continue, "{:?}", req.local_response());
+        assert_eq!(
+            req.headers(),
+            Action::Continue,
+            "{:?}",
+            req.local_response()
+        );
         let up = req.upstream_headers().unwrap();
         assert_eq!(up.get("authorization").as_deref(), Some(auth.as_str()));
         assert_eq!(up.get_all("cookie"), vec!["a=1"]);
@@ -540,7 +581,10 @@ fn a_cached_token_allow_stays_within_its_host_call_budget() {
         .iter()
         .filter(|c| **c == "proxy_remove_header_map_value")
         .count();
-    assert_eq!(removed, 3, "two identity headers and the Authorization: {calls:?}");
+    assert_eq!(
+        removed, 3,
+        "two identity headers and the Authorization: {calls:?}"
+    );
     no_traps(&host);
 }
 
