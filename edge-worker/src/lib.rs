@@ -5,8 +5,9 @@
 //! the first request from the `EDGEGATE_CONFIG` binding), and per request it:
 //!
 //! 1. asks [`Engine::decide`] with `now` from `Date.now()`;
-//! 2. on Allow removes every client-sent copy of the identity headers, adds the identity headers
-//!    and forwards the request to the origin (`ORIGIN` service binding, else the `ORIGIN_URL`
+//! 2. on Allow removes every client-sent copy of the identity headers (in any spelling), the
+//!    credential it checked (unless its provider forwards it) and edgegate's own cookies, adds
+//!    the identity headers and forwards the request to the origin (`ORIGIN` service binding, else the `ORIGIN_URL`
 //!    text binding through the global `fetch`), without following redirects;
 //! 3. on Deny answers the core's status, headers and body;
 //! 4. on a magic-link POST reads the form (bounded), lets the core verify it, and enforces single
@@ -387,14 +388,31 @@ pub(crate) fn act(
 ) -> Result<Action, JsValue> {
     let Gate { engine, remote, .. } = gate;
     Ok(match verdict {
-        Verdict::Allow { headers, .. } => {
-            let strip = engine.strip_headers();
-            let keep = incoming
+        Verdict::Allow {
+            headers, consumed, ..
+        } => {
+            // Identity headers in any spelling never go upstream, nor pseudo-headers; the
+            // credential edgegate checked and edgegate's own cookies stay here (the core's
+            // edits). Workers have no request-trailer API: there are no trailers to clean.
+            let pairs: Vec<(&str, &str)> = incoming
                 .iter()
-                .filter(|(n, _)| !n.starts_with(':'))
-                .filter(|(n, _)| !strip.iter().any(|s| s.eq_ignore_ascii_case(n)))
-                .cloned()
+                .filter(|(n, _)| !n.starts_with(':') && !engine.is_identity_header(n))
+                .map(|(n, v)| (n.as_str(), v.as_str()))
                 .collect();
+            let edits = engine.upstream_edits(&pairs, consumed.as_ref());
+            let mut keep: Vec<(String, String)> = pairs
+                .iter()
+                .filter(|(n, _)| {
+                    let removed = edits.remove.iter().any(|r| r.eq_ignore_ascii_case(n));
+                    let cookie_replaced =
+                        edits.cookie.is_some() && n.eq_ignore_ascii_case("cookie");
+                    !removed && !cookie_replaced
+                })
+                .map(|(n, v)| ((*n).to_string(), (*v).to_string()))
+                .collect();
+            if let Some(cookie) = edits.cookie.filter(|c| !c.is_empty()) {
+                keep.push(("cookie".to_string(), cookie));
+            }
             Action::Forward {
                 headers: Upstream { keep, set: headers },
                 dev: engine.dev_mode_response_header().is_some(),

@@ -150,6 +150,9 @@ before(async () => {
   const broken = structuredClone(good);
   broken.rules[1].match.path.prefix = "admin"; // no leading '/': refused at load
   broken.magic_links.keys[0].secret = "c2hvcnQ"; // 5 bytes: too short, refused at load
+  const forwarding = structuredClone(good);
+  forwarding.jwt.providers[0].forward = true; // "local" tokens go upstream unchanged
+  forwarding.api_keys.forward = true;
   const unknown = structuredClone(good);
   unknown.session.lifetime_secs = 5; // a typo: unknown fields are errors
   wd = await startWorkerd({
@@ -158,6 +161,7 @@ before(async () => {
       { name: "gate", config: good, origin: "binding", usedLinks: "own" },
       { name: "gateurl", config: good, origin: "url", usedLinks: "gate" },
       { name: "nodo", config: good, origin: "binding" },
+      { name: "fwd", config: forwarding, origin: "binding" },
       { name: "broken", config: broken, origin: "binding" },
       { name: "unknown", config: unknown, origin: "binding" },
       { name: "garbage", config: "{not json", origin: "binding" },
@@ -191,8 +195,8 @@ describe("JWT", () => {
     assert.equal(seen.headers["x-edgegate-credential"], "jwt");
     assert.equal(seen.headers["x-edgegate-provider"], "local");
     assert.match(seen.headers["x-edgegate-expires"], /^\d+$/);
-    // the credential itself still goes upstream (the origin may need it)
-    assert.match(seen.headers.authorization, /^Bearer /);
+    // the token edgegate checked stays at the edge (forward: false, the default)
+    assert.equal(seen.headers.authorization, undefined);
   });
 
   test("a valid ES256 token is accepted too", async () => {
@@ -326,6 +330,35 @@ describe("remote key sets", () => {
   });
 });
 
+describe("consumed credentials", () => {
+  test("the checked credential and edgegate's cookies stay at the edge; other cookies pass in order", async () => {
+    const cookie = "theme=dark; edgegate_session_refresh=r; edgegate_login_abc=l; lang=en";
+    const seen = await echoed(await get(`${gate}/api/c`, { authorization: `Bearer ${apiKey}`, cookie }));
+    assert.equal(seen.headers["x-edgegate-credential"], "api_key");
+    assert.equal(seen.headers.authorization, undefined);
+    assert.equal(seen.headers.cookie, "theme=dark; lang=en");
+    const only = await echoed(await get(`${gate}/healthz`, { cookie: "edgegate_session=s" }));
+    assert.equal(only.headers.cookie, undefined);
+  });
+
+  test("forward: true sends the provider's token (and api_keys' key) upstream, never our cookies", async () => {
+    const token = await jwt();
+    const seen = await echoed(
+      await get(`${wd.urls.fwd}/api/f`, { authorization: `Bearer ${token}`, cookie: "edgegate_session_refresh=r; a=1" }),
+    );
+    assert.equal(seen.headers["x-edgegate-subject"], "alice");
+    assert.equal(seen.headers.authorization, `Bearer ${token}`);
+    assert.equal(seen.headers.cookie, "a=1");
+    const key = await echoed(await get(`${wd.urls.fwd}/api/f`, { authorization: `Bearer ${apiKey}` }));
+    assert.equal(key.headers.authorization, `Bearer ${apiKey}`);
+    // forward is per provider: "remote" tokens still stay at the edge
+    const remote = await echoed(
+      await get(`${wd.urls.fwd}/api/r`, { authorization: `Bearer ${await jwt({ iss: "https://remote.test", aud: undefined }, { key: remoteKey.privateKey, kid: "r1" })}` }),
+    );
+    assert.equal(remote.headers.authorization, undefined);
+  });
+});
+
 describe("API keys", () => {
   test("a configured key is allowed with its name and roles", async () => {
     const seen = await echoed(await get(`${gate}/api/k`, { authorization: `Bearer ${apiKey}` }));
@@ -360,6 +393,15 @@ describe("identity headers", () => {
   test("client-sent copies are stripped on a public route", async () => {
     const seen = await echoed(await get(`${gate}/healthz`, spoof));
     for (const h of Object.keys(spoof)) assert.equal(seen.headers[h], undefined, h);
+  });
+
+  test("copies in any spelling (`_` for `-`, any case) are stripped too", async () => {
+    const spellings = { x_edgegate_roles: "admin", X_EDGEGATE_SUBJECT: "root", "x-edgegate_credential": "api_key" };
+    const seen = await echoed(await get(`${gate}/api/u`, { ...spellings, authorization: `Bearer ${await jwt()}` }));
+    const ours = Object.keys(seen.headers).filter((h) => h.replaceAll("_", "-").startsWith("x-edgegate-"));
+    assert.ok(ours.every((h) => !h.includes("_")), ours.join());
+    assert.equal(seen.headers["x-edgegate-roles"], "staff");
+    assert.equal(seen.headers["x-edgegate-subject"], "alice");
   });
 
   test("client-sent copies are replaced by the core's on an authenticated route", async () => {

@@ -57,8 +57,8 @@ def test_remote_jwt_is_accepted_and_identity_reaches_upstream(env, idp_module):
     assert h["x-edgegate-email"] == "alice@example.com"
     assert h["x-edgegate-roles"] == "editor"
     assert h["x-edgegate-key-name"] == idp_module.idp.current.kid
-    # The token itself still goes upstream (the app may want it); nothing else was added.
-    assert h["authorization"] == f"Bearer {token}"
+    # The token edgegate checked stays at the edge (forward: false, the default).
+    assert "authorization" not in h
 
 
 def test_remote_jwt_with_role_passes_admin_rule(env, idp_module):
@@ -157,6 +157,47 @@ def test_api_key_rejections(env, secrets_):
     r = get(env.url("/admin/x"), headers=bearer(secrets_.api_key))
     assert r.status_code == 403 and reason(r) == "missing_role"
     assert get(env.url("/admin/x"), headers=bearer(secrets_.admin_api_key)).status_code == 200
+
+
+# --- consumed credentials and edgegate's cookies stay at the edge ------------------------------
+
+
+def test_consumed_credentials_and_edgegate_cookies_do_not_reach_upstream(env, secrets_, upstream):
+    cookies = "theme=dark; edgegate_session_refresh=r; edgegate_login_abc=l; lang=en"
+    h = echo_headers(get(env.url("/x"), headers={"x-api-key": secrets_.api_key, "cookie": cookies}))
+    assert h["x-edgegate-subject"] == "ci"
+    assert "x-api-key" not in h
+    # The app's cookies arrive in one header, in their order; edgegate's are gone.
+    assert h["cookie"] == "theme=dark; lang=en"
+    # A bearer credential is removed, another scheme's header is the app's own business.
+    h = echo_headers(get(env.url("/x"), headers={**bearer(secrets_.api_key), "x-other": "1"}))
+    assert "authorization" not in h and h["x-other"] == "1"
+    # Public routes: nothing was consumed, edgegate's cookies still go.
+    h = echo_headers(get(env.url("/public/p"), headers={"cookie": "edgegate_session=s; a=1"}))
+    assert h["cookie"] == "a=1"
+    h = echo_headers(get(env.url("/public/p"), headers={"cookie": "edgegate_session=s"}))
+    assert "cookie" not in h
+
+
+@pytest.fixture(scope="module")
+def forwarding_env(start_envoy_module, idp_module, secrets_):
+    cfg = full_config(secrets_, idp_module.url)
+    cfg["jwt"]["providers"][0]["forward"] = True  # the remote IdP's tokens go upstream
+    cfg["api_keys"]["forward"] = True
+    return start_envoy_module(cfg, clusters={idp_cluster(idp_module.url): idp_module.port})
+
+
+def test_forward_true_sends_the_checked_credential_upstream(forwarding_env, idp_module, secrets_):
+    token = idp_module.idp.mint(sub="alice")
+    h = echo_headers(get(forwarding_env.url("/o"), headers={**bearer(token), "cookie": "edgegate_session_refresh=r; a=1"}))
+    assert h["x-edgegate-subject"] == "alice"
+    assert h["authorization"] == f"Bearer {token}"
+    assert h["cookie"] == "a=1", "edgegate's cookies are removed even with forward: true"
+    h = echo_headers(get(forwarding_env.url("/o"), headers={"x-api-key": secrets_.api_key}))
+    assert h["x-edgegate-subject"] == "ci" and h["x-api-key"] == secrets_.api_key
+    # forward is per provider: the local provider's tokens still stay at the edge
+    h = echo_headers(get(forwarding_env.url("/o"), headers=bearer(secrets_.local_jwt(sub="svc"))))
+    assert h["x-edgegate-subject"] == "svc" and "authorization" not in h
 
 
 # --- spoofed identity headers ------------------------------------------------------------------

@@ -207,6 +207,10 @@ pub struct ApiKeysConfig {
     /// The accepted keys, by hash.
     #[serde(default)]
     pub keys: Vec<ApiKeyEntry>,
+    /// Forward the key upstream unchanged (`Authorization` or `header`). Default false: the
+    /// key edgegate checked stays at the edge; the upstream gets the identity headers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward: bool,
 }
 
 fn default_prefix() -> String {
@@ -220,6 +224,7 @@ impl Default for ApiKeysConfig {
             header: None,
             pepper: None,
             keys: Vec::new(),
+            forward: false,
         }
     }
 }
@@ -740,6 +745,7 @@ mod tests {
                 scoped,
                 entry("", "sha256:zz".into()),
             ],
+            forward: false,
         };
         let errs = cfg.compile().unwrap_err();
         let paths: Vec<_> = errs.iter().map(|e| e.path().unwrap()).collect();

@@ -13,7 +13,7 @@ use crate::backend::{NativeBackend, SignatureBackend};
 use crate::cache::TokenCache;
 use crate::config::{Config, IdentityHeaders};
 use crate::error::{ConfigErrors, Error, Reason};
-use crate::extractor::{Extractor, Found, Request};
+use crate::extractor::{Extractor, Found, Request, Source};
 use crate::identity::{CredentialKind, Identity};
 use crate::jwks::CompiledJwksSource;
 use crate::login::Login;
@@ -23,6 +23,7 @@ use crate::method_override::{self, MethodOverride};
 use crate::policy::Rule;
 use crate::redirect::RedirectPolicy;
 use crate::session::Sessions;
+use crate::upstream::{Consumed, Forwarding, HeaderEdits};
 use crate::verifier::{JwtCheck, JwtVerifier, KeyLookup, Provider};
 use crate::UnixTime;
 
@@ -38,13 +39,18 @@ pub type UpstreamHeaders = Arc<[(String, String)]>;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Verdict {
-    /// Continue upstream with these headers added (client copies of [`Engine::strip_headers`]
-    /// already removed by the host). `identity` is `None` on public routes without a credential.
+    /// Continue upstream with these headers added (client headers that
+    /// [`Engine::is_identity_header`] names already removed by the host) and the edits of
+    /// [`Engine::upstream_edits`] for `consumed` carried out. `identity` is `None` on public
+    /// routes without a credential.
     Allow {
         identity: Option<Arc<Identity>>,
         headers: UpstreamHeaders,
         /// True when the identity came from the token cache (for metrics).
         cached: bool,
+        /// Where the credential edgegate checked came from, when it stays at the edge; `None`
+        /// without a credential or when its provider (or `api_keys`) has `forward: true`.
+        consumed: Option<Consumed>,
     },
     /// Answer locally.
     Deny(Denial),
@@ -114,7 +120,11 @@ pub struct Engine {
     redirects: RedirectPolicy,
     rules: Rules,
     headers: IdentityHeaders,
-    strip: Vec<String>,
+    forwarding: Forwarding,
+    /// Names of the JWT providers whose tokens are forwarded (`forward: true`).
+    forward_providers: Vec<String>,
+    /// `api_keys.forward`.
+    forward_api_keys: bool,
     dev: Option<Identity>,
     method_override: MethodOverride,
     extractor: Extractor,
@@ -222,12 +232,23 @@ impl Engine {
                 .and_then(|k| k.header().map(str::to_string)),
             session_cookie: sessions.as_ref().map(|s| s.cookie_name().to_string()),
         };
-        let strip = cfg
-            .identity_headers
-            .all()
+        let forwarding = Forwarding::new(
+            &cfg.identity_headers.all(),
+            cfg.jwt.from.header.as_deref(),
+            cfg.jwt.from.cookie.as_deref(),
+            extractor.api_key_header.as_deref(),
+            sessions
+                .as_ref()
+                .map_or("edgegate_session", |s| s.cookie_name()),
+        );
+        let forward_providers = cfg
+            .jwt
+            .providers
             .iter()
-            .map(|s| s.to_string())
+            .filter(|p| p.forward)
+            .map(|p| p.name.clone())
             .collect();
+        let forward_api_keys = cfg.api_keys.as_ref().is_some_and(|k| k.forward);
         Ok(Engine {
             realm: cfg.realm.clone(),
             jwt: JwtVerifier::new(providers, cfg.jwt.max_token_bytes),
@@ -238,7 +259,9 @@ impl Engine {
             redirects,
             rules,
             headers: cfg.identity_headers.clone(),
-            strip,
+            forwarding,
+            forward_providers,
+            forward_api_keys,
             dev,
             method_override: cfg.method_override,
             extractor,
@@ -266,9 +289,52 @@ impl Engine {
             .map(|_| (self.headers.dev_mode.as_str(), "true"))
     }
 
-    /// Header names to remove from every client request before anything else.
-    pub fn strip_headers(&self) -> &[String] {
-        &self.strip
+    /// True for a client header the host removes from every request (headers and trailers)
+    /// before anything else: one of the identity header names, compared lower-cased with `_`
+    /// read as `-` (see [`crate::upstream`]).
+    pub fn is_identity_header(&self, name: &str) -> bool {
+        self.forwarding.is_identity_header(name)
+    }
+
+    /// What the host changes in an allowed request (`headers` as received, identity headers
+    /// already removed) before it goes upstream: the `consumed` credential and edgegate's own
+    /// cookies are removed.
+    pub fn upstream_edits(
+        &self,
+        headers: &[(&str, &str)],
+        consumed: Option<&Consumed>,
+    ) -> HeaderEdits {
+        self.forwarding.edits(headers, consumed)
+    }
+
+    /// Where a verified credential came from, when it stays at the edge.
+    fn consumed(&self, found: &Found<'_>, identity: &Identity) -> Option<Consumed> {
+        match found.kind {
+            CredentialKind::Jwt => {
+                if self.forward_providers.contains(&identity.provider) {
+                    return None;
+                }
+                match found.source {
+                    Source::AuthorizationBearer => Some(Consumed::Authorization),
+                    Source::Header => Some(Consumed::JwtHeader),
+                    Source::Cookie => Some(Consumed::JwtCookie),
+                    // The filter does not rewrite URLs.
+                    Source::QueryParam => None,
+                }
+            }
+            CredentialKind::ApiKey => {
+                if self.forward_api_keys {
+                    return None;
+                }
+                match found.source {
+                    Source::AuthorizationBearer => Some(Consumed::Authorization),
+                    Source::Header => Some(Consumed::ApiKeyHeader),
+                    Source::Cookie | Source::QueryParam => None,
+                }
+            }
+            CredentialKind::Session | CredentialKind::MagicLink => Some(Consumed::SessionCookie),
+            CredentialKind::Dev => None,
+        }
     }
 
     /// A token cache sized as the config says (`jwt.cache.max_entries`).
@@ -424,6 +490,7 @@ impl Engine {
             identity: Some(Arc::new(dev.clone())),
             headers: headers.into(),
             cached: false,
+            consumed: None,
         }
     }
 
@@ -448,6 +515,7 @@ impl Engine {
                     identity: None,
                     headers: Arc::new([]),
                     cached: false,
+                    consumed: None,
                 };
             }
             let error = match self.extractor.find_any(req, &is_api_key) {
@@ -477,6 +545,7 @@ impl Engine {
                         identity: None,
                         headers: Arc::new([]),
                         cached: false,
+                        consumed: None,
                     };
                 }
                 // An unknown kid of a remote key set the host would refetch now: wait for the
@@ -493,6 +562,7 @@ impl Engine {
             return Verdict::Deny(self.deny_json(&e, None));
         }
         Verdict::Allow {
+            consumed: self.consumed(&found, &identity),
             headers,
             identity: Some(identity),
             cached,

@@ -30,6 +30,7 @@ pub mod policy;
 pub mod precheck;
 pub mod redirect;
 pub mod session;
+pub mod upstream;
 pub mod verifier;
 
 pub use alg::Alg;

@@ -63,6 +63,12 @@ pub struct ProviderConfig {
     /// Where roles, permissions, email... are read from; presets fill in per-IdP defaults.
     #[serde(default)]
     pub claims: ClaimsConfig,
+    /// Forward this provider's tokens upstream unchanged (in the `Authorization` header,
+    /// `jwt.from.header` or `jwt.from.cookie` they came in). Default false: the token edgegate
+    /// checked stays at the edge, as Envoy `jwt_authn`'s `forward: false`; the upstream gets the
+    /// identity headers. edgegate's own cookies are removed either way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward: bool,
 }
 
 /// A shared secret for HMAC-signed JWTs.

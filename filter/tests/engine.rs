@@ -14,6 +14,7 @@ use edgegate::engine::{Engine, Verdict};
 use edgegate::extractor::Request;
 use edgegate::jwk::KeySet;
 use edgegate::magic::{MagicLinkRequest, Purpose};
+use edgegate::upstream::{Consumed, HeaderEdits};
 use edgegate::verifier::{KeyLookup, NoRemoteKeys};
 use edgegate::{Identity, UnixTime};
 use hmac::{Hmac, Mac};
@@ -158,12 +159,14 @@ fn public_routes_pass_without_and_with_bad_credentials_but_never_carry_identity(
         "x-edgegate-roles",
         "x-edgegate-dev-mode",
         "x-edgegate-credential",
+        "x_edgegate_roles",
+        "X_EDGEGATE_ROLES",
+        "x-edgegate_credential",
+        "X-Edgegate-Subject",
     ] {
-        assert!(
-            e.strip_headers().iter().any(|s| s == name),
-            "{name} must be stripped"
-        );
+        assert!(e.is_identity_header(name), "{name} must be stripped");
     }
+    assert!(!e.is_identity_header("x-edgegate-rolesx"));
 }
 
 #[test]
@@ -843,10 +846,156 @@ fn a_cached_signature_on_other_claims_is_verified_and_refused() {
             cached: true,
             headers,
             identity,
+            consumed,
         } => {
+            assert_eq!(consumed, Some(Consumed::Authorization), "as when verified");
             assert_eq!(identity.unwrap().subject, "alice");
             assert_eq!(*headers, *first);
         }
         other => panic!("the real token hits the cache: {other:?}"),
     }
+}
+
+// --- what goes upstream: consumed credentials, `forward`, edgegate's cookies -----------------
+
+fn consumed(v: Verdict) -> Option<Consumed> {
+    match v {
+        Verdict::Allow { consumed, .. } => consumed,
+        other => panic!("expected Allow, got {other:?}"),
+    }
+}
+
+fn jwt_sources_config(forward: bool) -> Value {
+    let mut cfg = config();
+    cfg["jwt"]["providers"][0]["forward"] = json!(forward);
+    cfg["jwt"]["from"] =
+        json!({"header": "x-jwt-assertion", "cookie": "id_token", "query_param": "access_token"});
+    cfg
+}
+
+#[test]
+fn the_checked_credential_is_consumed_where_it_was_found() {
+    let e = engine_from(&jwt_sources_config(false));
+    let t = jwt(json!({}));
+    let bearer = format!("Bearer {t}");
+    let cookie = format!("a=1; id_token={t}; edgegate_session_refresh=R; b=2");
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, Option<Consumed>);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            vec![("authorization", &bearer)],
+            "/api/x",
+            Some(Consumed::Authorization),
+        ),
+        (
+            vec![("x-jwt-assertion", &t)],
+            "/api/x",
+            Some(Consumed::JwtHeader),
+        ),
+        (
+            vec![("cookie", &cookie)],
+            "/api/x",
+            Some(Consumed::JwtCookie),
+        ),
+        // the query parameter is left in the URL (documented)
+        (vec![], "/api/x?access_token=TOKEN", None),
+    ];
+    for (headers, path, want) in cases {
+        let path = path.replace("TOKEN", &t);
+        let got = consumed(decide(&e, "GET", &path, &headers));
+        assert_eq!(got, want, "{headers:?} {path}");
+        let edits = e.upstream_edits(&headers, got.as_ref());
+        match want {
+            Some(Consumed::Authorization) => assert_eq!(edits.remove, vec!["authorization"]),
+            Some(Consumed::JwtHeader) => assert_eq!(edits.remove, vec!["x-jwt-assertion"]),
+            Some(Consumed::JwtCookie) => {
+                assert!(edits.remove.is_empty());
+                assert_eq!(edits.cookie.as_deref(), Some("a=1; b=2"));
+            }
+            _ => assert_eq!(edits, HeaderEdits::default()),
+        }
+    }
+    // API keys, in Authorization and in their header
+    let e = engine();
+    let k = format!("Bearer {}", api_key());
+    let (h1, h2) = ([("authorization", k.as_str())], [("x-api-key", api_key())]);
+    let h2: Vec<(&str, &str)> = h2.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    assert_eq!(
+        consumed(decide(&e, "GET", "/api/x", &h1)),
+        Some(Consumed::Authorization)
+    );
+    let c = consumed(decide(&e, "GET", "/api/x", &h2));
+    assert_eq!(c, Some(Consumed::ApiKeyHeader));
+    assert_eq!(e.upstream_edits(&h2, c.as_ref()).remove, vec!["x-api-key"]);
+    // no credential on a public route: nothing consumed, edgegate's cookies still go
+    let h = [(
+        "cookie",
+        "edgegate_session=x; theme=dark; edgegate_login_abc=y",
+    )];
+    let c = consumed(decide(&e, "GET", "/healthz", &h));
+    assert_eq!(c, None);
+    let edits = e.upstream_edits(&h, None);
+    assert!(edits.remove.is_empty());
+    assert_eq!(edits.cookie.as_deref(), Some("theme=dark"));
+}
+
+#[test]
+fn forward_true_keeps_the_token_but_never_edgegates_cookies() {
+    let e = engine_from(&jwt_sources_config(true));
+    let t = jwt(json!({}));
+    let bearer = format!("Bearer {t}");
+    let h = [
+        ("authorization", bearer.as_str()),
+        ("cookie", "edgegate_session=S; a=1"),
+    ];
+    // the cache keeps consumed right too (derived per request, not cached)
+    let mut cache = e.new_cache();
+    for round in 0..2 {
+        let req = Request {
+            method: "GET",
+            path: "/api/x",
+            headers: &h,
+        };
+        let v = e.decide(&req, &NoRemoteKeys, &mut cache, NOW);
+        let Verdict::Allow {
+            consumed, cached, ..
+        } = v
+        else {
+            panic!("{v:?}")
+        };
+        assert_eq!(cached, round == 1);
+        assert_eq!(consumed, None, "forward: true");
+        let edits = e.upstream_edits(&h, consumed.as_ref());
+        assert!(edits.remove.is_empty(), "{edits:?}");
+        assert_eq!(edits.cookie.as_deref(), Some("a=1"));
+    }
+    // api_keys.forward
+    let mut cfg = config();
+    cfg["api_keys"]["forward"] = json!(true);
+    let e = engine_from(&cfg);
+    let k = api_key();
+    assert_eq!(
+        consumed(decide(&e, "GET", "/api/x", &[("x-api-key", &k)])),
+        None
+    );
+    // forward on one provider does not forward another's tokens
+    let e = engine();
+    assert_eq!(
+        consumed(decide(&e, "GET", "/api/x", &[("authorization", &bearer)])),
+        Some(Consumed::Authorization)
+    );
+}
+
+#[test]
+fn a_session_is_consumed_and_its_cookies_removed() {
+    let cfg = config();
+    let e = engine_from(&cfg);
+    let sessions = e.sessions().unwrap();
+    let id = Identity::new("alice", edgegate::CredentialKind::Session, "session");
+    let cookie = sessions.seal(&id, NOW).unwrap();
+    let header = format!("pref=1; edgegate_session={cookie}; edgegate_session_refresh=r; z=2");
+    let h = [("cookie", header.as_str())];
+    let c = consumed(decide(&e, "GET", "/dashboard", &h));
+    assert_eq!(c, Some(Consumed::SessionCookie));
+    let edits = e.upstream_edits(&h, c.as_ref());
+    assert_eq!(edits.cookie.as_deref(), Some("pref=1; z=2"));
 }

@@ -114,6 +114,7 @@ fn claim_mapping_from_a_pyjwt_token() {
         identity: Some(id),
         headers,
         cached,
+        ..
     } = engine.decide(&req, &NoRemoteKeys, &mut cache, now)
     else {
         panic!("RS256 token refused")

@@ -410,6 +410,66 @@ impl Vm {
             }
             Phase::Idle | Phase::Flowing => {}
         }
+        // Trailers held by the filter go on; trailers Envoy buffered are decoded now.
+        let Some(h) = self.http(id) else { return };
+        if h.local.is_some() || h.finished {
+            return;
+        }
+        let d = if request { &mut h.req } else { &mut h.resp };
+        if d.trailers_held {
+            d.trailers_held = false;
+            d.trailers_live = false;
+            d.forwarded_trailers = d.trailers.clone();
+        }
+        if let Some(t) = d.queued_trailers.take() {
+            self.deliver_trailers(id, request, t);
+        }
+    }
+
+    /// Trailers from the client (request) or upstream (response): `proxy_on_*_trailers`. Envoy
+    /// holds them while the filter holds the headers (unless `allow_on_headers_stop_iteration`).
+    fn trailers(&mut self, id: u32, request: bool, trailers: Headers) {
+        let allow_while_paused = request && self.allow_on_headers_stop_iteration;
+        let Some(h) = self.http(id) else { return };
+        if h.local.is_some() || h.finished {
+            return;
+        }
+        let d = if request { &mut h.req } else { &mut h.resp };
+        d.end_seen = true;
+        if (d.phase == Phase::HeadersPaused && !allow_while_paused) || d.queued_end.is_some() {
+            d.queued_trailers = Some(trailers);
+            return;
+        }
+        self.deliver_trailers(id, request, trailers);
+    }
+
+    fn deliver_trailers(&mut self, id: u32, request: bool, trailers: Headers) {
+        let Some(h) = self.http(id) else { return };
+        let d = if request { &mut h.req } else { &mut h.resp };
+        let n = trailers.len() as i32;
+        d.trailers = Some(trailers);
+        d.trailers_live = true;
+        let name = if request {
+            "proxy_on_request_trailers"
+        } else {
+            "proxy_on_response_trailers"
+        };
+        let (r, stop, acts) = self.call_raw(id, name, &[Val::I32(id as i32), Val::I32(n)]);
+        match r {
+            Err(_) => self.fail_stream(id),
+            Ok(v) => {
+                if let Some(h) = self.http(id) {
+                    let d = if request { &mut h.req } else { &mut h.resp };
+                    if stop || v.unwrap_or(0) != 0 {
+                        d.trailers_held = true;
+                    } else {
+                        d.trailers_live = false;
+                        d.forwarded_trailers = d.trailers.clone();
+                    }
+                }
+            }
+        }
+        self.apply(acts);
     }
 
     fn headers(&mut self, id: u32, request: bool, headers: Headers, end: bool) {
@@ -1094,6 +1154,23 @@ impl Stream {
         let id = self.id;
         let data = chunk.to_vec();
         self.run(true, |v| v.body(id, true, data, end_of_stream))
+    }
+
+    /// Delivers request trailers (`proxy_on_request_trailers`; the request ends with them).
+    pub fn trailers<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, trailers: &[(K, V)]) -> Action {
+        let id = self.id;
+        let t = Headers::from_pairs(trailers);
+        self.run(true, |v| v.trailers(id, true, t))
+    }
+
+    /// Request trailers as they went upstream (`None` while held or never sent).
+    pub fn upstream_trailers(&self) -> Option<Headers> {
+        let v = self.vm.borrow();
+        let h = v.http_ref(self.id)?;
+        if h.local.is_some() {
+            return None;
+        }
+        h.req.forwarded_trailers.clone()
     }
 
     /// Delivers upstream response headers (`proxy_on_response_headers`).

@@ -226,7 +226,12 @@ pub(crate) struct Direction {
     /// Body that arrived while headers were paused (Envoy buffers it, then calls the body callback).
     pub queued: Vec<u8>,
     pub queued_end: Option<bool>,
+    /// Trailers that arrived while headers were paused (delivered when the filter resumes).
+    pub queued_trailers: Option<Headers>,
+    /// The trailers callback returned Pause: they go on when the filter resumes.
+    pub trailers_held: bool,
     /// What went past the filter.
+    pub forwarded_trailers: Option<Headers>,
     pub forwarded_headers: Option<Headers>,
     pub forwarded_body: Vec<u8>,
     pub end_seen: bool,
@@ -245,6 +250,9 @@ impl Direction {
             phase: Phase::Idle,
             queued: Vec::new(),
             queued_end: None,
+            queued_trailers: None,
+            trailers_held: false,
+            forwarded_trailers: None,
             forwarded_headers: None,
             forwarded_body: Vec::new(),
             end_seen: false,

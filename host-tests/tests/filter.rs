@@ -274,6 +274,220 @@ fn public_paths_pass_and_client_identity_headers_are_stripped() {
     no_traps(&host);
 }
 
+/// Any header whose name, lower-cased with `_` read as `-`, is an identity header name: what a
+/// CGI-style app (WSGI, Rack, PHP) reads as `HTTP_X_EDGEGATE_ROLES`.
+fn identity_like(up: &host_tests::Headers) -> Vec<(String, String)> {
+    up.pairs()
+        .into_iter()
+        .filter(|(n, _)| {
+            n.to_ascii_lowercase()
+                .replace('_', "-")
+                .starts_with("x-edgegate-")
+        })
+        .collect()
+}
+
+const SPELLINGS: [(&str, &str); 6] = [
+    ("x_edgegate_roles", "admin"),
+    ("X_EDGEGATE_ROLES", "admin"),
+    ("x-edgegate_credential", "api_key"),
+    ("X_Edgegate-Subject", "root"),
+    ("x-edgegate-email", "boss@example.com"),
+    ("x_edgegate_dev_mode", "true"),
+];
+
+#[test]
+fn identity_headers_in_any_spelling_never_reach_the_upstream() {
+    let mut host = host();
+    let mut req = host.request(&get("/public/x", &SPELLINGS));
+    assert_eq!(req.headers(), Action::Continue);
+    let up = req.upstream_headers().unwrap();
+    assert_eq!(identity_like(&up), vec![], "{up:?}");
+    // On an authenticated route only the core's own values arrive, one each.
+    let token = local_jwt("alice", json!({"roles": ["staff"]}));
+    let auth = bearer(&token);
+    let mut h = SPELLINGS.to_vec();
+    h.push(("authorization", &auth));
+    let mut req = host.request(&get("/app", &h));
+    assert_eq!(
+        req.headers(),
+        Action::Continue,
+        "{:?}",
+        req.local_response()
+    );
+    let up = req.upstream_headers().unwrap();
+    let mut seen = identity_like(&up);
+    seen.sort();
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        names.iter().all(|n| !n.contains('_')),
+        "only the core's spelling: {seen:?}"
+    );
+    assert_eq!(up.get_all("x-edgegate-roles"), vec!["staff"]);
+    assert_eq!(up.get_all("x-edgegate-credential"), vec!["jwt"]);
+    assert_eq!(up.get_all("x-edgegate-subject"), vec!["alice"]);
+    assert!(!up.contains("x-edgegate-email") && !up.contains("x-edgegate-dev-mode"));
+    // Spoofed spellings alone authenticate nobody.
+    let mut req = host.request(&get("/admin/x", &SPELLINGS));
+    assert_eq!(local(&req.headers()).status, 401);
+    no_traps(&host);
+}
+
+#[test]
+fn identity_named_request_trailers_are_removed() {
+    let mut host = host();
+    let token = local_jwt("alice", json!({"roles": ["staff"]}));
+    let auth = bearer(&token);
+    let mut req = host.request(&get("/app/upload", &[("authorization", auth.as_str())]));
+    assert_eq!(
+        req.send_headers(false),
+        Action::Continue,
+        "{:?}",
+        req.local_response()
+    );
+    assert_eq!(req.body(b"data", false), Action::Continue);
+    let a = req.trailers(&[
+        ("x-edgegate-roles", "admin"),
+        ("x_edgegate_roles", "admin"),
+        ("X-EDGEGATE_SUBJECT", "root"),
+        ("grpc-status", "0"),
+        ("x-checksum", "abc"),
+    ]);
+    assert_eq!(a, Action::Continue);
+    let t = req.upstream_trailers().expect("trailers went upstream");
+    assert_eq!(identity_like(&t), vec![], "{t:?}");
+    assert_eq!(t.get("grpc-status").as_deref(), Some("0"));
+    assert_eq!(t.get("x-checksum").as_deref(), Some("abc"));
+    // Trailers on a public route (no credential) are cleaned the same way.
+    let mut req = host.request(&get("/public/x", &[]));
+    assert_eq!(req.send_headers(false), Action::Continue);
+    assert_eq!(
+        req.trailers(&[("X_EDGEGATE_ROLES", "admin")]),
+        Action::Continue
+    );
+    assert_eq!(identity_like(&req.upstream_trailers().unwrap()), vec![]);
+    no_traps(&host);
+}
+
+#[test]
+fn trailers_of_a_request_waiting_for_keys_are_cleaned_before_they_go_on() {
+    let mut host = host_with(&config(true));
+    let jwt = es256(1, "e1", "alice");
+    let mut req = host.request(&get("/app", &[("authorization", &bearer(&jwt))]));
+    assert_eq!(req.send_headers(false), Action::Pause);
+    // allow_on_headers_stop_iteration: the filter sees the trailers while it waits, holds them.
+    assert_eq!(
+        req.trailers(&[("x_edgegate_roles", "admin"), ("k", "v")]),
+        Action::Pause
+    );
+    assert_eq!(req.upstream_trailers(), None);
+    let call = pending_jwks_call(&host);
+    host.respond_http_call(
+        call,
+        200,
+        &[("content-type", "application/json")],
+        &jwks(&[es_jwk(1, "e1")]),
+    )
+    .unwrap();
+    assert_eq!(req.state(), Action::Continue, "{:?}", req.local_response());
+    let t = req.upstream_trailers().expect("released with the request");
+    assert_eq!(identity_like(&t), vec![]);
+    assert_eq!(t.get("k").as_deref(), Some("v"));
+    assert!(!req.upstream_headers().unwrap().contains("authorization"));
+    no_traps(&host);
+}
+
+#[test]
+fn the_consumed_credential_and_edgegate_cookies_stay_at_the_edge() {
+    let mut host = host();
+    let token = local_jwt("alice", json!({"roles": ["staff"]}));
+    let auth = bearer(&token);
+    let mut req = host.request(&get(
+        "/app",
+        &[
+            ("authorization", auth.as_str()),
+            ("cookie", "a=1; edgegate_session_refresh=r"),
+            ("x-other", "kept"),
+            ("cookie", "edgegate_login_st4te=l;b=2 ; c=3"),
+        ],
+    ));
+    assert_eq!(
+        req.headers(),
+        Action::Continue,
+        "{:?}",
+        req.local_response()
+    );
+    let up = req.upstream_headers().unwrap();
+    assert!(!up.contains("authorization"), "{up:?}");
+    assert_eq!(
+        up.get_all("cookie"),
+        vec!["a=1; b=2; c=3"],
+        "one header, in order"
+    );
+    assert_eq!(up.get("x-other").as_deref(), Some("kept"));
+    // An API key in its own header: that header goes, Authorization (another scheme) stays.
+    let mut req = host.request(&get(
+        "/app",
+        &[
+            ("x-api-key", &api_key(1)),
+            ("authorization", "Basic Zm9vOmJhcg=="),
+        ],
+    ));
+    assert_eq!(
+        req.headers(),
+        Action::Continue,
+        "{:?}",
+        req.local_response()
+    );
+    let up = req.upstream_headers().unwrap();
+    assert!(!up.contains("x-api-key"));
+    assert_eq!(
+        up.get("authorization").as_deref(),
+        Some("Basic Zm9vOmJhcg==")
+    );
+    // Only edgegate's cookies: no cookie header at all.
+    let mut req = host.request(&get("/public/p", &[("cookie", "edgegate_session=x")]));
+    assert_eq!(req.headers(), Action::Continue);
+    assert!(!req.upstream_headers().unwrap().contains("cookie"));
+    no_traps(&host);
+}
+
+#[test]
+fn forward_true_sends_the_checked_credential_upstream_but_never_edgegate_cookies() {
+    let mut cfg = config(false);
+    cfg["jwt"]["providers"][0]["forward"] = json!(true);
+    cfg["api_keys"]["forward"] = json!(true);
+    let mut host = host_with(&cfg);
+    let token = local_jwt("alice", json!({"roles": ["staff"]}));
+    let auth = bearer(&token);
+    for _ in 0..2 {
+        // the second time from the token cache
+        let mut req = host.request(&get(
+            "/app",
+            &[
+                ("authorization", auth.as_str()),
+                ("cookie", "edgegate_session_refresh=r; a=1"),
+            ],
+        ));
+        assert_eq!(
+            req.headers(),
+            Action::Continue,
+            "{:?}",
+            req.local_response()
+        );
+        let up = req.upstream_headers().unwrap();
+        assert_eq!(up.get("authorization").as_deref(), Some(auth.as_str()));
+        assert_eq!(up.get_all("cookie"), vec!["a=1"]);
+    }
+    let mut req = host.request(&get("/app", &[("x-api-key", &api_key(1))]));
+    assert_eq!(req.headers(), Action::Continue);
+    assert_eq!(
+        req.upstream_headers().unwrap().get("x-api-key"),
+        Some(api_key(1))
+    );
+    no_traps(&host);
+}
+
 #[test]
 fn a_valid_local_jwt_is_allowed_with_identity_headers_and_then_served_from_the_cache() {
     let mut host = host();
@@ -338,20 +552,22 @@ fn a_cached_token_allow_stays_within_its_host_call_budget() {
     assert_eq!(count("proxy_get_header_map_value"), 0, "{calls:?}");
     assert_eq!(
         count("proxy_remove_header_map_value"),
-        0,
-        "nothing to strip: {calls:?}"
+        1,
+        "only the consumed Authorization header: {calls:?}"
     );
     assert_eq!(count("proxy_get_current_time_nanoseconds"), 1, "{calls:?}");
     assert_eq!(count("proxy_log"), 0, "{calls:?}");
     assert_eq!(count("proxy_define_metric"), 0, "ids are kept: {calls:?}");
-    // 1 header read + 1 clock + 2 counters (allowed, cache hit) + the identity headers set.
+    // 1 header read + 1 clock + 2 counters (allowed, cache hit) + 1 removal of the consumed
+    // Authorization + the identity headers set.
     let identity = count("proxy_replace_header_map_value") + count("proxy_add_header_map_value");
     assert!(identity >= 3, "{calls:?}");
     assert!(
-        calls.len() <= 4 + identity,
+        calls.len() <= 5 + identity,
         "{} calls: {calls:?}",
         calls.len()
     );
+    assert!(!up.contains("authorization"), "consumed");
     // A client-sent identity header is removed (one call per header present), and only it.
     let (up, calls) = send(
         &mut host,
@@ -365,7 +581,10 @@ fn a_cached_token_allow_stays_within_its_host_call_budget() {
         .iter()
         .filter(|c| **c == "proxy_remove_header_map_value")
         .count();
-    assert_eq!(removed, 2, "{calls:?}");
+    assert_eq!(
+        removed, 3,
+        "two identity headers and the Authorization: {calls:?}"
+    );
     no_traps(&host);
 }
 

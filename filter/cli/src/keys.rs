@@ -105,6 +105,7 @@ pub fn new(a: &NewArgs) -> Result<ExitCode, Failure> {
         header: None,
         pepper: pepper.as_ref().map(|(s, _)| s.clone()),
         keys: vec![entry.clone()],
+        forward: false,
     };
     let store = section.compile().map_err(usage_from)?;
     if store.verify(&key, now).is_err() {

@@ -6,8 +6,10 @@
 //! - The root context of each VM fetches remote JWKS through Envoy clusters
 //!   (`dispatch_http_call`), as each provider's `JwksState` schedules, and publishes the last
 //!   good key set in shared data for every VM ([`shared`]).
-//! - The HTTP context strips identity headers a client sent, asks the engine for a verdict and
-//!   carries it out ([`verdict`]). Nothing here decides who gets in.
+//! - The HTTP context removes the headers and request trailers the core calls identity headers,
+//!   asks the engine for a verdict and carries it out ([`verdict`]): on allow, the identity
+//!   headers are set and the core's [`edgegate::upstream::HeaderEdits`] applied (the consumed
+//!   credential and edgegate's cookies removed). Nothing here decides who gets in.
 //!
 //! Never trap: no unwrap/expect/panic/indexing; request bytes are read with the SDK's byte
 //! variants and bounded.
@@ -26,7 +28,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
 use edgegate::cache::TokenCache;
 use edgegate::{Engine, UnixTime};
@@ -366,14 +368,17 @@ impl HttpContext for Http {
             verdict::send(&verdict::internal_error(), None);
             return Action::Pause;
         };
-        // First, always: client-sent copies of identity headers never reach the upstream. The
-        // whole map is read in one call; each identity header it holds is removed from Envoy's
-        // map by name (also past the bounded copy the core sees), those it lacks cost nothing.
-        let strip = plugin.engine.strip_headers();
-        let pairs = request::read_pairs();
-        request::strip(strip, pairs.as_deref());
-        let mut req = OwnedRequest::from_pairs(pairs.unwrap_or_default());
-        req.without(strip);
+        // First, always: client-sent copies of identity headers, in any spelling, never reach
+        // the upstream. The whole map is read in one call; each identity header it holds is
+        // removed from Envoy's map by name (also past the bounded copy the core sees), those it
+        // lacks cost nothing. A map that cannot be read cannot be cleaned: fail closed.
+        let Some(pairs) = request::read_pairs() else {
+            log::error!("the request header map cannot be read: 500");
+            verdict::send(&verdict::internal_error(), Some(&plugin));
+            return Action::Pause;
+        };
+        let pairs = request::drop_identity(&plugin.engine, MapType::HttpRequestHeaders, pairs);
+        let req = OwnedRequest::from_pairs(pairs);
         match verdict::decide_and_apply(&plugin, &req, self.id, &self.allowed, now_ms(), None) {
             verdict::Next::Continue => Action::Continue,
             verdict::Next::Stop => Action::Pause,
@@ -413,6 +418,22 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_trailers(&mut self, _n: usize) -> Action {
+        // Trailers (HTTP/2, gRPC, HTTP/1 chunked) may carry identity names too: removed here,
+        // whether the request is allowed yet or not. A trailer map that cannot be read cannot be
+        // cleaned: fail closed.
+        if let Some(plugin) = self.plugin.clone() {
+            match hostcalls::get_map_bytes(MapType::HttpRequestTrailers) {
+                Ok(pairs) => {
+                    request::drop_identity(&plugin.engine, MapType::HttpRequestTrailers, pairs);
+                }
+                Err(_) => {
+                    log::error!("the request trailer map cannot be read: 500");
+                    self.allowed.set(false);
+                    verdict::send(&verdict::internal_error(), Some(&plugin));
+                    return Action::Pause;
+                }
+            }
+        }
         self.hold_until_allowed()
     }
 }

@@ -4,6 +4,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 
 use edgegate::extractor::Request;
+use edgegate::upstream::HeaderEdits;
+use edgegate::Engine;
 
 /// Most request-header bytes the filter copies (Envoy's own limit, `max_request_headers_kb`,
 /// defaults to 60 KiB and is normally hit first). Past it, the remaining headers are not seen by
@@ -16,16 +18,44 @@ pub fn read_pairs() -> Option<Vec<(String, Vec<u8>)>> {
     hostcalls::get_map_bytes(MapType::HttpRequestHeaders).ok()
 }
 
-/// Removes the client's copies of `names` (the identity headers) from the request: one host call
-/// per name the map holds (`pairs`, the whole map as read), none for names it lacks. When the
-/// map could not be read (`pairs` is `None`) every name is removed blindly.
-pub fn strip(names: &[String], pairs: Option<&[(String, Vec<u8>)]>) {
-    for name in names {
-        let present = pairs.map_or(true, |p| {
-            p.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
-        });
-        if present {
-            let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None);
+/// Removes from Envoy's `map` every entry whose name the core calls an identity header
+/// (`x_edgegate_roles` as well as `X-Edgegate-Roles`): one host call per distinct name present,
+/// none when the client sent none. Returns the other pairs, in order.
+pub fn drop_identity(
+    engine: &Engine,
+    map: MapType,
+    pairs: Vec<(String, Vec<u8>)>,
+) -> Vec<(String, Vec<u8>)> {
+    let mut removed: Vec<String> = Vec::new();
+    let mut kept = Vec::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        if engine.is_identity_header(&name) {
+            if !removed.iter().any(|r| r.eq_ignore_ascii_case(&name)) {
+                let _ = hostcalls::set_map_value_bytes(map, &name, None);
+                removed.push(name);
+            }
+        } else {
+            kept.push((name, value));
+        }
+    }
+    kept
+}
+
+/// Carries out the core's edits of an allowed request (the consumed credential, edgegate's
+/// cookies) on the current request's headers.
+pub fn apply_edits(edits: &HeaderEdits) {
+    for name in &edits.remove {
+        let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None);
+    }
+    if let Some(cookie) = &edits.cookie {
+        // Every `cookie` header goes, then the kept cookies come back as one.
+        let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, "cookie", None);
+        if !cookie.is_empty() {
+            let _ = hostcalls::set_map_value_bytes(
+                MapType::HttpRequestHeaders,
+                "cookie",
+                Some(cookie.as_bytes()),
+            );
         }
     }
 }
@@ -71,12 +101,6 @@ impl OwnedRequest {
             }
         }
         req
-    }
-
-    /// Drops the headers in `names` (already removed from Envoy's map by the caller).
-    pub fn without(&mut self, names: &[String]) {
-        self.headers
-            .retain(|(n, _)| !names.iter().any(|s| s.eq_ignore_ascii_case(n)));
     }
 
     /// Runs `f` with a borrowed [`Request`].
@@ -126,17 +150,20 @@ mod tests {
     }
 
     #[test]
-    fn stripping_is_case_insensitive() {
-        let mut r = OwnedRequest {
-            method: "GET".into(),
-            path: "/".into(),
-            headers: vec![
-                ("x-edgegate-subject".into(), "admin".into()),
-                ("accept".into(), "*/*".into()),
-            ],
-        };
-        r.without(&["X-Edgegate-Subject".to_string()]);
-        assert_eq!(r.headers, vec![("accept".to_string(), "*/*".to_string())]);
+    fn the_request_keeps_its_headers_in_order_lower_cased() {
+        let r = OwnedRequest::from_pairs(vec![
+            (":method".into(), b"GET".to_vec()),
+            (":path".into(), b"/".to_vec()),
+            ("Accept".into(), b"*/*".to_vec()),
+            ("cookie".into(), b"a=1".to_vec()),
+        ]);
+        assert_eq!(
+            r.headers,
+            vec![
+                ("accept".to_string(), "*/*".to_string()),
+                ("cookie".to_string(), "a=1".to_string())
+            ]
+        );
         r.with(|req| assert_eq!(req.header("accept"), Some("*/*")));
     }
 }

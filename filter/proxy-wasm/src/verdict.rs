@@ -11,7 +11,7 @@ use edgegate::{Error, Reason, UnixTime};
 
 use crate::metrics;
 use crate::remote::NoRefetch;
-use crate::request::OwnedRequest;
+use crate::request::{self, OwnedRequest};
 use crate::shared::{self, Claim};
 use crate::{Plugin, Waiter};
 
@@ -69,6 +69,7 @@ pub fn decide_and_apply(
             identity,
             headers,
             cached,
+            consumed,
         } => {
             plugin.count(|m| {
                 let credential = identity.as_ref().map_or("none", |i| i.credential.code());
@@ -82,6 +83,10 @@ pub fn decide_and_apply(
                     m.inc(metrics::CACHE_MISS);
                 }
             });
+            // The consumed credential and edgegate's cookies stay here (no host call when the
+            // request has neither).
+            let edits = req.with(|r| plugin.engine.upstream_edits(r.headers, consumed.as_ref()));
+            request::apply_edits(&edits);
             for (name, value) in headers.iter() {
                 let _ = hostcalls::set_map_value_bytes(
                     MapType::HttpRequestHeaders,

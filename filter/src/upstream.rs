@@ -1,0 +1,285 @@
+//! What an allowed request carries upstream, beyond the identity headers edgegate sets.
+//!
+//! Apps behind edgegate trust its identity headers because edgegate removes every client copy
+//! first, in any spelling a server or framework could read as the same name: CGI-style stacks
+//! (WSGI, Rack, PHP) turn both `x-edgegate-roles` and `x_edgegate_roles` into
+//! `HTTP_X_EDGEGATE_ROLES`, so a header is an identity header when its name, lower-cased with
+//! `_` read as `-`, is one of ours ([`normalize_header_name`]).
+//!
+//! The credential edgegate checked stays at the edge by default (as Envoy `jwt_authn`'s
+//! `forward: false`): the `Authorization` header, the configured JWT or API-key header, or the
+//! JWT cookie that carried it ([`Consumed`]). edgegate's own cookies (the session cookie, its
+//! `_refresh` companion and the login-attempt cookies) never go upstream. A provider or the API
+//! keys may opt in to forwarding (`forward: true`); the cookies are still removed. A JWT read
+//! from a query parameter is not removed: the filter does not rewrite URLs (the query-parameter
+//! source is off by default and logged as risky when on).
+
+use crate::oidc::ATTEMPT_COOKIE_PREFIX;
+
+/// A header name as the identity-header rule compares it: ASCII lower-case, `_` read as `-`.
+pub fn normalize_header_name(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'_' => '-',
+            b => char::from(b.to_ascii_lowercase()),
+        })
+        .collect()
+}
+
+/// Compares `name` with an already normalized name, without allocating.
+fn same_normalized(name: &str, normalized: &str) -> bool {
+    name.len() == normalized.len()
+        && name.bytes().zip(normalized.bytes()).all(|(a, b)| {
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
+            a == b
+        })
+}
+
+/// Where the credential edgegate checked came from, when it must not go upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consumed {
+    /// `Authorization: Bearer` (a JWT or an API key).
+    Authorization,
+    /// The configured JWT header (`jwt.from.header`).
+    JwtHeader,
+    /// The configured JWT cookie (`jwt.from.cookie`).
+    JwtCookie,
+    /// The configured API-key header (`api_keys.header`).
+    ApiKeyHeader,
+    /// edgegate's session cookie (removed in any case, as all of edgegate's cookies).
+    SessionCookie,
+}
+
+/// What the host changes in an allowed request before it goes upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    /// Header names to remove (every value), spelled as received.
+    pub remove: Vec<String>,
+    /// `Some(v)`: replace every `cookie` header by one `cookie: v`; `Some("")`: remove them all.
+    /// `None`: leave the cookies as they are.
+    pub cookie: Option<String>,
+}
+
+/// The forwarding rules compiled from the config.
+#[derive(Debug, Clone, Default)]
+pub struct Forwarding {
+    /// The identity header names, normalized.
+    identity: Vec<String>,
+    jwt_header: Option<String>,
+    jwt_cookie: Option<String>,
+    api_key_header: Option<String>,
+    /// The session cookie's name (configured, else `edgegate_session`).
+    session_cookie: String,
+    /// `<session cookie>_refresh`.
+    refresh_cookie: String,
+}
+
+impl Forwarding {
+    pub fn new(
+        identity_headers: &[&str],
+        jwt_header: Option<&str>,
+        jwt_cookie: Option<&str>,
+        api_key_header: Option<&str>,
+        session_cookie: &str,
+    ) -> Forwarding {
+        Forwarding {
+            identity: identity_headers
+                .iter()
+                .map(|n| normalize_header_name(n))
+                .collect(),
+            jwt_header: jwt_header.map(str::to_string),
+            jwt_cookie: jwt_cookie.map(str::to_string),
+            api_key_header: api_key_header.map(str::to_string),
+            session_cookie: session_cookie.to_string(),
+            refresh_cookie: format!("{session_cookie}_refresh"),
+        }
+    }
+
+    /// True when a client header of this name must never reach the upstream (nor the core).
+    pub fn is_identity_header(&self, name: &str) -> bool {
+        self.identity.iter().any(|n| same_normalized(name, n))
+    }
+
+    /// True for edgegate's own cookies, and the JWT cookie when it was the credential used.
+    fn is_removed_cookie(&self, name: &str, consumed: Option<&Consumed>) -> bool {
+        name == self.session_cookie
+            || name == self.refresh_cookie
+            || name.starts_with(ATTEMPT_COOKIE_PREFIX)
+            || (consumed == Some(&Consumed::JwtCookie) && self.jwt_cookie.as_deref() == Some(name))
+    }
+
+    /// The edits for an allowed request whose credential was `consumed` (`None`: nothing to
+    /// remove but edgegate's cookies). `headers` are the request's headers as received.
+    pub fn edits(&self, headers: &[(&str, &str)], consumed: Option<&Consumed>) -> HeaderEdits {
+        let header = match consumed {
+            Some(Consumed::Authorization) => Some("authorization"),
+            Some(Consumed::JwtHeader) => self.jwt_header.as_deref(),
+            Some(Consumed::ApiKeyHeader) => self.api_key_header.as_deref(),
+            _ => None,
+        };
+        let mut remove: Vec<String> = Vec::new();
+        if let Some(h) = header {
+            for (name, _) in headers {
+                if name.eq_ignore_ascii_case(h) && !remove.iter().any(|r| r == name) {
+                    remove.push((*name).to_string());
+                }
+            }
+        }
+        let mut kept: Vec<&str> = Vec::new();
+        let mut dropped = false;
+        for (_, value) in headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+        {
+            for pair in value.split(';') {
+                let pair = pair.trim_matches([' ', '\t']);
+                if pair.is_empty() {
+                    continue;
+                }
+                let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+                if self.is_removed_cookie(name.trim_matches([' ', '\t']), consumed) {
+                    dropped = true;
+                } else {
+                    kept.push(pair);
+                }
+            }
+        }
+        HeaderEdits {
+            remove,
+            cookie: dropped.then(|| kept.join("; ")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fw() -> Forwarding {
+        Forwarding::new(
+            &[
+                "x-edgegate-roles",
+                "x-edgegate-credential",
+                "x-edgegate-subject",
+            ],
+            Some("x-jwt-assertion"),
+            Some("id_token"),
+            Some("x-api-key"),
+            "edgegate_session",
+        )
+    }
+
+    #[test]
+    fn identity_headers_match_in_any_spelling() {
+        let f = fw();
+        for name in [
+            "x-edgegate-roles",
+            "x_edgegate_roles",
+            "X_EDGEGATE_ROLES",
+            "X-Edgegate-Roles",
+            "x-edgegate_credential",
+            "X_Edgegate-Subject",
+        ] {
+            assert!(f.is_identity_header(name), "{name}");
+        }
+        for name in [
+            "x-edgegate-role",
+            "x-edgegate-roles2",
+            "xx-edgegate-roles",
+            "x.edgegate.roles",
+            "accept",
+            "",
+        ] {
+            assert!(!f.is_identity_header(name), "{name}");
+        }
+        assert_eq!(
+            normalize_header_name("X_EdgeGate-Roles"),
+            "x-edgegate-roles"
+        );
+    }
+
+    #[test]
+    fn configured_names_with_underscores_match_too() {
+        let f = Forwarding::new(&["x_user_id"], None, None, None, "edgegate_session");
+        assert!(f.is_identity_header("X-User-Id"));
+        assert!(f.is_identity_header("x_user_id"));
+    }
+
+    #[test]
+    fn the_consumed_credential_is_removed_and_only_it() {
+        let f = fw();
+        let headers = [
+            ("Authorization", "Bearer a.b.c"),
+            ("authorization", "Bearer d.e.f"),
+            ("x-api-key", "egk_x"),
+            ("x-jwt-assertion", "g.h.i"),
+        ];
+        let e = f.edits(&headers, Some(&Consumed::Authorization));
+        assert_eq!(e.remove, vec!["Authorization", "authorization"]);
+        assert_eq!(e.cookie, None);
+        let e = f.edits(&headers, Some(&Consumed::ApiKeyHeader));
+        assert_eq!(e.remove, vec!["x-api-key"]);
+        let e = f.edits(&headers, Some(&Consumed::JwtHeader));
+        assert_eq!(e.remove, vec!["x-jwt-assertion"]);
+        // forwarded (forward: true) or no credential: nothing removed
+        assert_eq!(f.edits(&headers, None), HeaderEdits::default());
+        assert_eq!(
+            f.edits(&headers, Some(&Consumed::SessionCookie)),
+            HeaderEdits::default()
+        );
+    }
+
+    #[test]
+    fn edgegate_cookies_are_removed_others_kept_in_one_header_in_order() {
+        let f = fw();
+        let headers = [
+            ("cookie", "a=1; edgegate_session=S;b=2"),
+            ("accept", "*/*"),
+            (
+                "Cookie",
+                "edgegate_session_refresh=R; edgegate_login_abc=L; id_token=T; c=3",
+            ),
+        ];
+        let e = f.edits(&headers, None);
+        assert!(e.remove.is_empty());
+        assert_eq!(e.cookie.as_deref(), Some("a=1; b=2; id_token=T; c=3"));
+        // the JWT cookie goes when it was the credential used
+        let e = f.edits(&headers, Some(&Consumed::JwtCookie));
+        assert_eq!(e.cookie.as_deref(), Some("a=1; b=2; c=3"));
+        // only edgegate's cookies: the cookie header goes
+        let e = f.edits(
+            &[("cookie", "edgegate_session=S")],
+            Some(&Consumed::SessionCookie),
+        );
+        assert_eq!(e.cookie.as_deref(), Some(""));
+        // nothing of ours: no edit at all
+        let e = f.edits(&[("cookie", "a=1;  b=2")], None);
+        assert_eq!(e.cookie, None);
+        // names that only look like ours are kept
+        let e = f.edits(
+            &[(
+                "cookie",
+                "xedgegate_session=1; edgegate_session=2; edgegate_sessionx=3",
+            )],
+            None,
+        );
+        assert_eq!(
+            e.cookie.as_deref(),
+            Some("xedgegate_session=1; edgegate_sessionx=3")
+        );
+    }
+
+    #[test]
+    fn a_custom_session_cookie_and_its_refresh_cookie_are_ours() {
+        let f = Forwarding::new(&["x-edgegate-subject"], None, None, None, "__Host-sid");
+        let e = f.edits(
+            &[("cookie", "__Host-sid=S; __Host-sid_refresh=R; theme=dark")],
+            None,
+        );
+        assert_eq!(e.cookie.as_deref(), Some("theme=dark"));
+    }
+}
