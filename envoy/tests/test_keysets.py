@@ -1,0 +1,89 @@
+"""Key sets as real IdPs publish them, through a real Envoy (issue 11): an ES512 (P-521) token is
+verified by Envoy's `verify_signature` (BoringSSL), and a JWKS that puts one `kid` on RSA, P-256
+and P-521 keys, next to encryption keys, loads and selects the key by `kid` and fit. Tokens are
+minted by PyJWT (cryptography), independent of the Rust code; each accepted request is judged by
+the identity the echo upstream received."""
+
+from __future__ import annotations
+
+import json
+
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwcrypto import jwk
+
+from support.config import Secrets, full_config, idp_cluster
+from support.http import bearer, get
+from support.idp import SigningKey
+from test_native import checks, tamper
+
+
+def start(start_envoy, idp, algorithms):
+    cfg = full_config(Secrets(), idp.url)
+    cfg["jwt"]["providers"][0]["algorithms"] = algorithms
+    return start_envoy(cfg, clusters={idp_cluster(idp.url): idp.port})
+
+
+def upstream_saw(r) -> dict:
+    assert r.status_code == 200, (r.status_code, r.text)
+    return r.json()["headers"]
+
+
+def p521_key(kid: str) -> SigningKey:
+    return SigningKey(kid, "ES512", ec.generate_private_key(ec.SECP521R1()))
+
+
+def test_es512_is_verified_by_envoy_and_forgeries_are_refused(start_envoy, idp):
+    key = p521_key("p521")
+    idp.idp.publish(key, make_current=False)
+    env = start(start_envoy, idp, ["RS256", "ES512"])
+    assert get(env.url("/x"), headers=bearer(idp.idp.mint())).status_code == 200  # keys fetched
+    base = checks(env)
+    h = upstream_saw(get(env.url("/x"), headers=bearer(idp.idp.mint(key=key, sub="es512-user"))))
+    assert h["x-edgegate-subject"] == "es512-user"
+    assert h["x-edgegate-key-name"] == "p521"
+    c = checks(env)
+    assert c.get("host", 0) - base.get("host", 0) == 1, (base, c)  # BoringSSL did it
+    assert c.get("wasm", 0) == base.get("wasm", 0), (base, c)
+    r = get(env.url("/x"), headers=bearer(tamper(idp.idp.mint(key=key, sub="mallory"))))
+    assert r.status_code == 401 and r.json()["reason"] == "bad_signature", r.text
+    # a valid ES512 signature over other claims
+    good, other = idp.idp.mint(key=key, sub="carol"), idp.idp.mint(key=key, sub="admin")
+    swapped = ".".join(other.split(".")[:2] + [good.split(".")[2]])
+    r = get(env.url("/x"), headers=bearer(swapped))
+    assert r.status_code == 401 and r.json()["reason"] == "bad_signature", r.text
+    # signed by another P-521 key under the published kid
+    r = get(env.url("/x"), headers=bearer(idp.idp.mint(key=p521_key("p521"), sub="mallory")))
+    assert r.status_code == 401 and r.json()["reason"] == "bad_signature", r.text
+
+
+def test_one_kid_on_keys_of_different_types_next_to_encryption_keys(start_envoy, idp):
+    keys = {
+        "RS256": SigningKey("shared", "RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+        "ES256": SigningKey("shared", "ES256", ec.generate_private_key(ec.SECP256R1())),
+        "ES512": p521_key("shared"),
+    }
+    published = [keys["RS256"].public_jwk()]
+    # the EC keys without a JWK alg, as many IdPs publish them
+    for alg in ("ES256", "ES512"):
+        k = keys[alg].public_jwk()
+        del k["alg"]
+        published.append(k)
+    enc = json.loads(jwk.JWK.from_pyca(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key())
+                     .export_public())
+    enc.update({"kid": "shared", "use": "enc", "alg": "RSA-OAEP-256"})
+    ecdh = json.loads(jwk.JWK.from_pyca(ec.generate_private_key(ec.SECP256R1()).public_key()).export_public())
+    ecdh.update({"kid": "shared", "alg": "ECDH-ES"})
+    published += [enc, ecdh]
+    idp.idp.jwks = lambda: {"keys": published}  # the handler serves whatever this returns
+    env = start(start_envoy, idp, ["RS256", "ES256", "ES512"])
+    for alg, key in keys.items():
+        r = get(env.url("/x"), headers=bearer(idp.idp.mint(key=key, sub=f"user-{alg}")))
+        h = upstream_saw(r)
+        assert h["x-edgegate-subject"] == f"user-{alg}", alg
+        assert h["x-edgegate-key-name"] == "shared", alg
+    # the kid is shared, the keys are not: an ES256 token signed by another P-256 key fails
+    r = get(env.url("/x"), headers=bearer(idp.idp.mint(key=SigningKey("shared", "ES256", ec.generate_private_key(ec.SECP256R1())))))
+    assert r.status_code == 401 and r.json()["reason"] == "bad_signature", r.text
+    # an alg the provider does not allow never reaches a key
+    r = get(env.url("/x"), headers=bearer(idp.idp.mint(key=SigningKey("shared", "PS256", keys["RS256"].private))))
+    assert r.status_code == 401 and r.json()["reason"] == "alg_not_allowed", r.text
