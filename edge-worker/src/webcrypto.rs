@@ -304,7 +304,10 @@ mod tests {
         }
         // ES512 is ECDSA on P-521 with SHA-512 (RFC 7518 §3.4)
         let (i, v) = params_json(Alg::ES512).unwrap();
-        assert!(i.contains("\"P-521\"") && v.contains("\"SHA-512\""), "{i} {v}");
+        assert!(
+            i.contains("\"P-521\"") && v.contains("\"SHA-512\""),
+            "{i} {v}"
+        );
         // PSS salt = hash length (RFC 7518 §3.5)
         assert!(params_json(Alg::PS384)
             .unwrap()

@@ -893,7 +893,7 @@ mod tests {
     #[test]
     fn parses_p521_keys_and_refuses_bad_ones() {
         let good = test_keys::p521_jwk("e5");
-        let ks = KeySet::parse_jwks(set(&[good.clone()]).as_bytes()).unwrap();
+        let ks = KeySet::parse_jwks(set(std::slice::from_ref(&good)).as_bytes()).unwrap();
         let key = ks.select(Some("e5"), Alg::ES512).unwrap();
         assert_eq!(key.key.family(), KeyFamily::P521);
         match &key.key {
@@ -904,7 +904,10 @@ mod tests {
             ks.select(Some("e5"), Alg::ES384).unwrap_err().reason(),
             Reason::AlgKeyMismatch
         );
-        assert_eq!(ks.select(None, Alg::ES512).unwrap().kid.as_deref(), Some("e5"));
+        assert_eq!(
+            ks.select(None, Alg::ES512).unwrap().kid.as_deref(),
+            Some("e5")
+        );
         let v: Value = serde_json::from_str(&good).unwrap();
         let x = v["x"].as_str().unwrap();
         let y = v["y"].as_str().unwrap();
@@ -931,8 +934,12 @@ mod tests {
             b[0] = 1;
             b
         };
-        let order8 = curve25519_dalek::constants::EIGHT_TORSION[1].compress().to_bytes();
-        let order2 = curve25519_dalek::constants::EIGHT_TORSION[4].compress().to_bytes();
+        let order8 = curve25519_dalek::constants::EIGHT_TORSION[1]
+            .compress()
+            .to_bytes();
+        let order2 = curve25519_dalek::constants::EIGHT_TORSION[4]
+            .compress()
+            .to_bytes();
         for x in [identity, order8, order2] {
             let doc = format!(
                 r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","x":"{}"}}]}}"#,
@@ -940,7 +947,10 @@ mod tests {
             );
             let (r, m) = one_err(&doc);
             assert_eq!(r, Reason::WeakKey, "{m}");
-            assert!(m.starts_with("keys[0].x:") && m.contains("small order"), "{m}");
+            assert!(
+                m.starts_with("keys[0].x:") && m.contains("small order"),
+                "{m}"
+            );
         }
         // bytes that are no point on the curve at all
         let off = (2u8..=255)
@@ -978,7 +988,11 @@ mod tests {
             (Alg::ES512, KeyFamily::P521),
             (Alg::EdDSA, KeyFamily::Ed25519),
         ] {
-            assert_eq!(ks.select(Some("k1"), alg).unwrap().key.family(), fam, "{alg}");
+            assert_eq!(
+                ks.select(Some("k1"), alg).unwrap().key.family(),
+                fam,
+                "{alg}"
+            );
         }
         // no key under that kid fits: a mismatch, never another kid's key
         assert_eq!(
@@ -999,8 +1013,14 @@ mod tests {
             test_keys::rsa_jwk("r", 2048).replace("{", r#"{"alg":"PS256","#),
         ]);
         let ks = KeySet::parse_jwks(doc.as_bytes()).unwrap();
-        assert_eq!(ks.select(Some("r"), Alg::PS256).unwrap().alg, Some(Alg::PS256));
-        assert_eq!(ks.select(Some("r"), Alg::RS256).unwrap().alg, Some(Alg::RS256));
+        assert_eq!(
+            ks.select(Some("r"), Alg::PS256).unwrap().alg,
+            Some(Alg::PS256)
+        );
+        assert_eq!(
+            ks.select(Some("r"), Alg::RS256).unwrap().alg,
+            Some(Alg::RS256)
+        );
         assert_eq!(
             ks.select(Some("r"), Alg::RS512).unwrap_err().reason(),
             Reason::AlgKeyMismatch
@@ -1014,8 +1034,14 @@ mod tests {
                 .clone(),
         ])
         .unwrap();
-        assert_eq!(ks.select(Some("s"), Alg::HS256).unwrap().key.family(), KeyFamily::Hmac);
-        assert_eq!(ks.select(Some("s"), Alg::RS256).unwrap().key.family(), KeyFamily::Rsa);
+        assert_eq!(
+            ks.select(Some("s"), Alg::HS256).unwrap().key.family(),
+            KeyFamily::Hmac
+        );
+        assert_eq!(
+            ks.select(Some("s"), Alg::RS256).unwrap().key.family(),
+            KeyFamily::Rsa
+        );
         assert_eq!(
             ks.select(Some("s"), Alg::HS512).unwrap_err().reason(),
             Reason::WeakKey

@@ -51,16 +51,23 @@ fn engine(m: &Value) -> Engine {
              "algorithms": ["RS256", "PS256", "ES256", "ES512", "EdDSA"], "jwks": m["mixed"]["jwks"]}
         ]}
     });
-    let engine =
-        Engine::from_json(cfg.to_string().as_bytes()).unwrap_or_else(|e| panic!("config refused:\n{e}"));
+    let engine = Engine::from_json(cfg.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("config refused:\n{e}"));
     assert_eq!(
-        engine.warnings().iter().filter(|w| w.contains("EdDSA is allowed but no configured key")).count(),
+        engine
+            .warnings()
+            .iter()
+            .filter(|w| w.contains("EdDSA is allowed but no configured key"))
+            .count(),
         1,
         "{:?}",
         engine.warnings()
     );
     assert!(
-        engine.warnings().iter().any(|w| w.starts_with("jwt.providers[4].algorithms[4]:")),
+        engine
+            .warnings()
+            .iter()
+            .any(|w| w.starts_with("jwt.providers[4].algorithms[4]:")),
         "{:?}",
         engine.warnings()
     );

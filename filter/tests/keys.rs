@@ -31,12 +31,17 @@ fn provider(name: &str, algs: &[&str], keys: Value) -> Value {
 }
 
 fn load(providers: Value) -> Result<Engine, String> {
-    Engine::from_json(json!({"jwt": {"providers": providers}}).to_string().as_bytes())
-        .map_err(|e| e.to_string())
+    Engine::from_json(
+        json!({"jwt": {"providers": providers}})
+            .to_string()
+            .as_bytes(),
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn claims(over: Value) -> String {
-    let mut c = json!({"iss": ISS, "sub": "alice", "aud": "desk", "iat": NOW - 5, "exp": NOW + 600});
+    let mut c =
+        json!({"iss": ISS, "sub": "alice", "aud": "desk", "iat": NOW - 5, "exp": NOW + 600});
     for (k, v) in over.as_object().unwrap() {
         c[k] = v.clone();
     }
@@ -106,7 +111,12 @@ fn encryption_keys_and_alg_members_are_normal_in_an_inline_set() {
     let enc = test_keys::rsa_jwk("enc", 2048).replace('{', r#"{"use":"enc","alg":"RSA-OAEP-256","#);
     let ecdh = test_keys::p256_jwk("x").replace('{', r#"{"alg":"ECDH-ES+A128KW","#);
     let sig = test_keys::p256_jwk("s").replace('{', r#"{"alg":"ES256","use":"sig","#);
-    let e = load(json!([provider("idp", &["ES256"], jwks(&[enc, ecdh, sig]))])).unwrap();
+    let e = load(json!([provider(
+        "idp",
+        &["ES256"],
+        jwks(&[enc, ecdh, sig])
+    )]))
+    .unwrap();
     assert!(e.warnings().is_empty(), "{:?}", e.warnings());
     let t = test_keys::token("ES256", Some("s"), &claims(json!({})));
     assert_eq!(decide(&e, &t), "ok:idp");
@@ -228,7 +238,11 @@ fn es512_tokens_verify_and_forgeries_do_not() {
     let forged = format!("{h}.{}.{sig}", b64::encode(claims(json!({"sub": "admin"}))));
     assert_eq!(decide(&e, &forged), Reason::BadSignature.code());
     // an ES256-sized signature
-    let short = format!("{}.{}", t.rsplit_once('.').unwrap().0, b64::encode([1u8; 64]));
+    let short = format!(
+        "{}.{}",
+        t.rsplit_once('.').unwrap().0,
+        b64::encode([1u8; 64])
+    );
     assert_eq!(decide(&e, &short), Reason::BadSignatureFormat.code());
 }
 
@@ -242,18 +256,16 @@ fn small_order_ed25519_keys_are_refused_at_load() {
     );
     let err = load(json!([provider("idp", &["EdDSA"], jwks(&[key]))])).unwrap_err();
     assert!(
-        err.contains("jwt.providers[0].jwks") && err.contains("keys[0].x") && err.contains("small order"),
+        err.contains("jwt.providers[0].jwks")
+            && err.contains("keys[0].x")
+            && err.contains("small order"),
         "{err}"
     );
 }
 
 #[test]
 fn numeric_dates_keep_their_fraction_and_stop_at_2_pow_53() {
-    let mut p = provider(
-        "idp",
-        &["ES256"],
-        jwks(&[test_keys::p256_jwk("p")]),
-    );
+    let mut p = provider("idp", &["ES256"], jwks(&[test_keys::p256_jwk("p")]));
     p["clock_skew_seconds"] = json!(0);
     let e = load(json!([p])).unwrap();
     let tok = |over: Value| test_keys::token("ES256", Some("p"), &claims(over));

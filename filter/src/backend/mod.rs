@@ -129,7 +129,9 @@ pub fn check_signature_format(alg: Alg, key: &PublicKey, signature: &[u8]) -> Re
         _ => return Err(mismatch(alg)),
     };
     if signature.len() != want {
-        let der = if matches!(alg, Alg::ES256 | Alg::ES384 | Alg::ES512) && signature.first() == Some(&0x30) {
+        let der = if matches!(alg, Alg::ES256 | Alg::ES384 | Alg::ES512)
+            && signature.first() == Some(&0x30)
+        {
             " (DER-encoded ECDSA signatures are not JWS signatures: JWS uses raw r || s)"
         } else {
             ""
@@ -358,10 +360,17 @@ mod tests {
         let mut big_r = good.clone();
         big_r[..66].fill(0xff); // >= n
         assert_eq!(fmt(Alg::ES512, "p521", &big_r), bsf);
-        let e = check_signature_format(Alg::ES512, &key("p521"), &der_ecdsa(&good[..66], &good[66..]))
-            .unwrap_err();
+        let e = check_signature_format(
+            Alg::ES512,
+            &key("p521"),
+            &der_ecdsa(&good[..66], &good[66..]),
+        )
+        .unwrap_err();
         assert!(e.message().contains("DER"), "{}", e.message());
-        assert_eq!(fmt(Alg::ES512, "p384", &[1; 132]), Some(Reason::AlgKeyMismatch));
+        assert_eq!(
+            fmt(Alg::ES512, "p384", &[1; 132]),
+            Some(Reason::AlgKeyMismatch)
+        );
         // an ES256 signature presented as ES384 is the wrong length for its key anyway
         assert_eq!(
             fmt(Alg::ES384, "p256", &[1; 96]),
