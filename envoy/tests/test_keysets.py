@@ -11,6 +11,7 @@ import json
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwcrypto import jwk
 
+from support import creds
 from support.config import Secrets, full_config, idp_cluster
 from support.http import bearer, get
 from support.idp import SigningKey
@@ -87,3 +88,26 @@ def test_one_kid_on_keys_of_different_types_next_to_encryption_keys(start_envoy,
     # an alg the provider does not allow never reaches a key
     r = get(env.url("/x"), headers=bearer(idp.idp.mint(key=SigningKey("shared", "PS256", keys["RS256"].private))))
     assert r.status_code == 401 and r.json()["reason"] == "alg_not_allowed", r.text
+
+
+def test_two_providers_share_an_issuer_hmac_in_one_public_keys_in_the_other(start_envoy, idp):
+    """The way out the "mixes HMAC with public-key algorithms" error names, through Envoy: the
+    IdP's RS256 keys (remote) and an HS256 secret under the same issuer, in two providers."""
+    s = Secrets()
+    cfg = full_config(s, idp.url)
+    remote = cfg["jwt"]["providers"][0]
+    local = next(p for p in cfg["jwt"]["providers"] if p["name"] == "local")
+    remote["algorithms"] = ["RS256"]
+    local["issuer"] = remote["issuer"]
+    local["claims"] = {"roles": ["roles"]}
+    env = start_envoy(cfg, clusters={idp_cluster(idp.url): idp.port})
+    h = upstream_saw(get(env.url("/x"), headers=bearer(idp.idp.mint(sub="rs-user"))))
+    assert (h["x-edgegate-subject"], h["x-edgegate-provider"]) == ("rs-user", remote["name"])
+    hs = s.local_jwt(sub="hs-user", iss=remote["issuer"])
+    h = upstream_saw(get(env.url("/x"), headers=bearer(hs)))
+    assert (h["x-edgegate-subject"], h["x-edgegate-provider"]) == ("hs-user", "local")
+    # an HS256 token naming the IdP's RSA kid never meets that key: the
+    # HS provider has only its secret, and the RS provider does not allow HS256
+    forged = creds.mint_hs256(creds.b64url(b"k" * 32), idp.idp.claims(sub="admin"), kid=idp.idp.current.kid)
+    r = get(env.url("/x"), headers=bearer(forged))
+    assert r.status_code == 401 and r.json()["reason"] == "unknown_kid", r.text
