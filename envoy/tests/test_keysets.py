@@ -6,9 +6,12 @@ the identity the echo upstream received."""
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+import pytest
 from jwcrypto import jwk
 
 from support import creds
@@ -111,3 +114,33 @@ def test_two_providers_share_an_issuer_hmac_in_one_public_keys_in_the_other(star
     forged = creds.mint_hs256(creds.b64url(b"k" * 32), idp.idp.claims(sub="admin"), kid=idp.idp.current.kid)
     r = get(env.url("/x"), headers=bearer(forged))
     assert r.status_code == 401 and r.json()["reason"] == "unknown_kid", r.text
+
+
+def test_a_small_order_ed25519_key_is_refused_at_load(start_envoy):
+    identity = bytes([1]) + bytes(31)  # y = 1: the identity point, a "key" of small order
+    cfg = {
+        "jwt": {"providers": [{"name": "o", "issuer": "https://o.test", "algorithms": ["EdDSA"],
+                               "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "o",
+                                                  "x": base64.urlsafe_b64encode(identity).rstrip(b"=").decode()}]}}]},
+    }
+    with pytest.raises(RuntimeError) as e:
+        start_envoy(cfg)
+    log = str(e.value)
+    assert "config refused" in log and "keys[0].x" in log and "small order" in log, log
+
+
+def test_numeric_dates_beyond_2_pow_53_and_fractions(start_envoy, idp):
+    env = start(start_envoy, idp, ["RS256"])
+    r = get(env.url("/x"), headers=bearer(idp.idp.mint(exp=2**53 + 2)))
+    assert r.status_code == 401 and r.json()["reason"] == "malformed_claims", r.text
+    r = get(env.url("/x"), headers=bearer(idp.idp.mint(nbf=2**60)))
+    assert r.status_code == 401 and r.json()["reason"] == "malformed_claims", r.text
+    # nbf half a second past now plus the 60 s leeway: not valid yet (truncated to now + 60 it
+    # would pass). Envoy's clock reaches the filter in whole seconds: start early in a second.
+    while time.time() % 1 > 0.3:
+        time.sleep(0.05)
+    t = int(time.time())
+    r = get(env.url("/x"), headers=bearer(idp.idp.mint(iat=t, nbf=t + 60.5)))
+    assert r.status_code == 401 and r.json()["reason"] == "token_not_yet_valid", r.text
+    h = upstream_saw(get(env.url("/x"), headers=bearer(idp.idp.mint(sub="frac", exp=t + 30.5))))
+    assert h["x-edgegate-subject"] == "frac"
