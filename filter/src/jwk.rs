@@ -295,8 +295,8 @@ pub struct Ed25519Key {
 
 impl Ed25519Key {
     /// Checks an encoded public key: a point on the curve (it decompresses), and not of small
-    /// order (a small-order key lets one signature verify for many messages, RFC 8032 §5.1.7
-    /// implementations differ on it; such a key is never a real one).
+    /// order. No honest key has small order; under one, a signature that verifies for many
+    /// messages can be made without any private key, and verifiers disagree on such keys.
     pub fn new(x: [u8; 32]) -> Result<Ed25519Key, Error> {
         let point = curve25519_dalek::edwards::CompressedEdwardsY(x)
             .decompress()
@@ -309,7 +309,7 @@ impl Ed25519Key {
         if point.is_small_order() {
             return Err(Error::new(
                 Reason::WeakKey,
-                "the Ed25519 public key is a point of small order: it is not a real key and verifies forged signatures",
+                "the Ed25519 public key is a point of small order: no real key is, and signatures under it can be forged without any private key",
             ));
         }
         Ok(Ed25519Key { x })
