@@ -57,7 +57,7 @@ extern "C" {
 pub enum Crypto {
     /// `crypto.subtle.verify`, through the core's two-phase path.
     WebCrypto,
-    /// The core's own backends (ring, p256, p384) compiled to wasm.
+    /// The core's own backends (ring, p256, p384, p521) compiled to wasm.
     Wasm,
 }
 
@@ -166,6 +166,10 @@ fn params_json(alg: Alg) -> Option<(&'static str, &'static str)> {
             r#"{"name":"ECDSA","namedCurve":"P-384"}"#,
             r#"{"name":"ECDSA","hash":"SHA-384"}"#,
         ),
+        Alg::ES512 => (
+            r#"{"name":"ECDSA","namedCurve":"P-521"}"#,
+            r#"{"name":"ECDSA","hash":"SHA-512"}"#,
+        ),
         Alg::EdDSA => (r#"{"name":"Ed25519"}"#, r#"{"name":"Ed25519"}"#),
         _ => return None,
     })
@@ -197,6 +201,7 @@ fn key_id(check: &SignatureCheck) -> Option<(Alg, Vec<u8>)> {
         }
         PublicKey::P256(k) => k.sec1_uncompressed(),
         PublicKey::P384(k) => k.sec1_uncompressed(),
+        PublicKey::P521(k) => k.sec1_uncompressed(),
         PublicKey::Ed25519(k) => k.as_bytes().to_vec(),
         PublicKey::Hmac(_) => return None,
     };
@@ -297,6 +302,12 @@ mod tests {
                 assert_eq!(name(i), name(v), "{alg}");
             }
         }
+        // ES512 is ECDSA on P-521 with SHA-512 (RFC 7518 §3.4)
+        let (i, v) = params_json(Alg::ES512).unwrap();
+        assert!(
+            i.contains("\"P-521\"") && v.contains("\"SHA-512\""),
+            "{i} {v}"
+        );
         // PSS salt = hash length (RFC 7518 §3.5)
         assert!(params_json(Alg::PS384)
             .unwrap()

@@ -527,8 +527,18 @@ describe("basic plan: ID token claims (OIDC Core 3.1.3.7)", () => {
     await refusedThenRecovered("rs", { expired: true }, { reason: "token_expired" });
   });
 
+  // One NumericDate parser for access and ID tokens: a non-number, or a date beyond 2^53, is malformed.
   test("exp as a string is refused", async () => {
-    await refusedThenRecovered("rs", { claims: { exp: String(Math.floor(Date.now() / 1000) + 300) } }, { reason: "missing_claim" });
+    await refusedThenRecovered("rs", { claims: { exp: String(Math.floor(Date.now() / 1000) + 300) } }, { reason: "malformed_claims" });
+  });
+
+  test("exp beyond 2^53 is refused", async () => {
+    await refusedThenRecovered("rs", { claims: { exp: 2 ** 53 + 2 } }, { reason: "malformed_claims" });
+  });
+
+  test("a fractional exp is read with its fraction (not as a missing exp)", async () => {
+    const t = Math.floor(Date.now() / 1000);
+    await refusedThenRecovered("rs", { claims: { iat: t - 3, exp: t - 61.5 } }, { reason: "token_expired" });
   });
 
   test("missing exp is refused", async () => {

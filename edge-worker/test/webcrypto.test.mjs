@@ -9,9 +9,10 @@ import { startOrigin, startWorkerd } from "./harness.mjs";
 
 const ISSUER = "https://idp.webcrypto.test";
 const HS_ISSUER = "https://hmac.webcrypto.test";
-const ALGS = ["RS256", "PS256", "ES256", "ES384", "EdDSA"];
+// ES512: ECDSA on P-521 (WebCrypto namedCurve "P-521", SHA-512).
+const ALGS = ["RS256", "PS256", "ES256", "ES384", "ES512", "EdDSA"];
 const WEBCRYPTO_NAME = {
-  RS256: "RSASSA-PKCS1-v1_5", PS256: "RSA-PSS", ES256: "ECDSA", ES384: "ECDSA", EdDSA: "Ed25519",
+  RS256: "RSASSA-PKCS1-v1_5", PS256: "RSA-PSS", ES256: "ECDSA", ES384: "ECDSA", ES512: "ECDSA", EdDSA: "Ed25519",
 };
 const keys = {};
 for (const alg of ALGS) keys[alg] = await generateKeyPair(alg, { modulusLength: 2048 });
@@ -48,7 +49,8 @@ function derSignature(token) {
     return b[0] & 0x80 ? Buffer.concat([Buffer.from([2, b.length + 1, 0]), b]) : Buffer.concat([Buffer.from([2, b.length]), b]);
   };
   const body = Buffer.concat([int(raw.subarray(0, raw.length / 2)), int(raw.subarray(raw.length / 2))]);
-  return `${h}.${p}.${Buffer.concat([Buffer.from([0x30, body.length]), body]).toString("base64url")}`;
+  const len = body.length > 127 ? [0x81, body.length] : [body.length];
+  return `${h}.${p}.${Buffer.concat([Buffer.from([0x30, ...len]), body]).toString("base64url")}`;
 }
 
 async function config() {
@@ -179,7 +181,7 @@ describe("WebCrypto path (default)", () => {
   });
 
   test("malformed ECDSA signatures (DER, truncated) are refused by the core before WebCrypto", async () => {
-    for (const alg of ["ES256", "ES384"]) {
+    for (const alg of ["ES256", "ES384", "ES512"]) {
       const token = await jwt(alg);
       const truncated = token.slice(0, -8);
       for (const bad of [derSignature(token), truncated]) {

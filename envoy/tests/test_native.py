@@ -1,4 +1,4 @@
-"""Envoy's native signature check: the filter hands RS256/RS384/RS512, ES256 and ES384 to Envoy's
+"""Envoy's native signature check: the filter hands RS256/RS384/RS512, ES256, ES384 and ES512 to Envoy's
 `verify_signature` foreign function (BoringSSL) and keeps PS* and EdDSA in wasm. Tokens are
 minted by PyJWT; `edgegate_signature_checks{backend="host"|"wasm"}` shows where each check ran."""
 

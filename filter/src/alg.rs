@@ -18,6 +18,7 @@ pub enum Alg {
     PS512,
     ES256,
     ES384,
+    ES512,
     EdDSA,
 }
 
@@ -32,12 +33,14 @@ pub enum KeyFamily {
     P256,
     /// `kty: EC`, `crv: P-384`.
     P384,
+    /// `kty: EC`, `crv: P-521`.
+    P521,
     /// `kty: OKP`, `crv: Ed25519`.
     Ed25519,
 }
 
 impl Alg {
-    pub const ALL: [Alg; 12] = [
+    pub const ALL: [Alg; 13] = [
         Alg::HS256,
         Alg::HS384,
         Alg::HS512,
@@ -49,6 +52,7 @@ impl Alg {
         Alg::PS512,
         Alg::ES256,
         Alg::ES384,
+        Alg::ES512,
         Alg::EdDSA,
     ];
 
@@ -66,6 +70,7 @@ impl Alg {
             Alg::PS512 => "PS512",
             Alg::ES256 => "ES256",
             Alg::ES384 => "ES384",
+            Alg::ES512 => "ES512",
             Alg::EdDSA => "EdDSA",
         }
     }
@@ -94,6 +99,7 @@ impl Alg {
             }
             Alg::ES256 => KeyFamily::P256,
             Alg::ES384 => KeyFamily::P384,
+            Alg::ES512 => KeyFamily::P521,
             Alg::EdDSA => KeyFamily::Ed25519,
         }
     }
@@ -129,9 +135,10 @@ mod tests {
             Reason::AlgUnsupported
         );
         assert_eq!(
-            Alg::from_header("ES512").unwrap_err().reason(),
+            Alg::from_header("ES256K").unwrap_err().reason(),
             Reason::AlgUnsupported
         );
+        assert_eq!(Alg::from_header("ES512").unwrap(), Alg::ES512);
         for a in Alg::ALL {
             assert_eq!(Alg::from_header(a.name()).unwrap(), a);
         }

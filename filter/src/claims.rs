@@ -104,7 +104,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::alg::Alg;
-use crate::error::Error;
+use crate::error::{Error, Reason};
 use crate::identity::Identity;
 
 /// At most this many distinct values are kept per list (roles, permissions, scopes, `amr`).
@@ -749,6 +749,96 @@ impl ClaimMapping {
     /// The permission paths in effect (after the preset).
     pub fn permission_paths(&self) -> impl Iterator<Item = &ClaimPath> {
         self.permissions.iter().map(|s| &s.path)
+    }
+}
+
+/// The largest NumericDate accepted, in seconds: 2^53 (the largest integer every JSON
+/// implementation holds exactly; year 285 million). A larger `exp`, `nbf` or `iat` is refused as
+/// malformed rather than clamped, so no parser disagreement can make a token live forever.
+pub const MAX_NUMERIC_DATE: u64 = 1 << 53;
+
+/// A NumericDate (RFC 7519 §2): seconds since the epoch, a non-negative JSON number of at most
+/// [`MAX_NUMERIC_DATE`], possibly fractional. The fraction is kept and compared: `exp: 1000.5`
+/// has expired at 1000.7 and not at 1000.2. The one parser for `exp`, `nbf` and `iat` of JWTs,
+/// ID tokens and magic links.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct NumericDate(f64);
+
+impl NumericDate {
+    /// The claim `name` of `claims`: `Ok(None)` when absent; `MalformedClaims` when it is not a
+    /// number, negative, not finite, or above [`MAX_NUMERIC_DATE`].
+    pub fn parse(claims: &Map<String, Value>, name: &str) -> Result<Option<NumericDate>, Error> {
+        match claims.get(name) {
+            None => Ok(None),
+            Some(v) => NumericDate::from_value(name, v).map(Some),
+        }
+    }
+
+    /// Reads one JSON value as a NumericDate (`name` is only for the error message).
+    pub fn from_value(name: &str, value: &Value) -> Result<NumericDate, Error> {
+        let bad = || {
+            Error::new(
+                Reason::MalformedClaims,
+                format!("{name} is not a valid NumericDate (a number of seconds from 0 to 2^53)"),
+            )
+        };
+        let Value::Number(n) = value else {
+            return Err(Error::new(
+                Reason::MalformedClaims,
+                format!("{name} is not a number"),
+            ));
+        };
+        if let Some(u) = n.as_u64() {
+            // Integers are checked as integers: 2^53 + 1 would round to 2^53 as a float.
+            return if u <= MAX_NUMERIC_DATE {
+                Ok(NumericDate(u as f64))
+            } else {
+                Err(bad())
+            };
+        }
+        match n.as_f64() {
+            Some(f) if f.is_finite() && f >= 0.0 && f <= MAX_NUMERIC_DATE as f64 => {
+                Ok(NumericDate(f))
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// From whole seconds (tests, minting).
+    pub fn from_secs(secs: u64) -> NumericDate {
+        NumericDate(secs.min(MAX_NUMERIC_DATE) as f64)
+    }
+
+    /// The date in seconds, with its fraction.
+    pub fn seconds(self) -> f64 {
+        self.0
+    }
+
+    /// Whole seconds, rounded down: a cache or session built on an `exp` ends no later than it.
+    pub fn floor_secs(self) -> u64 {
+        self.0.floor() as u64
+    }
+
+    /// Whole seconds, rounded up: how long to remember something that is valid until this date.
+    pub fn ceil_secs(self) -> u64 {
+        self.0.ceil() as u64
+    }
+
+    /// True when `now` (seconds, possibly fractional) is at or past this date plus `skew`
+    /// seconds: an `exp` that holds has expired.
+    pub fn reached(self, now: f64, skew: u64) -> bool {
+        now >= self.0 + skew as f64
+    }
+
+    /// True when this date is later than `now` plus `skew` seconds: an `nbf` not yet reached, an
+    /// `iat` in the future.
+    pub fn after(self, now: f64, skew: u64) -> bool {
+        self.0 > now + skew as f64
+    }
+
+    /// `self - earlier` in seconds (negative when `earlier` is later).
+    pub fn since(self, earlier: NumericDate) -> f64 {
+        self.0 - earlier.0
     }
 }
 

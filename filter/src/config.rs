@@ -436,17 +436,20 @@ impl Config {
                 ));
             }
             names.push(&p.name);
-            if self
-                .jwt
-                .providers
-                .iter()
-                .take(i)
-                .any(|q| q.issuer == p.issuer)
-            {
-                errors.push(Error::config(
-                    format!("jwt.providers[{i}].issuer"),
-                    "two providers have the same issuer; merge them (tokens are routed by iss)",
-                ));
+            // Providers may share an issuer when no algorithm is allowed by two of them: a token
+            // goes to the provider of its `iss` that allows its `alg`.
+            let algs = p.effective_algorithms();
+            for (j, q) in self.jwt.providers.iter().enumerate().take(i) {
+                if q.issuer != p.issuer {
+                    continue;
+                }
+                let theirs = q.effective_algorithms();
+                if let Some(a) = algs.iter().find(|a| theirs.contains(a)) {
+                    errors.push(Error::config(
+                        format!("jwt.providers[{i}].issuer"),
+                        format!("jwt.providers[{j}] has the same issuer and both allow {a}; tokens are routed by iss and alg, so providers sharing an issuer must allow disjoint `algorithms` (or merge them)"),
+                    ));
+                }
             }
         }
         if self.dev_mode.enabled {

@@ -201,6 +201,11 @@ impl Engine {
             return Err(ConfigErrors(errors));
         }
         let mut warnings = Vec::new();
+        for (i, p) in providers.iter().enumerate() {
+            for w in p.warnings() {
+                warnings.push(format!("jwt.providers[{i}].{w}"));
+            }
+        }
         let dev = cfg.dev_mode.enabled.then(|| {
             warnings.push(format!(
                 "DEV MODE IS ON: every request is authenticated as {:?} without any credential; never use this in production",

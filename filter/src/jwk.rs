@@ -6,10 +6,13 @@
 //!
 //! Load-time refusals (each names the key and member, e.g. `keys[2].n`, and says how to fix it):
 //! RSA moduli under 2048 bits, even or tiny exponents, EC points off their curve or with the wrong
-//! coordinate length, Ed25519 keys that are not 32 bytes, shared secrets under 32 bytes, a `kid`
-//! used twice, a JWK `alg` that contradicts the key type, and private-key members in a public set.
-//! Keys for encryption (`use: "enc"`), of an unknown `kty` or of an unsupported curve are skipped:
-//! identity providers publish such extras next to their signing keys.
+//! coordinate length, Ed25519 keys that are not 32 bytes or are points of small order, shared
+//! secrets under 32 bytes, a `kid` shared by two keys that one algorithm could both use
+//! (ambiguous), a JWK `alg` that contradicts the key type, and private-key members in a public set.
+//! Keys for encryption (`use: "enc"`, an encryption `alg` such as `RSA-OAEP` or `ECDH-ES`), of an
+//! unknown `kty` or of an unsupported curve are skipped: identity providers publish such extras
+//! next to their signing keys. The same `kid` on keys of different types is allowed (RFC 7517
+//! §4.5): [`KeySet::select`] picks by `kid` and by fit for the token's `alg`.
 
 use std::fmt;
 
@@ -53,6 +56,7 @@ pub enum PublicKey {
     Rsa(RsaKey),
     P256(P256Key),
     P384(P384Key),
+    P521(P521Key),
     Ed25519(Ed25519Key),
 }
 
@@ -63,6 +67,7 @@ impl PublicKey {
             PublicKey::Rsa(_) => KeyFamily::Rsa,
             PublicKey::P256(_) => KeyFamily::P256,
             PublicKey::P384(_) => KeyFamily::P384,
+            PublicKey::P521(_) => KeyFamily::P521,
             PublicKey::Ed25519(_) => KeyFamily::Ed25519,
         }
     }
@@ -263,13 +268,53 @@ impl fmt::Debug for P384Key {
     }
 }
 
-/// An Ed25519 public key (RFC 8037 `x`, 32 bytes).
+/// A P-521 public key, validated on the curve.
+#[derive(Clone)]
+pub struct P521Key {
+    pub(crate) key: p521::ecdsa::VerifyingKey,
+}
+
+impl P521Key {
+    /// The SEC1 uncompressed point `04 || x || y` (133 bytes), as WebCrypto's "raw" import takes it.
+    pub fn sec1_uncompressed(&self) -> Vec<u8> {
+        self.key.to_sec1_point(false).as_bytes().to_vec()
+    }
+}
+
+impl fmt::Debug for P521Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("P521Key")
+    }
+}
+
+/// An Ed25519 public key (RFC 8037 `x`, 32 bytes): a valid point, not of small order.
 #[derive(Clone)]
 pub struct Ed25519Key {
     pub(crate) x: [u8; 32],
 }
 
 impl Ed25519Key {
+    /// Checks an encoded public key: a point on the curve (it decompresses), and not of small
+    /// order. No honest key has small order; under one, a signature that verifies for many
+    /// messages can be made without any private key, and verifiers disagree on such keys.
+    pub fn new(x: [u8; 32]) -> Result<Ed25519Key, Error> {
+        let point = curve25519_dalek::edwards::CompressedEdwardsY(x)
+            .decompress()
+            .ok_or_else(|| {
+                Error::new(
+                    Reason::MalformedKey,
+                    "is not an Ed25519 point (it does not decompress); check that x is this key's public key",
+                )
+            })?;
+        if point.is_small_order() {
+            return Err(Error::new(
+                Reason::WeakKey,
+                "the Ed25519 public key is a point of small order: no real key is, and signatures under it can be forged without any private key",
+            ));
+        }
+        Ok(Ed25519Key { x })
+    }
+
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.x
     }
@@ -390,12 +435,22 @@ impl KeySet {
         }
     }
 
+    /// Adds a key. Several keys may share a `kid` (RFC 7517 §4.5: e.g. an RSA and an EC key
+    /// published under one id) as long as no algorithm fits two of them: a token's `kid` and
+    /// `alg` must always name exactly one key.
     fn push(&mut self, jwk: Jwk, path: &str) -> Result<(), Error> {
         if let Some(kid) = &jwk.kid {
-            if self.keys.iter().any(|k| k.kid.as_ref() == Some(kid)) {
+            let shared = Alg::ALL.iter().copied().find(|a| {
+                jwk.fits(*a)
+                    && self
+                        .keys
+                        .iter()
+                        .any(|k| k.kid.as_ref() == Some(kid) && k.fits(*a))
+            });
+            if let Some(alg) = shared {
                 return Err(Error::new(
                     Reason::MalformedKey,
-                    format!("{path}.kid: kid {kid:?} appears twice; give every key its own kid"),
+                    format!("{path}.kid: kid {kid:?} is used by two keys that both fit {alg}, so a token could not say which one it means; give every key its own kid (or each key its own `alg`)"),
                 ));
             }
         }
@@ -405,20 +460,30 @@ impl KeySet {
 
     /// The key to verify a token with `kid` (if any) and `alg`.
     ///
-    /// With a `kid`: that key, or `UnknownKid`. Without: the one key that fits `alg`, else
-    /// `NoMatchingKey` (none, or several: ambiguous). A key of another family than `alg` needs,
-    /// or whose own `alg` differs, is `AlgKeyMismatch`: an HMAC token is never checked against
-    /// the bytes of an RSA or EC key.
+    /// With a `kid`: the key with that `kid` that fits `alg` (keys of different types may share
+    /// a `kid`; at load no algorithm fits two of them), or `UnknownKid` when no key has it.
+    /// Without: the one key that fits `alg`, else `NoMatchingKey` (none, or several: ambiguous).
+    /// A key of another family than `alg` needs, or whose own `alg` differs, is
+    /// `AlgKeyMismatch`: an HMAC token is never checked against the bytes of an RSA or EC key.
     pub fn select(&self, kid: Option<&str>, alg: Alg) -> Result<&Jwk, Error> {
         match kid {
             Some(kid) => {
-                let jwk = self
-                    .keys
-                    .iter()
-                    .find(|k| k.kid.as_deref() == Some(kid))
-                    .ok_or_else(|| Error::new(Reason::UnknownKid, "no key has the token's kid"))?;
-                check_fit(jwk, alg)?;
-                Ok(jwk)
+                let mut refusal: Option<(bool, Error)> = None;
+                for jwk in self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)) {
+                    match check_fit(jwk, alg) {
+                        Ok(()) => return Ok(jwk),
+                        // The refusal of a key of alg's own family says most (e.g. WeakKey).
+                        Err(e) => {
+                            let same_family = jwk.key.family() == alg.family();
+                            if refusal.as_ref().map_or(true, |(f, _)| !f && same_family) {
+                                refusal = Some((same_family, e));
+                            }
+                        }
+                    }
+                }
+                Err(refusal.map(|(_, e)| e).unwrap_or_else(|| {
+                    Error::new(Reason::UnknownKid, "no key has the token's kid")
+                }))
             }
             None => {
                 let mut fitting = self.keys.iter().filter(|k| fits(k, alg));
@@ -538,11 +603,12 @@ fn parse_jwk(value: &Value) -> KeyResult<Option<Jwk>> {
         ("RSA", _) => KeyFamily::Rsa,
         ("EC", Some("P-256")) => KeyFamily::P256,
         ("EC", Some("P-384")) => KeyFamily::P384,
+        ("EC", Some("P-521")) => KeyFamily::P521,
         ("EC", None) | ("OKP", None) => {
             return Err(key_err("crv", Reason::MalformedKey, "is missing"));
         }
         ("OKP", Some("Ed25519")) => KeyFamily::Ed25519,
-        // Other curves (P-521, secp256k1, X25519, Ed448) and key types are not ours to use.
+        // Other curves (secp256k1, X25519, Ed448) and key types are not ours to use.
         _ => return Ok(None),
     };
     if family != KeyFamily::Hmac {
@@ -556,6 +622,8 @@ fn parse_jwk(value: &Value) -> KeyResult<Option<Jwk>> {
     }
     let alg = match str_member(m, "alg")? {
         None => None,
+        // A key for encryption (RFC 7518 §4.1 names) is not for signatures: skip it.
+        Some(name) if ENCRYPTION_ALGS.contains(&name) => return Ok(None),
         Some(name) => {
             let alg = Alg::ALL
                 .iter()
@@ -613,6 +681,12 @@ fn parse_jwk(value: &Value) -> KeyResult<Option<Jwk>> {
                 .map_err(|_| off_curve("P-384"))?;
             PublicKey::P384(P384Key { key })
         }
+        KeyFamily::P521 => {
+            let point = sec1_uncompressed(m, 66)?;
+            let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(&point)
+                .map_err(|_| off_curve("P-521"))?;
+            PublicKey::P521(P521Key { key })
+        }
         KeyFamily::Ed25519 => {
             let x = bytes_member(m, "x")?;
             let x: [u8; 32] = x.as_slice().try_into().map_err(|_| {
@@ -622,11 +696,35 @@ fn parse_jwk(value: &Value) -> KeyResult<Option<Jwk>> {
                     format!("is {} bytes; an Ed25519 key is 32", x.len()),
                 )
             })?;
-            PublicKey::Ed25519(Ed25519Key { x })
+            PublicKey::Ed25519(Ed25519Key::new(x).map_err(|e| ("x", e))?)
         }
     };
     Ok(Some(Jwk { kid, alg, key }))
 }
+
+/// JWE key-management algorithms (RFC 7518 §4.1, RFC 8037 §3.2): a JWK naming one is an
+/// encryption key, published beside the signing keys; it is skipped, not refused.
+const ENCRYPTION_ALGS: [&str; 19] = [
+    "RSA1_5",
+    "RSA-OAEP",
+    "RSA-OAEP-256",
+    "RSA-OAEP-384",
+    "RSA-OAEP-512",
+    "A128KW",
+    "A192KW",
+    "A256KW",
+    "dir",
+    "ECDH-ES",
+    "ECDH-ES+A128KW",
+    "ECDH-ES+A192KW",
+    "ECDH-ES+A256KW",
+    "A128GCMKW",
+    "A192GCMKW",
+    "A256GCMKW",
+    "PBES2-HS256+A128KW",
+    "PBES2-HS384+A192KW",
+    "PBES2-HS512+A256KW",
+];
 
 fn off_curve(curve: &str) -> (&'static str, Error) {
     key_err(
@@ -771,11 +869,183 @@ mod tests {
             r#"{"kty":"RSA","use":"enc","n":"AQAB","e":"AQAB"}"#.to_string(),
             r#"{"kty":"EC","key_ops":["encrypt"],"crv":"P-256","x":"AA","y":"AA"}"#.to_string(),
             r#"{"kty":"PQC","kid":"future","pub":"xyz"}"#.to_string(),
-            r#"{"kty":"EC","crv":"P-521","x":"AA","y":"AA"}"#.to_string(),
+            r#"{"kty":"EC","crv":"secp256k1","x":"AA","y":"AA"}"#.to_string(),
             r#"{"kty":"OKP","crv":"X25519","x":"AA"}"#.to_string(),
+            // an encryption alg names an encryption key, whatever its `use` says (or not)
+            r#"{"kty":"RSA","alg":"RSA-OAEP","n":"AQAB","e":"AQAB"}"#.to_string(),
+            r#"{"kty":"RSA","alg":"RSA-OAEP-256","use":"sig","n":"AQAB","e":"AQAB"}"#.to_string(),
+            r#"{"kty":"EC","alg":"ECDH-ES","crv":"P-256","x":"AA","y":"AA"}"#.to_string(),
+            r#"{"kty":"OKP","alg":"ECDH-ES+A256KW","crv":"X25519","x":"AA"}"#.to_string(),
+            r#"{"kty":"oct","alg":"A256KW","k":"AA"}"#.to_string(),
         ]);
         let ks = KeySet::parse_jwks(doc.as_bytes()).unwrap();
         assert_eq!(ks.len(), 1);
+        // a signing key with its alg member is normal
+        let doc = set(&[
+            test_keys::p256_jwk("e1").replace("{", r#"{"alg":"ES256","use":"sig","#),
+            test_keys::rsa_jwk("r1", 2048).replace("{", r#"{"alg":"RS256","#),
+            test_keys::rsa_jwk("enc", 2048).replace("{", r#"{"alg":"RSA-OAEP","use":"enc","#),
+        ]);
+        let ks = KeySet::parse_jwks(doc.as_bytes()).unwrap();
+        assert_eq!(ks.kids().collect::<Vec<_>>(), ["e1", "r1"]);
+    }
+
+    #[test]
+    fn parses_p521_keys_and_refuses_bad_ones() {
+        let good = test_keys::p521_jwk("e5");
+        let ks = KeySet::parse_jwks(set(std::slice::from_ref(&good)).as_bytes()).unwrap();
+        let key = ks.select(Some("e5"), Alg::ES512).unwrap();
+        assert_eq!(key.key.family(), KeyFamily::P521);
+        match &key.key {
+            PublicKey::P521(k) => assert_eq!(k.sec1_uncompressed().len(), 133),
+            k => panic!("{k:?}"),
+        }
+        assert_eq!(
+            ks.select(Some("e5"), Alg::ES384).unwrap_err().reason(),
+            Reason::AlgKeyMismatch
+        );
+        assert_eq!(
+            ks.select(None, Alg::ES512).unwrap().kid.as_deref(),
+            Some("e5")
+        );
+        let v: Value = serde_json::from_str(&good).unwrap();
+        let x = v["x"].as_str().unwrap();
+        let y = v["y"].as_str().unwrap();
+        let mut yb = b64::decode(y).unwrap();
+        yb[65] ^= 1;
+        let (r, m) = one_err(&set(&[good.replace(y, &b64::encode(&yb))]));
+        assert_eq!(r, Reason::WeakKey);
+        assert!(m.contains("not on P-521"), "{m}");
+        let xb = b64::decode(x).unwrap();
+        let (r, m) = one_err(&set(&[good.replace(x, &b64::encode(&xb[1..]))]));
+        assert_eq!(r, Reason::MalformedKey);
+        assert!(m.contains("exactly 66"), "{m}");
+        // a JWK alg of ES512 on a P-256 key contradicts it
+        let doc = set(&[test_keys::p256_jwk("a").replace("{", r#"{"alg":"ES512","#)]);
+        assert!(one_err(&doc).1.starts_with("keys[0].alg:"));
+    }
+
+    #[test]
+    fn refuses_small_order_and_undecodable_ed25519_keys() {
+        use curve25519_dalek::edwards::CompressedEdwardsY;
+        // the identity (y = 1) and a point of order 8 (the canonical torsion generator's y)
+        let identity = {
+            let mut b = [0u8; 32];
+            b[0] = 1;
+            b
+        };
+        let order8 = curve25519_dalek::constants::EIGHT_TORSION[1]
+            .compress()
+            .to_bytes();
+        let order2 = curve25519_dalek::constants::EIGHT_TORSION[4]
+            .compress()
+            .to_bytes();
+        for x in [identity, order8, order2] {
+            let doc = format!(
+                r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","x":"{}"}}]}}"#,
+                b64::encode(x)
+            );
+            let (r, m) = one_err(&doc);
+            assert_eq!(r, Reason::WeakKey, "{m}");
+            assert!(
+                m.starts_with("keys[0].x:") && m.contains("small order"),
+                "{m}"
+            );
+        }
+        // bytes that are no point on the curve at all
+        let off = (2u8..=255)
+            .map(|i| {
+                let mut b = [0u8; 32];
+                b[0] = i;
+                b
+            })
+            .find(|b| CompressedEdwardsY(*b).decompress().is_none())
+            .unwrap();
+        let doc = format!(
+            r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","x":"{}"}}]}}"#,
+            b64::encode(off)
+        );
+        assert_eq!(one_err(&doc).0, Reason::MalformedKey);
+        // a real key loads
+        assert!(KeySet::parse_jwks(set(&[test_keys::ed25519_jwk("o")]).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn one_kid_on_keys_of_different_types_selects_by_alg() {
+        // RFC 7517 §4.5: kids need only be unique among keys of the same type
+        let doc = set(&[
+            test_keys::rsa_jwk("k1", 2048),
+            test_keys::p256_jwk("k1"),
+            test_keys::ed25519_jwk("k1"),
+            test_keys::p521_jwk("k1"),
+        ]);
+        let ks = KeySet::parse_jwks(doc.as_bytes()).unwrap();
+        assert_eq!(ks.len(), 4);
+        for (alg, fam) in [
+            (Alg::RS256, KeyFamily::Rsa),
+            (Alg::PS512, KeyFamily::Rsa),
+            (Alg::ES256, KeyFamily::P256),
+            (Alg::ES512, KeyFamily::P521),
+            (Alg::EdDSA, KeyFamily::Ed25519),
+        ] {
+            assert_eq!(
+                ks.select(Some("k1"), alg).unwrap().key.family(),
+                fam,
+                "{alg}"
+            );
+        }
+        // no key under that kid fits: a mismatch, never another kid's key
+        assert_eq!(
+            ks.select(Some("k1"), Alg::ES384).unwrap_err().reason(),
+            Reason::AlgKeyMismatch
+        );
+        assert_eq!(
+            ks.select(Some("k1"), Alg::HS256).unwrap_err().reason(),
+            Reason::AlgKeyMismatch
+        );
+        assert_eq!(
+            ks.select(Some("k2"), Alg::RS256).unwrap_err().reason(),
+            Reason::UnknownKid
+        );
+        // two RSA keys under one kid, each pinned to its own alg: not ambiguous
+        let doc = set(&[
+            test_keys::rsa_jwk("r", 2048).replace("{", r#"{"alg":"RS256","#),
+            test_keys::rsa_jwk("r", 2048).replace("{", r#"{"alg":"PS256","#),
+        ]);
+        let ks = KeySet::parse_jwks(doc.as_bytes()).unwrap();
+        assert_eq!(
+            ks.select(Some("r"), Alg::PS256).unwrap().alg,
+            Some(Alg::PS256)
+        );
+        assert_eq!(
+            ks.select(Some("r"), Alg::RS256).unwrap().alg,
+            Some(Alg::RS256)
+        );
+        assert_eq!(
+            ks.select(Some("r"), Alg::RS512).unwrap_err().reason(),
+            Reason::AlgKeyMismatch
+        );
+        // an HMAC secret and an RSA key may share a kid; a too-short secret still says WeakKey
+        let ks = KeySet::from_keys(vec![
+            hmac_secret(Some("s".into()), &[3; 32]).unwrap(),
+            KeySet::parse_jwks(set(&[test_keys::rsa_jwk("s", 2048)]).as_bytes())
+                .unwrap()
+                .keys()[0]
+                .clone(),
+        ])
+        .unwrap();
+        assert_eq!(
+            ks.select(Some("s"), Alg::HS256).unwrap().key.family(),
+            KeyFamily::Hmac
+        );
+        assert_eq!(
+            ks.select(Some("s"), Alg::RS256).unwrap().key.family(),
+            KeyFamily::Rsa
+        );
+        assert_eq!(
+            ks.select(Some("s"), Alg::HS512).unwrap_err().reason(),
+            Reason::WeakKey
+        );
     }
 
     #[test]
@@ -891,12 +1161,21 @@ mod tests {
 
     #[test]
     fn refuses_duplicate_kids_private_keys_and_contradicting_alg() {
+        // one kid on two keys that one alg fits: ambiguous, refused
         let (r, m) = one_err(&set(&[
             test_keys::p256_jwk("k2"),
-            test_keys::ed25519_jwk("k2"),
+            test_keys::p256_jwk("k2"),
         ]));
         assert_eq!(r, Reason::MalformedKey);
-        assert!(m.contains("kid \"k2\" appears twice"), "{m}");
+        assert!(
+            m.starts_with("keys[1].kid:") && m.contains("kid \"k2\"") && m.contains("ES256"),
+            "{m}"
+        );
+        let (_, m) = one_err(&set(&[
+            test_keys::rsa_jwk("k3", 2048),
+            test_keys::rsa_jwk("k3", 2048).replace("{", r#"{"alg":"PS384","#),
+        ]));
+        assert!(m.contains("PS384"), "{m}");
         let private = test_keys::p256_jwk("k1").replace("{", r#"{"d":"AAAA","#);
         let (r, m) = one_err(&set(&[private]));
         assert_eq!(r, Reason::MalformedKey);

@@ -899,7 +899,7 @@ mod tests {
             (&b"<html>oops</html>"[..], Reason::MalformedKey),
             (&br#"{"keys":[]}"#[..], Reason::KeysUnavailable),
             (
-                &br#"{"keys":[{"kty":"EC","crv":"P-521","x":"AA","y":"AA"}]}"#[..],
+                &br#"{"keys":[{"kty":"EC","crv":"secp256k1","x":"AA","y":"AA"}]}"#[..],
                 Reason::KeysUnavailable,
             ),
             (

@@ -16,10 +16,10 @@
 //! | `purpose` | string         | `login`, `join` or `guest` |
 //! | `scope`   | string         | a path prefix starting with `/` the link is limited to; **required** for `guest` |
 //! | `target`  | string         | optional return path / URL after login; check it with [`crate::redirect::RedirectPolicy`] |
-//! | `exp`     | integer        | expiry, Unix seconds |
-//! | `iat`     | integer        | issue time, Unix seconds |
+//! | `exp`     | number         | expiry, Unix seconds (a NumericDate: fractions kept, at most 2^53) |
+//! | `iat`     | number         | issue time, Unix seconds |
 //! | `jti`     | string         | unique id (1-128 characters); the host remembers it until `exp` to make the link single-use |
-//! | `nbf`     | integer        | optional; honoured if present |
+//! | `nbf`     | number         | optional; honoured if present |
 //!
 //! At least one of `sub` and `email` is required; without `sub` the identity's subject is the
 //! email address. Other claims are ignored.
@@ -58,6 +58,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::b64;
+use crate::claims::NumericDate;
 use crate::error::{Error, Reason};
 use crate::identity::{CredentialKind, Identity};
 use crate::keyring::{HmacKeyConfig, KeyRing};
@@ -341,22 +342,6 @@ fn opt_str<'m>(
     }
 }
 
-fn opt_u64(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, Error> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
-            Error::new(
-                Reason::MalformedClaims,
-                format!("the claim `{name}` is not a non-negative integer"),
-            )
-        }),
-        Some(_) => Err(Error::new(
-            Reason::MalformedClaims,
-            format!("the claim `{name}` is not a number"),
-        )),
-    }
-}
-
 fn required<T>(v: Option<T>, name: &str) -> Result<T, Error> {
     v.ok_or_else(|| {
         Error::new(
@@ -526,9 +511,9 @@ impl MagicLinks {
                 format!("a magic-link token's aud is `{AUDIENCE}`"),
             ));
         }
-        let exp = required(opt_u64(&claims, "exp")?, "exp")?;
-        let iat = required(opt_u64(&claims, "iat")?, "iat")?;
-        let nbf = opt_u64(&claims, "nbf")?;
+        let exp = required(NumericDate::parse(&claims, "exp")?, "exp")?;
+        let iat = required(NumericDate::parse(&claims, "iat")?, "iat")?;
+        let nbf = NumericDate::parse(&claims, "nbf")?;
         let purpose = match claims.get("purpose") {
             None => {
                 return Err(claim_error(
@@ -549,40 +534,38 @@ impl MagicLinks {
                 ))
             }
         };
-        if now >= exp {
+        let now_f = now as f64;
+        if exp.reached(now_f, 0) {
             return Err(claim_error(
                 Reason::TokenExpired,
                 "the magic link has expired",
             ));
         }
-        let horizon = now.saturating_add(CLOCK_SKEW_SECONDS);
-        if iat > horizon {
+        if iat.after(now_f, CLOCK_SKEW_SECONDS) {
             return Err(claim_error(
                 Reason::IssuedInFuture,
                 "the magic link is issued in the future",
             ));
         }
-        if nbf.is_some_and(|n| n > horizon) {
+        if nbf.is_some_and(|n| n.after(now_f, CLOCK_SKEW_SECONDS)) {
             return Err(claim_error(
                 Reason::TokenNotYetValid,
                 "the magic link is not valid yet",
             ));
         }
         let max = self.ttl(purpose).max;
-        match exp.checked_sub(iat) {
-            None | Some(0) => {
-                return Err(claim_error(
-                    Reason::MalformedClaims,
-                    "the magic link expires before it is issued",
-                ))
-            }
-            Some(life) if life > max => {
-                return Err(Error::new(
-                    Reason::LifetimeTooLong,
-                    format!("a {} link may live at most {max} seconds", purpose.as_str()),
-                ))
-            }
-            Some(_) => {}
+        let life = exp.since(iat);
+        if life <= 0.0 {
+            return Err(claim_error(
+                Reason::MalformedClaims,
+                "the magic link expires before it is issued",
+            ));
+        }
+        if life > max as f64 {
+            return Err(Error::new(
+                Reason::LifetimeTooLong,
+                format!("a {} link may live at most {max} seconds", purpose.as_str()),
+            ));
         }
         let sub = opt_str(&claims, "sub", MAX_SUB)?;
         let email = opt_str(&claims, "email", MAX_EMAIL)?;
@@ -621,13 +604,14 @@ impl MagicLinks {
         let mut identity = Identity::new(subject, CredentialKind::MagicLink, "magic_link");
         identity.email = email.map(str::to_string);
         identity.key_name = Some(kid.to_string());
-        identity.expires_at = Some(exp);
+        identity.expires_at = Some(exp.floor_secs());
         identity.scope = scope.map(str::to_string);
         Ok(MagicLink {
             identity,
             purpose,
             jti: jti.to_string(),
-            expires_at: exp,
+            // Remembered at least until the link expires (rounded up).
+            expires_at: exp.ceil_secs(),
             scope: scope.map(str::to_string),
             target: target.map(str::to_string),
         })
@@ -866,7 +850,28 @@ mod tests {
         assert_eq!(reason(&unset("aud")), Reason::MissingClaim);
         assert_eq!(reason(&set("exp", json!(NOW))), Reason::TokenExpired);
         assert_eq!(reason(&unset("exp")), Reason::MissingClaim);
-        assert_eq!(reason(&set("exp", json!(1.5e9))), Reason::MalformedClaims);
+        // One NumericDate parser (claims.rs): fractions are compared, not truncated; 2^53 is
+        // the bound.
+        assert_eq!(reason(&set("exp", json!(1.5e9))), Reason::TokenExpired);
+        assert!(links()
+            .verify(&set("exp", json!(NOW as f64 + 0.5)), NOW)
+            .is_ok());
+        assert_eq!(
+            links()
+                .verify(&set("exp", json!(NOW as f64 + 0.5)), NOW)
+                .unwrap()
+                .expires_at,
+            NOW + 1
+        );
+        assert_eq!(reason(&set("exp", json!(1e300))), Reason::MalformedClaims);
+        assert_eq!(
+            reason(&set("exp", json!((1u64 << 53) + 1))),
+            Reason::MalformedClaims
+        );
+        assert_eq!(
+            reason(&set("nbf", json!(NOW as f64 + 60.5))),
+            Reason::TokenNotYetValid
+        );
         assert_eq!(reason(&set("exp", json!("soon"))), Reason::MalformedClaims);
         assert_eq!(reason(&set("exp", json!(-1))), Reason::MalformedClaims);
         assert_eq!(reason(&unset("iat")), Reason::MissingClaim);

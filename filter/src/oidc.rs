@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 
 use crate::alg::Alg;
 use crate::b64;
+use crate::claims::NumericDate;
 use crate::error::{Error, Reason};
 use crate::keyring::KeyRing;
 use crate::UnixTime;
@@ -308,19 +309,19 @@ pub fn check_id_token_claims(
         return Err(missing("sub"));
     }
     // 9. exp; 10. iat
-    let num = |name: &str| claims.get(name).and_then(Value::as_u64);
-    let exp = num("exp").ok_or_else(|| missing("exp"))?;
-    if now >= exp.saturating_add(expect.clock_skew_seconds) {
+    let now_f = now as f64;
+    let exp = NumericDate::parse(claims, "exp")?.ok_or_else(|| missing("exp"))?;
+    if exp.reached(now_f, expect.clock_skew_seconds) {
         return Err(Error::new(Reason::TokenExpired, "the ID token has expired"));
     }
-    let iat = num("iat").ok_or_else(|| missing("iat"))?;
-    if iat > now.saturating_add(expect.clock_skew_seconds) {
+    let iat = NumericDate::parse(claims, "iat")?.ok_or_else(|| missing("iat"))?;
+    if iat.after(now_f, expect.clock_skew_seconds) {
         return Err(Error::new(
             Reason::IssuedInFuture,
             "the ID token is issued in the future",
         ));
     }
-    if now > iat.saturating_add(expect.max_age_seconds) {
+    if now_f > iat.seconds() + expect.max_age_seconds as f64 {
         return Err(Error::new(
             Reason::TokenExpired,
             "the ID token was issued too long ago for a fresh login",

@@ -324,6 +324,7 @@ fn same_key(a: &PublicKey, b: &PublicKey) -> bool {
         }
         (PublicKey::P256(x), PublicKey::P256(y)) => x.key == y.key,
         (PublicKey::P384(x), PublicKey::P384(y)) => x.key == y.key,
+        (PublicKey::P521(x), PublicKey::P521(y)) => x.key == y.key,
         (PublicKey::Ed25519(x), PublicKey::Ed25519(y)) => x.as_bytes() == y.as_bytes(),
         // Never host-verified, never answered.
         _ => false,
@@ -349,6 +350,7 @@ fn public_jwk(key: &PublicKey) -> Option<String> {
         )),
         PublicKey::P256(k) => ec("P-256", k.sec1_uncompressed(), 32),
         PublicKey::P384(k) => ec("P-384", k.sec1_uncompressed(), 48),
+        PublicKey::P521(k) => ec("P-521", k.sec1_uncompressed(), 66),
         PublicKey::Ed25519(k) => Some(format!(
             r#"{{"kty":"OKP","crv":"Ed25519","x":"{}"}}"#,
             b64::encode(k.as_bytes())

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::alg::Alg;
 use crate::backend::SignatureBackend;
-use crate::claims::{ClaimMapping, ClaimsConfig};
+use crate::claims::{ClaimMapping, ClaimsConfig, NumericDate};
 use crate::error::{Error, Reason};
 use crate::identity::{CredentialKind, Identity};
 use crate::jwk::{self, KeySet};
@@ -39,7 +39,11 @@ pub struct ProviderConfig {
     /// Accepted `aud` values; the token's `aud` (string or array) must contain one. Empty: `aud` is not checked.
     #[serde(default)]
     pub audiences: Vec<String>,
-    /// Algorithms this provider's tokens may use. Default: the preset's, else `["RS256"]`.
+    /// Algorithms this provider's tokens may use. Default: the preset's, else `["RS256"]`
+    /// (`["HS256"]` with only `shared_secrets`). Allowing one that no inline key can verify is a
+    /// load-time warning (a remote key set changes), not an error. Two providers may share an
+    /// issuer when these sets do not overlap: a token goes to the provider of its `iss` that
+    /// allows its `alg`.
     #[serde(default)]
     pub algorithms: Vec<Alg>,
     /// An inline JWKS (`{"keys": [...]}`), for keys that do not rotate or for tests.
@@ -87,6 +91,23 @@ fn default_clock_skew() -> u64 {
     60
 }
 
+impl ProviderConfig {
+    /// The algorithms the provider accepts: `algorithms`, else the preset's defaults, else
+    /// `RS256` (`HS256` when the only keys are `shared_secrets`).
+    pub fn effective_algorithms(&self) -> Vec<Alg> {
+        if !self.algorithms.is_empty() {
+            return self.algorithms.clone();
+        }
+        if !self.shared_secrets.is_empty() && self.jwks.is_none() && self.remote_jwks.is_none() {
+            return vec![Alg::HS256];
+        }
+        self.claims
+            .preset
+            .map(|p| p.default_algs().to_vec())
+            .unwrap_or_else(|| vec![Alg::RS256])
+    }
+}
+
 /// A provider compiled at load: parsed keys and claim mapping, ready for the request path.
 #[derive(Debug)]
 pub struct Provider {
@@ -103,6 +124,8 @@ pub struct Provider {
     max_lifetime: Option<u64>,
     required_claims: Vec<String>,
     mapping: ClaimMapping,
+    /// Load-time notices (paths relative to the provider), e.g. an allowed alg no inline key fits.
+    warnings: Vec<String>,
 }
 
 impl Provider {
@@ -147,17 +170,8 @@ impl Provider {
                 None
             }
         };
-        let mut algorithms = cfg.algorithms.clone();
-        if algorithms.is_empty() {
-            algorithms = cfg
-                .claims
-                .preset
-                .map(|p| p.default_algs().to_vec())
-                .unwrap_or_else(|| vec![Alg::RS256]);
-            if !cfg.shared_secrets.is_empty() && cfg.jwks.is_none() && cfg.remote_jwks.is_none() {
-                algorithms = vec![Alg::HS256];
-            }
-        }
+        let algorithms = cfg.effective_algorithms();
+        let mut warnings = Vec::new();
         let mut seen = Vec::new();
         for (i, a) in cfg.algorithms.iter().enumerate() {
             if seen.contains(a) {
@@ -181,7 +195,7 @@ impl Provider {
         if symmetric != 0 && symmetric != algorithms.len() {
             errors.push(Error::config(
                 "algorithms",
-                "mixes HMAC (HS*) with public-key algorithms; split them into two providers",
+                "mixes HMAC (HS*) with public-key algorithms; split them into two providers with the same issuer, one allowing only the HS* algorithms (with shared_secrets), the other only the public-key ones",
             ));
         }
         if symmetric != 0 && cfg.shared_secrets.is_empty() && cfg.jwks.is_none() {
@@ -236,12 +250,28 @@ impl Provider {
             None
         };
         // Only when the keys themselves loaded: otherwise this would repeat their error.
-        if let (Some(set), true) = (&static_keys, errors.len() == errors_before_keys) {
-            for (i, a) in algorithms.iter().enumerate() {
-                if !set.keys().iter().any(|k| k.fits(*a)) && cfg.remote_jwks.is_none() {
-                    errors.push(Error::config(
-                        format!("algorithms[{i}]"),
-                        format!("{a} is allowed but no configured key can verify it"),
+        // An allowed alg no inline key fits is a warning (keys rotate; an IdP's set holds keys
+        // for some of its algorithms at a time); no key for any allowed alg is an error.
+        if let (Some(set), true, None) = (
+            &static_keys,
+            errors.len() == errors_before_keys,
+            &cfg.remote_jwks,
+        ) {
+            let unfit: Vec<(usize, Alg)> = algorithms
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|(_, a)| !set.keys().iter().any(|k| k.fits(*a)))
+                .collect();
+            if unfit.len() == algorithms.len() {
+                errors.push(Error::config(
+                    "algorithms",
+                    "no configured key can verify any of the allowed algorithms; check the keys' kty/crv/alg against `algorithms`",
+                ));
+            } else {
+                for (i, a) in unfit {
+                    warnings.push(format!(
+                        "algorithms[{i}]: {a} is allowed but no configured key can verify it; tokens signed with {a} are refused until a key for it is configured"
                     ));
                 }
             }
@@ -267,6 +297,7 @@ impl Provider {
                 max_lifetime: cfg.max_lifetime_seconds,
                 required_claims: cfg.required_claims.clone(),
                 mapping,
+                warnings,
             }),
             _ => Err(errors),
         }
@@ -279,6 +310,11 @@ impl Provider {
 
     pub fn algorithms(&self) -> &[Alg] {
         &self.algorithms
+    }
+
+    /// Load-time notices for the host to log (paths relative to the provider).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The inline keys and shared secrets, if any (OIDC login checks ID tokens with them too).
@@ -308,15 +344,15 @@ impl Provider {
         claims: &Map<String, Value>,
     ) -> Result<(), Error> {
         if let Some(max) = self.max_lifetime {
-            let exp = numeric_date(claims, "exp")?
+            let exp = NumericDate::parse(claims, "exp")?
                 .ok_or_else(|| Error::new(Reason::MissingClaim, "the token has no exp"))?;
-            let iat = numeric_date(claims, "iat")?.ok_or_else(|| {
+            let iat = NumericDate::parse(claims, "iat")?.ok_or_else(|| {
                 Error::new(
                     Reason::MissingClaim,
                     "the provider limits token lifetime, so iat is required",
                 )
             })?;
-            if exp.saturating_sub(iat) > max {
+            if exp.since(iat) > max as f64 {
                 return Err(Error::new(
                     Reason::LifetimeTooLong,
                     format!("the token lives longer than the provider's limit of {max} s"),
@@ -618,7 +654,7 @@ impl JwtVerifier {
             Ok(c) => c,
             Err(e) => return invalid(e),
         };
-        let provider = match self.provider_for(&claims) {
+        let provider = match self.provider_for(&claims, jws.alg) {
             Ok(p) => p,
             Err(e) => return invalid(e),
         };
@@ -664,57 +700,52 @@ impl JwtVerifier {
         }
     }
 
-    fn provider_for(&self, claims: &Map<String, Value>) -> Result<&Provider, Error> {
+    /// The provider for a token's `iss` and `alg`. Providers may share an issuer when their
+    /// algorithm sets do not overlap (checked at load): the one that allows `alg` is chosen; when
+    /// none does, the first with that issuer (which then refuses the alg).
+    pub fn provider_for<'a>(
+        &'a self,
+        claims: &Map<String, Value>,
+        alg: Alg,
+    ) -> Result<&'a Provider, Error> {
         let iss = match claims.get("iss") {
             Some(Value::String(s)) => s,
             Some(_) => return Err(Error::new(Reason::MalformedClaims, "iss is not a string")),
             None => return Err(Error::new(Reason::MissingClaim, "the token has no iss")),
         };
+        let pick = |found: Vec<&'a Provider>| -> Option<&'a Provider> {
+            found
+                .iter()
+                .copied()
+                .find(|p| p.algorithms.contains(&alg))
+                .or_else(|| found.first().copied())
+        };
         // Exact issuers first, so a template never shadows a configured tenant's own provider.
-        if let Some(p) = self
+        let exact: Vec<&Provider> = self
             .providers
             .iter()
-            .find(|p| matches!(&p.issuer_rule, IssuerRule::Exact(e) if e == iss))
-        {
+            .filter(|p| matches!(&p.issuer_rule, IssuerRule::Exact(e) if e == iss))
+            .collect();
+        if let Some(p) = pick(exact) {
             return Ok(p);
         }
+        let mut templates = Vec::new();
         for p in self
             .providers
             .iter()
             .filter(|p| p.issuer_rule.is_template())
         {
             if p.issuer_rule.matches_token(iss, claims)? {
-                return Ok(p);
+                templates.push(p);
             }
+        }
+        if let Some(p) = pick(templates) {
+            return Ok(p);
         }
         Err(Error::new(
             Reason::UnknownIssuer,
             "no provider is configured for the token's issuer",
         ))
-    }
-}
-
-/// A NumericDate (RFC 7519 §2): a JSON number of seconds, possibly fractional. Negative or
-/// non-finite values are malformed.
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, Error> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => {
-            if let Some(u) = n.as_u64() {
-                return Ok(Some(u));
-            }
-            match n.as_f64() {
-                Some(f) if (0.0..1.0e15).contains(&f) => Ok(Some(f as u64)),
-                _ => Err(Error::new(
-                    Reason::MalformedClaims,
-                    format!("{name} is not a valid NumericDate"),
-                )),
-            }
-        }
-        Some(_) => Err(Error::new(
-            Reason::MalformedClaims,
-            format!("{name} is not a number"),
-        )),
     }
 }
 
@@ -725,33 +756,7 @@ impl Provider {
         claims: &Map<String, Value>,
         now: UnixTime,
     ) -> Result<Identity, Error> {
-        let skew = self.clock_skew;
-        let exp = numeric_date(claims, "exp")?.ok_or_else(|| {
-            Error::new(
-                Reason::MissingClaim,
-                "the token has no exp; tokens without expiry are refused",
-            )
-        })?;
-        if now >= exp.saturating_add(skew) {
-            return Err(Error::new(Reason::TokenExpired, "the token has expired"));
-        }
-        if let Some(nbf) = numeric_date(claims, "nbf")? {
-            if nbf > now.saturating_add(skew) {
-                return Err(Error::new(
-                    Reason::TokenNotYetValid,
-                    "the token is not valid yet (nbf)",
-                ));
-            }
-        }
-        let iat = numeric_date(claims, "iat")?;
-        if let Some(iat) = iat {
-            if iat > now.saturating_add(skew) {
-                return Err(Error::new(
-                    Reason::IssuedInFuture,
-                    "the token was issued in the future (iat)",
-                ));
-            }
-        }
+        let exp = check_time_claims(claims, now as f64, self.clock_skew)?;
         if !self.audiences.is_empty() {
             let ok = match claims.get("aud") {
                 Some(Value::String(a)) => self.audiences.iter().any(|x| x == a),
@@ -777,7 +782,106 @@ impl Provider {
                 "the token has no subject (sub)",
             ));
         }
-        identity.expires_at = Some(exp);
+        identity.expires_at = Some(exp.floor_secs());
         Ok(identity)
+    }
+}
+
+/// `exp` (required), `nbf` and `iat` of a JWT against `now` (seconds, possibly fractional) with
+/// `skew` seconds of leeway, each compared with its fraction. Returns `exp`.
+pub fn check_time_claims(
+    claims: &Map<String, Value>,
+    now: f64,
+    skew: u64,
+) -> Result<NumericDate, Error> {
+    let exp = NumericDate::parse(claims, "exp")?.ok_or_else(|| {
+        Error::new(
+            Reason::MissingClaim,
+            "the token has no exp; tokens without expiry are refused",
+        )
+    })?;
+    if exp.reached(now, skew) {
+        return Err(Error::new(Reason::TokenExpired, "the token has expired"));
+    }
+    if NumericDate::parse(claims, "nbf")?.is_some_and(|nbf| nbf.after(now, skew)) {
+        return Err(Error::new(
+            Reason::TokenNotYetValid,
+            "the token is not valid yet (nbf)",
+        ));
+    }
+    if NumericDate::parse(claims, "iat")?.is_some_and(|iat| iat.after(now, skew)) {
+        return Err(Error::new(
+            Reason::IssuedInFuture,
+            "the token was issued in the future (iat)",
+        ));
+    }
+    Ok(exp)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn time_claims_are_compared_with_their_fraction() {
+        let c = claims(json!({"exp": 1000.5}));
+        assert_eq!(
+            check_time_claims(&c, 1000.7, 0).unwrap_err().reason(),
+            Reason::TokenExpired
+        );
+        assert_eq!(check_time_claims(&c, 1000.2, 0).unwrap().seconds(), 1000.5);
+        assert_eq!(
+            check_time_claims(&c, 1000.5, 0).unwrap_err().reason(),
+            Reason::TokenExpired
+        );
+        // with skew
+        assert!(check_time_claims(&c, 1060.4, 60).is_ok());
+        assert!(check_time_claims(&c, 1060.6, 60).is_err());
+        let c = claims(json!({"exp": 2000, "nbf": 1000.5}));
+        assert_eq!(
+            check_time_claims(&c, 1000.2, 0).unwrap_err().reason(),
+            Reason::TokenNotYetValid
+        );
+        assert!(check_time_claims(&c, 1000.7, 0).is_ok());
+        let c = claims(json!({"exp": 2000, "iat": 1000.5}));
+        assert_eq!(
+            check_time_claims(&c, 1000.2, 0).unwrap_err().reason(),
+            Reason::IssuedInFuture
+        );
+        assert!(check_time_claims(&c, 1000.5, 0).is_ok());
+    }
+
+    #[test]
+    fn numeric_dates_beyond_2_pow_53_are_malformed() {
+        use crate::claims::MAX_NUMERIC_DATE;
+        for bad in [
+            json!(MAX_NUMERIC_DATE + 1),
+            json!(u64::MAX),
+            json!(1e16),
+            json!(f64::MAX),
+            json!(-0.5),
+            json!(-1),
+            json!("1000"),
+        ] {
+            let c = claims(json!({ "exp": bad.clone() }));
+            assert_eq!(
+                check_time_claims(&c, 0.0, 0).unwrap_err().reason(),
+                Reason::MalformedClaims,
+                "{bad}"
+            );
+        }
+        let c = claims(json!({ "exp": MAX_NUMERIC_DATE }));
+        assert!(check_time_claims(&c, 1.0, 0).is_ok());
+        let c = claims(json!({ "exp": 5000, "nbf": MAX_NUMERIC_DATE + 1 }));
+        assert_eq!(
+            check_time_claims(&c, 1.0, 0).unwrap_err().reason(),
+            Reason::MalformedClaims
+        );
     }
 }

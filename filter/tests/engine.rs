@@ -767,7 +767,7 @@ fn config_errors_name_the_field_and_the_fix() {
     let err = Engine::from_json(cfg.to_string().as_bytes()).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("jwt.providers[1].jwks"), "{text}");
-    assert!(text.contains("kid \"k2\" appears twice"), "{text}");
+    assert!(text.contains("kid \"k2\" is used by two keys"), "{text}");
     assert!(text.contains("rules[0].match"), "{text}");
     // every error is reported at once
     assert!(err.0.len() >= 2, "{text}");

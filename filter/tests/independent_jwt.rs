@@ -38,12 +38,40 @@ fn engine(m: &Value) -> Engine {
              "algorithms": ["RS256", "PS256"], "jwks": m["rsa"]["jwks"], "max_lifetime_seconds": 3600,
              "claims": {"preset": "keycloak", "client_id": "desk", "role_map": {"administrators": "admin"}}},
             {"name": "ec", "issuer": m["ec"]["issuer"], "audiences": [m["audience"]],
-             "algorithms": ["ES256", "ES384", "EdDSA"], "jwks": m["ec"]["jwks"]},
+             "algorithms": ["ES256", "ES384", "ES512", "EdDSA"], "jwks": m["ec"]["jwks"]},
             {"name": "hs", "issuer": m["hs"]["issuer"], "audiences": [m["audience"]],
-             "algorithms": ["HS256", "HS384", "HS512"], "shared_secrets": [{"secret": m["hs"]["secret"]}]}
+             "algorithms": ["HS256", "HS384", "HS512"], "shared_secrets": [{"secret": m["hs"]["secret"]}]},
+            // The same issuer, public-key algorithms only: what "mixes HMAC with public-key
+            // algorithms" tells the operator to do.
+            {"name": "hs-pub", "issuer": m["hs"]["issuer"], "audiences": [m["audience"]],
+             "algorithms": ["ES256"], "jwks": m["hs"]["public_jwks"]},
+            // One kid on RSA, P-256 and P-521 keys, encryption keys beside them; EdDSA is allowed
+            // though no inline key fits it (a warning, not an error).
+            {"name": "mixed", "issuer": m["mixed"]["issuer"], "audiences": [m["audience"]],
+             "algorithms": ["RS256", "PS256", "ES256", "ES512", "EdDSA"], "jwks": m["mixed"]["jwks"]}
         ]}
     });
-    Engine::from_json(cfg.to_string().as_bytes()).unwrap_or_else(|e| panic!("config refused:\n{e}"))
+    let engine = Engine::from_json(cfg.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("config refused:\n{e}"));
+    assert_eq!(
+        engine
+            .warnings()
+            .iter()
+            .filter(|w| w.contains("EdDSA is allowed but no configured key"))
+            .count(),
+        1,
+        "{:?}",
+        engine.warnings()
+    );
+    assert!(
+        engine
+            .warnings()
+            .iter()
+            .any(|w| w.starts_with("jwt.providers[4].algorithms[4]:")),
+        "{:?}",
+        engine.warnings()
+    );
+    engine
 }
 
 #[test]

@@ -98,7 +98,8 @@ fn run(v: &Value) -> Outcome {
         let reason = verify(&ks, &bad).unwrap_err().reason();
         // ECDSA: a flip can push r or s past the group order: then the format check refuses it.
         let ok = reason == Reason::BadSignature
-            || (matches!(j.alg, Alg::ES256 | Alg::ES384) && reason == Reason::BadSignatureFormat);
+            || (matches!(j.alg, Alg::ES256 | Alg::ES384 | Alg::ES512)
+                && reason == Reason::BadSignatureFormat);
         assert!(ok, "{section}: signature flip at {pos}: {reason}");
     }
     // A truncated signature: wrong length for the algorithm.
@@ -123,11 +124,8 @@ fn rfc7515_appendix_a() {
         ("RFC 7515 Appendix A.1", Outcome::Verified),
         ("RFC 7515 Appendix A.2", Outcome::Verified),
         ("RFC 7515 Appendix A.3", Outcome::Verified),
-        // ES512 is not implemented
-        (
-            "RFC 7515 Appendix A.4",
-            Outcome::Refused(Reason::AlgUnsupported),
-        ),
+        // ES512 (P-521)
+        ("RFC 7515 Appendix A.4", Outcome::Verified),
         // alg none is never accepted
         ("RFC 7515 Appendix A.5", Outcome::Refused(Reason::AlgNone)),
     ];
@@ -144,11 +142,8 @@ fn jose_cookbook() {
     let want = [
         ("RFC 7520 section 4.1", Outcome::Verified),
         ("RFC 7520 section 4.2", Outcome::Verified),
-        // ES512 is not implemented
-        (
-            "RFC 7520 section 4.3",
-            Outcome::Refused(Reason::AlgUnsupported),
-        ),
+        // ES512 (P-521)
+        ("RFC 7520 section 4.3", Outcome::Verified),
         ("RFC 7520 section 4.4", Outcome::Verified),
         // detached content: the payload segment is empty
         (
@@ -166,17 +161,57 @@ fn jose_cookbook() {
     assert_eq!(got, want);
 }
 
+/// ECDSA `r || s` as a DER SEQUENCE of two INTEGERs (long-form length when over 127 bytes).
+fn der(r: &[u8], s: &[u8]) -> Vec<u8> {
+    let int = |x: &[u8]| {
+        let x = &x[x.iter().position(|b| *b != 0).unwrap_or(x.len() - 1)..];
+        let pad = x[0] & 0x80 != 0;
+        let mut v = vec![0x02, (x.len() + usize::from(pad)) as u8];
+        if pad {
+            v.push(0);
+        }
+        v.extend_from_slice(x);
+        v
+    };
+    let body = [int(r), int(s)].concat();
+    let mut out = vec![0x30];
+    if body.len() > 127 {
+        out.push(0x81);
+    }
+    out.push(body.len() as u8);
+    out.extend(body);
+    out
+}
+
 #[test]
-fn unsupported_curves_are_skipped_not_fatal() {
-    // The ES512 vectors' P-521 keys: skipped, so the set is empty but loads.
+fn es512_vectors_load_p521_keys_that_fit_only_es512() {
+    let mut seen = 0;
     for v in vectors("jose_cookbook.json")
         .iter()
         .chain(vectors("rfc7515_appendix_a.json").iter())
     {
         if v["alg"] == "ES512" {
-            assert!(key_set(v).unwrap().is_empty());
+            seen += 1;
+            let ks = key_set(v).unwrap();
+            assert_eq!(ks.len(), 1);
+            assert!(matches!(ks.keys()[0].key, PublicKey::P521(_)));
+            assert!(ks.keys()[0].fits(Alg::ES512));
+            for alg in [Alg::ES256, Alg::ES384, Alg::RS512, Alg::HS512] {
+                assert!(!ks.keys()[0].fits(alg), "{alg}");
+            }
+            // the same signature as DER (what a naive signer emits) is refused by its format
+            let token = v["compact"].as_str().unwrap();
+            let (input, sig) = token.rsplit_once('.').unwrap();
+            let raw = b64::decode(sig).unwrap();
+            assert_eq!(raw.len(), 132);
+            let bad = format!("{input}.{}", b64::encode(der(&raw[..66], &raw[66..])));
+            assert_eq!(
+                verify(&ks, &bad).unwrap_err().reason(),
+                Reason::BadSignatureFormat
+            );
         }
     }
+    assert_eq!(seen, 2);
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! the same argument and result protobufs and the same answers: BAD_ARGUMENT when the argument
 //! does not parse, else OK with `VerifySignatureResult { result, error }`. Envoy verifies with
 //! BoringSSL (`EVP_DigestVerify`, default padding: PKCS#1 v1.5 for RSA, DER ECDSA signatures);
-//! this host verifies the same inputs with ring. The messages are declared here again from
+//! this host verifies the same inputs with ring (P-521, which ring lacks, with RustCrypto
+//! `p521`). The messages are declared here again from
 //! Envoy's .proto, not imported from the filter: a wrong field tag in the filter must fail here
 //! as it would in Envoy, not be mirrored.
 
@@ -54,6 +55,7 @@ const RSA_OID: &str = "1.2.840.113549.1.1.1";
 const EC_OID: &str = "1.2.840.10045.2.1";
 const P256_OID: &str = "1.2.840.10045.3.1.7";
 const P384_OID: &str = "1.3.132.0.34";
+const P521_OID: &str = "1.3.132.0.35";
 
 /// Runs the function on `args`: (status, result bytes), plus the hash function asked for (for
 /// the tests' call log) when the argument parsed.
@@ -91,6 +93,15 @@ fn check(a: &VerifySignatureArguments) -> Result<(), String> {
         .parameters
         .and_then(|p| p.decode_as::<spki::ObjectIdentifier>().ok())
         .map(|o| o.to_string());
+    if (oid.as_str(), curve.as_deref(), a.hash_function.as_str())
+        == (EC_OID, Some(P521_OID), "sha512")
+    {
+        use p521::ecdsa::signature::Verifier as _;
+        let failed = || "Failed to verify digest. Error code: 0".to_string();
+        let k = p521::ecdsa::VerifyingKey::from_sec1_bytes(key).map_err(|_| failed())?;
+        let s = p521::ecdsa::Signature::from_der(&a.signature).map_err(|_| failed())?;
+        return k.verify(&a.text, &s).map_err(|_| failed());
+    }
     let alg: &'static dyn sig::VerificationAlgorithm =
         match (oid.as_str(), curve.as_deref(), a.hash_function.as_str()) {
             (RSA_OID, _, "sha256") => &sig::RSA_PKCS1_2048_8192_SHA256,

@@ -1,5 +1,6 @@
 //! The filter's host signature backend against this host's `verify_signature` (Envoy's foreign
-//! function, same protobufs, verified here with ring): RS256/384/512, ES256 and ES384 go to the
+//! function, same protobufs, verified here with ring and p521): RS256/384/512, ES256, ES384 and
+//! ES512 go to the
 //! host, PS* and EdDSA stay in wasm; a host without the function leaves everything in wasm; a
 //! host that fails or answers garbage refuses (fail closed).
 #![allow(
@@ -23,16 +24,17 @@ const ISS: &str = "https://issuer.test";
 const AUD: &str = "edgegate-tests";
 const HOST_METRIC: &str = "edgegate_signature_checks.backend.host";
 const WASM_METRIC: &str = "edgegate_signature_checks.backend.wasm";
-const ALGS: [&str; 8] = [
-    "RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "PS512", "EdDSA",
+const ALGS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS512", "EdDSA",
 ];
 
 fn config() -> Value {
     let jwks: Value = serde_json::from_str(&format!(
-        r#"{{"keys":[{},{},{},{}]}}"#,
+        r#"{{"keys":[{},{},{},{},{}]}}"#,
         test_keys::rsa_jwk("rsa", 2048),
         test_keys::p256_jwk("p256"),
         test_keys::p384_jwk("p384"),
+        test_keys::p521_jwk("p521"),
         test_keys::ed25519_jwk("ed25519"),
     ))
     .unwrap();
@@ -124,7 +126,10 @@ fn rsa_pkcs1_and_ecdsa_are_verified_by_the_host_the_rest_in_wasm() {
             "{alg}"
         );
         let calls = host.verify_calls();
-        let by_host = matches!(*alg, "RS256" | "RS384" | "RS512" | "ES256" | "ES384");
+        let by_host = matches!(
+            *alg,
+            "RS256" | "RS384" | "RS512" | "ES256" | "ES384" | "ES512"
+        );
         if by_host {
             assert_eq!(calls.len(), before + 1, "{alg} not sent to the host");
             assert_eq!(calls.last().unwrap(), hash_of(alg), "{alg}");
@@ -183,7 +188,7 @@ fn a_failing_host_function_refuses_valid_tokens() {
         ForeignMode::Garbage,
     ] {
         let mut host = host(mode);
-        for alg in ["RS256", "ES256", "ES384"] {
+        for alg in ["RS256", "ES256", "ES384", "ES512"] {
             assert_eq!(
                 status(&mut host, &token(alg, "alice")),
                 401,
@@ -192,7 +197,7 @@ fn a_failing_host_function_refuses_valid_tokens() {
         }
         // the wasm algorithms are not affected
         assert_eq!(status(&mut host, &token("PS256", "alice")), 200, "{mode:?}");
-        assert_eq!(host.metric(HOST_METRIC), Some(3), "{mode:?}");
+        assert_eq!(host.metric(HOST_METRIC), Some(4), "{mode:?}");
         clean(&host);
     }
 }

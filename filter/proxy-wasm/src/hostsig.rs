@@ -4,7 +4,8 @@
 //! foreign function, `verify_signature` (source/extensions/common/wasm/foreign.cc), that verifies
 //! with BoringSSL: `EVP_DigestVerifyInit(md)` + `EVP_DigestVerify` under a DER
 //! SubjectPublicKeyInfo, with the key's default padding. That is exactly RS256/384/512 (PKCS#1
-//! v1.5) and ES256/ES384 (ECDSA with a DER signature), so [`HostBackend`] sends those there and
+//! v1.5) and ES256/ES384/ES512 (ECDSA with a DER signature; BoringSSL has P-521), so
+//! [`HostBackend`] sends those there and
 //! everything else (PS*, EdDSA, HMAC) to the core's [`NativeBackend`].
 //!
 //! The core still makes every decision: it picks the key and checks that its type fits the
@@ -62,7 +63,7 @@ pub struct VerifySignatureResult {
 const PRESENT: u8 = 1;
 const ABSENT: u8 = 2;
 
-/// Sends RS256/384/512, ES256 and ES384 to the host's `verify_signature`, the rest to
+/// Sends RS256/384/512, ES256, ES384 and ES512 to the host's `verify_signature`, the rest to
 /// [`NativeBackend`].
 #[derive(Default)]
 pub struct HostBackend {
@@ -90,7 +91,7 @@ impl HostBackend {
         self.state
             .store(if present { PRESENT } else { ABSENT }, Ordering::Relaxed);
         if present {
-            log::info!("signature backend: RS256/384/512, ES256, ES384 verified by the host (verify_signature); PS*, EdDSA, HMAC in wasm");
+            log::info!("signature backend: RS256/384/512, ES256, ES384, ES512 verified by the host (verify_signature); PS*, EdDSA, HMAC in wasm");
         } else {
             log::info!("signature backend: wasm (the host has no verify_signature function)");
         }
@@ -169,6 +170,11 @@ pub fn build_spki(key: &PublicKey) -> Option<Vec<u8>> {
             .to_public_key_der()
             .ok()
             .map(|d| d.into_vec()),
+        PublicKey::P521(k) => p521::ecdsa::VerifyingKey::from_sec1_bytes(&k.sec1_uncompressed())
+            .ok()?
+            .to_public_key_der()
+            .ok()
+            .map(|d| d.into_vec()),
         _ => None,
     }
 }
@@ -178,7 +184,7 @@ pub fn host_hash(alg: Alg) -> Option<&'static str> {
     match alg {
         Alg::RS256 | Alg::ES256 => Some("sha256"),
         Alg::RS384 | Alg::ES384 => Some("sha384"),
-        Alg::RS512 => Some("sha512"),
+        Alg::RS512 | Alg::ES512 => Some("sha512"),
         _ => None,
     }
 }
@@ -195,6 +201,13 @@ fn host_signature(alg: Alg, signature: &[u8]) -> Option<Vec<u8>> {
         ),
         Alg::ES384 => Some(
             p384::ecdsa::Signature::from_slice(signature)
+                .ok()?
+                .to_der()
+                .as_bytes()
+                .to_vec(),
+        ),
+        Alg::ES512 => Some(
+            p521::ecdsa::Signature::from_slice(signature)
                 .ok()?
                 .to_der()
                 .as_bytes()
@@ -288,7 +301,7 @@ mod tests {
             let host = host_hash(alg).is_some();
             let want = matches!(
                 alg,
-                Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::ES256 | Alg::ES384
+                Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::ES256 | Alg::ES384 | Alg::ES512
             );
             assert_eq!(host, want, "{alg}");
         }
@@ -325,6 +338,14 @@ mod tests {
         let back = p256::ecdsa::Signature::from_der(&der).unwrap();
         assert_eq!(back.to_bytes().as_slice(), &raw[..]);
         assert!(host_signature(Alg::ES256, &[0; 64]).is_none());
+        // ES512: two 66-byte scalars; DER needs a two-byte length (over 127 bytes)
+        let mut raw = [0u8; 132];
+        raw[1] = 0xff;
+        raw[67] = 0x01;
+        let der = host_signature(Alg::ES512, &raw).unwrap();
+        assert_eq!(&der[..2], &[0x30, 0x81]);
+        let back = p521::ecdsa::Signature::from_der(&der).unwrap();
+        assert_eq!(back.to_bytes().as_slice(), &raw[..]);
         assert_eq!(host_signature(Alg::RS256, &[7; 256]).unwrap(), vec![7; 256]);
     }
 

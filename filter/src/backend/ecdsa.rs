@@ -1,4 +1,5 @@
-//! ES256 (P-256, SHA-256) and ES384 (P-384, SHA-384) on RustCrypto `p256` / `p384`
+//! ES256 (P-256, SHA-256), ES384 (P-384, SHA-384) and ES512 (P-521, SHA-512) on RustCrypto
+//! `p256` / `p384` / `p521`
 //! (RFC 7518 §3.4: raw `r || s` signatures). Keys are validated points, parsed at load.
 
 use std::borrow::Cow;
@@ -6,7 +7,7 @@ use std::borrow::Cow;
 use jwt_compact::{Algorithm, AlgorithmSignature};
 use p256::ecdsa::signature::{Signer as _, Verifier as _};
 
-use crate::jwk::{P256Key, P384Key};
+use crate::jwk::{P256Key, P384Key, P521Key};
 
 macro_rules! ecdsa_alg {
     ($name:ident, $sig:ident, $jws:literal, $crate_:ident, $key:ty, $len:literal) => {
@@ -55,3 +56,4 @@ macro_rules! ecdsa_alg {
 
 ecdsa_alg!(Es256, Es256Signature, "ES256", p256, P256Key, 64);
 ecdsa_alg!(Es384, Es384Signature, "ES384", p384, P384Key, 96);
+ecdsa_alg!(Es512, Es512Signature, "ES512", p521, P521Key, 132);

@@ -3,7 +3,7 @@
 //! [`NativeBackend`] verifies everything in-process through jwt-compact's [`Algorithm`] trait,
 //! implemented here for our own algorithm types on the fastest maintained crate for each (as
 //! measured in V8 wasm): ring for RSA (PKCS#1 v1.5 and PSS) and Ed25519, RustCrypto `p256` /
-//! `p384` for ECDSA, `hmac` + `sha2` for HMAC with the key schedule done at load time.
+//! `p384` / `p521` for ECDSA, `hmac` + `sha2` for HMAC with the key schedule done at load time.
 //!
 //! A host with its own crypto (an edge worker with WebCrypto, which is async) does the
 //! signature step itself: it picks the key with [`crate::jwk::KeySet::select`], calls
@@ -40,7 +40,7 @@ pub trait SignatureBackend {
     ) -> Result<(), Error>;
 }
 
-/// Verifies in-process with ring, p256, p384 and hmac.
+/// Verifies in-process with ring, p256, p384, p521 and hmac.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NativeBackend;
 
@@ -66,6 +66,7 @@ impl SignatureBackend for NativeBackend {
             (Alg::PS512, PublicKey::Rsa(k)) => run(&rsa::Ps512, k, msg, signature),
             (Alg::ES256, PublicKey::P256(k)) => run(&ecdsa::Es256, k, msg, signature),
             (Alg::ES384, PublicKey::P384(k)) => run(&ecdsa::Es384, k, msg, signature),
+            (Alg::ES512, PublicKey::P521(k)) => run(&ecdsa::Es512, k, msg, signature),
             (Alg::EdDSA, PublicKey::Ed25519(k)) => run(&eddsa::Ed25519, k, msg, signature),
             _ => Err(mismatch(alg)),
         }
@@ -109,7 +110,8 @@ fn bad_format(msg: String) -> Error {
 /// Structural checks on a signature before any verification, shared by every backend (a host
 /// verifying with WebCrypto calls it too):
 /// the key's family must fit `alg`; HMAC tags have the digest's length; RSA signatures the
-/// modulus' length; ECDSA signatures are raw `r || s` of 64 (ES256) or 96 (ES384) bytes with
+/// modulus' length; ECDSA signatures are raw `r || s` of 64 (ES256), 96 (ES384) or 132 (ES512,
+/// two 66-byte scalars) bytes with
 /// `0 < r, s < n` (DER is refused); Ed25519 signatures are 64 bytes.
 pub fn check_signature_format(alg: Alg, key: &PublicKey, signature: &[u8]) -> Result<(), Error> {
     if key.family() != alg.family() {
@@ -122,11 +124,14 @@ pub fn check_signature_format(alg: Alg, key: &PublicKey, signature: &[u8]) -> Re
         (_, PublicKey::Rsa(k)) => k.modulus_len(),
         (Alg::ES256, _) => 64,
         (Alg::ES384, _) => 96,
+        (Alg::ES512, _) => 132,
         (Alg::EdDSA, _) => 64,
         _ => return Err(mismatch(alg)),
     };
     if signature.len() != want {
-        let der = if matches!(alg, Alg::ES256 | Alg::ES384) && signature.first() == Some(&0x30) {
+        let der = if matches!(alg, Alg::ES256 | Alg::ES384 | Alg::ES512)
+            && signature.first() == Some(&0x30)
+        {
             " (DER-encoded ECDSA signatures are not JWS signatures: JWS uses raw r || s)"
         } else {
             ""
@@ -139,6 +144,7 @@ pub fn check_signature_format(alg: Alg, key: &PublicKey, signature: &[u8]) -> Re
     let scalars_ok = match alg {
         Alg::ES256 => p256::ecdsa::Signature::from_slice(signature).is_ok(),
         Alg::ES384 => p384::ecdsa::Signature::from_slice(signature).is_ok(),
+        Alg::ES512 => p521::ecdsa::Signature::from_slice(signature).is_ok(),
         _ => true,
     };
     if !scalars_ok {
@@ -344,6 +350,27 @@ mod tests {
             fmt(Alg::ES384, "p384", &der_ecdsa(&good[..48], &good[48..])),
             bsf
         );
+        let good = test_keys::sign("ES512", b"x.y");
+        assert_eq!(good.len(), 132);
+        assert_eq!(fmt(Alg::ES512, "p521", &good), None);
+        assert_eq!(fmt(Alg::ES512, "p521", &good[..131]), bsf);
+        let mut zero_s = good.clone();
+        zero_s[66..].fill(0);
+        assert_eq!(fmt(Alg::ES512, "p521", &zero_s), bsf);
+        let mut big_r = good.clone();
+        big_r[..66].fill(0xff); // >= n
+        assert_eq!(fmt(Alg::ES512, "p521", &big_r), bsf);
+        let e = check_signature_format(
+            Alg::ES512,
+            &key("p521"),
+            &der_ecdsa(&good[..66], &good[66..]),
+        )
+        .unwrap_err();
+        assert!(e.message().contains("DER"), "{}", e.message());
+        assert_eq!(
+            fmt(Alg::ES512, "p384", &[1; 132]),
+            Some(Reason::AlgKeyMismatch)
+        );
         // an ES256 signature presented as ES384 is the wrong length for its key anyway
         assert_eq!(
             fmt(Alg::ES384, "p256", &[1; 96]),
@@ -373,7 +400,7 @@ mod tests {
             Reason::AlgKeyMismatch
         );
         let hmac = &ks.select(Some("hmac"), Alg::HS256).unwrap().key;
-        for alg in [Alg::RS256, Alg::ES256, Alg::ES384, Alg::EdDSA] {
+        for alg in [Alg::RS256, Alg::ES256, Alg::ES384, Alg::ES512, Alg::EdDSA] {
             assert_eq!(
                 NativeBackend
                     .verify(alg, hmac, b"x.y", &[1; 64])

@@ -40,6 +40,10 @@ pub fn p384_signing_key() -> p384::ecdsa::SigningKey {
     p384::ecdsa::SigningKey::from_bytes(&[0x22u8; 48].into()).unwrap()
 }
 
+pub fn p521_signing_key() -> p521::ecdsa::SigningKey {
+    p521::ecdsa::SigningKey::from_bytes(&[0x01u8; 66].into()).unwrap()
+}
+
 pub fn ed25519_keypair() -> ring::signature::Ed25519KeyPair {
     ring::signature::Ed25519KeyPair::from_seed_unchecked(&[0x33u8; 32]).unwrap()
 }
@@ -80,6 +84,15 @@ pub fn p384_jwk(kid: &str) -> String {
     )
 }
 
+pub fn p521_jwk(kid: &str) -> String {
+    let p = p521_signing_key().verifying_key().to_sec1_point(false);
+    format!(
+        r#"{{"kty":"EC","kid":"{kid}","crv":"P-521","x":"{}","y":"{}"}}"#,
+        b64u(p.x().unwrap()),
+        b64u(p.y().unwrap())
+    )
+}
+
 pub fn ed25519_jwk(kid: &str) -> String {
     use ring::signature::KeyPair as _;
     let kp = ed25519_keypair();
@@ -96,13 +109,15 @@ pub fn hmac_jwk(kid: &str) -> String {
     )
 }
 
-/// A JWKS holding one key of each family, with kids "rsa", "p256", "p384", "ed25519", "hmac".
+/// A JWKS holding one key of each family, with kids "rsa", "p256", "p384", "p521", "ed25519",
+/// "hmac".
 pub fn jwks_all() -> String {
     format!(
-        r#"{{"keys":[{},{},{},{},{}]}}"#,
+        r#"{{"keys":[{},{},{},{},{},{}]}}"#,
         rsa_jwk("rsa", 2048),
         p256_jwk("p256"),
         p384_jwk("p384"),
+        p521_jwk("p521"),
         ed25519_jwk("ed25519"),
         hmac_jwk("hmac")
     )
@@ -115,6 +130,7 @@ pub fn kid_for(alg: &str) -> &'static str {
         "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" => "rsa",
         "ES256" => "p256",
         "ES384" => "p384",
+        "ES512" => "p521",
         "EdDSA" => "ed25519",
         _ => panic!("no test key for {alg}"),
     }
@@ -161,6 +177,10 @@ pub fn sign(alg: &str, msg: &[u8]) -> Vec<u8> {
         }
         "ES384" => {
             let s: p384::ecdsa::Signature = p384_signing_key().sign(msg);
+            s.to_bytes().to_vec()
+        }
+        "ES512" => {
+            let s: p521::ecdsa::Signature = p521_signing_key().sign(msg);
             s.to_bytes().to_vec()
         }
         "EdDSA" => ed25519_keypair().sign(msg).as_ref().to_vec(),

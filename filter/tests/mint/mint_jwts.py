@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import serialization
 
 NOW = 1_800_000_000
 ISS_RSA, ISS_EC, ISS_HS = "https://idp.example.com/realms/desk", "https://ec.example.com", "https://hs.example.com"
+# A key set as real IdPs publish it: one kid on keys of different types, an encryption key.
+ISS_MIX = "https://mixed.example.com"
 AUD = "desk"
 
 
@@ -32,13 +34,35 @@ rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 rsa_key2 = rsa.generate_private_key(public_exponent=65537, key_size=3072)
 p256 = ec.generate_private_key(ec.SECP256R1())
 p384 = ec.generate_private_key(ec.SECP384R1())
+p521 = ec.generate_private_key(ec.SECP521R1())
 ed = ed25519.Ed25519PrivateKey.generate()
 hs_secret = hashlib.sha512(b"edgegate independent test secret").digest()
 
 rsa_jwks = {"keys": [public_jwk(rsa_key, "rsa-1", "RS256"), public_jwk(rsa_key2, "rsa-2", "PS256")]}
 # The EC provider publishes keys without a JWK alg, so one key serves several algorithms' checks.
-ec_keys = [public_jwk(p256, "p256", "ES256"), public_jwk(p384, "p384", "ES384"), public_jwk(ed, "ed", "EdDSA")]
+ec_keys = [public_jwk(p256, "p256", "ES256"), public_jwk(p384, "p384", "ES384"), public_jwk(ed, "ed", "EdDSA"),
+           public_jwk(p521, "p521", "ES512")]
 ec_jwks = {"keys": ec_keys}
+# Mixed: RSA, P-256 and P-521 keys all under kid "k" (RFC 7517 §4.5), no JWK alg on the EC
+# ones, plus an RSA-OAEP encryption key and an ECDH-ES one under the same kid.
+mix_rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+mix_p256 = ec.generate_private_key(ec.SECP256R1())
+mix_p521 = ec.generate_private_key(ec.SECP521R1())
+def no_alg(k):
+    k = dict(k)
+    k.pop("alg")
+    return k
+mix_enc = public_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048), "k", "RSA-OAEP")
+mix_enc["use"] = "enc"
+mix_ecdh = no_alg(public_jwk(ec.generate_private_key(ec.SECP256R1()), "k", "x"))
+mix_ecdh.pop("use")
+mix_ecdh["alg"] = "ECDH-ES"
+mix_jwks = {"keys": [public_jwk(mix_rsa, "k", "RS256"), no_alg(public_jwk(mix_p256, "k", "x")),
+                     no_alg(public_jwk(mix_p521, "k", "x")), mix_enc, mix_ecdh]}
+# A second provider on the HS issuer with public-key algorithms only (the way out of "mixes
+# HMAC with public-key algorithms").
+hs_pub = ec.generate_private_key(ec.SECP256R1())
+hs_pub_jwks = {"keys": [public_jwk(hs_pub, "hs-pub", "ES256")]}
 
 def claims(iss=ISS_RSA, **over):
     c = {"iss": iss, "sub": "user-1", "aud": AUD, "iat": NOW - 10, "exp": NOW + 300,
@@ -67,6 +91,28 @@ case("HS384", jwt.encode(claims(ISS_HS), hs_secret, "HS384"), "ok")
 case("HS512", jwt.encode(claims(ISS_HS), hs_secret, "HS512"), "ok")
 case("aud as array", jwt.encode(claims(aud=["other", AUD]), rsa_key, "RS256", headers={"kid": "rsa-1"}), "ok")
 case("fractional exp", jwt.encode(claims(exp=NOW + 300.5), rsa_key, "RS256", headers={"kid": "rsa-1"}), "ok")
+case("ES512", jwt.encode(claims(ISS_EC), p521, "ES512", headers={"kid": "p521"}), "ok")
+case("ES512 without kid", jwt.encode(claims(ISS_EC), p521, "ES512"), "ok")
+case("ES512 by another P-521 key", jwt.encode(claims(ISS_EC), ec.generate_private_key(ec.SECP521R1()), "ES512", headers={"kid": "p521"}), "bad_signature")
+case("ES512 with the P-384 key's kid", jwt.encode(claims(ISS_EC), p521, "ES512", headers={"kid": "p384"}), "alg_key_mismatch")
+# One kid, three key types: each token finds the key that fits its alg.
+case("mixed kid RS256", jwt.encode(claims(ISS_MIX), mix_rsa, "RS256", headers={"kid": "k"}), "ok")
+case("mixed kid ES256", jwt.encode(claims(ISS_MIX), mix_p256, "ES256", headers={"kid": "k"}), "ok")
+case("mixed kid ES512", jwt.encode(claims(ISS_MIX), mix_p521, "ES512", headers={"kid": "k"}), "ok")
+case("mixed kid ES256 by another P-256 key", jwt.encode(claims(ISS_MIX), p256, "ES256", headers={"kid": "k"}), "bad_signature")
+case("mixed kid EdDSA (allowed, no key fits)", jwt.encode(claims(ISS_MIX), ed, "EdDSA", headers={"kid": "k"}), "alg_key_mismatch")
+case("mixed kid PS256 (RSA key pinned to RS256)", jwt.encode(claims(ISS_MIX), mix_rsa, "PS256", headers={"kid": "k"}), "alg_key_mismatch")
+# Two providers share ISS_HS: HS* tokens go to one, ES256 to the other.
+case("shared issuer ES256", jwt.encode(claims(ISS_HS), hs_pub, "ES256", headers={"kid": "hs-pub"}), "ok")
+case("shared issuer ES384 (neither provider allows it)", jwt.encode(claims(ISS_HS), p384, "ES384", headers={"kid": "hs-pub"}), "alg_not_allowed")
+# NumericDate: fractions compared (truncation would get these wrong), 2^53 the bound.
+case("fractional exp within skew", jwt.encode(claims(exp=NOW - 59.5), rsa_key, "RS256", headers={"kid": "rsa-1"}), "ok")
+case("fractional nbf beyond skew", jwt.encode(claims(nbf=NOW + 60.5), rsa_key, "RS256", headers={"kid": "rsa-1"}), "token_not_yet_valid")
+case("fractional iat beyond skew", jwt.encode(claims(iat=NOW + 60.25), rsa_key, "RS256", headers={"kid": "rsa-1"}), "issued_in_future")
+case("exp beyond 2^53", jwt.encode(claims(exp=2**53 + 1), rsa_key, "RS256", headers={"kid": "rsa-1"}), "malformed_claims")
+case("exp 1e300", jwt.encode(claims(exp=1e300), rsa_key, "RS256", headers={"kid": "rsa-1"}), "malformed_claims")
+case("nbf beyond 2^53", jwt.encode(claims(nbf=2**60), rsa_key, "RS256", headers={"kid": "rsa-1"}), "malformed_claims")
+case("iat beyond 2^53", jwt.encode(claims(iat=2**53 + 2), rsa_key, "RS256", headers={"kid": "rsa-1"}), "malformed_claims")
 
 # --- refusals ---
 case("expired", jwt.encode(claims(exp=NOW - 120, iat=NOW - 600), rsa_key, "RS256", headers={"kid": "rsa-1"}), "token_expired")
@@ -114,12 +160,17 @@ si = b64u(json.dumps(h).encode()) + "." + b64u(json.dumps(claims(ISS_EC)).encode
 der = p256.sign(si.encode(), ec.ECDSA(hashes.SHA256()))
 case("ES256 DER signature", si + "." + b64u(der), "bad_signature_format")
 case("ES256 zero signature", si + "." + b64u(b"\0" * 64), "bad_signature_format")
+h = {"alg": "ES512", "kid": "p521"}
+si = b64u(json.dumps(h).encode()) + "." + b64u(json.dumps(claims(ISS_EC)).encode())
+der = p521.sign(si.encode(), ec.ECDSA(hashes.SHA512()))
+case("ES512 DER signature", si + "." + b64u(der), "bad_signature_format")
 
 json.dump({
     "now": NOW,
     "rsa": {"issuer": ISS_RSA, "jwks": rsa_jwks},
     "ec": {"issuer": ISS_EC, "jwks": ec_jwks},
-    "hs": {"issuer": ISS_HS, "secret": b64u(hs_secret)},
+    "hs": {"issuer": ISS_HS, "secret": b64u(hs_secret), "public_jwks": hs_pub_jwks},
+    "mixed": {"issuer": ISS_MIX, "jwks": mix_jwks},
     "audience": AUD,
     "cases": cases,
 }, sys.stdout, indent=1)
