@@ -300,16 +300,25 @@ mod tests {
 
     #[test]
     fn the_request_head_parses_and_refuses_a_half_pair() {
-        let (m, u, h) = parse_head("GET\nhttps://h/x?y\nauthorization\nBearer t\nx-a\n").unwrap();
-        assert_eq!((m.as_str(), u.as_str()), ("GET", "https://h/x?y"));
+        let (m, u, h) =
+            parse_head("GET\nhttps://h:8443/x?y\nauthorization\nBearer t\nx-a\n").unwrap();
+        assert_eq!((m.as_str(), u.as_str()), ("GET", "https://h:8443/x?y"));
+        // The URL's authority comes first, as `:authority` (the core's view; never forwarded).
         assert_eq!(
             h,
             vec![
+                (":authority".to_string(), "h:8443".to_string()),
                 ("authorization".to_string(), "Bearer t".to_string()),
                 ("x-a".to_string(), String::new())
             ]
         );
-        assert_eq!(parse_head("GET\nhttps://h/").unwrap().2, vec![]);
+        assert_eq!(
+            parse_head("GET\nhttps://h/").unwrap().2,
+            vec![(":authority".to_string(), "h".to_string())]
+        );
+        // A client cannot smuggle its own pseudo-header past the URL's.
+        let (_, _, h) = parse_head("GET\nhttp://127.0.0.1/\n:authority\nevil.test").unwrap();
+        assert_eq!(h, vec![(":authority".to_string(), "127.0.0.1".to_string())]);
         assert!(parse_head("GET\nhttps://h/\nx-a").is_none());
         assert!(parse_head("GET").is_none());
     }
