@@ -125,6 +125,11 @@ reasons! {
     /// A request path the gateway refuses to match (encoded `/`, `\`, NUL, `..` above the
     /// root, `//`, `;`...): such paths are how auth gateways get bypassed.
     MalformedPath => "malformed_path",
+    /// The request's headers are over the bounds a host copies (`limits::MAX_HEADER_BYTES` of
+    /// names and values, or `limits::MAX_HEADERS` fields): refused whole, never cut.
+    HeadersTooLarge => "headers_too_large",
+    /// A method the gateway never forwards (`CONNECT`: a tunnel no rule can judge).
+    MethodNotAllowed => "method_not_allowed",
 
     // --- policy ---
     /// The rule needs a credential and none was sent.
@@ -162,6 +167,8 @@ impl Reason {
             KeysUnavailable => 503,
             InvalidConfig | Internal => 500,
             UnsafeRedirect | MalformedPath => 400,
+            HeadersTooLarge => 431,
+            MethodNotAllowed => 405,
             _ => 401,
         }
     }
@@ -324,6 +331,8 @@ mod tests {
         assert_eq!(Reason::KeysUnavailable.http_status(), 503);
         assert_eq!(Reason::MalformedPath.http_status(), 400);
         assert_eq!(Reason::MalformedPath.code(), "malformed_path");
+        assert_eq!(Reason::HeadersTooLarge.http_status(), 431);
+        assert_eq!(Reason::MethodNotAllowed.http_status(), 405);
     }
 
     #[test]

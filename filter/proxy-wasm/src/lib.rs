@@ -360,17 +360,22 @@ struct Http {
 impl Context for Http {}
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
         let Some(plugin) = self.plugin.clone() else {
             // No configured plugin in this VM: fail closed.
             verdict::send(&verdict::internal_error(), None);
+            return Action::Pause;
+        };
+        // Over the header bounds: refused whole (431), never cut (a cut map would hide identity
+        // headers or a credential from the core while the upstream still got them).
+        let Ok(pairs) = request::read_bounded(num_headers) else {
+            verdict::send(&edgegate::limits::headers_too_large_denial(), Some(&plugin));
             return Action::Pause;
         };
         // First, always: client-sent copies of identity headers never reach the upstream. The
         // whole map is read in one call; each identity header it holds is removed from Envoy's
         // map by name (also past the bounded copy the core sees), those it lacks cost nothing.
         let strip = plugin.engine.strip_headers();
-        let pairs = request::read_pairs();
         request::strip(strip, pairs.as_deref());
         let mut req = OwnedRequest::from_pairs(pairs.unwrap_or_default());
         req.without(strip);
