@@ -623,7 +623,10 @@ pub(crate) fn request_headers(h: &Headers) -> Result<Option<Vec<(String, String)
         let pair: Array = entry?.unchecked_into();
         let (name, value) = (pair.get(0), pair.get(1));
         // Lengths first (UTF-16 units: a header is a byte string, one unit per byte), then the copy.
-        let len = |v: &JsValue| v.dyn_ref::<js_sys::JsString>().map_or(0, |s| s.length() as usize);
+        let len = |v: &JsValue| {
+            v.dyn_ref::<js_sys::JsString>()
+                .map_or(0, |s| s.length() as usize)
+        };
         if budget.take(len(&name), len(&value)).is_err() {
             return Ok(None);
         }

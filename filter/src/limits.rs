@@ -51,9 +51,7 @@ impl HeaderBudget {
 /// Checks a whole list of `(name length, value length)` against the bounds.
 pub fn check_header_sizes(fields: impl IntoIterator<Item = (usize, usize)>) -> Result<(), Error> {
     let mut budget = HeaderBudget::new();
-    fields
-        .into_iter()
-        .try_for_each(|(n, v)| budget.take(n, v))
+    fields.into_iter().try_for_each(|(n, v)| budget.take(n, v))
 }
 
 /// The refusal for a request over the header bounds.
@@ -148,10 +146,7 @@ mod tests {
         for _ in 0..MAX_HEADERS {
             b.take(1, 1).unwrap();
         }
-        assert_eq!(
-            b.take(1, 1).unwrap_err().reason(),
-            Reason::HeadersTooLarge
-        );
+        assert_eq!(b.take(1, 1).unwrap_err().reason(), Reason::HeadersTooLarge);
         let mut b = HeaderBudget::new();
         b.take(10, MAX_HEADER_BYTES - 10).unwrap();
         assert_eq!(b.take(0, 1).unwrap_err().reason(), Reason::HeadersTooLarge);
@@ -182,7 +177,11 @@ mod tests {
         let d = headers_too_large_denial();
         assert_eq!(d.status, 431);
         assert_eq!(d.reason, Reason::HeadersTooLarge);
-        assert!(d.body.contains("\"reason\":\"headers_too_large\""), "{}", d.body);
+        assert!(
+            d.body.contains("\"reason\":\"headers_too_large\""),
+            "{}",
+            d.body
+        );
         assert!(!d.headers.iter().any(|(n, _)| n == "www-authenticate"));
     }
 
@@ -192,7 +191,10 @@ mod tests {
         assert_eq!(d.status, 405);
         assert!(d.headers.iter().any(|(n, _)| n == "allow"));
         let raw = raw_http1(&d);
-        assert!(raw.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{raw}");
+        assert!(
+            raw.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{raw}"
+        );
         let (head, body) = raw.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));
         assert!(body.contains("\"reason\":\"method_not_allowed\""));

@@ -311,10 +311,7 @@ fn headers_over_the_bounds_are_refused_431_never_cut() {
     }
     let mut req = host.request(&ok);
     assert_eq!(req.headers(), Action::Continue);
-    assert!(!req
-        .upstream_headers()
-        .unwrap()
-        .contains("x-edgegate-roles"));
+    assert!(!req.upstream_headers().unwrap().contains("x-edgegate-roles"));
     assert_eq!(
         host.metric("edgegate_denied.reason.headers_too_large"),
         Some(2)
