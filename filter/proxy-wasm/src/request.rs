@@ -13,6 +13,9 @@ pub fn read_pairs() -> Option<Vec<(String, Vec<u8>)>> {
     hostcalls::get_map_bytes(MapType::HttpRequestHeaders).ok()
 }
 
+/// The header map as the host hands it: names and raw value bytes.
+pub type Pairs = Vec<(String, Vec<u8>)>;
+
 /// Over the core's header bounds ([`edgegate::limits`]): the caller refuses 431.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverBounds;
@@ -21,7 +24,7 @@ pub struct OverBounds;
 /// it: `Err` when it is over them, `Ok(None)` when the host refused the read. `num_headers` is
 /// the count Envoy passed to `on_http_request_headers`: a map with too many fields is refused
 /// without being read.
-pub fn read_bounded(num_headers: usize) -> Result<Option<Vec<(String, Vec<u8>)>>, OverBounds> {
+pub fn read_bounded(num_headers: usize) -> Result<Option<Pairs>, OverBounds> {
     if num_headers > MAX_HEADERS {
         return Err(OverBounds);
     }
