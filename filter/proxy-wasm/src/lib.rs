@@ -374,7 +374,7 @@ impl HttpContext for Http {
         };
         // First, always: client-sent copies of identity headers never reach the upstream. The
         // whole map is read in one call; each identity header it holds is removed from Envoy's
-        // map by name (also past the bounded copy the core sees), those it lacks cost nothing.
+        // map by name, those it lacks cost nothing.
         let strip = plugin.engine.strip_headers();
         request::strip(strip, pairs.as_deref());
         let mut req = OwnedRequest::from_pairs(pairs.unwrap_or_default());
