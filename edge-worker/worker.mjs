@@ -2,13 +2,35 @@
 // request: most requests are decided synchronously (decideSync, src/fast.rs) — with the
 // signatures the core asks for verified by WebCrypto, awaited here — and anything that needs I/O before
 // the verdict (key-set fetches, the magic-link POST, ...) goes through the async `handle`.
-import { decideSync, handle } from "./edgegate_worker.js";
+import { connectRefusal, decideSync, handle, headersTooLarge } from "./edgegate_worker.js";
+
+// The core's header bounds (filter/src/limits.rs: MAX_HEADERS, MAX_HEADER_BYTES), checked here
+// while the headers are counted and BEFORE any of them is copied into the head string: over
+// either bound the request gets the core's 431 and nothing more is read.
+const MAX_HEADERS = 200;
+const MAX_HEADER_BYTES = 96 * 1024;
+
+// Events that are not HTTP requests: edgegate guards HTTP only. Each is logged once per
+// isolate and otherwise ignored (no exception, so nothing is retried or reported as a crash).
+const ignored = new Set();
+function ignore(kind) {
+  if (ignored.has(kind)) return;
+  ignored.add(kind);
+  console.warn(`edgegate: ignoring a ${kind} event: the worker guards HTTP requests only`);
+}
 
 export default {
   async fetch(request, env, ctx) {
     // The request's method, URL and headers as one string: one crossing into wasm.
     let head = `${request.method}\n${request.url}`;
-    for (const [name, value] of request.headers) head += `\n${name}\n${value}`;
+    let count = 0;
+    let bytes = 0;
+    for (const [name, value] of request.headers) {
+      count += 1;
+      bytes += name.length + value.length; // byte strings: one UTF-16 unit per byte
+      if (count > MAX_HEADERS || bytes > MAX_HEADER_BYTES) return headersTooLarge();
+      head += `\n${name}\n${value}`;
+    }
     let out = decideSync(request, env, undefined, undefined, head);
     // `[id, promise]`: the core started WebCrypto verifications (with keys imported earlier in
     // this isolate) and decides with what they resolve to. At most two rounds (a second when
@@ -43,6 +65,37 @@ export default {
       return env.ORIGIN !== null && typeof env.ORIGIN === "object" ? env.ORIGIN.fetch(out) : fetch(out);
     }
     return handle(request, env, ctx);
+  },
+
+  // An HTTP CONNECT (workerd hands it here, not to fetch) or a service binding's connect():
+  // a tunnel no rule can judge. workerd has ALREADY answered an HTTP client's CONNECT with
+  // `200` when this runs (the handler only gets the tunnel), so the core's 405 is written into
+  // the tunnel and the tunnel is closed; nothing reaches the origin. Without this handler
+  // workerd answers 500 after an uncaught "does not export a connect() function".
+  async connect(socket) {
+    try {
+      const writer = socket.writable.getWriter();
+      await writer.write(new TextEncoder().encode(connectRefusal()));
+      await writer.close();
+    } catch {
+      // the client went away: nothing to refuse
+    }
+    try {
+      await socket.close();
+    } catch {}
+  },
+
+  scheduled() {
+    ignore("scheduled");
+  },
+  queue() {
+    ignore("queue");
+  },
+  tail() {
+    ignore("tail");
+  },
+  tailStream() {
+    ignore("tailStream");
   },
 };
 

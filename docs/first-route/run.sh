@@ -5,6 +5,9 @@
 #
 #   docs/first-route/run.sh edgegate.json [PORT]     # PORT defaults to 10000
 #
+# The listener (envoy/tests/support/envoyproc.py) carries the connection-manager hardening of
+# envoy/envoy.yaml: normalize_path, merge_slashes, path_with_escaped_slashes_action and
+# headers_with_underscores_action (REJECT_REQUEST); envoy/README.md says why.
 # The config is checked first (`edgegate config check`: every error with its path and fix).
 # Envoy and the filter come from envoy/install.sh and envoy/build.sh (CARGO_TARGET_DIR honoured).
 set -euo pipefail

@@ -124,7 +124,13 @@ pub fn decide_sync(
         None => {
             let (method, url, incoming) = match head.as_deref().and_then(parse_head) {
                 Some(h) => h,
-                None => (req.method(), req.url(), request_headers(&req.headers())?),
+                None => match request_headers(&req.headers())? {
+                    Some(incoming) => (req.method(), req.url(), incoming),
+                    None => {
+                        let d = edgegate::limits::headers_too_large_denial();
+                        return Ok(denial_response(&d)?.into());
+                    }
+                },
             };
             if takes_async_path(path_and_query(&url))
                 || crate::login::needs_async(path_and_query(&url), &incoming)

@@ -39,6 +39,7 @@ use edgegate::cache::TokenCache;
 use edgegate::engine::MAX_FORM_BODY;
 use edgegate::jwk::KeySet;
 use edgegate::jwks::{FetchRequest, JwksState};
+use edgegate::limits::{self, HeaderBudget};
 use edgegate::login::Route;
 use edgegate::precheck::{Answer, SignatureCheck};
 use edgegate::verifier::KeyLookup;
@@ -255,7 +256,15 @@ pub async fn handle(req: Request, env: JsValue, _ctx: JsValue) -> Result<Respons
     let method = req.method();
     let url = req.url();
     let path = path_and_query(&url);
-    let incoming = with_authority(&url, request_headers(&req.headers())?);
+    // Bounded before anything is copied (worker.mjs checked already; the login routes below
+    // never reach the core's own check): over the bounds 431, CONNECT 405.
+    let Some(incoming) = request_headers(&req.headers())? else {
+        return denial_response(&limits::headers_too_large_denial());
+    };
+    if limits::is_refused_method(&method) {
+        return denial_response(&limits::method_not_allowed_denial());
+    }
+    let incoming = with_authority(&url, incoming);
 
     // Lazily load the config on the first request of the isolate.
     STATE.with(|cell| {
@@ -621,18 +630,46 @@ fn path_and_query(url: &str) -> &str {
     }
 }
 
-fn request_headers(h: &Headers) -> Result<Vec<(String, String)>, JsValue> {
+/// The request's headers, copied only while they are within the core's bounds
+/// ([`edgegate::limits`]): `None` as soon as one field takes the request over (the caller
+/// refuses 431; nothing past the bound is copied).
+pub(crate) fn request_headers(h: &Headers) -> Result<Option<Vec<(String, String)>>, JsValue> {
     let mut out = Vec::new();
     let Some(iter) = js_sys::try_iter(h)? else {
-        return Ok(out);
+        return Ok(Some(out));
     };
+    let mut budget = HeaderBudget::new();
     for entry in iter {
         let pair: Array = entry?.unchecked_into();
-        if let (Some(n), Some(v)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
+        let (name, value) = (pair.get(0), pair.get(1));
+        // Lengths first (UTF-16 units: a header is a byte string, one unit per byte), then the copy.
+        let len = |v: &JsValue| {
+            v.dyn_ref::<js_sys::JsString>()
+                .map_or(0, |s| s.length() as usize)
+        };
+        if budget.take(len(&name), len(&value)).is_err() {
+            return Ok(None);
+        }
+        if let (Some(n), Some(v)) = (name.as_string(), value.as_string()) {
             out.push((n, v));
         }
     }
-    Ok(out)
+    Ok(Some(out))
+}
+
+/// `worker.mjs` calls this when a request is over the header bounds, before copying anything:
+/// the core's 431 refusal.
+#[wasm_bindgen(js_name = headersTooLarge)]
+pub fn headers_too_large() -> Result<Response, JsValue> {
+    denial_response(&limits::headers_too_large_denial())
+}
+
+/// The core's 405 for a `CONNECT`, as raw HTTP/1.1 bytes for `worker.mjs`'s `connect` handler:
+/// workerd has already answered the client's CONNECT with `200` when the handler runs, so the
+/// refusal can only be written into the tunnel (then closed). Nothing reaches the origin.
+#[wasm_bindgen(js_name = connectRefusal)]
+pub fn connect_refusal() -> String {
+    limits::raw_http1(&limits::method_not_allowed_denial())
 }
 
 /// The request's headers as the core reads them: the URL's authority first, as `:authority`

@@ -121,10 +121,13 @@ function capnpString(s) {
  *  port? (fixed port, e.g. when the config must name the worker's own URL), text? ({BINDING: value},
  *  extra text bindings such as secrets),
  * vars?: {NAME: "text"} (extra text bindings), flags?: [compatibility flags],
- * entry?: "/abs/path.mjs" (a main module put before worker.mjs, e.g. a test probe that wraps it)}.
+ * entry?: "/abs/path.mjs" (a main module put before worker.mjs, e.g. a test probe that wraps it),
+ * services?: {BINDING: "<worker>"} (service bindings to other workers of this run),
+ * tails?: ["<worker>"], streamingTails?: ["<worker>"] (workers that get this one's tail events)}.
+ * `experimental`: run workerd with --experimental (for experimental compatibility flags).
  * Returns {urls: {name: "http://127.0.0.1:port"}, logs(), stop()}.
  */
-export async function startWorkerd({ originPort, workers }) {
+export async function startWorkerd({ originPort, workers, experimental = false }) {
   mkdirSync(join(here, ".run"), { recursive: true });
   const dir = mkdtempSync(join(here, ".run", "w-"));
   for (const f of ["worker.mjs", "edgegate_worker.js", "edgegate_worker_bg.wasm"]) {
@@ -150,6 +153,12 @@ export async function startWorkerd({ originPort, workers }) {
     for (const [name, value] of Object.entries(w.text ?? {})) {
       bindings.push(`(name = ${capnpString(name)}, text = ${capnpString(value)})`);
     }
+    for (const [name, service] of Object.entries(w.services ?? {})) {
+      bindings.push(`(name = ${capnpString(name)}, service = ${capnpString(service)})`);
+    }
+    let tails = "";
+    if (w.tails) tails += `tails = [${w.tails.map(capnpString).join(", ")}],\n  `;
+    if (w.streamingTails) tails += `streamingTails = [${w.streamingTails.map(capnpString).join(", ")}],\n  `;
     // `usedLinks: "own"` defines the UsedLinks Durable Object namespace in this worker;
     // `usedLinks: "<worker>"` binds the namespace another worker defines (shared single use).
     let durable = "";
@@ -185,7 +194,7 @@ export async function startWorkerd({ originPort, workers }) {
     ${bindings.join(",\n    ")},
   ],
   ${durable}
-  globalOutbound = "net",
+  ${tails}globalOutbound = "net",
 );`);
   }
   const capnp = `using Workerd = import "/workerd/workerd.capnp";
@@ -206,7 +215,7 @@ ${defs.join("\n\n")}
   writeFileSync(join(dir, "workerd.capnp"), capnp);
 
   let out = "";
-  const child = spawn(workerdBinary(), ["serve", join(dir, "workerd.capnp"), "--verbose"], {
+  const child = spawn(workerdBinary(), ["serve", join(dir, "workerd.capnp"), "--verbose", ...(experimental ? ["--experimental"] : [])], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   child.stdout.on("data", (d) => (out += d));

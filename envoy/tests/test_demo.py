@@ -6,9 +6,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import socket
 from pathlib import Path
 
 import pytest
+import yaml
 
 from support import envoyproc
 from support.creds import api_key_hash
@@ -83,3 +85,51 @@ def test_demo_config_serves_the_demo_credentials(demo):
     assert post(env.url("/auth/magic"), data={"token": token}).status_code == 302
     prom = env.prometheus()
     assert 'edgegate_allowed{credential="jwt"}' in prom
+
+
+def test_demo_config_hardening_settings_hold(demo, upstream):
+    """The shipped envoy.yaml's connection-manager hardening, judged by what the upstream got."""
+    env, _ = demo
+    seen = len(upstream.httpd.seen)
+    # A header name with `_` (read as HTTP_X_EDGEGATE_ROLES by CGI-style apps): 400 from Envoy.
+    for name in ("x_edgegate_roles", "X_EDGEGATE_ROLES", "x-edgegate_credential"):
+        r = get(env.url("/public/hello"), headers={name: "admin"})
+        assert r.status_code == 400, (name, r.status_code, r.text)
+    # An encoded slash (or backslash) in the path: 400.
+    for path in ("/public%2F..%2Fadmin", "/public/x%2fy", "/public%5Cx"):
+        r = raw_get(env, path)
+        assert r.startswith(b"HTTP/1.1 400"), (path, r[:100])
+    assert len(upstream.httpd.seen) == seen, "nothing refused reached the upstream"
+    # `//` merged and `..` resolved before the rules match and before the upstream sees the path.
+    r = get(env.url("//public//hello"))
+    assert r.status_code == 200 and r.json()["path"] == "/public/hello", r.text
+    assert raw_get(env, "/public/../orders").startswith(b"HTTP/1.1 401")
+
+
+def raw_get(env, path: str) -> bytes:
+    """A GET with the path exactly as given (HTTP libraries normalise paths)."""
+    with socket.create_connection(("127.0.0.1", env.port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        return data
+
+
+def test_demo_config_sets_the_four_hardening_settings_with_a_reason():
+    doc = yaml.safe_load(YAML)
+    hcm = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["normalize_path"] is True
+    assert hcm["merge_slashes"] is True
+    assert hcm["path_with_escaped_slashes_action"] == "REJECT_REQUEST"
+    assert hcm["common_http_protocol_options"]["headers_with_underscores_action"] == "REJECT_REQUEST"
+    # the same settings as every listener the tests (and docs/first-route/run.sh) render
+    for k, v in envoyproc.HARDENING.items():
+        assert hcm[k] == v, k
+    # each with a comment saying why, right above it
+    lines = YAML.splitlines()
+    for setting in ("normalize_path:", "path_with_escaped_slashes_action:"):
+        i = next(i for i, ln in enumerate(lines) if ln.strip().startswith(setting))
+        assert lines[i - 1].strip().startswith("#"), setting
+    i = next(i for i, ln in enumerate(lines) if "headers_with_underscores_action:" in ln)
+    assert "HTTP_X_EDGEGATE_ROLES" in "\n".join(lines[i - 4 : i])

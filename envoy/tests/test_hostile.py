@@ -111,24 +111,44 @@ def test_oversized_headers_and_many_cookies(env, secrets_):
     good_requests_still_work(env, secrets_)
 
 
-def test_identity_headers_behind_huge_headers_are_still_stripped(start_envoy, wasm_path, upstream):
-    # An operator raised Envoy's header limit past what the filter reads (96 KiB): a spoofed
-    # identity header after 120 KiB of junk is still removed, and a credential there is not
-    # seen (fail closed).
+def test_identity_headers_behind_huge_headers_are_refused_431_not_cut(start_envoy, wasm_path, upstream):
+    # An operator raised Envoy's header limits past the filter's bounds (96 KiB, 200 fields):
+    # the filter used to copy the first 96 KiB only, so a credential or spoofed identity header
+    # behind them was not seen by the core. Now the whole request is refused, nothing goes up.
     s = Secrets()
+    extra = {"max_request_headers_kb": 512, "common_http_protocol_options": {"max_headers_count": 1000}}
     cfg = envoyproc.bootstrap(
         {"upstream": upstream.port},
-        listeners=[envoyproc.listener(0, str(wasm_path), full_config(s), hcm_extra={"max_request_headers_kb": 512})],
+        listeners=[envoyproc.listener(0, str(wasm_path), full_config(s), hcm_extra=extra)],
     )
     env = start_envoy(None, config=cfg)
+    seen = len(upstream.httpd.seen)
     junk = {f"x-junk-{i}": "j" * 4000 for i in range(30)}
     r = get(env.url("/public/x"), headers={**junk, "x-edgegate-subject": "admin", "x-edgegate-roles": "admin"})
-    assert r.status_code == 200, r.text
-    h = r.json()["headers"]
-    assert "x-edgegate-subject" not in h and "x-edgegate-roles" not in h
-    assert h["x-junk-0"] == "j" * 4000  # the junk itself is passed on untouched
+    assert r.status_code == 431 and r.json()["reason"] == "headers_too_large", r.text
     r = get(env.url("/x"), headers={**junk, "x-api-key": s.api_key})
-    assert r.status_code == 401
+    assert r.status_code == 431 and r.json()["reason"] == "headers_too_large", r.text
+    many = {f"x-h{i}": "v" for i in range(250)}
+    r = get(env.url("/public/x"), headers={**many, "x-edgegate-roles": "admin"})
+    assert r.status_code == 431 and r.json()["reason"] == "headers_too_large", r.text
+    assert len(upstream.httpd.seen) == seen, "a refused request reached the upstream"
+    assert sum(env.stats("headers_too_large").values()) >= 3, env.stats("edgegate")
+    good_requests_still_work(env, s)
+
+
+def test_connect_is_refused_405(start_envoy, wasm_path, upstream):
+    # A route that lets CONNECT through (Envoy refuses it by default): the filter refuses it.
+    s = Secrets()
+    route = {"route": {"cluster": "upstream", "timeout": "15s"}}
+    listener = envoyproc.hcm_listener("edgegate", 0, [envoyproc.wasm_filter(str(wasm_path), full_config(s))], route,
+                                      {"upgrade_configs": [{"upgrade_type": "CONNECT"}]})
+    listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"] = [
+        {"match": {"connect_matcher": {}}, **route}, {"match": {"prefix": "/"}, **route}]
+    env = start_envoy(None, config=envoyproc.bootstrap({"upstream": upstream.port}, listeners=[listener]))
+    seen = len(upstream.httpd.seen)
+    resp = raw_request(env, f"CONNECT 127.0.0.1:{upstream.port} HTTP/1.1\r\nhost: 127.0.0.1:{upstream.port}\r\n\r\n".encode())
+    assert resp.startswith(b"HTTP/1.1 405"), resp[:300]
+    assert len(upstream.httpd.seen) == seen
     good_requests_still_work(env, s)
 
 

@@ -18,6 +18,7 @@ import jwt
 import pytest
 import yaml
 
+from support import envoyproc
 from support.http import bearer, get
 from support.idp import new_key
 
@@ -144,3 +145,32 @@ def test_envoy_runs_the_plugin_config_and_enforces_it(start_envoy, keycloak, ups
     # A client role of another client counts for nothing.
     other = keycloak.mint(resource_access={"account": {"roles": ["desk-admin"]}})
     assert get(env.url("/admin"), headers=bearer(other)).status_code == 403
+
+
+def test_the_envoyfilter_sets_the_hardening_and_envoy_accepts_and_applies_it(start_envoy, wasm_path, upstream, tmp_path):
+    """A WasmPlugin cannot set HCM options; the manifest's EnvoyFilter does. Its patch, merged
+    into a connection manager that has Envoy's defaults (as Istio's MERGE does), is accepted by
+    Envoy and refuses `_` in header names and `%2F` in paths."""
+    docs = manifest_docs(MANIFEST)
+    ef = docs["EnvoyFilter"]["spec"]
+    assert ef["workloadSelector"]["labels"] == plugin()["spec"]["selector"]["matchLabels"]
+    patch = ef["configPatches"][0]
+    assert patch["applyTo"] == "NETWORK_FILTER" and patch["patch"]["operation"] == "MERGE"
+    assert patch["match"]["listener"]["filterChain"]["filter"]["name"] == "envoy.filters.network.http_connection_manager"
+    settings = dict(patch["patch"]["value"]["typed_config"])
+    assert settings.pop("@type").endswith("HttpConnectionManager")
+    assert settings == envoyproc.HARDENING
+    text = MANIFEST.read_text()
+    assert "HTTP_X_EDGEGATE_ROLES" in text and "%2F" in text  # the comments say why
+
+    conf = {"realm": "desk", "rules": [{"name": "all", "match": {"path": {"prefix": "/"}}, "require": {"public": True}}]}
+    listener = envoyproc.without_hardening(envoyproc.listener(0, str(wasm_path), conf))
+    listener["filter_chains"][0]["filters"][0]["typed_config"].update(settings)
+    cfg = envoyproc.bootstrap({"upstream": upstream.port}, listeners=[listener])
+    v = envoyproc.validate(cfg, tmp_path / "validate")
+    assert v.returncode == 0, v.stdout + v.stderr
+    env = start_envoy(None, config=cfg)
+    assert get(env.url("/api/x")).status_code == 200
+    assert get(env.url("/api/x"), headers={"x_edgegate_roles": "admin"}).status_code == 400
+    r = get(env.url("/api%2Fx"))
+    assert r.status_code == 400, r.text

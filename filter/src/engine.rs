@@ -436,6 +436,9 @@ impl Engine {
         now: UnixTime,
         backend: &dyn SignatureBackend,
     ) -> Verdict {
+        if let Err(e) = crate::limits::check_request(req) {
+            return Verdict::Deny(self.deny_json(&e, None)); // CONNECT 405, oversized 431
+        }
         let path = match normalize_path(req.path) {
             Ok(p) => p,
             Err(e) => return Verdict::Deny(self.deny_json(&e, None)),
@@ -716,32 +719,7 @@ impl Engine {
 
     /// The standard JSON refusal: status from the reason, RFC 6750 challenge on 401 and 403.
     pub fn deny_json(&self, e: &Error, refetch: Option<String>) -> Denial {
-        let status = e.http_status();
-        let mut headers = vec![
-            ("content-type".to_string(), "application/json".to_string()),
-            ("cache-control".to_string(), "no-store".to_string()),
-        ];
-        if status == 401 || status == 403 {
-            headers.push((
-                "www-authenticate".to_string(),
-                e.www_authenticate(&self.realm),
-            ));
-        }
-        let error = match status {
-            400 => "bad_request",
-            401 => "unauthorized",
-            403 => "forbidden",
-            503 => "unavailable",
-            _ => "error",
-        };
-        Denial {
-            status,
-            reason: e.reason(),
-            headers,
-            body: json!({"error": error, "reason": e.reason().code(), "message": e.message()})
-                .to_string(),
-            refetch_keys: refetch,
-        }
+        json_denial(&self.realm, e, refetch)
     }
 
     /// GET/HEAD on the magic-link path answers a confirm page (mail scanners fetch links; only the
@@ -946,6 +924,44 @@ fn confirm_page(action: &str, token: &str) -> String {
         html_escape(action),
         html_escape(token)
     )
+}
+
+/// The standard JSON refusal without an engine: status from the reason, RFC 6750 challenge (with
+/// `realm`) on 401 and 403, `Allow` on 405.
+pub fn json_denial(realm: &str, e: &Error, refetch: Option<String>) -> Denial {
+    let status = e.http_status();
+    let mut headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("cache-control".to_string(), "no-store".to_string()),
+    ];
+    if status == 401 || status == 403 {
+        headers.push(("www-authenticate".to_string(), e.www_authenticate(realm)));
+    }
+    if status == 405 {
+        // RFC 9110 §15.5.6: a 405 lists the methods the resource supports; only CONNECT is
+        // refused by the gateway itself.
+        headers.push((
+            "allow".to_string(),
+            "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".to_string(),
+        ));
+    }
+    let error = match status {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        405 => "method_not_allowed",
+        431 => "request_header_fields_too_large",
+        503 => "unavailable",
+        _ => "error",
+    };
+    Denial {
+        status,
+        reason: e.reason(),
+        headers,
+        body: json!({"error": error, "reason": e.reason().code(), "message": e.message()})
+            .to_string(),
+        refetch_keys: refetch,
+    }
 }
 
 #[cfg(test)]

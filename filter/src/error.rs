@@ -132,6 +132,11 @@ reasons! {
     /// Dev mode is on and the request's `:authority`/`Host` is not loopback: dev mode never
     /// authenticates traffic addressed to another host.
     DevModeNotLocal => "dev_mode_not_local",
+    /// The request's headers are over the bounds a host copies (`limits::MAX_HEADER_BYTES` of
+    /// names and values, or `limits::MAX_HEADERS` fields): refused whole, never cut.
+    HeadersTooLarge => "headers_too_large",
+    /// A method the gateway never forwards (`CONNECT`: a tunnel no rule can judge).
+    MethodNotAllowed => "method_not_allowed",
 
     // --- policy ---
     /// The rule needs a credential and none was sent.
@@ -170,6 +175,8 @@ impl Reason {
             KeysUnavailable => 503,
             InvalidConfig | Internal => 500,
             UnsafeRedirect | MalformedPath | MethodOverrideRefused => 400,
+            HeadersTooLarge => 431,
+            MethodNotAllowed => 405,
             _ => 401,
         }
     }
@@ -334,6 +341,8 @@ mod tests {
         assert_eq!(Reason::KeysUnavailable.http_status(), 503);
         assert_eq!(Reason::MalformedPath.http_status(), 400);
         assert_eq!(Reason::MalformedPath.code(), "malformed_path");
+        assert_eq!(Reason::HeadersTooLarge.http_status(), 431);
+        assert_eq!(Reason::MethodNotAllowed.http_status(), 405);
     }
 
     #[test]

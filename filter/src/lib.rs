@@ -21,6 +21,7 @@ pub mod jwk;
 pub mod jwks;
 pub mod jws;
 pub mod keyring;
+pub mod limits;
 pub mod login;
 pub mod magic;
 pub mod matcher;

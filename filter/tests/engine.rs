@@ -999,3 +999,43 @@ fn a_session_is_consumed_and_its_cookies_removed() {
     let edits = e.upstream_edits(&h, c.as_ref());
     assert_eq!(edits.cookie.as_deref(), Some("pref=1; z=2"));
 }
+
+#[test]
+fn connect_and_oversized_headers_are_refused_before_any_rule() {
+    let e = engine();
+    // CONNECT: 405 even on a public route, even with a valid credential.
+    let token = jwt(json!({}));
+    let auth = format!("Bearer {token}");
+    for path in ["/healthz", "/api/x", "example.com:443"] {
+        let d = denied(decide(&e, "CONNECT", path, &[("authorization", &auth)]));
+        assert_eq!(
+            (d.status, d.reason),
+            (405, edgegate::Reason::MethodNotAllowed),
+            "{path}"
+        );
+        assert!(header(&d.headers, "allow").is_some());
+    }
+    // Over the header bounds: 431 on a public route too, the credential behind them unseen.
+    let big = "b".repeat(edgegate::limits::MAX_HEADER_BYTES);
+    let d = denied(decide(
+        &e,
+        "GET",
+        "/healthz",
+        &[("x-big", &big), ("x-edgegate-roles", "admin")],
+    ));
+    assert_eq!(
+        (d.status, d.reason),
+        (431, edgegate::Reason::HeadersTooLarge)
+    );
+    let many: Vec<(String, String)> = (0..=edgegate::limits::MAX_HEADERS)
+        .map(|i| (format!("x-h{i}"), "v".to_string()))
+        .collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let d = denied(decide(&e, "GET", "/healthz", &many));
+    assert_eq!(
+        (d.status, d.reason),
+        (431, edgegate::Reason::HeadersTooLarge)
+    );
+    // At the bounds: decided as usual.
+    allowed(decide(&e, "GET", "/healthz", &many[1..]));
+}

@@ -489,6 +489,63 @@ fn forward_true_sends_the_checked_credential_upstream_but_never_edgegate_cookies
 }
 
 #[test]
+fn headers_over_the_bounds_are_refused_431_never_cut() {
+    let mut host = host();
+    let token = local_jwt("alice", json!({"roles": ["admin"]}));
+    // 96 KiB of filler first, then an identity header and a valid credential: the filter used to
+    // copy the first 96 KiB only, so the core saw neither while the upstream got both.
+    let filler = "f".repeat(8 * 1024);
+    let mut big = get("/public/x", &[]);
+    for i in 0..12 {
+        big.push((format!("x-fill-{i}"), filler.as_bytes().to_vec()));
+    }
+    big.push(("x-edgegate-roles".into(), b"admin".to_vec()));
+    big.push(("authorization".into(), bearer(&token).into_bytes()));
+    let mut req = host.request(&big);
+    let a = req.headers();
+    let r = local(&a);
+    assert_eq!(r.status, 431, "{a:?}");
+    assert_eq!(reason(r), "headers_too_large");
+    assert!(req.upstream_headers().is_none(), "nothing goes upstream");
+
+    // More than 200 fields, each tiny.
+    let mut many = get("/public/x", &[]);
+    for i in 0..200 {
+        many.push((format!("x-h{i}"), b"v".to_vec()));
+    }
+    let mut req = host.request(&many);
+    let a = req.headers();
+    assert_eq!(local(&a).status, 431);
+    assert_eq!(reason(local(&a)), "headers_too_large");
+
+    // Just under both bounds: served as usual, identity headers stripped.
+    let mut ok = get("/public/x", &[("x-edgegate-roles", "admin")]);
+    for i in 0..190 {
+        ok.push((format!("x-h{i}"), b"v".to_vec()));
+    }
+    let mut req = host.request(&ok);
+    assert_eq!(req.headers(), Action::Continue);
+    assert!(!req.upstream_headers().unwrap().contains("x-edgegate-roles"));
+    assert_eq!(
+        host.metric("edgegate_denied.reason.headers_too_large"),
+        Some(2)
+    );
+    no_traps(&host);
+}
+
+#[test]
+fn connect_is_refused_405() {
+    let mut host = host();
+    let mut h = get("/public/x", &[]);
+    h[0].1 = b"CONNECT".to_vec();
+    let mut req = host.request(&h);
+    let a = req.headers();
+    assert_eq!(local(&a).status, 405, "{a:?}");
+    assert_eq!(reason(local(&a)), "method_not_allowed");
+    no_traps(&host);
+}
+
+#[test]
 fn a_valid_local_jwt_is_allowed_with_identity_headers_and_then_served_from_the_cache() {
     let mut host = host();
     let token = local_jwt("alice", json!({"roles": ["admin"]}));

@@ -87,6 +87,16 @@ ROUTER = {
 }
 
 
+# The four connection-manager settings every Envoy config edgegate ships or renders carries
+# (envoy/envoy.yaml, docs/first-route, `edgegate config envoy|istio`); see envoy/README.md.
+HARDENING = {
+    "normalize_path": True,
+    "merge_slashes": True,
+    "path_with_escaped_slashes_action": "REJECT_REQUEST",
+    "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
+}
+
+
 # The connection manager settings a listener is rendered with.
 # - "shipped": those of envoy/envoy.yaml, read from it (so the tests follow the file): the path
 #   normalisation the rules rely on, and refusing header names with `_` (CGI-style apps read
@@ -415,3 +425,21 @@ atexit.register(stop_all)
 if __name__ == "__main__":  # pragma: no cover
     print(envoy_binary())
     sys.exit(0)
+
+
+def validate(config: dict | str, workdir: Path) -> subprocess.CompletedProcess:
+    """`envoy --mode validate` on a bootstrap (dict or YAML text): Envoy's own check that it
+    accepts every field, without serving."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "validate.yaml"
+    path.write_text(config if isinstance(config, str) else json.dumps(config))
+    return subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path), "-l", "error"],
+                          capture_output=True, text=True, timeout=120)
+
+
+def without_hardening(listener: dict) -> dict:
+    """`listener` with HARDENING removed from its connection manager (Envoy's defaults)."""
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    for k in HARDENING:
+        hcm.pop(k, None)
+    return listener

@@ -908,6 +908,7 @@ fn config_envoy_embeds_the_config_in_a_fail_closed_wasm_filter() {
     );
     assert_eq!(o.code, 0, "{}", o.stderr);
     for needle in [
+        "- name: envoy.filters.network.http_connection_manager",
         "- name: envoy.filters.http.wasm",
         "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
         "failure_policy: FAIL_RELOAD",
@@ -918,7 +919,43 @@ fn config_envoy_embeds_the_config_in_a_fail_closed_wasm_filter() {
     ] {
         assert!(o.stdout.contains(needle), "{needle}:\n{}", o.stdout);
     }
-    assert_eq!(embedded_json(&o.stdout, "value: |", None), cfg);
+    assert_eq!(
+        embedded_json(
+            &o.stdout,
+            "value: |",
+            Some("      - name: envoy.filters.http.router")
+        ),
+        cfg
+    );
+    // edgegate runs before the router, and the four hardening settings are there.
+    assert!(
+        o.stdout.find("- name: envoy.filters.http.wasm")
+            < o.stdout.find("- name: envoy.filters.http.router")
+    );
+    assert_hardening(&o.stdout, "    ");
+}
+
+/// The four connection-manager settings, at the HCM's `typed_config` level (`pad`), each after
+/// a comment that says why.
+fn assert_hardening(out: &str, pad: &str) {
+    for setting in [
+        "normalize_path: true",
+        "merge_slashes: true",
+        "path_with_escaped_slashes_action: REJECT_REQUEST",
+        "common_http_protocol_options:",
+    ] {
+        let line = format!("\n{pad}{setting}\n");
+        assert!(out.contains(&line), "{setting:?} at {pad:?}:\n{out}");
+    }
+    assert!(
+        out.contains(&format!(
+            "\n{pad}  headers_with_underscores_action: REJECT_REQUEST\n"
+        )),
+        "{out}"
+    );
+    for why in ["HTTP_X_EDGEGATE_ROLES", "%2F", "`..`", "`//`"] {
+        assert!(out.contains(why), "no comment with {why:?}:\n{out}");
+    }
 }
 
 #[test]
@@ -952,6 +989,16 @@ fn config_istio_pins_the_module_by_its_sha256() {
         assert!(o.stdout.contains(needle), "{needle}:\n{}", o.stdout);
     }
     assert_eq!(embedded_json(&o.stdout, "pluginConfig:", None), cfg);
+    // The EnvoyFilter that sets the hardening settings on the same workloads.
+    for needle in [
+        "kind: EnvoyFilter",
+        "applyTo: NETWORK_FILTER",
+        "operation: MERGE",
+        "name: envoy.filters.network.http_connection_manager",
+    ] {
+        assert!(o.stdout.contains(needle), "{needle}:\n{}", o.stdout);
+    }
+    assert_hardening(&o.stdout, "            ");
 
     // An OCI image by tag: the module's sha256 is not the image digest, so it is only a note.
     let o = run(

@@ -362,17 +362,23 @@ struct Http {
 impl Context for Http {}
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
         let Some(plugin) = self.plugin.clone() else {
             // No configured plugin in this VM: fail closed.
             verdict::send(&verdict::internal_error(), None);
             return Action::Pause;
         };
-        // First, always: client-sent copies of identity headers, in any spelling, never reach
-        // the upstream. The whole map is read in one call; each identity header it holds is
-        // removed from Envoy's map by name (also past the bounded copy the core sees), those it
-        // lacks cost nothing. A map that cannot be read cannot be cleaned: fail closed.
-        let Some(pairs) = request::read_pairs() else {
+        // Over the header bounds: refused whole (431), never cut (a cut map would hide identity
+        // headers or a credential from the core while the upstream still got them).
+        let Ok(pairs) = request::read_bounded(num_headers) else {
+            verdict::send(&edgegate::limits::headers_too_large_denial(), Some(&plugin));
+            return Action::Pause;
+        };
+        // Then, always: client-sent copies of identity headers, in any spelling, never reach the
+        // upstream. The whole map is read in one call; each identity header it holds is removed
+        // from Envoy's map by name, those it lacks cost nothing. A map that cannot be read
+        // cannot be cleaned: fail closed.
+        let Some(pairs) = pairs else {
             log::error!("the request header map cannot be read: 500");
             verdict::send(&verdict::internal_error(), Some(&plugin));
             return Action::Pause;

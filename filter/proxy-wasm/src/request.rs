@@ -7,15 +7,34 @@ use edgegate::extractor::Request;
 use edgegate::upstream::HeaderEdits;
 use edgegate::Engine;
 
-/// Most request-header bytes the filter copies (Envoy's own limit, `max_request_headers_kb`,
-/// defaults to 60 KiB and is normally hit first). Past it, the remaining headers are not seen by
-/// the core: a credential there is not found, which fails closed.
-pub const MAX_HEADER_BYTES: usize = 96 * 1024;
+use edgegate::limits::{check_header_sizes, MAX_HEADERS};
 
 /// The request header map, whole (the bytes variant: the string variant of the SDK traps on a
 /// non-UTF-8 value). `None` when the host refused the read.
 pub fn read_pairs() -> Option<Vec<(String, Vec<u8>)>> {
     hostcalls::get_map_bytes(MapType::HttpRequestHeaders).ok()
+}
+
+/// The header map as the host hands it: names and raw value bytes.
+pub type Pairs = Vec<(String, Vec<u8>)>;
+
+/// Over the core's header bounds ([`edgegate::limits`]): the caller refuses 431.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverBounds;
+
+/// The request header map, checked against the core's bounds before anything is copied out of
+/// it: `Err` when it is over them, `Ok(None)` when the host refused the read. `num_headers` is
+/// the count Envoy passed to `on_http_request_headers`: a map with too many fields is refused
+/// without being read.
+pub fn read_bounded(num_headers: usize) -> Result<Option<Pairs>, OverBounds> {
+    if num_headers > MAX_HEADERS {
+        return Err(OverBounds);
+    }
+    let pairs = read_pairs();
+    if let Some(p) = &pairs {
+        check_header_sizes(p.iter().map(|(n, v)| (n.len(), v.len()))).map_err(|_| OverBounds)?;
+    }
+    Ok(pairs)
 }
 
 /// Removes from Envoy's `map` every entry whose name the core calls an identity header
@@ -76,18 +95,14 @@ impl OwnedRequest {
         OwnedRequest::from_pairs(read_pairs().unwrap_or_default())
     }
 
-    /// Builds the request from the header map's pairs: the first [`MAX_HEADER_BYTES`] are kept.
+    /// Builds the request from the header map's pairs (already checked against the core's
+    /// bounds by [`read_bounded`]; nothing is cut here).
     pub fn from_pairs(pairs: Vec<(String, Vec<u8>)>) -> OwnedRequest {
         let mut req = OwnedRequest {
             headers: Vec::with_capacity(pairs.len()),
             ..OwnedRequest::default()
         };
-        let mut total = 0usize;
         for (mut name, value) in pairs {
-            total = total.saturating_add(name.len()).saturating_add(value.len());
-            if total > MAX_HEADER_BYTES {
-                break;
-            }
             // No copy for the (usual) valid UTF-8 value.
             let value = String::from_utf8(value)
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
