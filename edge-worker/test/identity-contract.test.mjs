@@ -13,34 +13,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { connect } from "node:net";
 import { SignJWT } from "jose";
 import { startOrigin, startWorkerd } from "./harness.mjs";
+import { mintApiKey } from "./apikeys.mjs";
 
 // --- credentials ---------------------------------------------------------------------------------
-const B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-function base62(bytes, width) {
-  let n = BigInt("0x" + (Buffer.from(bytes).toString("hex") || "0"));
-  let s = "";
-  for (let i = 0; i < width; i++) {
-    s = B62[Number(n % 62n)] + s;
-    n /= 62n;
-  }
-  return s;
-}
-const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-function crc32(buf) {
-  let c = 0xffffffff;
-  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-function mintApiKey(prefix = "egk_") {
-  const body = prefix + base62(randomBytes(32), 43);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.from(body)));
-  return body + base62(crc, 6);
-}
 const keyHash = (k) => `sha256:${createHash("sha256").update(k).digest("hex")}`;
 const secret = () => randomBytes(32).toString("base64url");
 

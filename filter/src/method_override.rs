@@ -11,6 +11,7 @@
 
 use crate::error::{Error, Reason};
 use crate::extractor::Request;
+use crate::upstream::same_normalized;
 
 /// What the engine does with a request that carries a method override.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -47,7 +48,7 @@ pub fn override_methods(req: &Request<'_>) -> Result<Vec<String>, Error> {
     let from_headers = req
         .headers
         .iter()
-        .filter(|(n, _)| OVERRIDE_HEADERS.iter().any(|h| same_header_name(n, h)))
+        .filter(|(n, _)| OVERRIDE_HEADERS.iter().any(|h| same_normalized(n, h)))
         .map(|(_, v)| std::borrow::Cow::Borrowed(*v));
     let query = req.path.split_once('?').map_or("", |(_, q)| q);
     let from_query = form_urlencoded::parse(query.as_bytes())
@@ -80,20 +81,6 @@ pub fn rejected() -> Error {
 
 fn refused(message: &str) -> Error {
     Error::new(Reason::MethodOverrideRefused, message)
-}
-
-/// `name` is `canonical` (lower-case, `-`-separated) once lower-cased with `_` read as `-`: the
-/// way CGI-style apps (`HTTP_X_HTTP_METHOD_OVERRIDE`) and many frameworks read header names.
-fn same_header_name(name: &str, canonical: &str) -> bool {
-    name.len() == canonical.len()
-        && name.bytes().zip(canonical.bytes()).all(|(a, b)| {
-            let a = if a == b'_' {
-                b'-'
-            } else {
-                a.to_ascii_lowercase()
-            };
-            a == b
-        })
 }
 
 /// RFC 9110 `tchar`.

@@ -26,8 +26,9 @@ pub fn normalize_header_name(name: &str) -> String {
         .collect()
 }
 
-/// Compares `name` with an already normalized name, without allocating.
-fn same_normalized(name: &str, normalized: &str) -> bool {
+/// Compares `name` with an already normalized name (lower-case, `_` read as `-`: the way
+/// CGI-style apps such as WSGI, Rack and PHP read header names), without allocating.
+pub(crate) fn same_normalized(name: &str, normalized: &str) -> bool {
     name.len() == normalized.len()
         && name.bytes().zip(normalized.bytes()).all(|(a, b)| {
             let a = if a == b'_' {

@@ -815,26 +815,8 @@ fn a_rotated_kid_waits_for_the_early_refetch_and_works_on_its_first_request() {
         "no regular refresh due yet"
     );
     // The IdP rotated to e2: the first request with it waits for the refetch and goes through.
-    let mut req = host.request(&get("/app", &[("authorization", &bearer(&rotated))]));
-    assert_eq!(req.headers(), Action::Pause, "waits for the refetch");
-    host.advance(Duration::from_millis(200)).unwrap();
-    let calls = host.pending_http_calls();
-    assert_eq!(calls.len(), 1, "refetch after an unknown kid");
-    host.respond_http_call(
-        calls[0].token,
-        200,
-        &[],
-        &jwks(&[es_jwk(7, "e1"), es_jwk(8, "e2")]),
-    )
-    .unwrap();
-    assert_eq!(req.state(), Action::Continue, "{:?}", req.local_response());
-    assert_eq!(
-        req.upstream_headers()
-            .unwrap()
-            .get("x-edgegate-subject")
-            .as_deref(),
-        Some("erin")
-    );
+    let subject = the_rotated_key_is_refetched_for_this_request(&mut host, &rotated);
+    assert_eq!(subject.as_deref(), Some("erin"));
     // A forged kid right after: the refetch budget is spent, so 401 at once (no wait, no fetch).
     let forged = es256(9, "e3", "eve");
     let mut req = host.request(&get("/app", &[("authorization", &bearer(&forged))]));
@@ -895,19 +877,7 @@ fn a_key_rotated_right_after_the_first_fetch_is_followed_within_30_s_by_default(
     // 30 s after the first fetch (the default, not 60): the request waits for the refetch.
     host.advance(Duration::from_secs(t0 + 30 - host.now()))
         .unwrap();
-    let mut req = host.request(&get("/app", &[("authorization", &bearer(&rotated))]));
-    assert_eq!(req.headers(), Action::Pause, "waits for the refetch");
-    host.advance(Duration::from_millis(200)).unwrap();
-    let calls = host.pending_http_calls();
-    assert_eq!(calls.len(), 1, "refetch after an unknown kid");
-    host.respond_http_call(
-        calls[0].token,
-        200,
-        &[],
-        &jwks(&[es_jwk(7, "e1"), es_jwk(8, "e2")]),
-    )
-    .unwrap();
-    assert_eq!(req.state(), Action::Continue, "{:?}", req.local_response());
+    the_rotated_key_is_refetched_for_this_request(&mut host, &rotated);
     no_traps(&host);
 }
 
@@ -949,19 +919,7 @@ fn the_unknown_kid_interval_runs_from_the_last_fetch_attempt_failed_ones_include
     // key works on this request.
     host.advance(Duration::from_secs(t0 + 125 - host.now()))
         .unwrap();
-    let mut req = host.request(&get("/app", &[("authorization", &bearer(&rotated))]));
-    assert_eq!(req.headers(), Action::Pause, "waits for the refetch");
-    host.advance(Duration::from_millis(200)).unwrap();
-    let calls = host.pending_http_calls();
-    assert_eq!(calls.len(), 1, "one refetch");
-    host.respond_http_call(
-        calls[0].token,
-        200,
-        &[],
-        &jwks(&[es_jwk(7, "e1"), es_jwk(8, "e2")]),
-    )
-    .unwrap();
-    assert_eq!(req.state(), Action::Continue, "{:?}", req.local_response());
+    the_rotated_key_is_refetched_for_this_request(&mut host, &rotated);
     no_traps(&host);
 }
 
@@ -1232,4 +1190,23 @@ fn dev_mode_is_refused_beside_real_credentials_and_answers_loopback_hosts_only()
         assert!(req.upstream_headers().is_none());
     }
     no_traps(&host);
+}
+
+/// A token signed by the rotated key `e2` waits for the one refetch it pulls forward, and the
+/// refetched set (e1, e2) lets it through. Returns the subject the upstream received.
+fn the_rotated_key_is_refetched_for_this_request(host: &mut Host, rotated: &str) -> Option<String> {
+    let mut req = host.request(&get("/app", &[("authorization", &bearer(rotated))]));
+    assert_eq!(req.headers(), Action::Pause, "waits for the refetch");
+    host.advance(Duration::from_millis(200)).unwrap();
+    let calls = host.pending_http_calls();
+    assert_eq!(calls.len(), 1, "one refetch after an unknown kid");
+    host.respond_http_call(
+        calls[0].token,
+        200,
+        &[],
+        &jwks(&[es_jwk(7, "e1"), es_jwk(8, "e2")]),
+    )
+    .unwrap();
+    assert_eq!(req.state(), Action::Continue, "{:?}", req.local_response());
+    req.upstream_headers()?.get("x-edgegate-subject")
 }
