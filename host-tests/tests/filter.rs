@@ -793,10 +793,14 @@ fn remote_host_with_key_e1() -> Host {
     let mut cfg = config(true);
     cfg["jwt"]["providers"][0]["remote_jwks"]["unknown_kid_min_interval_seconds"] = json!(10);
     let mut host = host_with(&cfg);
-    let token = pending_jwks_call(&host);
+    answer_the_first_fetch_with_key_e1(&mut host);
+    host
+}
+
+fn answer_the_first_fetch_with_key_e1(host: &mut Host) {
+    let token = pending_jwks_call(host);
     host.respond_http_call(token, 200, &[], &jwks(&[es_jwk(7, "e1")]))
         .unwrap();
-    host
 }
 
 #[test]
@@ -860,9 +864,7 @@ fn an_unknown_kid_the_refetch_does_not_bring_is_401_after_the_refetch() {
 fn a_key_rotated_right_after_the_first_fetch_is_followed_within_30_s_by_default() {
     let mut host = host_with(&config(true));
     let t0 = host.now();
-    let token = pending_jwks_call(&host);
-    host.respond_http_call(token, 200, &[], &jwks(&[es_jwk(7, "e1")]))
-        .unwrap();
+    answer_the_first_fetch_with_key_e1(&mut host);
     let rotated = es256(8, "e2", "erin");
     // Within 30 s of the first fetch: refused at once, no fetch.
     for at in [10, 29] {
