@@ -11,7 +11,6 @@ step() { printf '\n=== %s\n' "$*"; }
 
 step "setup"
 scripts/setup.sh
-export EDGEGATE_PYTHON="$root/.tools/venv/bin/python"
 
 step "format"
 cargo fmt --all -- --check

@@ -14,15 +14,21 @@ use edgegate::extractor::Request;
 use edgegate::verifier::NoRemoteKeys;
 use serde_json::{json, Value};
 
-/// Runs the minting script. Python comes from `EDGEGATE_PYTHON` (the project venv in CI), else
-/// `python3`. Without PyJWT this fails: the independent check is not optional.
+/// Runs the minting script with the project's Python ([`edgegate_testkit::python`]: the venv
+/// `scripts/setup.sh` makes, or `EDGEGATE_PYTHON`). Without PyJWT this fails: the independent
+/// check is not optional.
 fn mint() -> Value {
-    let python = std::env::var("EDGEGATE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = edgegate_testkit::python();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mint/mint_jwts.py");
     let out = Command::new(&python)
         .arg(script)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}; run ./test.sh (it installs the venv) or set EDGEGATE_PYTHON"));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e}; run scripts/setup.sh (or set EDGEGATE_PYTHON)",
+                python.display()
+            )
+        });
     assert!(
         out.status.success(),
         "mint_jwts.py failed (needs pyjwt, jwcrypto, cryptography: pip install -r filter/tests/mint/requirements.txt):\n{}",

@@ -2,8 +2,8 @@
 //! tokens PyJWT mints verify (or are refused for the right reason) with edgegate, and tokens
 //! edgegate issues verify with PyJWT.
 //!
-//! Python: `$EDGEGATE_PYTHON`, else `python3`. Without PyJWT the test fails when `$CI` is set
-//! and prints "skipped: pyjwt missing" otherwise.
+//! Python: [`edgegate_testkit::python`] (the venv `scripts/setup.sh` makes, or `$EDGEGATE_PYTHON`).
+//! Without PyJWT the test fails when `$CI` is set and prints "skipped: pyjwt missing" otherwise.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -22,8 +22,8 @@ use serde_json::{json, Value};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mint/magic.py");
 
-fn python() -> String {
-    std::env::var("EDGEGATE_PYTHON").unwrap_or_else(|_| "python3".into())
+fn python() -> std::path::PathBuf {
+    edgegate_testkit::python()
 }
 
 /// Whether PyJWT can be used; fails the test under CI when it cannot.
@@ -38,8 +38,8 @@ fn pyjwt_available() -> bool {
     if !ok {
         if std::env::var_os("CI").is_some() {
             panic!(
-                "PyJWT is not importable by `{}` (set EDGEGATE_PYTHON or `pip install pyjwt`); CI requires it",
-                python()
+                "PyJWT is not importable by `{}` (run scripts/setup.sh or set EDGEGATE_PYTHON); CI requires it",
+                python().display()
             );
         }
         println!("skipped: pyjwt missing");
