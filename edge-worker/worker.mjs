@@ -4,7 +4,7 @@
 // the verdict (key-set fetches, the magic-link POST, ...) goes through the async `handle`.
 import { connectRefusal, decideSync, handle, headersTooLarge } from "./edgegate_worker.js";
 
-// The core's header bounds (filter/src/limits.rs: MAX_HEADERS, MAX_HEADER_BYTES), checked here
+// The core's header bounds (filter/core/src/limits.rs: MAX_HEADERS, MAX_HEADER_BYTES), checked here
 // while the headers are counted and BEFORE any of them is copied into the head string: over
 // either bound the request gets the core's 431 and nothing more is read.
 const MAX_HEADERS = 200;

@@ -32,7 +32,7 @@ if [ ! -x "$venv/bin/python" ]; then
   say "creating $venv"
   python3 -m venv "$venv"
 fi
-req="$root/filter/tests/mint/requirements.txt"
+req="$root/filter/core/tests/mint/requirements.txt"
 stamp="$venv/.edgegate-mint-$(sha256sum "$req" | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   say "pip install -r $req"

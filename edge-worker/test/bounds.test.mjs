@@ -12,7 +12,7 @@ import { startOrigin, startWorkerd } from "./harness.mjs";
 const here = dirname(fileURLToPath(import.meta.url));
 const ISSUER = "https://idp.bounds.test";
 const SECRET_B64 = "9fga2YYsNGFumMtVdSdwl0JC0GnwFh1ehk6mJFEc3Tc";
-// The core's bounds (filter/src/limits.rs).
+// The core's bounds (filter/core/src/limits.rs).
 const MAX_HEADERS = 200;
 const MAX_HEADER_BYTES = 96 * 1024;
 // Headers Node's fetch adds itself (host, connection, accept, accept-language, sec-fetch-mode,

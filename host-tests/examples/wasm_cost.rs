@@ -19,7 +19,7 @@
 
 extern crate p256_14 as p256;
 
-#[path = "../../filter/src/backend/test_keys.rs"]
+#[path = "../../filter/core/src/backend/test_keys.rs"]
 mod test_keys;
 
 use std::time::Instant;

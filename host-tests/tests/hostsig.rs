@@ -13,7 +13,7 @@
 // The core's fixed test keys use p256 0.14 as `p256`.
 extern crate p256_14 as p256;
 
-#[path = "../../filter/src/backend/test_keys.rs"]
+#[path = "../../filter/core/src/backend/test_keys.rs"]
 mod test_keys;
 
 use host_tests::{Action, ForeignMode, Host};

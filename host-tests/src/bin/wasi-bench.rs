@@ -4,7 +4,7 @@
 //!
 //!   cargo run -p host-tests --release --bin wasi-bench -- <module.wasm> [args...]
 //!
-//! `filter/bench.sh` uses it for the wasmtime column (Envoy's other wasm runtime).
+//! `filter/core/bench.sh` uses it for the wasmtime column (Envoy's other wasm runtime).
 
 use std::io::Write;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 const DIR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/testdata/jose-vectors"
+    "/../../../shared/testdata/jose-vectors"
 );
 
 fn vectors(file: &str) -> Vec<Value> {

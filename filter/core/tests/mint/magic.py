@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Mints and verifies edgegate magic-link tokens with PyJWT, an implementation independent of
-edgegate's, for filter/tests/magic_pyjwt.rs.
+edgegate's, for filter/core/tests/magic_pyjwt.rs.
 
 stdin: a JSON array of jobs; stdout: a JSON array of results, one per job.
 

@@ -31,7 +31,7 @@ fn mint() -> Value {
         });
     assert!(
         out.status.success(),
-        "mint_jwts.py failed (needs pyjwt, jwcrypto, cryptography: pip install -r filter/tests/mint/requirements.txt):\n{}",
+        "mint_jwts.py failed (needs pyjwt, jwcrypto, cryptography: pip install -r filter/core/tests/mint/requirements.txt):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# Signature verification speed per algorithm: the same program (filter/examples/bench_wasm.rs)
+# Signature verification speed per algorithm: the same program (filter/core/examples/bench_wasm.rs)
 # natively, and as wasm32-wasip1 in V8 (node; the engine Envoy's release builds ship) and in
 # wasmtime (host-tests' `wasi-bench` runner), in one run, with the ratios to native.
-#   filter/bench.sh [ms-per-alg]      (default 2000)
+#   filter/core/bench.sh [ms-per-alg]      (default 2000)
 # The criterion version of the native numbers: cargo bench -p edgegate --bench verify
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 ms="${1:-2000}"
 target="${CARGO_TARGET_DIR:-$root/target}"
 cargo build -q -p edgegate --example bench_wasm --release
 cargo build -q -p edgegate --example bench_wasm --release --target wasm32-wasip1
 native="$("$target/release/examples/bench_wasm" "$ms")"
-v8="$(node filter/benches/run_wasm_bench.mjs "$target/wasm32-wasip1/release/examples/bench_wasm.wasm" "$ms" 2>/dev/null)"
+v8="$(node filter/core/benches/run_wasm_bench.mjs "$target/wasm32-wasip1/release/examples/bench_wasm.wasm" "$ms" 2>/dev/null)"
 # The runner's own build profile does not matter: cranelift's output is the same either way.
 cargo build -q -p host-tests --bin wasi-bench
 wasmtime_out="$("$target/debug/wasi-bench" "$target/wasm32-wasip1/release/examples/bench_wasm.wasm" "$ms")"

@@ -1,5 +1,5 @@
 //! Verifications per second per algorithm, for running inside a wasm engine (wasm32-wasip1).
-//! See the commands at the top of `filter/benches/verify.rs`. Argument: milliseconds per
+//! See the commands at the top of `filter/core/benches/verify.rs`. Argument: milliseconds per
 //! algorithm (default 1000). Timing uses `std::time::Instant`, WASI's monotonic clock.
 #![allow(
     clippy::unwrap_used,

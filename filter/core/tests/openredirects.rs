@@ -13,7 +13,7 @@ use edgegate::Reason;
 
 const LIST: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/testdata/openredirects.txt"
+    "/../../../shared/testdata/openredirects.txt"
 );
 
 fn policy() -> RedirectPolicy {

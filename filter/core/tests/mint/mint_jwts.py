@@ -3,7 +3,7 @@
 
 Prints one JSON document: the providers' public JWKS and secrets, a fixed `now`, and cases
 (token + the verdict edgegate must reach: "ok" or a reason code). The Rust test
-`filter/tests/independent_jwt.rs` feeds them through the core.
+`filter/core/tests/independent_jwt.rs` feeds them through the core.
 """
 import base64, hashlib, hmac, json, sys, time
 

@@ -2,7 +2,7 @@
 //! a repeated RS256 token (a cache hit), a public rule, and the cache hit's parts. Run it natively
 //! and as wasm32-wasip1 in node (V8), like `bench_wasm`:
 //!   cargo build -p edgegate --example bench_decide --release --target wasm32-wasip1
-//!   node filter/benches/run_wasm_bench.mjs <target>/wasm32-wasip1/release/examples/bench_decide.wasm 1000
+//!   node filter/core/benches/run_wasm_bench.mjs <target>/wasm32-wasip1/release/examples/bench_decide.wasm 1000
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -15,7 +15,7 @@ use edgegate::{CredentialKind, Identity};
 use serde_json::{Map, Value};
 
 fn examples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../envoy/examples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../envoy/examples")
 }
 
 fn read(path: &Path) -> Vec<u8> {

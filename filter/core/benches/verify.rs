@@ -3,10 +3,10 @@
 //! Native (criterion; prints time per verification, and "thrpt" = verifications/s):
 //!   cd <repo> && cargo bench -p edgegate --bench verify
 //!
-//! WebAssembly (the same measurement, `filter/examples/bench_wasm.rs`, for wasm32-wasip1):
+//! WebAssembly (the same measurement, `filter/core/examples/bench_wasm.rs`, for wasm32-wasip1):
 //!   cargo build -p edgegate --example bench_wasm --target wasm32-wasip1 --release
 //!   # in V8 (node >= 20), the engine Cloudflare-style workers run:
-//!   node filter/benches/run_wasm_bench.mjs target/wasm32-wasip1/release/examples/bench_wasm.wasm
+//!   node filter/core/benches/run_wasm_bench.mjs target/wasm32-wasip1/release/examples/bench_wasm.wasm
 //!   # in wasmtime (the host-tests runner; Envoy release builds carry only V8):
 //!   cargo run -p host-tests --bin wasi-bench -- target/wasm32-wasip1/release/examples/bench_wasm.wasm
 //! (with CARGO_TARGET_DIR set, the .wasm is under $CARGO_TARGET_DIR instead of target/).

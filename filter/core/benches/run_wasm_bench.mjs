@@ -1,5 +1,5 @@
-// Runs a wasm32-wasip1 program (filter/examples/bench_wasm.rs) in node's V8 via node:wasi.
-// Usage: node filter/benches/run_wasm_bench.mjs <path/to/bench_wasm.wasm> [ms-per-alg]
+// Runs a wasm32-wasip1 program (filter/core/examples/bench_wasm.rs) in node's V8 via node:wasi.
+// Usage: node filter/core/benches/run_wasm_bench.mjs <path/to/bench_wasm.wasm> [ms-per-alg]
 import { readFile } from "node:fs/promises";
 import { WASI } from "node:wasi";
 import { argv, env } from "node:process";
