@@ -17,10 +17,7 @@
     clippy::panic
 )]
 
-extern crate p256_14 as p256;
-
-#[path = "../../filter/core/src/backend/test_keys.rs"]
-mod test_keys;
+use edgegate_testkit::test_keys;
 
 use std::time::Instant;
 

@@ -10,11 +10,7 @@
     clippy::panic
 )]
 
-// The core's fixed test keys use p256 0.14 as `p256`.
-extern crate p256_14 as p256;
-
-#[path = "../../filter/core/src/backend/test_keys.rs"]
-mod test_keys;
+use edgegate_testkit::test_keys;
 
 use host_tests::{Action, ForeignMode, Host};
 use serde_json::{json, Value};

@@ -18,8 +18,7 @@
     clippy::panic
 )]
 
-#[path = "../src/backend/test_keys.rs"]
-mod test_keys;
+use edgegate_testkit::test_keys;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use edgegate::backend::{NativeBackend, SignatureBackend};

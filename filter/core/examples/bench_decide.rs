@@ -12,8 +12,8 @@
 
 #[path = "support/measure.rs"]
 mod support;
-#[path = "../src/backend/test_keys.rs"]
-mod test_keys;
+
+use edgegate_testkit::test_keys;
 
 use std::hint::black_box;
 

@@ -10,8 +10,7 @@
     clippy::panic
 )]
 
-#[path = "../src/backend/test_keys.rs"]
-mod test_keys;
+use edgegate_testkit::test_keys;
 
 use edgegate::engine::{Engine, Verdict};
 use edgegate::extractor::Request;

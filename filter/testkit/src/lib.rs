@@ -1,6 +1,12 @@
 //! Test support shared by the workspace's tests, benches and examples (a dev-dependency only).
 //!
 //! - [`python`]: the interpreter with the independent JWT implementations (PyJWT, jwcrypto).
+//! - [`test_keys`]: fixed signing keys, their JWKs and token minting (never for production use).
+//!
+//! It does not depend on `edgegate`, so the core can dev-depend on it (its unit tests use the
+//! keys as `crate::backend::test_keys`).
+
+pub mod test_keys;
 
 use std::path::{Path, PathBuf};
 

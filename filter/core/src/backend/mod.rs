@@ -25,7 +25,7 @@ use crate::error::{Error, Reason};
 use crate::jwk::PublicKey;
 
 #[cfg(test)]
-pub(crate) mod test_keys;
+pub(crate) use edgegate_testkit::test_keys;
 
 /// Checks a signature against a key.
 pub trait SignatureBackend {

@@ -1,7 +1,8 @@
 //! Fixed signing keys and JWKs for tests and benchmarks (never for production use).
 //!
-//! Self-contained (only external crates) so that unit tests, integration tests, benches and the
-//! wasm bench example can all include it with `#[path = ...] mod test_keys;`.
+//! Self-contained (only external crates, no `edgegate`) so that the core's unit tests, its
+//! integration tests, benches and the wasm bench examples, and host-tests all use it as
+//! `edgegate_testkit::test_keys`.
 //! The RSA key was made with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`;
 //! the EC and Ed25519 keys come from fixed scalars/seeds.
 #![allow(
