@@ -296,12 +296,6 @@ fn to_js(waiting: Waiting) -> Result<JsValue, JsValue> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
 
     #[test]

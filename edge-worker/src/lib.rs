@@ -859,12 +859,6 @@ async fn magic_link_post(req: &Request, env: &JsValue) -> Result<Response, JsVal
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
 
     #[test]

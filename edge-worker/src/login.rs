@@ -853,12 +853,6 @@ pub(crate) fn with_cookies(resp: Response, set_cookies: &[String]) -> Result<Res
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
 
     #[test]

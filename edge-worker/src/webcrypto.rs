@@ -269,12 +269,6 @@ async fn verify_one(check: &SignatureCheck) -> Result<bool, JsValue> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
 
     #[test]

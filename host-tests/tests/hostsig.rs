@@ -3,12 +3,8 @@
 //! ES512 go to the
 //! host, PS* and EdDSA stay in wasm; a host without the function leaves everything in wasm; a
 //! host that fails or answers garbage refuses (fail closed).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+// The helpers outside `#[test]` functions (clippy.toml allows these in the tests themselves).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use edgegate_testkit::test_keys;
 

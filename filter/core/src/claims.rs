@@ -844,12 +844,6 @@ impl NumericDate {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
     use crate::error::Reason;
     use crate::identity::CredentialKind;

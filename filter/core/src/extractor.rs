@@ -182,7 +182,6 @@ impl Extractor {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn ex() -> Extractor {

@@ -770,12 +770,6 @@ fn parse_delta_seconds(v: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
     use crate::backend::test_keys;
 

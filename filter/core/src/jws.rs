@@ -148,12 +148,6 @@ impl CompactJws<'_> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
 
     fn tok(header: &str, payload: &str, sig: &[u8]) -> String {

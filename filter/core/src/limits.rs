@@ -124,12 +124,6 @@ fn status_text(status: u16) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
 
     fn req<'a>(method: &'a str, headers: &'a [(&'a str, &'a str)]) -> Request<'a> {

@@ -362,12 +362,6 @@ pub fn token_hash(alg: Alg, token: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
     use crate::keyring::HmacKeyConfig;
     use serde_json::json;

@@ -361,12 +361,6 @@ fn public_jwk(key: &PublicKey) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
     use crate::backend::test_keys;
     use crate::jwk::KeySet;

@@ -368,12 +368,6 @@ pub fn find_cookie<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use crate::b64;

@@ -9,12 +9,8 @@
 //! - each IdP guide (`docs/idp/*.md`) has one config and one payload, and its "What edgegate reads
 //!   from this payload" list (`- subject:`, `- roles:`, `- permissions:`, `- scopes:`) is exactly
 //!   what the config's claim paths extract from the payload.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+// The helpers outside `#[test]` functions (clippy.toml allows these in the tests themselves).
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 

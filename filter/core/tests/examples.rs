@@ -1,12 +1,8 @@
 //! The per-IdP example configs in `envoy/examples/` load, and each IdP's realistic sample token
 //! payload (`envoy/examples/<idp>.payload.json`) maps to the roles, permissions and identity the
 //! example's rules expect, through the provider's own `claims` section (preset included).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+// The helpers outside `#[test]` functions (clippy.toml allows these in the tests themselves).
+#![allow(clippy::panic)]
 
 use std::path::{Path, PathBuf};
 

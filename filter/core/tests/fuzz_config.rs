@@ -1,5 +1,4 @@
 //! The fuzz targets' config must load (they panic at start otherwise, which would look like a finding).
-#![allow(clippy::panic)]
 
 #[test]
 fn fuzz_config_loads() {

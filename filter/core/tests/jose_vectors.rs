@@ -3,12 +3,8 @@
 //!
 //! The vectors live outside the repository, in `shared/testdata/jose-vectors/` beside the
 //! repository root (see its README); a missing file fails the test rather than skipping it.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+// The helpers outside `#[test]` functions (clippy.toml allows these in the tests themselves).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use edgegate::backend::{NativeBackend, SignatureBackend};
 use edgegate::jwk::{KeySet, PublicKey};

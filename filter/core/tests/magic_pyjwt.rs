@@ -4,12 +4,8 @@
 //!
 //! Python: [`edgegate_testkit::python`] (the venv `scripts/setup.sh` makes, or `$EDGEGATE_PYTHON`).
 //! Without PyJWT the test fails when `$CI` is set and prints "skipped: pyjwt missing" otherwise.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+// The helpers outside `#[test]` functions (clippy.toml allows these in the tests themselves).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -286,12 +286,6 @@ impl SignatureBackend for HostBackend {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
     use prost::Message as _;
 

@@ -203,12 +203,6 @@ macro_rules! register_no_random {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
     use crate::jwk::KeySet;
     use crate::jws;
