@@ -44,12 +44,6 @@ impl Login {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::super::test_support::*;
     use crate::error::Reason;
     use serde_json::json;

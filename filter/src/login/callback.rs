@@ -149,6 +149,22 @@ impl Login {
             ),
             ("accept".to_string(), "application/json".to_string()),
         ];
+        self.authenticate_client(secret, &mut form, &mut headers);
+        Ok(TokenRequest {
+            url: disco.token_endpoint.clone(),
+            headers,
+            body: form.finish(),
+        })
+    }
+
+    /// The client's credentials at the token endpoint: an `Authorization: Basic` header, or
+    /// `client_id` and `client_secret` in the form body.
+    fn authenticate_client(
+        &self,
+        secret: &str,
+        form: &mut form_urlencoded::Serializer<'_, String>,
+        headers: &mut Vec<(String, String)>,
+    ) {
         match self.auth {
             TokenAuthMethod::ClientSecretBasic => {
                 let enc =
@@ -167,11 +183,6 @@ impl Login {
                     .append_pair("client_secret", secret);
             }
         }
-        Ok(TokenRequest {
-            url: disco.token_endpoint.clone(),
-            headers,
-            body: form.finish(),
-        })
     }
 
     /// Reads a token response. A 4xx is the provider refusing (`LoginMismatch`, with its
@@ -251,12 +262,6 @@ pub fn attempt_states(cookie_header: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::super::test_support::*;
     use super::*;
     use serde_json::json;
@@ -338,6 +343,21 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_code_grant_is_the_callbacks_code_and_its_attempts_verifier() {
+        let e = engine();
+        let l = e.login().unwrap();
+        let s = l.start(&disco(), e.redirects(), "", &[7; 64], NOW).unwrap();
+        let cookie = s.set_cookie.split(';').next().unwrap();
+        let q = format!("code=c1&state={}", s.state);
+        let (cb, attempt) = l.open_callback(&q, cookie, &disco(), NOW).unwrap();
+        let Grant::Code { code, verifier } = Grant::callback(&cb, &attempt) else {
+            panic!("a code grant")
+        };
+        assert_eq!(code, "c1");
+        assert_eq!(verifier, attempt.verifier);
     }
 
     #[test]

@@ -153,178 +153,14 @@ impl LoginConfig {
         providers: &[ProviderConfig],
     ) -> Result<Login, Vec<Error>> {
         let mut errors = Vec::new();
-        let mut rule = None;
-        let issuer = match providers.iter().find(|p| p.name == self.provider) {
-            // A provider without keys (or a bad issuer template) is reported by Provider::compile.
-            Some(p) => {
-                rule = IssuerRule::compile(&p.issuer, &p.allowed_tenants).ok();
-                Some(p.issuer.clone())
-            }
-            None => {
-                let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
-                errors.push(Error::config(
-                    "provider",
-                    format!(
-                        "{:?} names no jwt.providers[] entry (configured: {names:?}); add the OpenID Provider there with its issuer and remote_jwks",
-                        self.provider
-                    ),
-                ));
-                None
-            }
-        };
-        if let Some(iss) = &issuer {
-            if let Err(m) = check_endpoint(iss) {
-                errors.push(Error::config(
-                    "provider",
-                    format!("the provider's issuer {m}; discovery needs <issuer>/.well-known/openid-configuration"),
-                ));
-            }
-        }
-        let template = rule.as_ref().is_some_and(IssuerRule::is_template);
-        let discovery = match (&self.discovery_url, &issuer) {
-            (Some(u), _) => match check_endpoint(u) {
-                Ok(_) => Some(u.clone()),
-                Err(m) => {
-                    errors.push(Error::config(
-                        "discovery_url",
-                        format!("{m}; use the provider's .well-known/openid-configuration URL"),
-                    ));
-                    None
-                }
-            },
-            (None, Some(_)) if template => {
-                errors.push(Error::config(
-                    "discovery_url",
-                    "the provider's issuer is a {tenantid} template, which has no discovery document of its own; set discovery_url (Entra ID: https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration, or common/ to admit personal accounts)",
-                ));
-                None
-            }
-            (None, Some(iss)) => Some(format!(
-                "{}/.well-known/openid-configuration",
-                iss.trim_end_matches('/')
-            )),
-            (None, None) => None,
-        };
-        if self.client_id.is_empty()
-            || self.client_id.len() > 255
-            || self.client_id.chars().any(char::is_control)
-        {
-            errors.push(Error::config(
-                "client_id",
-                "must be the client id registered at the provider (1-255 characters, no control characters)",
-            ));
-        }
-        if let Some(s) = &self.client_secret {
-            if s.expose().is_empty() || s.expose().chars().any(char::is_control) {
-                errors.push(Error::config(
-                    "client_secret",
-                    "must be non-empty without control characters; or leave it out and bind OIDC_CLIENT_SECRET",
-                ));
-            }
-        }
-        let callback_path = match check_endpoint(&self.redirect_uri) {
-            Ok(u) if u.query().is_none() => Some(u.path().to_string()),
-            Ok(_) => {
-                errors.push(Error::config(
-                    "redirect_uri",
-                    "must have no query; use e.g. https://app.example.com/auth/callback",
-                ));
-                None
-            }
-            Err(m) => {
-                errors.push(Error::config(
-                    "redirect_uri",
-                    format!("{m}; use the absolute callback URL registered at the provider, e.g. https://app.example.com/auth/callback"),
-                ));
-                None
-            }
-        };
-        if !self.scopes.iter().any(|s| s == "openid") {
-            errors.push(Error::config(
-                "scopes",
-                "must contain \"openid\" (this is an OpenID Connect login)",
-            ));
-        }
-        for (i, s) in self.scopes.iter().enumerate() {
-            if s.is_empty()
-                || !s
-                    .bytes()
-                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-            {
-                errors.push(Error::config(
-                    format!("scopes[{i}]"),
-                    "a scope is printable ASCII without spaces, quotes or backslashes",
-                ));
-            }
-        }
-        let mut paths: Vec<(&str, &str)> = Vec::new();
-        for (field, p) in [
-            ("login_path", &self.login_path),
-            ("logout_path", &self.logout_path),
-            ("me_path", &self.me_path),
-        ] {
-            if !valid_path(p) {
-                errors.push(Error::config(
-                    field,
-                    "a path starts with `/` and has no `?`, `#`, `;`, `%`, `\\` or spaces (e.g. /auth/login)",
-                ));
-            }
-            paths.push((field, p));
-        }
-        if let Some(cb) = &callback_path {
-            paths.push(("redirect_uri", cb));
-        }
-        for (i, (field, p)) in paths.iter().enumerate() {
-            if paths.iter().take(i).any(|(_, q)| q == p) {
-                errors.push(Error::config(
-                    *field,
-                    format!("{p:?} is used by two login routes; give each its own path"),
-                ));
-            }
-        }
-        if let Some(u) = &self.post_logout_redirect_uri {
-            if !u.starts_with('/') || u.starts_with("//") {
-                if let Err(m) = check_endpoint(u) {
-                    errors.push(Error::config(
-                        "post_logout_redirect_uri",
-                        format!("{m}; use the absolute URL registered at the provider"),
-                    ));
-                }
-            }
-        }
-        let mut refresh_keys = Vec::new();
-        for (i, k) in self.refresh_keys.iter().enumerate() {
-            let path = format!("refresh_keys[{i}]");
-            if !valid_kid(&k.kid) {
-                errors.push(Error::config(
-                    format!("{path}.kid"),
-                    "1-64 characters of A-Z a-z 0-9 _ -",
-                ));
-            }
-            if self.refresh_keys.iter().take(i).any(|o| o.kid == k.kid) {
-                errors.push(Error::config(
-                    format!("{path}.kid"),
-                    format!("{:?} is used twice; every key needs its own kid", k.kid),
-                ));
-            }
-            match k.secret.decode_base64url(&format!("{path}.secret"), 32) {
-                Ok(bytes) if bytes.len() == 32 => match Aes256Gcm::new_from_slice(&bytes) {
-                    Ok(c) => refresh_keys.push((k.kid.clone(), c)),
-                    Err(_) => errors.push(Error::config(
-                        format!("{path}.secret"),
-                        "not a usable AES-256 key",
-                    )),
-                },
-                Ok(bytes) => errors.push(Error::config(
-                    format!("{path}.secret"),
-                    format!(
-                        "decodes to {} bytes; AES-256-GCM needs exactly 32 (openssl rand 32 | basenc --base64url | tr -d =)",
-                        bytes.len()
-                    ),
-                )),
-                Err(e) => errors.push(e),
-            }
-        }
+        let (issuer, rule) = self.issuer(providers, &mut errors);
+        let discovery = self.discovery(issuer.as_deref(), rule.as_ref(), &mut errors);
+        self.check_client(&mut errors);
+        let callback_path = self.callback_path(&mut errors);
+        self.check_scopes(&mut errors);
+        self.check_routes(callback_path.as_deref(), &mut errors);
+        self.check_post_logout(&mut errors);
+        let refresh_keys = self.refresh_ciphers(&mut errors);
         // The attempt cookie is signed with the session keys (audience `edgegate-login`).
         let ring = session.and_then(|s| KeyRing::compile(&s.keys).ok());
         match (issuer, callback_path, ring, rule, discovery) {
@@ -363,16 +199,222 @@ impl LoginConfig {
             _ => Err(errors),
         }
     }
+
+    /// The provider's issuer and issuer rule (its `jwt.providers[]` entry).
+    fn issuer(
+        &self,
+        providers: &[ProviderConfig],
+        errors: &mut Vec<Error>,
+    ) -> (Option<String>, Option<IssuerRule>) {
+        let mut rule = None;
+        let issuer = match providers.iter().find(|p| p.name == self.provider) {
+            // A provider without keys (or a bad issuer template) is reported by Provider::compile.
+            Some(p) => {
+                rule = IssuerRule::compile(&p.issuer, &p.allowed_tenants).ok();
+                Some(p.issuer.clone())
+            }
+            None => {
+                let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+                errors.push(Error::config(
+                    "provider",
+                    format!(
+                        "{:?} names no jwt.providers[] entry (configured: {names:?}); add the OpenID Provider there with its issuer and remote_jwks",
+                        self.provider
+                    ),
+                ));
+                None
+            }
+        };
+        if let Some(iss) = &issuer {
+            if let Err(m) = check_endpoint(iss) {
+                errors.push(Error::config(
+                    "provider",
+                    format!("the provider's issuer {m}; discovery needs <issuer>/.well-known/openid-configuration"),
+                ));
+            }
+        }
+        (issuer, rule)
+    }
+
+    /// `discovery_url`, or the issuer's `.well-known/openid-configuration`.
+    fn discovery(
+        &self,
+        issuer: Option<&str>,
+        rule: Option<&IssuerRule>,
+        errors: &mut Vec<Error>,
+    ) -> Option<String> {
+        let template = rule.is_some_and(IssuerRule::is_template);
+        match (&self.discovery_url, issuer) {
+            (Some(u), _) => match check_endpoint(u) {
+                Ok(_) => Some(u.clone()),
+                Err(m) => {
+                    errors.push(Error::config(
+                        "discovery_url",
+                        format!("{m}; use the provider's .well-known/openid-configuration URL"),
+                    ));
+                    None
+                }
+            },
+            (None, Some(_)) if template => {
+                errors.push(Error::config(
+                    "discovery_url",
+                    "the provider's issuer is a {tenantid} template, which has no discovery document of its own; set discovery_url (Entra ID: https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration, or common/ to admit personal accounts)",
+                ));
+                None
+            }
+            (None, Some(iss)) => Some(format!(
+                "{}/.well-known/openid-configuration",
+                iss.trim_end_matches('/')
+            )),
+            (None, None) => None,
+        }
+    }
+
+    fn check_client(&self, errors: &mut Vec<Error>) {
+        if self.client_id.is_empty()
+            || self.client_id.len() > 255
+            || self.client_id.chars().any(char::is_control)
+        {
+            errors.push(Error::config(
+                "client_id",
+                "must be the client id registered at the provider (1-255 characters, no control characters)",
+            ));
+        }
+        if let Some(s) = &self.client_secret {
+            if s.expose().is_empty() || s.expose().chars().any(char::is_control) {
+                errors.push(Error::config(
+                    "client_secret",
+                    "must be non-empty without control characters; or leave it out and bind OIDC_CLIENT_SECRET",
+                ));
+            }
+        }
+    }
+
+    /// The callback route: the path of `redirect_uri`.
+    fn callback_path(&self, errors: &mut Vec<Error>) -> Option<String> {
+        match check_endpoint(&self.redirect_uri) {
+            Ok(u) if u.query().is_none() => Some(u.path().to_string()),
+            Ok(_) => {
+                errors.push(Error::config(
+                    "redirect_uri",
+                    "must have no query; use e.g. https://app.example.com/auth/callback",
+                ));
+                None
+            }
+            Err(m) => {
+                errors.push(Error::config(
+                    "redirect_uri",
+                    format!("{m}; use the absolute callback URL registered at the provider, e.g. https://app.example.com/auth/callback"),
+                ));
+                None
+            }
+        }
+    }
+
+    fn check_scopes(&self, errors: &mut Vec<Error>) {
+        if !self.scopes.iter().any(|s| s == "openid") {
+            errors.push(Error::config(
+                "scopes",
+                "must contain \"openid\" (this is an OpenID Connect login)",
+            ));
+        }
+        for (i, s) in self.scopes.iter().enumerate() {
+            if s.is_empty()
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+            {
+                errors.push(Error::config(
+                    format!("scopes[{i}]"),
+                    "a scope is printable ASCII without spaces, quotes or backslashes",
+                ));
+            }
+        }
+    }
+
+    /// Every route path well-formed, and no two routes on one path.
+    fn check_routes(&self, callback_path: Option<&str>, errors: &mut Vec<Error>) {
+        let mut paths: Vec<(&str, &str)> = Vec::new();
+        for (field, p) in [
+            ("login_path", &self.login_path),
+            ("logout_path", &self.logout_path),
+            ("me_path", &self.me_path),
+        ] {
+            if !valid_path(p) {
+                errors.push(Error::config(
+                    field,
+                    "a path starts with `/` and has no `?`, `#`, `;`, `%`, `\\` or spaces (e.g. /auth/login)",
+                ));
+            }
+            paths.push((field, p));
+        }
+        if let Some(cb) = callback_path {
+            paths.push(("redirect_uri", cb));
+        }
+        for (i, (field, p)) in paths.iter().enumerate() {
+            if paths.iter().take(i).any(|(_, q)| q == p) {
+                errors.push(Error::config(
+                    *field,
+                    format!("{p:?} is used by two login routes; give each its own path"),
+                ));
+            }
+        }
+    }
+
+    fn check_post_logout(&self, errors: &mut Vec<Error>) {
+        if let Some(u) = &self.post_logout_redirect_uri {
+            if !u.starts_with('/') || u.starts_with("//") {
+                if let Err(m) = check_endpoint(u) {
+                    errors.push(Error::config(
+                        "post_logout_redirect_uri",
+                        format!("{m}; use the absolute URL registered at the provider"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The refresh-cookie ciphers, by kid, in the configured order.
+    fn refresh_ciphers(&self, errors: &mut Vec<Error>) -> Vec<(String, Aes256Gcm)> {
+        let mut refresh_keys = Vec::new();
+        for (i, k) in self.refresh_keys.iter().enumerate() {
+            let path = format!("refresh_keys[{i}]");
+            if !valid_kid(&k.kid) {
+                errors.push(Error::config(
+                    format!("{path}.kid"),
+                    "1-64 characters of A-Z a-z 0-9 _ -",
+                ));
+            }
+            if self.refresh_keys.iter().take(i).any(|o| o.kid == k.kid) {
+                errors.push(Error::config(
+                    format!("{path}.kid"),
+                    format!("{:?} is used twice; every key needs its own kid", k.kid),
+                ));
+            }
+            match k.secret.decode_base64url(&format!("{path}.secret"), 32) {
+                Ok(bytes) if bytes.len() == 32 => match Aes256Gcm::new_from_slice(&bytes) {
+                    Ok(c) => refresh_keys.push((k.kid.clone(), c)),
+                    Err(_) => errors.push(Error::config(
+                        format!("{path}.secret"),
+                        "not a usable AES-256 key",
+                    )),
+                },
+                Ok(bytes) => errors.push(Error::config(
+                    format!("{path}.secret"),
+                    format!(
+                        "decodes to {} bytes; AES-256-GCM needs exactly 32 (openssl rand 32 | basenc --base64url | tr -d =)",
+                        bytes.len()
+                    ),
+                )),
+                Err(e) => errors.push(e),
+            }
+        }
+        refresh_keys
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::super::test_support::*;
     use super::*;
     use crate::b64;

@@ -2,7 +2,7 @@
 //! ([`Login::discovery`]: the key source's copy, or the host's own fetch) and what a login
 //! needs from it ([`Login::parse_discovery`]).
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::config::check_endpoint;
 use super::{bad_response, Login, MAX_RESPONSE_BYTES};
@@ -91,23 +91,11 @@ impl Login {
         let authorization_endpoint = endpoint("authorization_endpoint", true)?.unwrap_or_default();
         let token_endpoint = endpoint("token_endpoint", true)?.unwrap_or_default();
         let end_session_endpoint = endpoint("end_session_endpoint", false)?;
-        let iss_parameter_supported =
-            match doc.get("authorization_response_iss_parameter_supported") {
-                None | Some(Value::Null) => false,
-                Some(Value::Bool(b)) => *b,
-                Some(_) => {
-                    return Err(unavailable(
-                        "the discovery document's authorization_response_iss_parameter_supported \
-                         is not a boolean (RFC 9207)"
-                            .into(),
-                    ))
-                }
-            };
         Ok(Discovery {
             authorization_endpoint,
             token_endpoint,
             end_session_endpoint,
-            iss_parameter_supported,
+            iss_parameter_supported: iss_parameter_supported(&doc)?,
         })
     }
 
@@ -139,14 +127,22 @@ impl Login {
     }
 }
 
+/// RFC 9207 `authorization_response_iss_parameter_supported`: absent or null is false, anything
+/// but a boolean refuses the document.
+fn iss_parameter_supported(doc: &Map<String, Value>) -> Result<bool, Error> {
+    match doc.get("authorization_response_iss_parameter_supported") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(bad_response(
+            Reason::KeysUnavailable,
+            "the discovery document's authorization_response_iss_parameter_supported \
+             is not a boolean (RFC 9207)",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::super::test_support::*;
     use super::*;
     use serde_json::json;

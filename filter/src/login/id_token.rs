@@ -1,13 +1,15 @@
 //! Step 2b: the ID token of a token response (login or renewal): signature with the provider's
 //! keys, then OIDC Core 3.1.3.7 and the provider's own rules, then the identity it maps to.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::Login;
 use crate::backend::SignatureBackend;
 use crate::error::{Error, Reason};
 use crate::identity::{CredentialKind, Identity};
-use crate::jwk::KeySet;
+use crate::jwk::{Jwk, KeySet};
 use crate::jws;
 use crate::oidc;
 use crate::verifier::Provider;
@@ -62,28 +64,9 @@ impl Login {
                 ),
             ));
         }
-        let from_static = provider
-            .static_keys()
-            .map(|s| s.select(jws.kid.as_deref(), jws.alg));
-        let key = match from_static {
-            Some(Ok(k)) => k,
-            Some(Err(e)) if provider.remote().is_none() => return IdTokenCheck::Invalid(e),
-            _ => match remote {
-                None if provider.remote().is_some() => return IdTokenCheck::NeedKeys,
-                None => {
-                    return IdTokenCheck::Invalid(Error::new(
-                        Reason::KeysUnavailable,
-                        "the provider has no keys",
-                    ))
-                }
-                Some(set) => match set.select(jws.kid.as_deref(), jws.alg) {
-                    Ok(k) => k,
-                    Err(e) if e.reason() == Reason::UnknownKid => {
-                        return IdTokenCheck::UnknownKid(e)
-                    }
-                    Err(e) => return IdTokenCheck::Invalid(e),
-                },
-            },
+        let key = match signing_key(provider, remote, &jws) {
+            Ok(k) => k,
+            Err(check) => return check,
         };
         if let Err(e) = backend.verify(jws.alg, &key.key, jws.signing_input, &jws.signature) {
             return IdTokenCheck::Invalid(e);
@@ -92,22 +75,9 @@ impl Login {
             Ok(c) => c,
             Err(e) => return IdTokenCheck::Invalid(e),
         };
-        // A multi-tenant template: the expected `iss` is the template with the token's `tid`,
-        // an allowed tenant (Microsoft's validation rule); else the issuer exactly.
-        let issuer = match claims.get("iss").and_then(Value::as_str) {
-            Some(iss) if provider.issuer_rule().is_template() => {
-                match provider.issuer_rule().matches_token(iss, &claims) {
-                    Ok(true) => iss.to_string(),
-                    Ok(false) => {
-                        return IdTokenCheck::Invalid(Error::new(
-                            Reason::UnknownIssuer,
-                            "the ID token's `iss` is not the provider's issuer",
-                        ))
-                    }
-                    Err(e) => return IdTokenCheck::Invalid(e),
-                }
-            }
-            _ => self.issuer.clone(),
+        let issuer = match self.expected_issuer(provider, &claims) {
+            Ok(iss) => iss,
+            Err(e) => return IdTokenCheck::Invalid(e),
         };
         let expect = IdTokenExpect {
             issuer: &issuer,
@@ -115,27 +85,93 @@ impl Login {
             nonce,
             skew: provider.clock_skew_seconds(),
         };
-        if let Err(e) = expect.check(&claims, jws.alg, access_token, now) {
-            return IdTokenCheck::Invalid(e);
+        match identity_of(provider, &expect, &claims, jws.alg, access_token, now) {
+            Ok(mut identity) => {
+                identity.key_name = key.kid.clone();
+                IdTokenCheck::Valid(identity)
+            }
+            Err(e) => IdTokenCheck::Invalid(e),
         }
-        // The provider's own rules hold for its ID tokens too.
-        if let Err(e) = provider.check_lifetime_and_required_claims(&claims) {
-            return IdTokenCheck::Invalid(e);
-        }
-        let mut identity = Identity::new(String::new(), CredentialKind::Jwt, provider.name.clone());
-        provider.mapping().apply(&claims, &mut identity);
-        if identity.subject.is_empty() {
-            return IdTokenCheck::Invalid(Error::new(
-                Reason::MissingClaim,
-                "the ID token has no subject at the provider's subject claim",
-            ));
-        }
-        identity.key_name = key.kid.clone();
-        identity.expires_at = None;
-        // OAuth scopes of the login are not the user's permissions.
-        identity.scopes.clear();
-        IdTokenCheck::Valid(identity)
     }
+
+    /// The `iss` an ID token must carry. A multi-tenant template: the template with the token's
+    /// `tid`, an allowed tenant (Microsoft's validation rule); else the issuer exactly.
+    fn expected_issuer(
+        &self,
+        provider: &Provider,
+        claims: &Map<String, Value>,
+    ) -> Result<String, Error> {
+        match claims.get("iss").and_then(Value::as_str) {
+            Some(iss) if provider.issuer_rule().is_template() => {
+                match provider.issuer_rule().matches_token(iss, claims)? {
+                    true => Ok(iss.to_string()),
+                    false => Err(Error::new(
+                        Reason::UnknownIssuer,
+                        "the ID token's `iss` is not the provider's issuer",
+                    )),
+                }
+            }
+            _ => Ok(self.issuer.clone()),
+        }
+    }
+}
+
+/// The provider's key for a token's `kid` and `alg`: its inline keys first, then the fetched
+/// `remote` set (`NeedKeys` before the first fetch, `UnknownKid` to refetch early).
+// The error side is the check's outcome itself, returned once per ID token: no need to box it.
+#[allow(clippy::result_large_err)]
+fn signing_key<'k>(
+    provider: &'k Provider,
+    remote: Option<&'k KeySet>,
+    jws: &jws::CompactJws<'_>,
+) -> Result<&'k Jwk, IdTokenCheck> {
+    let from_static = provider
+        .static_keys()
+        .map(|s| s.select(jws.kid.as_deref(), jws.alg));
+    match from_static {
+        Some(Ok(k)) => Ok(k),
+        Some(Err(e)) if provider.remote().is_none() => Err(IdTokenCheck::Invalid(e)),
+        _ => match remote {
+            None if provider.remote().is_some() => Err(IdTokenCheck::NeedKeys),
+            None => Err(IdTokenCheck::Invalid(Error::new(
+                Reason::KeysUnavailable,
+                "the provider has no keys",
+            ))),
+            Some(set) => set.select(jws.kid.as_deref(), jws.alg).map_err(|e| {
+                if e.reason() == Reason::UnknownKid {
+                    IdTokenCheck::UnknownKid(e)
+                } else {
+                    IdTokenCheck::Invalid(e)
+                }
+            }),
+        },
+    }
+}
+
+/// The identity a signed ID token's claims map to, after OIDC Core 3.1.3.7 (`expect`) and the
+/// provider's own rules (which hold for its ID tokens too).
+fn identity_of(
+    provider: &Provider,
+    expect: &IdTokenExpect<'_>,
+    claims: &Map<String, Value>,
+    alg: crate::Alg,
+    access_token: Option<&str>,
+    now: UnixTime,
+) -> Result<Identity, Error> {
+    expect.check(claims, alg, access_token, now)?;
+    provider.check_lifetime_and_required_claims(claims)?;
+    let mut identity = Identity::new(String::new(), CredentialKind::Jwt, provider.name.clone());
+    provider.mapping().apply(claims, &mut identity);
+    if identity.subject.is_empty() {
+        return Err(Error::new(
+            Reason::MissingClaim,
+            "the ID token has no subject at the provider's subject claim",
+        ));
+    }
+    identity.expires_at = None;
+    // OAuth scopes of the login are not the user's permissions.
+    identity.scopes.clear();
+    Ok(identity)
 }
 
 /// ID-token expectations with an optional nonce (absent on refresh).
@@ -154,20 +190,8 @@ impl IdTokenExpect<'_> {
         access_token: Option<&str>,
         now: UnixTime,
     ) -> Result<(), Error> {
-        match self.nonce {
-            Some(nonce) => oidc::check_id_token_claims(
-                claims,
-                alg,
-                &oidc::IdTokenExpectations {
-                    issuer: self.issuer,
-                    client_id: self.client_id,
-                    nonce,
-                    clock_skew_seconds: self.skew,
-                    max_age_seconds: ID_TOKEN_MAX_AGE_SECONDS,
-                },
-                access_token,
-                now,
-            ),
+        let (claims, nonce) = match self.nonce {
+            Some(nonce) => (Cow::Borrowed(claims), Cow::Borrowed(nonce)),
             None => {
                 // A refreshed ID token need not carry a nonce (OIDC Core 12.2): check it as if
                 // it carried the one it has, so every other rule still applies.
@@ -178,32 +202,27 @@ impl IdTokenExpect<'_> {
                     .unwrap_or("-")
                     .to_string();
                 c.insert("nonce".into(), Value::String(nonce.clone()));
-                oidc::check_id_token_claims(
-                    &c,
-                    alg,
-                    &oidc::IdTokenExpectations {
-                        issuer: self.issuer,
-                        client_id: self.client_id,
-                        nonce: &nonce,
-                        clock_skew_seconds: self.skew,
-                        max_age_seconds: ID_TOKEN_MAX_AGE_SECONDS,
-                    },
-                    access_token,
-                    now,
-                )
+                (Cow::Owned(c), Cow::Owned(nonce))
             }
-        }
+        };
+        oidc::check_id_token_claims(
+            &claims,
+            alg,
+            &oidc::IdTokenExpectations {
+                issuer: self.issuer,
+                client_id: self.client_id,
+                nonce: &nonce,
+                clock_skew_seconds: self.skew,
+                max_age_seconds: ID_TOKEN_MAX_AGE_SECONDS,
+            },
+            access_token,
+            now,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::super::test_support::*;
     use super::*;
     use crate::b64;

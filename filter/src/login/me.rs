@@ -22,12 +22,6 @@ pub fn whoami_json(identity: &Identity) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::super::test_support::*;
     use super::*;
     use crate::identity::CredentialKind;

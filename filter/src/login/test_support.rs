@@ -1,12 +1,6 @@
 //! Fixtures the login tests share: a config with a provider, a session and a login section,
 //! the engine it compiles to, a discovery document, multi-tenant (Entra ID) variants, and the
 //! cookies of a fresh login.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 use serde_json::{json, Value};
 
