@@ -1,0 +1,121 @@
+//! Fixtures the login tests share: a config with a provider, a session and a login section,
+//! the engine it compiles to, a discovery document, multi-tenant (Entra ID) variants, and the
+//! cookies of a fresh login.
+
+use serde_json::{json, Value};
+
+use super::Discovery;
+use crate::b64;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::identity::{CredentialKind, Identity};
+use crate::session::Sessions;
+
+pub(super) const NOW: u64 = 1_700_000_000;
+
+pub(super) const SESSION_KEY: &str = "jwoaIj8MA4uqORbygI3Aqi_UBO4gJmB9oGyzqIjWUPI";
+
+pub(super) const IDP_SECRET: &str = "N6DNzRHwFWHzTbEbCwlpezlWIlf8Kvn1o1oZe_GowmY";
+
+pub(super) fn key(byte: u8) -> String {
+    b64::encode([byte; 32])
+}
+
+pub(super) fn config_value() -> Value {
+    json!({
+        "jwt": {"providers": [{
+            "name": "op", "issuer": "https://idp.example",
+            "algorithms": ["HS256"],
+            "shared_secrets": [{"kid": "k1", "secret": IDP_SECRET}],
+            "claims": {"roles": ["roles"]}
+        }]},
+        "session": {"keys": [{"kid": "s1", "secret": SESSION_KEY}], "lifetime_seconds": 400},
+        "login": {
+            "provider": "op",
+            "client_id": "edge",
+            "client_secret": "s:cret/+",
+            "redirect_uri": "https://app.example.com/auth/callback",
+            "scopes": ["openid", "email", "offline_access"],
+            "post_logout_redirect_uri": "https://app.example.com/bye",
+            "refresh_keys": [{"kid": "r2", "secret": key(2)}, {"kid": "r1", "secret": key(1)}]
+        }
+    })
+}
+
+pub(super) fn engine_from(v: &Value) -> Result<Engine, Vec<Error>> {
+    Engine::from_json(v.to_string().as_bytes()).map_err(|e| e.0)
+}
+
+pub(super) fn engine() -> Engine {
+    engine_from(&config_value()).unwrap()
+}
+
+pub(super) fn paths(v: &Value) -> Vec<String> {
+    engine_from(v)
+        .unwrap_err()
+        .iter()
+        .map(|e| e.path().unwrap_or("").to_string())
+        .collect()
+}
+
+pub(super) fn disco() -> Discovery {
+    Discovery {
+        authorization_endpoint: "https://idp.example/auth".into(),
+        token_endpoint: "https://idp.example/token".into(),
+        end_session_endpoint: Some("https://idp.example/logout".into()),
+        iss_parameter_supported: false,
+    }
+}
+
+pub(super) const TEMPLATE: &str = "https://login.microsoftonline.com/{tenantid}/v2.0";
+
+pub(super) const TENANT_A: &str = "3c4b8f1e-5d2a-4e7b-9f61-0a2b3c4d5e6f";
+
+pub(super) const TENANT_B: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
+pub(super) const ORGS_DISCOVERY: &str =
+    "https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration";
+
+pub(super) fn entra_issuer(tenant: &str) -> String {
+    TEMPLATE.replace("{tenantid}", tenant)
+}
+
+/// A multi-tenant (Entra ID `organizations`) provider allowing `tenants`.
+pub(super) fn multi_tenant(tenants: Value) -> Value {
+    let mut v = config_value();
+    v["jwt"]["providers"][0]["issuer"] = json!(TEMPLATE);
+    v["jwt"]["providers"][0]["allowed_tenants"] = tenants;
+    v["login"]["discovery_url"] = json!(ORGS_DISCOVERY);
+    v
+}
+
+pub(super) fn sessions_of(e: &Engine) -> &Sessions {
+    e.sessions().unwrap()
+}
+
+pub(super) fn oidc_identity() -> Identity {
+    let mut id = Identity::new("alice", CredentialKind::Jwt, "op");
+    id.roles = vec!["admin".into()];
+    id
+}
+
+/// The cookies of a fresh login at `at`, as a `Cookie` header.
+pub(super) fn logged_in(e: &Engine, at: u64, with_refresh: bool) -> String {
+    let l = e.login().unwrap();
+    let rt = with_refresh.then_some("rt-1");
+    let set = l
+        .establish(
+            sessions_of(e),
+            &oidc_identity(),
+            rt,
+            Some("id.tok.en"),
+            &[3; 12],
+            at,
+        )
+        .unwrap();
+    set.iter()
+        .map(|c| c.split(';').next().unwrap())
+        .filter(|c| !c.ends_with('='))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
