@@ -441,11 +441,7 @@ pub(crate) async fn callback(
         // The discovery document first: RFC 9207 `iss` is required when it advertises it.
         let disco = discovery().await?;
         let (cb, attempt) = with_login(|l, _, _| l.open_callback(query, &cookies, &disco, now()))??;
-        let grant = Grant::Code {
-            code: &cb.code,
-            verifier: &attempt.verifier,
-        };
-        let tokens = token_exchange(env, grant).await?;
+        let tokens = token_exchange(env, Grant::callback(&cb, &attempt)).await?;
         let id_token = tokens.id_token.as_deref().ok_or_else(|| {
             Error::new(
                 Reason::LoginMismatch,

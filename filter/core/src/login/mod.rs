@@ -28,18 +28,6 @@
 //! Shared test fixtures (a config, an engine, a discovery document, a logged-in cookie header)
 //! are in `test_support.rs`.
 
-// Tests may unwrap, expect, index and panic; product code is linted without this (the
-// non-test build of the crate).
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
-
 mod authorize;
 mod callback;
 mod config;
