@@ -319,55 +319,6 @@ impl Default for DevIdentity {
     }
 }
 
-/// True for a loopback `:authority`/`Host` value: `localhost`, `127.x.x.x` or `[::1]`, with an
-/// optional port (any case; no userinfo, no trailing dot, nothing else).
-pub fn is_loopback_authority(authority: &str) -> bool {
-    let host = match authority.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((ip, port)) if is_port_suffix(port) => {
-                return ip
-                    .parse::<std::net::Ipv6Addr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-            }
-            _ => return false,
-        },
-        None => match authority.split_once(':') {
-            Some((h, port)) if is_port_suffix(&format!(":{port}")) => h,
-            Some(_) => return false,
-            None => authority,
-        },
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || (host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-            && host
-                .parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|ip| ip.is_loopback()))
-}
-
-/// Empty, or `:` and 1 to 5 digits.
-fn is_port_suffix(s: &str) -> bool {
-    s.is_empty()
-        || s.strip_prefix(':')
-            .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// True for `http(s)://localhost`, `127.x.x.x` and `[::1]` issuers (with optional port and path),
-/// as the `url` crate parses them (so `http://localhost@evil.com` is evil.com).
-fn is_localhost_url(u: &str) -> bool {
-    let Ok(url) = url::Url::parse(u) else {
-        return false;
-    };
-    if !matches!(url.scheme(), "http" | "https") {
-        return false;
-    }
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 impl Config {
     /// Parses JSON. Syntax and type errors come back with the JSON path of the offending field.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigErrors> {
@@ -467,7 +418,7 @@ impl Config {
                 }
             }
             for (i, p) in self.jwt.providers.iter().enumerate() {
-                if !is_localhost_url(&p.issuer) {
+                if !crate::loopback::is_loopback_url(&p.issuer) {
                     errors.push(Error::config(
                         "dev_mode.enabled",
                         format!(
@@ -543,62 +494,6 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn localhost_detection() {
-        for ok in [
-            "http://localhost:8080/realms/x",
-            "https://127.0.0.1",
-            "http://[::1]:9000/",
-            "http://localhost",
-        ] {
-            assert!(is_localhost_url(ok), "{ok}");
-        }
-        for bad in [
-            "https://localhost.evil.com",
-            "https://evil.com/localhost",
-            "http://localhost@evil.com",
-            "https://127.0.0.1.evil.com",
-            "ftp://localhost",
-            "https://accounts.google.com",
-        ] {
-            assert!(!is_localhost_url(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn loopback_authorities() {
-        for ok in [
-            "localhost",
-            "LocalHost:8080",
-            "127.0.0.1",
-            "127.1.2.3:10000",
-            "[::1]",
-            "[::1]:443",
-        ] {
-            assert!(is_loopback_authority(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "localhost.",
-            "localhost.evil.com",
-            "evil.com",
-            "user@localhost",
-            "localhost:",
-            "localhost:8080:1",
-            "localhost:80x",
-            "127.0.0.1.evil.com",
-            "128.0.0.1",
-            "0x7f.0.0.1",
-            "[::2]",
-            "[::1",
-            "[::1]x",
-            "::1",
-            "10.0.0.1",
-        ] {
-            assert!(!is_loopback_authority(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn dev_mode_is_refused_beside_real_credentials() {

@@ -484,7 +484,7 @@ impl Engine {
     fn dev_verdict(&self, req: &Request<'_>, dev: &Identity) -> Verdict {
         if !req
             .authority()
-            .is_some_and(crate::config::is_loopback_authority)
+            .is_some_and(crate::loopback::is_loopback_authority)
         {
             let e = Error::new(
                 Reason::DevModeNotLocal,

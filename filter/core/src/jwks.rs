@@ -288,9 +288,7 @@ fn check_url(u: &str) -> Result<(), String> {
     let rest = if let Some(r) = u.strip_prefix("https://") {
         r
     } else if let Some(r) = u.strip_prefix("http://") {
-        let host = authority_of(r);
-        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-        if !matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
+        if !crate::loopback::is_loopback_url(u) {
             return Err(format!(
                 "{u:?} is plain http; use https (http is allowed for localhost only)"
             ));
@@ -1194,6 +1192,8 @@ mod tests {
         );
         for bad in [
             "http://idp.example/k",
+            "http://localhost@idp.example/k",
+            "http://127.0.0.1.nip.io/k",
             "ftp://idp.example/k",
             "https:///k",
             "https://user:pw@idp.example/k",
@@ -1207,9 +1207,12 @@ mod tests {
             });
             assert_eq!(e, ["jwks_uri"], "{bad}");
         }
+        // plain http for loopback hosts only, the same loopback as login and dev mode (127/8)
         for ok in [
             "http://localhost:8080/k",
             "http://127.0.0.1/k",
+            "http://127.0.0.2:9000/k",
+            "http://[::1]/k",
             "https://idp.example",
         ] {
             JwksSource {

@@ -23,6 +23,7 @@ pub mod jws;
 pub mod keyring;
 pub mod limits;
 pub mod login;
+pub mod loopback;
 pub mod magic;
 pub mod matcher;
 pub mod method_override;

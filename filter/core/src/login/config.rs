@@ -112,21 +112,12 @@ fn valid_path(p: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && !matches!(b, b'?' | b'#' | b';' | b'%' | b'\\'))
 }
 
-fn is_local_host(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 /// An absolute `https://` URL (or `http://` on localhost) without a fragment.
 pub(super) fn check_endpoint(u: &str) -> Result<url::Url, &'static str> {
     let url = url::Url::parse(u).map_err(|_| "not an absolute URL")?;
     match url.scheme() {
         "https" => {}
-        "http" if is_local_host(&url) => {}
+        "http" if url.host().is_some_and(crate::loopback::is_loopback_host) => {}
         "http" => return Err("must be https:// (http:// only for localhost)"),
         _ => return Err("must be an https:// URL"),
     }
