@@ -9,7 +9,7 @@
 //!    credential it checked (unless its provider forwards it) and edgegate's own cookies, adds
 //!    the identity headers and forwards the request to the origin (`ORIGIN` service binding, else the `ORIGIN_URL`
 //!    text binding through the global `fetch`), without following redirects;
-//! 3. on Deny answers the core's status, headers and body;
+//! 3. on Reply answers the core's status, headers and body;
 //! 4. on a magic-link POST reads the form (bounded), lets the core verify it, and enforces single
 //!    use: globally through the `USED_LINKS` Durable Object when it is bound, else **per isolate**
 //!    only (see [`UsedLinks`]).
@@ -43,7 +43,7 @@ use edgegate::limits::{self, HeaderBudget};
 use edgegate::login::Route;
 use edgegate::precheck::{Answer, SignatureCheck};
 use edgegate::verifier::KeyLookup;
-use edgegate::{Denial, Engine, Error, Reason, Request as CoreRequest, UnixTime, Verdict};
+use edgegate::{Engine, Error, LocalReply, Reason, Request as CoreRequest, UnixTime, Verdict};
 use js_sys::{Array, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -233,7 +233,7 @@ fn crypto_backend(env: &JsValue) -> Result<Crypto, String> {
 
 /// What to do once the state is no longer borrowed (the I/O is async).
 enum Action {
-    Reply(Denial),
+    Reply(LocalReply),
     /// The token's `kid` is unknown and the core allowed an early refetch: fetch, decide again.
     Refetch,
     /// Another request is fetching the keys this one needs: wait (bounded), decide again.
@@ -427,7 +427,7 @@ pub(crate) fn act(
                 dev: engine.dev_mode_response_header().is_some(),
             }
         }
-        Verdict::Deny(d) => {
+        Verdict::Reply(d) => {
             let provider = if refetched {
                 None
             } else {
@@ -703,7 +703,7 @@ pub(crate) fn internal_error() -> Result<Response, JsValue> {
     )
 }
 
-pub(crate) fn denial_response(d: &Denial) -> Result<Response, JsValue> {
+pub(crate) fn denial_response(d: &LocalReply) -> Result<Response, JsValue> {
     let headers = Headers::new()?;
     for (n, v) in &d.headers {
         headers.append(n, v)?;
@@ -844,7 +844,7 @@ async fn magic_link_post(req: &Request, env: &JsValue) -> Result<Response, JsVal
             }
         }
     }
-    denial_response(&Denial {
+    denial_response(&LocalReply {
         status: 302,
         reason: Reason::CredentialMissing,
         headers: vec![

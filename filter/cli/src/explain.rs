@@ -219,7 +219,7 @@ fn verdict_json(engine: &Engine, v: &Verdict) -> Value {
             "message": if identity.is_some() { "allowed: forwarded upstream with the identity headers" } else { "allowed without identity (public route)" },
             "upstream_headers": headers.iter().collect::<Vec<_>>(),
         }),
-        Verdict::Deny(d) => {
+        Verdict::Reply(d) => {
             let message = serde_json::from_str::<Value>(&d.body)
                 .ok()
                 .and_then(|b| b.get("message").and_then(Value::as_str).map(str::to_string))

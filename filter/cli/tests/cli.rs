@@ -257,7 +257,7 @@ fn keys_new_prints_the_key_once_and_an_entry_the_gateway_accepts() {
     assert!(!e.stdout.contains(&key) && !e.stderr.contains(&key));
     // A different key of the same shape is refused.
     let (other, _, _) = mint(&["--name", "other"]);
-    assert!(matches!(decide(&engine, "/api/x", &other), Verdict::Deny(d) if d.status == 401));
+    assert!(matches!(decide(&engine, "/api/x", &other), Verdict::Reply(d) if d.status == 401));
 }
 
 #[test]

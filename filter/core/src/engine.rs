@@ -52,8 +52,9 @@ pub enum Verdict {
         /// without a credential or when its provider (or `api_keys`) has `forward: true`.
         consumed: Option<Consumed>,
     },
-    /// Answer locally.
-    Deny(Denial),
+    /// Answer locally: a refusal (401/403/400/405/431/503...), or a page or redirect the gateway
+    /// serves itself (the magic-link confirm page is a 200).
+    Reply(LocalReply),
     /// A remote key set this request needs has not arrived: pause, and call `decide` again once it
     /// has; if the host's wait times out, answer [`Engine::keys_unavailable`] (fail closed).
     /// Also when the provider's set lacks the token's `kid` and [`KeyLookup::may_refetch`] says
@@ -79,9 +80,9 @@ pub enum Identified {
     Refused(Error, Option<String>),
 }
 
-/// A local reply: status, headers and a small body.
+/// A reply the host sends itself instead of forwarding: status, headers and a small body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denial {
+pub struct LocalReply {
     pub status: u16,
     pub reason: Reason,
     pub headers: Vec<(String, String)>,
@@ -380,7 +381,7 @@ impl Engine {
     }
 
     /// Who the request is, from any credential it carries, regardless of the rules (for
-    /// `/auth/me`). Refused and missing credentials are errors; `refetch` as in [`Denial`].
+    /// `/auth/me`). Refused and missing credentials are errors; `refetch` as in [`LocalReply`].
     pub fn identify(
         &self,
         req: &Request<'_>,
@@ -437,11 +438,11 @@ impl Engine {
         backend: &dyn SignatureBackend,
     ) -> Verdict {
         if let Err(e) = crate::limits::check_request(req) {
-            return Verdict::Deny(self.deny_json(&e, None)); // CONNECT 405, oversized 431
+            return Verdict::Reply(self.deny_json(&e, None)); // CONNECT 405, oversized 431
         }
         let path = match normalize_path(req.path) {
             Ok(p) => p,
-            Err(e) => return Verdict::Deny(self.deny_json(&e, None)),
+            Err(e) => return Verdict::Reply(self.deny_json(&e, None)),
         };
         if let Some(dev) = &self.dev {
             return self.dev_verdict(req, dev);
@@ -453,10 +454,10 @@ impl Engine {
         }
         let named = match method_override::override_methods(req) {
             Ok(named) => named,
-            Err(e) => return Verdict::Deny(self.deny_json(&e, None)),
+            Err(e) => return Verdict::Reply(self.deny_json(&e, None)),
         };
         if !named.is_empty() && self.method_override == MethodOverride::Reject {
-            return Verdict::Deny(self.deny_json(&method_override::rejected(), None));
+            return Verdict::Reply(self.deny_json(&method_override::rejected(), None));
         }
         let rule = self.rules.find(req.method, &path);
         let verdict = self.decide_rule(req, rule, &path, keys, cache, now, backend);
@@ -490,7 +491,7 @@ impl Engine {
                 Reason::DevModeNotLocal,
                 "dev mode answers requests to localhost, 127.0.0.1 or [::1] only",
             );
-            return Verdict::Deny(self.deny_json(&e, None));
+            return Verdict::Reply(self.deny_json(&e, None));
         }
         let mut headers = self.identity_headers(dev);
         headers.push((self.headers.dev_mode.clone(), "true".into()));
@@ -536,7 +537,7 @@ impl Engine {
                 ),
                 None => Error::new(Reason::CredentialMissing, "this route needs a credential"),
             };
-            return Verdict::Deny(self.deny_for(req, &error, rule.login_url(), None));
+            return Verdict::Reply(self.deny_for(req, &error, rule.login_url(), None));
         };
         let (identity, headers, cached) = match self.authenticate(found, keys, cache, now, backend)
         {
@@ -563,11 +564,11 @@ impl Engine {
                         provider: p.to_string(),
                     };
                 }
-                return Verdict::Deny(self.deny_for(req, &e, rule.login_url(), refetch));
+                return Verdict::Reply(self.deny_for(req, &e, rule.login_url(), refetch));
             }
         };
         if let Err(e) = rule.authorize(&identity, path) {
-            return Verdict::Deny(self.deny_json(&e, None));
+            return Verdict::Reply(self.deny_json(&e, None));
         }
         Verdict::Allow {
             consumed: self.consumed(&found, &identity),
@@ -673,7 +674,7 @@ impl Engine {
     }
 
     /// The 503 a host sends when a request waited for keys that never came (fail closed).
-    pub fn keys_unavailable(&self) -> Denial {
+    pub fn keys_unavailable(&self) -> LocalReply {
         self.deny_json(
             &Error::new(
                 Reason::KeysUnavailable,
@@ -690,7 +691,7 @@ impl Engine {
         e: &Error,
         login_url: Option<&str>,
         refetch: Option<String>,
-    ) -> Denial {
+    ) -> LocalReply {
         if e.http_status() == 401 && req.wants_html() {
             if let Some(login) = login_url {
                 let rd = self
@@ -702,7 +703,7 @@ impl Engine {
                     "{login}{sep}rd={}",
                     form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
                 );
-                return Denial {
+                return LocalReply {
                     status: 302,
                     reason: e.reason(),
                     headers: vec![
@@ -718,7 +719,7 @@ impl Engine {
     }
 
     /// The standard JSON refusal: status from the reason, RFC 6750 challenge on 401 and 403.
-    pub fn deny_json(&self, e: &Error, refetch: Option<String>) -> Denial {
+    pub fn deny_json(&self, e: &Error, refetch: Option<String>) -> LocalReply {
         json_denial(&self.realm, e, refetch)
     }
 
@@ -729,7 +730,7 @@ impl Engine {
             "POST" => Verdict::MagicLinkForm,
             "GET" | "HEAD" => {
                 let Some(m) = &self.magic else {
-                    return Verdict::Deny(
+                    return Verdict::Reply(
                         self.deny_json(&Error::new(Reason::Internal, "magic links off"), None),
                     );
                 };
@@ -739,7 +740,7 @@ impl Engine {
                     .map(|(_, v)| v.into_owned())
                     .unwrap_or_default();
                 let body = confirm_page(m.path(), &token);
-                Verdict::Deny(Denial {
+                Verdict::Reply(LocalReply {
                     status: 200,
                     reason: Reason::CredentialMissing,
                     headers: vec![
@@ -756,7 +757,7 @@ impl Engine {
                     refetch_keys: None,
                 })
             }
-            _ => Verdict::Deny(Denial {
+            _ => Verdict::Reply(LocalReply {
                 status: 405,
                 reason: Reason::CredentialNotAccepted,
                 headers: vec![("allow".into(), "GET, HEAD, POST".into())],
@@ -772,7 +773,7 @@ impl Engine {
         &self,
         form_body: &[u8],
         now: UnixTime,
-    ) -> Result<MagicLinkLogin, Denial> {
+    ) -> Result<MagicLinkLogin, LocalReply> {
         let (Some(magic), Some(sessions)) = (&self.magic, &self.sessions) else {
             return Err(self.deny_json(
                 &Error::new(Reason::Internal, "magic links are not configured"),
@@ -817,7 +818,7 @@ impl Engine {
     }
 
     /// The reply to a magic link used a second time.
-    pub fn replayed(&self) -> Denial {
+    pub fn replayed(&self) -> LocalReply {
         self.deny_json(
             &Error::new(
                 Reason::TokenReplayed,
@@ -928,7 +929,7 @@ fn confirm_page(action: &str, token: &str) -> String {
 
 /// The standard JSON refusal without an engine: status from the reason, RFC 6750 challenge (with
 /// `realm`) on 401 and 403, `Allow` on 405.
-pub fn json_denial(realm: &str, e: &Error, refetch: Option<String>) -> Denial {
+pub fn json_denial(realm: &str, e: &Error, refetch: Option<String>) -> LocalReply {
     let status = e.http_status();
     let mut headers = vec![
         ("content-type".to_string(), "application/json".to_string()),
@@ -954,7 +955,7 @@ pub fn json_denial(realm: &str, e: &Error, refetch: Option<String>) -> Denial {
         503 => "unavailable",
         _ => "error",
     };
-    Denial {
+    LocalReply {
         status,
         reason: e.reason(),
         headers,

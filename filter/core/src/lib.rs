@@ -36,7 +36,7 @@ pub mod upstream;
 pub mod verifier;
 
 pub use alg::Alg;
-pub use engine::{Denial, Engine, Verdict};
+pub use engine::{Engine, LocalReply, Verdict};
 pub use error::{ConfigErrors, Error, Reason};
 pub use extractor::Request;
 pub use identity::{CredentialKind, Identity};

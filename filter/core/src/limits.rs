@@ -9,7 +9,7 @@
 //! `CONNECT` asks the gateway for a raw tunnel: no rule can judge what flows through it, so it
 //! is refused (`405 method_not_allowed`) before any rule is looked at.
 
-use crate::engine::{json_denial, Denial};
+use crate::engine::{json_denial, LocalReply};
 use crate::error::{Error, Reason};
 use crate::extractor::Request;
 
@@ -90,18 +90,18 @@ pub fn check_request(req: &Request<'_>) -> Result<(), Error> {
 /// The JSON refusal for a request over the header bounds, for hosts that refuse before an
 /// engine is at hand (the worker's JS entry, a VM whose engine is busy). No realm is needed:
 /// a 431 carries no `WWW-Authenticate` challenge.
-pub fn headers_too_large_denial() -> Denial {
+pub fn headers_too_large_denial() -> LocalReply {
     json_denial("", &headers_too_large(), None)
 }
 
 /// The JSON refusal for a `CONNECT`, for hosts that refuse before an engine is at hand.
-pub fn method_not_allowed_denial() -> Denial {
+pub fn method_not_allowed_denial() -> LocalReply {
     json_denial("", &method_not_allowed(), None)
 }
 
 /// A denial as a raw HTTP/1.1 response, for a host that can only write bytes (the worker's
 /// `connect` handler, whose socket workerd has already answered `200` for).
-pub fn raw_http1(d: &Denial) -> String {
+pub fn raw_http1(d: &LocalReply) -> String {
     let mut out = format!("HTTP/1.1 {} {}\r\n", d.status, status_text(d.status));
     for (n, v) in &d.headers {
         out.push_str(&format!("{n}: {v}\r\n"));

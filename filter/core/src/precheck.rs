@@ -364,7 +364,7 @@ mod tests {
     use super::*;
     use crate::backend::test_keys;
     use crate::jwk::KeySet;
-    use crate::{jws, Denial};
+    use crate::{jws, LocalReply};
 
     const ISS: &str = "https://idp.test";
     const HMAC_ISS: &str = "https://hmac.test";
@@ -449,9 +449,9 @@ mod tests {
         }
     }
 
-    fn denial(s: Step) -> Denial {
+    fn denial(s: Step) -> LocalReply {
         match s {
-            Step::Done(Verdict::Deny(d)) => d,
+            Step::Done(Verdict::Reply(d)) => d,
             other => panic!("expected a denial, got {other:?}"),
         }
     }
@@ -570,7 +570,7 @@ mod tests {
         let t = test_keys::token("RS256", Some(test_keys::kid_for("RS256")), &payload);
         let p = pending(provisional(&e, &mut TokenCache::new(0), &t, now));
         match p.resume(&[true], now, true).unwrap() {
-            Verdict::Deny(d) => assert_eq!(d.reason, Reason::TokenExpired),
+            Verdict::Reply(d) => assert_eq!(d.reason, Reason::TokenExpired),
             other => panic!("{other:?}"),
         }
         // with the cache on nothing is assumed: the answers go back to the engine
@@ -704,7 +704,7 @@ mod tests {
             ));
             // ...and, as the last step, fails closed
             match final_verdict(&e, &t, &answers) {
-                Verdict::Deny(d) => {
+                Verdict::Reply(d) => {
                     assert_eq!(d.reason, Reason::Internal, "{what}");
                     assert_eq!(d.status, 500, "{what}");
                 }
@@ -718,7 +718,7 @@ mod tests {
             c2[0].signing_input(),
             t2.rsplit_once('.').unwrap().0.as_bytes()
         );
-        assert!(matches!(final_verdict(&e, &t2, &good), Verdict::Deny(_)));
+        assert!(matches!(final_verdict(&e, &t2, &good), Verdict::Reply(_)));
         // while the right answer does, in the final step too
         assert!(matches!(
             final_verdict(&e, &t, &good),

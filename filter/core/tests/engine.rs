@@ -127,10 +127,10 @@ fn allowed(v: Verdict) -> (Option<Identity>, Vec<(String, String)>) {
     }
 }
 
-fn denied(v: Verdict) -> edgegate::Denial {
+fn denied(v: Verdict) -> edgegate::LocalReply {
     match v {
-        Verdict::Deny(d) => d,
-        other => panic!("expected Deny, got {other:?}"),
+        Verdict::Reply(d) => d,
+        other => panic!("expected a local reply, got {other:?}"),
     }
 }
 
@@ -793,7 +793,7 @@ fn spoofable_header_values_are_encoded() {
             }
         }
         // the claim mapping may also drop values with control characters: both are safe
-        Verdict::Deny(d) => assert_eq!(d.reason.code(), "missing_claim"),
+        Verdict::Reply(d) => assert_eq!(d.reason.code(), "missing_claim"),
         other => panic!("{other:?}"),
     }
 }

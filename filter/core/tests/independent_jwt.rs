@@ -101,7 +101,7 @@ fn pyjwt_tokens_get_the_expected_verdicts() {
                 assert_eq!(id.subject, "user-1", "{name}");
                 "ok".to_string()
             }
-            Verdict::Deny(d) => {
+            Verdict::Reply(d) => {
                 assert!(
                     d.status == 401 || d.status == 403,
                     "{name}: status {}",
@@ -167,7 +167,7 @@ fn claim_mapping_from_a_pyjwt_token() {
     };
     assert!(cached);
     // ...but never after it expires.
-    let Verdict::Deny(d) = engine.decide(&req, &NoRemoteKeys, &mut cache, now + 3600) else {
+    let Verdict::Reply(d) = engine.decide(&req, &NoRemoteKeys, &mut cache, now + 3600) else {
         panic!()
     };
     assert_eq!(d.reason.code(), "token_expired");

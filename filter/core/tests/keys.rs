@@ -56,7 +56,7 @@ fn decide(e: &Engine, token: &str) -> String {
         Verdict::Allow {
             identity: Some(id), ..
         } => format!("ok:{}", id.provider),
-        Verdict::Deny(d) => d.reason.code().to_string(),
+        Verdict::Reply(d) => d.reason.code().to_string(),
         other => format!("{other:?}"),
     }
 }

@@ -6,7 +6,7 @@
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 
-use edgegate::engine::{Denial, Verdict};
+use edgegate::engine::{LocalReply, Verdict};
 use edgegate::{Error, Reason, UnixTime};
 
 use crate::metrics;
@@ -100,7 +100,7 @@ pub fn decide_and_apply(
             }
             Next::Continue
         }
-        Verdict::Deny(d) => {
+        Verdict::Reply(d) => {
             log_denial(&d, req);
             send(&d, Some(plugin));
             match d.refetch_keys {
@@ -259,7 +259,7 @@ pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, body: &[u8]) {
 
 /// Sends a local reply and counts a refusal (a 2xx page, e.g. the magic-link confirm page, is
 /// not a refusal).
-pub fn send(d: &Denial, plugin: Option<&Plugin>) {
+pub fn send(d: &LocalReply, plugin: Option<&Plugin>) {
     if d.status >= 300 {
         if let Some(p) = plugin {
             p.count(|m| m.inc_labeled(metrics::DENIED, "reason", d.reason.code()));
@@ -274,7 +274,7 @@ pub fn send(d: &Denial, plugin: Option<&Plugin>) {
     let _ = hostcalls::send_http_response(u32::from(d.status), headers, body);
 }
 
-fn log_denial(d: &Denial, req: &OwnedRequest) {
+fn log_denial(d: &LocalReply, req: &OwnedRequest) {
     if d.status >= 300 {
         log::info!(
             "denied {} {}: {} {}",
@@ -288,8 +288,8 @@ fn log_denial(d: &Denial, req: &OwnedRequest) {
 
 /// The reply when no engine is available in this VM (never expected: Envoy does not create
 /// HTTP contexts for a plugin that failed to configure). Fail closed.
-pub fn internal_error() -> Denial {
-    Denial {
+pub fn internal_error() -> LocalReply {
+    LocalReply {
         status: 500,
         reason: Reason::Internal,
         headers: vec![
