@@ -122,8 +122,11 @@ pub fn normalize_path(raw: &str) -> Result<String, Error> {
     if !path.starts_with('/') {
         return Err(bad_path("the request path must start with '/'"));
     }
+    resolve_dots(&canonical_bytes(path)?)
+}
 
-    // Pass 1: one spelling per byte, refusing what upstreams read differently.
+/// Pass 1: one spelling per byte, refusing what upstreams read differently.
+fn canonical_bytes(path: &str) -> Result<String, Error> {
     let mut canon = String::with_capacity(path.len());
     let mut bytes = path.bytes();
     while let Some(b) = bytes.next() {
@@ -152,8 +155,11 @@ pub fn normalize_path(raw: &str) -> Result<String, Error> {
             b => push_escaped(&mut canon, b),
         }
     }
+    Ok(canon)
+}
 
-    // Pass 2: dot segments; empty segments only at the very end (a trailing '/').
+/// Pass 2: dot segments; empty segments only at the very end (a trailing '/').
+fn resolve_dots(canon: &str) -> Result<String, Error> {
     let body = canon.get(1..).unwrap_or_default();
     let mut segments: Vec<&str> = Vec::new();
     let mut trailing_slash = false;

@@ -122,7 +122,7 @@ pub fn scope_covers(scope: &str, normalized_path: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::identity::CredentialKind;
     use crate::rules::{compile_require, RequireConfig};
@@ -133,7 +133,8 @@ mod tests {
         compile_require(&require).unwrap()
     }
 
-    fn ident(kind: CredentialKind) -> Identity {
+    /// A caller with roles, a permission, scopes, `amr` and `acr` to check rules against.
+    pub(crate) fn ident(kind: CredentialKind) -> Identity {
         let mut id = Identity::new("u", kind, "p");
         id.roles = vec!["agent".into(), "viewer".into()];
         id.permissions = vec!["tickets:read".into()];

@@ -458,6 +458,7 @@ impl Rules {
 mod tests {
     use super::*;
     use crate::matcher::normalize_path;
+    use crate::policy::tests::ident;
     use serde_json::json;
 
     /// A rule with these requirements, default credentials, for every request.
@@ -480,16 +481,6 @@ mod tests {
             require: require.clone(),
             login_url: login_url.map(str::to_owned),
         })
-    }
-
-    fn ident(kind: CredentialKind) -> Identity {
-        let mut id = Identity::new("u", kind, "p");
-        id.roles = vec!["agent".into(), "viewer".into()];
-        id.permissions = vec!["tickets:read".into()];
-        id.scopes = vec!["openid".into(), "tickets".into()];
-        id.amr = vec!["pwd".into()];
-        id.acr = Some("1".into());
-        id
     }
 
     fn refusal(r: &Rule, id: &Identity, path: &str) -> (Reason, String) {
