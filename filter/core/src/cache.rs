@@ -13,9 +13,8 @@ use std::sync::Arc;
 use lru::LruCache;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::UpstreamHeaders;
 use crate::error::Error;
-use crate::identity::Identity;
+use crate::identity::{Identity, UpstreamHeaders};
 use crate::UnixTime;
 
 /// The largest `max_entries` accepted.

@@ -13,9 +13,8 @@ use crate::error::{ConfigErrors, Error};
 use crate::identity::CredentialKind;
 use crate::login::LoginConfig;
 use crate::magic::MagicLinkConfig;
-use crate::matcher::RuleConfig;
-use crate::policy::{default_credentials, DefaultRuleConfig};
 use crate::redirect::RedirectConfig;
+use crate::rules::{default_credentials, DefaultRuleConfig, RuleConfig};
 use crate::session::SessionConfig;
 use crate::verifier::ProviderConfig;
 

@@ -18,10 +18,10 @@ use crate::identity::{CredentialKind, Identity};
 use crate::jwks::CompiledJwksSource;
 use crate::login::Login;
 use crate::magic::MagicLinks;
-use crate::matcher::{normalize_path, Rules};
+use crate::matcher::normalize_path;
 use crate::method_override::{self, MethodOverride};
-use crate::policy::Rule;
 use crate::redirect::RedirectPolicy;
+use crate::rules::{Rule, Rules};
 use crate::session::Sessions;
 use crate::upstream::{Consumed, Forwarding, HeaderEdits};
 use crate::verifier::{JwtCheck, JwtVerifier, KeyLookup, Provider};
@@ -30,9 +30,8 @@ use crate::UnixTime;
 /// Largest magic-link form body a host should read.
 pub const MAX_FORM_BODY: usize = 16 * 1024;
 
-/// The headers an allowed request carries upstream. Shared: a cached token's identity and
-/// headers are built once, when it is verified, and every later request gets the same ones.
-pub type UpstreamHeaders = Arc<[(String, String)]>;
+// Kept here for hosts that name it `edgegate::engine::UpstreamHeaders` (the edge worker).
+pub use crate::identity::UpstreamHeaders;
 
 /// What to do with a request.
 // Built once per request and matched at once: boxing the identity would only add an allocation.

@@ -1,8 +1,14 @@
 //! Who a verified request is: the [`Identity`] every credential kind resolves to.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::UnixTime;
+
+/// The headers an allowed request carries upstream. Shared: a cached token's identity and
+/// headers are built once, when it is verified, and every later request gets the same ones.
+pub type UpstreamHeaders = Arc<[(String, String)]>;
 
 /// The kind of credential a request authenticated with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -31,6 +31,7 @@ pub mod oidc;
 pub mod policy;
 pub mod precheck;
 pub mod redirect;
+pub mod rules;
 pub mod session;
 pub mod upstream;
 pub mod verifier;

@@ -1,18 +1,7 @@
-//! Which rule a request falls under: path normalization and rule matching.
+//! Which requests a rule's `match` covers: path normalization, path patterns and methods. The
+//! rules themselves (order, default rule, credentials, requirements) are in [`crate::rules`].
 //!
-//! # Rules
-//!
-//! The config has an ordered list `rules` and a `default_rule`. A request is matched against the
-//! rules in order and the first whose `match` fits decides; when none fits, `default_rule` does
-//! (by default it lets in any authenticated caller and nobody else). A rule:
-//!
-//! ```json
-//! { "name": "ticket-comments",
-//!   "match": { "path": { "glob": "/tickets/*/comments/**" }, "methods": ["GET", "POST"] },
-//!   "credentials": ["session", "jwt"],
-//!   "require": { "roles_any": ["agent", "admin"] },
-//!   "login_url": "/login" }
-//! ```
+//! # `match`
 //!
 //! `match.path` is one of (absent: every path):
 //! - `{"exact": "/healthz"}` — exactly this path (`/healthz/` is another path);
@@ -68,13 +57,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Reason};
-use crate::identity::CredentialKind;
-use crate::policy::{default_credentials, DefaultRuleConfig, RequireConfig, Rule};
 
 /// Request paths longer than this (in bytes, without the query) are refused.
 pub const MAX_REQUEST_PATH_BYTES: usize = 8192;
-/// At most this many rules.
-pub const MAX_RULES: usize = 1024;
 /// HTTP methods a rule may name.
 pub const METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
@@ -137,8 +122,11 @@ pub fn normalize_path(raw: &str) -> Result<String, Error> {
     if !path.starts_with('/') {
         return Err(bad_path("the request path must start with '/'"));
     }
+    resolve_dots(&canonical_bytes(path)?)
+}
 
-    // Pass 1: one spelling per byte, refusing what upstreams read differently.
+/// Pass 1: one spelling per byte, refusing what upstreams read differently.
+fn canonical_bytes(path: &str) -> Result<String, Error> {
     let mut canon = String::with_capacity(path.len());
     let mut bytes = path.bytes();
     while let Some(b) = bytes.next() {
@@ -167,8 +155,11 @@ pub fn normalize_path(raw: &str) -> Result<String, Error> {
             b => push_escaped(&mut canon, b),
         }
     }
+    Ok(canon)
+}
 
-    // Pass 2: dot segments; empty segments only at the very end (a trailing '/').
+/// Pass 2: dot segments; empty segments only at the very end (a trailing '/').
+fn resolve_dots(canon: &str) -> Result<String, Error> {
     let body = canon.get(1..).unwrap_or_default();
     let mut segments: Vec<&str> = Vec::new();
     let mut trailing_slash = false;
@@ -224,28 +215,6 @@ pub struct MatchConfig {
     /// HTTP methods, e.g. `["GET", "POST"]`; empty means any. `GET` also covers `HEAD`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub methods: Vec<String>,
-}
-
-/// One access rule: which requests, which credentials, what they must carry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    /// A unique name, used in logs, metrics and error messages.
-    pub name: String,
-    /// Which requests the rule applies to; rules are tried in order, the first that fits decides.
-    #[serde(rename = "match")]
-    pub matches: MatchConfig,
-    /// Credential kinds accepted, in the order they are looked for
-    /// (`session`, `jwt`, `api_key`, `magic_link`).
-    #[serde(default = "default_credentials")]
-    pub credentials: Vec<CredentialKind>,
-    /// What the caller must have; by default, any accepted credential.
-    #[serde(default)]
-    pub require: RequireConfig,
-    /// Where browsers without a credential are sent (a path on this site, e.g. `/login`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub login_url: Option<String>,
 }
 
 /// One segment of a glob: literal, or literal parts around `*`s.
@@ -455,100 +424,6 @@ fn compile_path(p: &PathPattern) -> Result<PathMatch, String> {
             }
             Ok(PathMatch::Glob { segments, tail })
         }
-    }
-}
-
-/// The compiled rule list and the default rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rules {
-    rules: Vec<Rule>,
-    default: Rule,
-}
-
-impl Rules {
-    /// Compiles `rules` and `default_rule`. Error paths: `rules[2].match.path`,
-    /// `default_rule.require`...
-    pub fn compile(rules: &[RuleConfig], default: &DefaultRuleConfig) -> Result<Rules, Vec<Error>> {
-        let mut errors = Vec::new();
-        if rules.len() > MAX_RULES {
-            errors.push(Error::config("rules", format!("at most {MAX_RULES} rules")));
-        }
-        let mut compiled = Vec::with_capacity(rules.len());
-        for (i, rc) in rules.iter().enumerate() {
-            let at = format!("rules[{i}]");
-            if rc.name.trim().is_empty() {
-                errors.push(Error::config(format!("{at}.name"), "a rule needs a name"));
-            } else if rc.name == "default" {
-                errors.push(Error::config(
-                    format!("{at}.name"),
-                    "\"default\" is the name of default_rule; choose another",
-                ));
-            } else if let Some(j) = rules.iter().take(i).position(|o| o.name == rc.name) {
-                errors.push(Error::config(
-                    format!("{at}.name"),
-                    format!("the name \"{}\" is also used by rules[{j}]", rc.name),
-                ));
-            }
-            let route = match Route::compile(&rc.matches) {
-                Ok(r) => Some(r),
-                Err(es) => {
-                    errors.extend(es.into_iter().map(|e| e.at(&format!("{at}.match"))));
-                    None
-                }
-            };
-            let rule = Rule::compile(
-                &rc.name,
-                &rc.credentials,
-                &rc.require,
-                rc.login_url.as_deref(),
-            );
-            match (route, rule) {
-                (Some(route), Ok(rule)) => compiled.push(rule.with_route(route)),
-                (_, Err(es)) => errors.extend(es.into_iter().map(|e| e.at(&at))),
-                (None, Ok(_)) => {}
-            }
-        }
-        let default = Rule::compile(
-            "default",
-            &default.credentials,
-            &default.require,
-            default.login_url.as_deref(),
-        )
-        .map_err(|es| {
-            es.into_iter()
-                .map(|e| e.at("default_rule"))
-                .collect::<Vec<_>>()
-        });
-        match default {
-            Ok(default) if errors.is_empty() => Ok(Rules {
-                rules: compiled,
-                default,
-            }),
-            Ok(_) => Err(errors),
-            Err(es) => {
-                errors.extend(es);
-                Err(errors)
-            }
-        }
-    }
-
-    /// The rule for a request: the first that fits, else the default rule. `normalized_path`
-    /// must come from [`normalize_path`]. Does not allocate.
-    pub fn find(&self, method: &str, normalized_path: &str) -> &Rule {
-        self.rules
-            .iter()
-            .find(|r| r.matches(method, normalized_path))
-            .unwrap_or(&self.default)
-    }
-
-    /// The rules in order (without the default rule).
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
-    }
-
-    /// The rule that applies when no other fits.
-    pub fn default_rule(&self) -> &Rule {
-        &self.default
     }
 }
 
@@ -789,115 +664,5 @@ mod tests {
         }
         assert!(serde_json::from_value::<MatchConfig>(json!({"path": {"regex": "/a"}})).is_err());
         assert!(serde_json::from_value::<MatchConfig>(json!({"paths": []})).is_err());
-    }
-
-    fn rules(v: serde_json::Value, default: serde_json::Value) -> Result<Rules, Vec<Error>> {
-        let rules: Vec<RuleConfig> = serde_json::from_value(v).unwrap();
-        let default: DefaultRuleConfig = serde_json::from_value(default).unwrap();
-        Rules::compile(&rules, &default)
-    }
-
-    #[test]
-    fn first_match_wins_then_default() {
-        let rs = rules(
-            json!([
-                {"name": "health", "match": {"path": {"exact": "/healthz"}},
-                 "require": {"public": true}},
-                {"name": "admin-write", "match": {"path": {"prefix": "/admin"},
-                 "methods": ["POST", "DELETE"]}, "require": {"roles_all": ["admin"]}},
-                {"name": "admin", "match": {"path": {"prefix": "/admin"}},
-                 "require": {"roles_any": ["admin", "auditor"]}},
-                {"name": "comments", "match": {"path": {"glob": "/tickets/*/comments/**"}},
-                 "credentials": ["magic_link", "session"]},
-                {"name": "public", "match": {"path": {"prefix": "/public"}},
-                 "require": {"public": true}}
-            ]),
-            json!({"login_url": "/login"}),
-        )
-        .unwrap();
-        let find = |m: &str, p: &str| rs.find(m, &normalize_path(p).unwrap()).name().to_owned();
-        assert_eq!(find("GET", "/healthz"), "health");
-        assert_eq!(find("POST", "/admin/users"), "admin-write");
-        assert_eq!(find("post", "/admin/users"), "admin-write");
-        assert_eq!(find("GET", "/admin/users"), "admin");
-        assert_eq!(find("GET", "/tickets/TRK-1/comments/3"), "comments");
-        assert_eq!(find("GET", "/public/x"), "public");
-        assert_eq!(find("GET", "/admin/../public/x"), "public");
-        assert_eq!(find("GET", "/public/../admin"), "admin");
-        assert_eq!(find("GET", "/%61dmin"), "admin");
-        assert_eq!(find("GET", "/ADMIN"), "default");
-        assert_eq!(find("GET", "/administrator"), "default");
-        assert_eq!(rs.default_rule().login_url(), Some("/login"));
-        assert!(!rs.default_rule().is_public());
-        assert_eq!(rs.rules().len(), 5);
-        assert_eq!(
-            rs.rules()[3].credentials(),
-            [CredentialKind::MagicLink, CredentialKind::Session]
-        );
-        assert_eq!(
-            rs.rules()[0].credentials(),
-            [
-                CredentialKind::Session,
-                CredentialKind::Jwt,
-                CredentialKind::ApiKey
-            ]
-        );
-    }
-
-    #[test]
-    fn rule_config_errors_name_their_fields() {
-        let errs = rules(
-            json!([
-                {"name": "a", "match": {"path": {"prefix": "/a"}}},
-                {"name": "a", "match": {"path": {"glob": "b/*"}}},
-                {"name": " ", "match": {"methods": ["GIT"]}},
-                {"name": "default", "match": {}},
-                {"name": "p", "match": {}, "require": {"public": true, "roles_any": ["x"]}},
-                {"name": "l", "match": {}, "login_url": "https://evil.example/login"},
-                {"name": "c", "match": {}, "credentials": []}
-            ]),
-            json!({"login_url": "//evil.example", "require": {"mfa": {}}}),
-        )
-        .unwrap_err();
-        let paths: Vec<&str> = errs.iter().filter_map(Error::path).collect();
-        assert_eq!(
-            paths,
-            [
-                "rules[1].name",
-                "rules[1].match.path",
-                "rules[2].name",
-                "rules[2].match.methods[0]",
-                "rules[3].name",
-                "rules[4].require.public",
-                "rules[5].login_url",
-                "rules[6].credentials",
-                "default_rule.require.mfa",
-                "default_rule.login_url",
-            ]
-        );
-        assert!(errs.iter().all(|e| e.reason() == Reason::InvalidConfig));
-        assert!(errs[0].message().contains("rules[0]"));
-        let too_many: Vec<serde_json::Value> = (0..=MAX_RULES)
-            .map(|i| json!({"name": format!("r{i}"), "match": {}}))
-            .collect();
-        let errs = rules(json!(too_many), json!({})).unwrap_err();
-        assert_eq!(errs[0].path(), Some("rules"));
-    }
-
-    #[test]
-    fn rule_config_is_strict() {
-        let bad = [
-            json!({"name": "x"}),
-            json!({"name": "x", "match": {}, "requires": {}}),
-            json!({"name": "x", "match": {}, "credentials": ["password"]}),
-            json!({"name": "x", "match": {}, "require": {"roles": ["a"]}}),
-            json!({"name": "x", "match": {}, "require": {"mfa": {"amr": ["mfa"]}}}),
-        ];
-        for b in bad {
-            assert!(
-                serde_json::from_value::<RuleConfig>(b.clone()).is_err(),
-                "{b}"
-            );
-        }
     }
 }
