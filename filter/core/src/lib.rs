@@ -12,6 +12,7 @@ pub mod backend;
 pub mod cache;
 pub mod claims;
 pub mod config;
+pub mod credential;
 pub mod engine;
 pub mod error;
 pub mod extractor;

@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::b64;
-use crate::claims::NumericDate;
+use crate::credential::{Audience, Fault, TimeWindow, WindowRules, OWN_TOKEN_SKEW_SECONDS};
 use crate::error::{Error, Reason};
 use crate::identity::{CredentialKind, Identity};
 use crate::keyring::{HmacKeyConfig, KeyRing};
@@ -67,7 +67,15 @@ use crate::UnixTime;
 /// The fixed audience of every magic-link token.
 pub const AUDIENCE: &str = "edgegate-magic";
 /// How far in the future `iat` (and `nbf`) may be, for clock skew between minter and verifier.
-pub const CLOCK_SKEW_SECONDS: u64 = 60;
+pub const CLOCK_SKEW_SECONDS: u64 = OWN_TOKEN_SKEW_SECONDS;
+/// The time claims of a magic link: `exp` without leeway (a link is refused from that second),
+/// `iat` required, `nbf` honoured, both with [`CLOCK_SKEW_SECONDS`].
+const WINDOW: WindowRules = WindowRules {
+    exp_skew: 0,
+    skew: CLOCK_SKEW_SECONDS,
+    iat_required: true,
+    check_nbf: true,
+};
 /// Upper bound on a magic-link token's length.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
@@ -343,12 +351,14 @@ fn opt_str<'m>(
 }
 
 fn required<T>(v: Option<T>, name: &str) -> Result<T, Error> {
-    v.ok_or_else(|| {
-        Error::new(
-            Reason::MissingClaim,
-            format!("the claim `{name}` is required"),
-        )
-    })
+    v.ok_or_else(|| missing_claim(name))
+}
+
+fn missing_claim(name: &str) -> Error {
+    Error::new(
+        Reason::MissingClaim,
+        format!("the claim `{name}` is required"),
+    )
 }
 
 impl MagicLinks {
@@ -489,31 +499,35 @@ impl MagicLinks {
                 ))
             }
         }
-        let aud_ok = match claims.get("aud") {
-            None => {
+        match Audience::of(&claims) {
+            Audience::Missing => {
                 return Err(claim_error(
                     Reason::MissingClaim,
                     "the claim `aud` is required",
                 ))
             }
-            Some(Value::String(a)) => a == AUDIENCE,
-            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(AUDIENCE)),
-            Some(_) => {
+            Audience::NotStrings => {
                 return Err(claim_error(
                     Reason::MalformedClaims,
                     "the claim `aud` is not a string",
                 ))
             }
-        };
-        if !aud_ok {
-            return Err(Error::new(
-                Reason::WrongAudience,
-                format!("a magic-link token's aud is `{AUDIENCE}`"),
-            ));
+            aud if !aud.matches(&[AUDIENCE]) => {
+                return Err(Error::new(
+                    Reason::WrongAudience,
+                    format!("a magic-link token's aud is `{AUDIENCE}`"),
+                ))
+            }
+            Audience::Names(_) => {}
         }
-        let exp = required(NumericDate::parse(&claims, "exp")?, "exp")?;
-        let iat = required(NumericDate::parse(&claims, "iat")?, "iat")?;
-        let nbf = NumericDate::parse(&claims, "nbf")?;
+        let window = TimeWindow::check(&claims, now as f64, &WINDOW, |fault| match fault {
+            Fault::Missing(name) => missing_claim(name),
+            Fault::Expired => claim_error(fault.reason(), "the magic link has expired"),
+            Fault::IssuedInFuture => {
+                claim_error(fault.reason(), "the magic link is issued in the future")
+            }
+            Fault::NotYetValid => claim_error(fault.reason(), "the magic link is not valid yet"),
+        })?;
         let purpose = match claims.get("purpose") {
             None => {
                 return Err(claim_error(
@@ -534,27 +548,9 @@ impl MagicLinks {
                 ))
             }
         };
-        let now_f = now as f64;
-        if exp.reached(now_f, 0) {
-            return Err(claim_error(
-                Reason::TokenExpired,
-                "the magic link has expired",
-            ));
-        }
-        if iat.after(now_f, CLOCK_SKEW_SECONDS) {
-            return Err(claim_error(
-                Reason::IssuedInFuture,
-                "the magic link is issued in the future",
-            ));
-        }
-        if nbf.is_some_and(|n| n.after(now_f, CLOCK_SKEW_SECONDS)) {
-            return Err(claim_error(
-                Reason::TokenNotYetValid,
-                "the magic link is not valid yet",
-            ));
-        }
         let max = self.ttl(purpose).max;
-        let life = exp.since(iat);
+        let life = window.lifetime().unwrap_or(0.0);
+        let exp = window.exp;
         if life <= 0.0 {
             return Err(claim_error(
                 Reason::MalformedClaims,

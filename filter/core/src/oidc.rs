@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 use crate::alg::Alg;
 use crate::b64;
 use crate::claims::NumericDate;
+use crate::credential::{audience_matches, Audience, Fault, TimeWindow, WindowRules};
 use crate::error::{Error, Reason};
 use crate::keyring::KeyRing;
 use crate::UnixTime;
@@ -279,12 +280,11 @@ pub fn check_id_token_claims(
         ));
     }
     // 3. aud must contain the client_id; 4./5. azp
-    let auds: Vec<&str> = match claims.get("aud") {
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+    let auds = match Audience::of(claims) {
+        Audience::Names(names) => names,
         _ => return Err(missing("aud")),
     };
-    if !auds.contains(&expect.client_id) {
+    if !audience_matches(&auds, &[expect.client_id]) {
         return Err(Error::new(
             Reason::WrongAudience,
             "the ID token is not for this client",
@@ -310,18 +310,18 @@ pub fn check_id_token_claims(
     }
     // 9. exp; 10. iat
     let now_f = now as f64;
-    let exp = NumericDate::parse(claims, "exp")?.ok_or_else(|| missing("exp"))?;
-    if exp.reached(now_f, expect.clock_skew_seconds) {
-        return Err(Error::new(Reason::TokenExpired, "the ID token has expired"));
-    }
-    let iat = NumericDate::parse(claims, "iat")?.ok_or_else(|| missing("iat"))?;
-    if iat.after(now_f, expect.clock_skew_seconds) {
-        return Err(Error::new(
-            Reason::IssuedInFuture,
-            "the ID token is issued in the future",
-        ));
-    }
-    if now_f > iat.seconds() + expect.max_age_seconds as f64 {
+    let rules = WindowRules {
+        iat_required: true,
+        check_nbf: false,
+        ..WindowRules::jwt(expect.clock_skew_seconds)
+    };
+    let window = TimeWindow::check(claims, now_f, &rules, |fault| match fault {
+        Fault::Missing(name) => missing(name),
+        Fault::Expired => Error::new(fault.reason(), "the ID token has expired"),
+        _ => Error::new(fault.reason(), "the ID token is issued in the future"),
+    })?;
+    let issued = window.iat.map_or(now_f, NumericDate::seconds);
+    if now_f > issued + expect.max_age_seconds as f64 {
         return Err(Error::new(
             Reason::TokenExpired,
             "the ID token was issued too long ago for a fresh login",

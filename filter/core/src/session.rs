@@ -37,6 +37,7 @@ use cookie::time::{Duration, OffsetDateTime};
 use cookie::{Cookie, SameSite};
 use serde::{Deserialize, Serialize};
 
+use crate::credential::OWN_TOKEN_SKEW_SECONDS;
 use crate::error::{Error, Reason};
 use crate::identity::{CredentialKind, Identity};
 use crate::keyring::{HmacKeyConfig, KeyRing};
@@ -47,7 +48,7 @@ pub const AUDIENCE: &str = "edgegate-session";
 /// `seal` refuses to produce a longer value.
 pub const MAX_SESSION_BYTES: usize = 3800;
 /// Clock skew tolerated on `iat`.
-const CLOCK_SKEW_SECONDS: u64 = 60;
+const CLOCK_SKEW_SECONDS: u64 = OWN_TOKEN_SKEW_SECONDS;
 /// Longest lifetime browsers honour (Chrome caps `Max-Age` at 400 days).
 const MAX_LIFETIME_SECONDS: u64 = 400 * 86_400;
 

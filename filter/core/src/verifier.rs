@@ -12,9 +12,10 @@ use serde_json::{Map, Value};
 use crate::alg::Alg;
 use crate::backend::SignatureBackend;
 use crate::claims::{ClaimMapping, ClaimsConfig, NumericDate};
+use crate::credential::{Audience, Fault, TimeWindow, WindowRules};
 use crate::error::{Error, Reason};
 use crate::identity::{CredentialKind, Identity};
-use crate::jwk::{self, KeySet};
+use crate::jwk::{self, Jwk, KeySet};
 use crate::jwks::{CompiledJwksSource, JwksSource};
 use crate::jws::{self, CompactJws};
 use crate::UnixTime;
@@ -322,6 +323,40 @@ impl Provider {
         self.static_keys.as_ref()
     }
 
+    /// The key for a token's `kid` and `alg` ([`KeySet::select`]): the inline keys first, then
+    /// the fetched remote set, looked up only when needed (`remote`). `NeedKeys` when the remote
+    /// set has not been fetched yet; a refusal for an unknown `kid` in the remote set says so
+    /// (`refetch`), so the caller may refetch it early.
+    pub fn signing_key<'k>(
+        &'k self,
+        kid: Option<&str>,
+        alg: Alg,
+        remote: impl FnOnce() -> Option<&'k KeySet>,
+    ) -> KeyChoice<'k> {
+        let refused = |error| KeyChoice::Refused {
+            error,
+            refetch: false,
+        };
+        match self.static_keys.as_ref().map(|s| s.select(kid, alg)) {
+            Some(Ok(k)) => KeyChoice::Key(k),
+            Some(Err(e)) if self.remote.is_none() => refused(e),
+            _ => match remote() {
+                None if self.remote.is_some() => KeyChoice::NeedKeys,
+                None => refused(Error::new(
+                    Reason::KeysUnavailable,
+                    "the provider has no keys",
+                )),
+                Some(set) => match set.select(kid, alg) {
+                    Ok(k) => KeyChoice::Key(k),
+                    Err(error) => KeyChoice::Refused {
+                        refetch: error.reason() == Reason::UnknownKid,
+                        error,
+                    },
+                },
+            },
+        }
+    }
+
     /// Where roles, permissions, email... are read from (also applied to ID tokens at login).
     pub fn mapping(&self) -> &ClaimMapping {
         &self.mapping
@@ -588,6 +623,19 @@ pub enum JwtCheck {
     },
 }
 
+/// Which key verifies a token ([`Provider::signing_key`]).
+#[derive(Debug)]
+pub enum KeyChoice<'k> {
+    Key(&'k Jwk),
+    /// The provider's remote keys have not been fetched yet.
+    NeedKeys,
+    /// No usable key. `refetch`: the remote set lacks the token's `kid` (a refetch may help).
+    Refused {
+        error: Error,
+        refetch: bool,
+    },
+}
+
 /// What `decide` needs to know about keys the host fetched.
 pub trait KeyLookup {
     /// The current key set of a remote provider, if one has been fetched.
@@ -665,29 +713,21 @@ impl JwtVerifier {
             ));
         }
         // Static keys first; a provider may have both (pinned + remote).
-        let from_static = provider
-            .static_keys
-            .as_ref()
-            .map(|s| s.select(jws.kid.as_deref(), jws.alg));
-        let key = match from_static {
-            Some(Ok(k)) => k,
-            Some(Err(e)) if provider.remote.is_none() => return invalid(e),
-            _ => match keys.keys(&provider.name) {
-                None => {
+        let key =
+            match provider.signing_key(jws.kid.as_deref(), jws.alg, || keys.keys(&provider.name)) {
+                KeyChoice::Key(k) => k,
+                KeyChoice::NeedKeys => {
                     return JwtCheck::NeedKeys {
                         provider: provider.name.clone(),
                     }
                 }
-                Some(set) => match set.select(jws.kid.as_deref(), jws.alg) {
-                    Ok(k) => k,
-                    Err(e) => {
-                        let refetch =
-                            (e.reason() == Reason::UnknownKid).then(|| provider.name.clone());
-                        return JwtCheck::Invalid { error: e, refetch };
+                KeyChoice::Refused { error, refetch } => {
+                    return JwtCheck::Invalid {
+                        error,
+                        refetch: refetch.then(|| provider.name.clone()),
                     }
-                },
-            },
-        };
+                }
+            };
         if let Err(e) = backend.verify(jws.alg, &key.key, jws.signing_input, &jws.signature) {
             return invalid(e);
         }
@@ -757,21 +797,11 @@ impl Provider {
         now: UnixTime,
     ) -> Result<Identity, Error> {
         let exp = check_time_claims(claims, now as f64, self.clock_skew)?;
-        if !self.audiences.is_empty() {
-            let ok = match claims.get("aud") {
-                Some(Value::String(a)) => self.audiences.iter().any(|x| x == a),
-                Some(Value::Array(list)) => list.iter().any(|v| {
-                    v.as_str()
-                        .is_some_and(|a| self.audiences.iter().any(|x| x == a))
-                }),
-                _ => false,
-            };
-            if !ok {
-                return Err(Error::new(
-                    Reason::WrongAudience,
-                    "the token's aud names none of the provider's audiences",
-                ));
-            }
+        if !self.audiences.is_empty() && !Audience::of(claims).matches(&self.audiences) {
+            return Err(Error::new(
+                Reason::WrongAudience,
+                "the token's aud names none of the provider's audiences",
+            ));
         }
         self.check_lifetime_and_required_claims(claims)?;
         let mut identity = Identity::new(String::new(), CredentialKind::Jwt, self.name.clone());
@@ -788,34 +818,22 @@ impl Provider {
 }
 
 /// `exp` (required), `nbf` and `iat` of a JWT against `now` (seconds, possibly fractional) with
-/// `skew` seconds of leeway, each compared with its fraction. Returns `exp`.
+/// `skew` seconds of leeway, each compared with its fraction ([`TimeWindow`]). Returns `exp`.
 pub fn check_time_claims(
     claims: &Map<String, Value>,
     now: f64,
     skew: u64,
 ) -> Result<NumericDate, Error> {
-    let exp = NumericDate::parse(claims, "exp")?.ok_or_else(|| {
-        Error::new(
-            Reason::MissingClaim,
-            "the token has no exp; tokens without expiry are refused",
-        )
+    let window = TimeWindow::check(claims, now, &WindowRules::jwt(skew), |fault| {
+        let msg = match fault {
+            Fault::Missing(_) => "the token has no exp; tokens without expiry are refused",
+            Fault::Expired => "the token has expired",
+            Fault::NotYetValid => "the token is not valid yet (nbf)",
+            Fault::IssuedInFuture => "the token was issued in the future (iat)",
+        };
+        Error::new(fault.reason(), msg)
     })?;
-    if exp.reached(now, skew) {
-        return Err(Error::new(Reason::TokenExpired, "the token has expired"));
-    }
-    if NumericDate::parse(claims, "nbf")?.is_some_and(|nbf| nbf.after(now, skew)) {
-        return Err(Error::new(
-            Reason::TokenNotYetValid,
-            "the token is not valid yet (nbf)",
-        ));
-    }
-    if NumericDate::parse(claims, "iat")?.is_some_and(|iat| iat.after(now, skew)) {
-        return Err(Error::new(
-            Reason::IssuedInFuture,
-            "the token was issued in the future (iat)",
-        ));
-    }
-    Ok(exp)
+    Ok(window.exp)
 }
 
 #[cfg(test)]

@@ -9,10 +9,10 @@ use super::Login;
 use crate::backend::SignatureBackend;
 use crate::error::{Error, Reason};
 use crate::identity::{CredentialKind, Identity};
-use crate::jwk::{Jwk, KeySet};
+use crate::jwk::KeySet;
 use crate::jws;
 use crate::oidc;
-use crate::verifier::Provider;
+use crate::verifier::{KeyChoice, Provider};
 use crate::UnixTime;
 
 /// An ID token issued longer ago than this is refused at login (a stale token replayed).
@@ -64,9 +64,15 @@ impl Login {
                 ),
             ));
         }
-        let key = match signing_key(provider, remote, &jws) {
-            Ok(k) => k,
-            Err(check) => return check,
+        // Inline keys first, then `remote`: `NeedKeys` before the first fetch, `UnknownKid` to
+        // refetch early.
+        let key = match provider.signing_key(jws.kid.as_deref(), jws.alg, || remote) {
+            KeyChoice::Key(k) => k,
+            KeyChoice::NeedKeys => return IdTokenCheck::NeedKeys,
+            KeyChoice::Refused { error, refetch } if refetch => {
+                return IdTokenCheck::UnknownKid(error)
+            }
+            KeyChoice::Refused { error, .. } => return IdTokenCheck::Invalid(error),
         };
         if let Err(e) = backend.verify(jws.alg, &key.key, jws.signing_input, &jws.signature) {
             return IdTokenCheck::Invalid(e);
@@ -113,38 +119,6 @@ impl Login {
             }
             _ => Ok(self.issuer.clone()),
         }
-    }
-}
-
-/// The provider's key for a token's `kid` and `alg`: its inline keys first, then the fetched
-/// `remote` set (`NeedKeys` before the first fetch, `UnknownKid` to refetch early).
-// The error side is the check's outcome itself, returned once per ID token: no need to box it.
-#[allow(clippy::result_large_err)]
-fn signing_key<'k>(
-    provider: &'k Provider,
-    remote: Option<&'k KeySet>,
-    jws: &jws::CompactJws<'_>,
-) -> Result<&'k Jwk, IdTokenCheck> {
-    let from_static = provider
-        .static_keys()
-        .map(|s| s.select(jws.kid.as_deref(), jws.alg));
-    match from_static {
-        Some(Ok(k)) => Ok(k),
-        Some(Err(e)) if provider.remote().is_none() => Err(IdTokenCheck::Invalid(e)),
-        _ => match remote {
-            None if provider.remote().is_some() => Err(IdTokenCheck::NeedKeys),
-            None => Err(IdTokenCheck::Invalid(Error::new(
-                Reason::KeysUnavailable,
-                "the provider has no keys",
-            ))),
-            Some(set) => set.select(jws.kid.as_deref(), jws.alg).map_err(|e| {
-                if e.reason() == Reason::UnknownKid {
-                    IdTokenCheck::UnknownKid(e)
-                } else {
-                    IdTokenCheck::Invalid(e)
-                }
-            }),
-        },
     }
 }
 
