@@ -13,7 +13,7 @@ use crate::backend::{NativeBackend, SignatureBackend};
 use crate::cache::TokenCache;
 use crate::config::{Config, IdentityHeaders};
 use crate::error::{ConfigErrors, Error, Reason};
-use crate::extractor::{Extractor, Found, Request, Source};
+use crate::extractor::{Extractor, Found, Request};
 use crate::identity::{CredentialKind, Identity};
 use crate::jwks::CompiledJwksSource;
 use crate::login::Login;
@@ -121,10 +121,6 @@ pub struct Engine {
     rules: Rules,
     headers: IdentityHeaders,
     forwarding: Forwarding,
-    /// Names of the JWT providers whose tokens are forwarded (`forward: true`).
-    forward_providers: Vec<String>,
-    /// `api_keys.forward`.
-    forward_api_keys: bool,
     dev: Option<Identity>,
     method_override: MethodOverride,
     extractor: Extractor,
@@ -244,16 +240,17 @@ impl Engine {
             extractor.api_key_header.as_deref(),
             sessions
                 .as_ref()
-                .map_or("edgegate_session", |s| s.cookie_name()),
+                .map_or(crate::session::DEFAULT_COOKIE_NAME, |s| s.cookie_name()),
+        )
+        .forwarding_tokens_of(
+            cfg.jwt
+                .providers
+                .iter()
+                .filter(|p| p.forward)
+                .map(|p| p.name.clone())
+                .collect(),
+            cfg.api_keys.as_ref().is_some_and(|k| k.forward),
         );
-        let forward_providers = cfg
-            .jwt
-            .providers
-            .iter()
-            .filter(|p| p.forward)
-            .map(|p| p.name.clone())
-            .collect();
-        let forward_api_keys = cfg.api_keys.as_ref().is_some_and(|k| k.forward);
         Ok(Engine {
             realm: cfg.realm.clone(),
             jwt: JwtVerifier::new(providers, cfg.jwt.max_token_bytes),
@@ -265,8 +262,6 @@ impl Engine {
             rules,
             headers: cfg.identity_headers.clone(),
             forwarding,
-            forward_providers,
-            forward_api_keys,
             dev,
             method_override: cfg.method_override,
             extractor,
@@ -310,36 +305,6 @@ impl Engine {
         consumed: Option<&Consumed>,
     ) -> HeaderEdits {
         self.forwarding.edits(headers, consumed)
-    }
-
-    /// Where a verified credential came from, when it stays at the edge.
-    fn consumed(&self, found: &Found<'_>, identity: &Identity) -> Option<Consumed> {
-        match found.kind {
-            CredentialKind::Jwt => {
-                if self.forward_providers.contains(&identity.provider) {
-                    return None;
-                }
-                match found.source {
-                    Source::AuthorizationBearer => Some(Consumed::Authorization),
-                    Source::Header => Some(Consumed::JwtHeader),
-                    Source::Cookie => Some(Consumed::JwtCookie),
-                    // The filter does not rewrite URLs.
-                    Source::QueryParam => None,
-                }
-            }
-            CredentialKind::ApiKey => {
-                if self.forward_api_keys {
-                    return None;
-                }
-                match found.source {
-                    Source::AuthorizationBearer => Some(Consumed::Authorization),
-                    Source::Header => Some(Consumed::ApiKeyHeader),
-                    Source::Cookie | Source::QueryParam => None,
-                }
-            }
-            CredentialKind::Session | CredentialKind::MagicLink => Some(Consumed::SessionCookie),
-            CredentialKind::Dev => None,
-        }
     }
 
     /// A token cache sized as the config says (`jwt.cache.max_entries`).
@@ -570,7 +535,7 @@ impl Engine {
             return Verdict::Reply(self.deny_json(&e, None));
         }
         Verdict::Allow {
-            consumed: self.consumed(&found, &identity),
+            consumed: self.forwarding.consumed(&found, &identity),
             headers,
             identity: Some(identity),
             cached,

@@ -76,8 +76,11 @@ pub struct SessionConfig {
     pub path: String,
 }
 
+/// The session cookie's name when `session.cookie_name` is not set.
+pub const DEFAULT_COOKIE_NAME: &str = "edgegate_session";
+
 fn default_cookie_name() -> String {
-    "edgegate_session".into()
+    DEFAULT_COOKIE_NAME.into()
 }
 fn default_lifetime() -> u64 {
     8 * 3600

@@ -14,6 +14,8 @@
 //! from a query parameter is not removed: the filter does not rewrite URLs (the query-parameter
 //! source is off by default and logged as risky when on).
 
+use crate::extractor::{Found, Source};
+use crate::identity::{CredentialKind, Identity};
 use crate::oidc::ATTEMPT_COOKIE_PREFIX;
 
 /// A header name as the identity-header rule compares it: ASCII lower-case, `_` read as `-`.
@@ -77,6 +79,10 @@ pub struct Forwarding {
     session_cookie: String,
     /// `<session cookie>_refresh`.
     refresh_cookie: String,
+    /// Names of the JWT providers whose tokens are forwarded (`forward: true`).
+    forward_providers: Vec<String>,
+    /// `api_keys.forward`.
+    forward_api_keys: bool,
 }
 
 impl Forwarding {
@@ -97,12 +103,52 @@ impl Forwarding {
             api_key_header: api_key_header.map(str::to_string),
             session_cookie: session_cookie.to_string(),
             refresh_cookie: format!("{session_cookie}_refresh"),
+            forward_providers: Vec::new(),
+            forward_api_keys: false,
         }
+    }
+
+    /// Opts in to forwarding: the tokens of these JWT providers, and API keys when `api_keys`
+    /// (`forward: true` in the config).
+    pub fn forwarding_tokens_of(mut self, providers: Vec<String>, api_keys: bool) -> Forwarding {
+        self.forward_providers = providers;
+        self.forward_api_keys = api_keys;
+        self
     }
 
     /// True when a client header of this name must never reach the upstream (nor the core).
     pub fn is_identity_header(&self, name: &str) -> bool {
         self.identity.iter().any(|n| same_normalized(name, n))
+    }
+
+    /// Where a verified credential came from, when it stays at the edge.
+    pub(crate) fn consumed(&self, found: &Found<'_>, identity: &Identity) -> Option<Consumed> {
+        match found.kind {
+            CredentialKind::Jwt => {
+                if self.forward_providers.contains(&identity.provider) {
+                    return None;
+                }
+                match found.source {
+                    Source::AuthorizationBearer => Some(Consumed::Authorization),
+                    Source::Header => Some(Consumed::JwtHeader),
+                    Source::Cookie => Some(Consumed::JwtCookie),
+                    // The filter does not rewrite URLs.
+                    Source::QueryParam => None,
+                }
+            }
+            CredentialKind::ApiKey => {
+                if self.forward_api_keys {
+                    return None;
+                }
+                match found.source {
+                    Source::AuthorizationBearer => Some(Consumed::Authorization),
+                    Source::Header => Some(Consumed::ApiKeyHeader),
+                    Source::Cookie | Source::QueryParam => None,
+                }
+            }
+            CredentialKind::Session | CredentialKind::MagicLink => Some(Consumed::SessionCookie),
+            CredentialKind::Dev => None,
+        }
     }
 
     /// True for edgegate's own cookies, and the JWT cookie when it was the credential used.
