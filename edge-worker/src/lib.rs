@@ -408,20 +408,9 @@ pub(crate) fn act(
                 .filter(|(n, _)| !n.starts_with(':') && !engine.is_identity_header(n))
                 .map(|(n, v)| (n.as_str(), v.as_str()))
                 .collect();
-            let edits = engine.upstream_edits(&pairs, consumed.as_ref());
-            let mut keep: Vec<(String, String)> = pairs
-                .iter()
-                .filter(|(n, _)| {
-                    let removed = edits.remove.iter().any(|r| r.eq_ignore_ascii_case(n));
-                    let cookie_replaced =
-                        edits.cookie.is_some() && n.eq_ignore_ascii_case("cookie");
-                    !removed && !cookie_replaced
-                })
-                .map(|(n, v)| ((*n).to_string(), (*v).to_string()))
-                .collect();
-            if let Some(cookie) = edits.cookie.filter(|c| !c.is_empty()) {
-                keep.push(("cookie".to_string(), cookie));
-            }
+            let keep = engine
+                .upstream_edits(&pairs, consumed.as_ref())
+                .apply(&pairs);
             Action::Forward {
                 headers: Upstream { keep, set: headers },
                 dev: engine.dev_mode_response_header().is_some(),

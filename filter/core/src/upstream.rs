@@ -67,6 +67,27 @@ pub struct HeaderEdits {
     pub cookie: Option<String>,
 }
 
+impl HeaderEdits {
+    /// `headers` with the edits carried out, for a host that builds the upstream request anew
+    /// (the edge worker): removed names dropped, every `cookie` header replaced by the kept
+    /// cookies (last, and only when some are left).
+    pub fn apply(&self, headers: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = headers
+            .iter()
+            .filter(|(n, _)| {
+                let removed = self.remove.iter().any(|r| r.eq_ignore_ascii_case(n));
+                let cookie_replaced = self.cookie.is_some() && n.eq_ignore_ascii_case("cookie");
+                !removed && !cookie_replaced
+            })
+            .map(|(n, v)| ((*n).to_string(), (*v).to_string()))
+            .collect();
+        if let Some(cookie) = self.cookie.as_ref().filter(|c| !c.is_empty()) {
+            out.push(("cookie".to_string(), cookie.clone()));
+        }
+        out
+    }
+}
+
 /// The forwarding rules compiled from the config.
 #[derive(Debug, Clone, Default)]
 pub struct Forwarding {
@@ -205,6 +226,32 @@ impl Forwarding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edits_applied_to_a_header_list() {
+        let headers = [
+            ("Authorization", "Bearer t"),
+            ("cookie", "a=1; edgegate_session=s"),
+            ("accept", "*/*"),
+            ("Cookie", "b=2"),
+        ];
+        let edits = fw().edits(&headers, Some(&Consumed::Authorization));
+        let own = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            edits.apply(&headers),
+            own(&[("accept", "*/*"), ("cookie", "a=1; b=2")])
+        );
+        // Nothing to remove: the list is unchanged.
+        let plain = [("accept", "*/*"), ("cookie", "a=1")];
+        assert_eq!(fw().edits(&plain, None).apply(&plain), own(&plain));
+        // Only edgegate's cookies: no cookie header at all.
+        let ours = [("cookie", "edgegate_session=s")];
+        assert!(fw().edits(&ours, None).apply(&ours).is_empty());
+    }
 
     fn fw() -> Forwarding {
         Forwarding::new(

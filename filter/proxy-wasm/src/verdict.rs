@@ -7,6 +7,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 
 use edgegate::engine::{LocalReply, Verdict};
+use edgegate::upstream::HeaderEdits;
+use edgegate::verifier::KeyLookup;
 use edgegate::{Error, Reason, UnixTime};
 
 use crate::metrics;
@@ -45,7 +47,7 @@ pub fn decide_and_apply(
     wait_deadline_ms: Option<u128>,
 ) -> Next {
     let now = secs(now_ms);
-    let verdict = {
+    let (verdict, edits) = {
         let (Ok(mut keys), Ok(mut cache)) =
             (plugin.keys.try_borrow_mut(), plugin.cache.try_borrow_mut())
         else {
@@ -55,13 +57,27 @@ pub fn decide_and_apply(
         if keys.refresh_if_due(now_ms) {
             cache.clear();
         }
-        if wait_deadline_ms.is_some() {
-            // It waited once: now accept or refuse (an unknown kid never waits twice).
-            let keys = NoRefetch(&keys);
-            req.with(|r| plugin.engine.decide(r, &keys, &mut cache, now))
+        // A request that waited once is now accepted or refused (an unknown kid never waits
+        // twice).
+        let no_refetch;
+        let lookup: &dyn KeyLookup = if wait_deadline_ms.is_some() {
+            no_refetch = NoRefetch(&keys);
+            &no_refetch
         } else {
-            req.with(|r| plugin.engine.decide(r, &*keys, &mut cache, now))
-        }
+            &*keys
+        };
+        // One borrowed view of the request for the decision and, on allow, the core's edits
+        // (the consumed credential and edgegate's cookies stay here).
+        req.with(|r| {
+            let verdict = plugin.engine.decide(r, lookup, &mut cache, now);
+            let edits = match &verdict {
+                Verdict::Allow { consumed, .. } => {
+                    plugin.engine.upstream_edits(r.headers, consumed.as_ref())
+                }
+                _ => HeaderEdits::default(),
+            };
+            (verdict, edits)
+        })
     };
     let resumed = wait_deadline_ms.is_some();
     match verdict {
@@ -69,7 +85,7 @@ pub fn decide_and_apply(
             identity,
             headers,
             cached,
-            consumed,
+            ..
         } => {
             plugin.count(|m| {
                 let credential = identity.as_ref().map_or("none", |i| i.credential.code());
@@ -83,9 +99,7 @@ pub fn decide_and_apply(
                     m.inc(metrics::CACHE_MISS);
                 }
             });
-            // The consumed credential and edgegate's cookies stay here (no host call when the
-            // request has neither).
-            let edits = req.with(|r| plugin.engine.upstream_edits(r.headers, consumed.as_ref()));
+            // No host call when the request has neither a consumed credential nor our cookies.
             request::apply_edits(&edits);
             for (name, value) in headers.iter() {
                 let _ = hostcalls::set_map_value_bytes(
