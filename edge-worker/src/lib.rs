@@ -664,17 +664,19 @@ pub fn connect_refusal() -> String {
 /// The request's headers as the core reads them: the URL's authority first, as `:authority`
 /// (what Envoy hands the core; dev mode is honoured for loopback authorities only). Pseudo-headers
 /// are the core's view only: [`act`] never forwards a `:`-name.
-pub(crate) fn with_authority(url: &str, headers: Vec<(String, String)>) -> Vec<(String, String)> {
+pub(crate) fn with_authority(
+    url: &str,
+    mut headers: Vec<(String, String)>,
+) -> Vec<(String, String)> {
     let authority = url
         .split_once("://")
         .map_or("", |(_, rest)| rest)
         .split(['/', '?', '#'])
         .next()
         .unwrap_or("");
-    let mut out = Vec::with_capacity(headers.len() + 1);
-    out.push((":authority".to_string(), authority.to_string()));
-    out.extend(headers.into_iter().filter(|(n, _)| !n.starts_with(':')));
-    out
+    headers.retain(|(n, _)| !n.starts_with(':'));
+    headers.insert(0, (":authority".to_string(), authority.to_string()));
+    headers
 }
 
 pub(crate) fn internal_error() -> Result<Response, JsValue> {
