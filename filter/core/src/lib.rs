@@ -30,10 +30,10 @@ pub mod matcher;
 pub mod method_override;
 pub mod oidc;
 pub mod policy;
-pub mod precheck;
 pub mod redirect;
 pub mod rules;
 pub mod session;
+pub mod step;
 pub mod upstream;
 pub mod verifier;
 
@@ -42,6 +42,7 @@ pub use engine::{Engine, LocalReply, Verdict};
 pub use error::{ConfigErrors, Error, Reason};
 pub use extractor::Request;
 pub use identity::{CredentialKind, Identity};
+pub use step::Step;
 
 /// Seconds since the Unix epoch, as hosts pass "now" in.
 pub type UnixTime = u64;

@@ -443,6 +443,20 @@ impl Rules {
             .unwrap_or(&self.default)
     }
 
+    /// As [`Rules::find`], the rule's index for [`Rules::get`] (the default rule's is the
+    /// number of rules).
+    pub fn find_index(&self, method: &str, normalized_path: &str) -> usize {
+        self.rules
+            .iter()
+            .position(|r| r.matches(method, normalized_path))
+            .unwrap_or(self.rules.len())
+    }
+
+    /// The rule at an index from [`Rules::find_index`] (the default rule past the end).
+    pub fn get(&self, index: usize) -> &Rule {
+        self.rules.get(index).unwrap_or(&self.default)
+    }
+
     /// The rules in order (without the default rule).
     pub fn rules(&self) -> &[Rule] {
         &self.rules

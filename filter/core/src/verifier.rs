@@ -10,14 +10,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::alg::Alg;
-use crate::backend::SignatureBackend;
+use crate::backend::{
+    check_signature_format, host_verifies, NativeBackend, SignatureBackend, SignatureCheck,
+};
 use crate::claims::{ClaimMapping, ClaimsConfig, NumericDate};
 use crate::credential::{Audience, Fault, TimeWindow, WindowRules};
 use crate::error::{Error, Reason};
 use crate::identity::{CredentialKind, Identity};
 use crate::jwk::{self, Jwk, KeySet};
 use crate::jwks::{CompiledJwksSource, JwksSource};
-use crate::jws::{self, CompactJws};
+use crate::jws;
 use crate::UnixTime;
 
 /// One JWT issuer: where its keys come from and what its tokens must look like.
@@ -623,6 +625,59 @@ pub enum JwtCheck {
     },
 }
 
+/// How far [`JwtVerifier::begin`] got.
+// Built once per token and matched at once.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum JwtStep {
+    Done(JwtCheck),
+    /// The signature is the host's to verify; then [`PendingJwt::finish`].
+    NeedSignature(Box<PendingJwt>),
+}
+
+/// A token checked up to its signature: what is left once the host has verified it.
+#[derive(Debug)]
+pub struct PendingJwt {
+    provider: usize,
+    key_name: Option<String>,
+    claims: Map<String, Value>,
+    check: SignatureCheck,
+}
+
+impl PendingJwt {
+    /// The signature the host verifies.
+    pub fn check(&self) -> &SignatureCheck {
+        &self.check
+    }
+
+    /// The rest of the check with the host's result for [`PendingJwt::check`] (`verifier` is
+    /// the one that began it: callers hold the engine generation that proves it).
+    pub fn finish(
+        self,
+        verifier: &JwtVerifier,
+        verified: Result<(), Error>,
+        now: UnixTime,
+    ) -> JwtCheck {
+        let invalid = |error| JwtCheck::Invalid {
+            error,
+            refetch: None,
+        };
+        if let Err(e) = verified {
+            return invalid(e);
+        }
+        let Some(provider) = verifier.providers.get(self.provider) else {
+            return invalid(Error::new(Reason::Internal, "the token's provider is gone"));
+        };
+        match provider.validate_claims(&self.claims, now) {
+            Ok(mut identity) => {
+                identity.key_name = self.key_name;
+                JwtCheck::Valid(identity)
+            }
+            Err(e) => invalid(e),
+        }
+    }
+}
+
 /// Which key verifies a token ([`Provider::signing_key`]).
 #[derive(Debug)]
 pub enum KeyChoice<'k> {
@@ -682,7 +737,7 @@ impl JwtVerifier {
         self.max_token_bytes
     }
 
-    /// Checks one token. `now` is Unix seconds from the host.
+    /// Checks one token with `backend` answering its signature step (the synchronous hosts).
     pub fn check(
         &self,
         token: &str,
@@ -690,9 +745,24 @@ impl JwtVerifier {
         backend: &dyn SignatureBackend,
         now: UnixTime,
     ) -> JwtCheck {
-        let invalid = |error| JwtCheck::Invalid {
-            error,
-            refetch: None,
+        match self.begin(token, keys, now) {
+            JwtStep::Done(c) => c,
+            JwtStep::NeedSignature(p) => {
+                let verified = p.check.verify_with(backend);
+                p.finish(self, verified, now)
+            }
+        }
+    }
+
+    /// Checks one token up to its signature. HMAC signatures are verified here (the secret
+    /// stays in the core); any other signature is handed to the host as a [`PendingJwt`],
+    /// whose [`PendingJwt::finish`] completes the check with the host's answer.
+    pub fn begin(&self, token: &str, keys: &dyn KeyLookup, now: UnixTime) -> JwtStep {
+        let invalid = |error| {
+            JwtStep::Done(JwtCheck::Invalid {
+                error,
+                refetch: None,
+            })
         };
         let jws = match jws::parse(token, self.max_token_bytes) {
             Ok(j) => j,
@@ -702,9 +772,14 @@ impl JwtVerifier {
             Ok(c) => c,
             Err(e) => return invalid(e),
         };
-        let provider = match self.provider_for(&claims, jws.alg) {
-            Ok(p) => p,
+        let Some(index) = (match self.provider_for(&claims, jws.alg) {
+            Ok(p) => self.providers.iter().position(|q| std::ptr::eq(p, q)),
             Err(e) => return invalid(e),
+        }) else {
+            return invalid(Error::new(Reason::Internal, "provider lookup"));
+        };
+        let Some(provider) = self.providers.get(index) else {
+            return invalid(Error::new(Reason::Internal, "provider lookup"));
         };
         if !provider.algorithms.contains(&jws.alg) {
             return invalid(Error::new(
@@ -717,27 +792,31 @@ impl JwtVerifier {
             match provider.signing_key(jws.kid.as_deref(), jws.alg, || keys.keys(&provider.name)) {
                 KeyChoice::Key(k) => k,
                 KeyChoice::NeedKeys => {
-                    return JwtCheck::NeedKeys {
+                    return JwtStep::Done(JwtCheck::NeedKeys {
                         provider: provider.name.clone(),
-                    }
+                    })
                 }
                 KeyChoice::Refused { error, refetch } => {
-                    return JwtCheck::Invalid {
+                    return JwtStep::Done(JwtCheck::Invalid {
                         error,
                         refetch: refetch.then(|| provider.name.clone()),
-                    }
+                    })
                 }
             };
-        if let Err(e) = backend.verify(jws.alg, &key.key, jws.signing_input, &jws.signature) {
+        if let Err(e) = check_signature_format(jws.alg, &key.key, &jws.signature) {
             return invalid(e);
         }
-        match provider.validate_claims(&jws, &claims, now) {
-            Ok(mut identity) => {
-                identity.key_name = key.kid.clone();
-                JwtCheck::Valid(identity)
-            }
-            Err(e) => invalid(e),
+        let pending = PendingJwt {
+            provider: index,
+            key_name: key.kid.clone(),
+            claims,
+            check: SignatureCheck::new(jws.alg, &key.key, jws.signing_input, &jws.signature),
+        };
+        if !host_verifies(jws.alg) {
+            let verified = pending.check.verify_with(&NativeBackend);
+            return JwtStep::Done(pending.finish(self, verified, now));
         }
+        JwtStep::NeedSignature(Box::new(pending))
     }
 
     /// The provider for a token's `iss` and `alg`. Providers may share an issuer when their
@@ -792,7 +871,6 @@ impl JwtVerifier {
 impl Provider {
     fn validate_claims(
         &self,
-        _jws: &CompactJws<'_>,
         claims: &Map<String, Value>,
         now: UnixTime,
     ) -> Result<Identity, Error> {

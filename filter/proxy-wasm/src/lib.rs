@@ -75,6 +75,8 @@ pub struct Waiter {
     pub provider: String,
     pub deadline_ms: u128,
     pub request: OwnedRequest,
+    /// The engine's paused decision, resumed when the wait is over.
+    pub paused: edgegate::step::NeedKeys,
     /// Waiting on an unknown kid: the provider's [`KeyCache::settled`] count when the wait
     /// began (it resumes when that moves). `None`: waiting for the provider's first keys.
     pub settled: Option<u64>,
@@ -356,7 +358,7 @@ struct Http {
     /// paused headers upstream.
     allowed: Rc<Cell<bool>>,
     /// Set while a magic-link form body is being read.
-    form: Option<OwnedRequest>,
+    form: Option<(OwnedRequest, edgegate::step::NeedForm)>,
 }
 
 impl Context for Http {}
@@ -392,33 +394,33 @@ impl HttpContext for Http {
                 plugin.wake_root(self.id);
                 Action::Pause
             }
-            verdict::Next::ReadForm => {
+            verdict::Next::ReadForm(form) => {
                 if end_of_stream {
-                    verdict::finish_magic_form(&plugin, &req, &[]);
+                    verdict::finish_magic_form(&plugin, &req, form, &[]);
                 } else {
-                    self.form = Some(req);
+                    self.form = Some((req, form));
                 }
-                Action::Pause
-            }
-            verdict::Next::Refetch => {
-                plugin.wake_root(self.id);
                 Action::Pause
             }
         }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let (Some(plugin), Some(req)) = (self.plugin.clone(), self.form.as_ref()) else {
+        let Some(plugin) = self.plugin.clone() else {
             return self.hold_until_allowed();
         };
+        if self.form.is_none() {
+            return self.hold_until_allowed();
+        }
         let limit = edgegate::engine::MAX_FORM_BODY.saturating_add(1);
         if body_size >= limit || end_of_stream {
             // At most limit bytes are read; a longer body is refused by the core as too large.
             let body = self
                 .get_http_request_body(0, body_size.min(limit))
                 .unwrap_or_default();
-            verdict::finish_magic_form(&plugin, req, &body);
-            self.form = None;
+            if let Some((req, form)) = self.form.take() {
+                verdict::finish_magic_form(&plugin, &req, form, &body);
+            }
         }
         Action::Pause
     }

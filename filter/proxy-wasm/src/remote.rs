@@ -351,12 +351,3 @@ impl KeyLookup for KeyCache {
         })
     }
 }
-
-/// The key sets without early refetches: what a request that already waited decides with.
-pub struct NoRefetch<'a>(pub &'a KeyCache);
-
-impl KeyLookup for NoRefetch<'_> {
-    fn keys(&self, provider: &str) -> Option<&KeySet> {
-        self.0.keys(provider)
-    }
-}

@@ -7,18 +7,17 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 
 use edgegate::engine::{LocalReply, Verdict};
+use edgegate::step::{NeedForm, NeedKeys, Step};
 use edgegate::upstream::HeaderEdits;
-use edgegate::verifier::KeyLookup;
 use edgegate::{Error, Reason, UnixTime};
 
 use crate::metrics;
-use crate::remote::NoRefetch;
 use crate::request::{self, OwnedRequest};
 use crate::shared::{self, Claim};
 use crate::{Plugin, Waiter};
 
 /// What the HTTP context does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Next {
     /// Allowed: headers set, continue upstream.
     Continue,
@@ -26,28 +25,30 @@ pub enum Next {
     Stop,
     /// Paused until keys arrive (a waiter was registered).
     Wait,
-    /// A magic-link POST: read the form body, then [`finish_magic_form`].
-    ReadForm,
-    /// A local reply was sent and the root should refetch a provider's keys early.
-    Refetch,
+    /// A magic-link POST: read the form body, then [`finish_magic_form`] with this step.
+    ReadForm(NeedForm),
 }
 
 fn secs(ms: u128) -> UnixTime {
     UnixTime::try_from(ms / 1000).unwrap_or(UnixTime::MAX)
 }
 
-/// Asks the engine and carries out its verdict on the effective context. `wait_deadline_ms` is
-/// `Some` for a request that already waited (resumed by the root context).
+/// Runs the engine's machine for a request and carries out where it ends, on the effective
+/// context: signatures are answered in place (Envoy's `verify_signature` or the core's own
+/// backend), a key set is waited for. `waited` is `Some` for a request whose wait is over
+/// (resumed by the root context): its paused step and deadline.
 pub fn decide_and_apply(
     plugin: &Plugin,
     req: &OwnedRequest,
     context_id: u32,
     allowed: &std::rc::Rc<std::cell::Cell<bool>>,
     now_ms: u128,
-    wait_deadline_ms: Option<u128>,
+    waited: Option<(NeedKeys, u128)>,
 ) -> Next {
     let now = secs(now_ms);
-    let (verdict, edits) = {
+    let resumed = waited.is_some();
+    let deadline = waited.as_ref().map(|(_, d)| *d);
+    let (step, edits) = {
         let (Ok(mut keys), Ok(mut cache)) =
             (plugin.keys.try_borrow_mut(), plugin.cache.try_borrow_mut())
         else {
@@ -57,36 +58,32 @@ pub fn decide_and_apply(
         if keys.refresh_if_due(now_ms) {
             cache.clear();
         }
-        // A request that waited once is now accepted or refused (an unknown kid never waits
-        // twice).
-        let no_refetch;
-        let lookup: &dyn KeyLookup = if wait_deadline_ms.is_some() {
-            no_refetch = NoRefetch(&keys);
-            &no_refetch
-        } else {
-            &*keys
-        };
         // One borrowed view of the request for the decision and, on allow, the core's edits
         // (the consumed credential and edgegate's cookies stay here).
         req.with(|r| {
-            let verdict = plugin.engine.decide(r, lookup, &mut cache, now);
-            let edits = match &verdict {
-                Verdict::Allow { consumed, .. } => {
-                    plugin.engine.upstream_edits(r.headers, consumed.as_ref())
+            let engine = &plugin.engine;
+            let step = match waited {
+                None => engine.decide(r, &*keys, &mut cache, now),
+                Some((paused, _)) => paused
+                    .resume(engine, r, &*keys, &mut cache, now)
+                    .answer_signatures(engine, r, &*keys, &mut cache, now),
+            };
+            let edits = match &step {
+                Step::Done(Verdict::Allow { consumed, .. }) => {
+                    engine.upstream_edits(r.headers, consumed.as_ref())
                 }
                 _ => HeaderEdits::default(),
             };
-            (verdict, edits)
+            (step, edits)
         })
     };
-    let resumed = wait_deadline_ms.is_some();
-    match verdict {
-        Verdict::Allow {
+    match step {
+        Step::Done(Verdict::Allow {
             identity,
             headers,
             cached,
             ..
-        } => {
+        }) => {
             plugin.count(|m| {
                 let credential = identity.as_ref().map_or("none", |i| i.credential.code());
                 m.inc_labeled(metrics::ALLOWED, "credential", credential);
@@ -114,59 +111,64 @@ pub fn decide_and_apply(
             }
             Next::Continue
         }
-        Verdict::Reply(d) => {
-            log_denial(&d, req);
-            send(&d, Some(plugin));
-            match d.refetch_keys {
-                Some(p) => {
-                    plugin.request_refetch(p);
-                    Next::Refetch
-                }
-                None => Next::Stop,
-            }
-        }
-        Verdict::WaitForKeys { provider } => {
-            let deadline_ms = wait_deadline_ms
-                .unwrap_or(now_ms.saturating_add(plugin.key_wait(&provider).as_millis()));
-            // The provider has keys: the token's kid is unknown and the root may refetch.
-            let settled = plugin
-                .keys
-                .try_borrow()
-                .ok()
-                .filter(|k| k.has(&provider))
-                .map(|k| k.settled(&provider));
-            if settled.is_some() {
-                plugin.request_refetch(provider.clone());
-            }
-            let waiting = now_ms < deadline_ms
-                && plugin
-                    .add_waiter(Waiter {
-                        context_id,
-                        allowed: allowed.clone(),
-                        provider: provider.clone(),
-                        deadline_ms,
-                        request: req.clone(),
-                        settled,
-                    })
-                    .is_none();
-            if waiting {
-                return Next::Wait;
-            }
-            let d = plugin.engine.keys_unavailable();
-            log::warn!("keys of provider {provider} are not available (timed out or too many waiting): 503");
+        Step::Done(Verdict::Reply(d)) => {
             log_denial(&d, req);
             send(&d, Some(plugin));
             Next::Stop
         }
-        Verdict::MagicLinkForm => {
-            if resumed {
-                // Cannot happen (the form path needs no keys); never read a body from the root.
-                send(&internal_error(), Some(plugin));
-                return Next::Stop;
-            }
-            Next::ReadForm
+        Step::NeedKeys(paused) if !resumed => {
+            wait_for_keys(plugin, req, context_id, allowed, now_ms, paused)
+        }
+        Step::NeedForm(form) if !resumed => Next::ReadForm(form),
+        // A resumed request never pauses again (the core answers after one wait), and never
+        // reads a body from the root context: fail closed.
+        Step::NeedKeys(_) | Step::NeedForm(_) | Step::NeedSignature(_) => {
+            let _ = deadline;
+            send(&internal_error(), Some(plugin));
+            Next::Stop
         }
     }
+}
+
+/// Pauses a request until its provider's keys arrive (or an early refetch for an unknown kid
+/// settles), bounded by the provider's wait; 503 when it cannot wait.
+fn wait_for_keys(
+    plugin: &Plugin,
+    req: &OwnedRequest,
+    context_id: u32,
+    allowed: &std::rc::Rc<std::cell::Cell<bool>>,
+    now_ms: u128,
+    paused: NeedKeys,
+) -> Next {
+    let provider = paused.provider().to_string();
+    let deadline_ms = now_ms.saturating_add(plugin.key_wait(&provider).as_millis());
+    // The provider has keys: the token's kid is unknown and the root may refetch.
+    let settled = plugin
+        .keys
+        .try_borrow()
+        .ok()
+        .filter(|k| k.has(&provider))
+        .map(|k| k.settled(&provider));
+    if settled.is_some() {
+        plugin.request_refetch(provider.clone());
+    }
+    let waiter = Waiter {
+        context_id,
+        allowed: allowed.clone(),
+        provider: provider.clone(),
+        deadline_ms,
+        request: req.clone(),
+        paused,
+        settled,
+    };
+    if plugin.add_waiter(waiter).is_none() {
+        return Next::Wait;
+    }
+    let d = plugin.engine.keys_unavailable();
+    log::warn!("keys of provider {provider} are not available (too many requests waiting): 503");
+    log_denial(&d, req);
+    send(&d, Some(plugin));
+    Next::Stop
 }
 
 /// Runs in the root context: answers the requests whose keys arrived or whose wait is over.
@@ -196,14 +198,14 @@ pub fn resolve_waiters(plugin: &Plugin, now_ms: u128, root_id: u32) {
         if hostcalls::set_effective_context(w.context_id).is_err() {
             continue; // the client went away
         }
-        // Re-decides (a still-missing key set past the deadline becomes a 503 there).
+        // Resumes the paused step (keys still missing past the deadline: a 503 there).
         let _ = decide_and_apply(
             plugin,
             &w.request,
             w.context_id,
             &w.allowed,
             now_ms,
-            Some(w.deadline_ms),
+            Some((w.paused, w.deadline_ms)),
         );
     }
     for w in keep {
@@ -219,9 +221,9 @@ pub fn resolve_waiters(plugin: &Plugin, now_ms: u128, root_id: u32) {
 
 /// The end of a magic-link POST: the core verifies the form's token; this host enforces single
 /// use across all VMs, then redirects with the session cookie.
-pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, body: &[u8]) {
+pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, form: NeedForm, body: &[u8]) {
     let now = crate::now();
-    let login = match plugin.engine.magic_link_consume(body, now) {
+    let login = match form.resume(&plugin.engine, body, now) {
         Ok(l) => l,
         Err(d) => {
             log_denial(&d, req);
@@ -258,13 +260,10 @@ pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, body: &[u8]) {
             send(&d, Some(plugin));
         }
         Claim::Unavailable => {
-            let d = plugin.engine.deny_json(
-                &Error::new(
-                    Reason::Internal,
-                    "the single-use store is unavailable; retry shortly",
-                ),
-                None,
-            );
+            let d = plugin.engine.deny_json(&Error::new(
+                Reason::Internal,
+                "the single-use store is unavailable; retry shortly",
+            ));
             log::error!("magic link refused: the single-use store is full or contended");
             send(&d, Some(plugin));
         }
@@ -311,6 +310,5 @@ pub fn internal_error() -> LocalReply {
             ("cache-control".into(), "no-store".into()),
         ],
         body: "{\"error\":\"error\",\"reason\":\"internal\"}".into(),
-        refetch_keys: None,
     }
 }
