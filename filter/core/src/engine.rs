@@ -13,7 +13,7 @@ use crate::apikey::ApiKeyStore;
 use crate::backend::{NativeBackend, SignatureBackend};
 use crate::cache::TokenCache;
 use crate::config::{Config, IdentityHeaders};
-use crate::error::{ConfigErrors, Error, Reason};
+use crate::error::{ConfigError, ConfigErrors, Error, Reason};
 use crate::extractor::{Extractor, Found, Request};
 use crate::identity::{CredentialKind, Identity};
 use crate::jwks::CompiledJwksSource;
@@ -919,7 +919,11 @@ fn public_allow() -> Verdict {
 /// Engines built by this process: each gets the next number as its generation.
 static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
-fn section<T>(errors: &mut Vec<Error>, name: &str, r: Option<Result<T, Vec<Error>>>) -> Option<T> {
+fn section<T>(
+    errors: &mut Vec<ConfigError>,
+    name: &str,
+    r: Option<Result<T, Vec<ConfigError>>>,
+) -> Option<T> {
     match r? {
         Ok(v) => Some(v),
         Err(es) => {

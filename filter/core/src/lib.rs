@@ -39,7 +39,7 @@ pub mod verifier;
 
 pub use alg::Alg;
 pub use engine::{Engine, LocalReply, Verdict};
-pub use error::{ConfigErrors, Error, Reason};
+pub use error::{ConfigError, ConfigErrors, Error, Reason};
 pub use extractor::Request;
 pub use identity::{CredentialKind, Identity};
 pub use step::Step;

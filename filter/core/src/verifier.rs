@@ -15,7 +15,7 @@ use crate::backend::{
 };
 use crate::claims::{ClaimMapping, ClaimsConfig, NumericDate};
 use crate::credential::{Audience, Fault, TimeWindow, WindowRules};
-use crate::error::{Error, Reason};
+use crate::error::{ConfigError, Error, Reason};
 use crate::identity::{CredentialKind, Identity};
 use crate::jwk::{self, Jwk, KeySet};
 use crate::jwks::{CompiledJwksSource, JwksSource};
@@ -133,16 +133,16 @@ pub struct Provider {
 
 impl Provider {
     /// Validates and compiles one provider. Error paths are relative to the provider.
-    pub fn compile(cfg: &ProviderConfig) -> Result<Provider, Vec<Error>> {
+    pub fn compile(cfg: &ProviderConfig) -> Result<Provider, Vec<ConfigError>> {
         let mut errors = Vec::new();
         if cfg.name.trim().is_empty() {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "name",
                 "must not be empty; give the provider a short name such as \"keycloak\"",
             ));
         }
         if cfg.issuer.trim().is_empty() {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "issuer",
                 "must not be empty; use the exact `iss` of the provider's tokens",
             ));
@@ -160,7 +160,7 @@ impl Provider {
             .and_then(|r| r.oidc_issuer.as_deref())
         {
             if oidc.contains(TENANT_PLACEHOLDER) {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "remote_jwks.oidc_issuer",
                     "a {tenantid} template has no discovery document; use jwks_uri (Entra ID: https://login.microsoftonline.com/common/discovery/v2.0/keys)",
                 ));
@@ -178,7 +178,7 @@ impl Provider {
         let mut seen = Vec::new();
         for (i, a) in cfg.algorithms.iter().enumerate() {
             if seen.contains(a) {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     format!("algorithms[{i}]"),
                     format!("{a} is listed twice"),
                 ));
@@ -188,7 +188,7 @@ impl Provider {
         let has_keys =
             cfg.jwks.is_some() || cfg.remote_jwks.is_some() || !cfg.shared_secrets.is_empty();
         if !has_keys {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "jwks",
                 "the provider has no keys: set `jwks` (inline), `remote_jwks` (jwks_uri or OIDC discovery) or `shared_secrets`",
             ));
@@ -196,19 +196,19 @@ impl Provider {
         // Mixing symmetric and asymmetric algorithms invites algorithm confusion: refuse it.
         let symmetric = algorithms.iter().filter(|a| a.is_symmetric()).count();
         if symmetric != 0 && symmetric != algorithms.len() {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "algorithms",
                 "mixes HMAC (HS*) with public-key algorithms; split them into two providers with the same issuer, one allowing only the HS* algorithms (with shared_secrets), the other only the public-key ones",
             ));
         }
         if symmetric != 0 && cfg.shared_secrets.is_empty() && cfg.jwks.is_none() {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "shared_secrets",
                 "HS* algorithms are allowed but no shared secret is configured",
             ));
         }
         if symmetric == 0 && !cfg.shared_secrets.is_empty() {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "algorithms",
                 "shared_secrets are set but no HS* algorithm is allowed; add e.g. \"HS256\" to algorithms",
             ));
@@ -228,13 +228,13 @@ impl Provider {
             have_static = true;
             let path = format!("shared_secrets[{i}]");
             match crate::b64::decode(&s.secret) {
-                Err(_) => errors.push(Error::config(
+                Err(_) => errors.push(ConfigError::new(
                     format!("{path}.secret"),
                     "is not unpadded base64url; encode the secret bytes with base64url (no `=`)",
                 )),
                 Ok(bytes) => match jwk::hmac_secret(s.kid.clone(), &bytes) {
                     Ok(k) => keys.push(k),
-                    Err(e) => errors.push(Error::config(
+                    Err(e) => errors.push(ConfigError::new(
                         format!("{path}.secret"),
                         e.message().to_string(),
                     )),
@@ -245,7 +245,7 @@ impl Provider {
             match KeySet::from_keys(keys) {
                 Ok(set) => Some(set),
                 Err(es) => {
-                    errors.extend(es);
+                    errors.extend(es.into_iter().map(|e| e.at("")));
                     None
                 }
             }
@@ -267,7 +267,7 @@ impl Provider {
                 .filter(|(_, a)| !set.keys().iter().any(|k| k.fits(*a)))
                 .collect();
             if unfit.len() == algorithms.len() {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "algorithms",
                     "no configured key can verify any of the allowed algorithms; check the keys' kty/crv/alg against `algorithms`",
                 ));
@@ -443,17 +443,20 @@ fn valid_tenant(t: &str) -> bool {
 
 impl IssuerRule {
     /// Compiles `issuer` and `allowed_tenants`. Error paths are relative to the provider.
-    pub fn compile(issuer: &str, allowed_tenants: &[String]) -> Result<IssuerRule, Vec<Error>> {
+    pub fn compile(
+        issuer: &str,
+        allowed_tenants: &[String],
+    ) -> Result<IssuerRule, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let Some((prefix, suffix)) = issuer.split_once(TENANT_PLACEHOLDER) else {
             if !allowed_tenants.is_empty() {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "allowed_tenants",
                     "only applies to a multi-tenant issuer template containing {tenantid} (e.g. https://login.microsoftonline.com/{tenantid}/v2.0); remove it, or use the template",
                 ));
             }
             if issuer.contains('{') || issuer.contains('}') {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "issuer",
                     "has braces but no {tenantid} placeholder; the only template is {tenantid} (Entra ID multi-tenant)",
                 ));
@@ -465,20 +468,20 @@ impl IssuerRule {
             };
         };
         if suffix.contains(TENANT_PLACEHOLDER) || prefix.contains('{') || suffix.contains('{') {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "issuer",
                 "a multi-tenant issuer has exactly one {tenantid} placeholder and no other braces",
             ));
         }
         let tenants = if allowed_tenants.is_empty() {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "allowed_tenants",
                 "a {tenantid} issuer accepts tokens of any Entra ID tenant: list the tenant ids allowed to sign in, or [\"*\"] to accept every tenant deliberately",
             ));
             None
         } else if allowed_tenants.iter().any(|t| t == "*") {
             if allowed_tenants.len() > 1 {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "allowed_tenants",
                     "\"*\" (any tenant) stands alone; remove the other entries or the \"*\"",
                 ));
@@ -487,7 +490,7 @@ impl IssuerRule {
         } else {
             for (i, t) in allowed_tenants.iter().enumerate() {
                 if !valid_tenant(t) {
-                    errors.push(Error::config(
+                    errors.push(ConfigError::new(
                         format!("allowed_tenants[{i}]"),
                         "a tenant id (the directory's GUID, as in the token's tid), or \"*\" alone",
                     ));
@@ -698,7 +701,7 @@ pub trait KeyLookup {
 
     /// Whether the host would refetch `provider`'s key set now for a token naming a `kid` the
     /// set lacks (see [`crate::jwks::JwksState::unknown_kid_refetch_from`]). When it would,
-    /// the engine answers [`crate::engine::Verdict::WaitForKeys`] instead of refusing, so a
+    /// the engine pauses with [`crate::step::Step::NeedKeys`] instead of refusing, so a
     /// freshly rotated key works on its first request. Default: never.
     fn may_refetch(&self, _provider: &str, _now: UnixTime) -> bool {
         false
