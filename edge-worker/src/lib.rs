@@ -22,8 +22,8 @@
 //! Fail closed: no config, a config the core refuses (logged with every field path), no origin
 //! binding, key sets that cannot be fetched — the request is refused.
 //!
-//! RSA, ECDSA and Ed25519 signatures are verified with WebCrypto through the core's two-phase
-//! path (`webcrypto.rs`, `edgegate::precheck`), and most requests are decided by the synchronous
+//! RSA, ECDSA and Ed25519 signatures are verified with WebCrypto when the core's decision machine
+//! asks (`webcrypto.rs`, `drive.rs`, `edgegate::step`), and most requests are decided by the synchronous
 //! fast path (`fast.rs`) that `worker.mjs` calls before this async [`handle`].
 
 mod login;
@@ -301,6 +301,16 @@ pub async fn handle(
         guard(&req, &env, &head, None).await?
     };
     login::with_cookies(resp, &set_cookies)
+}
+
+/// How many decisions the engine of this isolate started: one per request, whichever path it
+/// took (the WebCrypto probe of the tests reads it).
+#[wasm_bindgen(js_name = decisionsStarted)]
+pub fn decisions_started() -> f64 {
+    STATE.with(|cell| match &*cell.borrow() {
+        Some(State::Ready(g)) => g.engine.decisions_started() as f64,
+        _ => 0.0,
+    })
 }
 
 /// Decides the request with the core (from `paused`, when the fast path began it) and carries

@@ -50,7 +50,7 @@ extern "C" {
 /// Which backend verifies RSA, ECDSA and Ed25519 signatures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Crypto {
-    /// `crypto.subtle.verify`, through the core's two-phase path.
+    /// `crypto.subtle.verify`, answering the core's `NeedSignature` steps.
     WebCrypto,
     /// The core's own backends (ring, p256, p384, p521) compiled to wasm.
     Wasm,

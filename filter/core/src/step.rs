@@ -395,3 +395,200 @@ impl NeedForm {
         engine.magic_link_consume(form_body, now)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::b64;
+    use crate::backend::{test_keys, NativeBackend};
+    use crate::verifier::NoRemoteKeys;
+
+    const ISS: &str = "https://idp.test";
+    const HMAC_ISS: &str = "https://hmac.test";
+    const NOW: UnixTime = 1_700_000_000;
+
+    fn engine(cache_entries: usize) -> Engine {
+        let jwks: serde_json::Value = serde_json::from_str(&test_keys::jwks_all()).unwrap();
+        let cfg = serde_json::json!({
+            "jwt": {"cache": {"max_entries": cache_entries}, "providers": [{
+                "name": "t", "issuer": ISS,
+                "algorithms": ["RS256", "PS256", "ES256", "EdDSA"],
+                "jwks": jwks, "claims": {"roles": ["roles"]},
+            }, {
+                "name": "h", "issuer": HMAC_ISS, "algorithms": ["HS256"],
+                "shared_secrets": [{"kid": "hmac", "secret": b64::encode(test_keys::HMAC_SECRET)}],
+            }]},
+            "rules": [
+                {"name": "pub", "match": {"path": {"prefix": "/public"}}, "require": {"public": true}},
+                {"name": "delete", "match": {"path": {"prefix": "/tickets"}, "methods": ["DELETE"]},
+                 "credentials": ["jwt"], "require": {"roles_any": ["admin"]}},
+                {"name": "api", "match": {"path": {"prefix": "/"}}, "credentials": ["jwt"]},
+            ],
+        });
+        Engine::from_json(cfg.to_string().as_bytes()).unwrap()
+    }
+
+    fn token(alg: &str, iss: &str) -> String {
+        let payload =
+            format!(r#"{{"iss":"{iss}","sub":"alice","exp":4000000000,"roles":["agent"]}}"#);
+        let kid = if alg == "HS256" {
+            "hmac"
+        } else {
+            test_keys::kid_for(alg)
+        };
+        test_keys::token(alg, Some(kid), &payload)
+    }
+
+    fn bearer(t: &str) -> Vec<(&'static str, String)> {
+        vec![("authorization", format!("Bearer {t}"))]
+    }
+
+    fn with_req<R>(
+        method: &str,
+        path: &str,
+        headers: &[(&'static str, String)],
+        f: impl FnOnce(&Request<'_>) -> R,
+    ) -> R {
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        f(&Request {
+            method,
+            path,
+            headers: &pairs,
+        })
+    }
+
+    fn paused(step: Step) -> NeedSignature {
+        match step {
+            Step::NeedSignature(s) => s,
+            other => panic!("expected NeedSignature, got {other:?}"),
+        }
+    }
+
+    fn reply(step: Step) -> LocalReply {
+        match step {
+            Step::Done(Verdict::Reply(d)) => d,
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    fn subject(step: Step) -> String {
+        match step {
+            Step::Done(Verdict::Allow {
+                identity: Some(id), ..
+            }) => id.subject.clone(),
+            other => panic!("expected an allow with an identity, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_signature_pause_resumes_to_the_verdict_with_the_hosts_answer() {
+        let e = engine(100);
+        let h = bearer(&token("ES256", ISS));
+        with_req("GET", "/api/x", &h, |req| {
+            let mut cache = e.new_cache();
+            let s = paused(e.start(req, &NoRemoteKeys, &mut cache, NOW));
+            assert_eq!(s.check().alg(), crate::Alg::ES256);
+            assert!(s.check().key_jwk().unwrap().contains("P-256"));
+            // The host says no: refused, whatever the signature really is (fail closed).
+            let d = reply(s.resume(&e, false, req, &NoRemoteKeys, &mut cache, NOW));
+            assert_eq!((d.status, d.reason.code()), (401, "bad_signature"));
+            // Asked again (nothing was cached), the host says yes: allowed, then cached.
+            let s = paused(e.start(req, &NoRemoteKeys, &mut cache, NOW));
+            let valid = s.check().verify_with(&NativeBackend).is_ok();
+            assert_eq!(
+                subject(s.resume(&e, valid, req, &NoRemoteKeys, &mut cache, NOW)),
+                "alice"
+            );
+            match e.start(req, &NoRemoteKeys, &mut cache, NOW) {
+                Step::Done(Verdict::Allow { cached: true, .. }) => {}
+                other => panic!("expected a cached allow, got {other:?}"),
+            }
+        });
+        assert_eq!(e.decisions_started(), 3);
+    }
+
+    #[test]
+    fn hmac_never_pauses_and_its_secret_stays_in_the_core() {
+        let e = engine(100);
+        let h = bearer(&token("HS256", HMAC_ISS));
+        with_req("GET", "/api/x", &h, |req| {
+            let step = e.start(req, &NoRemoteKeys, &mut e.new_cache(), NOW);
+            assert_eq!(subject(step), "alice");
+        });
+    }
+
+    #[test]
+    fn a_paused_step_resumed_on_another_engine_fails_closed() {
+        let (old, new) = (engine(100), engine(100));
+        assert_ne!(old.generation(), new.generation());
+        let h = bearer(&token("RS256", ISS));
+        with_req("GET", "/api/x", &h, |req| {
+            let mut cache = new.new_cache();
+            let s = paused(old.start(req, &NoRemoteKeys, &mut cache, NOW));
+            let d = reply(s.resume(&new, true, req, &NoRemoteKeys, &mut cache, NOW));
+            assert_eq!((d.status, d.reason.code()), (500, "internal"));
+            assert!(cache.is_empty(), "nothing is cached from a stale step");
+        });
+    }
+
+    #[test]
+    fn the_machine_goes_on_with_the_next_rule_and_runs_once() {
+        // Without the cache, a request naming DELETE pauses once per rule it must pass: its
+        // real method's rule, then DELETE's; each resume goes on from where it stood.
+        let e = engine(0);
+        let mut h = bearer(&token("RS256", ISS));
+        h.push(("x-http-method-override", "DELETE".to_string()));
+        with_req("POST", "/tickets/1", &h, |req| {
+            let mut cache = e.new_cache();
+            let first = paused(e.start(req, &NoRemoteKeys, &mut cache, NOW));
+            let second = paused(first.resume(&e, true, req, &NoRemoteKeys, &mut cache, NOW));
+            let d = reply(second.resume(&e, true, req, &NoRemoteKeys, &mut cache, NOW));
+            assert_eq!((d.status, d.reason.code()), (403, "missing_role"));
+        });
+        assert_eq!(e.decisions_started(), 1);
+        // The synchronous driver answers both pauses in place.
+        with_req("POST", "/tickets/1", &h, |req| {
+            let d = reply(e.decide(req, &NoRemoteKeys, &mut e.new_cache(), NOW));
+            assert_eq!(d.reason.code(), "missing_role");
+        });
+    }
+
+    #[test]
+    fn a_public_route_ignores_a_refused_signature() {
+        let e = engine(100);
+        let h = bearer(&token("EdDSA", ISS));
+        with_req("GET", "/public/x", &h, |req| {
+            let mut cache = e.new_cache();
+            let s = paused(e.start(req, &NoRemoteKeys, &mut cache, NOW));
+            match s.resume(&e, false, req, &NoRemoteKeys, &mut cache, NOW) {
+                Step::Done(Verdict::Allow { identity: None, .. }) => {}
+                other => panic!("expected an anonymous allow, got {other:?}"),
+            }
+        });
+    }
+
+    #[test]
+    fn identify_runs_the_same_machine() {
+        let e = engine(100);
+        let h = bearer(&token("PS256", ISS));
+        with_req("GET", "/auth/me", &h, |req| {
+            let mut cache = e.new_cache();
+            let s = paused(e.identify(req, &NoRemoteKeys, &mut cache, NOW));
+            assert_eq!(
+                subject(s.resume(&e, true, req, &NoRemoteKeys, &mut cache, NOW)),
+                "alice"
+            );
+            let d = reply(e.identify(
+                &Request {
+                    method: "GET",
+                    path: "/auth/me",
+                    headers: &[],
+                },
+                &NoRemoteKeys,
+                &mut cache,
+                NOW,
+            ));
+            assert_eq!(d.reason.code(), "credential_missing");
+        });
+    }
+}

@@ -13,7 +13,7 @@
 //!
 //! Never trap: no unwrap/expect/panic/indexing; request bytes are read with the SDK's byte
 //! variants and bounded.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod hostsig;
 pub mod metrics;
@@ -41,6 +41,31 @@ proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root::new(id)) });
 }}
+
+thread_local! {
+    /// The plugins configured in this VM (weak: a reconfigured root drops its old one).
+    static PLUGINS: RefCell<Vec<std::rc::Weak<Plugin>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Observability for tests (host-tests calls it through the ABI; Envoy never does): how many
+/// decisions the engines of this VM's live plugins started. One request starts one decision,
+/// whether it waited for keys or not.
+// `no_mangle` is the only exception to `unsafe_code` in this crate: an exported name no other
+// symbol of the module uses, with no unsafe body.
+#[allow(unsafe_code)]
+#[no_mangle]
+pub extern "C" fn edgegate_decisions_started() -> u64 {
+    PLUGINS.with(|p| {
+        p.try_borrow()
+            .map(|p| {
+                p.iter()
+                    .filter_map(std::rc::Weak::upgrade)
+                    .map(|plugin| plugin.engine.decisions_started())
+                    .sum()
+            })
+            .unwrap_or(0)
+    })
+}
 
 /// How long a request may wait for a remote key set that has not arrived (then 503, fail closed),
 /// when the provider's `remote_jwks.wait_for_keys_ms` is not known.
@@ -281,10 +306,7 @@ impl RootContext for Root {
             }
             Err(errors) => {
                 for e in &errors.0 {
-                    match e.path() {
-                        Some(p) => log::error!("config refused: {p}: {}", e.message()),
-                        None => log::error!("config refused: {}", e.message()),
-                    }
+                    log::error!("config refused: {e}");
                 }
                 log::error!(
                     "config refused: {} error(s); the previous config (if any) stays in force",
@@ -324,6 +346,12 @@ impl RootContext for Root {
                 keys.expect(&r.provider, &r.source_id);
             }
         }
+        PLUGINS.with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut() {
+                p.retain(|w| w.strong_count() > 0);
+                p.push(Rc::downgrade(&plugin));
+            }
+        });
         self.plugin = Some(plugin);
         log::info!("configured ({} remote key set(s))", self.remotes.len());
         self.run();
