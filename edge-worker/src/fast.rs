@@ -104,24 +104,10 @@ pub fn decide_sync(
     }
     let (method, url, incoming, paused) = match answered {
         Some(p) => (p.method, p.url, p.incoming, Some(p.step)),
-        None => {
-            let (method, url, incoming) = match head.as_deref().and_then(parse_head) {
-                Some(h) => h,
-                None => match request_headers(&req.headers())? {
-                    Some(incoming) => (req.method(), req.url(), incoming),
-                    None => {
-                        let d = edgegate::limits::headers_too_large_denial();
-                        return Ok(denial_response(&d)?.into());
-                    }
-                },
-            };
-            if takes_async_path(path_and_query(&url))
-                || crate::login::needs_async(path_and_query(&url), &incoming)
-            {
-                return Ok(JsValue::UNDEFINED);
-            }
-            (method, url, incoming, None)
-        }
+        None => match read_request(req, head.as_deref())? {
+            Read::Head(method, url, incoming) => (method, url, incoming, None),
+            Read::Answer(v) => return Ok(v),
+        },
     };
     let path = path_and_query(&url);
     let core_head = CoreHead {
@@ -139,18 +125,53 @@ pub fn decide_sync(
         Some(other) => Ok(Fast::Paused(other)),
         None => first_step(&core_head),
     }?;
-    let step = match step {
-        Fast::Paused(step) => {
-            return hand_over(Paused {
-                method,
-                url,
-                incoming,
-                step,
-            })
-        }
-        Fast::Act(a) => a,
+    match step {
+        Fast::Paused(step) => hand_over(Paused {
+            method,
+            url,
+            incoming,
+            step,
+        }),
+        Fast::Act(a) => respond(a, req, env, &method, &url),
+    }
+}
+
+/// A request read on its first step: its head, or the answer already (431, or `undefined` for
+/// the async path).
+enum Read {
+    Head(String, String, Vec<(String, String)>),
+    Answer(JsValue),
+}
+
+fn read_request(req: &Request, head: Option<&str>) -> Result<Read, JsValue> {
+    let (method, url, incoming) = match head.and_then(parse_head) {
+        Some(h) => h,
+        None => match request_headers(&req.headers())? {
+            Some(incoming) => (req.method(), req.url(), incoming),
+            None => {
+                let d = edgegate::limits::headers_too_large_denial();
+                return Ok(Read::Answer(denial_response(&d)?.into()));
+            }
+        },
     };
-    Ok(match step {
+    if takes_async_path(path_and_query(&url))
+        || crate::login::needs_async(path_and_query(&url), &incoming)
+    {
+        return Ok(Read::Answer(JsValue::UNDEFINED));
+    }
+    Ok(Read::Head(method, url, incoming))
+}
+
+/// What JS gets for a verdict: a `Response`, the headers for the `ORIGIN` binding as one
+/// string, or the upstream `Request`.
+fn respond(
+    action: Action,
+    req: &Request,
+    env: &JsValue,
+    method: &str,
+    url: &str,
+) -> Result<JsValue, JsValue> {
+    Ok(match action {
         Action::Broken => internal_error()?.into(),
         Action::Reply(d) => denial_response(&d)?.into(),
         Action::Forward {
@@ -162,10 +183,13 @@ pub fn decide_sync(
             let binding = Reflect::get(env, &JsValue::from_str(crate::ORIGIN_BINDING))?;
             match headers.to_text().filter(|_| binding.is_object()) {
                 Some(text) => JsValue::from_str(&text),
-                None => match upstream_request(req, env, &method, &url, path, &headers)? {
-                    Ok((upstream, _binding)) => upstream.into(),
-                    Err(no_origin) => no_origin.into(),
-                },
+                None => {
+                    let path = path_and_query(url);
+                    match upstream_request(req, env, method, url, path, &headers)? {
+                        Ok((upstream, _binding)) => upstream.into(),
+                        Err(no_origin) => no_origin.into(),
+                    }
+                }
             }
         }
         // Not reached: dev mode's verdicts are handed over above.

@@ -709,6 +709,46 @@ fn upstream_request(
     Ok(Ok((Request::new_with_str_and_init(&url, &init)?, binding)))
 }
 
+/// The magic-link form's token verified by the core, claimed in this isolate when there is no
+/// Durable Object; with the reply to a replay. `Err(None)`: no usable config.
+fn verify_link(
+    form: NeedForm,
+    body: Option<String>,
+    global: bool,
+    now: UnixTime,
+) -> Result<(edgegate::engine::MagicLinkLogin, LocalReply), Option<LocalReply>> {
+    STATE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let Some(State::Ready(gate)) = slot.as_mut() else {
+            return Err(None);
+        };
+        let engine = &gate.engine;
+        let Some(body) = body.filter(|b| b.len() <= MAX_FORM_BODY) else {
+            return Err(Some(engine.deny_json(&Error::new(
+                Reason::TokenTooLarge,
+                "the form is too large",
+            ))));
+        };
+        let login = form.resume(engine, body.as_bytes(), now).map_err(Some)?;
+        if !global && !gate.used.claim(&login.jti, login.expires_at, now) {
+            return Err(Some(engine.replayed()));
+        }
+        Ok((login, engine.replayed()))
+    })
+}
+
+/// Claims a magic link's `jti` in its Durable Object (`USED_LINKS`): 204 first use, 409 used.
+async fn claim_link(namespace: &JsValue, jti: &str, expires_at: UnixTime) -> Result<u16, JsValue> {
+    let ns: DurableObjectNamespace = namespace.clone().unchecked_into();
+    let stub = ns.get(&ns.id_from_name(jti)?)?;
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&JsValue::from_str(&expires_at.to_string()));
+    let claim = Request::new_with_str_and_init("https://used-links/claim", &init)?;
+    let resp: Response = JsFuture::from(stub.fetch(&claim)?).await?.unchecked_into();
+    Ok(resp.status())
+}
+
 async fn magic_link_post(
     req: &Request,
     env: &JsValue,
@@ -728,24 +768,7 @@ async fn magic_link_post(
     let namespace = Reflect::get(env, &JsValue::from_str(USED_LINKS_BINDING))?;
     let global = namespace.is_object();
     // Verify (and, without a Durable Object, claim the jti per isolate) under the borrow...
-    let verified = STATE.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let Some(State::Ready(gate)) = slot.as_mut() else {
-            return Err(None);
-        };
-        let engine = &gate.engine;
-        let Some(body) = body.filter(|b| b.len() <= MAX_FORM_BODY) else {
-            return Err(Some(engine.deny_json(&Error::new(
-                Reason::TokenTooLarge,
-                "the form is too large",
-            ))));
-        };
-        let login = form.resume(engine, body.as_bytes(), now).map_err(Some)?;
-        if !global && !gate.used.claim(&login.jti, login.expires_at, now) {
-            return Err(Some(engine.replayed()));
-        }
-        Ok((login, engine.replayed()))
-    });
+    let verified = verify_link(form, body, global, now);
     let (login, replayed) = match verified {
         Ok(v) => v,
         Err(Some(d)) => return denial_response(&d),
@@ -753,14 +776,7 @@ async fn magic_link_post(
     };
     // ...and with one, claim it there (no borrow is held across the await).
     if global {
-        let ns: DurableObjectNamespace = namespace.unchecked_into();
-        let stub = ns.get(&ns.id_from_name(&login.jti)?)?;
-        let init = RequestInit::new();
-        init.set_method("POST");
-        init.set_body(&JsValue::from_str(&login.expires_at.to_string()));
-        let claim = Request::new_with_str_and_init("https://used-links/claim", &init)?;
-        let resp: Response = JsFuture::from(stub.fetch(&claim)?).await?.unchecked_into();
-        match resp.status() {
+        match claim_link(&namespace, &login.jti, login.expires_at).await? {
             204 => {}
             409 => return denial_response(&replayed),
             other => {

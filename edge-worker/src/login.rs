@@ -630,6 +630,17 @@ pub(crate) async fn renew(env: &JsValue, incoming: &mut Vec<(String, String)>) -
             return Vec::new();
         }
     }
+    renewed(incoming, result, &session_name, &refresh_name)
+}
+
+/// The request's cookies and the `Set-Cookie`s after a renewal: the new session, or (failed)
+/// both cookies cleared.
+fn renewed(
+    incoming: &mut Vec<(String, String)>,
+    result: Result<Vec<String>, Error>,
+    session_name: &str,
+    refresh_name: &str,
+) -> Vec<String> {
     match result {
         Ok(set) => {
             let session_value = set
@@ -637,7 +648,7 @@ pub(crate) async fn renew(env: &JsValue, incoming: &mut Vec<(String, String)>) -
                 .filter_map(|c| cookie_pair(c))
                 .find(|(n, _)| *n == session_name)
                 .map(|(_, v)| v.to_string());
-            rewrite_cookies(incoming, &[(&session_name, session_value.as_deref())]);
+            rewrite_cookies(incoming, &[(session_name, session_value.as_deref())]);
             set
         }
         Err(e) => {
@@ -646,7 +657,7 @@ pub(crate) async fn renew(env: &JsValue, incoming: &mut Vec<(String, String)>) -
                 e.reason().code(),
                 e.message()
             ));
-            rewrite_cookies(incoming, &[(&session_name, None), (&refresh_name, None)]);
+            rewrite_cookies(incoming, &[(session_name, None), (refresh_name, None)]);
             with_gate(|g| {
                 Some(vec![
                     g.engine.sessions()?.clear_cookie_header(),

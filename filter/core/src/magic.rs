@@ -335,6 +335,67 @@ fn claim_error(reason: Reason, msg: &str) -> Error {
     Error::new(reason, msg.to_string())
 }
 
+/// The claim `purpose`: login, join or guest.
+fn purpose_of(claims: &Map<String, Value>) -> Result<Purpose, Error> {
+    match claims.get("purpose") {
+        None => Err(claim_error(
+            Reason::MissingClaim,
+            "the claim `purpose` is required",
+        )),
+        Some(Value::String(p)) => Purpose::parse(p).ok_or_else(|| {
+            claim_error(
+                Reason::MalformedClaims,
+                "the claim `purpose` is not login, join or guest",
+            )
+        }),
+        Some(_) => Err(claim_error(
+            Reason::MalformedClaims,
+            "the claim `purpose` is not a string",
+        )),
+    }
+}
+
+/// Who the link is for: `sub`, else `email` (which must be an address); and the email.
+fn subject_of(claims: &Map<String, Value>) -> Result<(&str, Option<&str>), Error> {
+    let sub = opt_str(claims, "sub", MAX_SUB)?;
+    let email = opt_str(claims, "email", MAX_EMAIL)?;
+    if let Some(e) = email {
+        if !valid_email(e) {
+            return Err(claim_error(
+                Reason::MalformedClaims,
+                "the claim `email` is not an email address",
+            ));
+        }
+    }
+    let subject = sub.or(email).ok_or_else(|| {
+        claim_error(
+            Reason::MissingClaim,
+            "the magic link names no `sub` or `email`",
+        )
+    })?;
+    Ok((subject, email))
+}
+
+/// The claim `scope`: a path prefix, required for guest links.
+fn scope_of(claims: &Map<String, Value>, purpose: Purpose) -> Result<Option<&str>, Error> {
+    let scope = opt_str(claims, "scope", MAX_SCOPE)?;
+    if let Some(s) = scope {
+        if !valid_scope(s) {
+            return Err(claim_error(
+                Reason::MalformedClaims,
+                "the claim `scope` is not a path prefix",
+            ));
+        }
+    }
+    if purpose == Purpose::Guest && scope.is_none() {
+        return Err(claim_error(
+            Reason::MissingClaim,
+            "a guest link needs a `scope`",
+        ));
+    }
+    Ok(scope)
+}
+
 fn opt_str<'m>(
     claims: &'m Map<String, Value>,
     name: &str,
@@ -486,43 +547,7 @@ impl MagicLinks {
     pub fn verify(&self, token: &str, now: UnixTime) -> Result<MagicLink, Error> {
         let (jws, kid) = self.ring.verify(token, MAX_TOKEN_BYTES)?;
         let claims = jws.claims()?;
-
-        match claims.get("iss") {
-            None => {
-                return Err(claim_error(
-                    Reason::MissingClaim,
-                    "the claim `iss` is required",
-                ))
-            }
-            Some(Value::String(iss)) if *iss == self.issuer => {}
-            Some(_) => {
-                return Err(claim_error(
-                    Reason::UnknownIssuer,
-                    "the magic link's issuer is not the configured one",
-                ))
-            }
-        }
-        match Audience::of(&claims) {
-            Audience::Missing => {
-                return Err(claim_error(
-                    Reason::MissingClaim,
-                    "the claim `aud` is required",
-                ))
-            }
-            Audience::NotStrings => {
-                return Err(claim_error(
-                    Reason::MalformedClaims,
-                    "the claim `aud` is not a string",
-                ))
-            }
-            aud if !aud.matches(&[AUDIENCE]) => {
-                return Err(Error::new(
-                    Reason::WrongAudience,
-                    format!("a magic-link token's aud is `{AUDIENCE}`"),
-                ))
-            }
-            Audience::Names(_) => {}
-        }
+        self.check_issuer_and_audience(&claims)?;
         let window = TimeWindow::check(&claims, now as f64, &WINDOW, |fault| match fault {
             Fault::Missing(name) => missing_claim(name),
             Fault::Expired => claim_error(fault.reason(), "the magic link has expired"),
@@ -531,72 +556,11 @@ impl MagicLinks {
             }
             Fault::NotYetValid => claim_error(fault.reason(), "the magic link is not valid yet"),
         })?;
-        let purpose = match claims.get("purpose") {
-            None => {
-                return Err(claim_error(
-                    Reason::MissingClaim,
-                    "the claim `purpose` is required",
-                ))
-            }
-            Some(Value::String(p)) => Purpose::parse(p).ok_or_else(|| {
-                claim_error(
-                    Reason::MalformedClaims,
-                    "the claim `purpose` is not login, join or guest",
-                )
-            })?,
-            Some(_) => {
-                return Err(claim_error(
-                    Reason::MalformedClaims,
-                    "the claim `purpose` is not a string",
-                ))
-            }
-        };
-        let max = self.ttl(purpose).max;
-        let life = window.lifetime().unwrap_or(0.0);
+        let purpose = purpose_of(&claims)?;
+        self.check_lifetime(purpose, window.lifetime().unwrap_or(0.0))?;
         let exp = window.exp;
-        if life <= 0.0 {
-            return Err(claim_error(
-                Reason::MalformedClaims,
-                "the magic link expires before it is issued",
-            ));
-        }
-        if life > max as f64 {
-            return Err(Error::new(
-                Reason::LifetimeTooLong,
-                format!("a {} link may live at most {max} seconds", purpose.as_str()),
-            ));
-        }
-        let sub = opt_str(&claims, "sub", MAX_SUB)?;
-        let email = opt_str(&claims, "email", MAX_EMAIL)?;
-        if let Some(e) = email {
-            if !valid_email(e) {
-                return Err(claim_error(
-                    Reason::MalformedClaims,
-                    "the claim `email` is not an email address",
-                ));
-            }
-        }
-        let subject = sub.or(email).ok_or_else(|| {
-            claim_error(
-                Reason::MissingClaim,
-                "the magic link names no `sub` or `email`",
-            )
-        })?;
-        let scope = opt_str(&claims, "scope", MAX_SCOPE)?;
-        if let Some(s) = scope {
-            if !valid_scope(s) {
-                return Err(claim_error(
-                    Reason::MalformedClaims,
-                    "the claim `scope` is not a path prefix",
-                ));
-            }
-        }
-        if purpose == Purpose::Guest && scope.is_none() {
-            return Err(claim_error(
-                Reason::MissingClaim,
-                "a guest link needs a `scope`",
-            ));
-        }
+        let (subject, email) = subject_of(&claims)?;
+        let scope = scope_of(&claims, purpose)?;
         let target = opt_str(&claims, "target", MAX_TARGET)?;
         let jti = required(opt_str(&claims, "jti", MAX_JTI)?, "jti")?;
 
@@ -614,6 +578,58 @@ impl MagicLinks {
             scope: scope.map(str::to_string),
             target: target.map(str::to_string),
         })
+    }
+
+    /// `iss` is the configured issuer, `aud` names [`AUDIENCE`].
+    fn check_issuer_and_audience(&self, claims: &Map<String, Value>) -> Result<(), Error> {
+        match claims.get("iss") {
+            None => {
+                return Err(claim_error(
+                    Reason::MissingClaim,
+                    "the claim `iss` is required",
+                ))
+            }
+            Some(Value::String(iss)) if *iss == self.issuer => {}
+            Some(_) => {
+                return Err(claim_error(
+                    Reason::UnknownIssuer,
+                    "the magic link's issuer is not the configured one",
+                ))
+            }
+        }
+        match Audience::of(claims) {
+            Audience::Missing => Err(claim_error(
+                Reason::MissingClaim,
+                "the claim `aud` is required",
+            )),
+            Audience::NotStrings => Err(claim_error(
+                Reason::MalformedClaims,
+                "the claim `aud` is not a string",
+            )),
+            aud if !aud.matches(&[AUDIENCE]) => Err(Error::new(
+                Reason::WrongAudience,
+                format!("a magic-link token's aud is `{AUDIENCE}`"),
+            )),
+            Audience::Names(_) => Ok(()),
+        }
+    }
+
+    /// A link lives a positive time, at most its purpose's maximum.
+    fn check_lifetime(&self, purpose: Purpose, life: f64) -> Result<(), Error> {
+        let max = self.ttl(purpose).max;
+        if life <= 0.0 {
+            return Err(claim_error(
+                Reason::MalformedClaims,
+                "the magic link expires before it is issued",
+            ));
+        }
+        if life > max as f64 {
+            return Err(Error::new(
+                Reason::LifetimeTooLong,
+                format!("a {} link may live at most {max} seconds", purpose.as_str()),
+            ));
+        }
+        Ok(())
     }
 
     /// [`verify`](Self::verify), then requires the purpose to be one of `accepted`

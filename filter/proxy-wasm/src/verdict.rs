@@ -36,46 +36,19 @@ fn secs(ms: u128) -> UnixTime {
 /// Runs the engine's machine for a request and carries out where it ends, on the effective
 /// context: signatures are answered in place (Envoy's `verify_signature` or the core's own
 /// backend), a key set is waited for. `waited` is `Some` for a request whose wait is over
-/// (resumed by the root context): its paused step and deadline.
+/// (resumed by the root context): its paused step.
 pub fn decide_and_apply(
     plugin: &Plugin,
     req: &OwnedRequest,
     context_id: u32,
     allowed: &std::rc::Rc<std::cell::Cell<bool>>,
     now_ms: u128,
-    waited: Option<(NeedKeys, u128)>,
+    waited: Option<NeedKeys>,
 ) -> Next {
-    let now = secs(now_ms);
     let resumed = waited.is_some();
-    let deadline = waited.as_ref().map(|(_, d)| *d);
-    let (step, edits) = {
-        let (Ok(mut keys), Ok(mut cache)) =
-            (plugin.keys.try_borrow_mut(), plugin.cache.try_borrow_mut())
-        else {
-            send(&internal_error(), Some(plugin));
-            return Next::Stop;
-        };
-        if keys.refresh_if_due(now_ms) {
-            cache.clear();
-        }
-        // One borrowed view of the request for the decision and, on allow, the core's edits
-        // (the consumed credential and edgegate's cookies stay here).
-        req.with(|r| {
-            let engine = &plugin.engine;
-            let step = match waited {
-                None => engine.decide(r, &*keys, &mut cache, now),
-                Some((paused, _)) => paused
-                    .resume(engine, r, &*keys, &mut cache, now)
-                    .answer_signatures(engine, r, &*keys, &mut cache, now),
-            };
-            let edits = match &step {
-                Step::Done(Verdict::Allow { consumed, .. }) => {
-                    engine.upstream_edits(r.headers, consumed.as_ref())
-                }
-                _ => HeaderEdits::default(),
-            };
-            (step, edits)
-        })
+    let Some((step, edits)) = run(plugin, req, now_ms, waited) else {
+        send(&internal_error(), Some(plugin));
+        return Next::Stop;
     };
     match step {
         Step::Done(Verdict::Allow {
@@ -84,27 +57,7 @@ pub fn decide_and_apply(
             cached,
             ..
         }) => {
-            plugin.count(|m| {
-                let credential = identity.as_ref().map_or("none", |i| i.credential.code());
-                m.inc_labeled(metrics::ALLOWED, "credential", credential);
-                if cached {
-                    m.inc(metrics::CACHE_HIT);
-                } else if identity
-                    .as_ref()
-                    .is_some_and(|i| i.credential == edgegate::CredentialKind::Jwt)
-                {
-                    m.inc(metrics::CACHE_MISS);
-                }
-            });
-            // No host call when the request has neither a consumed credential nor our cookies.
-            request::apply_edits(&edits);
-            for (name, value) in headers.iter() {
-                let _ = hostcalls::set_map_value_bytes(
-                    MapType::HttpRequestHeaders,
-                    name,
-                    Some(value.as_bytes()),
-                );
-            }
+            allow(plugin, identity.as_deref(), &headers, cached, &edits);
             allowed.set(true);
             if resumed {
                 let _ = hostcalls::resume_http_request();
@@ -123,10 +76,75 @@ pub fn decide_and_apply(
         // A resumed request never pauses again (the core answers after one wait), and never
         // reads a body from the root context: fail closed.
         Step::NeedKeys(_) | Step::NeedForm(_) | Step::NeedSignature(_) => {
-            let _ = deadline;
             send(&internal_error(), Some(plugin));
             Next::Stop
         }
+    }
+}
+
+/// The engine's machine for one request, from its start or from the step that waited for
+/// keys, to where the host must act; with the core's edits for an allow. `None`: the plugin's
+/// state is borrowed (a re-entrant callback): fail closed.
+fn run(
+    plugin: &Plugin,
+    req: &OwnedRequest,
+    now_ms: u128,
+    waited: Option<NeedKeys>,
+) -> Option<(Step, HeaderEdits)> {
+    let now = secs(now_ms);
+    let (Ok(mut keys), Ok(mut cache)) =
+        (plugin.keys.try_borrow_mut(), plugin.cache.try_borrow_mut())
+    else {
+        return None;
+    };
+    if keys.refresh_if_due(now_ms) {
+        cache.clear();
+    }
+    // One borrowed view of the request for the decision and, on allow, the core's edits
+    // (the consumed credential and edgegate's cookies stay here).
+    Some(req.with(|r| {
+        let engine = &plugin.engine;
+        let step = match waited {
+            None => engine.decide(r, &*keys, &mut cache, now),
+            Some(paused) => paused
+                .resume(engine, r, &*keys, &mut cache, now)
+                .answer_signatures(engine, r, &*keys, &mut cache, now),
+        };
+        let edits = match &step {
+            Step::Done(Verdict::Allow { consumed, .. }) => {
+                engine.upstream_edits(r.headers, consumed.as_ref())
+            }
+            _ => HeaderEdits::default(),
+        };
+        (step, edits)
+    }))
+}
+
+/// Carries out an allow: metrics, the core's edits, the identity headers.
+fn allow(
+    plugin: &Plugin,
+    identity: Option<&edgegate::Identity>,
+    headers: &edgegate::engine::UpstreamHeaders,
+    cached: bool,
+    edits: &HeaderEdits,
+) {
+    plugin.count(|m| {
+        let credential = identity.map_or("none", |i| i.credential.code());
+        m.inc_labeled(metrics::ALLOWED, "credential", credential);
+        if cached {
+            m.inc(metrics::CACHE_HIT);
+        } else if identity.is_some_and(|i| i.credential == edgegate::CredentialKind::Jwt) {
+            m.inc(metrics::CACHE_MISS);
+        }
+    });
+    // No host call when the request has neither a consumed credential nor our cookies.
+    request::apply_edits(edits);
+    for (name, value) in headers.iter() {
+        let _ = hostcalls::set_map_value_bytes(
+            MapType::HttpRequestHeaders,
+            name,
+            Some(value.as_bytes()),
+        );
     }
 }
 
@@ -205,7 +223,7 @@ pub fn resolve_waiters(plugin: &Plugin, now_ms: u128, root_id: u32) {
             w.context_id,
             &w.allowed,
             now_ms,
-            Some((w.paused, w.deadline_ms)),
+            Some(w.paused),
         );
     }
     for w in keep {
