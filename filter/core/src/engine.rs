@@ -941,7 +941,7 @@ impl Engine {
                 ))
             })?;
         let link = magic.verify(&token, now).map_err(|e| self.deny_json(&e))?;
-        let location = match link.target.as_deref().or(link.scope.as_deref()) {
+        let location = match link.target.as_deref().or(link.path_scope.as_deref()) {
             Some(t) => self.redirects.check(t).map_err(|e| self.deny_json(&e))?,
             None => "/".to_string(),
         };
