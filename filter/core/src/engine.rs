@@ -648,7 +648,7 @@ impl Engine {
                 cached,
             } => (identity, headers, cached),
             Authn::NeedSignature(jwt) => {
-                return Outcome::Signature(Some(OwnedCredential::of(&found)), jwt);
+                return Outcome::Signature(Some(Box::new(OwnedCredential::of(&found))), jwt);
             }
             Authn::NeedKeys(_) if waited => {
                 return Outcome::Done(Verdict::Reply(self.keys_unavailable()));

@@ -150,7 +150,7 @@ mod machine {
         Done(T),
         /// The token's signature is the host's to verify (`None`: an ID token, not a request's
         /// credential).
-        Signature(Option<OwnedCredential>, Box<PendingJwt>),
+        Signature(Option<Box<OwnedCredential>>, Box<PendingJwt>),
         /// A remote key set is missing (`unknown_kid`: it lacks the token's `kid` and the host
         /// would refetch it now).
         Keys {
@@ -391,7 +391,7 @@ impl<T> Outcome<T> {
         match self {
             Outcome::Done(v) => Step::Done(v),
             Outcome::Signature(credential, jwt) => Step::NeedSignature(NeedSignature {
-                at,
+                at: Box::new(at),
                 credential,
                 jwt,
             }),
@@ -399,7 +399,7 @@ impl<T> Outcome<T> {
                 provider,
                 unknown_kid,
             } => Step::NeedKeys(NeedKeys {
-                at,
+                at: Box::new(at),
                 provider,
                 unknown_kid,
             }),
@@ -410,7 +410,9 @@ impl<T> Outcome<T> {
 /// A remote key set the machine needs.
 #[derive(Debug)]
 pub struct NeedKeys<T = Verdict> {
-    at: Progress<T>,
+    // Boxed, like the other pauses: a `Step` stays the size of a verdict on the path that
+    // does not pause.
+    at: Box<Progress<T>>,
     provider: String,
     unknown_kid: bool,
 }
@@ -437,7 +439,7 @@ impl<T: Goal> NeedKeys<T> {
         cache: &mut TokenCache,
         now: UnixTime,
     ) -> Step<T> {
-        let mut at = self.at;
+        let mut at = *self.at;
         if at.generation != engine.generation() {
             return Step::Done(T::failed(engine, &at));
         }
@@ -449,8 +451,8 @@ impl<T: Goal> NeedKeys<T> {
 /// A signature only the host verifies.
 #[derive(Debug)]
 pub struct NeedSignature<T = Verdict> {
-    at: Progress<T>,
-    credential: Option<OwnedCredential>,
+    at: Box<Progress<T>>,
+    credential: Option<Box<OwnedCredential>>,
     jwt: Box<PendingJwt>,
 }
 
@@ -492,11 +494,11 @@ impl<T: Goal> NeedSignature<T> {
         if self.at.generation != engine.generation() {
             return Step::Done(T::failed(engine, &self.at));
         }
-        let credential = self.credential.as_ref();
+        let credential = self.credential.as_deref();
         let outcome = T::signed(
             &self.at, engine, credential, *self.jwt, verified, req, keys, cache, now,
         );
-        T::resume(self.at, engine, Some(outcome), req, keys, cache, now)
+        T::resume(*self.at, engine, Some(outcome), req, keys, cache, now)
     }
 }
 
