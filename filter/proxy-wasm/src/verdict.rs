@@ -7,12 +7,13 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 
 use edgegate::engine::{LocalReply, Verdict};
-use edgegate::upstream::HeaderEdits;
 use edgegate::verifier::KeyLookup;
-use edgegate::{Error, Reason, UnixTime};
+use edgegate_envoy_glue::fetch::NoRefetch;
+use edgegate_envoy_glue::metrics;
+use edgegate_envoy_glue::verdict::{decide, denial_log_line, secs};
 
-use crate::metrics;
-use crate::remote::NoRefetch;
+pub use edgegate_envoy_glue::verdict::internal_error;
+
 use crate::request::{self, OwnedRequest};
 use crate::shared::{self, Claim};
 use crate::{Plugin, Waiter};
@@ -30,10 +31,6 @@ pub enum Next {
     ReadForm,
     /// A local reply was sent and the root should refetch a provider's keys early.
     Refetch,
-}
-
-fn secs(ms: u128) -> UnixTime {
-    UnixTime::try_from(ms / 1000).unwrap_or(UnixTime::MAX)
 }
 
 /// Asks the engine and carries out its verdict on the effective context. `wait_deadline_ms` is
@@ -61,23 +58,14 @@ pub fn decide_and_apply(
         // twice).
         let no_refetch;
         let lookup: &dyn KeyLookup = if wait_deadline_ms.is_some() {
-            no_refetch = NoRefetch(&keys);
+            no_refetch = NoRefetch(&*keys);
             &no_refetch
         } else {
             &*keys
         };
         // One borrowed view of the request for the decision and, on allow, the core's edits
         // (the consumed credential and edgegate's cookies stay here).
-        req.with(|r| {
-            let verdict = plugin.engine.decide(r, lookup, &mut cache, now);
-            let edits = match &verdict {
-                Verdict::Allow { consumed, .. } => {
-                    plugin.engine.upstream_edits(r.headers, consumed.as_ref())
-                }
-                _ => HeaderEdits::default(),
-            };
-            (verdict, edits)
-        })
+        decide(&plugin.engine, req, lookup, &mut cache, now)
     };
     let resumed = wait_deadline_ms.is_some();
     match verdict {
@@ -87,18 +75,7 @@ pub fn decide_and_apply(
             cached,
             ..
         } => {
-            plugin.count(|m| {
-                let credential = identity.as_ref().map_or("none", |i| i.credential.code());
-                m.inc_labeled(metrics::ALLOWED, "credential", credential);
-                if cached {
-                    m.inc(metrics::CACHE_HIT);
-                } else if identity
-                    .as_ref()
-                    .is_some_and(|i| i.credential == edgegate::CredentialKind::Jwt)
-                {
-                    m.inc(metrics::CACHE_MISS);
-                }
-            });
+            plugin.count(|m| metrics::count_allow(m, identity.as_deref(), cached));
             // No host call when the request has neither a consumed credential nor our cookies.
             request::apply_edits(&edits);
             for (name, value) in headers.iter() {
@@ -231,26 +208,13 @@ pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, body: &[u8]) {
     };
     match shared::claim_magic_link(&login.jti, login.expires_at, now) {
         Claim::Fresh => {
-            plugin.count(|m| {
-                m.inc_labeled(
-                    metrics::ALLOWED,
-                    "credential",
-                    edgegate::CredentialKind::MagicLink.code(),
-                )
-            });
+            plugin.count(metrics::count_magic_login);
             log::info!(
-                "magic link used: session started, redirect to {}",
-                login.location.split('?').next().unwrap_or("")
+                "{}",
+                edgegate_envoy_glue::verdict::magic_login_log_line(&login)
             );
-            let _ = hostcalls::send_http_response(
-                302,
-                vec![
-                    ("location", login.location.as_str()),
-                    ("set-cookie", login.set_cookie.as_str()),
-                    ("cache-control", "no-store"),
-                ],
-                None,
-            );
+            let headers = edgegate_envoy_glue::verdict::magic_login_headers(&login);
+            let _ = hostcalls::send_http_response(302, headers.to_vec(), None);
         }
         Claim::Replayed => {
             let d = plugin.engine.replayed();
@@ -258,13 +222,7 @@ pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, body: &[u8]) {
             send(&d, Some(plugin));
         }
         Claim::Unavailable => {
-            let d = plugin.engine.deny_json(
-                &Error::new(
-                    Reason::Internal,
-                    "the single-use store is unavailable; retry shortly",
-                ),
-                None,
-            );
+            let d = edgegate_envoy_glue::verdict::single_use_unavailable(&plugin.engine);
             log::error!("magic link refused: the single-use store is full or contended");
             send(&d, Some(plugin));
         }
@@ -274,10 +232,8 @@ pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, body: &[u8]) {
 /// Sends a local reply and counts a refusal (a 2xx page, e.g. the magic-link confirm page, is
 /// not a refusal).
 pub fn send(d: &LocalReply, plugin: Option<&Plugin>) {
-    if d.status >= 300 {
-        if let Some(p) = plugin {
-            p.count(|m| m.inc_labeled(metrics::DENIED, "reason", d.reason.code()));
-        }
+    if let Some(p) = plugin {
+        p.count(|m| metrics::count_reply(m, d));
     }
     let headers: Vec<(&str, &str)> = d
         .headers
@@ -289,28 +245,7 @@ pub fn send(d: &LocalReply, plugin: Option<&Plugin>) {
 }
 
 fn log_denial(d: &LocalReply, req: &OwnedRequest) {
-    if d.status >= 300 {
-        log::info!(
-            "denied {} {}: {} {}",
-            d.status,
-            d.reason.code(),
-            req.method,
-            req.log_path()
-        );
-    }
-}
-
-/// The reply when no engine is available in this VM (never expected: Envoy does not create
-/// HTTP contexts for a plugin that failed to configure). Fail closed.
-pub fn internal_error() -> LocalReply {
-    LocalReply {
-        status: 500,
-        reason: Reason::Internal,
-        headers: vec![
-            ("content-type".into(), "application/json".into()),
-            ("cache-control".into(), "no-store".into()),
-        ],
-        body: "{\"error\":\"error\",\"reason\":\"internal\"}".into(),
-        refetch_keys: None,
+    if let Some(line) = denial_log_line(d, req) {
+        log::info!("{line}");
     }
 }
