@@ -4,6 +4,7 @@
 //! out the verdict and performs fetches with its own ABI, and asks this crate what to read, what
 //! to count and what to send.
 //!
+//! - [`config`]: what a packaging logs when it refuses or accepts the plugin configuration;
 //! - [`request`]: the request as the core sees it, built from Envoy's header pairs, and the
 //!   header bounds and identity-header split applied before anything else;
 //! - [`verdict`]: one decision per request (verdict and upstream edits from one borrowed view),
@@ -13,6 +14,7 @@
 //!   that already waited decides with.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod fetch;
 pub mod metrics;
 pub mod request;
