@@ -177,7 +177,11 @@ impl Ticker {
                             let now = Instant::now();
                             if now >= at {
                                 tick.next = None;
+                                // Not under the lock: the main thread may be setting the next
+                                // tick meanwhile.
+                                drop(tick);
                                 scheduler.commit(EVENT_TICK);
+                                tick = lock(m);
                             } else {
                                 tick = cv
                                     .wait_timeout(tick, at - now)

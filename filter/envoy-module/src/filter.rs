@@ -183,8 +183,10 @@ impl Filter {
                 for (name, value) in edit_ops(&edits) {
                     ctx.set(RequestMap::Headers, name, value);
                 }
+                // Every identity header the client sent was removed before the decision, so these
+                // names are absent: added, not set (a set removes first).
                 for (name, value) in headers.iter() {
-                    ctx.set(RequestMap::Headers, name, Some(value.as_str()));
+                    ctx.add(RequestMap::Headers, name, value);
                 }
                 self.allowed = true;
                 Next::Continue
