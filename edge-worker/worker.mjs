@@ -1,7 +1,7 @@
 // The worker's entry. The core decides everything (src/lib.rs); this file only moves the
 // request: most requests are decided synchronously (decideSync, src/fast.rs) — with the
-// signatures the core asks for verified by WebCrypto, awaited here — and anything that needs I/O before
-// the verdict (key-set fetches, the magic-link POST, ...) goes through the async `handle`.
+// signatures the core asks for verified by WebCrypto, awaited here — and a decision that needs
+// I/O first (key-set fetches, the magic-link POST, ...) is resumed by the async `handle`.
 import { connectRefusal, decideSync, handle, headersTooLarge } from "./edgegate_worker.js";
 
 // The core's header bounds (filter/core/src/limits.rs: MAX_HEADERS, MAX_HEADER_BYTES), checked here
@@ -32,11 +32,10 @@ export default {
       head += `\n${name}\n${value}`;
     }
     let out = decideSync(request, env, undefined, undefined, head);
-    // `[id, promise]`: the core started WebCrypto verifications (with keys imported earlier in
-    // this isolate) and decides with what they resolve to. At most two rounds (a second when
-    // the keys changed while the first was verified); a request still asking goes the async
-    // way, whose last round fails closed.
-    for (let round = 0; Array.isArray(out) && round < 2; round++) {
+    // `[id, promise]`: the core's decision is paused on a signature, whose WebCrypto
+    // verification already started (with a key imported earlier in this isolate); the result
+    // resumes it. A request has one credential per rule it must pass, so a few rounds at most.
+    for (let round = 0; Array.isArray(out) && round < 8; round++) {
       let valid = false;
       try {
         valid = await out[1];
@@ -45,6 +44,10 @@ export default {
       }
       out = decideSync(request, env, out[0], valid, undefined);
     }
+    // A number: the decision is paused on I/O (a key to import, keys to fetch, the
+    // magic-link form); the async path resumes it under that id.
+    if (typeof out === "number") return handle(request, env, ctx, out);
+    if (Array.isArray(out)) return handle(request, env, ctx, out[0]);
     if (typeof out === "string") {
       // Allowed, through the ORIGIN binding: "count\nname\nvalue..." — `count` client headers
       // to keep (every identity header it sent already removed), then the identity headers.
@@ -64,7 +67,7 @@ export default {
       // the same choice as src/lib.rs: the ORIGIN service binding, else ORIGIN_URL
       return env.ORIGIN !== null && typeof env.ORIGIN === "object" ? env.ORIGIN.fetch(out) : fetch(out);
     }
-    return handle(request, env, ctx);
+    return handle(request, env, ctx, undefined);
   },
 
   // An HTTP CONNECT (workerd hands it here, not to fetch) or a service binding's connect():

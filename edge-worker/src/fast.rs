@@ -1,33 +1,31 @@
 //! The synchronous fast path: most requests need no I/O before the verdict, and an async export
 //! costs about 60 µs of CPU per request in workerd (wasm-bindgen's future/promise machinery,
-//! measured), more than the rest of the decision. `worker.mjs` calls [`decide_sync`] first:
+//! measured), more than the rest of the decision. `worker.mjs` calls [`decide_sync`] first, which
+//! starts the core's decision machine ([`edgegate::step`]) and answers:
 //!
 //! - a verdict: a `Response` (refusal) or the `Request` to send to the origin (JS fetches it
 //!   through the `ORIGIN` binding when that is an object, else through the global `fetch`);
-//! - `[id, promise]`: the core needs signatures verified. They are already started here on
+//! - `[id, promise]`: the machine needs a signature verified. It is already started here on
 //!   WebCrypto (`crypto.subtle.verify`, with the key imported earlier in this isolate and cached
 //!   under its algorithm and key material); JS awaits the promise and calls again with `id` and
-//!   what it resolved to. The results are bound to the checks stored under `id` here, so the core
-//!   gets exactly what was verified. With the token cache off, the first step already computed
-//!   the verdict for all-valid results ([`edgegate::precheck::decide_provisional`]); the second
-//!   step uses it when every check verified in the same second under the same key set, and
-//!   otherwise runs the engine again with the results ([`edgegate::precheck`] matches them
-//!   exactly). A key not imported yet sends the request the async way, which imports it;
-//! - `undefined`: the request needs I/O first (a key-set fetch or wait, an early refetch, the
-//!   magic-link POST, dev mode), or is for the worker's own endpoints under [`ASYNC_PREFIX`]
-//!   (login, callback, logout, ...): JS calls the async [`crate::handle`], which does everything.
+//!   what it resolved to, which resumes the paused step stored under `id` (the result is bound
+//!   to exactly that check);
+//! - `id` alone: the machine needs I/O first (a key not imported yet, a key-set fetch or wait,
+//!   the magic-link form): JS calls the async [`crate::handle`] with `id`, which resumes the
+//!   paused step there — the engine starts once per request;
+//! - `undefined`: a key set is due for a refresh, or the request is for the worker's own
+//!   endpoints under [`ASYNC_PREFIX`] (login, callback, logout, ...): JS calls the async
+//!   [`crate::handle`], which does everything.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use edgegate::precheck::{
-    self, Answer, Pending as Provisional, Provisional as Step, SignatureCheck,
-};
-use edgegate::Request as CoreRequest;
-use js_sys::{Array, Promise, Reflect};
+use edgegate::step::Step;
+use js_sys::{Array, Reflect};
 use wasm_bindgen::prelude::*;
 use web_sys::Request;
 
+use crate::drive::{self, Head as CoreHead};
 use crate::webcrypto::{self, Crypto};
 use crate::{
     act, denial_response, internal_error, load, now, path_and_query, ready, request_headers,
@@ -43,57 +41,42 @@ fn takes_async_path(path: &str) -> bool {
     path.starts_with(ASYNC_PREFIX)
 }
 
-/// Checks handed to JS and not answered yet (a request whose JS side failed never answers: when
-/// the table is full it is emptied, and those requests are asked again or go the async way).
+/// Paused steps handed to JS and not resumed yet (a request whose JS side failed never
+/// resumes: when the table is full it is emptied, and those requests then fail closed).
 const MAX_PENDING: usize = 1024;
 
 #[derive(Default)]
 struct Pending {
     next: u32,
-    waiting: HashMap<u32, Waiting>,
+    waiting: HashMap<u32, Paused>,
 }
 
-/// What the core asked for: a first step that kept its verdict for all-valid answers
-/// ([`precheck::decide_provisional`]), or the checks of a later step (decided exactly again).
-enum Asked {
-    Provisional {
-        pending: Box<Provisional>,
-        keys_gen: u64,
-    },
-    Exact(Vec<SignatureCheck>),
-}
-
-impl Asked {
-    fn checks(&self) -> &[SignatureCheck] {
-        match self {
-            Asked::Provisional { pending, .. } => pending.checks(),
-            Asked::Exact(c) => c,
-        }
-    }
-}
-
-/// A request waiting for its checks: what was read from it, so the next step need not read the
-/// request again (each read of a JS object costs glue), and what the core asked for.
-struct Waiting {
-    method: String,
-    url: String,
-    incoming: Vec<(String, String)>,
-    asked: Asked,
+/// A request whose decision is paused: what was read from it (so the next step need not read
+/// the request again: each read of a JS object costs glue), and the paused step.
+pub(crate) struct Paused {
+    pub(crate) method: String,
+    pub(crate) url: String,
+    pub(crate) incoming: Vec<(String, String)>,
+    pub(crate) step: Step,
 }
 
 thread_local! {
     static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
 }
 
+/// The paused step stored under `id`, for the async path to resume.
+pub(crate) fn take_paused(id: u32) -> Option<Paused> {
+    PENDING.with(|p| p.borrow_mut().waiting.remove(&id))
+}
+
 /// One step's outcome under the state's borrow.
 enum Fast {
     Act(Action),
-    Verify(Asked),
+    Paused(Step),
 }
 
 /// One synchronous step of a request; see the module docs. `id` and `valid` are absent on the
-/// first step; then `valid` is what the verify promise resolved to (a boolean for one check, an
-/// array of booleans for several).
+/// first step; then `valid` is what the verify promise resolved to.
 #[wasm_bindgen(js_name = decideSync)]
 pub fn decide_sync(
     req: &Request,
@@ -115,121 +98,175 @@ pub fn decide_sync(
             State::Broken(_) => false,
         }
     });
-    if fetch_due {
+    let answered = id.and_then(take_paused);
+    if fetch_due && answered.is_none() {
         return Ok(JsValue::UNDEFINED);
     }
-    let answered = id.and_then(|id| PENDING.with(|p| p.borrow_mut().waiting.remove(&id)));
-    let (method, url, incoming, asked) = match answered {
-        Some(w) => (w.method, w.url, w.incoming, Some(w.asked)),
-        None => {
-            let (method, url, incoming) = match head.as_deref().and_then(parse_head) {
-                Some(h) => h,
-                None => match request_headers(&req.headers())? {
-                    Some(incoming) => (req.method(), req.url(), incoming),
-                    None => {
-                        let d = edgegate::limits::headers_too_large_denial();
-                        return Ok(denial_response(&d)?.into());
-                    }
-                },
-            };
-            if takes_async_path(path_and_query(&url))
-                || crate::login::needs_async(path_and_query(&url), &incoming)
-            {
-                return Ok(JsValue::UNDEFINED);
-            }
-            (method, url, incoming, None)
-        }
+    let (method, url, incoming, paused) = match answered {
+        Some(p) => (p.method, p.url, p.incoming, Some(p.step)),
+        None => match read_request(req, head.as_deref())? {
+            Read::Head(method, url, incoming) => (method, url, incoming, None),
+            Read::Answer(v) => return Ok(v),
+        },
     };
     let path = path_and_query(&url);
-    let valid = asked.as_ref().map(|a| results(a.checks().len(), valid));
-    let step = STATE.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let gate = match ready(&mut slot) {
-            Ok(g) => g,
-            Err(a) => return Ok(Fast::Act(a)),
-        };
-        let pairs: Vec<(&str, &str)> = incoming
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        let core_req = CoreRequest {
-            method: &method,
-            path,
-            headers: &pairs,
-        };
-        let now = now();
-        let keys_gen = gate.keys_gen;
-        let (engine, remote, cache) = (&gate.engine, &gate.remote, &mut gate.cache);
-        let verdict = match (asked, gate.crypto) {
-            (_, Crypto::Wasm) => engine.decide(&core_req, remote, cache, now),
-            (None, Crypto::WebCrypto) => {
-                match precheck::decide_provisional(engine, &core_req, remote, cache, now) {
-                    Step::Done(v) => v,
-                    Step::Verify(pending) => {
-                        return Ok(Fast::Verify(Asked::Provisional {
-                            pending: Box::new(pending),
-                            keys_gen,
-                        }))
-                    }
-                }
+    let core_head = CoreHead {
+        method: &method,
+        path,
+        incoming: &incoming,
+    };
+    let step = match paused {
+        Some(Step::NeedSignature(s)) => {
+            match drive::resume_signature(&core_head, s, valid.as_bool() == Some(true)) {
+                Step::Done(v) => decided(v, &incoming),
+                other => Ok(Fast::Paused(other)),
             }
-            (Some(asked), Crypto::WebCrypto) => {
-                let valid = valid.unwrap_or_default();
-                let answers = match asked {
-                    Asked::Provisional {
-                        pending,
-                        keys_gen: then,
-                    } => pending.resume(&valid, now, then == keys_gen),
-                    Asked::Exact(checks) => Err(checks
-                        .into_iter()
-                        .zip(valid.iter().chain(std::iter::repeat(&false)))
-                        .map(|(check, v)| Answer { check, valid: *v })
-                        .collect()),
-                };
-                match answers {
-                    Ok(v) => v,
-                    Err(answers) => {
-                        match precheck::decide(engine, &core_req, remote, cache, now, &answers) {
-                            precheck::Step::Done(v) => v,
-                            precheck::Step::Verify(c) => return Ok(Fast::Verify(Asked::Exact(c))),
-                        }
-                    }
-                }
-            }
-        };
-        act(gate, verdict, &incoming, false, now).map(Fast::Act)
-    })?;
-    Ok(match step {
-        Fast::Verify(asked) => to_js(Waiting {
+        }
+        Some(other) => Ok(Fast::Paused(other)),
+        None => first_step(&core_head),
+    }?;
+    match step {
+        Fast::Paused(step) => hand_over(Paused {
             method,
             url,
             incoming,
-            asked,
-        })?,
-        Fast::Act(Action::Broken) => internal_error()?.into(),
-        Fast::Act(Action::Reply(d)) => denial_response(&d)?.into(),
-        Fast::Act(Action::Forward {
+            step,
+        }),
+        Fast::Act(a) => respond(a, req, env, &method, &url),
+    }
+}
+
+/// A request read on its first step: its head, or the answer already (431, or `undefined` for
+/// the async path).
+enum Read {
+    Head(String, String, Vec<(String, String)>),
+    Answer(JsValue),
+}
+
+fn read_request(req: &Request, head: Option<&str>) -> Result<Read, JsValue> {
+    let (method, url, incoming) = match head.and_then(parse_head) {
+        Some(h) => h,
+        None => match request_headers(&req.headers())? {
+            Some(incoming) => (req.method(), req.url(), incoming),
+            None => {
+                let d = edgegate::limits::headers_too_large_denial();
+                return Ok(Read::Answer(denial_response(&d)?.into()));
+            }
+        },
+    };
+    if takes_async_path(path_and_query(&url))
+        || crate::login::needs_async(path_and_query(&url), &incoming)
+    {
+        return Ok(Read::Answer(JsValue::UNDEFINED));
+    }
+    Ok(Read::Head(method, url, incoming))
+}
+
+/// What JS gets for a verdict: a `Response`, the headers for the `ORIGIN` binding as one
+/// string, or the upstream `Request`.
+fn respond(
+    action: Action,
+    req: &Request,
+    env: &JsValue,
+    method: &str,
+    url: &str,
+) -> Result<JsValue, JsValue> {
+    Ok(match action {
+        Action::Broken => internal_error()?.into(),
+        Action::Reply(d) => denial_response(&d)?.into(),
+        Action::Forward {
             headers,
             dev: false,
-        }) => {
+        } => {
             // Through the ORIGIN service binding: the headers as one string, and worker.mjs
             // builds the same Request (method, headers, body, redirect: manual) in JS.
             let binding = Reflect::get(env, &JsValue::from_str(crate::ORIGIN_BINDING))?;
             match headers.to_text().filter(|_| binding.is_object()) {
                 Some(text) => JsValue::from_str(&text),
-                None => match upstream_request(req, env, &method, &url, path, &headers)? {
-                    Ok((upstream, _binding)) => upstream.into(),
-                    Err(no_origin) => no_origin.into(),
-                },
+                None => {
+                    let path = path_and_query(url);
+                    match upstream_request(req, env, method, url, path, &headers)? {
+                        Ok((upstream, _binding)) => upstream.into(),
+                        Err(no_origin) => no_origin.into(),
+                    }
+                }
             }
         }
-        Fast::Act(
-            Action::Verify(_)
-            | Action::Forward { dev: true, .. }
-            | Action::Refetch
-            | Action::Wait { .. }
-            | Action::MagicLinkForm,
-        ) => JsValue::UNDEFINED,
+        // Not reached: dev mode's verdicts are handed over above.
+        Action::Forward { dev: true, .. } => internal_error()?.into(),
+    })
+}
+
+/// The first step of a request, under the state's borrow.
+fn first_step(head: &CoreHead<'_>) -> Result<Fast, JsValue> {
+    let step = STATE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let gate = match ready(&mut slot) {
+            Ok(g) => g,
+            Err(a) => return Err(a),
+        };
+        let pairs: Vec<(&str, &str)> = head
+            .incoming
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let req = edgegate::Request {
+            method: head.method,
+            path: head.path,
+            headers: &pairs,
+        };
+        let now = now();
+        let (engine, remote, cache) = (&gate.engine, &gate.remote, &mut gate.cache);
+        Ok(match gate.crypto {
+            Crypto::Wasm => engine.decide(&req, remote, cache, now),
+            Crypto::WebCrypto => engine.start(&req, remote, cache, now),
+        })
+    });
+    match step {
+        Ok(Step::Done(v)) => decided(v, head.incoming),
+        Ok(other) => Ok(Fast::Paused(other)),
+        Err(a) => Ok(Fast::Act(a)),
+    }
+}
+
+/// A verdict carried out under the state's borrow.
+fn decided(v: edgegate::Verdict, incoming: &[(String, String)]) -> Result<Fast, JsValue> {
+    Ok(STATE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match ready(&mut slot) {
+            // Dev mode's forward adds a response header: the async path carries the verdict out.
+            Ok(gate) if gate.engine.dev_mode_response_header().is_some() => {
+                Fast::Paused(Step::Done(v))
+            }
+            Ok(gate) => Fast::Act(act(gate, v, incoming)),
+            Err(a) => Fast::Act(a),
+        }
+    }))
+}
+
+/// Stores a paused step: `[id, promise]` for a signature whose key this isolate has imported
+/// (the verification already started), else `id` for the async path.
+fn hand_over(paused: Paused) -> Result<JsValue, JsValue> {
+    let promise = match &paused.step {
+        Step::NeedSignature(s) => match webcrypto::cached_key(s.check()) {
+            Some(key) => Some(webcrypto::start_verify(s.check(), &key)?),
+            None => None,
+        },
+        _ => None,
+    };
+    let id = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.waiting.len() >= MAX_PENDING {
+            p.waiting.clear();
+        }
+        p.next = p.next.wrapping_add(1);
+        let id = p.next;
+        p.waiting.insert(id, paused);
+        id
+    });
+    Ok(match promise {
+        Some(promise) => Array::of2(&JsValue::from(id), &promise).into(),
+        None => JsValue::from(id),
     })
 }
 
@@ -248,50 +285,6 @@ fn parse_head(head: &str) -> Option<Head> {
     }
     let incoming = crate::with_authority(&url, incoming);
     Some((method, url, incoming))
-}
-
-/// The host's results, one per check (a missing or non-boolean result is `false`).
-fn results(n: usize, valid: &JsValue) -> Vec<bool> {
-    if n == 1 {
-        return vec![valid.as_bool() == Some(true)];
-    }
-    let list: Array = if Array::is_array(valid) {
-        valid.clone().unchecked_into()
-    } else {
-        Array::new()
-    };
-    (0..n)
-        .map(|i| list.get(i as u32).as_bool() == Some(true))
-        .collect()
-}
-
-/// `[id, promise]`: the verification already started here on WebCrypto with the key imported
-/// earlier in this isolate (the promise resolves to a boolean; for several checks to an array
-/// of booleans). A key not imported yet sends the request the async way, which imports it.
-fn to_js(waiting: Waiting) -> Result<JsValue, JsValue> {
-    let checks = waiting.asked.checks();
-    let mut promises = Vec::with_capacity(checks.len());
-    for c in checks {
-        let Some(key) = webcrypto::cached_key(c) else {
-            return Ok(JsValue::UNDEFINED);
-        };
-        promises.push(webcrypto::start_verify(c, &key)?);
-    }
-    let promise: Promise = match promises.as_slice() {
-        [one] => one.clone(),
-        many => Promise::all(&many.iter().collect::<Array>()),
-    };
-    let id = PENDING.with(|p| {
-        let mut p = p.borrow_mut();
-        if p.waiting.len() >= MAX_PENDING {
-            p.waiting.clear();
-        }
-        p.next = p.next.wrapping_add(1);
-        let id = p.next;
-        p.waiting.insert(id, waiting);
-        id
-    });
-    Ok(Array::of2(&JsValue::from(id), &promise).into())
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@
 //! Fail closed: no config, a config the core refuses (logged with every field path), no origin
 //! binding, key sets that cannot be fetched — the request is refused.
 //!
-//! RSA, ECDSA and Ed25519 signatures are verified with WebCrypto through the core's two-phase
-//! path (`webcrypto.rs`, `edgegate::precheck`), and most requests are decided by the synchronous
+//! RSA, ECDSA and Ed25519 signatures are verified with WebCrypto when the core's decision machine
+//! asks (`webcrypto.rs`, `drive.rs`, `edgegate::step`), and most requests are decided by the synchronous
 //! fast path (`fast.rs`) that `worker.mjs` calls before this async [`handle`].
 
 mod login;
@@ -31,6 +31,7 @@ mod login;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+mod drive;
 mod fast;
 mod webcrypto;
 use webcrypto::Crypto;
@@ -41,9 +42,9 @@ use edgegate::jwk::KeySet;
 use edgegate::jwks::{FetchRequest, JwksState};
 use edgegate::limits::{self, HeaderBudget};
 use edgegate::login::Route;
-use edgegate::precheck::{Answer, SignatureCheck};
+use edgegate::step::{NeedForm, Step};
 use edgegate::verifier::KeyLookup;
-use edgegate::{Engine, Error, LocalReply, Reason, Request as CoreRequest, UnixTime, Verdict};
+use edgegate::{Engine, Error, LocalReply, Reason, UnixTime, Verdict};
 use js_sys::{Array, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -124,9 +125,6 @@ pub(crate) struct Gate {
     used: UsedLinks,
     pub(crate) remote: RemoteKeySets,
     pub(crate) crypto: Crypto,
-    /// Bumped whenever a key-set fetch ends (the key set may have changed): the fast path's
-    /// kept verdict counts only under the key set it was computed with.
-    pub(crate) keys_gen: u64,
 }
 
 /// One provider's remote key set and its refresh state.
@@ -153,6 +151,16 @@ impl KeyLookup for RemoteKeySets {
             .iter()
             .find(|r| r.provider == provider)
             .and_then(|r| r.state.keys())
+    }
+
+    /// An unknown `kid` pauses the request when the key set's state machine would refetch now,
+    /// or a fetch is under way (likely the refetch for that very key): [`drive`] does which.
+    fn may_refetch(&self, provider: &str, now: UnixTime) -> bool {
+        self.0.iter().any(|r| {
+            r.provider == provider
+                && (r.state.fetching()
+                    || r.state.unknown_kid_refetch_from().is_some_and(|f| now >= f))
+        })
     }
 }
 
@@ -216,7 +224,6 @@ fn load(env: &JsValue) -> State {
                 used: UsedLinks::default(),
                 remote,
                 crypto,
-                keys_gen: 0,
             }))
         }
         Err(errors) => State::Broken(errors.to_string()),
@@ -231,28 +238,31 @@ fn crypto_backend(env: &JsValue) -> Result<Crypto, String> {
     Crypto::from_binding(v.as_deref())
 }
 
-/// What to do once the state is no longer borrowed (the I/O is async).
-enum Action {
+/// What the worker does with a verdict once the state is no longer borrowed.
+pub(crate) enum Action {
     Reply(LocalReply),
-    /// The token's `kid` is unknown and the core allowed an early refetch: fetch, decide again.
-    Refetch,
-    /// Another request is fetching the keys this one needs: wait (bounded), decide again.
-    Wait {
-        limit_ms: u64,
-    },
-    Forward {
-        headers: Upstream,
-        dev: bool,
-    },
-    MagicLinkForm,
-    /// The core needs these signatures verified (WebCrypto, async) before it decides.
-    Verify(Vec<SignatureCheck>),
+    Forward { headers: Upstream, dev: bool },
     Broken,
 }
 
 /// The worker's fetch handler: `export default { fetch: (req, env, ctx) => handle(req, env, ctx) }`.
+/// `paused`: the id under which the synchronous fast path ([`fast::decide_sync`]) left a paused
+/// step for this request (it is resumed here, not decided again).
 #[wasm_bindgen]
-pub async fn handle(req: Request, env: JsValue, _ctx: JsValue) -> Result<Response, JsValue> {
+pub async fn handle(
+    req: Request,
+    env: JsValue,
+    _ctx: JsValue,
+    paused: Option<u32>,
+) -> Result<Response, JsValue> {
+    if let Some(handed) = paused.and_then(fast::take_paused) {
+        let head = drive::Head {
+            method: &handed.method,
+            path: path_and_query(&handed.url),
+            incoming: &handed.incoming,
+        };
+        return guard(&req, &env, &head, Some(handed.step)).await;
+    }
     let method = req.method();
     let url = req.url();
     let path = path_and_query(&url);
@@ -280,96 +290,48 @@ pub async fn handle(req: Request, env: JsValue, _ctx: JsValue) -> Result<Respons
     }
     let mut incoming = incoming;
     let set_cookies = login::renew(&env, &mut incoming).await;
+    let head = drive::Head {
+        method: &method,
+        path,
+        incoming: &incoming,
+    };
     let resp = if route == Some(Route::Me) {
-        login::me(&method, path, &incoming).await?
+        login::me(&head).await?
     } else {
-        guard(&req, &env, &method, path, &incoming).await?
+        guard(&req, &env, &head, None).await?
     };
     login::with_cookies(resp, &set_cookies)
 }
 
-/// Decides the request with the core and carries out the verdict.
+/// How many decisions the engine of this isolate started: one per request, whichever path it
+/// took (the WebCrypto probe of the tests reads it).
+#[wasm_bindgen(js_name = decisionsStarted)]
+pub fn decisions_started() -> f64 {
+    STATE.with(|cell| match &*cell.borrow() {
+        Some(State::Ready(g)) => g.engine.decisions_started() as f64,
+        _ => 0.0,
+    })
+}
+
+/// Decides the request with the core (from `paused`, when the fast path began it) and carries
+/// out the verdict.
 async fn guard(
     req: &Request,
     env: &JsValue,
-    method: &str,
-    path: &str,
-    incoming: &[(String, String)],
+    head: &drive::Head<'_>,
+    paused: Option<Step>,
 ) -> Result<Response, JsValue> {
-    let mut refetched = false;
-    let mut waited_since: Option<f64> = None;
-    let mut answers: Vec<Answer> = Vec::new();
-    let mut verify_rounds = 0;
-    loop {
-        refresh_keys().await;
-        let last = verify_rounds >= webcrypto::MAX_VERIFY_ROUNDS;
-        let action =
-            STATE.with(|cell| decide(cell, method, path, incoming, refetched, (&answers, last)))?;
-        match action {
-            Action::Verify(checks) => {
-                verify_rounds += 1;
-                answers.extend(webcrypto::verify(checks).await);
-            }
-            Action::Broken => return internal_error(),
-            Action::Reply(d) => return denial_response(&d),
-            Action::Refetch => refetched = true,
-            Action::Wait { limit_ms } => {
-                let start = *waited_since.get_or_insert_with(js_sys::Date::now);
-                if js_sys::Date::now() - start >= limit_ms as f64 {
-                    let d = STATE.with(|cell| match &*cell.borrow() {
-                        Some(State::Ready(g)) => Some(g.engine.keys_unavailable()),
-                        _ => None,
-                    });
-                    return match d {
-                        Some(d) => denial_response(&d),
-                        None => internal_error(),
-                    };
-                }
-                sleep_ms(50).await?;
-            }
-            Action::Forward { headers, dev } => return forward(req, env, path, headers, dev).await,
-            Action::MagicLinkForm => return magic_link_post(req, env).await,
+    let ended = drive::run(head, paused, drive::start_rules, |gate, v, _| {
+        act(gate, v, head.incoming)
+    })
+    .await?;
+    match ended {
+        drive::Ended::Done(Action::Reply(d)) => denial_response(&d),
+        drive::Ended::Done(Action::Forward { headers, dev }) => {
+            forward(req, env, head.path, headers, dev).await
         }
-    }
-}
-
-/// One decision under the state's borrow (no await in here).
-fn decide(
-    cell: &RefCell<Option<State>>,
-    method: &str,
-    path: &str,
-    incoming: &[(String, String)],
-    refetched: bool,
-    (answers, last): (&[Answer], bool),
-) -> Result<Action, JsValue> {
-    let mut slot = cell.borrow_mut();
-    let gate = match ready(&mut slot) {
-        Ok(g) => g,
-        Err(a) => return Ok(a),
-    };
-    let pairs: Vec<(&str, &str)> = incoming
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let core_req = CoreRequest {
-        method,
-        path,
-        headers: &pairs,
-    };
-    let Gate {
-        engine,
-        cache,
-        remote,
-        crypto,
-        ..
-    } = &mut *gate;
-    let now = now();
-    let verdict = webcrypto::decide(
-        *crypto, engine, &core_req, &*remote, cache, now, answers, last,
-    );
-    match verdict {
-        Ok(v) => act(gate, v, incoming, refetched, now),
-        Err(checks) => Ok(Action::Verify(checks)),
+        drive::Ended::Done(Action::Broken) | drive::Ended::Broken => internal_error(),
+        drive::Ended::Form(form) => magic_link_post(req, env, form).await,
     }
 }
 
@@ -388,15 +350,9 @@ pub(crate) fn ready(slot: &mut Option<State>) -> Result<&mut Gate, Action> {
 }
 
 /// What the worker does with the core's verdict.
-pub(crate) fn act(
-    gate: &mut Gate,
-    verdict: Verdict,
-    incoming: &[(String, String)],
-    refetched: bool,
-    now: UnixTime,
-) -> Result<Action, JsValue> {
-    let Gate { engine, remote, .. } = gate;
-    Ok(match verdict {
+pub(crate) fn act(gate: &mut Gate, verdict: Verdict, incoming: &[(String, String)]) -> Action {
+    let engine = &gate.engine;
+    match verdict {
         Verdict::Allow {
             headers, consumed, ..
         } => {
@@ -416,37 +372,16 @@ pub(crate) fn act(
                 dev: engine.dev_mode_response_header().is_some(),
             }
         }
-        Verdict::Reply(d) => {
-            let provider = if refetched {
-                None
-            } else {
-                d.refetch_keys.as_deref().and_then(|p| remote.get_mut(p))
-            };
-            match provider {
-                Some(r) => {
-                    if r.state.on_unknown_kid(now) {
-                        Action::Refetch
-                    } else if r.state.fetching() {
-                        // Another request is refetching the key set (likely for this very kid,
-                        // after a rotation): wait for it (bounded), then decide again.
-                        Action::Wait {
-                            limit_ms: r.wait_for_keys_ms,
-                        }
-                    } else {
-                        Action::Reply(d)
-                    }
-                }
-                None => Action::Reply(d),
-            }
-        }
-        Verdict::WaitForKeys { provider } => match remote.get_mut(&provider) {
-            Some(r) => Action::Wait {
-                limit_ms: r.wait_for_keys_ms,
-            },
-            None => Action::Reply(engine.keys_unavailable()),
-        },
-        Verdict::MagicLinkForm => Action::MagicLinkForm,
-    })
+        Verdict::Reply(d) => Action::Reply(d),
+    }
+}
+
+/// The 500 of a request whose isolate has no usable config (fail closed).
+pub(crate) fn broken_reply() -> LocalReply {
+    edgegate::engine::json_denial(
+        "",
+        &Error::new(Reason::Internal, "the gateway has no usable config"),
+    )
 }
 
 /// The headers the origin gets: the client's, minus every identity header it sent (`keep`),
@@ -521,7 +456,6 @@ pub(crate) async fn refresh_keys() {
                     return;
                 };
                 let now = now();
-                gate.keys_gen = gate.keys_gen.wrapping_add(1);
                 let Some(r) = gate.remote.get_mut(&provider) else {
                     return;
                 };
@@ -775,7 +709,51 @@ fn upstream_request(
     Ok(Ok((Request::new_with_str_and_init(&url, &init)?, binding)))
 }
 
-async fn magic_link_post(req: &Request, env: &JsValue) -> Result<Response, JsValue> {
+/// The magic-link form's token verified by the core, claimed in this isolate when there is no
+/// Durable Object; with the reply to a replay. `Err(None)`: no usable config.
+fn verify_link(
+    form: NeedForm,
+    body: Option<String>,
+    global: bool,
+    now: UnixTime,
+) -> Result<(edgegate::engine::MagicLinkLogin, LocalReply), Option<LocalReply>> {
+    STATE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let Some(State::Ready(gate)) = slot.as_mut() else {
+            return Err(None);
+        };
+        let engine = &gate.engine;
+        let Some(body) = body.filter(|b| b.len() <= MAX_FORM_BODY) else {
+            return Err(Some(engine.deny_json(&Error::new(
+                Reason::TokenTooLarge,
+                "the form is too large",
+            ))));
+        };
+        let login = form.resume(engine, body.as_bytes(), now).map_err(Some)?;
+        if !global && !gate.used.claim(&login.jti, login.expires_at, now) {
+            return Err(Some(engine.replayed()));
+        }
+        Ok((login, engine.replayed()))
+    })
+}
+
+/// Claims a magic link's `jti` in its Durable Object (`USED_LINKS`): 204 first use, 409 used.
+async fn claim_link(namespace: &JsValue, jti: &str, expires_at: UnixTime) -> Result<u16, JsValue> {
+    let ns: DurableObjectNamespace = namespace.clone().unchecked_into();
+    let stub = ns.get(&ns.id_from_name(jti)?)?;
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&JsValue::from_str(&expires_at.to_string()));
+    let claim = Request::new_with_str_and_init("https://used-links/claim", &init)?;
+    let resp: Response = JsFuture::from(stub.fetch(&claim)?).await?.unchecked_into();
+    Ok(resp.status())
+}
+
+async fn magic_link_post(
+    req: &Request,
+    env: &JsValue,
+    form: NeedForm,
+) -> Result<Response, JsValue> {
     let too_large = req
         .headers()
         .get("content-length")?
@@ -790,26 +768,7 @@ async fn magic_link_post(req: &Request, env: &JsValue) -> Result<Response, JsVal
     let namespace = Reflect::get(env, &JsValue::from_str(USED_LINKS_BINDING))?;
     let global = namespace.is_object();
     // Verify (and, without a Durable Object, claim the jti per isolate) under the borrow...
-    let verified = STATE.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let Some(State::Ready(gate)) = slot.as_mut() else {
-            return Err(None);
-        };
-        let engine = &gate.engine;
-        let Some(body) = body.filter(|b| b.len() <= MAX_FORM_BODY) else {
-            return Err(Some(engine.deny_json(
-                &Error::new(Reason::TokenTooLarge, "the form is too large"),
-                None,
-            )));
-        };
-        let login = engine
-            .magic_link_consume(body.as_bytes(), now)
-            .map_err(Some)?;
-        if !global && !gate.used.claim(&login.jti, login.expires_at, now) {
-            return Err(Some(engine.replayed()));
-        }
-        Ok((login, engine.replayed()))
-    });
+    let verified = verify_link(form, body, global, now);
     let (login, replayed) = match verified {
         Ok(v) => v,
         Err(Some(d)) => return denial_response(&d),
@@ -817,14 +776,7 @@ async fn magic_link_post(req: &Request, env: &JsValue) -> Result<Response, JsVal
     };
     // ...and with one, claim it there (no borrow is held across the await).
     if global {
-        let ns: DurableObjectNamespace = namespace.unchecked_into();
-        let stub = ns.get(&ns.id_from_name(&login.jti)?)?;
-        let init = RequestInit::new();
-        init.set_method("POST");
-        init.set_body(&JsValue::from_str(&login.expires_at.to_string()));
-        let claim = Request::new_with_str_and_init("https://used-links/claim", &init)?;
-        let resp: Response = JsFuture::from(stub.fetch(&claim)?).await?.unchecked_into();
-        match resp.status() {
+        match claim_link(&namespace, &login.jti, login.expires_at).await? {
             204 => {}
             409 => return denial_response(&replayed),
             other => {
@@ -844,7 +796,6 @@ async fn magic_link_post(req: &Request, env: &JsValue) -> Result<Response, JsVal
             ("cache-control".into(), "no-store".into()),
         ],
         body: String::new(),
-        refetch_keys: None,
     })
 }
 

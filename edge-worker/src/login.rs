@@ -18,7 +18,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use edgegate::engine::Identified;
 use edgegate::login::{
     whoami_json, AfterFailure, Discovery, DiscoveryStep, Grant, IdTokenCheck, Login, RefreshState,
     Renewal, Route, TokenResponse, DISCOVERY_TTL_SECONDS, MAX_RESPONSE_BYTES, REFRESH_NONCE_BYTES,
@@ -26,7 +25,7 @@ use edgegate::login::{
 use edgegate::oidc::LOGIN_RANDOM_BYTES;
 use edgegate::session::Session;
 use edgegate::verifier::KeyLookup;
-use edgegate::{Error, Identity, Reason, Request as CoreRequest, UnixTime};
+use edgegate::{Error, Identity, Reason, UnixTime, Verdict};
 use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -500,79 +499,24 @@ pub(crate) async fn logout(
     }
 }
 
-/// `GET` me path: the identity of any accepted credential, else 401.
-pub(crate) async fn me(
-    method: &str,
-    path: &str,
-    incoming: &[(String, String)],
-) -> Result<Response, JsValue> {
-    if method != "GET" && method != "HEAD" {
+/// `GET` me path: the identity of any accepted credential, else 401. The same machine as the
+/// guard ([`crate::drive`]), started with [`edgegate::Engine::identify`].
+pub(crate) async fn me(head: &crate::drive::Head<'_>) -> Result<Response, JsValue> {
+    if head.method != "GET" && head.method != "HEAD" {
         return method_not_allowed("GET, HEAD");
     }
-    let pairs: Vec<(&str, &str)> = incoming
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let mut refetched = false;
-    let started = js_sys::Date::now();
-    loop {
-        refresh_keys().await;
-        let outcome = with_gate(|g| {
-            let Gate {
-                engine,
-                cache,
-                remote,
-                ..
-            } = g;
-            let req = CoreRequest {
-                method,
-                path,
-                headers: &pairs,
-            };
-            let now = now();
-            Some(match engine.identify(&req, &*remote, cache, now) {
-                Identified::Ok(id) => Ok(whoami_json(&id)),
-                Identified::WaitForKeys { provider } => Err(Err(remote
-                    .get_mut(&provider)
-                    .map(|r| r.wait_for_keys_ms)
-                    .unwrap_or(0))),
-                Identified::Refused(e, refetch) => {
-                    let again = !refetched
-                        && refetch
-                            .as_deref()
-                            .and_then(|p| remote.get_mut(p))
-                            .is_some_and(|r| r.state.on_unknown_kid(now));
-                    if again {
-                        Err(Err(u64::MAX))
-                    } else {
-                        Err(Ok(engine.deny_json(&e, None)))
-                    }
-                }
-            })
-        });
-        match outcome {
-            None => return internal_error(),
-            Some(Ok(body)) => {
-                return response(
-                    200,
-                    &[("content-type", "application/json")],
-                    &[],
-                    Some(&body),
-                )
-            }
-            Some(Err(Ok(denial))) => return denial_response(&denial),
-            Some(Err(Err(u64::MAX))) => refetched = true,
-            Some(Err(Err(wait_ms))) => {
-                if js_sys::Date::now() - started >= wait_ms as f64 {
-                    let d = with_gate(|g| Some(g.engine.keys_unavailable()));
-                    return match d {
-                        Some(d) => denial_response(&d),
-                        None => internal_error(),
-                    };
-                }
-                sleep_ms(50).await?;
-            }
-        }
+    let ended = crate::drive::run(head, None, crate::drive::start_identify, |_, v, _| v).await?;
+    match ended {
+        crate::drive::Ended::Done(Verdict::Allow {
+            identity: Some(id), ..
+        }) => response(
+            200,
+            &[("content-type", "application/json")],
+            &[],
+            Some(&whoami_json(&id)),
+        ),
+        crate::drive::Ended::Done(Verdict::Reply(d)) => denial_response(&d),
+        _ => internal_error(),
     }
 }
 
@@ -686,6 +630,17 @@ pub(crate) async fn renew(env: &JsValue, incoming: &mut Vec<(String, String)>) -
             return Vec::new();
         }
     }
+    renewed(incoming, result, &session_name, &refresh_name)
+}
+
+/// The request's cookies and the `Set-Cookie`s after a renewal: the new session, or (failed)
+/// both cookies cleared.
+fn renewed(
+    incoming: &mut Vec<(String, String)>,
+    result: Result<Vec<String>, Error>,
+    session_name: &str,
+    refresh_name: &str,
+) -> Vec<String> {
     match result {
         Ok(set) => {
             let session_value = set
@@ -693,7 +648,7 @@ pub(crate) async fn renew(env: &JsValue, incoming: &mut Vec<(String, String)>) -
                 .filter_map(|c| cookie_pair(c))
                 .find(|(n, _)| *n == session_name)
                 .map(|(_, v)| v.to_string());
-            rewrite_cookies(incoming, &[(&session_name, session_value.as_deref())]);
+            rewrite_cookies(incoming, &[(session_name, session_value.as_deref())]);
             set
         }
         Err(e) => {
@@ -702,7 +657,7 @@ pub(crate) async fn renew(env: &JsValue, incoming: &mut Vec<(String, String)>) -
                 e.reason().code(),
                 e.message()
             ));
-            rewrite_cookies(incoming, &[(&session_name, None), (&refresh_name, None)]);
+            rewrite_cookies(incoming, &[(session_name, None), (refresh_name, None)]);
             with_gate(|g| {
                 Some(vec![
                     g.engine.sessions()?.clear_cookie_header(),

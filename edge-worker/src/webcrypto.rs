@@ -1,5 +1,5 @@
-//! Signature checks on WebCrypto (`crypto.subtle`, native BoringSSL in workerd): the host half of
-//! the core's two-phase path ([`edgegate::precheck`]).
+//! Signature checks on WebCrypto (`crypto.subtle`, native BoringSSL in workerd): the host's answer
+//! to the core's [`edgegate::step::Step::NeedSignature`].
 //!
 //! The core says which checks a request needs (the credential it picked, the key it selected,
 //! the signing input and the signature, already format-checked); this module imports each key
@@ -15,20 +15,15 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use edgegate::cache::TokenCache;
+use edgegate::backend::SignatureCheck;
 use edgegate::jwk::PublicKey;
-use edgegate::precheck::{self, Answer, SignatureCheck, Step};
-use edgegate::verifier::KeyLookup;
-use edgegate::{Alg, Engine, Request as CoreRequest, UnixTime, Verdict};
+use edgegate::Alg;
 use js_sys::{Array, Promise, JSON};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 /// The binding that picks the signature backend: `webcrypto` (default) or `wasm`.
 pub const CRYPTO_BINDING: &str = "EDGEGATE_CRYPTO";
-/// Verify rounds per request before a check without an answer fails closed (one is the normal
-/// case; a second happens when the key set changed while the first was being verified).
-pub const MAX_VERIFY_ROUNDS: u32 = 2;
 /// Imported keys kept per isolate (the table is emptied when full: keys rotate rarely).
 const MAX_CACHED_KEYS: usize = 64;
 
@@ -55,7 +50,7 @@ extern "C" {
 /// Which backend verifies RSA, ECDSA and Ed25519 signatures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Crypto {
-    /// `crypto.subtle.verify`, through the core's two-phase path.
+    /// `crypto.subtle.verify`, answering the core's `NeedSignature` steps.
     WebCrypto,
     /// The core's own backends (ring, p256, p384, p521) compiled to wasm.
     Wasm,
@@ -74,53 +69,23 @@ impl Crypto {
     }
 }
 
-/// One decision: the verdict, or the checks to verify first (`Err`). With `last`, a check
-/// without an answer fails closed instead.
-#[allow(clippy::too_many_arguments)]
-pub fn decide(
-    crypto: Crypto,
-    engine: &Engine,
-    req: &CoreRequest<'_>,
-    keys: &dyn KeyLookup,
-    cache: &mut TokenCache,
-    now: UnixTime,
-    answers: &[Answer],
-    last: bool,
-) -> Result<Verdict, Vec<SignatureCheck>> {
-    match crypto {
-        Crypto::Wasm => Ok(engine.decide(req, keys, cache, now)),
-        Crypto::WebCrypto if last => Ok(precheck::decide_final(
-            engine, req, keys, cache, now, answers,
-        )),
-        Crypto::WebCrypto => match precheck::decide(engine, req, keys, cache, now, answers) {
-            Step::Done(v) => Ok(v),
-            Step::Verify(checks) => Err(checks),
-        },
-    }
-}
-
-/// Verifies each check with WebCrypto. A check WebCrypto cannot run (a key it refuses) is
+/// Verifies one check with WebCrypto. A check WebCrypto cannot run (a key it refuses) is
 /// logged and answered `false`: the token is refused.
-pub async fn verify(checks: Vec<SignatureCheck>) -> Vec<Answer> {
-    let mut out = Vec::with_capacity(checks.len());
-    for check in checks {
-        let valid = match verify_one(&check).await {
-            Ok(v) => v,
-            Err(e) => {
-                let why = js_sys::Error::from(e)
-                    .message()
-                    .as_string()
-                    .unwrap_or_default();
-                crate::log_error(&format!(
-                    "edgegate: WebCrypto could not verify a {} signature: {why}",
-                    check.alg()
-                ));
-                false
-            }
-        };
-        out.push(Answer { check, valid });
+pub async fn verify(check: &SignatureCheck) -> bool {
+    match verify_one(check).await {
+        Ok(v) => v,
+        Err(e) => {
+            let why = js_sys::Error::from(e)
+                .message()
+                .as_string()
+                .unwrap_or_default();
+            crate::log_error(&format!(
+                "edgegate: WebCrypto could not verify a {} signature: {why}",
+                check.alg()
+            ));
+            false
+        }
     }
-    out
 }
 
 thread_local! {
@@ -290,7 +255,7 @@ mod tests {
     fn every_public_key_alg_has_webcrypto_params_and_hmac_has_none() {
         for alg in Alg::ALL {
             let has = params_json(alg).is_some();
-            assert_eq!(has, precheck::host_verifies(alg), "{alg}");
+            assert_eq!(has, edgegate::backend::host_verifies(alg), "{alg}");
             if let Some((i, v)) = params_json(alg) {
                 let name = |j: &str| j.split('"').nth(3).unwrap().to_string();
                 assert_eq!(name(i), name(v), "{alg}");

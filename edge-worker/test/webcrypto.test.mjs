@@ -1,4 +1,4 @@
-// The worker's signature checks on WebCrypto (the core's two-phase path, src/webcrypto.rs), in
+// The worker's signature checks on WebCrypto (the core's NeedSignature step, src/webcrypto.rs), in
 // real workerd. Tokens are signed by npm `jose`; a probe entry module (webcrypto-probe.mjs)
 // counts crypto.subtle.verify calls, so each test proves which path verified the signature.
 import { after, before, describe, test } from "node:test";
@@ -98,6 +98,8 @@ before(async () => {
       { name: "wcnamed", config: cfg, origin: "binding", entry: probe, vars: { EDGEGATE_CRYPTO: "webcrypto" } },
       { name: "wasm", config: cfg, origin: "binding", entry: probe, vars: { EDGEGATE_CRYPTO: "wasm" } },
       { name: "typo", config: cfg, origin: "binding", vars: { EDGEGATE_CRYPTO: "subtle" } },
+      { name: "once", config: cfg, origin: "binding", entry: probe },
+      { name: "oncewasm", config: cfg, origin: "binding", entry: probe, vars: { EDGEGATE_CRYPTO: "wasm" } },
     ],
   });
 });
@@ -130,8 +132,38 @@ async function delta(w, f) {
     invalid: b.invalid - a.invalid,
     algs: b.algs.slice(a.algs.length),
     importKey: b.importKey - a.importKey,
+    decisions: b.decisions - a.decisions,
   };
 }
+
+describe("one decision per request", () => {
+  // The core's decision machine starts once per request on every path the worker takes: the
+  // synchronous fast path, a pause handed to the async path (a key not imported yet), a
+  // WebCrypto round trip, the token cache, an HMAC token, a refusal.
+  for (const w of ["once", "oncewasm"]) {
+    test(`${w}: every request starts exactly one decision`, async () => {
+      const es = await jwt("ES256");
+      const cases = [
+        ["first ES256 token: key imported on the async path", es, 200],
+        ["same token: from the cache", es, 200],
+        ["another ES256 token: fast path with the imported key", await jwt("ES256", { jti: "2" }), 200],
+        ["a flipped signature", flipSignature(await jwt("ES256", { jti: "3" })), 401],
+        ["an HMAC token", await jwt("HS256", {}, { iss: HS_ISSUER }), 200],
+        ["RS256", await jwt("RS256"), 200],
+        ["no credential", null, 401],
+      ];
+      for (const [what, token, status] of cases) {
+        const d = await delta(w, async () => {
+          const r = await fetch(`${wd.urls[w]}/api/x`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+          await r.arrayBuffer();
+          return r.status;
+        });
+        assert.equal(d.out, status, what);
+        assert.equal(d.decisions, 1, `${what}: ${d.decisions} decisions`);
+      }
+    });
+  }
+});
 
 describe("WebCrypto path (default)", () => {
   for (const alg of ALGS) {

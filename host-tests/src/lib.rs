@@ -817,6 +817,17 @@ impl Host {
         (ms > 0).then(|| Duration::from_millis(u64::from(ms)))
     }
 
+    /// edgegate's test export `edgegate_decisions_started`: the decisions the engine of this
+    /// VM started (`None` if the module lacks the export).
+    pub fn decisions_started(&self) -> Result<Option<u64>> {
+        let v = self
+            .vm
+            .borrow_mut()
+            .call(0, "edgegate_decisions_started", &[])
+            .map_err(err)?;
+        Ok(v.map(|n| n as u64))
+    }
+
     /// Calls `proxy_on_tick` on the root context now (if the filter set a tick period).
     /// `Ok(false)`: no tick period; `Err`: the VM trapped.
     pub fn tick(&mut self) -> Result<bool> {

@@ -737,6 +737,8 @@ fn first_request_waits_for_the_first_key_fetch_then_resumes() {
     )
     .unwrap();
     assert_eq!(req.state(), Action::Continue, "{:?}", req.local_response());
+    // The paused decision was resumed, not started again.
+    assert_eq!(host.decisions_started().unwrap(), Some(1));
     let up = req.upstream_headers().unwrap();
     assert_eq!(up.get("x-edgegate-subject").as_deref(), Some("carol"));
     assert_eq!(up.get("x-edgegate-provider").as_deref(), Some("idp"));
@@ -814,9 +816,12 @@ fn a_rotated_kid_waits_for_the_early_refetch_and_works_on_its_first_request() {
         host.pending_http_calls().is_empty(),
         "no regular refresh due yet"
     );
-    // The IdP rotated to e2: the first request with it waits for the refetch and goes through.
+    // The IdP rotated to e2: the first request with it waits for the refetch and goes through,
+    // on the decision it started (resumed after the refetch, not decided again).
+    let before = host.decisions_started().unwrap().unwrap();
     let subject = the_rotated_key_is_refetched_for_this_request(&mut host, &rotated);
     assert_eq!(subject.as_deref(), Some("erin"));
+    assert_eq!(host.decisions_started().unwrap(), Some(before + 1));
     // A forged kid right after: the refetch budget is spent, so 401 at once (no wait, no fetch).
     let forged = es256(9, "e3", "eve");
     let mut req = host.request(&get("/app", &[("authorization", &bearer(&forged))]));

@@ -13,7 +13,7 @@ use edgegate::jwk::KeySet;
 use edgegate::matcher::normalize_path;
 use edgegate::rules::Rules;
 use edgegate::verifier::{JwtCheck, KeyLookup};
-use edgegate::{jws, magic, Engine, Error, Identity, Request, Verdict};
+use edgegate::{jws, magic, Engine, Error, Identity, Request, Step, Verdict};
 use serde_json::{json, Map, Value};
 
 use crate::util::{self, Failure, Loaded};
@@ -209,18 +209,18 @@ fn examine(token: &str, loaded: &Loaded, keys: &FileKeys, now: u64) -> Findings 
 }
 
 /// The verdict as status, reason, message and headers.
-fn verdict_json(engine: &Engine, v: &Verdict) -> Value {
-    match v {
-        Verdict::Allow {
+fn verdict_json(engine: &Engine, step: &Step) -> Value {
+    match step {
+        Step::Done(Verdict::Allow {
             identity, headers, ..
-        } => json!({
+        }) => json!({
             "allowed": true,
             "status": 200,
             "reason": "allowed",
             "message": if identity.is_some() { "allowed: forwarded upstream with the identity headers" } else { "allowed without identity (public route)" },
             "upstream_headers": headers.iter().collect::<Vec<_>>(),
         }),
-        Verdict::Reply(d) => {
+        Step::Done(Verdict::Reply(d)) => {
             let message = serde_json::from_str::<Value>(&d.body)
                 .ok()
                 .and_then(|b| b.get("message").and_then(Value::as_str).map(str::to_string))
@@ -233,7 +233,8 @@ fn verdict_json(engine: &Engine, v: &Verdict) -> Value {
                 "response_headers": d.headers,
             })
         }
-        Verdict::WaitForKeys { provider } => {
+        Step::NeedKeys(k) => {
+            let provider = k.provider();
             let d = engine.keys_unavailable();
             json!({
                 "allowed": false,
@@ -243,7 +244,14 @@ fn verdict_json(engine: &Engine, v: &Verdict) -> Value {
                 "response_headers": d.headers,
             })
         }
-        Verdict::MagicLinkForm => json!({
+        // Not left by the synchronous driver; said as the gateway would see it.
+        Step::NeedSignature(_) => json!({
+            "allowed": false,
+            "status": 500,
+            "reason": "internal",
+            "message": "the signature was not verified",
+        }),
+        Step::NeedForm(_) => json!({
             "allowed": false,
             "status": 0,
             "reason": "magic_link_form",
@@ -282,7 +290,7 @@ pub fn explain(a: &ExplainArgs) -> Result<ExitCode, Failure> {
     };
     let mut cache = loaded.engine.new_cache();
     let verdict = loaded.engine.decide(&req, &keys, &mut cache, now);
-    let allowed = matches!(verdict, Verdict::Allow { .. });
+    let allowed = matches!(verdict, Step::Done(Verdict::Allow { .. }));
     let v = verdict_json(&loaded.engine, &verdict);
 
     let out = json!({

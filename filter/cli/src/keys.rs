@@ -56,13 +56,13 @@ fn read_pepper(path: &Path) -> Result<(Secret, Vec<u8>), Failure> {
     Ok((secret, decoded))
 }
 
-fn usage_from(errors: Vec<edgegate::Error>) -> Failure {
+fn usage_from(errors: Vec<edgegate::ConfigError>) -> Failure {
     // Paths are the entry's fields (`keys[0].name`): name them as the options that set them.
     let lines: Vec<String> = errors
         .iter()
         .map(|e| match e.path() {
-            Some(p) => format!("--{}: {}", p.trim_start_matches("keys[0]."), e.message()),
-            None => e.to_string(),
+            "" => e.to_string(),
+            p => format!("--{}: {}", p.trim_start_matches("keys[0]."), e.message()),
         })
         .collect();
     Failure::usage(lines.join("\n"))

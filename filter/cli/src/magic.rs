@@ -106,8 +106,8 @@ pub fn new(a: &NewArgs) -> Result<ExitCode, Failure> {
     let now = util::now()?;
     let jti = util::random::<16>()?;
     let token = links.issue(&req, now, &jti).map_err(|e| match e.path() {
-        Some(p) => Failure::usage(format!("--{p}: {}", e.message())),
-        None => Failure::check(e.to_string()),
+        "" => Failure::check(e.to_string()),
+        p => Failure::usage(format!("--{p}: {}", e.message())),
     })?;
     println!("{base}{}", links.link_path(&token));
     Ok(ExitCode::SUCCESS)

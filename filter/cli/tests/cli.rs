@@ -142,7 +142,10 @@ fn decide(engine: &Engine, path: &str, bearer: &str) -> Verdict {
         path,
         headers: &headers,
     };
-    engine.decide(&req, &NoRemoteKeys, &mut engine.new_cache(), now())
+    engine
+        .decide(&req, &NoRemoteKeys, &mut engine.new_cache(), now())
+        .into_verdict()
+        .unwrap()
 }
 
 // ---------------------------------------------------------------- help and usage

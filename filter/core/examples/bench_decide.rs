@@ -22,7 +22,7 @@ use support::measure;
 
 use edgegate::extractor::Request;
 use edgegate::verifier::NoRemoteKeys;
-use edgegate::{Engine, Verdict};
+use edgegate::{Engine, Step, Verdict};
 
 const NOW: u64 = 1_800_000_000;
 
@@ -74,25 +74,28 @@ fn main() {
     let e = engine(false);
     let mut cache = e.new_cache();
     match e.decide(&req, &NoRemoteKeys, &mut cache, NOW) {
-        Verdict::Allow { .. } => {}
+        Step::Done(Verdict::Allow { .. }) => {}
         v => panic!("{v:?}"),
     }
     let hit = measure(budget, || {
         let v = e.decide(black_box(&req), &NoRemoteKeys, &mut cache, NOW);
-        assert!(matches!(v, Verdict::Allow { cached: true, .. }));
+        assert!(matches!(v, Step::Done(Verdict::Allow { cached: true, .. })));
     });
     println!("cached-jwt-decide\t{hit:.0}\t{:.2}", 1e6 / hit);
     let p = engine(true);
     let public = measure(budget, || {
         let v = p.decide(black_box(&req), &NoRemoteKeys, &mut cache, NOW);
-        assert!(matches!(v, Verdict::Allow { .. }));
+        assert!(matches!(v, Step::Done(Verdict::Allow { .. })));
     });
     println!("public-decide\t{public:.0}\t{:.2}", 1e6 / public);
     let nocache = engine(false);
     let mut empty = edgegate::cache::TokenCache::new(0);
     let fresh = measure(budget, || {
         let v = nocache.decide(black_box(&req), &NoRemoteKeys, &mut empty, NOW);
-        assert!(matches!(v, Verdict::Allow { cached: false, .. }));
+        assert!(matches!(
+            v,
+            Step::Done(Verdict::Allow { cached: false, .. })
+        ));
     });
     println!("verify-decide\t{fresh:.0}\t{:.2}", 1e6 / fresh);
     // Fresh tokens (more than the cache holds, each seen once per lap): a miss per request,
@@ -114,7 +117,10 @@ fn main() {
                 headers: &h,
             };
             let v = nocache.decide(black_box(&r), &NoRemoteKeys, cache, NOW);
-            assert!(matches!(v, Verdict::Allow { cached: false, .. }));
+            assert!(matches!(
+                v,
+                Step::Done(Verdict::Allow { cached: false, .. })
+            ));
         })
     };
     let mut full = edgegate::cache::TokenCache::new(1024);

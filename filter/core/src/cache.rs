@@ -13,7 +13,7 @@ use std::sync::Arc;
 use lru::LruCache;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::error::ConfigError;
 use crate::identity::{Identity, UpstreamHeaders};
 use crate::UnixTime;
 
@@ -44,9 +44,9 @@ impl Default for CacheConfig {
 
 impl CacheConfig {
     /// Checks the section and builds an empty cache. Error paths are relative to the section.
-    pub fn compile(&self) -> Result<TokenCache, Vec<Error>> {
+    pub fn compile(&self) -> Result<TokenCache, Vec<ConfigError>> {
         if self.max_entries > MAX_ENTRIES_LIMIT {
-            return Err(vec![Error::config(
+            return Err(vec![ConfigError::new(
                 "max_entries",
                 format!("at most {MAX_ENTRIES_LIMIT}; 1024 is plenty for most gateways"),
             )]);
@@ -267,7 +267,7 @@ mod tests {
         }
         .compile()
         .unwrap_err();
-        assert_eq!(errs[0].path(), Some("max_entries"));
+        assert_eq!(errs[0].path(), "max_entries");
     }
 
     #[test]

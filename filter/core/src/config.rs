@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::apikey::ApiKeysConfig;
 use crate::cache::CacheConfig;
-use crate::error::{ConfigErrors, Error};
+use crate::error::{ConfigError, ConfigErrors};
 use crate::identity::CredentialKind;
 use crate::login::LoginConfig;
 use crate::magic::MagicLinkConfig;
@@ -222,7 +222,7 @@ impl IdentityHeaders {
         ]
     }
 
-    fn validate(&self, errors: &mut Vec<Error>) {
+    fn validate(&self, errors: &mut Vec<ConfigError>) {
         let names = [
             "subject",
             "email",
@@ -238,13 +238,13 @@ impl IdentityHeaders {
         let values = self.all();
         for (i, (field, value)) in names.iter().zip(values.iter()).enumerate() {
             if !is_header_name(value) {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     format!("identity_headers.{field}"),
                     format!("{value:?} is not a valid lower-case HTTP header name (letters, digits, `-`)"),
                 ));
             }
             if values.iter().take(i).any(|v| v == value) {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     format!("identity_headers.{field}"),
                     format!("{value:?} is used twice"),
                 ));
@@ -254,7 +254,7 @@ impl IdentityHeaders {
                 "authorization" | "cookie" | "host" | "content-length"
             ) || value.starts_with(':')
             {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     format!("identity_headers.{field}"),
                     format!(
                         "{value:?} is a protocol header; pick a name such as x-edgegate-{field}"
@@ -329,24 +329,24 @@ impl Config {
             } else {
                 path
             };
-            ConfigErrors(vec![Error::config(path, e.into_inner().to_string())])
+            ConfigErrors(vec![ConfigError::new(path, e.into_inner().to_string())])
         })
     }
 
     /// Cross-section checks that belong to no single section.
-    pub(crate) fn validate_global(&self, errors: &mut Vec<Error>) {
+    pub(crate) fn validate_global(&self, errors: &mut Vec<ConfigError>) {
         self.identity_headers.validate(errors);
         if self.realm.is_empty()
             || self.realm.contains(['"', '\\'])
             || self.realm.chars().any(char::is_control)
         {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "realm",
                 "must be non-empty without quotes, backslashes or control characters",
             ));
         }
         if self.jwt.max_token_bytes < 256 || self.jwt.max_token_bytes > 1024 * 1024 {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "jwt.max_token_bytes",
                 "must be between 256 and 1048576 (default 16384)",
             ));
@@ -362,7 +362,7 @@ impl Config {
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
                 {
-                    errors.push(Error::config(
+                    errors.push(ConfigError::new(
                         format!("jwt.from.{field}"),
                         format!("{v:?} is not a valid name"),
                     ));
@@ -371,7 +371,7 @@ impl Config {
         }
         if let Some(h) = &self.jwt.from.header {
             if !is_header_name(h) {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "jwt.from.header",
                     "header names must be lower-case",
                 ));
@@ -380,7 +380,7 @@ impl Config {
         let mut names: Vec<&str> = Vec::new();
         for (i, p) in self.jwt.providers.iter().enumerate() {
             if names.contains(&p.name.as_str()) {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     format!("jwt.providers[{i}].name"),
                     format!("{:?} is used by two providers", p.name),
                 ));
@@ -395,7 +395,7 @@ impl Config {
                 }
                 let theirs = q.effective_algorithms();
                 if let Some(a) = algs.iter().find(|a| theirs.contains(a)) {
-                    errors.push(Error::config(
+                    errors.push(ConfigError::new(
                         format!("jwt.providers[{i}].issuer"),
                         format!("jwt.providers[{j}] has the same issuer and both allow {a}; tokens are routed by iss and alg, so providers sharing an issuer must allow disjoint `algorithms` (or merge them)"),
                     ));
@@ -408,7 +408,7 @@ impl Config {
                 ("magic_links", self.magic_links.is_some()),
             ] {
                 if present {
-                    errors.push(Error::config(
+                    errors.push(ConfigError::new(
                         "dev_mode.enabled",
                         format!(
                             "dev mode is refused in a config with a {section} section (real credentials): remove {section} from the dev config, or turn dev mode off"
@@ -418,7 +418,7 @@ impl Config {
             }
             for (i, p) in self.jwt.providers.iter().enumerate() {
                 if !crate::loopback::is_loopback_url(&p.issuer) {
-                    errors.push(Error::config(
+                    errors.push(ConfigError::new(
                         "dev_mode.enabled",
                         format!(
                             "dev mode is refused while jwt.providers[{i}] has a non-localhost issuer; turn dev mode off or point the provider at a local IdP"
@@ -427,7 +427,7 @@ impl Config {
                 }
             }
             if self.dev_mode.identity.subject.is_empty() {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "dev_mode.identity.subject",
                     "must not be empty",
                 ));
@@ -465,7 +465,7 @@ impl Config {
                     CredentialKind::Dev => None,
                 };
                 if let Some(what) = missing {
-                    errors.push(Error::config(
+                    errors.push(ConfigError::new(
                         path.clone(),
                         format!(
                             "accepts {} but the config lacks {what}; add it or remove the kind",
@@ -476,13 +476,13 @@ impl Config {
             }
         }
         if self.login.is_some() && self.session.is_none() {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "session",
                 "OIDC login (the login section) keeps people logged in with a session cookie: add a session section with a signing key",
             ));
         }
         if self.magic_links.is_some() && self.session.is_none() {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "session",
                 "magic links log people in with a session cookie: add a session section with a signing key",
             ));
@@ -505,7 +505,7 @@ mod tests {
             let mut errors = Vec::new();
             cfg.validate_global(&mut errors);
             assert!(
-                errors.iter().any(|e| e.path() == Some("dev_mode.enabled")
+                errors.iter().any(|e| e.path() == "dev_mode.enabled"
                     && e.message().contains("dev mode is refused")),
                 "{section}: {errors:?}"
             );
@@ -520,7 +520,7 @@ mod tests {
     fn syntax_errors_carry_the_path() {
         let e = Config::from_json(br#"{"jwt": {"providers": [{"name": "a", "issuer": "x", "clock_skew_seconds": "ten"}]}}"#)
             .unwrap_err();
-        assert_eq!(e.0[0].path(), Some("jwt.providers[0].clock_skew_seconds"));
+        assert_eq!(e.0[0].path(), "jwt.providers[0].clock_skew_seconds");
         let e = Config::from_json(br#"{"jwt": {"providres": []}}"#).unwrap_err();
         assert!(e.0[0].message().contains("unknown field"), "{}", e);
     }

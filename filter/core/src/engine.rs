@@ -4,6 +4,7 @@
 //! once per config, keep a [`TokenCache`] and the remote key sets they fetched, and call
 //! [`Engine::decide`] per request with `now`. They carry out the verdict and nothing more.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -12,7 +13,7 @@ use crate::apikey::ApiKeyStore;
 use crate::backend::{NativeBackend, SignatureBackend};
 use crate::cache::TokenCache;
 use crate::config::{Config, IdentityHeaders};
-use crate::error::{ConfigErrors, Error, Reason};
+use crate::error::{ConfigError, ConfigErrors, Error, Reason};
 use crate::extractor::{Extractor, Found, Request};
 use crate::identity::{CredentialKind, Identity};
 use crate::jwks::CompiledJwksSource;
@@ -23,8 +24,9 @@ use crate::method_override::{self, MethodOverride};
 use crate::redirect::RedirectPolicy;
 use crate::rules::{Rule, Rules};
 use crate::session::Sessions;
+use crate::step::{NeedForm, Outcome, OwnedCredential, Progress, RuleList, RulesAt, Step};
 use crate::upstream::{Consumed, Forwarding, HeaderEdits};
-use crate::verifier::{JwtCheck, JwtVerifier, KeyLookup, Provider};
+use crate::verifier::{JwtCheck, JwtStep, JwtVerifier, KeyLookup, PendingJwt, Provider};
 use crate::UnixTime;
 
 /// Largest magic-link form body a host should read.
@@ -54,29 +56,6 @@ pub enum Verdict {
     /// Answer locally: a refusal (401/403/400/405/431/503...), or a page or redirect the gateway
     /// serves itself (the magic-link confirm page is a 200).
     Reply(LocalReply),
-    /// A remote key set this request needs has not arrived: pause, and call `decide` again once it
-    /// has; if the host's wait times out, answer [`Engine::keys_unavailable`] (fail closed).
-    /// Also when the provider's set lacks the token's `kid` and [`KeyLookup::may_refetch`] says
-    /// the host would refetch it now: pause, refetch, then call `decide` again once the refetch
-    /// is over or the wait timed out, with a lookup whose `may_refetch` is false (so the token
-    /// is then accepted or refused, never made to wait twice).
-    WaitForKeys { provider: String },
-    /// A POST to the magic-link path: read the form body (at most [`MAX_FORM_BODY`] bytes), call
-    /// [`Engine::magic_link_consume`], enforce single use on the returned `jti`, then reply.
-    MagicLinkForm,
-}
-
-/// The outcome of [`Engine::identify`].
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum Identified {
-    Ok(Identity),
-    /// As [`Verdict::WaitForKeys`].
-    WaitForKeys {
-        provider: String,
-    },
-    /// No credential, or a refused one; the provider to refetch keys for on an unknown `kid`.
-    Refused(Error, Option<String>),
 }
 
 /// A reply the host sends itself instead of forwarding: status, headers and a small body.
@@ -86,9 +65,6 @@ pub struct LocalReply {
     pub reason: Reason,
     pub headers: Vec<(String, String)>,
     pub body: String,
-    /// A remote provider whose key set lacks the token's `kid`: the host should refetch early
-    /// (the key set's state machine rate-limits it).
-    pub refetch_keys: Option<String>,
 }
 
 /// A successful magic-link POST: the host remembers `jti` until `expires_at` (single use), then
@@ -127,6 +103,8 @@ pub struct Engine {
     cache_capacity: usize,
     backend: Box<dyn SignatureBackend + Send + Sync>,
     warnings: Vec<String>,
+    generation: u64,
+    started: AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -268,6 +246,8 @@ impl Engine {
             cache_capacity: cfg.jwt.cache.max_entries,
             backend: Box::new(NativeBackend),
             warnings,
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
+            started: AtomicU64::new(0),
         })
     }
 
@@ -345,26 +325,39 @@ impl Engine {
     }
 
     /// Who the request is, from any credential it carries, regardless of the rules (for
-    /// `/auth/me`). Refused and missing credentials are errors; `refetch` as in [`LocalReply`].
+    /// `/auth/me`). The machine ends in an allow with the identity, or in the JSON refusal of a
+    /// missing or refused credential.
     pub fn identify(
         &self,
         req: &Request<'_>,
         keys: &dyn KeyLookup,
         cache: &mut TokenCache,
         now: UnixTime,
-    ) -> Identified {
+    ) -> Step {
+        self.identify_from(false, req, keys, cache, now)
+    }
+
+    pub(crate) fn identify_from(
+        &self,
+        waited: bool,
+        req: &Request<'_>,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Step {
         let is_api_key = |s: &str| self.api_keys.as_ref().is_some_and(|k| k.looks_like_key(s));
         let Some(found) = self.extractor.find_any(req, &is_api_key) else {
-            return Identified::Refused(
-                Error::new(Reason::CredentialMissing, "no credential"),
-                None,
-            );
+            let e = Error::new(Reason::CredentialMissing, "no credential");
+            return Step::Done(Verdict::Reply(self.deny_json(&e)));
         };
-        match self.authenticate(found, keys, cache, now, self.backend.as_ref()) {
-            Authn::Ok { identity, .. } => Identified::Ok(Arc::unwrap_or_clone(identity)),
-            Authn::Wait(p) => Identified::WaitForKeys { provider: p },
-            Authn::Err(e, refetch) => Identified::Refused(e, refetch),
-        }
+        let authn = self.authenticate(found, keys, cache, now);
+        let outcome = self.conclude(None, "", waited, req, found, authn, keys, now);
+        self.identified(outcome, waited)
+    }
+
+    /// The step of an identification with this outcome.
+    pub(crate) fn identified(&self, outcome: Outcome, waited: bool) -> Step {
+        outcome.pause(Progress::identify(self.generation, waited))
     }
 
     pub fn magic_links(&self) -> Option<&MagicLinks> {
@@ -380,36 +373,33 @@ impl Engine {
         self.magic.as_ref().map(|m| m.path())
     }
 
-    /// The decision for one request.
-    pub fn decide(
-        &self,
-        req: &Request<'_>,
-        keys: &dyn KeyLookup,
-        cache: &mut TokenCache,
-        now: UnixTime,
-    ) -> Verdict {
-        self.decide_with(req, keys, cache, now, self.backend.as_ref())
+    /// The generation of this compiled config: a paused [`Step`] resumes only on the engine
+    /// that made it.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
-    /// [`Engine::decide`] with another signature backend for this one call (the two-phase
-    /// host-verified path of [`crate::precheck`] uses it).
-    pub fn decide_with(
+    /// The first step of one request's decision ([`crate::step`]). Hosts loop: a
+    /// [`Step::NeedSignature`] is verified and resumed (or answered in place by
+    /// [`Step::answer_signatures`]), a [`Step::NeedKeys`] resumed once the keys arrived or the
+    /// wait is over, a [`Step::NeedForm`] with the form body, until [`Step::Done`].
+    pub fn start(
         &self,
         req: &Request<'_>,
         keys: &dyn KeyLookup,
         cache: &mut TokenCache,
         now: UnixTime,
-        backend: &dyn SignatureBackend,
-    ) -> Verdict {
+    ) -> Step {
+        self.started.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = crate::limits::check_request(req) {
-            return Verdict::Reply(self.deny_json(&e, None)); // CONNECT 405, oversized 431
+            return Step::Done(Verdict::Reply(self.deny_json(&e))); // CONNECT 405, oversized 431
         }
         let path = match normalize_path(req.path) {
             Ok(p) => p,
-            Err(e) => return Verdict::Reply(self.deny_json(&e, None)),
+            Err(e) => return Step::Done(Verdict::Reply(self.deny_json(&e))),
         };
         if let Some(dev) = &self.dev {
-            return self.dev_verdict(req, dev);
+            return Step::Done(self.dev_verdict(req, dev));
         }
         if let Some(m) = &self.magic {
             if path == m.path() {
@@ -418,31 +408,187 @@ impl Engine {
         }
         let named = match method_override::override_methods(req) {
             Ok(named) => named,
-            Err(e) => return Verdict::Reply(self.deny_json(&e, None)),
+            Err(e) => return Step::Done(Verdict::Reply(self.deny_json(&e))),
         };
         if !named.is_empty() && self.method_override == MethodOverride::Reject {
-            return Verdict::Reply(self.deny_json(&method_override::rejected(), None));
-        }
-        let rule = self.rules.find(req.method, &path);
-        let verdict = self.decide_rule(req, rule, &path, keys, cache, now, backend);
-        if named.is_empty() || !matches!(verdict, Verdict::Allow { .. }) {
-            return verdict;
+            return Step::Done(Verdict::Reply(self.deny_json(&method_override::rejected())));
         }
         // The app may run any method the request names: each one's rule must allow it too (the
-        // strictest outcome wins). Rules already decided are not decided again.
-        let mut decided = vec![rule];
+        // strictest outcome wins); a rule is decided once.
+        let mut rules = RuleList::of(self.rules.find_index(req.method, &path));
         for method in &named {
-            let other = self.rules.find(method, &path);
-            if decided.iter().any(|r| std::ptr::eq(*r, other)) {
-                continue;
+            rules.push(self.rules.find_index(method, &path));
+        }
+        let at = RulesAt {
+            rules,
+            next: 0,
+            path: &path,
+            first: None,
+            waited: false,
+        };
+        self.run_rules(at, None, req, keys, cache, now)
+    }
+
+    /// The synchronous driver: [`Engine::start`] with every signature answered by the engine's
+    /// backend ([`Engine::with_backend`]). What is left is `Done`, `NeedKeys` or `NeedForm`.
+    pub fn decide(
+        &self,
+        req: &Request<'_>,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Step {
+        self.start(req, keys, cache, now)
+            .answer_signatures(self, req, keys, cache, now)
+    }
+
+    /// How many decisions this engine started: each request starts one, and resuming a
+    /// paused step does not start another (hosts' tests count runs with it).
+    pub fn decisions_started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Decides the rules from `at.next` on. `outcome`: the outcome of the current rule's
+    /// credential, when a paused step resumes with it; otherwise the rule is decided here.
+    pub(crate) fn run_rules(
+        &self,
+        mut at: RulesAt<'_>,
+        mut outcome: Option<Outcome>,
+        req: &Request<'_>,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Step {
+        while let Some(index) = at.rules.get(at.next) {
+            let rule = self.rules.get(index);
+            let decided = match outcome.take() {
+                Some(o) => o,
+                None => self.decide_rule(rule, at.path, at.waited, req, keys, cache, now),
+            };
+            match decided {
+                Outcome::Verdict(v @ Verdict::Allow { .. }) => {
+                    at.first.get_or_insert(v);
+                }
+                Outcome::Verdict(v) => return Step::Done(v),
+                paused => return paused.pause(Progress::rules(self.generation, at)),
             }
-            decided.push(other);
-            let v = self.decide_rule(req, other, &path, keys, cache, now, backend);
-            if !matches!(v, Verdict::Allow { .. }) {
-                return v;
+            at.next += 1;
+        }
+        Step::Done(at.first.unwrap_or_else(|| Verdict::Reply(self.internal())))
+    }
+
+    /// The decision of one rule: find the credential the rule accepts, authenticate it,
+    /// authorize the identity.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_rule(
+        &self,
+        rule: &Rule,
+        path: &str,
+        waited: bool,
+        req: &Request<'_>,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Outcome {
+        let is_api_key = |s: &str| self.api_keys.as_ref().is_some_and(|k| k.looks_like_key(s));
+        let Some(found) = self.extractor.find(req, rule.credentials(), &is_api_key) else {
+            if rule.is_public() {
+                return Outcome::Verdict(public_allow());
+            }
+            let error = match self.extractor.find_any(req, &is_api_key) {
+                Some(other) => Error::new(
+                    Reason::CredentialNotAccepted,
+                    format!(
+                        "this route does not accept {} credentials",
+                        other.kind.code()
+                    ),
+                ),
+                None => Error::new(Reason::CredentialMissing, "this route needs a credential"),
+            };
+            return Outcome::Verdict(Verdict::Reply(self.deny_for(req, &error, rule.login_url())));
+        };
+        let authn = self.authenticate(found, keys, cache, now);
+        self.conclude(Some(rule), path, waited, req, found, authn, keys, now)
+    }
+
+    /// [`Engine::conclude`] for the credential of a paused decision.
+    pub(crate) fn credential_outcome(
+        &self,
+        at: &Progress,
+        req: &Request<'_>,
+        found: Found<'_>,
+        authn: Authn,
+        keys: &dyn KeyLookup,
+        now: UnixTime,
+    ) -> Outcome {
+        let (rule, path, waited) = at.current();
+        let rule = rule.map(|i| self.rules.get(i));
+        self.conclude(rule, path, waited, req, found, authn, keys, now)
+    }
+
+    /// What a credential's authentication means under `rule` (`None`: identification only):
+    /// an allow, a refusal, or a pause for the host.
+    #[allow(clippy::too_many_arguments)]
+    fn conclude(
+        &self,
+        rule: Option<&Rule>,
+        path: &str,
+        waited: bool,
+        req: &Request<'_>,
+        found: Found<'_>,
+        authn: Authn,
+        keys: &dyn KeyLookup,
+        now: UnixTime,
+    ) -> Outcome {
+        let (identity, headers, cached) = match authn {
+            Authn::Ok {
+                identity,
+                headers,
+                cached,
+            } => (identity, headers, cached),
+            Authn::NeedSignature(jwt) => {
+                return Outcome::Signature(OwnedCredential::of(&found), jwt);
+            }
+            Authn::NeedKeys(_) if waited => {
+                return Outcome::Verdict(Verdict::Reply(self.keys_unavailable()));
+            }
+            Authn::NeedKeys(provider) => {
+                return Outcome::Keys {
+                    provider,
+                    unknown_kid: false,
+                };
+            }
+            Authn::Err(e, refetch) => {
+                if rule.is_some_and(Rule::is_public) {
+                    // A public route ignores a bad credential: no identity goes upstream.
+                    return Outcome::Verdict(public_allow());
+                }
+                // An unknown kid of a remote key set the host would refetch now: wait for the
+                // refetch, then resume (a rotated key works on its first request; a request
+                // waits once).
+                if let Some(p) = refetch.filter(|p| !waited && keys.may_refetch(p, now)) {
+                    return Outcome::Keys {
+                        provider: p,
+                        unknown_kid: true,
+                    };
+                }
+                return Outcome::Verdict(Verdict::Reply(match rule {
+                    Some(rule) => self.deny_for(req, &e, rule.login_url()),
+                    None => self.deny_json(&e),
+                }));
+            }
+        };
+        if let Some(rule) = rule {
+            if let Err(e) = rule.authorize(&identity, path) {
+                return Outcome::Verdict(Verdict::Reply(self.deny_json(&e)));
             }
         }
-        verdict
+        Outcome::Verdict(Verdict::Allow {
+            consumed: self.forwarding.consumed(&found, &identity),
+            headers,
+            identity: Some(identity),
+            cached,
+        })
     }
 
     /// Dev mode: the synthetic identity, for loopback requests only.
@@ -455,7 +601,7 @@ impl Engine {
                 Reason::DevModeNotLocal,
                 "dev mode answers requests to localhost, 127.0.0.1 or [::1] only",
             );
-            return Verdict::Reply(self.deny_json(&e, None));
+            return Verdict::Reply(self.deny_json(&e));
         }
         let mut headers = self.identity_headers(dev);
         headers.push((self.headers.dev_mode.clone(), "true".into()));
@@ -467,88 +613,12 @@ impl Engine {
         }
     }
 
-    /// The decision of one rule: find the credential the rule accepts, authenticate it,
-    /// authorize the identity.
-    #[allow(clippy::too_many_arguments)]
-    fn decide_rule(
-        &self,
-        req: &Request<'_>,
-        rule: &Rule,
-        path: &str,
-        keys: &dyn KeyLookup,
-        cache: &mut TokenCache,
-        now: UnixTime,
-        backend: &dyn SignatureBackend,
-    ) -> Verdict {
-        let is_api_key = |s: &str| self.api_keys.as_ref().is_some_and(|k| k.looks_like_key(s));
-        let found = self.extractor.find(req, rule.credentials(), &is_api_key);
-        let Some(found) = found else {
-            if rule.is_public() {
-                return Verdict::Allow {
-                    identity: None,
-                    headers: Arc::new([]),
-                    cached: false,
-                    consumed: None,
-                };
-            }
-            let error = match self.extractor.find_any(req, &is_api_key) {
-                Some(other) => Error::new(
-                    Reason::CredentialNotAccepted,
-                    format!(
-                        "this route does not accept {} credentials",
-                        other.kind.code()
-                    ),
-                ),
-                None => Error::new(Reason::CredentialMissing, "this route needs a credential"),
-            };
-            return Verdict::Reply(self.deny_for(req, &error, rule.login_url(), None));
-        };
-        let (identity, headers, cached) = match self.authenticate(found, keys, cache, now, backend)
-        {
-            Authn::Ok {
-                identity,
-                headers,
-                cached,
-            } => (identity, headers, cached),
-            Authn::Wait(provider) => return Verdict::WaitForKeys { provider },
-            Authn::Err(e, refetch) => {
-                if rule.is_public() {
-                    // A public route ignores a bad credential: no identity goes upstream.
-                    return Verdict::Allow {
-                        identity: None,
-                        headers: Arc::new([]),
-                        cached: false,
-                        consumed: None,
-                    };
-                }
-                // An unknown kid of a remote key set the host would refetch now: wait for the
-                // refetch, then decide again (a rotated key works on its first request).
-                if let Some(p) = refetch.as_deref().filter(|p| keys.may_refetch(p, now)) {
-                    return Verdict::WaitForKeys {
-                        provider: p.to_string(),
-                    };
-                }
-                return Verdict::Reply(self.deny_for(req, &e, rule.login_url(), refetch));
-            }
-        };
-        if let Err(e) = rule.authorize(&identity, path) {
-            return Verdict::Reply(self.deny_json(&e, None));
-        }
-        Verdict::Allow {
-            consumed: self.forwarding.consumed(&found, &identity),
-            headers,
-            identity: Some(identity),
-            cached,
-        }
-    }
-
-    fn authenticate(
+    pub(crate) fn authenticate(
         &self,
         found: Found<'_>,
         keys: &dyn KeyLookup,
         cache: &mut TokenCache,
         now: UnixTime,
-        backend: &dyn SignatureBackend,
     ) -> Authn {
         match found.kind {
             CredentialKind::Jwt => {
@@ -559,20 +629,9 @@ impl Engine {
                         cached: true,
                     };
                 }
-                match self.jwt.check(found.value, keys, backend, now) {
-                    JwtCheck::Valid(id) => {
-                        let (identity, headers) = self.granted(id);
-                        if let Some(exp) = identity.expires_at {
-                            cache.insert(found.value, &identity, &headers, exp);
-                        }
-                        Authn::Ok {
-                            identity,
-                            headers,
-                            cached: false,
-                        }
-                    }
-                    JwtCheck::NeedKeys { provider } => Authn::Wait(provider),
-                    JwtCheck::Invalid { error, refetch } => Authn::Err(error, refetch),
+                match self.jwt.begin(found.value, keys, now) {
+                    JwtStep::Done(check) => self.jwt_checked(check, found.value, cache),
+                    JwtStep::NeedSignature(p) => Authn::NeedSignature(p),
                 }
             }
             CredentialKind::ApiKey => match &self.api_keys {
@@ -584,40 +643,68 @@ impl Engine {
                     None,
                 ),
             },
-            CredentialKind::Session | CredentialKind::MagicLink => match &self.sessions {
-                // A rule that accepts `magic_link` accepts sessions a magic link opened; a rule
-                // that accepts `session` accepts every session.
-                Some(s) => match s.open_session(found.value, now) {
-                    Ok(session)
-                        if found.kind == CredentialKind::MagicLink
-                            && session.origin != CredentialKind::MagicLink =>
-                    {
-                        Authn::Err(
-                            Error::new(
-                                Reason::CredentialNotAccepted,
-                                "this route accepts only magic-link sessions",
-                            ),
-                            None,
-                        )
-                    }
-                    Ok(session) => {
-                        let mut id = session.identity;
-                        if found.kind == CredentialKind::MagicLink {
-                            id.credential = CredentialKind::MagicLink;
-                        }
-                        self.authenticated(id)
-                    }
-                    Err(e) => Authn::Err(e, None),
-                },
-                None => Authn::Err(
-                    Error::new(Reason::CredentialNotAccepted, "sessions are not configured"),
-                    None,
-                ),
-            },
+            CredentialKind::Session | CredentialKind::MagicLink => self.open_session(found, now),
             CredentialKind::Dev => Authn::Err(
                 Error::new(Reason::CredentialNotAccepted, "dev mode is off"),
                 None,
             ),
+        }
+    }
+
+    /// The outcome of a JWT's check; a valid token is cached until it expires.
+    pub(crate) fn jwt_checked(
+        &self,
+        check: JwtCheck,
+        token: &str,
+        cache: &mut TokenCache,
+    ) -> Authn {
+        match check {
+            JwtCheck::Valid(id) => {
+                let (identity, headers) = self.granted(id);
+                if let Some(exp) = identity.expires_at {
+                    cache.insert(token, &identity, &headers, exp);
+                }
+                Authn::Ok {
+                    identity,
+                    headers,
+                    cached: false,
+                }
+            }
+            JwtCheck::NeedKeys { provider } => Authn::NeedKeys(provider),
+            JwtCheck::Invalid { error, refetch } => Authn::Err(error, refetch),
+        }
+    }
+
+    /// A session cookie. A rule that accepts `magic_link` accepts sessions a magic link opened;
+    /// a rule that accepts `session` accepts every session.
+    fn open_session(&self, found: Found<'_>, now: UnixTime) -> Authn {
+        let Some(s) = &self.sessions else {
+            return Authn::Err(
+                Error::new(Reason::CredentialNotAccepted, "sessions are not configured"),
+                None,
+            );
+        };
+        match s.open_session(found.value, now) {
+            Ok(session)
+                if found.kind == CredentialKind::MagicLink
+                    && session.origin != CredentialKind::MagicLink =>
+            {
+                Authn::Err(
+                    Error::new(
+                        Reason::CredentialNotAccepted,
+                        "this route accepts only magic-link sessions",
+                    ),
+                    None,
+                )
+            }
+            Ok(session) => {
+                let mut id = session.identity;
+                if found.kind == CredentialKind::MagicLink {
+                    id.credential = CredentialKind::MagicLink;
+                }
+                self.authenticated(id)
+            }
+            Err(e) => Authn::Err(e, None),
         }
     }
 
@@ -637,25 +724,24 @@ impl Engine {
         }
     }
 
+    /// The 500 of a paused step handed to another engine, or of a broken invariant (fail closed).
+    pub(crate) fn internal(&self) -> LocalReply {
+        self.deny_json(&Error::new(
+            Reason::Internal,
+            "the gateway's config changed while this request was paused; retry",
+        ))
+    }
+
     /// The 503 a host sends when a request waited for keys that never came (fail closed).
     pub fn keys_unavailable(&self) -> LocalReply {
-        self.deny_json(
-            &Error::new(
-                Reason::KeysUnavailable,
-                "the identity provider's keys are not available yet; retry shortly",
-            ),
-            None,
-        )
+        self.deny_json(&Error::new(
+            Reason::KeysUnavailable,
+            "the identity provider's keys are not available yet; retry shortly",
+        ))
     }
 
     /// A JSON (or, for browsers on rules with a login URL, redirect) refusal.
-    fn deny_for(
-        &self,
-        req: &Request<'_>,
-        e: &Error,
-        login_url: Option<&str>,
-        refetch: Option<String>,
-    ) -> LocalReply {
+    fn deny_for(&self, req: &Request<'_>, e: &Error, login_url: Option<&str>) -> LocalReply {
         if e.http_status() == 401 && req.wants_html() {
             if let Some(login) = login_url {
                 let rd = self
@@ -675,28 +761,26 @@ impl Engine {
                         ("cache-control".into(), "no-store".into()),
                     ],
                     body: String::new(),
-                    refetch_keys: refetch,
                 };
             }
         }
-        self.deny_json(e, refetch)
+        self.deny_json(e)
     }
 
     /// The standard JSON refusal: status from the reason, RFC 6750 challenge on 401 and 403.
-    pub fn deny_json(&self, e: &Error, refetch: Option<String>) -> LocalReply {
-        json_denial(&self.realm, e, refetch)
+    pub fn deny_json(&self, e: &Error) -> LocalReply {
+        json_denial(&self.realm, e)
     }
 
     /// GET/HEAD on the magic-link path answers a confirm page (mail scanners fetch links; only the
     /// POST from the page's button consumes the token). Other methods: POST reads the form.
-    fn magic_link_page(&self, req: &Request<'_>) -> Verdict {
-        match req.method {
-            "POST" => Verdict::MagicLinkForm,
+    fn magic_link_page(&self, req: &Request<'_>) -> Step {
+        let page = match req.method {
+            "POST" => return Step::NeedForm(NeedForm::new(self.generation)),
             "GET" | "HEAD" => {
                 let Some(m) = &self.magic else {
-                    return Verdict::Reply(
-                        self.deny_json(&Error::new(Reason::Internal, "magic links off"), None),
-                    );
+                    let e = Error::new(Reason::Internal, "magic links off");
+                    return Step::Done(Verdict::Reply(self.deny_json(&e)));
                 };
                 let query = req.path.split_once('?').map_or("", |(_, q)| q);
                 let token = form_urlencoded::parse(query.as_bytes())
@@ -718,7 +802,6 @@ impl Engine {
                         ),
                     ],
                     body,
-                    refetch_keys: None,
                 })
             }
             _ => Verdict::Reply(LocalReply {
@@ -726,9 +809,9 @@ impl Engine {
                 reason: Reason::CredentialNotAccepted,
                 headers: vec![("allow".into(), "GET, HEAD, POST".into())],
                 body: String::new(),
-                refetch_keys: None,
             }),
-        }
+        };
+        Step::Done(page)
     }
 
     /// Verifies the token in a magic-link form body (`token=...`) and prepares the login. The
@@ -739,39 +822,31 @@ impl Engine {
         now: UnixTime,
     ) -> Result<MagicLinkLogin, LocalReply> {
         let (Some(magic), Some(sessions)) = (&self.magic, &self.sessions) else {
-            return Err(self.deny_json(
-                &Error::new(Reason::Internal, "magic links are not configured"),
-                None,
-            ));
+            return Err(self.deny_json(&Error::new(
+                Reason::Internal,
+                "magic links are not configured",
+            )));
         };
         if form_body.len() > MAX_FORM_BODY {
-            return Err(self.deny_json(
-                &Error::new(Reason::TokenTooLarge, "the form is too large"),
-                None,
-            ));
+            return Err(self.deny_json(&Error::new(Reason::TokenTooLarge, "the form is too large")));
         }
         let token = form_urlencoded::parse(form_body)
             .find(|(k, _)| k == "token")
             .map(|(_, v)| v.into_owned())
             .ok_or_else(|| {
-                self.deny_json(
-                    &Error::new(Reason::CredentialMissing, "the form has no token"),
-                    None,
-                )
+                self.deny_json(&Error::new(
+                    Reason::CredentialMissing,
+                    "the form has no token",
+                ))
             })?;
-        let link = magic
-            .verify(&token, now)
-            .map_err(|e| self.deny_json(&e, None))?;
+        let link = magic.verify(&token, now).map_err(|e| self.deny_json(&e))?;
         let location = match link.target.as_deref().or(link.scope.as_deref()) {
-            Some(t) => self
-                .redirects
-                .check(t)
-                .map_err(|e| self.deny_json(&e, None))?,
+            Some(t) => self.redirects.check(t).map_err(|e| self.deny_json(&e))?,
             None => "/".to_string(),
         };
         let cookie = sessions
             .seal(&link.identity, now)
-            .map_err(|e| self.deny_json(&e, None))?;
+            .map_err(|e| self.deny_json(&e))?;
         Ok(MagicLinkLogin {
             jti: link.jti,
             expires_at: link.expires_at,
@@ -783,13 +858,10 @@ impl Engine {
 
     /// The reply to a magic link used a second time.
     pub fn replayed(&self) -> LocalReply {
-        self.deny_json(
-            &Error::new(
-                Reason::TokenReplayed,
-                "this link was already used; ask for a new one",
-            ),
-            None,
-        )
+        self.deny_json(&Error::new(
+            Reason::TokenReplayed,
+            "this link was already used; ask for a new one",
+        ))
     }
 
     /// The upstream identity headers for an identity (values made header-safe).
@@ -819,18 +891,39 @@ impl Engine {
 }
 
 #[allow(clippy::large_enum_variant)]
-enum Authn {
+pub(crate) enum Authn {
     Ok {
         identity: Arc<Identity>,
         headers: UpstreamHeaders,
         /// From the token cache.
         cached: bool,
     },
-    Wait(String),
+    /// The token's signature is the host's to verify.
+    NeedSignature(Box<PendingJwt>),
+    /// The provider's remote keys have not arrived.
+    NeedKeys(String),
+    /// Refused; the provider whose remote set lacks the token's `kid`, if that is why.
     Err(Error, Option<String>),
 }
 
-fn section<T>(errors: &mut Vec<Error>, name: &str, r: Option<Result<T, Vec<Error>>>) -> Option<T> {
+/// The verdict of a public route without an (accepted) credential: nothing goes upstream.
+fn public_allow() -> Verdict {
+    Verdict::Allow {
+        identity: None,
+        headers: Arc::new([]),
+        cached: false,
+        consumed: None,
+    }
+}
+
+/// Engines built by this process: each gets the next number as its generation.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+fn section<T>(
+    errors: &mut Vec<ConfigError>,
+    name: &str,
+    r: Option<Result<T, Vec<ConfigError>>>,
+) -> Option<T> {
     match r? {
         Ok(v) => Some(v),
         Err(es) => {
@@ -893,7 +986,7 @@ fn confirm_page(action: &str, token: &str) -> String {
 
 /// The standard JSON refusal without an engine: status from the reason, RFC 6750 challenge (with
 /// `realm`) on 401 and 403, `Allow` on 405.
-pub fn json_denial(realm: &str, e: &Error, refetch: Option<String>) -> LocalReply {
+pub fn json_denial(realm: &str, e: &Error) -> LocalReply {
     let status = e.http_status();
     let mut headers = vec![
         ("content-type".to_string(), "application/json".to_string()),
@@ -925,7 +1018,6 @@ pub fn json_denial(realm: &str, e: &Error, refetch: Option<String>) -> LocalRepl
         headers,
         body: json!({"error": error, "reason": e.reason().code(), "message": e.message()})
             .to_string(),
-        refetch_keys: refetch,
     }
 }
 

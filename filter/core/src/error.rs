@@ -1,8 +1,10 @@
-//! The one error type of the core.
+//! The core's two error types: one per kind of error.
 //!
-//! Every refusal — of a token, a key, a request or a config field — is an [`Error`]: a stable
-//! [`Reason`] code (what dashboards and logs key on), an HTTP status derived from it, a short
-//! message that is safe to show a client, and for config errors the field path.
+//! - [`Error`]: a refusal at request time — of a token, a key, a credential or a request — with a
+//!   stable [`Reason`] code (what dashboards and logs key on), an HTTP status derived from it and
+//!   a short message that is safe to show a client.
+//! - [`ConfigError`]: a config field the gateway refuses at load, with the field's path
+//!   (`jwt.providers[0].issuer`) and what is wrong; [`ConfigErrors`] is every one of them.
 //!
 //! Messages never contain a token, a key or a secret: callers build them from static text and
 //! from values the operator wrote (issuer URLs, key ids, field names) only.
@@ -206,12 +208,11 @@ impl fmt::Display for Reason {
     }
 }
 
-/// A refusal: reason, safe message, and for config errors the field path.
+/// A refusal at request time: reason and a message that is safe to show a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     reason: Reason,
     message: String,
-    path: Option<String>,
 }
 
 impl Error {
@@ -220,28 +221,13 @@ impl Error {
         Error {
             reason,
             message: message.into(),
-            path: None,
         }
     }
 
-    /// A config error at `path` (e.g. `jwt.providers[1].jwks`), with what is wrong and how to fix it.
-    pub fn config(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Error {
-            reason: Reason::InvalidConfig,
-            message: message.into(),
-            path: Some(path.into()),
-        }
-    }
-
-    /// Puts a path prefix in front of this error's path (used when nested loaders report errors).
-    pub fn at(mut self, prefix: &str) -> Self {
-        self.path = Some(match self.path.take() {
-            None => prefix.to_string(),
-            Some(p) if p.starts_with('[') => format!("{prefix}{p}"),
-            Some(p) => format!("{prefix}.{p}"),
-        });
-        self.reason = Reason::InvalidConfig;
-        self
+    /// This refusal as a config error at `path`: a key or document in the config that no
+    /// request could use (a weak RSA key, a malformed JWK...).
+    pub fn at(self, path: &str) -> ConfigError {
+        ConfigError::new(path, self.message)
     }
 
     pub fn reason(&self) -> Reason {
@@ -250,10 +236,6 @@ impl Error {
 
     pub fn message(&self) -> &str {
         &self.message
-    }
-
-    pub fn path(&self) -> Option<&str> {
-        self.path.as_deref()
     }
 
     pub fn http_status(&self) -> u16 {
@@ -282,18 +264,64 @@ fn quote(s: &str) -> String {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.path {
-            Some(p) => write!(f, "{p}: {}", self.message),
-            None => write!(f, "{}: {}", self.reason.code(), self.message),
-        }
+        write!(f, "{}: {}", self.reason.code(), self.message)
     }
 }
 
 impl std::error::Error for Error {}
 
+/// A config field the gateway refuses at load: where (`rules[2].match.path`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    path: String,
+    message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The same error inside `prefix` (`at("rules[2]")` on `match.path`: `rules[2].match.path`).
+    pub fn at(mut self, prefix: &str) -> Self {
+        self.path = if self.path.is_empty() {
+            prefix.to_string()
+        } else if self.path.starts_with('[') {
+            format!("{prefix}{}", self.path)
+        } else {
+            format!("{prefix}.{}", self.path)
+        };
+        self
+    }
+
+    /// The field's path in the config.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 /// Several config errors, reported together so the operator fixes them in one pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<Error>);
+pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -354,13 +382,13 @@ mod tests {
 
     #[test]
     fn config_paths_nest() {
-        let e = Error::config("jwks", "kid \"k2\" appears twice").at("jwt.providers[1]");
-        assert_eq!(e.path(), Some("jwt.providers[1].jwks"));
+        let e = ConfigError::new("jwks", "kid \"k2\" appears twice").at("jwt.providers[1]");
+        assert_eq!(e.path(), "jwt.providers[1].jwks");
         assert_eq!(
             e.to_string(),
             "jwt.providers[1].jwks: kid \"k2\" appears twice"
         );
-        let e = Error::config("[0]", "x").at("rules");
-        assert_eq!(e.path(), Some("rules[0]"));
+        let e = ConfigError::new("[0]", "x").at("rules");
+        assert_eq!(e.path(), "rules[0]");
     }
 }

@@ -19,7 +19,7 @@
 
 use serde_json::Value;
 
-use crate::error::{Error, Reason};
+use crate::error::{ConfigError, Error, Reason};
 use crate::json;
 use crate::jwk::{KeySet, MAX_JWKS_BYTES};
 use crate::UnixTime;
@@ -167,19 +167,19 @@ enum Origin {
 impl JwksSource {
     /// Checks the source: exactly one of `jwks_uri` / `oidc_issuer`, well-formed URLs, and
     /// consistent bounds. Every problem is reported.
-    pub fn compile(&self) -> Result<CompiledJwksSource, Vec<Error>> {
+    pub fn compile(&self) -> Result<CompiledJwksSource, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let origin = match (&self.jwks_uri, &self.oidc_issuer) {
             (Some(u), None) => match check_url(u) {
                 Ok(()) => Some(Origin::Jwks(u.clone())),
                 Err(m) => {
-                    errors.push(Error::config("jwks_uri", m));
+                    errors.push(ConfigError::new("jwks_uri", m));
                     None
                 }
             },
             (None, Some(iss)) => match check_url(iss) {
                 Ok(()) if iss.contains('?') => {
-                    errors.push(Error::config(
+                    errors.push(ConfigError::new(
                         "oidc_issuer",
                         "an issuer URL has no query part; remove everything from '?'",
                     ));
@@ -193,19 +193,19 @@ impl JwksSource {
                     ),
                 }),
                 Err(m) => {
-                    errors.push(Error::config("oidc_issuer", m));
+                    errors.push(ConfigError::new("oidc_issuer", m));
                     None
                 }
             },
             (Some(_), Some(_)) => {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "jwks_uri",
                     "give either jwks_uri or oidc_issuer, not both",
                 ));
                 None
             }
             (None, None) => {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "jwks_uri",
                     "missing: give jwks_uri (the JWKS URL) or oidc_issuer (to use OIDC discovery)",
                 ));
@@ -213,10 +213,13 @@ impl JwksSource {
             }
         };
         if self.refresh_min_seconds == 0 {
-            errors.push(Error::config("refresh_min_seconds", "must be at least 1"));
+            errors.push(ConfigError::new(
+                "refresh_min_seconds",
+                "must be at least 1",
+            ));
         }
         if self.refresh_max_seconds < self.refresh_min_seconds {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "refresh_max_seconds",
                 "must not be below refresh_min_seconds",
             ));
@@ -224,42 +227,45 @@ impl JwksSource {
         if self.refresh_default_seconds < self.refresh_min_seconds
             || self.refresh_default_seconds > self.refresh_max_seconds
         {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "refresh_default_seconds",
                 "must lie between refresh_min_seconds and refresh_max_seconds",
             ));
         }
         if self.unknown_kid_min_interval_seconds == 0 {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "unknown_kid_min_interval_seconds",
                 "must be at least 1, or any token with a made-up kid makes the gateway fetch",
             ));
         }
         if self.retry_initial_seconds == 0 {
-            errors.push(Error::config("retry_initial_seconds", "must be at least 1"));
+            errors.push(ConfigError::new(
+                "retry_initial_seconds",
+                "must be at least 1",
+            ));
         }
         if self.retry_max_seconds < self.retry_initial_seconds {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "retry_max_seconds",
                 "must not be below retry_initial_seconds",
             ));
         }
         if let Some(c) = &self.cluster {
             if c.is_empty() || c.len() > 128 || c.chars().any(|ch| ch.is_control() || ch == ' ') {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "cluster",
                     "must be the name of an Envoy cluster",
                 ));
             }
         }
         if !(100..=60_000).contains(&self.fetch_timeout_ms) {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "fetch_timeout_ms",
                 "must be between 100 and 60000",
             ));
         }
         if self.wait_for_keys_ms > 30_000 {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "wait_for_keys_ms",
                 "at most 30000: requests should not hang for long before a 503",
             ));
@@ -1176,10 +1182,7 @@ mod tests {
             src.compile()
                 .unwrap_err()
                 .into_iter()
-                .map(|e| {
-                    assert_eq!(e.reason(), Reason::InvalidConfig);
-                    e.path().unwrap().to_string()
-                })
+                .map(|e| e.path().to_string())
                 .collect()
         };
         assert_eq!(paths(JwksSource::default()), ["jwks_uri"]);

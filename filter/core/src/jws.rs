@@ -37,6 +37,42 @@ pub struct CompactJws<'a> {
 /// object without duplicates or deep nesting, a supported `alg` (never `none`), no key-carrying
 /// members (`jwk`, `jku`, `x5u`, `x5c`), no `crit`, no `b64: false`.
 pub fn parse(token: &str, max_bytes: usize) -> Result<CompactJws<'_>, Error> {
+    let (h, p, s) = segments(token, max_bytes)?;
+    let header = json::parse_object(
+        &b64::decode(h)?,
+        json::HEADER_MAX_DEPTH,
+        Reason::MalformedHeader,
+        "header",
+    )?;
+    let alg = check_header(&header)?;
+    let kid = optional_string(&header, "kid")?;
+    let typ = optional_string(&header, "typ")?;
+    if s.is_empty() {
+        return Err(Error::new(
+            Reason::MalformedToken,
+            "the signature segment is empty",
+        ));
+    }
+    let payload = b64::decode(p)?;
+    let signature = b64::decode(s)?;
+    // h and p are ASCII (they decoded as base64url), so this is their exact byte span.
+    let signing_input = token
+        .as_bytes()
+        .get(..h.len() + 1 + p.len())
+        .ok_or_else(|| Error::new(Reason::Internal, "signing input out of range"))?;
+    Ok(CompactJws {
+        alg,
+        kid,
+        typ,
+        header,
+        payload,
+        signing_input,
+        signature,
+    })
+}
+
+/// The size limit, then exactly three segments, the header and payload non-empty.
+fn segments(token: &str, max_bytes: usize) -> Result<(&str, &str, &str), Error> {
     if token.len() > max_bytes {
         return Err(Error::new(
             Reason::TokenTooLarge,
@@ -58,12 +94,12 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<CompactJws<'_>, Error> {
             "a token segment is empty",
         ));
     }
-    let header = json::parse_object(
-        &b64::decode(h)?,
-        json::HEADER_MAX_DEPTH,
-        Reason::MalformedHeader,
-        "header",
-    )?;
+    Ok((h, p, s))
+}
+
+/// The header's rules: a supported `alg` (never `none`), no key it carries, no unencoded
+/// payload, no `crit`. Returns the algorithm.
+fn check_header(header: &Map<String, Value>) -> Result<Alg, Error> {
     let alg = match header.get("alg") {
         Some(Value::String(a)) => Alg::from_header(a)?,
         Some(_) => {
@@ -97,30 +133,7 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<CompactJws<'_>, Error> {
             "the header marks extensions as critical (crit) that are not supported",
         ));
     }
-    let kid = optional_string(&header, "kid")?;
-    let typ = optional_string(&header, "typ")?;
-    if s.is_empty() {
-        return Err(Error::new(
-            Reason::MalformedToken,
-            "the signature segment is empty",
-        ));
-    }
-    let payload = b64::decode(p)?;
-    let signature = b64::decode(s)?;
-    // h and p are ASCII (they decoded as base64url), so this is their exact byte span.
-    let signing_input = token
-        .as_bytes()
-        .get(..h.len() + 1 + p.len())
-        .ok_or_else(|| Error::new(Reason::Internal, "signing input out of range"))?;
-    Ok(CompactJws {
-        alg,
-        kid,
-        typ,
-        header,
-        payload,
-        signing_input,
-        signature,
-    })
+    Ok(alg)
 }
 
 fn optional_string(header: &Map<String, Value>, name: &str) -> Result<Option<String>, Error> {

@@ -30,18 +30,19 @@ pub mod matcher;
 pub mod method_override;
 pub mod oidc;
 pub mod policy;
-pub mod precheck;
 pub mod redirect;
 pub mod rules;
 pub mod session;
+pub mod step;
 pub mod upstream;
 pub mod verifier;
 
 pub use alg::Alg;
 pub use engine::{Engine, LocalReply, Verdict};
-pub use error::{ConfigErrors, Error, Reason};
+pub use error::{ConfigError, ConfigErrors, Error, Reason};
 pub use extractor::Request;
 pub use identity::{CredentialKind, Identity};
+pub use step::Step;
 
 /// Seconds since the Unix epoch, as hosts pass "now" in.
 pub type UnixTime = u64;

@@ -91,12 +91,12 @@ pub fn check_request(req: &Request<'_>) -> Result<(), Error> {
 /// engine is at hand (the worker's JS entry, a VM whose engine is busy). No realm is needed:
 /// a 431 carries no `WWW-Authenticate` challenge.
 pub fn headers_too_large_denial() -> LocalReply {
-    json_denial("", &headers_too_large(), None)
+    json_denial("", &headers_too_large())
 }
 
 /// The JSON refusal for a `CONNECT`, for hosts that refuse before an engine is at hand.
 pub fn method_not_allowed_denial() -> LocalReply {
-    json_denial("", &method_not_allowed(), None)
+    json_denial("", &method_not_allowed())
 }
 
 /// A denial as a raw HTTP/1.1 response, for a host that can only write bytes (the worker's

@@ -56,7 +56,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Reason};
+use crate::error::{ConfigError, Error, Reason};
 
 /// Request paths longer than this (in bytes, without the query) are refused.
 pub const MAX_REQUEST_PATH_BYTES: usize = 8192;
@@ -333,14 +333,14 @@ impl Route {
     }
 
     /// Compiles a `match` section; error paths are relative to it (`path`, `methods[1]`).
-    pub fn compile(config: &MatchConfig) -> Result<Route, Vec<Error>> {
+    pub fn compile(config: &MatchConfig) -> Result<Route, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let path = match &config.path {
             None => Some(PathMatch::Any),
             Some(p) => match compile_path(p) {
                 Ok(m) => Some(m),
                 Err(msg) => {
-                    errors.push(Error::config("path", msg));
+                    errors.push(ConfigError::new("path", msg));
                     None
                 }
             },
@@ -348,11 +348,11 @@ impl Route {
         let mut methods: Vec<&'static str> = Vec::new();
         for (i, m) in config.methods.iter().enumerate() {
             match METHODS.iter().find(|k| k.eq_ignore_ascii_case(m)) {
-                None => errors.push(Error::config(
+                None => errors.push(ConfigError::new(
                     format!("methods[{i}]"),
                     format!("unknown HTTP method; use one of {}", METHODS.join(", ")),
                 )),
-                Some(k) if methods.contains(k) => errors.push(Error::config(
+                Some(k) if methods.contains(k) => errors.push(ConfigError::new(
                     format!("methods[{i}]"),
                     format!("{k} is listed twice"),
                 )),
@@ -655,7 +655,7 @@ mod tests {
             let cfg: MatchConfig = serde_json::from_value(m.clone()).unwrap();
             let errs = Route::compile(&cfg).unwrap_err();
             assert_eq!(errs.len(), 1, "{m}");
-            assert_eq!(errs[0].path(), Some(path), "{m}");
+            assert_eq!(errs[0].path(), path, "{m}");
             assert!(
                 errs[0].message().contains(needle),
                 "{m}: {}",

@@ -266,69 +266,22 @@ pub fn check_id_token_claims(
     now: UnixTime,
 ) -> Result<(), Error> {
     let str_claim = |name: &str| claims.get(name).and_then(Value::as_str);
-    let missing = |name: &str| {
-        Error::new(
-            Reason::MissingClaim,
-            format!("the ID token has no `{name}`"),
-        )
-    };
     // 2. iss must match exactly
-    if str_claim("iss").ok_or_else(|| missing("iss"))? != expect.issuer {
+    if str_claim("iss").ok_or_else(|| missing_claim("iss"))? != expect.issuer {
         return Err(Error::new(
             Reason::UnknownIssuer,
             "the ID token's `iss` is not the provider's issuer",
         ));
     }
-    // 3. aud must contain the client_id; 4./5. azp
-    let auds = match Audience::of(claims) {
-        Audience::Names(names) => names,
-        _ => return Err(missing("aud")),
-    };
-    if !audience_matches(&auds, &[expect.client_id]) {
-        return Err(Error::new(
-            Reason::WrongAudience,
-            "the ID token is not for this client",
-        ));
-    }
-    match str_claim("azp") {
-        Some(azp) if azp != expect.client_id => {
-            return Err(Error::new(
-                Reason::WrongAudience,
-                "the ID token's `azp` is another client",
-            ))
-        }
-        None if auds.len() > 1 => {
-            return Err(Error::new(
-                Reason::WrongAudience,
-                "an ID token with several audiences needs `azp`",
-            ))
-        }
-        _ => {}
-    }
+    // 3.-5. aud and azp
+    check_id_token_audience(claims, expect.client_id)?;
     if !str_claim("sub").is_some_and(|s| !s.is_empty()) {
-        return Err(missing("sub"));
+        return Err(missing_claim("sub"));
     }
     // 9. exp; 10. iat
-    let now_f = now as f64;
-    let rules = WindowRules {
-        iat_required: true,
-        check_nbf: false,
-        ..WindowRules::jwt(expect.clock_skew_seconds)
-    };
-    let window = TimeWindow::check(claims, now_f, &rules, |fault| match fault {
-        Fault::Missing(name) => missing(name),
-        Fault::Expired => Error::new(fault.reason(), "the ID token has expired"),
-        _ => Error::new(fault.reason(), "the ID token is issued in the future"),
-    })?;
-    let issued = window.iat.map_or(now_f, NumericDate::seconds);
-    if now_f > issued + expect.max_age_seconds as f64 {
-        return Err(Error::new(
-            Reason::TokenExpired,
-            "the ID token was issued too long ago for a fresh login",
-        ));
-    }
+    check_id_token_age(claims, expect, now)?;
     // 11. nonce
-    let nonce = str_claim("nonce").ok_or_else(|| missing("nonce"))?;
+    let nonce = str_claim("nonce").ok_or_else(|| missing_claim("nonce"))?;
     if !bool::from(nonce.as_bytes().ct_eq(expect.nonce.as_bytes())) {
         return Err(Error::new(
             Reason::LoginMismatch,
@@ -344,6 +297,67 @@ pub fn check_id_token_claims(
                 "the ID token's at_hash does not match the access token",
             ));
         }
+    }
+    Ok(())
+}
+
+fn missing_claim(name: &str) -> Error {
+    Error::new(
+        Reason::MissingClaim,
+        format!("the ID token has no `{name}`"),
+    )
+}
+
+/// 3.-5.: `aud` contains the client id; `azp`, when present, is the client; several audiences
+/// need `azp`.
+fn check_id_token_audience(claims: &Map<String, Value>, client_id: &str) -> Result<(), Error> {
+    let auds = match Audience::of(claims) {
+        Audience::Names(names) => names,
+        _ => return Err(missing_claim("aud")),
+    };
+    if !audience_matches(&auds, &[client_id]) {
+        return Err(Error::new(
+            Reason::WrongAudience,
+            "the ID token is not for this client",
+        ));
+    }
+    match claims.get("azp").and_then(Value::as_str) {
+        Some(azp) if azp != client_id => Err(Error::new(
+            Reason::WrongAudience,
+            "the ID token's `azp` is another client",
+        )),
+        None if auds.len() > 1 => Err(Error::new(
+            Reason::WrongAudience,
+            "an ID token with several audiences needs `azp`",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// 9.-10.: `exp` not past, `iat` required, not in the future, and recent enough for a fresh
+/// login.
+fn check_id_token_age(
+    claims: &Map<String, Value>,
+    expect: &IdTokenExpectations<'_>,
+    now: UnixTime,
+) -> Result<(), Error> {
+    let now_f = now as f64;
+    let rules = WindowRules {
+        iat_required: true,
+        check_nbf: false,
+        ..WindowRules::jwt(expect.clock_skew_seconds)
+    };
+    let window = TimeWindow::check(claims, now_f, &rules, |fault| match fault {
+        Fault::Missing(name) => missing_claim(name),
+        Fault::Expired => Error::new(fault.reason(), "the ID token has expired"),
+        _ => Error::new(fault.reason(), "the ID token is issued in the future"),
+    })?;
+    let issued = window.iat.map_or(now_f, NumericDate::seconds);
+    if now_f > issued + expect.max_age_seconds as f64 {
+        return Err(Error::new(
+            Reason::TokenExpired,
+            "the ID token was issued too long ago for a fresh login",
+        ));
     }
     Ok(())
 }

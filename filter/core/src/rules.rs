@@ -30,7 +30,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Reason};
+use crate::error::{ConfigError, Error, Reason};
 use crate::identity::{CredentialKind, Identity};
 use crate::matcher::{MatchConfig, Route};
 use crate::policy::{Mfa, Requirements};
@@ -136,13 +136,16 @@ pub struct RuleConfig {
     pub login_url: Option<String>,
 }
 
-fn check_names(field: &str, names: &[String], errors: &mut Vec<Error>) {
+fn check_names(field: &str, names: &[String], errors: &mut Vec<ConfigError>) {
     if names.len() > MAX_NAMES {
-        errors.push(Error::config(field, format!("at most {MAX_NAMES} names")));
+        errors.push(ConfigError::new(
+            field,
+            format!("at most {MAX_NAMES} names"),
+        ));
     }
     for (i, n) in names.iter().enumerate() {
         if n.is_empty() || n.chars().any(char::is_control) {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 format!("{field}[{i}]"),
                 "names cannot be empty or contain control characters",
             ));
@@ -169,35 +172,35 @@ pub struct Rule {
     login_url: Option<String>,
 }
 
-fn check_credentials(credentials: &[CredentialKind], public: bool, errors: &mut Vec<Error>) {
+fn check_credentials(credentials: &[CredentialKind], public: bool, errors: &mut Vec<ConfigError>) {
     for (i, c) in credentials.iter().enumerate() {
         if *c == CredentialKind::Dev {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 format!("credentials[{i}]"),
                 "dev is not listed in rules: development mode applies to every rule",
             ));
         } else if credentials.iter().take(i).any(|o| o == c) {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 format!("credentials[{i}]"),
                 format!("{} is listed twice", c.code()),
             ));
         }
     }
     if credentials.is_empty() && !public {
-        errors.push(Error::config(
+        errors.push(ConfigError::new(
             "credentials",
             "a rule that is not public must accept at least one credential kind",
         ));
     }
 }
 
-fn compile_mfa(m: &MfaConfig, errors: &mut Vec<Error>) -> Mfa {
+fn compile_mfa(m: &MfaConfig, errors: &mut Vec<ConfigError>) -> Mfa {
     check_names("require.mfa.amr_any", &m.amr_any, errors);
     if m.acr.as_deref().is_some_and(str::is_empty) {
-        errors.push(Error::config("require.mfa.acr", "acr cannot be empty"));
+        errors.push(ConfigError::new("require.mfa.acr", "acr cannot be empty"));
     }
     if m.amr_any.is_empty() && m.acr.is_none() {
-        errors.push(Error::config(
+        errors.push(ConfigError::new(
             "require.mfa",
             "mfa needs amr_any (e.g. [\"mfa\"]) or acr; remove it to require no MFA",
         ));
@@ -209,7 +212,7 @@ fn compile_mfa(m: &MfaConfig, errors: &mut Vec<Error>) -> Mfa {
 }
 
 /// A public rule lets anyone in, so it cannot also require anything.
-fn check_public(require: &RequireConfig, errors: &mut Vec<Error>) {
+fn check_public(require: &RequireConfig, errors: &mut Vec<ConfigError>) {
     if !require.public {
         return;
     }
@@ -226,7 +229,7 @@ fn check_public(require: &RequireConfig, errors: &mut Vec<Error>) {
         }
     }
     if !contradicts.is_empty() {
-        errors.push(Error::config(
+        errors.push(ConfigError::new(
             "require.public",
             format!(
                 "a public rule lets anyone in, so it cannot also require {}; remove \
@@ -239,7 +242,7 @@ fn check_public(require: &RequireConfig, errors: &mut Vec<Error>) {
 
 /// Compiles a `require` section (without `public`, which the rule keeps) into the checks
 /// [`crate::policy`] runs. Error paths start with `require.`.
-pub(crate) fn compile_require(require: &RequireConfig) -> Result<Requirements, Vec<Error>> {
+pub(crate) fn compile_require(require: &RequireConfig) -> Result<Requirements, Vec<ConfigError>> {
     let mut errors = Vec::new();
     check_names("require.roles_any", &require.roles_any, &mut errors);
     check_names("require.roles_all", &require.roles_all, &mut errors);
@@ -259,9 +262,9 @@ pub(crate) fn compile_require(require: &RequireConfig) -> Result<Requirements, V
     })
 }
 
-fn check_login_url(login_url: Option<&str>, errors: &mut Vec<Error>) {
+fn check_login_url(login_url: Option<&str>, errors: &mut Vec<ConfigError>) {
     if login_url.is_some_and(|url| !is_local_path(url)) {
-        errors.push(Error::config(
+        errors.push(ConfigError::new(
             "login_url",
             "login_url must be a path on this site starting with a single '/', e.g. /login",
         ));
@@ -272,7 +275,7 @@ impl Rule {
     /// Compiles one rule, route and requirements together. Error paths are relative to the rule
     /// (`match.path`, `credentials`, `require.mfa`); the name is checked by [`Rules::compile`],
     /// which sees the other rules.
-    pub fn compile(config: &RuleConfig) -> Result<Rule, Vec<Error>> {
+    pub fn compile(config: &RuleConfig) -> Result<Rule, Vec<ConfigError>> {
         let route = Route::compile(&config.matches)
             .map_err(|es| es.into_iter().map(|e| e.at("match")).collect::<Vec<_>>());
         Rule::build(
@@ -285,7 +288,7 @@ impl Rule {
     }
 
     /// Compiles the default rule: named `default`, it covers every request.
-    pub fn compile_default(config: &DefaultRuleConfig) -> Result<Rule, Vec<Error>> {
+    pub fn compile_default(config: &DefaultRuleConfig) -> Result<Rule, Vec<ConfigError>> {
         Rule::build(
             "default",
             Ok(Route::any()),
@@ -297,11 +300,11 @@ impl Rule {
 
     fn build(
         name: &str,
-        route: Result<Route, Vec<Error>>,
+        route: Result<Route, Vec<ConfigError>>,
         credentials: &[CredentialKind],
         require: &RequireConfig,
         login_url: Option<&str>,
-    ) -> Result<Rule, Vec<Error>> {
+    ) -> Result<Rule, Vec<ConfigError>> {
         let (route, mut errors) = match route {
             Ok(route) => (Some(route), Vec::new()),
             Err(es) => (None, es),
@@ -385,20 +388,20 @@ pub struct Rules {
 }
 
 /// A rule's name must be set, not `default`, and unique. Error paths: `rules[2].name`.
-fn check_name(rules: &[RuleConfig], i: usize, errors: &mut Vec<Error>) {
+fn check_name(rules: &[RuleConfig], i: usize, errors: &mut Vec<ConfigError>) {
     let Some(rc) = rules.get(i) else {
         return;
     };
     let at = format!("rules[{i}].name");
     if rc.name.trim().is_empty() {
-        errors.push(Error::config(at, "a rule needs a name"));
+        errors.push(ConfigError::new(at, "a rule needs a name"));
     } else if rc.name == "default" {
-        errors.push(Error::config(
+        errors.push(ConfigError::new(
             at,
             "\"default\" is the name of default_rule; choose another",
         ));
     } else if let Some(j) = rules.iter().take(i).position(|o| o.name == rc.name) {
-        errors.push(Error::config(
+        errors.push(ConfigError::new(
             at,
             format!("the name \"{}\" is also used by rules[{j}]", rc.name),
         ));
@@ -408,10 +411,16 @@ fn check_name(rules: &[RuleConfig], i: usize, errors: &mut Vec<Error>) {
 impl Rules {
     /// Compiles `rules` and `default_rule`. Error paths: `rules[2].match.path`,
     /// `default_rule.require`...
-    pub fn compile(rules: &[RuleConfig], default: &DefaultRuleConfig) -> Result<Rules, Vec<Error>> {
+    pub fn compile(
+        rules: &[RuleConfig],
+        default: &DefaultRuleConfig,
+    ) -> Result<Rules, Vec<ConfigError>> {
         let mut errors = Vec::new();
         if rules.len() > MAX_RULES {
-            errors.push(Error::config("rules", format!("at most {MAX_RULES} rules")));
+            errors.push(ConfigError::new(
+                "rules",
+                format!("at most {MAX_RULES} rules"),
+            ));
         }
         let mut compiled = Vec::with_capacity(rules.len());
         for (i, rc) in rules.iter().enumerate() {
@@ -441,6 +450,20 @@ impl Rules {
             .iter()
             .find(|r| r.matches(method, normalized_path))
             .unwrap_or(&self.default)
+    }
+
+    /// As [`Rules::find`], the rule's index for [`Rules::get`] (the default rule's is the
+    /// number of rules).
+    pub fn find_index(&self, method: &str, normalized_path: &str) -> usize {
+        self.rules
+            .iter()
+            .position(|r| r.matches(method, normalized_path))
+            .unwrap_or(self.rules.len())
+    }
+
+    /// The rule at an index from [`Rules::find_index`] (the default rule past the end).
+    pub fn get(&self, index: usize) -> &Rule {
+        self.rules.get(index).unwrap_or(&self.default)
     }
 
     /// The rules in order (without the default rule).
@@ -473,7 +496,7 @@ mod tests {
         credentials: &[CredentialKind],
         require: &RequireConfig,
         login_url: Option<&str>,
-    ) -> Result<Rule, Vec<Error>> {
+    ) -> Result<Rule, Vec<ConfigError>> {
         Rule::compile(&RuleConfig {
             name: name.to_owned(),
             matches: MatchConfig::default(),
@@ -488,7 +511,7 @@ mod tests {
         (e.reason(), e.message().to_owned())
     }
 
-    fn rules(v: serde_json::Value, default: serde_json::Value) -> Result<Rules, Vec<Error>> {
+    fn rules(v: serde_json::Value, default: serde_json::Value) -> Result<Rules, Vec<ConfigError>> {
         let rules: Vec<RuleConfig> = serde_json::from_value(v).unwrap();
         let default: DefaultRuleConfig = serde_json::from_value(default).unwrap();
         Rules::compile(&rules, &default)
@@ -556,7 +579,7 @@ mod tests {
             json!({"login_url": "//evil.example", "require": {"mfa": {}}}),
         )
         .unwrap_err();
-        let paths: Vec<&str> = errs.iter().filter_map(Error::path).collect();
+        let paths: Vec<&str> = errs.iter().map(ConfigError::path).collect();
         assert_eq!(
             paths,
             [
@@ -572,13 +595,12 @@ mod tests {
                 "default_rule.login_url",
             ]
         );
-        assert!(errs.iter().all(|e| e.reason() == Reason::InvalidConfig));
         assert!(errs[0].message().contains("rules[0]"));
         let too_many: Vec<serde_json::Value> = (0..=MAX_RULES)
             .map(|i| json!({"name": format!("r{i}"), "match": {}}))
             .collect();
         let errs = rules(json!(too_many), json!({})).unwrap_err();
-        assert_eq!(errs[0].path(), Some("rules"));
+        assert_eq!(errs[0].path(), "rules");
     }
 
     #[test]
@@ -666,8 +688,7 @@ mod tests {
             compile_rule("r", creds, &req, login)
         };
         let d = default_credentials();
-        let first_path =
-            |r: Result<Rule, Vec<Error>>| r.unwrap_err()[0].path().map(str::to_owned).unwrap();
+        let first_path = |r: Result<Rule, Vec<ConfigError>>| r.unwrap_err()[0].path().to_owned();
         assert_eq!(
             first_path(compile(
                 &[CredentialKind::Jwt, CredentialKind::Jwt],

@@ -38,7 +38,7 @@ use cookie::{Cookie, SameSite};
 use serde::{Deserialize, Serialize};
 
 use crate::credential::OWN_TOKEN_SKEW_SECONDS;
-use crate::error::{Error, Reason};
+use crate::error::{ConfigError, Error, Reason};
 use crate::identity::{CredentialKind, Identity};
 use crate::keyring::{HmacKeyConfig, KeyRing};
 use crate::UnixTime;
@@ -148,10 +148,10 @@ fn invalid() -> Error {
 
 impl SessionConfig {
     /// Validates the section. All problems are reported together.
-    pub fn compile(&self) -> Result<Sessions, Vec<Error>> {
+    pub fn compile(&self) -> Result<Sessions, Vec<ConfigError>> {
         let mut errors = Vec::new();
         if !cookie_token(&self.cookie_name) {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "cookie_name",
                 "a cookie name is 1-64 characters of A-Z a-z 0-9 and !#$%&'*+-.^_`|~",
             ));
@@ -160,7 +160,7 @@ impl SessionConfig {
             .map_err(|e| errors.extend(e))
             .ok();
         if self.lifetime_seconds == 0 || self.lifetime_seconds > MAX_LIFETIME_SECONDS {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "lifetime_seconds",
                 format!("must be between 1 and {MAX_LIFETIME_SECONDS} (400 days)"),
             ));
@@ -176,7 +176,7 @@ impl SessionConfig {
                     !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 });
             if !ok {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "domain",
                     "not a domain name (e.g. example.com)",
                 ));
@@ -189,13 +189,13 @@ impl SessionConfig {
                 .chars()
                 .any(|c| c == ';' || c.is_control() || c.is_whitespace())
         {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "path",
                 "a cookie path starts with `/` and has no `;`, whitespace or control characters",
             ));
         }
         if self.cookie_name.starts_with("__Host-") && (domain.is_some() || self.path != "/") {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "cookie_name",
                 "a `__Host-` cookie must have no domain and path `/`",
             ));
@@ -674,7 +674,7 @@ mod tests {
         c.path = "app".into();
         c.keys.push(key("s1", 7));
         let errs = c.compile().unwrap_err();
-        let paths: Vec<_> = errs.iter().map(|e| e.path().unwrap()).collect();
+        let paths: Vec<_> = errs.iter().map(|e| e.path()).collect();
         assert_eq!(
             paths,
             [
@@ -689,10 +689,10 @@ mod tests {
         c.cookie_name = "__Host-sid".into();
         assert!(c.compile().is_ok());
         c.domain = Some("example.com".into());
-        assert_eq!(c.compile().unwrap_err()[0].path(), Some("cookie_name"));
+        assert_eq!(c.compile().unwrap_err()[0].path(), "cookie_name");
         let mut c = config();
         c.lifetime_seconds = 401 * 86_400;
-        assert_eq!(c.compile().unwrap_err()[0].path(), Some("lifetime_seconds"));
+        assert_eq!(c.compile().unwrap_err()[0].path(), "lifetime_seconds");
         let bad: Result<SessionConfig, _> =
             serde_json::from_value(json!({"keys": [], "secure": false}));
         assert!(bad.is_err());

@@ -10,14 +10,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::alg::Alg;
-use crate::backend::SignatureBackend;
+use crate::backend::{
+    check_signature_format, host_verifies, NativeBackend, SignatureBackend, SignatureCheck,
+};
 use crate::claims::{ClaimMapping, ClaimsConfig, NumericDate};
 use crate::credential::{Audience, Fault, TimeWindow, WindowRules};
-use crate::error::{Error, Reason};
+use crate::error::{ConfigError, Error, Reason};
 use crate::identity::{CredentialKind, Identity};
 use crate::jwk::{self, Jwk, KeySet};
 use crate::jwks::{CompiledJwksSource, JwksSource};
-use crate::jws::{self, CompactJws};
+use crate::jws;
 use crate::UnixTime;
 
 /// One JWT issuer: where its keys come from and what its tokens must look like.
@@ -131,16 +133,16 @@ pub struct Provider {
 
 impl Provider {
     /// Validates and compiles one provider. Error paths are relative to the provider.
-    pub fn compile(cfg: &ProviderConfig) -> Result<Provider, Vec<Error>> {
+    pub fn compile(cfg: &ProviderConfig) -> Result<Provider, Vec<ConfigError>> {
         let mut errors = Vec::new();
         if cfg.name.trim().is_empty() {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "name",
                 "must not be empty; give the provider a short name such as \"keycloak\"",
             ));
         }
         if cfg.issuer.trim().is_empty() {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "issuer",
                 "must not be empty; use the exact `iss` of the provider's tokens",
             ));
@@ -158,7 +160,7 @@ impl Provider {
             .and_then(|r| r.oidc_issuer.as_deref())
         {
             if oidc.contains(TENANT_PLACEHOLDER) {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "remote_jwks.oidc_issuer",
                     "a {tenantid} template has no discovery document; use jwks_uri (Entra ID: https://login.microsoftonline.com/common/discovery/v2.0/keys)",
                 ));
@@ -176,7 +178,7 @@ impl Provider {
         let mut seen = Vec::new();
         for (i, a) in cfg.algorithms.iter().enumerate() {
             if seen.contains(a) {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     format!("algorithms[{i}]"),
                     format!("{a} is listed twice"),
                 ));
@@ -186,7 +188,7 @@ impl Provider {
         let has_keys =
             cfg.jwks.is_some() || cfg.remote_jwks.is_some() || !cfg.shared_secrets.is_empty();
         if !has_keys {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "jwks",
                 "the provider has no keys: set `jwks` (inline), `remote_jwks` (jwks_uri or OIDC discovery) or `shared_secrets`",
             ));
@@ -194,19 +196,19 @@ impl Provider {
         // Mixing symmetric and asymmetric algorithms invites algorithm confusion: refuse it.
         let symmetric = algorithms.iter().filter(|a| a.is_symmetric()).count();
         if symmetric != 0 && symmetric != algorithms.len() {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "algorithms",
                 "mixes HMAC (HS*) with public-key algorithms; split them into two providers with the same issuer, one allowing only the HS* algorithms (with shared_secrets), the other only the public-key ones",
             ));
         }
         if symmetric != 0 && cfg.shared_secrets.is_empty() && cfg.jwks.is_none() {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "shared_secrets",
                 "HS* algorithms are allowed but no shared secret is configured",
             ));
         }
         if symmetric == 0 && !cfg.shared_secrets.is_empty() {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "algorithms",
                 "shared_secrets are set but no HS* algorithm is allowed; add e.g. \"HS256\" to algorithms",
             ));
@@ -226,13 +228,13 @@ impl Provider {
             have_static = true;
             let path = format!("shared_secrets[{i}]");
             match crate::b64::decode(&s.secret) {
-                Err(_) => errors.push(Error::config(
+                Err(_) => errors.push(ConfigError::new(
                     format!("{path}.secret"),
                     "is not unpadded base64url; encode the secret bytes with base64url (no `=`)",
                 )),
                 Ok(bytes) => match jwk::hmac_secret(s.kid.clone(), &bytes) {
                     Ok(k) => keys.push(k),
-                    Err(e) => errors.push(Error::config(
+                    Err(e) => errors.push(ConfigError::new(
                         format!("{path}.secret"),
                         e.message().to_string(),
                     )),
@@ -243,7 +245,7 @@ impl Provider {
             match KeySet::from_keys(keys) {
                 Ok(set) => Some(set),
                 Err(es) => {
-                    errors.extend(es);
+                    errors.extend(es.into_iter().map(|e| e.at("")));
                     None
                 }
             }
@@ -265,7 +267,7 @@ impl Provider {
                 .filter(|(_, a)| !set.keys().iter().any(|k| k.fits(*a)))
                 .collect();
             if unfit.len() == algorithms.len() {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "algorithms",
                     "no configured key can verify any of the allowed algorithms; check the keys' kty/crv/alg against `algorithms`",
                 ));
@@ -441,17 +443,20 @@ fn valid_tenant(t: &str) -> bool {
 
 impl IssuerRule {
     /// Compiles `issuer` and `allowed_tenants`. Error paths are relative to the provider.
-    pub fn compile(issuer: &str, allowed_tenants: &[String]) -> Result<IssuerRule, Vec<Error>> {
+    pub fn compile(
+        issuer: &str,
+        allowed_tenants: &[String],
+    ) -> Result<IssuerRule, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let Some((prefix, suffix)) = issuer.split_once(TENANT_PLACEHOLDER) else {
             if !allowed_tenants.is_empty() {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "allowed_tenants",
                     "only applies to a multi-tenant issuer template containing {tenantid} (e.g. https://login.microsoftonline.com/{tenantid}/v2.0); remove it, or use the template",
                 ));
             }
             if issuer.contains('{') || issuer.contains('}') {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "issuer",
                     "has braces but no {tenantid} placeholder; the only template is {tenantid} (Entra ID multi-tenant)",
                 ));
@@ -463,20 +468,20 @@ impl IssuerRule {
             };
         };
         if suffix.contains(TENANT_PLACEHOLDER) || prefix.contains('{') || suffix.contains('{') {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "issuer",
                 "a multi-tenant issuer has exactly one {tenantid} placeholder and no other braces",
             ));
         }
         let tenants = if allowed_tenants.is_empty() {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "allowed_tenants",
                 "a {tenantid} issuer accepts tokens of any Entra ID tenant: list the tenant ids allowed to sign in, or [\"*\"] to accept every tenant deliberately",
             ));
             None
         } else if allowed_tenants.iter().any(|t| t == "*") {
             if allowed_tenants.len() > 1 {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "allowed_tenants",
                     "\"*\" (any tenant) stands alone; remove the other entries or the \"*\"",
                 ));
@@ -485,7 +490,7 @@ impl IssuerRule {
         } else {
             for (i, t) in allowed_tenants.iter().enumerate() {
                 if !valid_tenant(t) {
-                    errors.push(Error::config(
+                    errors.push(ConfigError::new(
                         format!("allowed_tenants[{i}]"),
                         "a tenant id (the directory's GUID, as in the token's tid), or \"*\" alone",
                     ));
@@ -623,6 +628,59 @@ pub enum JwtCheck {
     },
 }
 
+/// How far [`JwtVerifier::begin`] got.
+// Built once per token and matched at once.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum JwtStep {
+    Done(JwtCheck),
+    /// The signature is the host's to verify; then [`PendingJwt::finish`].
+    NeedSignature(Box<PendingJwt>),
+}
+
+/// A token checked up to its signature: what is left once the host has verified it.
+#[derive(Debug)]
+pub struct PendingJwt {
+    provider: usize,
+    key_name: Option<String>,
+    claims: Map<String, Value>,
+    check: SignatureCheck,
+}
+
+impl PendingJwt {
+    /// The signature the host verifies.
+    pub fn check(&self) -> &SignatureCheck {
+        &self.check
+    }
+
+    /// The rest of the check with the host's result for [`PendingJwt::check`] (`verifier` is
+    /// the one that began it: callers hold the engine generation that proves it).
+    pub fn finish(
+        self,
+        verifier: &JwtVerifier,
+        verified: Result<(), Error>,
+        now: UnixTime,
+    ) -> JwtCheck {
+        let invalid = |error| JwtCheck::Invalid {
+            error,
+            refetch: None,
+        };
+        if let Err(e) = verified {
+            return invalid(e);
+        }
+        let Some(provider) = verifier.providers.get(self.provider) else {
+            return invalid(Error::new(Reason::Internal, "the token's provider is gone"));
+        };
+        match provider.validate_claims(&self.claims, now) {
+            Ok(mut identity) => {
+                identity.key_name = self.key_name;
+                JwtCheck::Valid(identity)
+            }
+            Err(e) => invalid(e),
+        }
+    }
+}
+
 /// Which key verifies a token ([`Provider::signing_key`]).
 #[derive(Debug)]
 pub enum KeyChoice<'k> {
@@ -643,7 +701,7 @@ pub trait KeyLookup {
 
     /// Whether the host would refetch `provider`'s key set now for a token naming a `kid` the
     /// set lacks (see [`crate::jwks::JwksState::unknown_kid_refetch_from`]). When it would,
-    /// the engine answers [`crate::engine::Verdict::WaitForKeys`] instead of refusing, so a
+    /// the engine pauses with [`crate::step::Step::NeedKeys`] instead of refusing, so a
     /// freshly rotated key works on its first request. Default: never.
     fn may_refetch(&self, _provider: &str, _now: UnixTime) -> bool {
         false
@@ -682,7 +740,7 @@ impl JwtVerifier {
         self.max_token_bytes
     }
 
-    /// Checks one token. `now` is Unix seconds from the host.
+    /// Checks one token with `backend` answering its signature step (the synchronous hosts).
     pub fn check(
         &self,
         token: &str,
@@ -690,9 +748,24 @@ impl JwtVerifier {
         backend: &dyn SignatureBackend,
         now: UnixTime,
     ) -> JwtCheck {
-        let invalid = |error| JwtCheck::Invalid {
-            error,
-            refetch: None,
+        match self.begin(token, keys, now) {
+            JwtStep::Done(c) => c,
+            JwtStep::NeedSignature(p) => {
+                let verified = p.check.verify_with(backend);
+                p.finish(self, verified, now)
+            }
+        }
+    }
+
+    /// Checks one token up to its signature. HMAC signatures are verified here (the secret
+    /// stays in the core); any other signature is handed to the host as a [`PendingJwt`],
+    /// whose [`PendingJwt::finish`] completes the check with the host's answer.
+    pub fn begin(&self, token: &str, keys: &dyn KeyLookup, now: UnixTime) -> JwtStep {
+        let invalid = |error| {
+            JwtStep::Done(JwtCheck::Invalid {
+                error,
+                refetch: None,
+            })
         };
         let jws = match jws::parse(token, self.max_token_bytes) {
             Ok(j) => j,
@@ -702,9 +775,14 @@ impl JwtVerifier {
             Ok(c) => c,
             Err(e) => return invalid(e),
         };
-        let provider = match self.provider_for(&claims, jws.alg) {
-            Ok(p) => p,
+        let Some(index) = (match self.provider_for(&claims, jws.alg) {
+            Ok(p) => self.providers.iter().position(|q| std::ptr::eq(p, q)),
             Err(e) => return invalid(e),
+        }) else {
+            return invalid(Error::new(Reason::Internal, "provider lookup"));
+        };
+        let Some(provider) = self.providers.get(index) else {
+            return invalid(Error::new(Reason::Internal, "provider lookup"));
         };
         if !provider.algorithms.contains(&jws.alg) {
             return invalid(Error::new(
@@ -717,27 +795,31 @@ impl JwtVerifier {
             match provider.signing_key(jws.kid.as_deref(), jws.alg, || keys.keys(&provider.name)) {
                 KeyChoice::Key(k) => k,
                 KeyChoice::NeedKeys => {
-                    return JwtCheck::NeedKeys {
+                    return JwtStep::Done(JwtCheck::NeedKeys {
                         provider: provider.name.clone(),
-                    }
+                    })
                 }
                 KeyChoice::Refused { error, refetch } => {
-                    return JwtCheck::Invalid {
+                    return JwtStep::Done(JwtCheck::Invalid {
                         error,
                         refetch: refetch.then(|| provider.name.clone()),
-                    }
+                    })
                 }
             };
-        if let Err(e) = backend.verify(jws.alg, &key.key, jws.signing_input, &jws.signature) {
+        if let Err(e) = check_signature_format(jws.alg, &key.key, &jws.signature) {
             return invalid(e);
         }
-        match provider.validate_claims(&jws, &claims, now) {
-            Ok(mut identity) => {
-                identity.key_name = key.kid.clone();
-                JwtCheck::Valid(identity)
-            }
-            Err(e) => invalid(e),
+        let pending = PendingJwt {
+            provider: index,
+            key_name: key.kid.clone(),
+            claims,
+            check: SignatureCheck::new(jws.alg, &key.key, jws.signing_input, &jws.signature),
+        };
+        if !host_verifies(jws.alg) {
+            let verified = pending.check.verify_with(&NativeBackend);
+            return JwtStep::Done(pending.finish(self, verified, now));
         }
+        JwtStep::NeedSignature(Box::new(pending))
     }
 
     /// The provider for a token's `iss` and `alg`. Providers may share an issuer when their
@@ -792,7 +874,6 @@ impl JwtVerifier {
 impl Provider {
     fn validate_claims(
         &self,
-        _jws: &CompactJws<'_>,
         claims: &Map<String, Value>,
         now: UnixTime,
     ) -> Result<Identity, Error> {

@@ -375,9 +375,9 @@ fn the_readme_api_key_example_matches_its_hash() {
         &mut cache,
         1_800_000_000,
     ) {
-        edgegate::Verdict::Allow {
+        edgegate::Step::Done(edgegate::Verdict::Allow {
             identity: Some(id), ..
-        } => assert_eq!(id.subject, "ci-pipeline-prod"),
+        }) => assert_eq!(id.subject, "ci-pipeline-prod"),
         other => panic!("the README's API key is refused: {other:?}"),
     }
 }

@@ -12,7 +12,7 @@ use edgegate::jwk::KeySet;
 use edgegate::magic::{MagicLinkRequest, Purpose};
 use edgegate::upstream::{Consumed, HeaderEdits};
 use edgegate::verifier::{KeyLookup, NoRemoteKeys};
-use edgegate::{Identity, UnixTime};
+use edgegate::{Identity, Step, UnixTime};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -91,13 +91,13 @@ fn engine() -> Engine {
     engine_from(&config())
 }
 
-fn decide_with(
+fn step_with(
     e: &Engine,
     keys: &dyn KeyLookup,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
-) -> Verdict {
+) -> Step {
     let mut cache = e.new_cache();
     e.decide(
         &Request {
@@ -109,6 +109,20 @@ fn decide_with(
         &mut cache,
         NOW,
     )
+}
+
+/// The verdict of a request that needs no keys fetched and no form read.
+fn decide_with(
+    e: &Engine,
+    keys: &dyn KeyLookup,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Verdict {
+    match step_with(e, keys, method, path, headers) {
+        Step::Done(v) => v,
+        other => panic!("expected a verdict, got {other:?}"),
+    }
 }
 
 fn decide(e: &Engine, method: &str, path: &str, headers: &[(&str, &str)]) -> Verdict {
@@ -400,8 +414,8 @@ fn magic_link_confirm_page_then_single_login_then_scoped_session() {
     assert!(page.body.contains("method=\"post\""));
     assert!(page.body.contains(&token));
     assert!(matches!(
-        decide(&e, "POST", "/auth/magic", &[]),
-        Verdict::MagicLinkForm
+        step_with(&e, &NoRemoteKeys, "POST", "/auth/magic", &[]),
+        Step::NeedForm(_)
     ));
     let login = e
         .magic_link_consume(format!("token={token}").as_bytes(), NOW)
@@ -680,9 +694,15 @@ fn remote_keys_wait_then_verify_and_unknown_kid_asks_for_a_refetch() {
     let (t, jwk) = eddsa(None, claims.clone());
     let (with_kid, _) = eddsa(Some("k2"), claims);
     let auth = format!("Bearer {t}");
-    match decide(&e, "GET", "/api/x", &[("authorization", &auth)]) {
-        Verdict::WaitForKeys { provider } => assert_eq!(provider, "remote"),
-        other => panic!("expected WaitForKeys, got {other:?}"),
+    match step_with(
+        &e,
+        &NoRemoteKeys,
+        "GET",
+        "/api/x",
+        &[("authorization", &auth)],
+    ) {
+        Step::NeedKeys(k) => assert_eq!((k.provider(), k.unknown_kid()), ("remote", false)),
+        other => panic!("expected NeedKeys, got {other:?}"),
     }
     let keys = OneSet(KeySet::from_jwks_value(&json!({"keys": [jwk]})).unwrap());
     let d = denied(decide_with(
@@ -693,7 +713,6 @@ fn remote_keys_wait_then_verify_and_unknown_kid_asks_for_a_refetch() {
         &[("authorization", &format!("Bearer {with_kid}"))],
     ));
     assert_eq!(d.reason.code(), "unknown_kid");
-    assert_eq!(d.refetch_keys.as_deref(), Some("remote"));
     // no kid, one fitting key: verifies
     let (id, _) = allowed(decide_with(
         &e,
@@ -717,15 +736,24 @@ fn remote_keys_wait_then_verify_and_unknown_kid_asks_for_a_refetch() {
     }
     let kid_auth = format!("Bearer {with_kid}");
     let refetching = Refetching(keys, NOW);
-    match decide_with(
-        &e,
-        &refetching,
-        "GET",
-        "/api/x",
-        &[("authorization", &kid_auth)],
-    ) {
-        Verdict::WaitForKeys { provider } => assert_eq!(provider, "remote"),
-        other => panic!("expected WaitForKeys, got {other:?}"),
+    let kid_headers = [("authorization", kid_auth.as_str())];
+    let kid_req = Request {
+        method: "GET",
+        path: "/api/x",
+        headers: &kid_headers,
+    };
+    let mut cache = e.new_cache();
+    match e.decide(&kid_req, &refetching, &mut cache, NOW) {
+        Step::NeedKeys(k) => {
+            assert_eq!((k.provider(), k.unknown_kid()), ("remote", true));
+            // The refetch brought nothing new: resumed, the request is refused, never made to
+            // wait twice (the host still says it may refetch).
+            match k.resume(&e, &kid_req, &refetching, &mut cache, NOW) {
+                Step::Done(v) => assert_eq!(denied(v).reason.code(), "unknown_kid"),
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+        other => panic!("expected NeedKeys, got {other:?}"),
     }
     // a known kid never waits
     allowed(decide_with(
@@ -745,7 +773,6 @@ fn remote_keys_wait_then_verify_and_unknown_kid_asks_for_a_refetch() {
         &[("authorization", &kid_auth)],
     ));
     assert_eq!(d.reason.code(), "unknown_kid");
-    assert_eq!(d.refetch_keys.as_deref(), Some("remote"));
 }
 
 #[test]
@@ -794,7 +821,6 @@ fn spoofable_header_values_are_encoded() {
         }
         // the claim mapping may also drop values with control characters: both are safe
         Verdict::Reply(d) => assert_eq!(d.reason.code(), "missing_claim"),
-        other => panic!("{other:?}"),
     }
 }
 
@@ -814,6 +840,8 @@ fn a_cached_signature_on_other_claims_is_verified_and_refused() {
             headers: &headers,
         };
         e.decide(&req, &NoRemoteKeys, &mut cache, NOW)
+            .into_verdict()
+            .unwrap()
     };
     let real = jwt(json!({"roles": ["agent"]}));
     let Verdict::Allow {
@@ -951,7 +979,10 @@ fn forward_true_keeps_the_token_but_never_edgegates_cookies() {
             path: "/api/x",
             headers: &h,
         };
-        let v = e.decide(&req, &NoRemoteKeys, &mut cache, NOW);
+        let v = e
+            .decide(&req, &NoRemoteKeys, &mut cache, NOW)
+            .into_verdict()
+            .unwrap();
         let Verdict::Allow {
             consumed, cached, ..
         } = v

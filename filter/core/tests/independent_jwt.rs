@@ -94,7 +94,11 @@ fn pyjwt_tokens_get_the_expected_verdicts() {
             headers: &headers,
         };
         let mut cache = engine.new_cache();
-        let got = match engine.decide(&req, &NoRemoteKeys, &mut cache, now) {
+        let got = match engine
+            .decide(&req, &NoRemoteKeys, &mut cache, now)
+            .into_verdict()
+            .unwrap()
+        {
             Verdict::Allow {
                 identity: Some(id), ..
             } => {
@@ -145,7 +149,10 @@ fn claim_mapping_from_a_pyjwt_token() {
         headers,
         cached,
         ..
-    } = engine.decide(&req, &NoRemoteKeys, &mut cache, now)
+    } = engine
+        .decide(&req, &NoRemoteKeys, &mut cache, now)
+        .into_verdict()
+        .unwrap()
     else {
         panic!("RS256 token refused")
     };
@@ -162,12 +169,20 @@ fn claim_mapping_from_a_pyjwt_token() {
         .unwrap();
     assert!(roles.1.contains("admin"));
     // The same token again comes from the cache.
-    let Verdict::Allow { cached, .. } = engine.decide(&req, &NoRemoteKeys, &mut cache, now) else {
+    let Verdict::Allow { cached, .. } = engine
+        .decide(&req, &NoRemoteKeys, &mut cache, now)
+        .into_verdict()
+        .unwrap()
+    else {
         panic!()
     };
     assert!(cached);
     // ...but never after it expires.
-    let Verdict::Reply(d) = engine.decide(&req, &NoRemoteKeys, &mut cache, now + 3600) else {
+    let Verdict::Reply(d) = engine
+        .decide(&req, &NoRemoteKeys, &mut cache, now + 3600)
+        .into_verdict()
+        .unwrap()
+    else {
         panic!()
     };
     assert_eq!(d.reason.code(), "token_expired");

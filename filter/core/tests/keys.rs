@@ -52,7 +52,11 @@ fn decide(e: &Engine, token: &str) -> String {
         path: "/",
         headers: &headers,
     };
-    match e.decide(&req, &NoRemoteKeys, &mut e.new_cache(), NOW) {
+    match e
+        .decide(&req, &NoRemoteKeys, &mut e.new_cache(), NOW)
+        .into_verdict()
+        .unwrap()
+    {
         Verdict::Allow {
             identity: Some(id), ..
         } => format!("ok:{}", id.provider),

@@ -11,7 +11,6 @@
 use edgegate::engine::RemoteKeys;
 use edgegate::jwk::KeySet;
 use edgegate::jwks::{FetchKind, FetchRequest, JwksState};
-use edgegate::verifier::KeyLookup;
 use edgegate::UnixTime;
 
 /// Names a configured source, so that a renamed provider or a moved URL never adopts another
@@ -92,16 +91,6 @@ pub fn finish(
 /// Reads `:status` from response headers (`None` when absent or not a number).
 pub fn status_of<'a>(mut header: impl FnMut(&str) -> Option<&'a str>) -> Option<u16> {
     header(":status").and_then(|s| s.trim().parse::<u16>().ok())
-}
-
-/// A key lookup without early refetches: what a request that already waited decides with (an
-/// unknown kid never waits twice).
-pub struct NoRefetch<'a>(pub &'a dyn KeyLookup);
-
-impl KeyLookup for NoRefetch<'_> {
-    fn keys(&self, provider: &str) -> Option<&KeySet> {
-        self.0.keys(provider)
-    }
 }
 
 #[cfg(test)]

@@ -110,7 +110,6 @@ mod tests {
             reason: edgegate::Reason::Internal,
             headers: vec![],
             body: String::new(),
-            refetch_keys: None,
         };
         count_reply(&mut m, &page);
         assert_eq!(m.0, vec!["edgegate_allowed.credential.none"]);

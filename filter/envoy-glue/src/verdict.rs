@@ -2,6 +2,7 @@
 
 use edgegate::cache::TokenCache;
 use edgegate::engine::{LocalReply, MagicLinkLogin, Verdict};
+use edgegate::step::{NeedKeys, Step};
 use edgegate::upstream::HeaderEdits;
 use edgegate::verifier::KeyLookup;
 use edgegate::{Engine, Error, Reason, UnixTime};
@@ -13,23 +14,33 @@ pub fn secs(ms: u128) -> UnixTime {
     UnixTime::try_from(ms / 1000).unwrap_or(UnixTime::MAX)
 }
 
-/// Asks the engine for a verdict and, on allow, the core's edits of the request (the consumed
-/// credential and edgegate's cookies stay at the edge): one borrowed view of the request for
-/// both.
-pub fn decide(
+/// The engine's machine for one request, from its start or from the step that waited for keys
+/// (`waited`), to where the host must act: signatures are answered in place by the engine's
+/// backend, so what comes back is `Done`, `NeedKeys` or `NeedForm`. On allow, also the core's
+/// edits of the request (the consumed credential and edgegate's cookies stay at the edge): one
+/// borrowed view of the request for both.
+pub fn run(
     engine: &Engine,
     req: &OwnedRequest,
     keys: &dyn KeyLookup,
     cache: &mut TokenCache,
     now: UnixTime,
-) -> (Verdict, HeaderEdits) {
+    waited: Option<NeedKeys>,
+) -> (Step, HeaderEdits) {
     req.with(|r| {
-        let verdict = engine.decide(r, keys, cache, now);
-        let edits = match &verdict {
-            Verdict::Allow { consumed, .. } => engine.upstream_edits(r.headers, consumed.as_ref()),
+        let step = match waited {
+            None => engine.decide(r, keys, cache, now),
+            Some(paused) => paused
+                .resume(engine, r, keys, cache, now)
+                .answer_signatures(engine, r, keys, cache, now),
+        };
+        let edits = match &step {
+            Step::Done(Verdict::Allow { consumed, .. }) => {
+                engine.upstream_edits(r.headers, consumed.as_ref())
+            }
             _ => HeaderEdits::default(),
         };
-        (verdict, edits)
+        (step, edits)
     })
 }
 
@@ -44,7 +55,6 @@ pub fn internal_error() -> LocalReply {
             ("cache-control".into(), "no-store".into()),
         ],
         body: "{\"error\":\"error\",\"reason\":\"internal\"}".into(),
-        refetch_keys: None,
     }
 }
 
@@ -83,13 +93,10 @@ pub fn magic_login_log_line(login: &MagicLinkLogin) -> String {
 /// The reply when the host cannot record a magic link's single use (its store is full or
 /// contended): fail closed.
 pub fn single_use_unavailable(engine: &Engine) -> LocalReply {
-    engine.deny_json(
-        &Error::new(
-            Reason::Internal,
-            "the single-use store is unavailable; retry shortly",
-        ),
-        None,
-    )
+    engine.deny_json(&Error::new(
+        Reason::Internal,
+        "the single-use store is unavailable; retry shortly",
+    ))
 }
 
 #[cfg(test)]

@@ -1113,7 +1113,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
 }
 
 /// An event committed through a stream's scheduler (its worker thread): a request that waited
-/// for keys is decided again.
+/// for keys resumes its paused decision.
 ///
 /// # Safety
 /// Called by Envoy only, with the pointers abi.h describes for this hook.

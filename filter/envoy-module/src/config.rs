@@ -454,7 +454,7 @@ impl Shared {
     }
 
     /// Resumes (on their worker threads) the requests whose keys arrived or whose wait is over;
-    /// they decide again there (a still-missing key set past the deadline becomes a 503).
+    /// their paused decisions resume there (a still-missing key set past the deadline is a 503).
     fn resolve_waiters(&self, now_ms: u128) {
         let waiting = std::mem::take(&mut *lock(&self.waiters));
         if waiting.is_empty() {

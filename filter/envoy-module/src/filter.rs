@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use edgegate::engine::{LocalReply, Verdict, MAX_FORM_BODY};
-use edgegate::verifier::KeyLookup;
-use edgegate_envoy_glue::fetch::NoRefetch;
+use edgegate::step::{NeedForm, NeedKeys, Step};
 use edgegate_envoy_glue::metrics;
 use edgegate_envoy_glue::request::{
     check_count, check_sizes, edit_ops, split_identity, OwnedRequest, Pairs,
@@ -16,6 +15,7 @@ use edgegate_envoy_glue::verdict::{self as glue, internal_error};
 
 use crate::abi::{FilterCtx, FilterScheduler, RequestMap};
 use crate::config::{self, FilterCounters, Shared, Waiter, EVENT_RESUME};
+use crate::keys::KeySnapshot;
 use crate::magic::{self, Claim};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -28,10 +28,10 @@ enum Next {
     Stop,
 }
 
-/// A request paused until keys arrive.
+/// A request paused until keys arrive: the request and the engine's paused decision.
 struct Waiting {
     request: OwnedRequest,
-    deadline_ms: u128,
+    paused: NeedKeys,
 }
 
 /// The module's filter of one stream.
@@ -41,7 +41,7 @@ pub struct Filter {
     /// True once the engine allowed the request. Until then its body and trailers are held.
     allowed: bool,
     /// Set while a magic-link form body is being read.
-    form: Option<OwnedRequest>,
+    form: Option<(OwnedRequest, NeedForm)>,
     /// Set while the request waits for keys.
     waiting: Option<Waiting>,
     scheduler: Option<Arc<FilterScheduler>>,
@@ -87,8 +87,8 @@ impl Filter {
             Next::Continue => true,
             Next::Stop => {
                 if end_of_stream {
-                    if let Some(req) = self.form.take() {
-                        self.finish_magic_form(ctx, &req, &[]);
+                    if let Some((req, form)) = self.form.take() {
+                        self.finish_magic_form(ctx, &req, form, &[]);
                     }
                 }
                 false
@@ -103,8 +103,8 @@ impl Filter {
             if end_of_stream || ctx.request_body_size() >= limit {
                 // At most limit bytes are read; a longer body is refused by the core as too large.
                 let body = ctx.request_body(limit);
-                if let Some(req) = self.form.take() {
-                    self.finish_magic_form(ctx, &req, &body);
+                if let Some((req, form)) = self.form.take() {
+                    self.finish_magic_form(ctx, &req, form, &body);
                 }
             }
             return false;
@@ -141,44 +141,44 @@ impl Filter {
         let Some(w) = self.waiting.take() else {
             return;
         };
+        // Resumes the paused decision (keys still missing past the deadline: a 503 there).
         if let Next::Continue =
-            self.decide_and_apply(ctx, w.request, config::now_ms(), Some(w.deadline_ms))
+            self.decide_and_apply(ctx, w.request, config::now_ms(), Some(w.paused))
         {
             ctx.continue_decoding();
         }
     }
 
-    /// Asks the engine and carries out its verdict. `wait_deadline_ms` is `Some` for a request
-    /// that already waited.
+    /// Runs the engine's machine for the request (from its start, or from the step that waited
+    /// for keys: `waited`) and carries out where it ends.
     fn decide_and_apply(
         &mut self,
         ctx: &FilterCtx<'_>,
         req: OwnedRequest,
         now_ms: u128,
-        wait_deadline_ms: Option<u128>,
+        waited: Option<NeedKeys>,
     ) -> Next {
         let shared = Arc::clone(&self.shared);
-        let now = glue::secs(now_ms);
+        let resumed = waited.is_some();
         let snapshot = shared.snapshot();
-        // A request that waited once is now accepted or refused (an unknown kid never waits
-        // twice).
-        let no_refetch = NoRefetch(&*snapshot);
-        let lookup: &dyn KeyLookup = if wait_deadline_ms.is_some() {
-            &no_refetch
-        } else {
-            &*snapshot
-        };
-        let (verdict, edits) = {
+        let (step, edits) = {
             let mut cache = shared.cache();
-            glue::decide(&shared.engine, &req, lookup, &mut cache, now)
+            glue::run(
+                &shared.engine,
+                &req,
+                &*snapshot,
+                &mut cache,
+                glue::secs(now_ms),
+                waited,
+            )
         };
-        match verdict {
-            Verdict::Allow {
+        match step {
+            Step::Done(Verdict::Allow {
                 identity,
                 headers,
                 cached,
                 ..
-            } => {
+            }) => {
                 metrics::count_allow(&mut self.counters(ctx), identity.as_deref(), cached);
                 for (name, value) in edit_ops(&edits) {
                     ctx.set(RequestMap::Headers, name, value);
@@ -191,49 +191,60 @@ impl Filter {
                 self.allowed = true;
                 Next::Continue
             }
-            Verdict::Reply(d) => {
-                log_denial(&d, &req);
-                self.send(ctx, &d);
-                if let Some(p) = d.refetch_keys {
-                    shared.request_refetch(p);
-                    shared.wake();
-                }
-                Next::Stop
-            }
-            Verdict::WaitForKeys { provider } => {
-                let deadline_ms = wait_deadline_ms.unwrap_or_else(|| {
-                    now_ms.saturating_add(shared.key_wait(&provider).as_millis())
-                });
-                // The provider has keys: the token's kid is unknown and the main thread may
-                // refetch.
-                let settled = snapshot.has(&provider).then(|| snapshot.settled(&provider));
-                if settled.is_some() {
-                    shared.request_refetch(provider.clone());
-                }
-                if now_ms < deadline_ms && self.wait(ctx, &provider, deadline_ms, settled) {
-                    self.waiting = Some(Waiting {
-                        request: req,
-                        deadline_ms,
-                    });
-                    shared.wake();
-                    return Next::Stop;
-                }
-                let d = shared.engine.keys_unavailable();
-                log::warn!("keys of provider {provider} are not available (timed out or too many waiting): 503");
+            Step::Done(Verdict::Reply(d)) => {
                 log_denial(&d, &req);
                 self.send(ctx, &d);
                 Next::Stop
             }
-            Verdict::MagicLinkForm => {
-                if wait_deadline_ms.is_some() {
-                    // Cannot happen (the form path needs no keys).
-                    self.send(ctx, &internal_error());
-                    return Next::Stop;
-                }
-                self.form = Some(req);
+            Step::NeedKeys(paused) if !resumed => {
+                self.wait_for_keys(ctx, req, now_ms, paused, &snapshot)
+            }
+            Step::NeedForm(form) if !resumed => {
+                self.form = Some((req, form));
+                Next::Stop
+            }
+            // A resumed request never pauses again (the core answers after one wait) and never
+            // reads a body; signatures were answered in place: fail closed.
+            Step::NeedKeys(_) | Step::NeedForm(_) | Step::NeedSignature(_) => {
+                self.send(ctx, &internal_error());
                 Next::Stop
             }
         }
+    }
+
+    /// Pauses the request until its provider's keys arrive (or an early refetch for an unknown
+    /// kid settles), bounded by the provider's wait; 503 when it cannot wait.
+    fn wait_for_keys(
+        &mut self,
+        ctx: &FilterCtx<'_>,
+        req: OwnedRequest,
+        now_ms: u128,
+        paused: NeedKeys,
+        snapshot: &KeySnapshot,
+    ) -> Next {
+        let shared = Arc::clone(&self.shared);
+        let provider = paused.provider().to_string();
+        let deadline_ms = now_ms.saturating_add(shared.key_wait(&provider).as_millis());
+        // The provider has keys: the token's kid is unknown and the main thread may refetch.
+        let settled = snapshot.has(&provider).then(|| snapshot.settled(&provider));
+        if settled.is_some() {
+            shared.request_refetch(provider.clone());
+        }
+        if self.wait(ctx, &provider, deadline_ms, settled) {
+            self.waiting = Some(Waiting {
+                request: req,
+                paused,
+            });
+            shared.wake();
+            return Next::Stop;
+        }
+        let d = shared.engine.keys_unavailable();
+        log::warn!(
+            "keys of provider {provider} are not available (too many requests waiting): 503"
+        );
+        log_denial(&d, &req);
+        self.send(ctx, &d);
+        Next::Stop
     }
 
     /// Registers this stream as waiting for `provider`'s keys. False when it cannot wait.
@@ -263,10 +274,16 @@ impl Filter {
 
     /// The end of a magic-link POST: the core verifies the form's token; this process enforces
     /// single use, then redirects with the session cookie.
-    fn finish_magic_form(&mut self, ctx: &FilterCtx<'_>, req: &OwnedRequest, body: &[u8]) {
+    fn finish_magic_form(
+        &mut self,
+        ctx: &FilterCtx<'_>,
+        req: &OwnedRequest,
+        form: NeedForm,
+        body: &[u8],
+    ) {
         let now = config::now();
         let engine = &self.shared.engine;
-        let login = match engine.magic_link_consume(body, now) {
+        let login = match form.resume(engine, body, now) {
             Ok(l) => l,
             Err(d) => {
                 log_denial(&d, req);

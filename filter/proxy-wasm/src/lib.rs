@@ -13,7 +13,7 @@
 //!
 //! Never trap: no unwrap/expect/panic/indexing; request bytes are read with the SDK's byte
 //! variants and bounded.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod hostsig;
 pub mod metrics;
@@ -41,6 +41,31 @@ proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root::new(id)) });
 }}
+
+thread_local! {
+    /// The plugins configured in this VM (weak: a reconfigured root drops its old one).
+    static PLUGINS: RefCell<Vec<std::rc::Weak<Plugin>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Observability for tests (host-tests calls it through the ABI; Envoy never does): how many
+/// decisions the engines of this VM's live plugins started. One request starts one decision,
+/// whether it waited for keys or not.
+// `no_mangle` is the only exception to `unsafe_code` in this crate: an exported name no other
+// symbol of the module uses, with no unsafe body.
+#[allow(unsafe_code)]
+#[no_mangle]
+pub extern "C" fn edgegate_decisions_started() -> u64 {
+    PLUGINS.with(|p| {
+        p.try_borrow()
+            .map(|p| {
+                p.iter()
+                    .filter_map(std::rc::Weak::upgrade)
+                    .map(|plugin| plugin.engine.decisions_started())
+                    .sum()
+            })
+            .unwrap_or(0)
+    })
+}
 
 /// How long a request may wait for a remote key set that has not arrived (then 503, fail closed),
 /// when the provider's `remote_jwks.wait_for_keys_ms` is not known.
@@ -75,6 +100,8 @@ pub struct Waiter {
     pub provider: String,
     pub deadline_ms: u128,
     pub request: OwnedRequest,
+    /// The engine's paused decision, resumed when the wait is over.
+    pub paused: edgegate::step::NeedKeys,
     /// Waiting on an unknown kid: the provider's [`KeyCache::settled`] count when the wait
     /// began (it resumes when that moves). `None`: waiting for the provider's first keys.
     pub settled: Option<u64>,
@@ -312,6 +339,12 @@ impl RootContext for Root {
                 keys.expect(&r.provider, &r.source_id);
             }
         }
+        PLUGINS.with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut() {
+                p.retain(|w| w.strong_count() > 0);
+                p.push(Rc::downgrade(&plugin));
+            }
+        });
         self.plugin = Some(plugin);
         log::info!("configured ({} remote key set(s))", self.remotes.len());
         self.run();
@@ -346,7 +379,7 @@ struct Http {
     /// paused headers upstream.
     allowed: Rc<Cell<bool>>,
     /// Set while a magic-link form body is being read.
-    form: Option<OwnedRequest>,
+    form: Option<(OwnedRequest, edgegate::step::NeedForm)>,
 }
 
 impl Context for Http {}
@@ -382,33 +415,33 @@ impl HttpContext for Http {
                 plugin.wake_root(self.id);
                 Action::Pause
             }
-            verdict::Next::ReadForm => {
+            verdict::Next::ReadForm(form) => {
                 if end_of_stream {
-                    verdict::finish_magic_form(&plugin, &req, &[]);
+                    verdict::finish_magic_form(&plugin, &req, form, &[]);
                 } else {
-                    self.form = Some(req);
+                    self.form = Some((req, form));
                 }
-                Action::Pause
-            }
-            verdict::Next::Refetch => {
-                plugin.wake_root(self.id);
                 Action::Pause
             }
         }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let (Some(plugin), Some(req)) = (self.plugin.clone(), self.form.as_ref()) else {
+        let Some(plugin) = self.plugin.clone() else {
             return self.hold_until_allowed();
         };
+        if self.form.is_none() {
+            return self.hold_until_allowed();
+        }
         let limit = edgegate::engine::MAX_FORM_BODY.saturating_add(1);
         if body_size >= limit || end_of_stream {
             // At most limit bytes are read; a longer body is refused by the core as too large.
             let body = self
                 .get_http_request_body(0, body_size.min(limit))
                 .unwrap_or_default();
-            verdict::finish_magic_form(&plugin, req, &body);
-            self.form = None;
+            if let Some((req, form)) = self.form.take() {
+                verdict::finish_magic_form(&plugin, &req, form, &body);
+            }
         }
         Action::Pause
     }

@@ -7,10 +7,10 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 
 use edgegate::engine::{LocalReply, Verdict};
-use edgegate::verifier::KeyLookup;
-use edgegate_envoy_glue::fetch::NoRefetch;
+use edgegate::step::{NeedForm, NeedKeys, Step};
+use edgegate::upstream::HeaderEdits;
 use edgegate_envoy_glue::metrics;
-use edgegate_envoy_glue::verdict::{decide, denial_log_line, secs};
+use edgegate_envoy_glue::verdict::{self as glue, denial_log_line, secs};
 
 pub use edgegate_envoy_glue::verdict::internal_error;
 
@@ -19,7 +19,7 @@ use crate::shared::{self, Claim};
 use crate::{Plugin, Waiter};
 
 /// What the HTTP context does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Next {
     /// Allowed: headers set, continue upstream.
     Continue,
@@ -27,123 +27,148 @@ pub enum Next {
     Stop,
     /// Paused until keys arrive (a waiter was registered).
     Wait,
-    /// A magic-link POST: read the form body, then [`finish_magic_form`].
-    ReadForm,
-    /// A local reply was sent and the root should refetch a provider's keys early.
-    Refetch,
+    /// A magic-link POST: read the form body, then [`finish_magic_form`] with this step.
+    ReadForm(NeedForm),
 }
 
-/// Asks the engine and carries out its verdict on the effective context. `wait_deadline_ms` is
-/// `Some` for a request that already waited (resumed by the root context).
+/// Runs the engine's machine for a request and carries out where it ends, on the effective
+/// context: signatures are answered in place (Envoy's `verify_signature` or the core's own
+/// backend), a key set is waited for. `waited` is `Some` for a request whose wait is over
+/// (resumed by the root context): its paused step.
 pub fn decide_and_apply(
     plugin: &Plugin,
     req: &OwnedRequest,
     context_id: u32,
     allowed: &std::rc::Rc<std::cell::Cell<bool>>,
     now_ms: u128,
-    wait_deadline_ms: Option<u128>,
+    waited: Option<NeedKeys>,
 ) -> Next {
-    let now = secs(now_ms);
-    let (verdict, edits) = {
-        let (Ok(mut keys), Ok(mut cache)) =
-            (plugin.keys.try_borrow_mut(), plugin.cache.try_borrow_mut())
-        else {
-            send(&internal_error(), Some(plugin));
-            return Next::Stop;
-        };
-        if keys.refresh_if_due(now_ms) {
-            cache.clear();
-        }
-        // A request that waited once is now accepted or refused (an unknown kid never waits
-        // twice).
-        let no_refetch;
-        let lookup: &dyn KeyLookup = if wait_deadline_ms.is_some() {
-            no_refetch = NoRefetch(&*keys);
-            &no_refetch
-        } else {
-            &*keys
-        };
-        // One borrowed view of the request for the decision and, on allow, the core's edits
-        // (the consumed credential and edgegate's cookies stay here).
-        decide(&plugin.engine, req, lookup, &mut cache, now)
+    let resumed = waited.is_some();
+    let Some((step, edits)) = run(plugin, req, now_ms, waited) else {
+        send(&internal_error(), Some(plugin));
+        return Next::Stop;
     };
-    let resumed = wait_deadline_ms.is_some();
-    match verdict {
-        Verdict::Allow {
+    match step {
+        Step::Done(Verdict::Allow {
             identity,
             headers,
             cached,
             ..
-        } => {
-            plugin.count(|m| metrics::count_allow(m, identity.as_deref(), cached));
-            // No host call when the request has neither a consumed credential nor our cookies.
-            request::apply_edits(&edits);
-            for (name, value) in headers.iter() {
-                let _ = hostcalls::set_map_value_bytes(
-                    MapType::HttpRequestHeaders,
-                    name,
-                    Some(value.as_bytes()),
-                );
-            }
+        }) => {
+            allow(plugin, identity.as_deref(), &headers, cached, &edits);
             allowed.set(true);
             if resumed {
                 let _ = hostcalls::resume_http_request();
             }
             Next::Continue
         }
-        Verdict::Reply(d) => {
-            log_denial(&d, req);
-            send(&d, Some(plugin));
-            match d.refetch_keys {
-                Some(p) => {
-                    plugin.request_refetch(p);
-                    Next::Refetch
-                }
-                None => Next::Stop,
-            }
-        }
-        Verdict::WaitForKeys { provider } => {
-            let deadline_ms = wait_deadline_ms
-                .unwrap_or(now_ms.saturating_add(plugin.key_wait(&provider).as_millis()));
-            // The provider has keys: the token's kid is unknown and the root may refetch.
-            let settled = plugin
-                .keys
-                .try_borrow()
-                .ok()
-                .filter(|k| k.has(&provider))
-                .map(|k| k.settled(&provider));
-            if settled.is_some() {
-                plugin.request_refetch(provider.clone());
-            }
-            let waiting = now_ms < deadline_ms
-                && plugin
-                    .add_waiter(Waiter {
-                        context_id,
-                        allowed: allowed.clone(),
-                        provider: provider.clone(),
-                        deadline_ms,
-                        request: req.clone(),
-                        settled,
-                    })
-                    .is_none();
-            if waiting {
-                return Next::Wait;
-            }
-            let d = plugin.engine.keys_unavailable();
-            log::warn!("keys of provider {provider} are not available (timed out or too many waiting): 503");
+        Step::Done(Verdict::Reply(d)) => {
             log_denial(&d, req);
             send(&d, Some(plugin));
             Next::Stop
         }
-        Verdict::MagicLinkForm => {
-            if resumed {
-                // Cannot happen (the form path needs no keys); never read a body from the root.
-                send(&internal_error(), Some(plugin));
-                return Next::Stop;
-            }
-            Next::ReadForm
+        Step::NeedKeys(paused) if !resumed => {
+            wait_for_keys(plugin, req, context_id, allowed, now_ms, paused)
+        }
+        Step::NeedForm(form) if !resumed => Next::ReadForm(form),
+        // A resumed request never pauses again (the core answers after one wait), and never
+        // reads a body from the root context: fail closed.
+        Step::NeedKeys(_) | Step::NeedForm(_) | Step::NeedSignature(_) => {
+            send(&internal_error(), Some(plugin));
+            Next::Stop
         }
     }
+}
+
+/// The engine's machine for one request, from its start or from the step that waited for
+/// keys, to where the host must act; with the core's edits for an allow. `None`: the plugin's
+/// state is borrowed (a re-entrant callback): fail closed.
+fn run(
+    plugin: &Plugin,
+    req: &OwnedRequest,
+    now_ms: u128,
+    waited: Option<NeedKeys>,
+) -> Option<(Step, HeaderEdits)> {
+    let now = secs(now_ms);
+    let (Ok(mut keys), Ok(mut cache)) =
+        (plugin.keys.try_borrow_mut(), plugin.cache.try_borrow_mut())
+    else {
+        return None;
+    };
+    if keys.refresh_if_due(now_ms) {
+        cache.clear();
+    }
+    // One borrowed view of the request for the decision and, on allow, the core's edits
+    // (the consumed credential and edgegate's cookies stay here).
+    Some(glue::run(
+        &plugin.engine,
+        req,
+        &*keys,
+        &mut cache,
+        now,
+        waited,
+    ))
+}
+
+/// Carries out an allow: metrics, the core's edits, the identity headers.
+fn allow(
+    plugin: &Plugin,
+    identity: Option<&edgegate::Identity>,
+    headers: &edgegate::engine::UpstreamHeaders,
+    cached: bool,
+    edits: &HeaderEdits,
+) {
+    plugin.count(|m| metrics::count_allow(m, identity, cached));
+    // No host call when the request has neither a consumed credential nor our cookies.
+    request::apply_edits(edits);
+    for (name, value) in headers.iter() {
+        let _ = hostcalls::set_map_value_bytes(
+            MapType::HttpRequestHeaders,
+            name,
+            Some(value.as_bytes()),
+        );
+    }
+}
+
+/// Pauses a request until its provider's keys arrive (or an early refetch for an unknown kid
+/// settles), bounded by the provider's wait; 503 when it cannot wait.
+fn wait_for_keys(
+    plugin: &Plugin,
+    req: &OwnedRequest,
+    context_id: u32,
+    allowed: &std::rc::Rc<std::cell::Cell<bool>>,
+    now_ms: u128,
+    paused: NeedKeys,
+) -> Next {
+    let provider = paused.provider().to_string();
+    let deadline_ms = now_ms.saturating_add(plugin.key_wait(&provider).as_millis());
+    // The provider has keys: the token's kid is unknown and the root may refetch.
+    let settled = plugin
+        .keys
+        .try_borrow()
+        .ok()
+        .filter(|k| k.has(&provider))
+        .map(|k| k.settled(&provider));
+    if settled.is_some() {
+        plugin.request_refetch(provider.clone());
+    }
+    let waiter = Waiter {
+        context_id,
+        allowed: allowed.clone(),
+        provider: provider.clone(),
+        deadline_ms,
+        request: req.clone(),
+        paused,
+        settled,
+    };
+    if plugin.add_waiter(waiter).is_none() {
+        return Next::Wait;
+    }
+    let d = plugin.engine.keys_unavailable();
+    log::warn!("keys of provider {provider} are not available (too many requests waiting): 503");
+    log_denial(&d, req);
+    send(&d, Some(plugin));
+    Next::Stop
 }
 
 /// Runs in the root context: answers the requests whose keys arrived or whose wait is over.
@@ -173,14 +198,14 @@ pub fn resolve_waiters(plugin: &Plugin, now_ms: u128, root_id: u32) {
         if hostcalls::set_effective_context(w.context_id).is_err() {
             continue; // the client went away
         }
-        // Re-decides (a still-missing key set past the deadline becomes a 503 there).
+        // Resumes the paused step (keys still missing past the deadline: a 503 there).
         let _ = decide_and_apply(
             plugin,
             &w.request,
             w.context_id,
             &w.allowed,
             now_ms,
-            Some(w.deadline_ms),
+            Some(w.paused),
         );
     }
     for w in keep {
@@ -196,9 +221,9 @@ pub fn resolve_waiters(plugin: &Plugin, now_ms: u128, root_id: u32) {
 
 /// The end of a magic-link POST: the core verifies the form's token; this host enforces single
 /// use across all VMs, then redirects with the session cookie.
-pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, body: &[u8]) {
+pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, form: NeedForm, body: &[u8]) {
     let now = crate::now();
-    let login = match plugin.engine.magic_link_consume(body, now) {
+    let login = match form.resume(&plugin.engine, body, now) {
         Ok(l) => l,
         Err(d) => {
             log_denial(&d, req);
@@ -209,11 +234,8 @@ pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, body: &[u8]) {
     match shared::claim_magic_link(&login.jti, login.expires_at, now) {
         Claim::Fresh => {
             plugin.count(metrics::count_magic_login);
-            log::info!(
-                "{}",
-                edgegate_envoy_glue::verdict::magic_login_log_line(&login)
-            );
-            let headers = edgegate_envoy_glue::verdict::magic_login_headers(&login);
+            log::info!("{}", glue::magic_login_log_line(&login));
+            let headers = glue::magic_login_headers(&login);
             let _ = hostcalls::send_http_response(302, headers.to_vec(), None);
         }
         Claim::Replayed => {
@@ -222,7 +244,7 @@ pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, body: &[u8]) {
             send(&d, Some(plugin));
         }
         Claim::Unavailable => {
-            let d = edgegate_envoy_glue::verdict::single_use_unavailable(&plugin.engine);
+            let d = glue::single_use_unavailable(&plugin.engine);
             log::error!("magic link refused: the single-use store is full or contended");
             send(&d, Some(plugin));
         }

@@ -21,6 +21,7 @@ use std::num::NonZeroUsize;
 use jwt_compact::{Algorithm, AlgorithmSignature};
 
 use crate::alg::Alg;
+use crate::b64;
 use crate::error::{Error, Reason};
 use crate::jwk::PublicKey;
 
@@ -70,6 +71,95 @@ impl SignatureBackend for NativeBackend {
             (Alg::EdDSA, PublicKey::Ed25519(k)) => run(&eddsa::Ed25519, k, msg, signature),
             _ => Err(mismatch(alg)),
         }
+    }
+}
+
+/// Whether the host verifies `alg` (everything but HMAC, whose secret stays in the core).
+pub fn host_verifies(alg: Alg) -> bool {
+    !matches!(alg, Alg::HS256 | Alg::HS384 | Alg::HS512)
+}
+
+/// One signature verification the host must perform.
+#[derive(Debug, Clone)]
+pub struct SignatureCheck {
+    alg: Alg,
+    key: PublicKey,
+    signing_input: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+impl SignatureCheck {
+    pub(crate) fn new(alg: Alg, key: &PublicKey, signing_input: &[u8], signature: &[u8]) -> Self {
+        SignatureCheck {
+            alg,
+            key: key.clone(),
+            signing_input: signing_input.to_vec(),
+            signature: signature.to_vec(),
+        }
+    }
+
+    pub fn alg(&self) -> Alg {
+        self.alg
+    }
+
+    pub fn key(&self) -> &PublicKey {
+        &self.key
+    }
+
+    /// The bytes that were signed (`header.payload`, ASCII).
+    pub fn signing_input(&self) -> &[u8] {
+        &self.signing_input
+    }
+
+    /// The decoded signature (RSA: modulus length; ECDSA: raw `r || s`; Ed25519: 64 bytes).
+    pub fn signature(&self) -> &[u8] {
+        &self.signature
+    }
+
+    /// The public key as a minimal JWK (JSON, members in a fixed order, no `kid`/`alg`/`use`):
+    /// what WebCrypto's `importKey("jwk", ...)` takes, and the same string for the same key, so
+    /// hosts can cache the imported key under it (with the algorithm: a WebCrypto RSA key is
+    /// bound to one hash). `None` for HMAC, which never goes to the host.
+    pub fn key_jwk(&self) -> Option<String> {
+        public_jwk(&self.key)
+    }
+
+    /// Verifies with an in-process backend (the synchronous hosts' answer).
+    pub fn verify_with(&self, backend: &dyn SignatureBackend) -> Result<(), Error> {
+        backend.verify(self.alg, &self.key, &self.signing_input, &self.signature)
+    }
+
+    /// The error for a signature the host found invalid (the same the core's backends give).
+    pub fn refused() -> Error {
+        Error::new(Reason::BadSignature, "the signature does not verify")
+    }
+}
+
+fn public_jwk(key: &PublicKey) -> Option<String> {
+    let ec = |crv: &str, point: Vec<u8>, len: usize| {
+        // SEC1 uncompressed: 04 || x || y
+        let x = point.get(1..1 + len)?;
+        let y = point.get(1 + len..1 + 2 * len)?;
+        Some(format!(
+            r#"{{"kty":"EC","crv":"{crv}","x":"{}","y":"{}"}}"#,
+            b64::encode(x),
+            b64::encode(y)
+        ))
+    };
+    match key {
+        PublicKey::Rsa(k) => Some(format!(
+            r#"{{"kty":"RSA","n":"{}","e":"{}"}}"#,
+            b64::encode(k.modulus()),
+            b64::encode(k.exponent())
+        )),
+        PublicKey::P256(k) => ec("P-256", k.sec1_uncompressed(), 32),
+        PublicKey::P384(k) => ec("P-384", k.sec1_uncompressed(), 48),
+        PublicKey::P521(k) => ec("P-521", k.sec1_uncompressed(), 66),
+        PublicKey::Ed25519(k) => Some(format!(
+            r#"{{"kty":"OKP","crv":"Ed25519","x":"{}"}}"#,
+            b64::encode(k.as_bytes())
+        )),
+        PublicKey::Hmac(_) => None,
     }
 }
 

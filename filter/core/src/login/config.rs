@@ -6,7 +6,7 @@ use aes_gcm::Aes256Gcm;
 use serde::{Deserialize, Serialize};
 
 use super::Login;
-use crate::error::Error;
+use crate::error::ConfigError;
 use crate::keyring::{KeyRing, Secret};
 use crate::session::SessionConfig;
 use crate::verifier::{IssuerRule, ProviderConfig};
@@ -142,7 +142,7 @@ impl LoginConfig {
         &self,
         session: Option<&SessionConfig>,
         providers: &[ProviderConfig],
-    ) -> Result<Login, Vec<Error>> {
+    ) -> Result<Login, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let (issuer, rule) = self.issuer(providers, &mut errors);
         let discovery = self.discovery(issuer.as_deref(), rule.as_ref(), &mut errors);
@@ -195,7 +195,7 @@ impl LoginConfig {
     fn issuer(
         &self,
         providers: &[ProviderConfig],
-        errors: &mut Vec<Error>,
+        errors: &mut Vec<ConfigError>,
     ) -> (Option<String>, Option<IssuerRule>) {
         let mut rule = None;
         let issuer = match providers.iter().find(|p| p.name == self.provider) {
@@ -206,7 +206,7 @@ impl LoginConfig {
             }
             None => {
                 let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "provider",
                     format!(
                         "{:?} names no jwt.providers[] entry (configured: {names:?}); add the OpenID Provider there with its issuer and remote_jwks",
@@ -218,7 +218,7 @@ impl LoginConfig {
         };
         if let Some(iss) = &issuer {
             if let Err(m) = check_endpoint(iss) {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "provider",
                     format!("the provider's issuer {m}; discovery needs <issuer>/.well-known/openid-configuration"),
                 ));
@@ -232,14 +232,14 @@ impl LoginConfig {
         &self,
         issuer: Option<&str>,
         rule: Option<&IssuerRule>,
-        errors: &mut Vec<Error>,
+        errors: &mut Vec<ConfigError>,
     ) -> Option<String> {
         let template = rule.is_some_and(IssuerRule::is_template);
         match (&self.discovery_url, issuer) {
             (Some(u), _) => match check_endpoint(u) {
                 Ok(_) => Some(u.clone()),
                 Err(m) => {
-                    errors.push(Error::config(
+                    errors.push(ConfigError::new(
                         "discovery_url",
                         format!("{m}; use the provider's .well-known/openid-configuration URL"),
                     ));
@@ -247,7 +247,7 @@ impl LoginConfig {
                 }
             },
             (None, Some(_)) if template => {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "discovery_url",
                     "the provider's issuer is a {tenantid} template, which has no discovery document of its own; set discovery_url (Entra ID: https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration, or common/ to admit personal accounts)",
                 ));
@@ -261,19 +261,19 @@ impl LoginConfig {
         }
     }
 
-    fn check_client(&self, errors: &mut Vec<Error>) {
+    fn check_client(&self, errors: &mut Vec<ConfigError>) {
         if self.client_id.is_empty()
             || self.client_id.len() > 255
             || self.client_id.chars().any(char::is_control)
         {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "client_id",
                 "must be the client id registered at the provider (1-255 characters, no control characters)",
             ));
         }
         if let Some(s) = &self.client_secret {
             if s.expose().is_empty() || s.expose().chars().any(char::is_control) {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "client_secret",
                     "must be non-empty without control characters; or leave it out and bind OIDC_CLIENT_SECRET",
                 ));
@@ -282,18 +282,18 @@ impl LoginConfig {
     }
 
     /// The callback route: the path of `redirect_uri`.
-    fn callback_path(&self, errors: &mut Vec<Error>) -> Option<String> {
+    fn callback_path(&self, errors: &mut Vec<ConfigError>) -> Option<String> {
         match check_endpoint(&self.redirect_uri) {
             Ok(u) if u.query().is_none() => Some(u.path().to_string()),
             Ok(_) => {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "redirect_uri",
                     "must have no query; use e.g. https://app.example.com/auth/callback",
                 ));
                 None
             }
             Err(m) => {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     "redirect_uri",
                     format!("{m}; use the absolute callback URL registered at the provider, e.g. https://app.example.com/auth/callback"),
                 ));
@@ -302,9 +302,9 @@ impl LoginConfig {
         }
     }
 
-    fn check_scopes(&self, errors: &mut Vec<Error>) {
+    fn check_scopes(&self, errors: &mut Vec<ConfigError>) {
         if !self.scopes.iter().any(|s| s == "openid") {
-            errors.push(Error::config(
+            errors.push(ConfigError::new(
                 "scopes",
                 "must contain \"openid\" (this is an OpenID Connect login)",
             ));
@@ -315,7 +315,7 @@ impl LoginConfig {
                     .bytes()
                     .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
             {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     format!("scopes[{i}]"),
                     "a scope is printable ASCII without spaces, quotes or backslashes",
                 ));
@@ -324,7 +324,7 @@ impl LoginConfig {
     }
 
     /// Every route path well-formed, and no two routes on one path.
-    fn check_routes(&self, callback_path: Option<&str>, errors: &mut Vec<Error>) {
+    fn check_routes(&self, callback_path: Option<&str>, errors: &mut Vec<ConfigError>) {
         let mut paths: Vec<(&str, &str)> = Vec::new();
         for (field, p) in [
             ("login_path", &self.login_path),
@@ -332,7 +332,7 @@ impl LoginConfig {
             ("me_path", &self.me_path),
         ] {
             if !valid_path(p) {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     field,
                     "a path starts with `/` and has no `?`, `#`, `;`, `%`, `\\` or spaces (e.g. /auth/login)",
                 ));
@@ -344,7 +344,7 @@ impl LoginConfig {
         }
         for (i, (field, p)) in paths.iter().enumerate() {
             if paths.iter().take(i).any(|(_, q)| q == p) {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     *field,
                     format!("{p:?} is used by two login routes; give each its own path"),
                 ));
@@ -352,11 +352,11 @@ impl LoginConfig {
         }
     }
 
-    fn check_post_logout(&self, errors: &mut Vec<Error>) {
+    fn check_post_logout(&self, errors: &mut Vec<ConfigError>) {
         if let Some(u) = &self.post_logout_redirect_uri {
             if !u.starts_with('/') || u.starts_with("//") {
                 if let Err(m) = check_endpoint(u) {
-                    errors.push(Error::config(
+                    errors.push(ConfigError::new(
                         "post_logout_redirect_uri",
                         format!("{m}; use the absolute URL registered at the provider"),
                     ));
@@ -366,18 +366,18 @@ impl LoginConfig {
     }
 
     /// The refresh-cookie ciphers, by kid, in the configured order.
-    fn refresh_ciphers(&self, errors: &mut Vec<Error>) -> Vec<(String, Aes256Gcm)> {
+    fn refresh_ciphers(&self, errors: &mut Vec<ConfigError>) -> Vec<(String, Aes256Gcm)> {
         let mut refresh_keys = Vec::new();
         for (i, k) in self.refresh_keys.iter().enumerate() {
             let path = format!("refresh_keys[{i}]");
             if !valid_kid(&k.kid) {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     format!("{path}.kid"),
                     "1-64 characters of A-Z a-z 0-9 _ -",
                 ));
             }
             if self.refresh_keys.iter().take(i).any(|o| o.kid == k.kid) {
-                errors.push(Error::config(
+                errors.push(ConfigError::new(
                     format!("{path}.kid"),
                     format!("{:?} is used twice; every key needs its own kid", k.kid),
                 ));
@@ -385,12 +385,12 @@ impl LoginConfig {
             match k.secret.decode_base64url(&format!("{path}.secret"), 32) {
                 Ok(bytes) if bytes.len() == 32 => match Aes256Gcm::new_from_slice(&bytes) {
                     Ok(c) => refresh_keys.push((k.kid.clone(), c)),
-                    Err(_) => errors.push(Error::config(
+                    Err(_) => errors.push(ConfigError::new(
                         format!("{path}.secret"),
                         "not a usable AES-256 key",
                     )),
                 },
-                Ok(bytes) => errors.push(Error::config(
+                Ok(bytes) => errors.push(ConfigError::new(
                     format!("{path}.secret"),
                     format!(
                         "decodes to {} bytes; AES-256-GCM needs exactly 32 (openssl rand 32 | basenc --base64url | tr -d =)",

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::Discovery;
 use crate::b64;
 use crate::engine::Engine;
-use crate::error::Error;
+use crate::error::ConfigError;
 use crate::identity::{CredentialKind, Identity};
 use crate::session::Sessions;
 
@@ -42,7 +42,7 @@ pub(super) fn config_value() -> Value {
     })
 }
 
-pub(super) fn engine_from(v: &Value) -> Result<Engine, Vec<Error>> {
+pub(super) fn engine_from(v: &Value) -> Result<Engine, Vec<ConfigError>> {
     Engine::from_json(v.to_string().as_bytes()).map_err(|e| e.0)
 }
 
@@ -54,7 +54,7 @@ pub(super) fn paths(v: &Value) -> Vec<String> {
     engine_from(v)
         .unwrap_err()
         .iter()
-        .map(|e| e.path().unwrap_or("").to_string())
+        .map(|e| e.path().to_string())
         .collect()
 }
 

@@ -1,0 +1,260 @@
+//! The worker's driver of the core's decision machine ([`edgegate::step`]): the same loop for
+//! the guard and `/auth/me`, whichever path (the synchronous fast path of [`crate::fast`], or
+//! the async [`crate::handle`]) a request starts on. The engine starts once per request: a step
+//! the fast path paused (a key not imported yet, keys to fetch, a form to read) is handed to the
+//! async path and resumed there, never decided again.
+//!
+//! What the worker does for each step:
+//! - `NeedSignature`: WebCrypto (`crypto.subtle.verify`, keys imported once per isolate), then
+//!   resume with the result; with `EDGEGATE_CRYPTO=wasm` the core's own backend answers in place.
+//! - `NeedKeys`: a key set that never arrived is waited for (fetched by [`refresh_keys`], bounded
+//!   by the provider's `wait_for_keys_ms`); for an unknown `kid`, an early refetch when the key
+//!   set's state machine allows one, or a wait for the fetch under way; then resume (the core
+//!   answers after one wait: a 503 for keys still missing, a 401 for a kid still unknown).
+//! - `NeedForm`: the magic-link POST ([`crate::magic_link_post`]).
+
+use edgegate::cache::TokenCache;
+use edgegate::step::{NeedForm, NeedKeys, Step};
+use edgegate::{Engine, Request as CoreRequest, UnixTime, Verdict};
+use wasm_bindgen::JsValue;
+
+use crate::webcrypto::{self, Crypto};
+use crate::{now, ready, refresh_keys, sleep_ms, Gate, RemoteKeySets, STATE};
+
+/// Steps one request may take before it fails closed (one credential per rule it decides, one
+/// key wait): a misbehaving loop stays finite.
+const MAX_STEPS: usize = 16;
+
+/// How the machine ended for the host.
+pub(crate) enum Ended<T> {
+    /// The verdict, carried out under the state's borrow by the caller's `done`.
+    Done(T),
+    /// The magic-link form body is needed.
+    Form(NeedForm),
+    /// No usable config in this isolate: 500.
+    Broken,
+}
+
+/// What starts a decision: [`Engine::start`] for the guard, [`Engine::identify`] for `/auth/me`.
+pub(crate) type Start =
+    fn(&Engine, &CoreRequest<'_>, &RemoteKeySets, &mut TokenCache, UnixTime) -> Step;
+
+pub(crate) fn start_rules(
+    e: &Engine,
+    r: &CoreRequest<'_>,
+    k: &RemoteKeySets,
+    c: &mut TokenCache,
+    now: UnixTime,
+) -> Step {
+    e.start(r, k, c, now)
+}
+
+pub(crate) fn start_identify(
+    e: &Engine,
+    r: &CoreRequest<'_>,
+    k: &RemoteKeySets,
+    c: &mut TokenCache,
+    now: UnixTime,
+) -> Step {
+    e.identify(r, k, c, now)
+}
+
+/// The waiting a `NeedKeys` step asks of the worker.
+enum KeyWait {
+    /// Until the provider's first keys arrive, at most this long.
+    FirstKeys(u64),
+    /// An early refetch was scheduled: [`refresh_keys`] runs it.
+    Refetch,
+    /// Another request is fetching the set (likely for this very kid): wait for it, bounded.
+    Fetching(u64),
+    /// Nothing to wait for: resume at once (the request is refused).
+    None,
+}
+
+/// What the loop does next, decided under the state's borrow.
+enum Next<T> {
+    Ended(Ended<T>),
+    Verify(edgegate::step::NeedSignature),
+    Keys(NeedKeys, KeyWait),
+}
+
+/// The request the core sees.
+pub(crate) struct Head<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) incoming: &'a [(String, String)],
+}
+
+impl Head<'_> {
+    fn with<R>(&self, f: impl FnOnce(&CoreRequest<'_>) -> R) -> R {
+        let pairs: Vec<(&str, &str)> = self
+            .incoming
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        f(&CoreRequest {
+            method: self.method,
+            path: self.path,
+            headers: &pairs,
+        })
+    }
+}
+
+/// Runs the machine to its end: from `paused` (a step the fast path handed over) or from
+/// `start`. `done` carries out the verdict under the state's borrow.
+pub(crate) async fn run<T>(
+    head: &Head<'_>,
+    mut paused: Option<Step>,
+    start: Start,
+    done: impl Fn(&mut Gate, Verdict, &CoreRequest<'_>) -> T,
+) -> Result<Ended<T>, JsValue> {
+    let mut waited_since: Option<f64> = None;
+    for _ in 0..MAX_STEPS {
+        if paused.is_none() {
+            refresh_keys().await;
+        }
+        let next = under_gate(head, paused.take(), start, &done);
+        let (step, wait) = match next {
+            Next::Ended(e) => return Ok(e),
+            Next::Verify(s) => {
+                let valid = webcrypto::verify(s.check()).await;
+                paused = Some(resume_signature(head, s, valid));
+                continue;
+            }
+            Next::Keys(k, wait) => (k, wait),
+        };
+        let since = *waited_since.get_or_insert_with(js_sys::Date::now);
+        match wait {
+            KeyWait::FirstKeys(limit) => {
+                wait_until(since, limit, |g| {
+                    g.remote
+                        .get_mut(step.provider())
+                        .is_some_and(|r| r.state.keys().is_some())
+                })
+                .await?
+            }
+            KeyWait::Fetching(limit) => {
+                wait_until(since, limit, |g| {
+                    g.remote
+                        .get_mut(step.provider())
+                        .map_or(true, |r| !r.state.fetching())
+                })
+                .await?
+            }
+            KeyWait::Refetch => refresh_keys().await,
+            KeyWait::None => {}
+        }
+        paused = Some(resume_keys(head, step));
+    }
+    Ok(Ended::Broken)
+}
+
+/// One step under the state's borrow (no await in here).
+fn under_gate<T>(
+    head: &Head<'_>,
+    paused: Option<Step>,
+    start: Start,
+    done: &impl Fn(&mut Gate, Verdict, &CoreRequest<'_>) -> T,
+) -> Next<T> {
+    STATE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let Ok(gate) = ready(&mut slot) else {
+            return Next::Ended(Ended::Broken);
+        };
+        head.with(|req| {
+            let now = now();
+            let step = match paused {
+                Some(s) => s,
+                None => start(&gate.engine, req, &gate.remote, &mut gate.cache, now),
+            };
+            let step = in_place(gate, step, req, now);
+            match step {
+                Step::Done(v) => Next::Ended(Ended::Done(done(gate, v, req))),
+                Step::NeedForm(f) => Next::Ended(Ended::Form(f)),
+                Step::NeedSignature(s) => Next::Verify(s),
+                Step::NeedKeys(k) => {
+                    let wait = key_wait(&mut gate.remote, &k, now);
+                    Next::Keys(k, wait)
+                }
+            }
+        })
+    })
+}
+
+/// With `EDGEGATE_CRYPTO=wasm`, signatures are answered by the core's backend in place.
+fn in_place(gate: &mut Gate, step: Step, req: &CoreRequest<'_>, now: UnixTime) -> Step {
+    match gate.crypto {
+        Crypto::Wasm => {
+            step.answer_signatures(&gate.engine, req, &gate.remote, &mut gate.cache, now)
+        }
+        Crypto::WebCrypto => step,
+    }
+}
+
+fn key_wait(remote: &mut RemoteKeySets, k: &NeedKeys, now: UnixTime) -> KeyWait {
+    let Some(r) = remote.get_mut(k.provider()) else {
+        return KeyWait::None;
+    };
+    if !k.unknown_kid() {
+        KeyWait::FirstKeys(r.wait_for_keys_ms)
+    } else if r.state.on_unknown_kid(now) {
+        KeyWait::Refetch
+    } else if r.state.fetching() {
+        KeyWait::Fetching(r.wait_for_keys_ms)
+    } else {
+        KeyWait::None
+    }
+}
+
+/// Waits (polling the key sets, fetching what is due) until `ready` or `limit_ms` since `since`.
+async fn wait_until(
+    since: f64,
+    limit_ms: u64,
+    ready: impl Fn(&mut Gate) -> bool,
+) -> Result<(), JsValue> {
+    loop {
+        refresh_keys().await;
+        let is_ready = STATE.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            ready_gate(&mut slot).map_or(true, &ready)
+        });
+        if is_ready || js_sys::Date::now() - since >= limit_ms as f64 {
+            return Ok(());
+        }
+        sleep_ms(50).await?;
+    }
+}
+
+fn ready_gate(slot: &mut Option<crate::State>) -> Option<&mut Gate> {
+    ready(slot).ok()
+}
+
+/// The step after a signature the host verified (a broken state: a 500 step).
+pub(crate) fn resume_signature(
+    head: &Head<'_>,
+    s: edgegate::step::NeedSignature,
+    valid: bool,
+) -> Step {
+    with_engine(head, |gate, req, now| {
+        s.resume(&gate.engine, valid, req, &gate.remote, &mut gate.cache, now)
+    })
+}
+
+fn resume_keys(head: &Head<'_>, k: NeedKeys) -> Step {
+    with_engine(head, |gate, req, now| {
+        k.resume(&gate.engine, req, &gate.remote, &mut gate.cache, now)
+    })
+}
+
+fn with_engine(
+    head: &Head<'_>,
+    f: impl FnOnce(&mut Gate, &CoreRequest<'_>, UnixTime) -> Step,
+) -> Step {
+    STATE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match ready(&mut slot) {
+            Ok(gate) => head.with(|req| f(gate, req, now())),
+            Err(_) => Step::Done(Verdict::Reply(crate::broken_reply())),
+        }
+    })
+}

@@ -1,0 +1,594 @@
+//! The decision machine: what the engine needs next, rustls-style.
+//!
+//! [`crate::Engine::start`] runs a request as far as it can without the host and returns a
+//! [`Step`]: the final [`Verdict`], or what it needs first — a remote key set
+//! ([`Step::NeedKeys`]), a signature only the host verifies ([`Step::NeedSignature`]: WebCrypto
+//! in the worker, Envoy's `verify_signature`, or the core's own backend through
+//! [`Step::answer_signatures`]), or the magic-link form body ([`Step::NeedForm`]). Each pause owns
+//! where the decision stands (the rules left to decide, the verdict of the first rule, the
+//! token checked up to its signature), so a host keeps it across its I/O and resumes it with the
+//! answer and the same request: the engine runs once per request, whatever the host. A paused
+//! step resumed on another engine (the config was reloaded meanwhile) fails closed with a 500.
+//!
+//! HMAC signatures never pause: the secret stays in the core and is checked in place.
+
+use crate::backend::SignatureCheck;
+use crate::cache::TokenCache;
+use crate::engine::{Engine, LocalReply, MagicLinkLogin, Verdict};
+use crate::extractor::{Found, Request, Source};
+use crate::identity::CredentialKind;
+use crate::method_override::MAX_OVERRIDE_METHODS;
+use crate::verifier::{KeyLookup, PendingJwt};
+use crate::UnixTime;
+
+/// What the host does next.
+// Built once per request and matched at once, like `Verdict`.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Step {
+    /// The final verdict: carry it out.
+    Done(Verdict),
+    /// A remote key set is needed: fetch it (or wait for the fetch under way), then
+    /// [`NeedKeys::resume`].
+    NeedKeys(NeedKeys),
+    /// Verify [`NeedSignature::check`], then [`NeedSignature::resume`] with the result.
+    NeedSignature(NeedSignature),
+    /// A POST to the magic-link path: read the form body, then [`NeedForm::resume`].
+    NeedForm(NeedForm),
+}
+
+impl Step {
+    /// The verdict of a finished decision; any other step back as `Err`.
+    // Matched at once by the caller, like `Step` itself.
+    #[allow(clippy::result_large_err)]
+    pub fn into_verdict(self) -> Result<Verdict, Step> {
+        match self {
+            Step::Done(v) => Ok(v),
+            other => Err(other),
+        }
+    }
+
+    /// Answers every [`Step::NeedSignature`] with `backend`, in place (the synchronous hosts:
+    /// the core's own backend, Envoy's `verify_signature`, the CLI). Other steps are returned.
+    pub fn answer_signatures(
+        self,
+        engine: &Engine,
+        req: &Request<'_>,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Step {
+        let mut step = self;
+        // A request has at most one credential per rule it decides: the loop is bounded by the
+        // rules of the request's methods.
+        for _ in 0..=MAX_OVERRIDE_METHODS {
+            match step {
+                Step::NeedSignature(s) => {
+                    let verified = s.check().verify_with(engine.backend());
+                    step = s.resume_with(engine, verified, req, keys, cache, now);
+                }
+                other => return other,
+            }
+        }
+        match step {
+            Step::NeedSignature(_) => Step::Done(Verdict::Reply(engine.internal())),
+            other => other,
+        }
+    }
+}
+
+/// The rules a request must pass, in order: its method's, then each method it names (each rule
+/// once). Fixed capacity: a request names at most [`MAX_OVERRIDE_METHODS`] methods.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RuleList {
+    ids: [usize; MAX_OVERRIDE_METHODS + 1],
+    len: usize,
+}
+
+impl RuleList {
+    pub(crate) fn of(first: usize) -> Self {
+        let mut ids = [0; MAX_OVERRIDE_METHODS + 1];
+        ids[0] = first;
+        RuleList { ids, len: 1 }
+    }
+
+    /// Adds a rule not in the list yet (a full list ignores more: cannot happen, the named
+    /// methods are bounded by the same constant).
+    pub(crate) fn push(&mut self, id: usize) {
+        if self.ids.iter().take(self.len).any(|i| *i == id) {
+            return;
+        }
+        if let Some(slot) = self.ids.get_mut(self.len) {
+            *slot = id;
+            self.len += 1;
+        }
+    }
+
+    pub(crate) fn get(&self, i: usize) -> Option<usize> {
+        self.ids.get(..self.len)?.get(i).copied()
+    }
+}
+
+/// A decision over the rules, while it runs.
+#[derive(Debug)]
+pub(crate) struct RulesAt<'p> {
+    pub(crate) rules: RuleList,
+    /// The rule being decided.
+    pub(crate) next: usize,
+    /// The normalized path.
+    pub(crate) path: &'p str,
+    /// The verdict of the first rule, once it allowed (returned when every rule allows).
+    pub(crate) first: Option<Verdict>,
+    /// The request already waited for keys once (it never waits twice).
+    pub(crate) waited: bool,
+}
+
+/// What a decision is for.
+#[derive(Debug)]
+pub(crate) enum Goal {
+    /// The request's rules ([`crate::Engine::start`]); as [`RulesAt`], owned.
+    Rules {
+        rules: RuleList,
+        next: usize,
+        path: String,
+        first: Option<Box<Verdict>>,
+    },
+    /// Who the request is, whatever the rules ([`crate::Engine::identify`], `/auth/me`).
+    Identify,
+}
+
+/// Where a paused decision stands.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    generation: u64,
+    goal: Goal,
+    waited: bool,
+}
+
+impl Progress {
+    pub(crate) fn rules(generation: u64, r: RulesAt<'_>) -> Self {
+        Progress {
+            generation,
+            waited: r.waited,
+            goal: Goal::Rules {
+                rules: r.rules,
+                next: r.next,
+                path: r.path.to_owned(),
+                first: r.first.map(Box::new),
+            },
+        }
+    }
+
+    pub(crate) fn identify(generation: u64, waited: bool) -> Self {
+        Progress {
+            generation,
+            goal: Goal::Identify,
+            waited,
+        }
+    }
+
+    /// The rule being decided (`None` for [`Goal::Identify`]), the normalized path, and
+    /// whether the request already waited for keys.
+    pub(crate) fn current(&self) -> (Option<usize>, &str, bool) {
+        match &self.goal {
+            Goal::Rules {
+                rules, next, path, ..
+            } => (rules.get(*next), path, self.waited),
+            Goal::Identify => (None, "", self.waited),
+        }
+    }
+
+    /// Continues the decision on `engine` with the outcome of the paused credential (`None`:
+    /// decide the current rule again, for keys that arrived).
+    #[allow(clippy::too_many_arguments)]
+    fn resume(
+        self,
+        engine: &Engine,
+        outcome: Option<Outcome>,
+        req: &Request<'_>,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Step {
+        if self.generation != engine.generation() {
+            return Step::Done(Verdict::Reply(engine.internal()));
+        }
+        match self.goal {
+            Goal::Rules {
+                rules,
+                next,
+                path,
+                first,
+            } => {
+                let at = RulesAt {
+                    rules,
+                    next,
+                    path: &path,
+                    first: first.map(|b| *b),
+                    waited: self.waited,
+                };
+                engine.run_rules(at, outcome, req, keys, cache, now)
+            }
+            Goal::Identify => match outcome {
+                Some(o) => engine.identified(o, self.waited),
+                None => engine.identify_from(self.waited, req, keys, cache, now),
+            },
+        }
+    }
+}
+
+/// How far one credential of a decision got.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Verdict(Verdict),
+    /// The token's signature is the host's to verify.
+    Signature(OwnedCredential, Box<PendingJwt>),
+    /// A remote key set is missing (`unknown_kid`: it lacks the token's `kid` and the host
+    /// would refetch it now).
+    Keys {
+        provider: String,
+        unknown_kid: bool,
+    },
+}
+
+impl Outcome {
+    /// The step that pauses the decision at `at` for this outcome (a verdict is final).
+    pub(crate) fn pause(self, at: Progress) -> Step {
+        match self {
+            Outcome::Verdict(v) => Step::Done(v),
+            Outcome::Signature(credential, jwt) => Step::NeedSignature(NeedSignature {
+                at,
+                credential,
+                jwt,
+            }),
+            Outcome::Keys {
+                provider,
+                unknown_kid,
+            } => Step::NeedKeys(NeedKeys {
+                at,
+                provider,
+                unknown_kid,
+            }),
+        }
+    }
+}
+
+/// A credential kept across a pause (for the token cache and the upstream edits).
+#[derive(Debug)]
+pub(crate) struct OwnedCredential {
+    kind: CredentialKind,
+    value: String,
+    source: Source,
+}
+
+impl OwnedCredential {
+    pub(crate) fn of(found: &Found<'_>) -> Self {
+        OwnedCredential {
+            kind: found.kind,
+            value: found.value.to_owned(),
+            source: found.source,
+        }
+    }
+
+    pub(crate) fn found(&self) -> Found<'_> {
+        Found {
+            kind: self.kind,
+            value: &self.value,
+            source: self.source,
+        }
+    }
+}
+
+/// A remote key set the decision needs.
+#[derive(Debug)]
+pub struct NeedKeys {
+    at: Progress,
+    provider: String,
+    unknown_kid: bool,
+}
+
+impl NeedKeys {
+    /// The provider whose key set is needed.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// True when the set is there but lacks the token's `kid` (refetch it early, or wait for
+    /// the fetch under way); false when it has never arrived (wait for it).
+    pub fn unknown_kid(&self) -> bool {
+        self.unknown_kid
+    }
+
+    /// Resumes once the keys arrived, or the host's wait is over: the request is then allowed
+    /// or refused (a key set still missing is a 503), never made to wait twice.
+    pub fn resume(
+        self,
+        engine: &Engine,
+        req: &Request<'_>,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Step {
+        let mut at = self.at;
+        at.waited = true;
+        at.resume(engine, None, req, keys, cache, now)
+    }
+}
+
+/// A signature only the host verifies.
+#[derive(Debug)]
+pub struct NeedSignature {
+    at: Progress,
+    credential: OwnedCredential,
+    jwt: Box<PendingJwt>,
+}
+
+impl NeedSignature {
+    /// The check: algorithm, key (already the one the token's `kid` selected), signing input
+    /// and signature (already past its format check).
+    pub fn check(&self) -> &SignatureCheck {
+        self.jwt.check()
+    }
+
+    /// Resumes with the host's result for [`NeedSignature::check`] (`false` refuses the token).
+    pub fn resume(
+        self,
+        engine: &Engine,
+        valid: bool,
+        req: &Request<'_>,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Step {
+        let verified = if valid {
+            Ok(())
+        } else {
+            Err(SignatureCheck::refused())
+        };
+        self.resume_with(engine, verified, req, keys, cache, now)
+    }
+
+    /// As [`NeedSignature::resume`], with the backend's own error.
+    pub fn resume_with(
+        self,
+        engine: &Engine,
+        verified: Result<(), crate::Error>,
+        req: &Request<'_>,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Step {
+        if self.at.generation != engine.generation() {
+            return Step::Done(Verdict::Reply(engine.internal()));
+        }
+        let check = self.jwt.finish(engine.jwt(), verified, now);
+        let found = self.credential.found();
+        let authn = engine.jwt_checked(check, found.value, cache);
+        let outcome = engine.credential_outcome(&self.at, req, found, authn, keys, now);
+        self.at.resume(engine, Some(outcome), req, keys, cache, now)
+    }
+}
+
+/// The magic-link form body is needed.
+#[derive(Debug)]
+pub struct NeedForm {
+    generation: u64,
+}
+
+impl NeedForm {
+    pub(crate) fn new(generation: u64) -> Self {
+        NeedForm { generation }
+    }
+
+    /// Verifies the token in the form body (`token=...`, at most
+    /// [`crate::engine::MAX_FORM_BODY`] bytes) and prepares the login; the host then enforces
+    /// single use on its `jti` (until `expires_at`) and replies.
+    pub fn resume(
+        self,
+        engine: &Engine,
+        form_body: &[u8],
+        now: UnixTime,
+    ) -> Result<MagicLinkLogin, LocalReply> {
+        if self.generation != engine.generation() {
+            return Err(engine.internal());
+        }
+        engine.magic_link_consume(form_body, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::b64;
+    use crate::backend::{test_keys, NativeBackend};
+    use crate::verifier::NoRemoteKeys;
+
+    const ISS: &str = "https://idp.test";
+    const HMAC_ISS: &str = "https://hmac.test";
+    const NOW: UnixTime = 1_700_000_000;
+
+    fn engine(cache_entries: usize) -> Engine {
+        let jwks: serde_json::Value = serde_json::from_str(&test_keys::jwks_all()).unwrap();
+        let cfg = serde_json::json!({
+            "jwt": {"cache": {"max_entries": cache_entries}, "providers": [{
+                "name": "t", "issuer": ISS,
+                "algorithms": ["RS256", "PS256", "ES256", "EdDSA"],
+                "jwks": jwks, "claims": {"roles": ["roles"]},
+            }, {
+                "name": "h", "issuer": HMAC_ISS, "algorithms": ["HS256"],
+                "shared_secrets": [{"kid": "hmac", "secret": b64::encode(test_keys::HMAC_SECRET)}],
+            }]},
+            "rules": [
+                {"name": "pub", "match": {"path": {"prefix": "/public"}}, "require": {"public": true}},
+                {"name": "delete", "match": {"path": {"prefix": "/tickets"}, "methods": ["DELETE"]},
+                 "credentials": ["jwt"], "require": {"roles_any": ["admin"]}},
+                {"name": "api", "match": {"path": {"prefix": "/"}}, "credentials": ["jwt"]},
+            ],
+        });
+        Engine::from_json(cfg.to_string().as_bytes()).unwrap()
+    }
+
+    fn token(alg: &str, iss: &str) -> String {
+        let payload =
+            format!(r#"{{"iss":"{iss}","sub":"alice","exp":4000000000,"roles":["agent"]}}"#);
+        let kid = if alg == "HS256" {
+            "hmac"
+        } else {
+            test_keys::kid_for(alg)
+        };
+        test_keys::token(alg, Some(kid), &payload)
+    }
+
+    fn bearer(t: &str) -> Vec<(&'static str, String)> {
+        vec![("authorization", format!("Bearer {t}"))]
+    }
+
+    fn with_req<R>(
+        method: &str,
+        path: &str,
+        headers: &[(&'static str, String)],
+        f: impl FnOnce(&Request<'_>) -> R,
+    ) -> R {
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        f(&Request {
+            method,
+            path,
+            headers: &pairs,
+        })
+    }
+
+    fn paused(step: Step) -> NeedSignature {
+        match step {
+            Step::NeedSignature(s) => s,
+            other => panic!("expected NeedSignature, got {other:?}"),
+        }
+    }
+
+    fn reply(step: Step) -> LocalReply {
+        match step {
+            Step::Done(Verdict::Reply(d)) => d,
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    fn subject(step: Step) -> String {
+        match step {
+            Step::Done(Verdict::Allow {
+                identity: Some(id), ..
+            }) => id.subject.clone(),
+            other => panic!("expected an allow with an identity, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_signature_pause_resumes_to_the_verdict_with_the_hosts_answer() {
+        let e = engine(100);
+        let h = bearer(&token("ES256", ISS));
+        with_req("GET", "/api/x", &h, |req| {
+            let mut cache = e.new_cache();
+            let s = paused(e.start(req, &NoRemoteKeys, &mut cache, NOW));
+            assert_eq!(s.check().alg(), crate::Alg::ES256);
+            assert!(s.check().key_jwk().unwrap().contains("P-256"));
+            // The host says no: refused, whatever the signature really is (fail closed).
+            let d = reply(s.resume(&e, false, req, &NoRemoteKeys, &mut cache, NOW));
+            assert_eq!((d.status, d.reason.code()), (401, "bad_signature"));
+            // Asked again (nothing was cached), the host says yes: allowed, then cached.
+            let s = paused(e.start(req, &NoRemoteKeys, &mut cache, NOW));
+            let valid = s.check().verify_with(&NativeBackend).is_ok();
+            assert_eq!(
+                subject(s.resume(&e, valid, req, &NoRemoteKeys, &mut cache, NOW)),
+                "alice"
+            );
+            match e.start(req, &NoRemoteKeys, &mut cache, NOW) {
+                Step::Done(Verdict::Allow { cached: true, .. }) => {}
+                other => panic!("expected a cached allow, got {other:?}"),
+            }
+        });
+        assert_eq!(e.decisions_started(), 3);
+    }
+
+    #[test]
+    fn hmac_never_pauses_and_its_secret_stays_in_the_core() {
+        let e = engine(100);
+        let h = bearer(&token("HS256", HMAC_ISS));
+        with_req("GET", "/api/x", &h, |req| {
+            let step = e.start(req, &NoRemoteKeys, &mut e.new_cache(), NOW);
+            assert_eq!(subject(step), "alice");
+        });
+    }
+
+    #[test]
+    fn a_paused_step_resumed_on_another_engine_fails_closed() {
+        let (old, new) = (engine(100), engine(100));
+        assert_ne!(old.generation(), new.generation());
+        let h = bearer(&token("RS256", ISS));
+        with_req("GET", "/api/x", &h, |req| {
+            let mut cache = new.new_cache();
+            let s = paused(old.start(req, &NoRemoteKeys, &mut cache, NOW));
+            let d = reply(s.resume(&new, true, req, &NoRemoteKeys, &mut cache, NOW));
+            assert_eq!((d.status, d.reason.code()), (500, "internal"));
+            assert!(cache.is_empty(), "nothing is cached from a stale step");
+        });
+    }
+
+    #[test]
+    fn the_machine_goes_on_with_the_next_rule_and_runs_once() {
+        // Without the cache, a request naming DELETE pauses once per rule it must pass: its
+        // real method's rule, then DELETE's; each resume goes on from where it stood.
+        let e = engine(0);
+        let mut h = bearer(&token("RS256", ISS));
+        h.push(("x-http-method-override", "DELETE".to_string()));
+        with_req("POST", "/tickets/1", &h, |req| {
+            let mut cache = e.new_cache();
+            let first = paused(e.start(req, &NoRemoteKeys, &mut cache, NOW));
+            let second = paused(first.resume(&e, true, req, &NoRemoteKeys, &mut cache, NOW));
+            let d = reply(second.resume(&e, true, req, &NoRemoteKeys, &mut cache, NOW));
+            assert_eq!((d.status, d.reason.code()), (403, "missing_role"));
+        });
+        assert_eq!(e.decisions_started(), 1);
+        // The synchronous driver answers both pauses in place.
+        with_req("POST", "/tickets/1", &h, |req| {
+            let d = reply(e.decide(req, &NoRemoteKeys, &mut e.new_cache(), NOW));
+            assert_eq!(d.reason.code(), "missing_role");
+        });
+    }
+
+    #[test]
+    fn a_public_route_ignores_a_refused_signature() {
+        let e = engine(100);
+        let h = bearer(&token("EdDSA", ISS));
+        with_req("GET", "/public/x", &h, |req| {
+            let mut cache = e.new_cache();
+            let s = paused(e.start(req, &NoRemoteKeys, &mut cache, NOW));
+            match s.resume(&e, false, req, &NoRemoteKeys, &mut cache, NOW) {
+                Step::Done(Verdict::Allow { identity: None, .. }) => {}
+                other => panic!("expected an anonymous allow, got {other:?}"),
+            }
+        });
+    }
+
+    #[test]
+    fn identify_runs_the_same_machine() {
+        let e = engine(100);
+        let h = bearer(&token("PS256", ISS));
+        with_req("GET", "/auth/me", &h, |req| {
+            let mut cache = e.new_cache();
+            let s = paused(e.identify(req, &NoRemoteKeys, &mut cache, NOW));
+            assert_eq!(
+                subject(s.resume(&e, true, req, &NoRemoteKeys, &mut cache, NOW)),
+                "alice"
+            );
+            let d = reply(e.identify(
+                &Request {
+                    method: "GET",
+                    path: "/auth/me",
+                    headers: &[],
+                },
+                &NoRemoteKeys,
+                &mut cache,
+                NOW,
+            ));
+            assert_eq!(d.reason.code(), "credential_missing");
+        });
+    }
+}
