@@ -14,8 +14,8 @@
 //! - `NeedForm`: the magic-link POST ([`crate::magic_link_post`]).
 
 use edgegate::cache::TokenCache;
-use edgegate::step::{NeedForm, NeedKeys, Step};
-use edgegate::{Engine, Request as CoreRequest, UnixTime, Verdict};
+use edgegate::step::{Goal, NeedForm, NeedKeys, NeedSignature, Step};
+use edgegate::{Engine, Request as CoreRequest, UnixTime};
 use wasm_bindgen::JsValue;
 
 use crate::webcrypto::{self, Crypto};
@@ -34,10 +34,6 @@ pub(crate) enum Ended<T> {
     /// No usable config in this isolate: 500.
     Broken,
 }
-
-/// What starts a decision: [`Engine::start`] for the guard, [`Engine::identify`] for `/auth/me`.
-pub(crate) type Start =
-    fn(&Engine, &CoreRequest<'_>, &RemoteKeySets, &mut TokenCache, UnixTime) -> Step;
 
 pub(crate) fn start_rules(
     e: &Engine,
@@ -72,10 +68,10 @@ enum KeyWait {
 }
 
 /// What the loop does next, decided under the state's borrow.
-enum Next<T> {
-    Ended(Ended<T>),
-    Verify(edgegate::step::NeedSignature),
-    Keys(NeedKeys, KeyWait),
+enum Next<T, R> {
+    Ended(Ended<R>),
+    Verify(NeedSignature<T>),
+    Keys(NeedKeys<T>, KeyWait),
 }
 
 /// The request the core sees.
@@ -101,24 +97,28 @@ impl Head<'_> {
 }
 
 /// Runs the machine to its end: from `paused` (a step the fast path handed over) or from
-/// `start`. `done` carries out the verdict under the state's borrow.
-pub(crate) async fn run<T>(
+/// `start` ([`Engine::start`] for the guard, [`Engine::identify`] for `/auth/me`,
+/// [`Engine::check_id_token`] at login). `done` carries out the end under the state's borrow.
+pub(crate) async fn run<T: Goal, R>(
     head: &Head<'_>,
-    mut paused: Option<Step>,
-    start: Start,
-    done: impl Fn(&mut Gate, Verdict, &CoreRequest<'_>) -> T,
-) -> Result<Ended<T>, JsValue> {
+    mut paused: Option<Step<T>>,
+    start: impl Fn(&Engine, &CoreRequest<'_>, &RemoteKeySets, &mut TokenCache, UnixTime) -> Step<T>,
+    done: impl Fn(&mut Gate, T, &CoreRequest<'_>) -> R,
+) -> Result<Ended<R>, JsValue> {
     let mut waited_since: Option<f64> = None;
     for _ in 0..MAX_STEPS {
         if paused.is_none() {
             refresh_keys().await;
         }
-        let next = under_gate(head, paused.take(), start, &done);
+        let next = under_gate(head, paused.take(), &start, &done);
         let (step, wait) = match next {
             Next::Ended(e) => return Ok(e),
             Next::Verify(s) => {
                 let valid = webcrypto::verify(s.check()).await;
-                paused = Some(resume_signature(head, s, valid));
+                paused = resume_signature(head, s, valid);
+                if paused.is_none() {
+                    return Ok(Ended::Broken);
+                }
                 continue;
             }
             Next::Keys(k, wait) => (k, wait),
@@ -144,18 +144,21 @@ pub(crate) async fn run<T>(
             KeyWait::Refetch => refresh_keys().await,
             KeyWait::None => {}
         }
-        paused = Some(resume_keys(head, step));
+        paused = resume_keys(head, step);
+        if paused.is_none() {
+            return Ok(Ended::Broken);
+        }
     }
     Ok(Ended::Broken)
 }
 
 /// One step under the state's borrow (no await in here).
-fn under_gate<T>(
+fn under_gate<T: Goal, R>(
     head: &Head<'_>,
-    paused: Option<Step>,
-    start: Start,
-    done: &impl Fn(&mut Gate, Verdict, &CoreRequest<'_>) -> T,
-) -> Next<T> {
+    paused: Option<Step<T>>,
+    start: &impl Fn(&Engine, &CoreRequest<'_>, &RemoteKeySets, &mut TokenCache, UnixTime) -> Step<T>,
+    done: &impl Fn(&mut Gate, T, &CoreRequest<'_>) -> R,
+) -> Next<T, R> {
     STATE.with(|cell| {
         let mut slot = cell.borrow_mut();
         let Ok(gate) = ready(&mut slot) else {
@@ -182,7 +185,12 @@ fn under_gate<T>(
 }
 
 /// With `EDGEGATE_CRYPTO=wasm`, signatures are answered by the core's backend in place.
-fn in_place(gate: &mut Gate, step: Step, req: &CoreRequest<'_>, now: UnixTime) -> Step {
+fn in_place<T: Goal>(
+    gate: &mut Gate,
+    step: Step<T>,
+    req: &CoreRequest<'_>,
+    now: UnixTime,
+) -> Step<T> {
     match gate.crypto {
         Crypto::Wasm => {
             step.answer_signatures(&gate.engine, req, &gate.remote, &mut gate.cache, now)
@@ -191,7 +199,7 @@ fn in_place(gate: &mut Gate, step: Step, req: &CoreRequest<'_>, now: UnixTime) -
     }
 }
 
-fn key_wait(remote: &mut RemoteKeySets, k: &NeedKeys, now: UnixTime) -> KeyWait {
+fn key_wait<T: Goal>(remote: &mut RemoteKeySets, k: &NeedKeys<T>, now: UnixTime) -> KeyWait {
     let Some(r) = remote.get_mut(k.provider()) else {
         return KeyWait::None;
     };
@@ -229,32 +237,30 @@ fn ready_gate(slot: &mut Option<crate::State>) -> Option<&mut Gate> {
     ready(slot).ok()
 }
 
-/// The step after a signature the host verified (a broken state: a 500 step).
-pub(crate) fn resume_signature(
+/// The step after a signature the host verified (`None`: the isolate has no usable config).
+pub(crate) fn resume_signature<T: Goal>(
     head: &Head<'_>,
-    s: edgegate::step::NeedSignature,
+    s: NeedSignature<T>,
     valid: bool,
-) -> Step {
+) -> Option<Step<T>> {
     with_engine(head, |gate, req, now| {
         s.resume(&gate.engine, valid, req, &gate.remote, &mut gate.cache, now)
     })
 }
 
-fn resume_keys(head: &Head<'_>, k: NeedKeys) -> Step {
+fn resume_keys<T: Goal>(head: &Head<'_>, k: NeedKeys<T>) -> Option<Step<T>> {
     with_engine(head, |gate, req, now| {
         k.resume(&gate.engine, req, &gate.remote, &mut gate.cache, now)
     })
 }
 
-fn with_engine(
+fn with_engine<T>(
     head: &Head<'_>,
-    f: impl FnOnce(&mut Gate, &CoreRequest<'_>, UnixTime) -> Step,
-) -> Step {
+    f: impl FnOnce(&mut Gate, &CoreRequest<'_>, UnixTime) -> Step<T>,
+) -> Option<Step<T>> {
     STATE.with(|cell| {
         let mut slot = cell.borrow_mut();
-        match ready(&mut slot) {
-            Ok(gate) => head.with(|req| f(gate, req, now())),
-            Err(_) => Step::Done(Verdict::Reply(crate::broken_reply())),
-        }
+        let gate = ready(&mut slot).ok()?;
+        Some(head.with(|req| f(gate, req, now())))
     })
 }

@@ -118,8 +118,9 @@ pub fn decide_sync(
     let step = match paused {
         Some(Step::NeedSignature(s)) => {
             match drive::resume_signature(&core_head, s, valid.as_bool() == Some(true)) {
-                Step::Done(v) => decided(v, &incoming),
-                other => Ok(Fast::Paused(other)),
+                Some(Step::Done(v)) => decided(v, &incoming),
+                Some(other) => Ok(Fast::Paused(other)),
+                None => Ok(Fast::Act(Action::Broken)),
             }
         }
         Some(other) => Ok(Fast::Paused(other)),

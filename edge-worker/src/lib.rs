@@ -376,14 +376,6 @@ pub(crate) fn act(gate: &mut Gate, verdict: Verdict, incoming: &[(String, String
     }
 }
 
-/// The 500 of a request whose isolate has no usable config (fail closed).
-pub(crate) fn broken_reply() -> LocalReply {
-    edgegate::engine::json_denial(
-        "",
-        &Error::new(Reason::Internal, "the gateway has no usable config"),
-    )
-}
-
 /// The headers the origin gets: the client's, minus every identity header it sent (`keep`),
 /// then the core's identity headers (`set`).
 pub(crate) struct Upstream {

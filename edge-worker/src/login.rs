@@ -19,12 +19,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use edgegate::login::{
-    whoami_json, AfterFailure, Discovery, DiscoveryStep, Grant, IdTokenCheck, Login, RefreshState,
-    Renewal, Route, TokenResponse, DISCOVERY_TTL_SECONDS, MAX_RESPONSE_BYTES, REFRESH_NONCE_BYTES,
+    whoami_json, AfterFailure, Discovery, DiscoveryStep, Grant, Login, RefreshState, Renewal,
+    Route, TokenResponse, DISCOVERY_TTL_SECONDS, MAX_RESPONSE_BYTES, REFRESH_NONCE_BYTES,
 };
 use edgegate::oidc::LOGIN_RANDOM_BYTES;
 use edgegate::session::Session;
-use edgegate::verifier::KeyLookup;
 use edgegate::{Error, Identity, Reason, UnixTime, Verdict};
 use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
@@ -235,81 +234,30 @@ async fn own_discovery() -> Result<Discovery, Error> {
     Ok(d)
 }
 
-/// Checks an ID token with the provider's keys, fetching them first if needed and once more on
-/// an unknown `kid` (rate-limited by the core's key-set state).
+/// Checks an ID token with the core's machine ([`edgegate::Engine::check_id_token`]): the
+/// provider's keys fetched first if needed, once more on an unknown `kid` (rate-limited by the
+/// key set's state), the signature on WebCrypto — the same driver as a request's.
 async fn check_id_token(
     id_token: &str,
     nonce: Option<&str>,
     access_token: Option<&str>,
 ) -> Result<Identity, Error> {
-    let mut refetched = false;
-    let started = js_sys::Date::now();
-    loop {
-        refresh_keys().await;
-        let (check, wait_ms) = with_login(|l, engine, remote| {
-            let Some(provider) = l.provider(engine.jwt()) else {
-                return (IdTokenCheck::Invalid(not_configured()), 0);
-            };
-            let wait = provider.remote().map_or(0, |r| r.wait_for_keys_ms());
-            let check = l.verify_id_token(
-                provider,
-                remote.keys(&provider.name),
-                engine.backend(),
-                id_token,
-                nonce,
-                access_token,
-                now(),
-            );
-            (check, wait)
-        })?;
-        match check {
-            IdTokenCheck::Valid(identity) => return Ok(identity),
-            IdTokenCheck::Invalid(e) => return Err(e),
-            IdTokenCheck::UnknownKid(e) => {
-                if refetched {
-                    return Err(e);
-                }
-                refetched = true;
-                let (allowed, fetching) = with_login(|l, _, remote| {
-                    remote
-                        .get_mut(l.provider_name())
-                        .map_or((false, false), |r| {
-                            (r.state.on_unknown_kid(now()), r.state.fetching())
-                        })
-                })?;
-                if allowed {
-                    continue;
-                }
-                if !fetching {
-                    return Err(e);
-                }
-                // Another request is refetching the key set (likely for this very kid, after a
-                // rotation): wait for it, bounded, then check once more.
-                while with_login(|l, _, remote| {
-                    remote
-                        .get_mut(l.provider_name())
-                        .is_some_and(|r| r.state.fetching())
-                })? {
-                    if js_sys::Date::now() - started >= wait_ms as f64 {
-                        return Err(e);
-                    }
-                    sleep_ms(50)
-                        .await
-                        .map_err(|_| Error::new(Reason::Internal, "timer failed"))?;
-                }
-            }
-            IdTokenCheck::NeedKeys => {
-                if js_sys::Date::now() - started >= wait_ms as f64 {
-                    return Err(Error::new(
-                        Reason::KeysUnavailable,
-                        "the provider's keys could not be fetched",
-                    ));
-                }
-                sleep_ms(50)
-                    .await
-                    .map_err(|_| Error::new(Reason::Internal, "timer failed"))?;
-            }
-        }
+    let head = crate::drive::Head {
+        method: "GET",
+        path: "/",
+        incoming: &[],
+    };
+    let start = |e: &edgegate::Engine,
+                 _: &edgegate::Request<'_>,
+                 k: &crate::RemoteKeySets,
+                 _: &mut edgegate::cache::TokenCache,
+                 now| { e.check_id_token(id_token, nonce, access_token, k, now) };
+    let ended = crate::drive::run(&head, None, start, |_, outcome, _| outcome)
+        .await
+        .map_err(|_| Error::new(Reason::Internal, "the ID token's check failed"))?;
+    match ended {
+        crate::drive::Ended::Done(outcome) => outcome,
+        _ => Err(not_configured()),
     }
 }
 

@@ -937,7 +937,7 @@ fn magic_token(host_cfg: &Value, jti: u8) -> String {
                 email: Some("frank@example.com".into()),
                 sub: None,
                 purpose: Some(Purpose::Login),
-                scope: None,
+                path_scope: None,
                 target: Some("/app/home".into()),
                 ttl: None,
             },

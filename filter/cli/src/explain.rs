@@ -405,7 +405,7 @@ fn print_human(out: &Value, identity: Option<&Identity>) {
                 ),
             );
         }
-        if let Some(sc) = &id.scope {
+        if let Some(sc) = &id.path_scope {
             field("path scope", sc);
         }
         if let Some(x) = id.expires_at {

@@ -97,7 +97,7 @@ pub fn new(a: &NewArgs) -> Result<ExitCode, Failure> {
         roles,
         permissions,
         expires_at,
-        scope: a.scope.clone(),
+        path_scope: a.scope.clone(),
     };
     // The core's own checks of the entry (name, scope, hash kind), before anything is printed.
     let section = ApiKeysConfig {

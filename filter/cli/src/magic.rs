@@ -99,7 +99,7 @@ pub fn new(a: &NewArgs) -> Result<ExitCode, Failure> {
         email: a.email.clone(),
         sub: a.sub.clone(),
         purpose: Some(a.purpose.into()),
-        scope: a.scope.clone(),
+        path_scope: a.scope.clone(),
         target: a.target.clone(),
         ttl,
     };

@@ -251,7 +251,8 @@ pub struct ApiKeyEntry {
     pub expires_at: Option<UnixTime>,
     /// A path prefix (starting with `/`) the key is limited to. Default: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
+    #[serde(rename = "scope")]
+    pub path_scope: Option<String>,
 }
 
 /// Which hash the store computes for a presented key.
@@ -281,7 +282,7 @@ struct StoredKey {
     roles: Vec<String>,
     permissions: Vec<String>,
     expires_at: Option<UnixTime>,
-    scope: Option<String>,
+    path_scope: Option<String>,
 }
 
 /// The compiled key store: O(1) lookup by digest.
@@ -376,7 +377,7 @@ impl ApiKeysConfig {
                     ),
                 ));
             }
-            if let Some(s) = &k.scope {
+            if let Some(s) = &k.path_scope {
                 if !s.starts_with('/') {
                     errors.push(ConfigError::new(
                         at("scope"),
@@ -423,7 +424,7 @@ impl ApiKeysConfig {
                     roles: k.roles.clone(),
                     permissions: k.permissions.clone(),
                     expires_at: k.expires_at,
-                    scope: k.scope.clone(),
+                    path_scope: k.path_scope.clone(),
                 },
             );
         }
@@ -521,7 +522,7 @@ impl ApiKeyStore {
         id.roles = key.roles.clone();
         id.permissions = key.permissions.clone();
         id.expires_at = key.expires_at;
-        id.scope = key.scope.clone();
+        id.path_scope = key.path_scope.clone();
         Ok(id)
     }
 }
@@ -538,7 +539,7 @@ mod tests {
             roles: vec!["deployer".into()],
             permissions: vec!["deploy:write".into()],
             expires_at: None,
-            scope: None,
+            path_scope: None,
         }
     }
 
@@ -613,7 +614,7 @@ mod tests {
         let k2 = mint("egk_", &[2; 32]);
         let mut e2 = entry("scoped", hash(&k2, None));
         e2.expires_at = Some(5_000);
-        e2.scope = Some("/tickets/".into());
+        e2.path_scope = Some("/tickets/".into());
         let cfg = ApiKeysConfig {
             header: Some("X-Api-Key".into()),
             keys: vec![entry("ci", hash(&k1, None)), e2],
@@ -629,11 +630,11 @@ mod tests {
         assert_eq!(id.roles, ["deployer"]);
         assert_eq!(id.permissions, ["deploy:write"]);
         assert_eq!(id.expires_at, None);
-        assert_eq!(id.scope, None);
+        assert_eq!(id.path_scope, None);
         let id = store.verify(&k2, 4_999).unwrap();
         assert_eq!(id.subject, "scoped");
         assert_eq!(id.expires_at, Some(5_000));
-        assert_eq!(id.scope.as_deref(), Some("/tickets/"));
+        assert_eq!(id.path_scope.as_deref(), Some("/tickets/"));
         assert_eq!(
             store.verify(&k2, 5_000).unwrap_err().reason(),
             Reason::ApiKeyExpired
@@ -726,7 +727,7 @@ mod tests {
     fn config_errors_are_all_reported_with_paths() {
         let k = mint("egk_", &[1; 32]);
         let mut scoped = entry("b", hash(&mint("egk_", &[2; 32]), None));
-        scoped.scope = Some("tickets".into());
+        scoped.path_scope = Some("tickets".into());
         let cfg = ApiKeysConfig {
             prefix: "EGK-".into(),
             header: Some("x api key".into()),

@@ -24,7 +24,10 @@ use crate::method_override::{self, MethodOverride};
 use crate::redirect::RedirectPolicy;
 use crate::rules::{Rule, Rules};
 use crate::session::Sessions;
-use crate::step::{NeedForm, Outcome, OwnedCredential, Progress, RuleList, RulesAt, Step};
+use crate::step::{
+    GoalState, IdTokenOutcome, NeedForm, Outcome, OwnedCredential, Progress, RuleList, RulesAt,
+    Step,
+};
 use crate::upstream::{Consumed, Forwarding, HeaderEdits};
 use crate::verifier::{JwtCheck, JwtStep, JwtVerifier, KeyLookup, PendingJwt, Provider};
 use crate::UnixTime;
@@ -356,8 +359,106 @@ impl Engine {
     }
 
     /// The step of an identification with this outcome.
-    pub(crate) fn identified(&self, outcome: Outcome, waited: bool) -> Step {
-        outcome.pause(Progress::identify(self.generation, waited))
+    pub(crate) fn identified(&self, outcome: Outcome<Verdict>, waited: bool) -> Step {
+        outcome.pause(Progress::new(self.generation, GoalState::Identify, waited))
+    }
+
+    /// Checks the ID token of an OIDC login (`nonce`: the attempt's) or renewal (`None`, OIDC
+    /// Core 12.2) with the login provider's keys: the same machine as a request's, ending in
+    /// the identity the session will carry or the refusal. `access_token`: the one from the
+    /// same token response (for `at_hash`).
+    pub fn check_id_token(
+        &self,
+        id_token: &str,
+        nonce: Option<&str>,
+        access_token: Option<&str>,
+        keys: &dyn KeyLookup,
+        now: UnixTime,
+    ) -> Step<IdTokenOutcome> {
+        let goal = GoalState::IdToken {
+            id_token: id_token.to_owned(),
+            nonce: nonce.map(str::to_owned),
+            access_token: access_token.map(str::to_owned),
+        };
+        self.id_token_from(Progress::new(self.generation, goal, false), keys, now)
+    }
+
+    /// The ID token's check from its start (or again, after a wait for keys).
+    pub(crate) fn id_token_from(
+        &self,
+        at: Progress<IdTokenOutcome>,
+        keys: &dyn KeyLookup,
+        now: UnixTime,
+    ) -> Step<IdTokenOutcome> {
+        let (Some(login), GoalState::IdToken { id_token, .. }) = (&self.login, &at.goal) else {
+            return Step::Done(Err(Error::new(Reason::Internal, "login is not configured")));
+        };
+        let Some(provider) = login.provider(&self.jwt) else {
+            return Step::Done(Err(Error::new(Reason::Internal, "login is not configured")));
+        };
+        let outcome = match login.begin_id_token(&self.jwt, provider, keys, id_token) {
+            Ok(JwtStep::NeedSignature(jwt)) => Outcome::Signature(None, jwt),
+            Ok(JwtStep::Done(JwtCheck::NeedKeys { .. })) if at.waited => {
+                Outcome::Done(Err(Error::new(
+                    Reason::KeysUnavailable,
+                    "the provider's keys could not be fetched",
+                )))
+            }
+            Ok(JwtStep::Done(JwtCheck::NeedKeys { provider })) => Outcome::Keys {
+                provider,
+                unknown_kid: false,
+            },
+            Ok(JwtStep::Done(JwtCheck::Invalid {
+                refetch: Some(p), ..
+            })) if !at.waited && keys.may_refetch(&p, now) => Outcome::Keys {
+                provider: p,
+                unknown_kid: true,
+            },
+            Ok(JwtStep::Done(JwtCheck::Invalid { error, .. })) | Err(error) => {
+                Outcome::Done(Err(error))
+            }
+            Ok(JwtStep::Done(JwtCheck::Valid(_))) => {
+                Outcome::Done(Err(Error::new(Reason::Internal, "an unchecked ID token")))
+            }
+        };
+        // HMAC is checked in place: the secret stays in the core.
+        let outcome = match outcome {
+            Outcome::Signature(_, jwt) if !crate::backend::host_verifies(jwt.check().alg()) => {
+                let verified = jwt.check().verify_with(&NativeBackend);
+                Outcome::Done(self.id_token_signed(&at, *jwt, verified, now))
+            }
+            other => other,
+        };
+        outcome.pause(at)
+    }
+
+    /// The rest of an ID token's check once its signature is answered.
+    pub(crate) fn id_token_signed(
+        &self,
+        at: &Progress<IdTokenOutcome>,
+        jwt: PendingJwt,
+        verified: Result<(), Error>,
+        now: UnixTime,
+    ) -> IdTokenOutcome {
+        let (
+            Some(login),
+            GoalState::IdToken {
+                nonce,
+                access_token,
+                ..
+            },
+        ) = (&self.login, &at.goal)
+        else {
+            return Err(Error::new(Reason::Internal, "login is not configured"));
+        };
+        verified?;
+        login.finish_id_token(
+            &self.jwt,
+            jwt,
+            nonce.as_deref(),
+            access_token.as_deref(),
+            now,
+        )
     }
 
     pub fn magic_links(&self) -> Option<&MagicLinks> {
@@ -453,7 +554,7 @@ impl Engine {
     pub(crate) fn run_rules(
         &self,
         mut at: RulesAt<'_>,
-        mut outcome: Option<Outcome>,
+        mut outcome: Option<Outcome<Verdict>>,
         req: &Request<'_>,
         keys: &dyn KeyLookup,
         cache: &mut TokenCache,
@@ -466,10 +567,10 @@ impl Engine {
                 None => self.decide_rule(rule, at.path, at.waited, req, keys, cache, now),
             };
             match decided {
-                Outcome::Verdict(v @ Verdict::Allow { .. }) => {
+                Outcome::Done(v @ Verdict::Allow { .. }) => {
                     at.first.get_or_insert(v);
                 }
-                Outcome::Verdict(v) => return Step::Done(v),
+                Outcome::Done(v) => return Step::Done(v),
                 paused => return paused.pause(Progress::rules(self.generation, at)),
             }
             at.next += 1;
@@ -489,11 +590,11 @@ impl Engine {
         keys: &dyn KeyLookup,
         cache: &mut TokenCache,
         now: UnixTime,
-    ) -> Outcome {
+    ) -> Outcome<Verdict> {
         let is_api_key = |s: &str| self.api_keys.as_ref().is_some_and(|k| k.looks_like_key(s));
         let Some(found) = self.extractor.find(req, rule.credentials(), &is_api_key) else {
             if rule.is_public() {
-                return Outcome::Verdict(public_allow());
+                return Outcome::Done(public_allow());
             }
             let error = match self.extractor.find_any(req, &is_api_key) {
                 Some(other) => Error::new(
@@ -505,7 +606,7 @@ impl Engine {
                 ),
                 None => Error::new(Reason::CredentialMissing, "this route needs a credential"),
             };
-            return Outcome::Verdict(Verdict::Reply(self.deny_for(req, &error, rule.login_url())));
+            return Outcome::Done(Verdict::Reply(self.deny_for(req, &error, rule.login_url())));
         };
         let authn = self.authenticate(found, keys, cache, now);
         self.conclude(Some(rule), path, waited, req, found, authn, keys, now)
@@ -514,13 +615,13 @@ impl Engine {
     /// [`Engine::conclude`] for the credential of a paused decision.
     pub(crate) fn credential_outcome(
         &self,
-        at: &Progress,
+        at: &Progress<Verdict>,
         req: &Request<'_>,
         found: Found<'_>,
         authn: Authn,
         keys: &dyn KeyLookup,
         now: UnixTime,
-    ) -> Outcome {
+    ) -> Outcome<Verdict> {
         let (rule, path, waited) = at.current();
         let rule = rule.map(|i| self.rules.get(i));
         self.conclude(rule, path, waited, req, found, authn, keys, now)
@@ -539,7 +640,7 @@ impl Engine {
         authn: Authn,
         keys: &dyn KeyLookup,
         now: UnixTime,
-    ) -> Outcome {
+    ) -> Outcome<Verdict> {
         let (identity, headers, cached) = match authn {
             Authn::Ok {
                 identity,
@@ -547,10 +648,10 @@ impl Engine {
                 cached,
             } => (identity, headers, cached),
             Authn::NeedSignature(jwt) => {
-                return Outcome::Signature(OwnedCredential::of(&found), jwt);
+                return Outcome::Signature(Some(OwnedCredential::of(&found)), jwt);
             }
             Authn::NeedKeys(_) if waited => {
-                return Outcome::Verdict(Verdict::Reply(self.keys_unavailable()));
+                return Outcome::Done(Verdict::Reply(self.keys_unavailable()));
             }
             Authn::NeedKeys(provider) => {
                 return Outcome::Keys {
@@ -561,7 +662,7 @@ impl Engine {
             Authn::Err(e, refetch) => {
                 if rule.is_some_and(Rule::is_public) {
                     // A public route ignores a bad credential: no identity goes upstream.
-                    return Outcome::Verdict(public_allow());
+                    return Outcome::Done(public_allow());
                 }
                 // An unknown kid of a remote key set the host would refetch now: wait for the
                 // refetch, then resume (a rotated key works on its first request; a request
@@ -572,7 +673,7 @@ impl Engine {
                         unknown_kid: true,
                     };
                 }
-                return Outcome::Verdict(Verdict::Reply(match rule {
+                return Outcome::Done(Verdict::Reply(match rule {
                     Some(rule) => self.deny_for(req, &e, rule.login_url()),
                     None => self.deny_json(&e),
                 }));
@@ -580,10 +681,10 @@ impl Engine {
         };
         if let Some(rule) = rule {
             if let Err(e) = rule.authorize(&identity, path) {
-                return Outcome::Verdict(Verdict::Reply(self.deny_json(&e)));
+                return Outcome::Done(Verdict::Reply(self.deny_json(&e)));
             }
         }
-        Outcome::Verdict(Verdict::Allow {
+        Outcome::Done(Verdict::Allow {
             consumed: self.forwarding.consumed(&found, &identity),
             headers,
             identity: Some(identity),
@@ -840,7 +941,7 @@ impl Engine {
                 ))
             })?;
         let link = magic.verify(&token, now).map_err(|e| self.deny_json(&e))?;
-        let location = match link.target.as_deref().or(link.scope.as_deref()) {
+        let location = match link.target.as_deref().or(link.path_scope.as_deref()) {
             Some(t) => self.redirects.check(t).map_err(|e| self.deny_json(&e))?,
             None => "/".to_string(),
         };

@@ -73,7 +73,8 @@ pub struct Identity {
     pub expires_at: Option<UnixTime>,
     /// A path prefix the credential is limited to (guest magic links, scoped API keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
+    #[serde(rename = "scope")]
+    pub path_scope: Option<String>,
 }
 
 impl Identity {
@@ -96,7 +97,7 @@ impl Identity {
             provider: provider.into(),
             key_name: None,
             expires_at: None,
-            scope: None,
+            path_scope: None,
         }
     }
 }

@@ -185,7 +185,7 @@ pub struct MagicLinkRequest {
     pub sub: Option<String>,
     pub purpose: Option<Purpose>,
     /// Path prefix the link is limited to (required for guest links).
-    pub scope: Option<String>,
+    pub path_scope: Option<String>,
     /// Where to go after login.
     pub target: Option<String>,
     /// Lifetime in seconds; default per purpose, at most the purpose's maximum.
@@ -200,7 +200,7 @@ pub struct MagicLink {
     /// Remember this until `expires_at` to make the link single-use.
     pub jti: String,
     pub expires_at: UnixTime,
-    pub scope: Option<String>,
+    pub path_scope: Option<String>,
     pub target: Option<String>,
 }
 
@@ -232,7 +232,8 @@ struct Claims<'a> {
     email: Option<&'a str>,
     purpose: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    scope: Option<&'a str>,
+    #[serde(rename = "scope")]
+    path_scope: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<&'a str>,
     exp: u64,
@@ -480,7 +481,7 @@ impl MagicLinks {
                 ));
             }
         }
-        match &req.scope {
+        match &req.path_scope {
             Some(s) if !valid_scope(s) => {
                 return Err(ConfigError::new(
                     "scope",
@@ -529,7 +530,7 @@ impl MagicLinks {
             sub: req.sub.as_deref(),
             email: req.email.as_deref(),
             purpose: purpose.as_str(),
-            scope: req.scope.as_deref(),
+            path_scope: req.path_scope.as_deref(),
             target: req.target.as_deref(),
             exp,
             iat: now,
@@ -568,14 +569,14 @@ impl MagicLinks {
         identity.email = email.map(str::to_string);
         identity.key_name = Some(kid.to_string());
         identity.expires_at = Some(exp.floor_secs());
-        identity.scope = scope.map(str::to_string);
+        identity.path_scope = scope.map(str::to_string);
         Ok(MagicLink {
             identity,
             purpose,
             jti: jti.to_string(),
             // Remembered at least until the link expires (rounded up).
             expires_at: exp.ceil_secs(),
-            scope: scope.map(str::to_string),
+            path_scope: scope.map(str::to_string),
             target: target.map(str::to_string),
         })
     }
@@ -716,7 +717,7 @@ mod tests {
         let l = links();
         let mut r = req(Purpose::Guest);
         r.sub = Some("user-7".into());
-        r.scope = Some("/tickets/TRK-1".into());
+        r.path_scope = Some("/tickets/TRK-1".into());
         r.target = Some("/tickets/TRK-1?tab=notes".into());
         let t = l.issue(&r, NOW, &JTI).unwrap();
         assert!(t.starts_with(&b64::encode(r#"{"alg":"HS256","typ":"JWT","kid":"m2"}"#)));
@@ -724,7 +725,7 @@ mod tests {
         assert_eq!(m.purpose, Purpose::Guest);
         assert_eq!(m.jti, b64::encode(JTI));
         assert_eq!(m.expires_at, NOW + 72 * 3600);
-        assert_eq!(m.scope.as_deref(), Some("/tickets/TRK-1"));
+        assert_eq!(m.path_scope.as_deref(), Some("/tickets/TRK-1"));
         assert_eq!(m.target.as_deref(), Some("/tickets/TRK-1?tab=notes"));
         let id = &m.identity;
         assert_eq!(id.subject, "user-7");
@@ -733,13 +734,13 @@ mod tests {
         assert_eq!(id.provider, "magic_link");
         assert_eq!(id.key_name.as_deref(), Some("m2"));
         assert_eq!(id.expires_at, Some(NOW + 72 * 3600));
-        assert_eq!(id.scope.as_deref(), Some("/tickets/TRK-1"));
+        assert_eq!(id.path_scope.as_deref(), Some("/tickets/TRK-1"));
         // email-only: subject is the email
         let t = l.issue(&req(Purpose::Login), NOW, &JTI).unwrap();
         let m = l.verify(&t, NOW).unwrap();
         assert_eq!(m.identity.subject, "ana@example.com");
         assert_eq!(m.expires_at, NOW + 600);
-        assert_eq!(m.identity.scope, None);
+        assert_eq!(m.identity.path_scope, None);
         assert_eq!(l.link_path(&t), format!("/auth/magic?token={t}"));
     }
 
@@ -767,7 +768,7 @@ mod tests {
             (Purpose::Guest, 259_200, 2_592_000),
         ] {
             let mut r = req(p);
-            r.scope = Some("/g/".into());
+            r.path_scope = Some("/g/".into());
             let m = l.verify(&l.issue(&r, NOW, &JTI).unwrap(), NOW).unwrap();
             assert_eq!(m.expires_at - NOW, default, "{p:?}");
             r.ttl = Some(max);
@@ -805,7 +806,7 @@ mod tests {
         assert_eq!(path(req(Purpose::Guest)), "scope");
         assert_eq!(
             path(MagicLinkRequest {
-                scope: Some("tickets".into()),
+                path_scope: Some("tickets".into()),
                 ..req(Purpose::Login)
             }),
             "scope"

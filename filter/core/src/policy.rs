@@ -44,8 +44,8 @@ impl Requirements {
     /// Checks a verified identity for a request to `normalized_path` (from
     /// [`crate::matcher::normalize_path`]), in the order of the module documentation.
     pub fn authorize(&self, identity: &Identity, normalized_path: &str) -> Result<(), Error> {
-        if let Some(scope) = &identity.scope {
-            if !scope_covers(scope, normalized_path) {
+        if let Some(path_scope) = &identity.path_scope {
+            if !path_scope_covers(path_scope, normalized_path) {
                 return Err(Error::new(
                     Reason::OutOfScope,
                     "the credential is limited to another path",
@@ -115,10 +115,11 @@ impl Mfa {
     }
 }
 
-/// Whether a credential limited to `scope` may reach `path`: the same path or one below it, on a
-/// segment boundary. A scope that does not start with `/` covers nothing (fail closed).
-pub fn scope_covers(scope: &str, normalized_path: &str) -> bool {
-    scope.starts_with('/') && covers_prefix(scope.trim_end_matches('/'), normalized_path)
+/// Whether a credential limited to `path_scope` may reach `path`: the same path or one below
+/// it, on a segment boundary. A path scope that does not start with `/` covers nothing (fail
+/// closed).
+pub fn path_scope_covers(path_scope: &str, normalized_path: &str) -> bool {
+    path_scope.starts_with('/') && covers_prefix(path_scope.trim_end_matches('/'), normalized_path)
 }
 
 #[cfg(test)]
@@ -150,7 +151,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn scope_covers_on_segment_boundaries() {
+    fn path_scope_covers_on_segment_boundaries() {
         let r = rule(json!({}));
         let mut id = ident(CredentialKind::ApiKey);
         for (scope, path, ok) in [
@@ -169,7 +170,7 @@ pub(crate) mod tests {
             ("tickets", "/tickets", false),
             ("/tickets/../admin", "/admin", false),
         ] {
-            id.scope = Some(scope.into());
+            id.path_scope = Some(scope.into());
             match r.authorize(&id, path) {
                 Ok(()) => assert!(ok, "{scope} should not cover {path}"),
                 Err(e) => {

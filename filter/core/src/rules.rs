@@ -647,7 +647,7 @@ mod tests {
         assert!(r.is_public());
         assert!(r.authorize(&ident(CredentialKind::MagicLink), "/x").is_ok());
         let mut scoped = ident(CredentialKind::Jwt);
-        scoped.scope = Some("/elsewhere".into());
+        scoped.path_scope = Some("/elsewhere".into());
         assert!(r.authorize(&scoped, "/x").is_ok());
     }
 
@@ -665,11 +665,11 @@ mod tests {
         )
         .unwrap();
         let mut id = Identity::new("u", CredentialKind::ApiKey, "p");
-        id.scope = Some("/other".into());
+        id.path_scope = Some("/other".into());
         assert_eq!(refusal(&r, &id, "/x").0, Reason::CredentialNotAccepted);
         id.credential = CredentialKind::Jwt;
         assert_eq!(refusal(&r, &id, "/x").0, Reason::OutOfScope);
-        id.scope = None;
+        id.path_scope = None;
         assert_eq!(refusal(&r, &id, "/x").0, Reason::MissingRole);
         id.roles.push("admin".into());
         assert_eq!(refusal(&r, &id, "/x").0, Reason::MissingPermission);

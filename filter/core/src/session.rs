@@ -241,7 +241,7 @@ impl Sessions {
             acr: identity.acr.clone(),
             pv: identity.provider.clone(),
             cr: identity.credential,
-            sc: identity.scope.clone(),
+            sc: identity.path_scope.clone(),
             iat: now,
             exp,
         };
@@ -296,7 +296,7 @@ impl Sessions {
         identity.acr = c.acr;
         identity.key_name = Some(kid.to_string());
         identity.expires_at = Some(expires_at);
-        identity.scope = c.sc;
+        identity.path_scope = c.sc;
         Ok(Session {
             identity,
             origin: c.cr,
@@ -447,13 +447,16 @@ mod tests {
         assert_eq!(id.provider, "google");
         assert_eq!(id.key_name.as_deref(), Some("s2"));
         assert_eq!(id.expires_at, Some(NOW + 8 * 3600));
-        assert_eq!(id.scope, None);
+        assert_eq!(id.path_scope, None);
         // a guest's scope survives the session
         let mut guest = Identity::new("g", CredentialKind::MagicLink, "magic_link");
-        guest.scope = Some("/tickets/TRK-1".into());
+        guest.path_scope = Some("/tickets/TRK-1".into());
         let v = s.seal(&guest, NOW).unwrap();
         let opened = s.open_session(&v, NOW).unwrap();
-        assert_eq!(opened.identity.scope.as_deref(), Some("/tickets/TRK-1"));
+        assert_eq!(
+            opened.identity.path_scope.as_deref(),
+            Some("/tickets/TRK-1")
+        );
         assert_eq!(opened.origin, CredentialKind::MagicLink);
     }
 

@@ -10,34 +10,52 @@
 //! answer and the same request: the engine runs once per request, whatever the host. A paused
 //! step resumed on another engine (the config was reloaded meanwhile) fails closed with a 500.
 //!
+//! The same machine checks the ID token of an OIDC login or renewal
+//! ([`crate::Engine::check_id_token`]): a [`Step`] whose end is the identity or the refusal
+//! ([`IdTokenOutcome`]), with the same pauses for the provider's keys and the signature.
+//!
 //! HMAC signatures never pause: the secret stays in the core and is checked in place.
+
+use std::marker::PhantomData;
 
 use crate::backend::SignatureCheck;
 use crate::cache::TokenCache;
 use crate::engine::{Engine, LocalReply, MagicLinkLogin, Verdict};
+use crate::error::Error;
 use crate::extractor::{Found, Request, Source};
-use crate::identity::CredentialKind;
+use crate::identity::{CredentialKind, Identity};
 use crate::method_override::MAX_OVERRIDE_METHODS;
 use crate::verifier::{KeyLookup, PendingJwt};
 use crate::UnixTime;
 
-/// What the host does next.
+/// What an ID-token check ends in: the identity the session will carry, or the refusal.
+pub type IdTokenOutcome = Result<Identity, Error>;
+
+/// What the host does next. `T` is what the machine ends in: a [`Verdict`] for a request, an
+/// [`IdTokenOutcome`] for an ID token.
 // Built once per request and matched at once, like `Verdict`.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum Step {
-    /// The final verdict: carry it out.
-    Done(Verdict),
+pub enum Step<T = Verdict> {
+    /// The end: carry it out.
+    Done(T),
     /// A remote key set is needed: fetch it (or wait for the fetch under way), then
     /// [`NeedKeys::resume`].
-    NeedKeys(NeedKeys),
+    NeedKeys(NeedKeys<T>),
     /// Verify [`NeedSignature::check`], then [`NeedSignature::resume`] with the result.
-    NeedSignature(NeedSignature),
-    /// A POST to the magic-link path: read the form body, then [`NeedForm::resume`].
+    NeedSignature(NeedSignature<T>),
+    /// A POST to the magic-link path: read the form body, then [`NeedForm::resume`] (requests
+    /// only).
     NeedForm(NeedForm),
 }
 
-impl Step {
+/// What a machine can end in ([`Verdict`], [`IdTokenOutcome`]); sealed.
+#[allow(private_bounds)]
+pub trait Goal: machine::Resume {}
+impl Goal for Verdict {}
+impl Goal for IdTokenOutcome {}
+
+impl Step<Verdict> {
     /// The verdict of a finished decision; any other step back as `Err`.
     // Matched at once by the caller, like `Step` itself.
     #[allow(clippy::result_large_err)]
@@ -47,9 +65,12 @@ impl Step {
             other => Err(other),
         }
     }
+}
 
-    /// Answers every [`Step::NeedSignature`] with `backend`, in place (the synchronous hosts:
-    /// the core's own backend, Envoy's `verify_signature`, the CLI). Other steps are returned.
+impl<T: Goal> Step<T> {
+    /// Answers every [`Step::NeedSignature`] with the engine's backend, in place (the
+    /// synchronous hosts: the core's own backend, Envoy's `verify_signature`, the CLI). Other
+    /// steps are returned.
     pub fn answer_signatures(
         self,
         engine: &Engine,
@@ -57,7 +78,7 @@ impl Step {
         keys: &dyn KeyLookup,
         cache: &mut TokenCache,
         now: UnixTime,
-    ) -> Step {
+    ) -> Step<T> {
         let mut step = self;
         // A request has at most one credential per rule it decides: the loop is bounded by the
         // rules of the request's methods.
@@ -71,11 +92,101 @@ impl Step {
             }
         }
         match step {
-            Step::NeedSignature(_) => Step::Done(Verdict::Reply(engine.internal())),
+            Step::NeedSignature(s) => Step::Done(T::failed(engine, &s.at)),
             other => other,
         }
     }
 }
+
+/// The machine's own state, kept from other crates: where a paused decision stands.
+mod machine {
+    use super::*;
+
+    /// How each end type goes on from a pause.
+    pub trait Resume: Sized {
+        /// Continues from `at` with the outcome of the paused credential (`None`: decide it
+        /// again, for keys that arrived or a wait that is over).
+        #[allow(clippy::too_many_arguments)]
+        fn resume(
+            at: Progress<Self>,
+            engine: &Engine,
+            outcome: Option<Outcome<Self>>,
+            req: &Request<'_>,
+            keys: &dyn KeyLookup,
+            cache: &mut TokenCache,
+            now: UnixTime,
+        ) -> Step<Self>;
+
+        /// The outcome of a token whose signature the host answered.
+        #[allow(clippy::too_many_arguments)]
+        fn signed(
+            at: &Progress<Self>,
+            engine: &Engine,
+            credential: Option<&OwnedCredential>,
+            jwt: PendingJwt,
+            verified: Result<(), Error>,
+            req: &Request<'_>,
+            keys: &dyn KeyLookup,
+            cache: &mut TokenCache,
+            now: UnixTime,
+        ) -> Outcome<Self>;
+
+        /// The end of a machine that cannot go on (a broken invariant): fail closed.
+        fn failed(engine: &Engine, at: &Progress<Self>) -> Self;
+    }
+
+    /// Where a paused decision stands.
+    #[derive(Debug)]
+    pub struct Progress<T> {
+        pub(crate) generation: u64,
+        pub(crate) goal: GoalState,
+        pub(crate) waited: bool,
+        pub(crate) end: PhantomData<fn() -> T>,
+    }
+
+    /// How far one credential of a decision got.
+    #[derive(Debug)]
+    pub enum Outcome<T> {
+        Done(T),
+        /// The token's signature is the host's to verify (`None`: an ID token, not a request's
+        /// credential).
+        Signature(Option<OwnedCredential>, Box<PendingJwt>),
+        /// A remote key set is missing (`unknown_kid`: it lacks the token's `kid` and the host
+        /// would refetch it now).
+        Keys {
+            provider: String,
+            unknown_kid: bool,
+        },
+    }
+
+    /// A credential kept across a pause (for the token cache and the upstream edits).
+    #[derive(Debug)]
+    pub struct OwnedCredential {
+        kind: CredentialKind,
+        value: String,
+        source: Source,
+    }
+
+    impl OwnedCredential {
+        pub(crate) fn of(found: &Found<'_>) -> Self {
+            OwnedCredential {
+                kind: found.kind,
+                value: found.value.to_owned(),
+                source: found.source,
+            }
+        }
+
+        pub(crate) fn found(&self) -> Found<'_> {
+            Found {
+                kind: self.kind,
+                value: &self.value,
+                source: self.source,
+            }
+        }
+    }
+}
+
+pub(crate) use machine::{Outcome, OwnedCredential, Progress, Resume};
 
 /// The rules a request must pass, in order: its method's, then each method it names (each rule
 /// once). Fixed capacity: a request names at most [`MAX_OVERRIDE_METHODS`] methods.
@@ -123,9 +234,9 @@ pub(crate) struct RulesAt<'p> {
     pub(crate) waited: bool,
 }
 
-/// What a decision is for.
+/// What a machine is for.
 #[derive(Debug)]
-pub(crate) enum Goal {
+pub(crate) enum GoalState {
     /// The request's rules ([`crate::Engine::start`]); as [`RulesAt`], owned.
     Rules {
         rules: RuleList,
@@ -135,107 +246,150 @@ pub(crate) enum Goal {
     },
     /// Who the request is, whatever the rules ([`crate::Engine::identify`], `/auth/me`).
     Identify,
+    /// An ID token ([`crate::Engine::check_id_token`]).
+    IdToken {
+        id_token: String,
+        nonce: Option<String>,
+        access_token: Option<String>,
+    },
 }
 
-/// Where a paused decision stands.
-#[derive(Debug)]
-pub(crate) struct Progress {
-    generation: u64,
-    goal: Goal,
-    waited: bool,
-}
-
-impl Progress {
-    pub(crate) fn rules(generation: u64, r: RulesAt<'_>) -> Self {
+impl<T> Progress<T> {
+    pub(crate) fn new(generation: u64, goal: GoalState, waited: bool) -> Self {
         Progress {
             generation,
-            waited: r.waited,
-            goal: Goal::Rules {
-                rules: r.rules,
-                next: r.next,
-                path: r.path.to_owned(),
-                first: r.first.map(Box::new),
-            },
-        }
-    }
-
-    pub(crate) fn identify(generation: u64, waited: bool) -> Self {
-        Progress {
-            generation,
-            goal: Goal::Identify,
+            goal,
             waited,
+            end: PhantomData,
         }
     }
 
-    /// The rule being decided (`None` for [`Goal::Identify`]), the normalized path, and
-    /// whether the request already waited for keys.
+    /// The rule being decided (`None` for other goals), the normalized path, and whether the
+    /// request already waited for keys.
     pub(crate) fn current(&self) -> (Option<usize>, &str, bool) {
         match &self.goal {
-            Goal::Rules {
+            GoalState::Rules {
                 rules, next, path, ..
             } => (rules.get(*next), path, self.waited),
-            Goal::Identify => (None, "", self.waited),
+            _ => (None, "", self.waited),
         }
     }
+}
 
-    /// Continues the decision on `engine` with the outcome of the paused credential (`None`:
-    /// decide the current rule again, for keys that arrived).
-    #[allow(clippy::too_many_arguments)]
+impl Progress<Verdict> {
+    pub(crate) fn rules(generation: u64, r: RulesAt<'_>) -> Self {
+        let goal = GoalState::Rules {
+            rules: r.rules,
+            next: r.next,
+            path: r.path.to_owned(),
+            first: r.first.map(Box::new),
+        };
+        Progress::new(generation, goal, r.waited)
+    }
+}
+
+impl Resume for Verdict {
     fn resume(
-        self,
+        at: Progress<Self>,
         engine: &Engine,
-        outcome: Option<Outcome>,
+        outcome: Option<Outcome<Self>>,
         req: &Request<'_>,
         keys: &dyn KeyLookup,
         cache: &mut TokenCache,
         now: UnixTime,
     ) -> Step {
-        if self.generation != engine.generation() {
-            return Step::Done(Verdict::Reply(engine.internal()));
-        }
-        match self.goal {
-            Goal::Rules {
+        match at.goal {
+            GoalState::Rules {
                 rules,
                 next,
                 path,
                 first,
             } => {
-                let at = RulesAt {
+                let r = RulesAt {
                     rules,
                     next,
                     path: &path,
                     first: first.map(|b| *b),
-                    waited: self.waited,
+                    waited: at.waited,
                 };
-                engine.run_rules(at, outcome, req, keys, cache, now)
+                engine.run_rules(r, outcome, req, keys, cache, now)
             }
-            Goal::Identify => match outcome {
-                Some(o) => engine.identified(o, self.waited),
-                None => engine.identify_from(self.waited, req, keys, cache, now),
+            GoalState::Identify => match outcome {
+                Some(o) => engine.identified(o, at.waited),
+                None => engine.identify_from(at.waited, req, keys, cache, now),
             },
+            GoalState::IdToken { .. } => Step::Done(Verdict::Reply(engine.internal())),
         }
+    }
+
+    fn signed(
+        at: &Progress<Self>,
+        engine: &Engine,
+        credential: Option<&OwnedCredential>,
+        jwt: PendingJwt,
+        verified: Result<(), Error>,
+        req: &Request<'_>,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Outcome<Self> {
+        let Some(credential) = credential else {
+            return Outcome::Done(Verdict::Reply(engine.internal()));
+        };
+        let check = jwt.finish(engine.jwt(), verified, now);
+        let found = credential.found();
+        let authn = engine.jwt_checked(check, found.value, cache);
+        engine.credential_outcome(at, req, found, authn, keys, now)
+    }
+
+    fn failed(engine: &Engine, _at: &Progress<Self>) -> Self {
+        Verdict::Reply(engine.internal())
     }
 }
 
-/// How far one credential of a decision got.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    Verdict(Verdict),
-    /// The token's signature is the host's to verify.
-    Signature(OwnedCredential, Box<PendingJwt>),
-    /// A remote key set is missing (`unknown_kid`: it lacks the token's `kid` and the host
-    /// would refetch it now).
-    Keys {
-        provider: String,
-        unknown_kid: bool,
-    },
+impl Resume for IdTokenOutcome {
+    fn resume(
+        at: Progress<Self>,
+        engine: &Engine,
+        outcome: Option<Outcome<Self>>,
+        _req: &Request<'_>,
+        keys: &dyn KeyLookup,
+        _cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Step<Self> {
+        match outcome {
+            Some(o) => o.pause(at),
+            None => engine.id_token_from(at, keys, now),
+        }
+    }
+
+    fn signed(
+        at: &Progress<Self>,
+        engine: &Engine,
+        _credential: Option<&OwnedCredential>,
+        jwt: PendingJwt,
+        verified: Result<(), Error>,
+        _req: &Request<'_>,
+        _keys: &dyn KeyLookup,
+        _cache: &mut TokenCache,
+        now: UnixTime,
+    ) -> Outcome<Self> {
+        Outcome::Done(engine.id_token_signed(at, jwt, verified, now))
+    }
+
+    fn failed(_engine: &Engine, _at: &Progress<Self>) -> Self {
+        Err(Error::new(
+            crate::Reason::Internal,
+            "the ID token's check did not finish",
+        ))
+    }
 }
 
-impl Outcome {
-    /// The step that pauses the decision at `at` for this outcome (a verdict is final).
-    pub(crate) fn pause(self, at: Progress) -> Step {
+impl<T> Outcome<T> {
+    /// The step that pauses the machine at `at` for this outcome (a done outcome is final).
+    pub(crate) fn pause(self, at: Progress<T>) -> Step<T> {
         match self {
-            Outcome::Verdict(v) => Step::Done(v),
+            Outcome::Done(v) => Step::Done(v),
             Outcome::Signature(credential, jwt) => Step::NeedSignature(NeedSignature {
                 at,
                 credential,
@@ -253,41 +407,15 @@ impl Outcome {
     }
 }
 
-/// A credential kept across a pause (for the token cache and the upstream edits).
+/// A remote key set the machine needs.
 #[derive(Debug)]
-pub(crate) struct OwnedCredential {
-    kind: CredentialKind,
-    value: String,
-    source: Source,
-}
-
-impl OwnedCredential {
-    pub(crate) fn of(found: &Found<'_>) -> Self {
-        OwnedCredential {
-            kind: found.kind,
-            value: found.value.to_owned(),
-            source: found.source,
-        }
-    }
-
-    pub(crate) fn found(&self) -> Found<'_> {
-        Found {
-            kind: self.kind,
-            value: &self.value,
-            source: self.source,
-        }
-    }
-}
-
-/// A remote key set the decision needs.
-#[derive(Debug)]
-pub struct NeedKeys {
-    at: Progress,
+pub struct NeedKeys<T = Verdict> {
+    at: Progress<T>,
     provider: String,
     unknown_kid: bool,
 }
 
-impl NeedKeys {
+impl<T: Goal> NeedKeys<T> {
     /// The provider whose key set is needed.
     pub fn provider(&self) -> &str {
         &self.provider
@@ -308,22 +436,25 @@ impl NeedKeys {
         keys: &dyn KeyLookup,
         cache: &mut TokenCache,
         now: UnixTime,
-    ) -> Step {
+    ) -> Step<T> {
         let mut at = self.at;
+        if at.generation != engine.generation() {
+            return Step::Done(T::failed(engine, &at));
+        }
         at.waited = true;
-        at.resume(engine, None, req, keys, cache, now)
+        T::resume(at, engine, None, req, keys, cache, now)
     }
 }
 
 /// A signature only the host verifies.
 #[derive(Debug)]
-pub struct NeedSignature {
-    at: Progress,
-    credential: OwnedCredential,
+pub struct NeedSignature<T = Verdict> {
+    at: Progress<T>,
+    credential: Option<OwnedCredential>,
     jwt: Box<PendingJwt>,
 }
 
-impl NeedSignature {
+impl<T: Goal> NeedSignature<T> {
     /// The check: algorithm, key (already the one the token's `kid` selected), signing input
     /// and signature (already past its format check).
     pub fn check(&self) -> &SignatureCheck {
@@ -339,7 +470,7 @@ impl NeedSignature {
         keys: &dyn KeyLookup,
         cache: &mut TokenCache,
         now: UnixTime,
-    ) -> Step {
+    ) -> Step<T> {
         let verified = if valid {
             Ok(())
         } else {
@@ -352,20 +483,20 @@ impl NeedSignature {
     pub fn resume_with(
         self,
         engine: &Engine,
-        verified: Result<(), crate::Error>,
+        verified: Result<(), Error>,
         req: &Request<'_>,
         keys: &dyn KeyLookup,
         cache: &mut TokenCache,
         now: UnixTime,
-    ) -> Step {
+    ) -> Step<T> {
         if self.at.generation != engine.generation() {
-            return Step::Done(Verdict::Reply(engine.internal()));
+            return Step::Done(T::failed(engine, &self.at));
         }
-        let check = self.jwt.finish(engine.jwt(), verified, now);
-        let found = self.credential.found();
-        let authn = engine.jwt_checked(check, found.value, cache);
-        let outcome = engine.credential_outcome(&self.at, req, found, authn, keys, now);
-        self.at.resume(engine, Some(outcome), req, keys, cache, now)
+        let credential = self.credential.as_ref();
+        let outcome = T::signed(
+            &self.at, engine, credential, *self.jwt, verified, req, keys, cache, now,
+        );
+        T::resume(self.at, engine, Some(outcome), req, keys, cache, now)
     }
 }
 

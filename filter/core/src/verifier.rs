@@ -648,6 +648,30 @@ pub struct PendingJwt {
 }
 
 impl PendingJwt {
+    pub(crate) fn new(
+        provider: usize,
+        key_name: Option<String>,
+        claims: Map<String, Value>,
+        check: SignatureCheck,
+    ) -> Self {
+        PendingJwt {
+            provider,
+            key_name,
+            claims,
+            check,
+        }
+    }
+
+    /// The token's claims (not yet trusted: the signature is unanswered until `finish`).
+    pub(crate) fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+
+    /// The `kid` of the key that verifies it.
+    pub(crate) fn key_name(&self) -> Option<&str> {
+        self.key_name.as_deref()
+    }
+
     /// The signature the host verifies.
     pub fn check(&self) -> &SignatureCheck {
         &self.check
@@ -820,6 +844,13 @@ impl JwtVerifier {
             return JwtStep::Done(pending.finish(self, verified, now));
         }
         JwtStep::NeedSignature(Box::new(pending))
+    }
+
+    /// The index of one of this verifier's providers (for a [`PendingJwt`]).
+    pub(crate) fn index_of(&self, provider: &Provider) -> Option<usize> {
+        self.providers
+            .iter()
+            .position(|p| std::ptr::eq(p, provider))
     }
 
     /// The provider for a token's `iss` and `alg`. Providers may share an issuer when their

@@ -402,7 +402,7 @@ fn magic_link_confirm_page_then_single_login_then_scoped_session() {
         email: Some("guest@example.com".into()),
         sub: None,
         purpose: Some(Purpose::Guest),
-        scope: Some("/tickets/TRK-2849".into()),
+        path_scope: Some("/tickets/TRK-2849".into()),
         target: Some("/tickets/TRK-2849/view".into()),
         ttl: None,
     };

@@ -158,8 +158,8 @@ fn pyjwt_minted_links_verify_with_edgegate() {
     let m = l.verify(&tokens[1], now).unwrap();
     assert_eq!(m.purpose, Purpose::Guest);
     assert_eq!(m.identity.subject, "guest-42");
-    assert_eq!(m.scope.as_deref(), Some("/tickets/TRK-9"));
-    assert_eq!(m.identity.scope.as_deref(), Some("/tickets/TRK-9"));
+    assert_eq!(m.path_scope.as_deref(), Some("/tickets/TRK-9"));
+    assert_eq!(m.identity.path_scope.as_deref(), Some("/tickets/TRK-9"));
     assert_eq!(m.target.as_deref(), Some("/tickets/TRK-9#reply"));
     assert_eq!(m.identity.key_name.as_deref(), Some("m2"));
 
@@ -209,7 +209,7 @@ fn edgegate_issued_links_verify_with_pyjwt() {
             &MagicLinkRequest {
                 sub: Some("guest-42".into()),
                 purpose: Some(Purpose::Guest),
-                scope: Some("/tickets/TRK-9".into()),
+                path_scope: Some("/tickets/TRK-9".into()),
                 target: Some("https://desk.example.com/tickets/TRK-9".into()),
                 ttl: Some(3600),
                 ..Default::default()

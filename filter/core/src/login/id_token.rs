@@ -6,13 +6,12 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use super::Login;
-use crate::backend::SignatureBackend;
+use crate::backend::{check_signature_format, SignatureCheck};
 use crate::error::{Error, Reason};
 use crate::identity::{CredentialKind, Identity};
-use crate::jwk::KeySet;
 use crate::jws;
 use crate::oidc;
-use crate::verifier::{KeyChoice, Provider};
+use crate::verifier::{JwtCheck, JwtStep, JwtVerifier, KeyChoice, KeyLookup, PendingJwt, Provider};
 use crate::UnixTime;
 
 /// An ID token issued longer ago than this is refused at login (a stale token replayed).
@@ -20,43 +19,21 @@ const ID_TOKEN_MAX_AGE_SECONDS: u64 = 600;
 /// Largest ID token accepted.
 const MAX_ID_TOKEN_BYTES: usize = 16 * 1024;
 
-/// The outcome of checking an ID token.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum IdTokenCheck {
-    /// Valid: the identity the session will carry (credential `jwt`, the provider's name).
-    Valid(Identity),
-    /// The provider's remote keys have not been fetched yet: fetch, then check again.
-    NeedKeys,
-    /// No key has the token's `kid`: refetch the key set early (rate-limited), check again;
-    /// if it is still unknown, this error is the refusal.
-    UnknownKid(Error),
-    Invalid(Error),
-}
-
 impl Login {
-    /// Checks an ID token: signature by the provider's keys (inline first, then `remote`, the
-    /// key set the host fetched) with an algorithm the provider allows, then OIDC Core
-    /// 3.1.3.7 ([`oidc::check_id_token_claims`]); `nonce` is the attempt's (None on refresh,
-    /// OIDC Core 12.2), `access_token` the one from the same response (for `at_hash`). The
-    /// identity is mapped with the provider's claim paths and preset.
-    #[allow(clippy::too_many_arguments)]
-    pub fn verify_id_token(
+    /// An ID token up to its signature (the engine's machine, [`crate::Engine::check_id_token`],
+    /// drives it): structure, an algorithm `provider` allows, the key by `kid` (inline first,
+    /// then the key set the host fetched: `NeedKeys` before the first fetch, a refusal with
+    /// `refetch` for an unknown `kid`, so the host may refetch early), the signature's format.
+    pub(crate) fn begin_id_token(
         &self,
+        verifier: &JwtVerifier,
         provider: &Provider,
-        remote: Option<&KeySet>,
-        backend: &dyn SignatureBackend,
+        keys: &dyn KeyLookup,
         id_token: &str,
-        nonce: Option<&str>,
-        access_token: Option<&str>,
-        now: UnixTime,
-    ) -> IdTokenCheck {
-        let jws = match jws::parse(id_token, MAX_ID_TOKEN_BYTES) {
-            Ok(j) => j,
-            Err(e) => return IdTokenCheck::Invalid(e),
-        };
+    ) -> Result<JwtStep, Error> {
+        let jws = jws::parse(id_token, MAX_ID_TOKEN_BYTES)?;
         if !provider.algorithms().contains(&jws.alg) {
-            return IdTokenCheck::Invalid(Error::new(
+            return Err(Error::new(
                 Reason::AlgNotAllowed,
                 format!(
                     "the ID token is signed with {}, which provider {} does not allow",
@@ -64,40 +41,63 @@ impl Login {
                 ),
             ));
         }
-        // Inline keys first, then `remote`: `NeedKeys` before the first fetch, `UnknownKid` to
-        // refetch early.
-        let key = match provider.signing_key(jws.kid.as_deref(), jws.alg, || remote) {
-            KeyChoice::Key(k) => k,
-            KeyChoice::NeedKeys => return IdTokenCheck::NeedKeys,
-            KeyChoice::Refused { error, refetch } if refetch => {
-                return IdTokenCheck::UnknownKid(error)
-            }
-            KeyChoice::Refused { error, .. } => return IdTokenCheck::Invalid(error),
-        };
-        if let Err(e) = backend.verify(jws.alg, &key.key, jws.signing_input, &jws.signature) {
-            return IdTokenCheck::Invalid(e);
-        }
-        let claims = match jws.claims() {
-            Ok(c) => c,
-            Err(e) => return IdTokenCheck::Invalid(e),
-        };
-        let issuer = match self.expected_issuer(provider, &claims) {
-            Ok(iss) => iss,
-            Err(e) => return IdTokenCheck::Invalid(e),
-        };
+        let key =
+            match provider.signing_key(jws.kid.as_deref(), jws.alg, || keys.keys(&provider.name)) {
+                KeyChoice::Key(k) => k,
+                KeyChoice::NeedKeys => {
+                    return Ok(JwtStep::Done(JwtCheck::NeedKeys {
+                        provider: provider.name.clone(),
+                    }))
+                }
+                KeyChoice::Refused { error, refetch } => {
+                    return Ok(JwtStep::Done(JwtCheck::Invalid {
+                        error,
+                        refetch: refetch.then(|| provider.name.clone()),
+                    }))
+                }
+            };
+        check_signature_format(jws.alg, &key.key, &jws.signature)?;
+        let index = verifier
+            .index_of(provider)
+            .ok_or_else(|| Error::new(Reason::Internal, "the login provider is gone"))?;
+        let check = SignatureCheck::new(jws.alg, &key.key, jws.signing_input, &jws.signature);
+        let pending = PendingJwt::new(index, key.kid.clone(), jws.claims()?, check);
+        Ok(JwtStep::NeedSignature(Box::new(pending)))
+    }
+
+    /// The rest of an ID token whose signature verified: OIDC Core 3.1.3.7
+    /// ([`oidc::check_id_token_claims`]); `nonce` is the attempt's (None on refresh, OIDC Core
+    /// 12.2), `access_token` the one from the same response (for `at_hash`). The identity is
+    /// mapped with the provider's claim paths and preset.
+    pub(crate) fn finish_id_token(
+        &self,
+        verifier: &JwtVerifier,
+        jwt: PendingJwt,
+        nonce: Option<&str>,
+        access_token: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Identity, Error> {
+        let provider = self
+            .provider(verifier)
+            .ok_or_else(|| Error::new(Reason::Internal, "the login provider is gone"))?;
+        let claims = jwt.claims();
+        let issuer = self.expected_issuer(provider, claims)?;
         let expect = IdTokenExpect {
             issuer: &issuer,
             client_id: &self.client_id,
             nonce,
             skew: provider.clock_skew_seconds(),
         };
-        match identity_of(provider, &expect, &claims, jws.alg, access_token, now) {
-            Ok(mut identity) => {
-                identity.key_name = key.kid.clone();
-                IdTokenCheck::Valid(identity)
-            }
-            Err(e) => IdTokenCheck::Invalid(e),
-        }
+        let mut identity = identity_of(
+            provider,
+            &expect,
+            claims,
+            jwt.check().alg(),
+            access_token,
+            now,
+        )?;
+        identity.key_name = jwt.key_name().map(str::to_owned);
+        Ok(identity)
     }
 
     /// The `iss` an ID token must carry. A multi-tenant template: the template with the token's
@@ -201,6 +201,7 @@ mod tests {
     use super::*;
     use crate::b64;
     use crate::engine::Engine;
+    use crate::jwk::KeySet;
     use crate::keyring::{HmacKeyConfig, KeyRing, Secret};
     use serde_json::json;
 
@@ -220,10 +221,46 @@ mod tests {
                "at_hash": oidc::token_hash(crate::Alg::HS256, "at")})
     }
 
+    /// Where the engine's ID-token machine ends, its signatures answered in place.
+    #[allow(clippy::large_enum_variant)]
+    #[derive(Debug)]
+    enum IdTokenCheck {
+        Valid(Identity),
+        NeedKeys,
+        UnknownKid(String),
+        Invalid(Error),
+    }
+
+    fn run(
+        e: &Engine,
+        keys: &dyn KeyLookup,
+        token: &str,
+        nonce: Option<&str>,
+        at: Option<&str>,
+        now: UnixTime,
+    ) -> IdTokenCheck {
+        let req = crate::Request {
+            method: "GET",
+            path: "/",
+            headers: &[],
+        };
+        let step = e
+            .check_id_token(token, nonce, at, keys, now)
+            .answer_signatures(e, &req, keys, &mut e.new_cache(), now);
+        match step {
+            crate::Step::Done(Ok(id)) => IdTokenCheck::Valid(id),
+            crate::Step::Done(Err(err)) => IdTokenCheck::Invalid(err),
+            crate::Step::NeedKeys(k) if k.unknown_kid() => {
+                IdTokenCheck::UnknownKid(k.provider().to_string())
+            }
+            crate::Step::NeedKeys(_) => IdTokenCheck::NeedKeys,
+            other => panic!("{other:?}"),
+        }
+    }
+
     fn verify(e: &Engine, token: &str, nonce: Option<&str>) -> IdTokenCheck {
-        let l = e.login().unwrap();
-        let p = l.provider(e.jwt()).unwrap();
-        l.verify_id_token(p, None, e.backend(), token, nonce, Some("at"), NOW + 1)
+        let keys = crate::verifier::NoRemoteKeys;
+        run(e, &keys, token, nonce, Some("at"), NOW + 1)
     }
 
     fn entra_claims(iss_tenant: &str, tid: Option<&str>) -> Value {
@@ -475,16 +512,15 @@ mod tests {
         // HS256 from a remote JWKS is refused by the provider compile; use RS256 then.
         v["jwt"]["providers"][0]["algorithms"] = json!(["RS256"]);
         let e = engine_from(&v).unwrap();
-        let l = e.login().unwrap();
-        let p = l.provider(e.jwt()).unwrap();
         let token = format!(
             "{}.{}.{}",
             b64::encode(br#"{"alg":"RS256","kid":"new"}"#),
             b64::encode(good_claims().to_string()),
             b64::encode([0u8; 256])
         );
+        let none = crate::verifier::NoRemoteKeys;
         assert!(matches!(
-            l.verify_id_token(p, None, e.backend(), &token, Some("n1"), None, NOW),
+            run(&e, &none, &token, Some("n1"), None, NOW),
             IdTokenCheck::NeedKeys
         ));
         let doc = format!(
@@ -492,9 +528,24 @@ mod tests {
             crate::backend::test_keys::rsa_jwk("old", 2048)
         );
         let set = KeySet::parse_jwks(doc.as_bytes()).unwrap();
+        struct Fetched(KeySet, bool);
+        impl KeyLookup for Fetched {
+            fn keys(&self, _provider: &str) -> Option<&KeySet> {
+                Some(&self.0)
+            }
+            fn may_refetch(&self, _provider: &str, _now: UnixTime) -> bool {
+                self.1
+            }
+        }
+        // An unknown kid the host would refetch now pauses for it; one it would not (rate
+        // limit) is refused at once.
         assert!(matches!(
-            l.verify_id_token(p, Some(&set), e.backend(), &token, Some("n1"), None, NOW),
-            IdTokenCheck::UnknownKid(_)
+            run(&e, &Fetched(set.clone(), true), &token, Some("n1"), None, NOW),
+            IdTokenCheck::UnknownKid(p) if p == "op"
         ));
+        match run(&e, &Fetched(set, false), &token, Some("n1"), None, NOW) {
+            IdTokenCheck::Invalid(err) => assert_eq!(err.reason(), Reason::UnknownKid),
+            other => panic!("{other:?}"),
+        }
     }
 }

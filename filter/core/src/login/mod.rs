@@ -14,7 +14,7 @@
 //! 2. `GET` the redirect URI's path: `callback.rs`, [`Login::open_callback`] (state, attempt
 //!    cookie, RFC 9207 `iss`, required when discovery advertises it), [`Grant::callback`] from
 //!    what it opened, [`Login::token_request`] (code + PKCE verifier, `client_secret_basic` or
-//!    `_post`), [`Login::parse_token_response`]; `id_token.rs`, [`Login::verify_id_token`]
+//!    `_post`), [`Login::parse_token_response`]; `id_token.rs`, [`crate::Engine::check_id_token`]
 //!    (signature with the provider's keys, then OIDC Core 3.1.3.7); `refresh_cookie.rs`,
 //!    [`Login::establish`] → session cookie (and the encrypted refresh cookie), 302 to the
 //!    return URL;
@@ -43,7 +43,6 @@ mod test_support;
 pub use callback::{attempt_states, Grant, TokenRequest, TokenResponse};
 pub use config::{LoginConfig, RefreshKeyConfig, TokenAuthMethod};
 pub use discovery::{Discovery, DiscoveryStep, DISCOVERY_TTL_SECONDS};
-pub use id_token::IdTokenCheck;
 pub use logout::LogoutReply;
 pub use me::whoami_json;
 pub use refresh_cookie::{
