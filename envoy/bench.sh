@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# edgegate's Envoy filter against Envoy's native jwt_authn: one run, interleaved rounds, all on
-# 127.0.0.1, every Envoy with --concurrency 1, load from wrk (-t1 -c50). See envoy/bench.py.
+# edgegate's Envoy filter (proxy-wasm and the native dynamic module) against Envoy's native
+# jwt_authn: one run, interleaved rounds, all on 127.0.0.1, every Envoy with --concurrency 1, load
+# from wrk (-t1 -c50). See envoy/bench.py.
 #
-#   envoy/bench.sh            3 rounds x 7 s per cell, 7 configs x 2 workloads (~6 minutes)
+#   envoy/bench.sh            3 rounds x 7 s per cell, 9 configs x 2 workloads (~8 minutes)
 #   envoy/bench.sh --quick    2 rounds x 2 s per cell, no warm-up (~1.2 minutes): a smoke run, not numbers to quote
 #   envoy/bench.sh --rounds 5 --duration 10 --configs none,jwt_authn,jwt_authn+cache,edgegate
 #
@@ -11,7 +12,10 @@
 # Configs: none, wasm-noop (envoy/noop-filter: a Rust proxy-wasm filter that does nothing),
 # jwt_authn (no cache), jwt_authn+cache (jwt_cache_config), edgegate (release
 # wasm, V8), edgegate-nocache (jwt.cache.max_entries 0), wasm-noverify (edgegate on a public
-# rule that looks for no credential: the wasm/ABI cost without the JWT check). Not by default:
+# rule that looks for no credential: the wasm/ABI cost without the JWT check), edgegate-native
+# and edgegate-native-nocache (the native dynamic module, envoy/build-native.sh; with and without
+# its token cache). Not by default: native-noverify (the module on the public rule),
+# native-base (--base-native OTHER.so: another build of the module, loaded as `edgegate_base`),
 # edgegate-opt (--opt-wasm "$(envoy/build.sh --opt)"), edgegate-base (--base-wasm OTHER.wasm:
 # an earlier build, measured in the same run for a before/after), and the no-op module pricing
 # host calls: wasm-hostcalls (20 removals), wasm-readheaders (header map + clock),
@@ -43,10 +47,12 @@ if ! command -v wrk >/dev/null; then
 fi
 bash "$here/install.sh"
 wasm="$(bash "$here/build.sh")"
+native="$(bash "$here/build-native.sh")"
 # The no-op filter (its own workspace), the floor of any Rust wasm filter.
 target="${CARGO_TARGET_DIR:-$repo/target}"
 (cd "$here/noop-filter" && CARGO_TARGET_DIR="$target" cargo build --quiet --release --target wasm32-unknown-unknown >&2)
 noop="$target/wasm32-unknown-unknown/release/edgegate_noop_filter.wasm"
 echo "bench.sh: filter $wasm ($(stat -c %s "$wasm") bytes), $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2)" >&2
 
-exec "$repo/.tools/venv/bin/python" "$here/bench.py" --wasm "$wasm" --noop-wasm "$noop" --wrk "$(command -v wrk)" "${args[@]}"
+exec "$repo/.tools/venv/bin/python" "$here/bench.py" --wasm "$wasm" --native-so "$native" --noop-wasm "$noop" \
+    --wrk "$(command -v wrk)" "${args[@]}"

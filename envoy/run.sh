@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: builds the filter, installs Envoy, and runs
-#   Envoy 127.0.0.1:10000 (admin 127.0.0.1:9901) with envoy/envoy.yaml
+#   Envoy 127.0.0.1:10000 (admin 127.0.0.1:9901) with envoy/envoy.yaml (the proxy-wasm filter;
+#   `envoy/run.sh --native`: envoy/native/envoy.yaml, the native dynamic module)
 #   an echo upstream on 127.0.0.1:10001 (answers with the headers it received)
 #   a test IdP on 127.0.0.1:10002 (discovery + JWKS; mint tokens at /_control/mint)
 # then prints credentials and curl lines. Ctrl-C stops everything it started.
@@ -10,9 +11,19 @@ repo="$(cd "$here/.." && pwd)"
 cd "$repo"
 
 bash envoy/install.sh
-wasm="$(bash envoy/build.sh)"
-mkdir -p .tools
-cp "$wasm" .tools/edgegate_proxy_wasm.wasm   # the path envoy.yaml names (relative to the repo root)
+config=envoy/envoy.yaml
+logger=wasm
+if [[ "${1:-}" == "--native" ]]; then
+    # Envoy loads libedgegate.so (module `edgegate`) from this directory.
+    ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$(dirname "$(bash envoy/build-native.sh)")"
+    export ENVOY_DYNAMIC_MODULES_SEARCH_PATH
+    config=envoy/native/envoy.yaml
+    logger=dynamic_modules
+else
+    wasm="$(bash envoy/build.sh)"
+    mkdir -p .tools
+    cp "$wasm" .tools/edgegate_proxy_wasm.wasm   # the path envoy.yaml names (relative to the repo root)
+fi
 py=.tools/venv/bin/python
 log=.tools/envoy-demo.log
 
@@ -37,8 +48,8 @@ PYTHONPATH=envoy/tests "$py" -m support.upstream --port 10001 &
 pids+=($!)
 PYTHONPATH=envoy/tests "$py" -m support.idp --port 10002 --audience edgegate-demo &
 pids+=($!)
-.tools/venv/bin/envoy -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart \
-    -l warning --component-log-level wasm:info --log-path "$log" &
+.tools/venv/bin/envoy -c "$config" --concurrency 2 --disable-hot-restart \
+    -l warning --component-log-level "$logger:info" --log-path "$log" &
 pids+=($!)
 
 ready=""

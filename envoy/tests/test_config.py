@@ -35,13 +35,13 @@ def test_not_json_is_refused(start_envoy):
     assert "config refused" in str(e.value)
 
 
-def test_bad_config_over_lds_is_refused_and_the_old_one_keeps_serving(tmp_path, wasm_path, upstream):
+def test_bad_config_over_lds_is_refused_and_the_old_one_keeps_serving(tmp_path, packaging, upstream):
     s = Secrets()
     lds = tmp_path / "lds" / "lds.json"
     lds.parent.mkdir()
 
     def push(plugin_config):
-        doc = envoyproc.lds_document([envoyproc.listener(0, str(wasm_path), plugin_config)])
+        doc = envoyproc.lds_document([envoyproc.listener(0, packaging, plugin_config)])
         envoyproc.write_atomically(lds, json.dumps(doc))
 
     def lds_stat(name):
@@ -82,9 +82,10 @@ def test_bad_config_over_lds_is_refused_and_the_old_one_keeps_serving(tmp_path, 
         env.stop()
 
 
-def test_lds_update_that_moves_a_provider_to_another_idp(tmp_path, wasm_path, upstream, idp):
+def test_lds_update_that_moves_a_provider_to_another_idp(tmp_path, packaging, upstream, idp):
     """Same provider name, new JWKS URL: the new config verifies with the new IdP's keys only
-    (keys are shared between VMs per source, never across sources)."""
+    (keys are shared between wasm VMs per source, never across sources; the native module keeps
+    them per config)."""
     other = IdPServer().start()
     try:
         s = Secrets()
@@ -92,7 +93,7 @@ def test_lds_update_that_moves_a_provider_to_another_idp(tmp_path, wasm_path, up
         lds.parent.mkdir()
 
         def push(idp_url):
-            doc = envoyproc.lds_document([envoyproc.listener(0, str(wasm_path), full_config(s, idp_url))])
+            doc = envoyproc.lds_document([envoyproc.listener(0, packaging, full_config(s, idp_url))])
             envoyproc.write_atomically(lds, json.dumps(doc))
 
         clusters = {"upstream": upstream.port, idp_cluster(idp.url): idp.port, idp_cluster(other.url): other.port}
@@ -107,7 +108,7 @@ def test_lds_update_that_moves_a_provider_to_another_idp(tmp_path, wasm_path, up
             # The provider "idp" now points at the other IdP (issuer included).
             doc = full_config(s, other.url)
             envoyproc.write_atomically(
-                lds, json.dumps(envoyproc.lds_document([envoyproc.listener(0, str(wasm_path), doc)]))
+                lds, json.dumps(envoyproc.lds_document([envoyproc.listener(0, packaging, doc)]))
             )
             b2 = other.idp.mint()
 
@@ -126,9 +127,9 @@ def test_lds_update_that_moves_a_provider_to_another_idp(tmp_path, wasm_path, up
         other.stop()
 
 
-def test_dev_mode_is_loud(start_envoy):
+def test_dev_mode_is_loud(start_envoy, packaging):
     env = start_envoy({"dev_mode": {"enabled": True, "identity": {"subject": "dev-alice", "roles": ["admin"]}}})
-    env.wait_log(r"\[warning\]\[wasm\].*DEV MODE IS ON")
+    env.wait_log(rf"\[warning\]\[{packaging.log_component}\].*DEV MODE IS ON")
     r = get(env.url("/anything"), headers={"x-edgegate-dev-mode": "false", "x-edgegate-subject": "mallory"})
     assert r.status_code == 200
     h = r.json()["headers"]

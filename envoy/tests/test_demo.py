@@ -19,6 +19,9 @@ from support.idp import IdP, IdPServer
 
 ENVOY_DIR = Path(__file__).resolve().parents[1]
 YAML = (ENVOY_DIR / "envoy.yaml").read_text()
+# The same demo with the native dynamic module instead of the wasm filter.
+NATIVE_YAML = (ENVOY_DIR / "native" / "envoy.yaml").read_text()
+YAMLS = {"wasm": YAML, "native": NATIVE_YAML}
 
 
 def load_mint():
@@ -31,9 +34,9 @@ def load_mint():
 mint = load_mint()
 
 
-def inline_config() -> dict:
-    """The JSON block scalar between the BEGIN/END markers of envoy.yaml."""
-    lines = YAML.splitlines()
+def inline_config(text: str = YAML) -> dict:
+    """The JSON block scalar between the BEGIN/END markers of envoy.yaml (or `text`)."""
+    lines = text.splitlines()
     start = next(i for i, ln in enumerate(lines) if "BEGIN edgegate config" in ln)
     end = next(i for i, ln in enumerate(lines) if "END edgegate config" in ln)
     block = lines[start + 1 : end]
@@ -51,14 +54,35 @@ def test_mint_py_matches_the_inline_config():
     assert cfg["magic_links"]["keys"] == [{"kid": mint.MAGIC_KID, "secret": mint.MAGIC_SECRET}]
 
 
+def test_the_native_example_is_the_demo_with_the_module():
+    """envoy/native/envoy.yaml differs from envoy.yaml only in the filter (same edgegate JSON,
+    now the dynamic module's filter_config) and in how metrics get their labels."""
+    assert inline_config(NATIVE_YAML) == inline_config(YAML)
+    wasm_doc, native_doc = yaml.safe_load(YAML), yaml.safe_load(NATIVE_YAML)
+
+    def hcm(doc):
+        return doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+    nf = hcm(native_doc)["http_filters"][0]
+    assert nf["name"] == "envoy.filters.http.dynamic_modules"
+    assert nf["typed_config"]["dynamic_module_config"] == {"name": "edgegate"}
+    assert nf["typed_config"]["filter_config"]["@type"].endswith("google.protobuf.StringValue")
+    for doc in (wasm_doc, native_doc):
+        hcm(doc)["http_filters"].pop(0)
+        doc.pop("stats_config", None)
+        doc.pop("layered_runtime", None)
+    assert native_doc == wasm_doc
+
+
 @pytest.fixture
-def demo(tmp_path, wasm_path, upstream):
+def demo(tmp_path, packaging, upstream):
+    """The shipped demo config of the packaging (envoy.yaml, envoy/native/envoy.yaml), run."""
     idp = IdPServer(idp=IdP(audience="edgegate-demo")).start()
     # Comment lines dropped (they mention the demo ports); everything else as shipped.
-    text = "\n".join(ln for ln in YAML.splitlines() if not ln.lstrip().startswith("#"))
+    text = "\n".join(ln for ln in YAMLS[packaging.kind].splitlines() if not ln.lstrip().startswith("#"))
     text = text.replace("port_value: 9901", "port_value: 0")
     text = text.replace("port_value: 10000", "port_value: 0").replace("10001", str(upstream.port)).replace("10002", str(idp.port))
-    text = text.replace("filename: .tools/edgegate_proxy_wasm.wasm", f"filename: {wasm_path}")
+    text = text.replace("filename: .tools/edgegate_proxy_wasm.wasm", f"filename: {packaging.path}")
     assert re.search(r"\b1000[0-2]\b|9901", text) is None
     env = envoyproc.Envoy(tmp_path / "envoy", text)
     try:
@@ -116,7 +140,9 @@ def raw_get(env, path: str) -> bytes:
         return data
 
 
-def test_demo_config_sets_the_four_hardening_settings_with_a_reason():
+@pytest.mark.parametrize("kind", sorted(YAMLS))
+def test_demo_config_sets_the_four_hardening_settings_with_a_reason(kind):
+    YAML = YAMLS[kind]
     doc = yaml.safe_load(YAML)
     hcm = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     assert hcm["normalize_path"] is True

@@ -154,7 +154,7 @@ def render(factory, setting: str, plugin_config) -> dict:
             "max_headers_count": 400,
         },
     }
-    lst = envoyproc.listener(0, str(factory.wasm), plugin_config, hcm_extra=hcm_extra, settings=setting)
+    lst = envoyproc.listener(0, factory.filter, plugin_config, hcm_extra=hcm_extra, settings=setting)
     cfg = envoyproc.bootstrap({"upstream": factory.upstream.port}, listeners=[lst])
     for c in cfg["static_resources"]["clusters"]:
         c["typed_extension_protocol_options"] = {

@@ -147,7 +147,7 @@ def test_envoy_runs_the_plugin_config_and_enforces_it(start_envoy, keycloak, ups
     assert get(env.url("/admin"), headers=bearer(other)).status_code == 403
 
 
-def test_the_envoyfilter_sets_the_hardening_and_envoy_accepts_and_applies_it(start_envoy, wasm_path, upstream, tmp_path):
+def test_the_envoyfilter_sets_the_hardening_and_envoy_accepts_and_applies_it(start_envoy, packaging, upstream, tmp_path):
     """A WasmPlugin cannot set HCM options; the manifest's EnvoyFilter does. Its patch, merged
     into a connection manager that has Envoy's defaults (as Istio's MERGE does), is accepted by
     Envoy and refuses `_` in header names and `%2F` in paths."""
@@ -164,7 +164,7 @@ def test_the_envoyfilter_sets_the_hardening_and_envoy_accepts_and_applies_it(sta
     assert "HTTP_X_EDGEGATE_ROLES" in text and "%2F" in text  # the comments say why
 
     conf = {"realm": "desk", "rules": [{"name": "all", "match": {"path": {"prefix": "/"}}, "require": {"public": True}}]}
-    listener = envoyproc.without_hardening(envoyproc.listener(0, str(wasm_path), conf))
+    listener = envoyproc.without_hardening(envoyproc.listener(0, packaging, conf))
     listener["filter_chains"][0]["filters"][0]["typed_config"].update(settings)
     cfg = envoyproc.bootstrap({"upstream": upstream.port}, listeners=[listener])
     v = envoyproc.validate(cfg, tmp_path / "validate")

@@ -146,10 +146,8 @@ def test_idp_outage_keeps_last_good_keys(start_envoy, idp):
     assert status(env, token) == 200
     for mode in ("down", "garbage", "close"):
         idp.idp.set_mode(mode)
-        before = env.stats("edgegate_jwks_fetch_failed").get("wasmcustom.edgegate_jwks_fetch_failed", 0)
-        assert eventually(
-            lambda: env.stats("edgegate_jwks_fetch_failed").get("wasmcustom.edgegate_jwks_fetch_failed", 0) > before
-        ), (mode, env.log_tail())
+        before = env.counter("edgegate_jwks_fetch_failed")
+        assert eventually(lambda: env.counter("edgegate_jwks_fetch_failed") > before), (mode, env.log_tail())
         for _ in range(4):
             assert status(env, token) == 200, mode
     env.wait_log(r"jwks idp: fetch failed: .*keeping the last good keys")
@@ -204,3 +202,22 @@ def test_cache_control_sets_the_refresh_interval(start_envoy, idp):
     assert status(env, idp.idp.mint()) == 200
     first = idp.idp.hits["jwks"]
     assert eventually(lambda: idp.idp.hits["jwks"] >= first + 2, timeout=10)
+
+
+def test_one_key_set_and_one_token_cache_per_process(start_envoy, idp, packaging):
+    # The native module keeps one copy of each key set and one verified-token cache for all of
+    # Envoy's worker threads; the wasm filter one per VM (a VM per worker and one on the main
+    # thread, keys shared through shared data, each VM fetching at start). Every request on a new
+    # connection: both workers.
+    env = start(start_envoy, idp)
+    token = idp.idp.mint(sub="shared")
+    for _ in range(24):
+        assert status(env, token) == 200
+    workers = 2  # envoyproc runs --concurrency 2
+    if packaging.kind == "native":
+        assert idp.idp.hits["jwks"] == 1, idp.idp.hits
+        assert env.counter("edgegate_cache_miss") == 1
+        assert env.counter("edgegate_cache_hit") == 23
+    else:
+        assert 1 <= idp.idp.hits["jwks"] <= workers + 1, idp.idp.hits
+        assert 1 <= env.counter("edgegate_cache_miss") <= workers

@@ -1,5 +1,5 @@
 """Key sets as real IdPs publish them, through a real Envoy (issue 11): an ES512 (P-521) token is
-verified by Envoy's `verify_signature` (BoringSSL), and a JWKS that puts one `kid` on RSA, P-256
+verified (by Envoy's `verify_signature`, BoringSSL, in the wasm packaging), and a JWKS that puts one `kid` on RSA, P-256
 and P-521 keys, next to encryption keys, loads and selects the key by `kid` and fit. Tokens are
 minted by PyJWT (cryptography), independent of the Rust code; each accepted request is judged by
 the identity the echo upstream received."""
@@ -36,7 +36,7 @@ def p521_key(kid: str) -> SigningKey:
     return SigningKey(kid, "ES512", ec.generate_private_key(ec.SECP521R1()))
 
 
-def test_es512_is_verified_by_envoy_and_forgeries_are_refused(start_envoy, idp):
+def test_es512_is_verified_by_envoy_and_forgeries_are_refused(start_envoy, idp, packaging):
     key = p521_key("p521")
     idp.idp.publish(key, make_current=False)
     env = start(start_envoy, idp, ["RS256", "ES512"])
@@ -45,9 +45,12 @@ def test_es512_is_verified_by_envoy_and_forgeries_are_refused(start_envoy, idp):
     h = upstream_saw(get(env.url("/x"), headers=bearer(idp.idp.mint(key=key, sub="es512-user"))))
     assert h["x-edgegate-subject"] == "es512-user"
     assert h["x-edgegate-key-name"] == "p521"
-    c = checks(env)
-    assert c.get("host", 0) - base.get("host", 0) == 1, (base, c)  # BoringSSL did it
-    assert c.get("wasm", 0) == base.get("wasm", 0), (base, c)
+    if packaging.kind == "wasm":
+        # Where the check ran: the proxy-wasm filter hands it to Envoy's verify_signature (the
+        # native module verifies in-process with the core's own backend, and has no such counter).
+        c = checks(env)
+        assert c.get("host", 0) - base.get("host", 0) == 1, (base, c)  # BoringSSL did it
+        assert c.get("wasm", 0) == base.get("wasm", 0), (base, c)
     r = get(env.url("/x"), headers=bearer(tamper(idp.idp.mint(key=key, sub="mallory"))))
     assert r.status_code == 401 and r.json()["reason"] == "bad_signature", r.text
     # a valid ES512 signature over other claims

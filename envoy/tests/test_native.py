@@ -6,9 +6,16 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from support.config import Secrets, full_config, idp_cluster
 from support.http import bearer, get
 from support.idp import new_key
+
+pytestmark = pytest.mark.wasm_only(
+    reason="the host signature backend is the proxy-wasm filter's: it hands RS*/ES* to Envoy's "
+    "verify_signature foreign function; the native module verifies in-process with the core's "
+    "own backend (ring, RustCrypto) and has no edgegate_signature_checks counter")
 
 
 def checks(env) -> dict[str, float]:

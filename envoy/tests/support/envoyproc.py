@@ -1,8 +1,14 @@
 """Envoy for the tests and the demo: a generated bootstrap config and a process runner.
 
+The filter comes in two packagings (``Packaging``): the proxy-wasm filter (``.wasm``, run by
+V8) and the native dynamic module (``libedgegate.so``, loaded from
+``ENVOY_DYNAMIC_MODULES_SEARCH_PATH``). Both take the same plugin JSON; ``listener()`` renders
+either.
+
 Every Envoy is started with ``--disable-hot-restart`` (several may run on one machine),
-``--concurrency 2`` (two workers, so two wasm VMs per plugin: the shared-data paths are
-exercised), the ``wasm`` logger at info, and its log in a file. Admin listens on a free port
+``--concurrency 2`` (two workers: two wasm VMs per plugin, so the shared-data paths are
+exercised; two threads sharing the native module's config), the ``wasm`` and
+``dynamic_modules`` loggers at info, and its log in a file. Admin listens on a free port
 (port 0, read back from ``--admin-address-path``), and so does the listener unless a port is
 given (read back from admin ``/listeners``). The process is stopped by its PID, SIGTERM then
 SIGKILL, and it gets SIGKILL from the kernel if the test process dies first.
@@ -21,6 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 READY_TIMEOUT = 30.0
@@ -79,6 +86,77 @@ def wasm_filter(wasm_path: str, plugin_config: dict | str, name: str = "edgegate
             },
         },
     }
+
+
+def dynamic_module_filter(plugin_config: dict | str, name: str = "edgegate") -> dict:
+    """The `envoy.filters.http.dynamic_modules` filter: module `edgegate` (Envoy loads
+    libedgegate.so from ENVOY_DYNAMIC_MODULES_SEARCH_PATH), the plugin's JSON configuration as a
+    StringValue, exactly as the wasm filter gets it."""
+    conf = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+    return {
+        "name": "envoy.filters.http.dynamic_modules",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {"name": name},
+            "filter_name": name,
+            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": conf},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Packaging:
+    """One packaging of the filter: `wasm` (path: the .wasm) or `native` (path: libedgegate.so)."""
+
+    kind: str
+    path: Path
+
+    def http_filter(self, plugin_config: dict | str) -> dict:
+        if self.kind == "native":
+            return dynamic_module_filter(plugin_config)
+        return wasm_filter(str(self.path), plugin_config)
+
+    @property
+    def stat_prefix(self) -> str:
+        """What Envoy puts in front of the filter's counters in /stats."""
+        return "dynamicmodulescustom." if self.kind == "native" else "wasmcustom."
+
+    @property
+    def prometheus_prefix(self) -> str:
+        """What `/stats/prometheus` puts in front of `edgegate_*`: nothing for wasm (Envoy strips
+        its custom namespace), `envoy_dynamicmodulescustom_` for the module (Envoy 1.40's default;
+        the runtime flag `envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix`
+        gives the wasm names)."""
+        return "envoy_dynamicmodulescustom_" if self.kind == "native" else ""
+
+    @property
+    def log_component(self) -> str:
+        """The Envoy logger the filter's log lines go to."""
+        return "dynamic_modules" if self.kind == "native" else "wasm"
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.path}"
+
+
+def as_packaging(filt) -> Packaging:
+    """A Packaging as is; a path (str or Path) is the wasm filter."""
+    return filt if isinstance(filt, Packaging) else Packaging("wasm", Path(filt))
+
+
+def native_search_path() -> str | None:
+    """The directory of the native module the tests load (EDGEGATE_NATIVE_SO, set by
+    envoy/test.sh), for ENVOY_DYNAMIC_MODULES_SEARCH_PATH."""
+    so = os.environ.get("EDGEGATE_NATIVE_SO")
+    return str(Path(so).parent) if so else None
+
+
+def envoy_env() -> dict[str, str]:
+    """The environment an Envoy of the tests runs in: ours, plus where the native module is."""
+    env = dict(os.environ)
+    search = native_search_path()
+    if search and "ENVOY_DYNAMIC_MODULES_SEARCH_PATH" not in env:
+        env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = search
+    return env
 
 
 ROUTER = {
@@ -157,12 +235,13 @@ def hcm_listener(name: str, port: int, http_filters: list[dict], route: dict,
     }
 
 
-def listener(port: int, wasm_path: str, plugin_config: dict | str, upstream_cluster: str = "upstream",
+def listener(port: int, filt, plugin_config: dict | str, upstream_cluster: str = "upstream",
              name: str = "edgegate", hcm_extra: dict | None = None, settings: str = "shipped") -> dict:
+    """A listener running the filter `filt` (a Packaging, or a .wasm path) with `plugin_config`."""
     return hcm_listener(
         name,
         port,
-        [wasm_filter(wasm_path, plugin_config)],
+        [as_packaging(filt).http_filter(plugin_config)],
         {"route": {"cluster": upstream_cluster, "timeout": "15s"}},
         hcm_extra,
         settings,
@@ -274,6 +353,8 @@ class Envoy:
         self.proc: subprocess.Popen | None = None
         self.admin = ""
         self.port = 0
+        # The filter packaging it runs, when started by the tests' factory.
+        self.packaging: Packaging | None = None
 
     def start(self, timeout: float = READY_TIMEOUT, listener_name: str | None = "edgegate") -> "Envoy":
         text = self.config if isinstance(self.config, str) else json.dumps(self.config, indent=1)
@@ -285,16 +366,18 @@ class Envoy:
             "--concurrency", str(self.concurrency),
             "--disable-hot-restart",
             "-l", self.log_level,
-            "--component-log-level", "wasm:info",
+            "--component-log-level", "wasm:info,dynamic_modules:info",
             "--log-path", str(self.log_path),
             "--admin-address-path", str(self.admin_path),
             # Flush the log file often: tests wait for log lines.
             "--file-flush-interval-msec", "100",
         ]
+        env = envoy_env()
         out = open(self.out_path, "wb")
         try:
             self.proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+                env=env,
             )
         finally:
             out.close()
@@ -356,6 +439,11 @@ class Envoy:
             if value.strip().lstrip("-").isdigit():
                 out[name] = int(value)
         return out
+
+    def counter(self, name: str) -> int:
+        """An edgegate counter without labels (`edgegate_jwks_fetch_failed`), whichever packaging
+        runs: Envoy names it `wasmcustom.<name>` or `dynamicmodulescustom.<name>`."""
+        return sum(v for k, v in self.stats(name).items() if k.split(".", 1)[-1] == name)
 
     def prometheus(self) -> str:
         status, body = http_get(f"{self.admin}/stats/prometheus", timeout=5)
@@ -434,7 +522,7 @@ def validate(config: dict | str, workdir: Path) -> subprocess.CompletedProcess:
     path = workdir / "validate.yaml"
     path.write_text(config if isinstance(config, str) else json.dumps(config))
     return subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path), "-l", "error"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=envoy_env())
 
 
 def without_hardening(listener: dict) -> dict:

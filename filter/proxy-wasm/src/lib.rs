@@ -305,21 +305,14 @@ impl RootContext for Root {
                 e.with_backend(Box::new(backend))
             }
             Err(errors) => {
-                for e in &errors.0 {
-                    log::error!("config refused: {e}");
+                for line in edgegate_envoy_glue::config::refusal_lines(&errors) {
+                    log::error!("{line}");
                 }
-                log::error!(
-                    "config refused: {} error(s); the previous config (if any) stays in force",
-                    errors.0.len()
-                );
                 return false;
             }
         };
-        for w in engine.warnings() {
-            log::warn!("{w}");
-        }
-        if engine.login().is_some() {
-            log::warn!("login (OIDC /auth/login, callback, logout, /auth/me) is served by the edge worker only; Envoy ignores it (sessions it set are still accepted); use Envoy's oauth2 filter or the edge worker");
+        for line in edgegate_envoy_glue::config::notice_lines(&engine) {
+            log::warn!("{line}");
         }
         shared::ensure_magic_buckets();
         self.remotes = engine

@@ -1,4 +1,5 @@
-//! Counters, through the proxy-wasm metrics ABI.
+//! Counters, through the proxy-wasm metrics ABI (names and what a verdict counts:
+//! `edgegate_envoy_glue::metrics`, shared with the native module).
 //!
 //! The ABI has no labels, so a label is written into the name — `edgegate_denied.reason.bad_signature`
 //! — and Envoy's `stats_config.stats_tags` turns it back into one (see `envoy/envoy.yaml`):
@@ -11,12 +12,9 @@ use std::collections::HashMap;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-pub const ALLOWED: &str = "edgegate_allowed";
-pub const DENIED: &str = "edgegate_denied";
-pub const JWKS_FETCH_OK: &str = "edgegate_jwks_fetch_ok";
-pub const JWKS_FETCH_FAILED: &str = "edgegate_jwks_fetch_failed";
-pub const CACHE_HIT: &str = "edgegate_cache_hit";
-pub const CACHE_MISS: &str = "edgegate_cache_miss";
+pub use edgegate_envoy_glue::metrics::{
+    label_value, Counters, ALLOWED, CACHE_HIT, CACHE_MISS, DENIED, JWKS_FETCH_FAILED, JWKS_FETCH_OK,
+};
 
 /// Metric ids, defined on first use (defining is idempotent in Envoy, but a host call per
 /// request is not free). Labeled ids are kept by their parts, so counting one builds no name.
@@ -69,38 +67,15 @@ impl Metrics {
     }
 }
 
+impl Counters for Metrics {
+    fn inc(&mut self, name: &'static str) {
+        Metrics::inc(self, name);
+    }
+
+    fn inc_labeled(&mut self, name: &'static str, label: &'static str, value: &str) {
+        Metrics::inc_labeled(self, name, label, value);
+    }
+}
+
 /// Most labeled ids kept (there are a few dozen reason and credential codes).
 const MAX_LABELED: usize = 256;
-
-/// A label value safe inside an Envoy stat name and a Prometheus label: `[a-z0-9_]`, at most 64
-/// characters (codes already are; this guards names that come from config).
-pub fn label_value(v: &str) -> String {
-    let mut out: String = v
-        .chars()
-        .take(64)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.is_empty() {
-        out.push_str("none");
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn label_values_are_safe() {
-        assert_eq!(label_value("bad_signature"), "bad_signature");
-        assert_eq!(label_value("Api.Key x"), "api_key_x");
-        assert_eq!(label_value(""), "none");
-        assert_eq!(label_value(&"a".repeat(100)).len(), 64);
-    }
-}

@@ -1,10 +1,7 @@
 //! Remote key sets: the root context drives one `JwksState` per provider over Envoy's
-//! `dispatch_http_call`, and every context reads the published keys from shared data.
-//!
-//! The Envoy cluster a fetch goes to is the source's `cluster`; when it is not set, a cluster
-//! named after the URL's authority (`host:port`, e.g. `idp.example.com:443` or
-//! `127.0.0.1:10002`), so that the OIDC discovery document and the JWKS, which may live on
-//! different hosts, each reach theirs.
+//! `dispatch_http_call`, and every context reads the published keys from shared data. Which
+//! cluster and headers a fetch uses, and what its response means, is shared with the native
+//! module (`edgegate_envoy_glue::fetch`).
 
 use std::time::Duration;
 
@@ -13,21 +10,13 @@ use proxy_wasm::types::MapType;
 
 use edgegate::engine::RemoteKeys;
 use edgegate::jwk::KeySet;
-use edgegate::jwks::{FetchKind, FetchRequest, JwksState};
+use edgegate::jwks::{FetchRequest, JwksState};
 use edgegate::verifier::KeyLookup;
 use edgegate::UnixTime;
+use edgegate_envoy_glue::fetch as glue;
+pub use edgegate_envoy_glue::fetch::Outcome;
 
 use crate::shared::{self, Published};
-
-/// How a fetch ended.
-pub enum Outcome {
-    /// New keys installed and published.
-    KeysUpdated { keys: usize },
-    /// A step towards keys (the discovery document named the JWKS URL), or an unchanged set.
-    Progress,
-    /// Refused or no response; the last good keys stay. The text is safe to log.
-    Failed(String),
-}
 
 /// One provider's remote key set, as this VM's root context drives it.
 pub struct Remote {
@@ -49,10 +38,7 @@ pub struct Remote {
 
 impl Remote {
     pub fn new(rk: RemoteKeys) -> Remote {
-        // CompiledJwksSource has no public accessor for its URL; its Debug form names the URL
-        // and the refresh settings, which identifies the source well enough (a differently
-        // configured twin merely fetches for itself).
-        let source_id = format!("{}|{:?}", rk.provider, rk.source);
+        let source_id = glue::source_id(&rk);
         Remote {
             key: shared::jwks_key(&rk.provider, &source_id),
             cluster: rk.source.cluster().map(str::to_string),
@@ -129,17 +115,8 @@ impl Remote {
         let Some(req) = state.poll(now) else {
             return Ok(());
         };
-        let cluster = self
-            .cluster
-            .clone()
-            .unwrap_or_else(|| req.authority().to_string());
-        let headers = vec![
-            (":method", "GET"),
-            (":path", req.path()),
-            (":authority", req.authority()),
-            ("accept", "application/json"),
-            ("user-agent", "edgegate"),
-        ];
+        let cluster = glue::cluster_for(self.cluster.as_deref(), &req);
+        let headers = glue::fetch_headers(&req).to_vec();
         match hostcalls::dispatch_http_call(&cluster, headers, None, vec![], self.timeout) {
             Ok(token) => {
                 self.in_flight = Some((token, req));
@@ -147,9 +124,7 @@ impl Remote {
             }
             Err(status) => {
                 state.on_failure(now);
-                Err(format!(
-                    "Envoy refused the call to cluster {cluster:?} ({status:?}); define a cluster named exactly {cluster:?} or set remote_jwks.cluster"
-                ))
+                Err(glue::cluster_refused(&cluster, &format!("{status:?}")))
             }
         }
     }
@@ -174,16 +149,10 @@ impl Remote {
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
                 .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
         };
-        let Some(status) = header(":status").and_then(|s| s.parse::<u16>().ok()) else {
-            state.on_failure(now);
-            return Outcome::Failed(format!(
-                "no response from {} (connection failed or timed out)",
-                req.url
-            ));
-        };
+        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
         // Read at most one byte past the limit: the state machine refuses an oversized body.
-        let want = body_size.min(req.max_body_bytes.saturating_add(1));
-        let body = if want == 0 {
+        let want = glue::body_limit(&req, body_size);
+        let body = if status.is_none() || want == 0 {
             Vec::new()
         } else {
             hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, want)
@@ -192,22 +161,18 @@ impl Remote {
                 .unwrap_or_default()
         };
         let cache_control = header("cache-control");
-        match state.on_response(&req, status, cache_control.as_deref(), &body, now) {
-            Err(e) => Outcome::Failed(e.to_string()),
-            Ok(()) if req.kind == FetchKind::Discovery => Outcome::Progress,
-            Ok(()) => {
-                let keys = state.keys().map_or(0, KeySet::len);
-                if let Some(raw) = state.raw_keys() {
-                    let p = Published {
-                        source: self.source_id.clone(),
-                        fetched_at: now,
-                        raw: raw.to_vec(),
-                    };
-                    shared::publish_jwks(&self.key, &p);
-                }
-                Outcome::KeysUpdated { keys }
+        let outcome = glue::finish(state, &req, status, cache_control.as_deref(), &body, now);
+        if let Outcome::KeysUpdated { .. } = outcome {
+            if let Some(raw) = state.raw_keys() {
+                let p = Published {
+                    source: self.source_id.clone(),
+                    fetched_at: now,
+                    raw: raw.to_vec(),
+                };
+                shared::publish_jwks(&self.key, &p);
             }
         }
+        outcome
     }
 }
 

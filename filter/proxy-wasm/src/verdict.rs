@@ -9,9 +9,11 @@ use proxy_wasm::types::MapType;
 use edgegate::engine::{LocalReply, Verdict};
 use edgegate::step::{NeedForm, NeedKeys, Step};
 use edgegate::upstream::HeaderEdits;
-use edgegate::{Error, Reason, UnixTime};
+use edgegate_envoy_glue::metrics;
+use edgegate_envoy_glue::verdict::{self as glue, denial_log_line, secs};
 
-use crate::metrics;
+pub use edgegate_envoy_glue::verdict::internal_error;
+
 use crate::request::{self, OwnedRequest};
 use crate::shared::{self, Claim};
 use crate::{Plugin, Waiter};
@@ -27,10 +29,6 @@ pub enum Next {
     Wait,
     /// A magic-link POST: read the form body, then [`finish_magic_form`] with this step.
     ReadForm(NeedForm),
-}
-
-fn secs(ms: u128) -> UnixTime {
-    UnixTime::try_from(ms / 1000).unwrap_or(UnixTime::MAX)
 }
 
 /// Runs the engine's machine for a request and carries out where it ends, on the effective
@@ -102,22 +100,14 @@ fn run(
     }
     // One borrowed view of the request for the decision and, on allow, the core's edits
     // (the consumed credential and edgegate's cookies stay here).
-    Some(req.with(|r| {
-        let engine = &plugin.engine;
-        let step = match waited {
-            None => engine.decide(r, &*keys, &mut cache, now),
-            Some(paused) => paused
-                .resume(engine, r, &*keys, &mut cache, now)
-                .answer_signatures(engine, r, &*keys, &mut cache, now),
-        };
-        let edits = match &step {
-            Step::Done(Verdict::Allow { consumed, .. }) => {
-                engine.upstream_edits(r.headers, consumed.as_ref())
-            }
-            _ => HeaderEdits::default(),
-        };
-        (step, edits)
-    }))
+    Some(glue::run(
+        &plugin.engine,
+        req,
+        &*keys,
+        &mut cache,
+        now,
+        waited,
+    ))
 }
 
 /// Carries out an allow: metrics, the core's edits, the identity headers.
@@ -128,15 +118,7 @@ fn allow(
     cached: bool,
     edits: &HeaderEdits,
 ) {
-    plugin.count(|m| {
-        let credential = identity.map_or("none", |i| i.credential.code());
-        m.inc_labeled(metrics::ALLOWED, "credential", credential);
-        if cached {
-            m.inc(metrics::CACHE_HIT);
-        } else if identity.is_some_and(|i| i.credential == edgegate::CredentialKind::Jwt) {
-            m.inc(metrics::CACHE_MISS);
-        }
-    });
+    plugin.count(|m| metrics::count_allow(m, identity, cached));
     // No host call when the request has neither a consumed credential nor our cookies.
     request::apply_edits(edits);
     for (name, value) in headers.iter() {
@@ -251,26 +233,10 @@ pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, form: NeedForm, bo
     };
     match shared::claim_magic_link(&login.jti, login.expires_at, now) {
         Claim::Fresh => {
-            plugin.count(|m| {
-                m.inc_labeled(
-                    metrics::ALLOWED,
-                    "credential",
-                    edgegate::CredentialKind::MagicLink.code(),
-                )
-            });
-            log::info!(
-                "magic link used: session started, redirect to {}",
-                login.location.split('?').next().unwrap_or("")
-            );
-            let _ = hostcalls::send_http_response(
-                302,
-                vec![
-                    ("location", login.location.as_str()),
-                    ("set-cookie", login.set_cookie.as_str()),
-                    ("cache-control", "no-store"),
-                ],
-                None,
-            );
+            plugin.count(metrics::count_magic_login);
+            log::info!("{}", glue::magic_login_log_line(&login));
+            let headers = glue::magic_login_headers(&login);
+            let _ = hostcalls::send_http_response(302, headers.to_vec(), None);
         }
         Claim::Replayed => {
             let d = plugin.engine.replayed();
@@ -278,10 +244,7 @@ pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, form: NeedForm, bo
             send(&d, Some(plugin));
         }
         Claim::Unavailable => {
-            let d = plugin.engine.deny_json(&Error::new(
-                Reason::Internal,
-                "the single-use store is unavailable; retry shortly",
-            ));
+            let d = glue::single_use_unavailable(&plugin.engine);
             log::error!("magic link refused: the single-use store is full or contended");
             send(&d, Some(plugin));
         }
@@ -291,10 +254,8 @@ pub fn finish_magic_form(plugin: &Plugin, req: &OwnedRequest, form: NeedForm, bo
 /// Sends a local reply and counts a refusal (a 2xx page, e.g. the magic-link confirm page, is
 /// not a refusal).
 pub fn send(d: &LocalReply, plugin: Option<&Plugin>) {
-    if d.status >= 300 {
-        if let Some(p) = plugin {
-            p.count(|m| m.inc_labeled(metrics::DENIED, "reason", d.reason.code()));
-        }
+    if let Some(p) = plugin {
+        p.count(|m| metrics::count_reply(m, d));
     }
     let headers: Vec<(&str, &str)> = d
         .headers
@@ -306,27 +267,7 @@ pub fn send(d: &LocalReply, plugin: Option<&Plugin>) {
 }
 
 fn log_denial(d: &LocalReply, req: &OwnedRequest) {
-    if d.status >= 300 {
-        log::info!(
-            "denied {} {}: {} {}",
-            d.status,
-            d.reason.code(),
-            req.method,
-            req.log_path()
-        );
-    }
-}
-
-/// The reply when no engine is available in this VM (never expected: Envoy does not create
-/// HTTP contexts for a plugin that failed to configure). Fail closed.
-pub fn internal_error() -> LocalReply {
-    LocalReply {
-        status: 500,
-        reason: Reason::Internal,
-        headers: vec![
-            ("content-type".into(), "application/json".into()),
-            ("cache-control".into(), "no-store".into()),
-        ],
-        body: "{\"error\":\"error\",\"reason\":\"internal\"}".into(),
+    if let Some(line) = denial_log_line(d, req) {
+        log::info!("{line}");
     }
 }

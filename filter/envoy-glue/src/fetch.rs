@@ -1,0 +1,139 @@
+//! Remote key sets over Envoy: the GET a [`JwksState`] asks for (which cluster, which headers),
+//! and what its response means. Both packagings drive one state machine per provider with these;
+//! they differ in how the call is made (`dispatch_http_call`, a dynamic module's HTTP callout)
+//! and in how the keys reach the threads that verify (shared data, a process-wide snapshot).
+//!
+//! The Envoy cluster a fetch goes to is the source's `cluster`; when it is not set, a cluster
+//! named after the URL's authority (`host:port`, e.g. `idp.example.com:443` or
+//! `127.0.0.1:10002`), so that the OIDC discovery document and the JWKS, which may live on
+//! different hosts, each reach theirs.
+
+use edgegate::engine::RemoteKeys;
+use edgegate::jwk::KeySet;
+use edgegate::jwks::{FetchKind, FetchRequest, JwksState};
+use edgegate::UnixTime;
+
+/// Names a configured source, so that a renamed provider or a moved URL never adopts another
+/// source's keys. `CompiledJwksSource` has no public accessor for its URL; its Debug form names
+/// the URL and the refresh settings, which identifies the source well enough (a differently
+/// configured twin merely fetches for itself).
+pub fn source_id(rk: &RemoteKeys) -> String {
+    format!("{}|{:?}", rk.provider, rk.source)
+}
+
+/// The cluster a fetch goes to: the configured one, else the URL's authority.
+pub fn cluster_for(configured: Option<&str>, req: &FetchRequest) -> String {
+    configured.map_or_else(|| req.authority().to_string(), str::to_string)
+}
+
+/// The request headers of a fetch.
+pub fn fetch_headers(req: &FetchRequest) -> [(&str, &str); 5] {
+    [
+        (":method", "GET"),
+        (":path", req.path()),
+        (":authority", req.authority()),
+        ("accept", "application/json"),
+        ("user-agent", "edgegate"),
+    ]
+}
+
+/// Why a fetch could not start, for the log: Envoy refused the call to `cluster` (`detail` names
+/// the host's status).
+pub fn cluster_refused(cluster: &str, detail: &str) -> String {
+    format!(
+        "Envoy refused the call to cluster {cluster:?} ({detail}); define a cluster named exactly {cluster:?} or set remote_jwks.cluster"
+    )
+}
+
+/// How many body bytes to read of a response of `body_size`: at most one past the limit (the
+/// state machine refuses an oversized body).
+pub fn body_limit(req: &FetchRequest, body_size: usize) -> usize {
+    body_size.min(req.max_body_bytes.saturating_add(1))
+}
+
+/// How a fetch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// New keys installed (the caller publishes them).
+    KeysUpdated { keys: usize },
+    /// A step towards keys (the discovery document named the JWKS URL), or an unchanged set.
+    Progress,
+    /// Refused or no response; the last good keys stay. The text is safe to log.
+    Failed(String),
+}
+
+/// Reports a fetch's response to its state machine. `status` is `None` when there was no
+/// response (connection failed, timed out); `body` is at most [`body_limit`] bytes.
+pub fn finish(
+    state: &mut JwksState,
+    req: &FetchRequest,
+    status: Option<u16>,
+    cache_control: Option<&str>,
+    body: &[u8],
+    now: UnixTime,
+) -> Outcome {
+    let Some(status) = status else {
+        state.on_failure(now);
+        return Outcome::Failed(format!(
+            "no response from {} (connection failed or timed out)",
+            req.url
+        ));
+    };
+    match state.on_response(req, status, cache_control, body, now) {
+        Err(e) => Outcome::Failed(e.to_string()),
+        Ok(()) if req.kind == FetchKind::Discovery => Outcome::Progress,
+        Ok(()) => Outcome::KeysUpdated {
+            keys: state.keys().map_or(0, KeySet::len),
+        },
+    }
+}
+
+/// Reads `:status` from response headers (`None` when absent or not a number).
+pub fn status_of<'a>(mut header: impl FnMut(&str) -> Option<&'a str>) -> Option<u16> {
+    header(":status").and_then(|s| s.trim().parse::<u16>().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgegate::Engine;
+
+    fn remote() -> RemoteKeys {
+        let engine = Engine::from_json(
+            br#"{"jwt":{"providers":[{"name":"idp","issuer":"http://127.0.0.1:9/","audiences":["a"],
+                "algorithms":["RS256"],"remote_jwks":{"jwks_uri":"http://127.0.0.1:9/keys?x=1"}}]}}"#,
+        )
+        .unwrap();
+        engine.remote_key_sources().remove(0)
+    }
+
+    #[test]
+    fn a_fetch_goes_to_the_authority_cluster_unless_one_is_configured() {
+        let rk = remote();
+        let mut state = JwksState::new(rk.source.clone());
+        let req = state.poll(1).unwrap();
+        assert_eq!(cluster_for(None, &req), "127.0.0.1:9");
+        assert_eq!(cluster_for(Some("idp"), &req), "idp");
+        let h = fetch_headers(&req);
+        assert!(h.contains(&(":path", "/keys?x=1")) && h.contains(&(":authority", "127.0.0.1:9")));
+        assert!(source_id(&rk).starts_with("idp|"));
+        assert_eq!(body_limit(&req, usize::MAX), req.max_body_bytes + 1);
+    }
+
+    #[test]
+    fn no_response_and_garbage_fail_and_keep_nothing() {
+        let rk = remote();
+        let mut state = JwksState::new(rk.source);
+        let req = state.poll(1).unwrap();
+        assert!(matches!(
+            finish(&mut state, &req, None, None, b"", 1),
+            Outcome::Failed(_)
+        ));
+        let req = state.poll(1000).unwrap();
+        let out = finish(&mut state, &req, Some(200), None, b"not json", 1000);
+        assert!(matches!(out, Outcome::Failed(_)), "{out:?}");
+        assert!(state.keys().is_none());
+        assert_eq!(status_of(|_| Some("503")), Some(503));
+        assert_eq!(status_of(|_| None), None);
+    }
+}

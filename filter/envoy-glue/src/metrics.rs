@@ -1,0 +1,122 @@
+//! The counters both Envoy packagings report, by name and label, and which of them a verdict
+//! counts. Each packaging implements [`Counters`] with its own metrics ABI:
+//!
+//! - proxy-wasm has no labels: a label is written into the name
+//!   (`edgegate_denied.reason.bad_signature`) and Envoy's `stats_config.stats_tags` turns it back
+//!   into one (`wasmcustom.` prefix);
+//! - a dynamic module defines counters with label names and Envoy keeps the tags
+//!   (`dynamicmodulescustom.` prefix).
+//!
+//! Either way `/stats/prometheus` shows `edgegate_denied{reason="bad_signature"}`.
+
+use edgegate::{CredentialKind, Identity, LocalReply};
+
+pub const ALLOWED: &str = "edgegate_allowed";
+pub const DENIED: &str = "edgegate_denied";
+pub const JWKS_FETCH_OK: &str = "edgegate_jwks_fetch_ok";
+pub const JWKS_FETCH_FAILED: &str = "edgegate_jwks_fetch_failed";
+pub const CACHE_HIT: &str = "edgegate_cache_hit";
+pub const CACHE_MISS: &str = "edgegate_cache_miss";
+
+/// The label of [`ALLOWED`]: the credential kind's code (`none` on a public route without one).
+pub const CREDENTIAL: &str = "credential";
+/// The label of [`DENIED`]: the refusal's reason code.
+pub const REASON: &str = "reason";
+
+/// A packaging's counters.
+pub trait Counters {
+    /// Adds one to `name`.
+    fn inc(&mut self, name: &'static str);
+    /// Adds one to `name` with the label `label=value` (value already a code; see
+    /// [`label_value`] for names that come from config).
+    fn inc_labeled(&mut self, name: &'static str, label: &'static str, value: &str);
+}
+
+/// Counts an allowed request: [`ALLOWED`] by credential, and for JWTs whether the verified-token
+/// cache answered.
+pub fn count_allow(m: &mut impl Counters, identity: Option<&Identity>, cached: bool) {
+    let credential = identity.map_or("none", |i| i.credential.code());
+    m.inc_labeled(ALLOWED, CREDENTIAL, credential);
+    if cached {
+        m.inc(CACHE_HIT);
+    } else if identity.is_some_and(|i| i.credential == CredentialKind::Jwt) {
+        m.inc(CACHE_MISS);
+    }
+}
+
+/// Counts a local reply: a refusal (status 300 and up) in [`DENIED`] by reason; a 2xx page (the
+/// magic-link confirm page) is not a refusal.
+pub fn count_reply(m: &mut impl Counters, reply: &LocalReply) {
+    if reply.status >= 300 {
+        m.inc_labeled(DENIED, REASON, reply.reason.code());
+    }
+}
+
+/// Counts a magic-link login (the session it opened is an allowed request of that kind).
+pub fn count_magic_login(m: &mut impl Counters) {
+    m.inc_labeled(ALLOWED, CREDENTIAL, CredentialKind::MagicLink.code());
+}
+
+/// A label value safe inside an Envoy stat name and a Prometheus label: `[a-z0-9_]`, at most 64
+/// characters (codes already are; this guards names that come from config).
+pub fn label_value(v: &str) -> String {
+    let mut out: String = v
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        out.push_str("none");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_safe() {
+        assert_eq!(label_value("bad_signature"), "bad_signature");
+        assert_eq!(label_value("Api.Key x"), "api_key_x");
+        assert_eq!(label_value(""), "none");
+        assert_eq!(label_value(&"a".repeat(100)).len(), 64);
+    }
+
+    #[derive(Default)]
+    struct Seen(Vec<String>);
+
+    impl Counters for Seen {
+        fn inc(&mut self, name: &'static str) {
+            self.0.push(name.to_string());
+        }
+        fn inc_labeled(&mut self, name: &'static str, label: &'static str, value: &str) {
+            self.0.push(format!("{name}.{label}.{value}"));
+        }
+    }
+
+    #[test]
+    fn a_public_allow_and_a_confirm_page_count_no_refusal() {
+        let mut m = Seen::default();
+        count_allow(&mut m, None, false);
+        let page = LocalReply {
+            status: 200,
+            reason: edgegate::Reason::Internal,
+            headers: vec![],
+            body: String::new(),
+        };
+        count_reply(&mut m, &page);
+        assert_eq!(m.0, vec!["edgegate_allowed.credential.none"]);
+        count_reply(&mut m, &crate::verdict::internal_error());
+        assert_eq!(
+            m.0.last().map(String::as_str),
+            Some("edgegate_denied.reason.internal")
+        );
+    }
+}

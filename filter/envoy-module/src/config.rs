@@ -1,0 +1,497 @@
+//! One filter configuration, shared by every worker thread of the process: the compiled engine,
+//! the verified-token cache, the remote key sets and the requests waiting for them.
+//!
+//! Threads:
+//! - worker threads run the streams ([`crate::filter`]): they read the key snapshot, lock the
+//!   token cache for the decision, and register waiting requests;
+//! - Envoy's main thread runs [`Shared::on_scheduled`] and [`Shared::on_callout_done`]: it drives
+//!   the key-set state machines, starts the fetches, publishes key snapshots and resumes waiting
+//!   requests through their streams' schedulers;
+//! - a ticker thread (one per config with remote key sets) only commits an event to the main
+//!   thread when the next refresh, retry or wait deadline is due: the ABI gives HTTP filter
+//!   configs a scheduler but no timer.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use edgegate::cache::TokenCache;
+use edgegate::{Engine, UnixTime};
+use edgegate_envoy_glue::fetch::Outcome;
+use edgegate_envoy_glue::metrics::{self, label_value, Counters};
+
+use crate::abi::{self, CalloutResponse, ConfigCtx, ConfigScheduler, FilterCtx, FilterScheduler};
+use crate::keys::{KeySnapshot, Remote};
+
+/// How long a request may wait for a remote key set when its provider's
+/// `remote_jwks.wait_for_keys_ms` is not known (then 503, fail closed).
+pub const KEY_WAIT: Duration = Duration::from_secs(3);
+/// The tick while requests wait for keys or an early refetch is pending.
+const FAST_TICK: Duration = Duration::from_millis(100);
+/// The shortest and longest tick otherwise (fetch schedules come from the JwksState machines).
+const MIN_TICK: Duration = Duration::from_secs(1);
+const MAX_TICK: Duration = Duration::from_secs(300);
+/// Most requests kept waiting for keys in the process; beyond it they get the 503 at once.
+pub const MAX_WAITERS: usize = 4096;
+
+/// Config scheduler events (both run [`Shared::run`]).
+const EVENT_TICK: u64 = 1;
+const EVENT_WAKE: u64 = 2;
+/// The stream scheduler event that resumes a waiting request.
+pub const EVENT_RESUME: u64 = 1;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> UnixTime {
+    edgegate_envoy_glue::verdict::secs(now_ms())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A request paused until a provider's keys arrive.
+pub struct Waiter {
+    /// The stream's filter ([`crate::filter::Filter`]), to remove its entry when it goes away.
+    pub filter_id: u64,
+    /// Resumes the stream on its worker thread.
+    pub scheduler: Arc<FilterScheduler>,
+    pub provider: String,
+    pub deadline_ms: u128,
+    /// Waiting on an unknown kid: the provider's settled count when the wait began (it resumes
+    /// when that moves). `None`: waiting for the provider's first keys.
+    pub settled: Option<u64>,
+}
+
+/// The counters this config defined (Envoy freezes stat creation once the config exists).
+#[derive(Debug, Default)]
+pub struct CounterIds {
+    allowed: Option<usize>,
+    denied: Option<usize>,
+    fetch_ok: Option<usize>,
+    fetch_failed: Option<usize>,
+    cache_hit: Option<usize>,
+    cache_miss: Option<usize>,
+}
+
+impl CounterIds {
+    fn define(ctx: &ConfigCtx<'_>) -> CounterIds {
+        CounterIds {
+            allowed: ctx.define_counter(metrics::ALLOWED, &[metrics::CREDENTIAL]),
+            denied: ctx.define_counter(metrics::DENIED, &[metrics::REASON]),
+            fetch_ok: ctx.define_counter(metrics::JWKS_FETCH_OK, &[]),
+            fetch_failed: ctx.define_counter(metrics::JWKS_FETCH_FAILED, &[]),
+            cache_hit: ctx.define_counter(metrics::CACHE_HIT, &[]),
+            cache_miss: ctx.define_counter(metrics::CACHE_MISS, &[]),
+        }
+    }
+
+    fn id(&self, name: &str) -> Option<usize> {
+        match name {
+            metrics::ALLOWED => self.allowed,
+            metrics::DENIED => self.denied,
+            metrics::JWKS_FETCH_OK => self.fetch_ok,
+            metrics::JWKS_FETCH_FAILED => self.fetch_failed,
+            metrics::CACHE_HIT => self.cache_hit,
+            metrics::CACHE_MISS => self.cache_miss,
+            _ => None,
+        }
+    }
+}
+
+/// Counting from a stream's hook (worker thread).
+pub struct FilterCounters<'a, 'h> {
+    pub ctx: &'a FilterCtx<'h>,
+    pub ids: &'a CounterIds,
+}
+
+impl Counters for FilterCounters<'_, '_> {
+    fn inc(&mut self, name: &'static str) {
+        if let Some(id) = self.ids.id(name) {
+            self.ctx.increment_counter(id, &[], 1);
+        }
+    }
+
+    fn inc_labeled(&mut self, name: &'static str, _label: &'static str, value: &str) {
+        if let Some(id) = self.ids.id(name) {
+            self.ctx.increment_counter(id, &[&label_value(value)], 1);
+        }
+    }
+}
+
+/// Counting from a config hook (main thread).
+struct ConfigCounters<'a, 'h> {
+    ctx: &'a ConfigCtx<'h>,
+    ids: &'a CounterIds,
+}
+
+impl Counters for ConfigCounters<'_, '_> {
+    fn inc(&mut self, name: &'static str) {
+        if let Some(id) = self.ids.id(name) {
+            self.ctx.increment_counter(id, &[], 1);
+        }
+    }
+
+    fn inc_labeled(&mut self, name: &'static str, _label: &'static str, value: &str) {
+        if let Some(id) = self.ids.id(name) {
+            self.ctx.increment_counter(id, &[&label_value(value)], 1);
+        }
+    }
+}
+
+/// When the ticker thread should next wake the main thread.
+#[derive(Default)]
+struct Tick {
+    next: Option<Instant>,
+    stop: bool,
+}
+
+struct Ticker {
+    state: Arc<(Mutex<Tick>, Condvar)>,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Ticker {
+    /// Starts the thread. It owns a scheduler reference and the tick state, never the config.
+    fn spawn(scheduler: Arc<ConfigScheduler>) -> Option<Ticker> {
+        let state = Arc::new((Mutex::new(Tick::default()), Condvar::new()));
+        let st = Arc::clone(&state);
+        let handle = std::thread::Builder::new()
+            .name("edgegate-ticker".into())
+            .spawn(move || {
+                let (m, cv) = &*st;
+                let mut tick = lock(m);
+                loop {
+                    if tick.stop {
+                        return;
+                    }
+                    match tick.next {
+                        None => tick = cv.wait(tick).unwrap_or_else(PoisonError::into_inner),
+                        Some(at) => {
+                            let now = Instant::now();
+                            if now >= at {
+                                tick.next = None;
+                                // Not under the lock: the main thread may be setting the next
+                                // tick meanwhile.
+                                drop(tick);
+                                scheduler.commit(EVENT_TICK);
+                                tick = lock(m);
+                            } else {
+                                tick = cv
+                                    .wait_timeout(tick, at - now)
+                                    .map(|(g, _)| g)
+                                    .unwrap_or_else(|e| e.into_inner().0);
+                            }
+                        }
+                    }
+                }
+            });
+        match handle {
+            Ok(h) => Some(Ticker {
+                state,
+                handle: Mutex::new(Some(h)),
+            }),
+            Err(e) => {
+                log::error!(
+                    "cannot start the key refresh thread: {e}; keys are fetched on demand only"
+                );
+                None
+            }
+        }
+    }
+
+    fn set(&self, after: Option<Duration>) {
+        let (m, cv) = &*self.state;
+        lock(m).next = after.map(|d| Instant::now() + d);
+        cv.notify_one();
+    }
+
+    fn stop(&self) {
+        let (m, cv) = &*self.state;
+        lock(m).stop = true;
+        cv.notify_one();
+        if let Some(h) = lock(&self.handle).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// One filter configuration, for every worker thread.
+pub struct Shared {
+    pub engine: Engine,
+    /// The verified-token cache of the process (held for one decision at a time).
+    cache: Mutex<TokenCache>,
+    /// What the workers verify with.
+    keys: RwLock<Arc<KeySnapshot>>,
+    /// The key-set state machines (main thread only; a lock only because `Shared` is shared).
+    remotes: Mutex<Vec<Remote>>,
+    waiters: Mutex<Vec<Waiter>>,
+    /// Providers whose key set lacked a token's `kid`: refetch early (rate-limited by JwksState).
+    refetch: Mutex<Vec<String>>,
+    /// Per remote provider, how long a request waits for its first keys.
+    waits: Vec<(String, Duration)>,
+    pub counters: CounterIds,
+    scheduler: Option<Arc<ConfigScheduler>>,
+    ticker: Option<Ticker>,
+}
+
+impl Shared {
+    /// Compiles the plugin configuration (main thread). `None` refuses it, every error logged.
+    pub fn new(ctx: &ConfigCtx<'_>, _name: &[u8], config: &[u8]) -> Option<Arc<Shared>> {
+        let engine = match Engine::from_json(config) {
+            Ok(e) => e,
+            Err(errors) => {
+                for line in edgegate_envoy_glue::config::refusal_lines(&errors) {
+                    log::error!("{line}");
+                }
+                return None;
+            }
+        };
+        for line in edgegate_envoy_glue::config::notice_lines(&engine) {
+            log::warn!("{line}");
+        }
+        let remotes: Vec<Remote> = engine
+            .remote_key_sources()
+            .into_iter()
+            .map(Remote::new)
+            .collect();
+        let validating = abi::is_validation_mode();
+        let scheduler = if remotes.is_empty() || validating {
+            None
+        } else {
+            ctx.new_scheduler().map(Arc::new)
+        };
+        if scheduler.is_none() && !remotes.is_empty() && !validating {
+            log::error!("Envoy gave no scheduler: remote key sets cannot be fetched");
+        }
+        let ticker = scheduler
+            .as_ref()
+            .and_then(|s| Ticker::spawn(Arc::clone(s)));
+        let snapshot = KeySnapshot {
+            entries: remotes.iter().map(Remote::entry).collect(),
+        };
+        let shared = Arc::new(Shared {
+            cache: Mutex::new(engine.new_cache()),
+            keys: RwLock::new(Arc::new(snapshot)),
+            waits: remotes
+                .iter()
+                .map(|r| (r.provider.clone(), r.wait))
+                .collect(),
+            remotes: Mutex::new(remotes),
+            waiters: Mutex::new(Vec::new()),
+            refetch: Mutex::new(Vec::new()),
+            counters: CounterIds::define(ctx),
+            scheduler,
+            ticker,
+            engine,
+        });
+        let n = lock(&shared.remotes).len();
+        log::info!("configured ({n} remote key set(s))");
+        // The first fetches start on the main loop, once Envoy's clusters are up.
+        shared.wake();
+        Some(shared)
+    }
+
+    /// The config is gone: stop the ticker and let go of waiting streams.
+    pub fn shutdown(&self) {
+        if let Some(t) = &self.ticker {
+            t.stop();
+        }
+        lock(&self.waiters).clear();
+    }
+
+    // --- worker side -------------------------------------------------------------------------
+
+    /// The key sets as of now.
+    pub fn snapshot(&self) -> Arc<KeySnapshot> {
+        Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The token cache, for one decision. (A panic while it was held may have left it half
+    /// written: it is emptied then; it is only a cache.)
+    pub fn cache(&self) -> MutexGuard<'_, TokenCache> {
+        match self.cache.lock() {
+            Ok(g) => g,
+            Err(poisoned) => {
+                let mut g = poisoned.into_inner();
+                g.clear();
+                self.cache.clear_poison();
+                g
+            }
+        }
+    }
+
+    /// How long a request waits for `provider`'s keys.
+    pub fn key_wait(&self, provider: &str) -> Duration {
+        self.waits
+            .iter()
+            .find(|(p, _)| p == provider)
+            .map_or(KEY_WAIT, |(_, w)| *w)
+    }
+
+    /// Asks the main thread to run soon.
+    pub fn wake(&self) {
+        if let Some(s) = &self.scheduler {
+            s.commit(EVENT_WAKE);
+        }
+    }
+
+    /// Asks for an early refetch of a provider's keys (once per run, however many requests ask).
+    pub fn request_refetch(&self, provider: String) {
+        let mut r = lock(&self.refetch);
+        if !r.contains(&provider) {
+            r.push(provider);
+        }
+    }
+
+    /// Registers a waiting request; hands it back when the list is full (the caller answers
+    /// 503) or nothing could resume it.
+    pub fn add_waiter(&self, w: Waiter) -> Result<(), Waiter> {
+        if self.scheduler.is_none() {
+            return Err(w);
+        }
+        let mut ws = lock(&self.waiters);
+        if ws.len() >= MAX_WAITERS {
+            return Err(w);
+        }
+        ws.push(w);
+        Ok(())
+    }
+
+    /// Forgets a stream's waiting entries (the stream ended).
+    pub fn remove_waiters(&self, filter_id: u64) {
+        lock(&self.waiters).retain(|w| w.filter_id != filter_id);
+    }
+
+    // --- main thread -------------------------------------------------------------------------
+
+    /// A scheduler event: run.
+    pub fn on_scheduled(&self, ctx: &ConfigCtx<'_>, _event: u64) {
+        self.run(ctx);
+    }
+
+    /// A key-set fetch ended.
+    pub fn on_callout_done(&self, ctx: &ConfigCtx<'_>, id: u64, response: &CalloutResponse<'_>) {
+        let now = now();
+        let mut counters = ConfigCounters {
+            ctx,
+            ids: &self.counters,
+        };
+        {
+            // Only ever locked on the main thread: a failed try_lock would be re-entrance.
+            let Ok(mut remotes) = self.remotes.try_lock() else {
+                log::error!("a key-set response arrived re-entrantly; ignored");
+                return;
+            };
+            for r in remotes.iter_mut() {
+                let Some((outcome, replaced)) = r.on_response(id, response, now) else {
+                    continue;
+                };
+                if replaced {
+                    // A key may have been withdrawn: it stops working at once.
+                    self.cache().clear();
+                }
+                match outcome {
+                    Outcome::KeysUpdated { keys } => {
+                        counters.inc(metrics::JWKS_FETCH_OK);
+                        log::info!("jwks {}: fetched {keys} key(s)", r.provider);
+                    }
+                    Outcome::Progress => {}
+                    Outcome::Failed(why) => {
+                        counters.inc(metrics::JWKS_FETCH_FAILED);
+                        log::warn!(
+                            "jwks {}: fetch failed: {why}; keeping the last good keys",
+                            r.provider
+                        );
+                    }
+                }
+                break;
+            }
+        }
+        self.run(ctx);
+    }
+
+    /// Starts every fetch that is due, publishes the key snapshot, resumes waiting requests
+    /// whose keys arrived or whose wait is over, and sets the next tick.
+    fn run(&self, ctx: &ConfigCtx<'_>) {
+        let now = now();
+        let early = std::mem::take(&mut *lock(&self.refetch));
+        let mut counters = ConfigCounters {
+            ctx,
+            ids: &self.counters,
+        };
+        let soonest = {
+            let Ok(mut remotes) = self.remotes.try_lock() else {
+                return;
+            };
+            for r in remotes.iter_mut() {
+                let refused =
+                    early.contains(&r.provider) && !r.on_unknown_kid(now) && !r.fetching();
+                let started = r.start_fetch_if_due(ctx, now);
+                if let Err(e) = &started {
+                    counters.inc(metrics::JWKS_FETCH_FAILED);
+                    log::warn!("jwks {}: cannot start fetch: {e}", r.provider);
+                }
+                // Requests waiting on an unknown kid resume when no refetch is coming.
+                if refused || started.is_err() {
+                    r.settle();
+                }
+            }
+            let snapshot = KeySnapshot {
+                entries: remotes.iter().map(Remote::entry).collect(),
+            };
+            *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
+            remotes.iter().filter_map(Remote::next_wakeup).min()
+        };
+        self.resolve_waiters(now_ms());
+        self.schedule(now, soonest);
+    }
+
+    /// Resumes (on their worker threads) the requests whose keys arrived or whose wait is over;
+    /// their paused decisions resume there (a still-missing key set past the deadline is a 503).
+    fn resolve_waiters(&self, now_ms: u128) {
+        let waiting = std::mem::take(&mut *lock(&self.waiters));
+        if waiting.is_empty() {
+            return;
+        }
+        let snapshot = self.snapshot();
+        let mut keep = Vec::new();
+        for w in waiting {
+            let ready = match w.settled {
+                Some(at) => snapshot.settled(&w.provider) != at,
+                None => snapshot.has(&w.provider),
+            };
+            if ready || now_ms >= w.deadline_ms {
+                w.scheduler.commit(EVENT_RESUME);
+            } else {
+                keep.push(w);
+            }
+        }
+        lock(&self.waiters).extend(keep);
+    }
+
+    fn schedule(&self, now: UnixTime, soonest: Option<UnixTime>) {
+        let Some(ticker) = &self.ticker else { return };
+        let busy = !lock(&self.waiters).is_empty() || !lock(&self.refetch).is_empty();
+        let after = if busy {
+            Some(FAST_TICK)
+        } else {
+            Some(soonest.map_or(MIN_TICK, |at| {
+                Duration::from_secs(at.saturating_sub(now)).clamp(MIN_TICK, MAX_TICK)
+            }))
+        };
+        ticker.set(after);
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

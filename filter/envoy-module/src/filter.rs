@@ -1,0 +1,360 @@
+//! One stream: the request hooks, on the stream's worker thread. The same steps as the
+//! proxy-wasm HTTP context: bounds, identity headers removed, one decision, the verdict carried
+//! out (the glue in `edgegate-envoy-glue` says what to read, count and send).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use edgegate::engine::{LocalReply, Verdict, MAX_FORM_BODY};
+use edgegate::step::{NeedForm, NeedKeys, Step};
+use edgegate_envoy_glue::metrics;
+use edgegate_envoy_glue::request::{
+    check_count, check_sizes, edit_ops, split_identity, OwnedRequest, Pairs,
+};
+use edgegate_envoy_glue::verdict::{self as glue, internal_error};
+
+use crate::abi::{FilterCtx, FilterScheduler, RequestMap};
+use crate::config::{self, FilterCounters, Shared, Waiter, EVENT_RESUME};
+use crate::keys::KeySnapshot;
+use crate::magic::{self, Claim};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What the request hook does next.
+enum Next {
+    /// Allowed: headers set, continue upstream.
+    Continue,
+    /// Answered locally, or paused (waiting for keys, reading a magic-link form).
+    Stop,
+}
+
+/// A request paused until keys arrive: the request and the engine's paused decision.
+struct Waiting {
+    request: OwnedRequest,
+    paused: NeedKeys,
+}
+
+/// The module's filter of one stream.
+pub struct Filter {
+    shared: Arc<Shared>,
+    id: u64,
+    /// True once the engine allowed the request. Until then its body and trailers are held.
+    allowed: bool,
+    /// Set while a magic-link form body is being read.
+    form: Option<(OwnedRequest, NeedForm)>,
+    /// Set while the request waits for keys.
+    waiting: Option<Waiting>,
+    scheduler: Option<Arc<FilterScheduler>>,
+}
+
+impl Filter {
+    pub fn new(shared: Arc<Shared>) -> Filter {
+        Filter {
+            shared,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            allowed: false,
+            form: None,
+            waiting: None,
+            scheduler: None,
+        }
+    }
+
+    /// The request headers. True: continue upstream; false: stop (answered, or paused).
+    pub fn on_request_headers(&mut self, ctx: &FilterCtx<'_>, end_of_stream: bool) -> bool {
+        let shared = Arc::clone(&self.shared);
+        // Over the header bounds: refused whole (431), never cut (a cut map would hide identity
+        // headers or a credential from the core while the upstream still got them).
+        let len = ctx.map_len(RequestMap::Headers);
+        if check_count(len).is_err() {
+            self.send(ctx, &edgegate::limits::headers_too_large_denial());
+            return false;
+        }
+        // A map that cannot be read cannot be cleaned: fail closed.
+        let Some(pairs) = ctx.read_map(RequestMap::Headers, len) else {
+            log::error!("the request header map cannot be read: 500");
+            self.send(ctx, &internal_error());
+            return false;
+        };
+        if check_sizes(&pairs).is_err() {
+            self.send(ctx, &edgegate::limits::headers_too_large_denial());
+            return false;
+        }
+        // Then, always: client-sent copies of identity headers, in any spelling, never reach the
+        // upstream.
+        let pairs = drop_identity(ctx, &shared, RequestMap::Headers, pairs);
+        let req = OwnedRequest::from_pairs(pairs);
+        match self.decide_and_apply(ctx, req, config::now_ms(), None) {
+            Next::Continue => true,
+            Next::Stop => {
+                if end_of_stream {
+                    if let Some((req, form)) = self.form.take() {
+                        self.finish_magic_form(ctx, &req, form, &[]);
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// A request body frame. True: continue; false: hold it (buffered).
+    pub fn on_request_body(&mut self, ctx: &FilterCtx<'_>, end_of_stream: bool) -> bool {
+        if self.form.is_some() {
+            let limit = MAX_FORM_BODY.saturating_add(1);
+            if end_of_stream || ctx.request_body_size() >= limit {
+                // At most limit bytes are read; a longer body is refused by the core as too large.
+                let body = ctx.request_body(limit);
+                if let Some((req, form)) = self.form.take() {
+                    self.finish_magic_form(ctx, &req, form, &body);
+                }
+            }
+            return false;
+        }
+        self.allowed
+    }
+
+    /// The request trailers: identity names removed here too, whether the request is allowed
+    /// yet or not. True: continue; false: hold them.
+    pub fn on_request_trailers(&mut self, ctx: &FilterCtx<'_>) -> bool {
+        let len = ctx.map_len(RequestMap::Trailers);
+        match ctx.read_map(RequestMap::Trailers, len) {
+            Some(pairs) => {
+                let shared = Arc::clone(&self.shared);
+                drop_identity(ctx, &shared, RequestMap::Trailers, pairs);
+            }
+            None => {
+                // A trailer map that cannot be read cannot be cleaned: fail closed.
+                log::error!("the request trailer map cannot be read: 500");
+                self.allowed = false;
+                self.waiting = None;
+                self.send(ctx, &internal_error());
+                return false;
+            }
+        }
+        self.allowed
+    }
+
+    /// A stream event: the main thread resumed a request that waited for keys.
+    pub fn on_scheduled(&mut self, ctx: &FilterCtx<'_>, event: u64) {
+        if event != EVENT_RESUME {
+            return;
+        }
+        let Some(w) = self.waiting.take() else {
+            return;
+        };
+        // Resumes the paused decision (keys still missing past the deadline: a 503 there).
+        if let Next::Continue =
+            self.decide_and_apply(ctx, w.request, config::now_ms(), Some(w.paused))
+        {
+            ctx.continue_decoding();
+        }
+    }
+
+    /// Runs the engine's machine for the request (from its start, or from the step that waited
+    /// for keys: `waited`) and carries out where it ends.
+    fn decide_and_apply(
+        &mut self,
+        ctx: &FilterCtx<'_>,
+        req: OwnedRequest,
+        now_ms: u128,
+        waited: Option<NeedKeys>,
+    ) -> Next {
+        let shared = Arc::clone(&self.shared);
+        let resumed = waited.is_some();
+        let snapshot = shared.snapshot();
+        let (step, edits) = {
+            let mut cache = shared.cache();
+            glue::run(
+                &shared.engine,
+                &req,
+                &*snapshot,
+                &mut cache,
+                glue::secs(now_ms),
+                waited,
+            )
+        };
+        match step {
+            Step::Done(Verdict::Allow {
+                identity,
+                headers,
+                cached,
+                ..
+            }) => {
+                metrics::count_allow(&mut self.counters(ctx), identity.as_deref(), cached);
+                for (name, value) in edit_ops(&edits) {
+                    ctx.set(RequestMap::Headers, name, value);
+                }
+                // Every identity header the client sent was removed before the decision, so these
+                // names are absent: added, not set (a set removes first).
+                for (name, value) in headers.iter() {
+                    ctx.add(RequestMap::Headers, name, value);
+                }
+                self.allowed = true;
+                Next::Continue
+            }
+            Step::Done(Verdict::Reply(d)) => {
+                log_denial(&d, &req);
+                self.send(ctx, &d);
+                Next::Stop
+            }
+            Step::NeedKeys(paused) if !resumed => {
+                self.wait_for_keys(ctx, req, now_ms, paused, &snapshot)
+            }
+            Step::NeedForm(form) if !resumed => {
+                self.form = Some((req, form));
+                Next::Stop
+            }
+            // A resumed request never pauses again (the core answers after one wait) and never
+            // reads a body; signatures were answered in place: fail closed.
+            Step::NeedKeys(_) | Step::NeedForm(_) | Step::NeedSignature(_) => {
+                self.send(ctx, &internal_error());
+                Next::Stop
+            }
+        }
+    }
+
+    /// Pauses the request until its provider's keys arrive (or an early refetch for an unknown
+    /// kid settles), bounded by the provider's wait; 503 when it cannot wait.
+    fn wait_for_keys(
+        &mut self,
+        ctx: &FilterCtx<'_>,
+        req: OwnedRequest,
+        now_ms: u128,
+        paused: NeedKeys,
+        snapshot: &KeySnapshot,
+    ) -> Next {
+        let shared = Arc::clone(&self.shared);
+        let provider = paused.provider().to_string();
+        let deadline_ms = now_ms.saturating_add(shared.key_wait(&provider).as_millis());
+        // The provider has keys: the token's kid is unknown and the main thread may refetch.
+        let settled = snapshot.has(&provider).then(|| snapshot.settled(&provider));
+        if settled.is_some() {
+            shared.request_refetch(provider.clone());
+        }
+        if self.wait(ctx, &provider, deadline_ms, settled) {
+            self.waiting = Some(Waiting {
+                request: req,
+                paused,
+            });
+            shared.wake();
+            return Next::Stop;
+        }
+        let d = shared.engine.keys_unavailable();
+        log::warn!(
+            "keys of provider {provider} are not available (too many requests waiting): 503"
+        );
+        log_denial(&d, &req);
+        self.send(ctx, &d);
+        Next::Stop
+    }
+
+    /// Registers this stream as waiting for `provider`'s keys. False when it cannot wait.
+    fn wait(
+        &mut self,
+        ctx: &FilterCtx<'_>,
+        provider: &str,
+        deadline_ms: u128,
+        settled: Option<u64>,
+    ) -> bool {
+        if self.scheduler.is_none() {
+            self.scheduler = ctx.new_scheduler().map(Arc::new);
+        }
+        let Some(scheduler) = &self.scheduler else {
+            return false;
+        };
+        self.shared
+            .add_waiter(Waiter {
+                filter_id: self.id,
+                scheduler: Arc::clone(scheduler),
+                provider: provider.to_string(),
+                deadline_ms,
+                settled,
+            })
+            .is_ok()
+    }
+
+    /// The end of a magic-link POST: the core verifies the form's token; this process enforces
+    /// single use, then redirects with the session cookie.
+    fn finish_magic_form(
+        &mut self,
+        ctx: &FilterCtx<'_>,
+        req: &OwnedRequest,
+        form: NeedForm,
+        body: &[u8],
+    ) {
+        let now = config::now();
+        let engine = &self.shared.engine;
+        let login = match form.resume(engine, body, now) {
+            Ok(l) => l,
+            Err(d) => {
+                log_denial(&d, req);
+                self.send(ctx, &d);
+                return;
+            }
+        };
+        match magic::claim(&login.jti, login.expires_at, now) {
+            Claim::Fresh => {
+                metrics::count_magic_login(&mut self.counters(ctx));
+                log::info!("{}", glue::magic_login_log_line(&login));
+                ctx.send_response(
+                    302,
+                    &glue::magic_login_headers(&login),
+                    b"",
+                    "edgegate_magic_link",
+                );
+            }
+            Claim::Replayed => {
+                let d = engine.replayed();
+                log_denial(&d, req);
+                self.send(ctx, &d);
+            }
+            Claim::Unavailable => {
+                let d = glue::single_use_unavailable(engine);
+                log::error!("magic link refused: the single-use store is full");
+                self.send(ctx, &d);
+            }
+        }
+    }
+
+    fn counters<'a, 'h>(&'a self, ctx: &'a FilterCtx<'h>) -> FilterCounters<'a, 'h> {
+        FilterCounters {
+            ctx,
+            ids: &self.shared.counters,
+        }
+    }
+
+    /// Sends a local reply and counts a refusal.
+    fn send(&self, ctx: &FilterCtx<'_>, d: &LocalReply) {
+        metrics::count_reply(&mut self.counters(ctx), d);
+        let headers: Vec<(&str, &str)> = d
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let details = format!("edgegate_{}", d.reason.code());
+        ctx.send_response(d.status, &headers, d.body.as_bytes(), &details);
+    }
+}
+
+impl Drop for Filter {
+    fn drop(&mut self) {
+        if self.scheduler.is_some() {
+            self.shared.remove_waiters(self.id);
+        }
+    }
+}
+
+/// Removes from Envoy's map every identity header the client sent (one call per distinct name);
+/// returns the other pairs.
+fn drop_identity(ctx: &FilterCtx<'_>, shared: &Shared, map: RequestMap, pairs: Pairs) -> Pairs {
+    let (kept, removed) = split_identity(&shared.engine, pairs);
+    for name in &removed {
+        ctx.set(map, name, None);
+    }
+    kept
+}
+
+fn log_denial(d: &LocalReply, req: &OwnedRequest) {
+    if let Some(line) = glue::denial_log_line(d, req) {
+        log::info!("{line}");
+    }
+}
