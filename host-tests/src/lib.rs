@@ -70,6 +70,39 @@ impl Action {
     }
 }
 
+/// What a stream callback delivers to the filter.
+#[derive(Clone, Copy)]
+enum Part {
+    Headers,
+    Body,
+    Trailers,
+}
+
+impl Part {
+    /// The callback that delivers this part of the request or response side.
+    fn callback(self, request: bool) -> &'static str {
+        match (self, request) {
+            (Part::Headers, true) => "proxy_on_request_headers",
+            (Part::Headers, false) => "proxy_on_response_headers",
+            (Part::Body, true) => "proxy_on_request_body",
+            (Part::Body, false) => "proxy_on_response_body",
+            (Part::Trailers, true) => "proxy_on_request_trailers",
+            (Part::Trailers, false) => "proxy_on_response_trailers",
+        }
+    }
+
+    /// The callback's arguments after the context id, as the ABI has them: the count (or
+    /// size) of what the side received, then end_of_stream for headers and body.
+    fn args(self, d: &Direction) -> Vec<i32> {
+        let end = i32::from(d.end_seen);
+        match self {
+            Part::Headers => vec![d.headers.len() as i32, end],
+            Part::Body => vec![d.body.len() as i32, end],
+            Part::Trailers => vec![d.trailers.as_ref().map_or(0, |t| t.len() as i32)],
+        }
+    }
+}
+
 const DEFAULT_FUEL: u64 = 2_000_000_000;
 
 fn engine() -> Result<Engine> {
@@ -391,7 +424,7 @@ impl Vm {
         if h.local.is_some() || h.local_in_flight || h.finished {
             return;
         }
-        let d = if request { &mut h.req } else { &mut h.resp };
+        let d = h.side(request);
         match d.phase {
             Phase::HeadersPaused => {
                 d.forwarded_headers = Some(d.headers.clone());
@@ -401,13 +434,7 @@ impl Vm {
                     self.body(id, request, data, end);
                 }
             }
-            Phase::BodyPaused => {
-                let body = std::mem::take(&mut d.body);
-                d.forwarded_body.extend_from_slice(&body);
-                d.buffering = false;
-                d.body_live = false;
-                d.phase = Phase::Flowing;
-            }
+            Phase::BodyPaused => d.forward_body(),
             Phase::Idle | Phase::Flowing => {}
         }
         // Trailers held by the filter go on; trailers Envoy buffered are decoded now.
@@ -415,11 +442,10 @@ impl Vm {
         if h.local.is_some() || h.finished {
             return;
         }
-        let d = if request { &mut h.req } else { &mut h.resp };
+        let d = h.side(request);
         if d.trailers_held {
             d.trailers_held = false;
-            d.trailers_live = false;
-            d.forwarded_trailers = d.trailers.clone();
+            d.forward_trailers();
         }
         if let Some(t) = d.queued_trailers.take() {
             self.deliver_trailers(id, request, t);
@@ -434,7 +460,7 @@ impl Vm {
         if h.local.is_some() || h.finished {
             return;
         }
-        let d = if request { &mut h.req } else { &mut h.resp };
+        let d = h.side(request);
         d.end_seen = true;
         if (d.phase == Phase::HeadersPaused && !allow_while_paused) || d.queued_end.is_some() {
             d.queued_trailers = Some(trailers);
@@ -445,66 +471,29 @@ impl Vm {
 
     fn deliver_trailers(&mut self, id: u32, request: bool, trailers: Headers) {
         let Some(h) = self.http(id) else { return };
-        let d = if request { &mut h.req } else { &mut h.resp };
-        let n = trailers.len() as i32;
-        d.trailers = Some(trailers);
-        d.trailers_live = true;
-        let name = if request {
-            "proxy_on_request_trailers"
-        } else {
-            "proxy_on_response_trailers"
-        };
-        let (r, stop, acts) = self.call_raw(id, name, &[Val::I32(id as i32), Val::I32(n)]);
-        match r {
-            Err(_) => self.fail_stream(id),
-            Ok(v) => {
-                if let Some(h) = self.http(id) {
-                    let d = if request { &mut h.req } else { &mut h.resp };
-                    if stop || v.unwrap_or(0) != 0 {
-                        d.trailers_held = true;
-                    } else {
-                        d.trailers_live = false;
-                        d.forwarded_trailers = d.trailers.clone();
-                    }
-                }
-            }
-        }
-        self.apply(acts);
+        h.side(request).receive_trailers(trailers);
+        self.deliver(
+            id,
+            request,
+            Part::Trailers,
+            |d| d.trailers_held = true,
+            Direction::forward_trailers,
+        );
     }
 
     fn headers(&mut self, id: u32, request: bool, headers: Headers, end: bool) {
         let Some(h) = self.http(id) else { return };
-        let d = if request { &mut h.req } else { &mut h.resp };
-        d.headers = headers;
-        d.headers_live = true;
-        d.end_seen = end;
-        let n = d.headers.len() as i32;
-        let name = if request {
-            "proxy_on_request_headers"
-        } else {
-            "proxy_on_response_headers"
-        };
-        let (r, stop, acts) = self.call_raw(
+        h.side(request).receive_headers(headers, end);
+        self.deliver(
             id,
-            name,
-            &[Val::I32(id as i32), Val::I32(n), Val::I32(i32::from(end))],
+            request,
+            Part::Headers,
+            |d| d.phase = Phase::HeadersPaused,
+            |d| {
+                d.forward_headers();
+                d.phase = Phase::Flowing;
+            },
         );
-        match r {
-            Err(_) => self.fail_stream(id),
-            Ok(v) => {
-                if let Some(h) = self.http(id) {
-                    let d = if request { &mut h.req } else { &mut h.resp };
-                    if stop || v.unwrap_or(0) != 0 {
-                        d.phase = Phase::HeadersPaused;
-                    } else {
-                        d.headers_live = false;
-                        d.forwarded_headers = Some(d.headers.clone());
-                        d.phase = Phase::Flowing;
-                    }
-                }
-            }
-        }
-        self.apply(acts);
     }
 
     fn body(&mut self, id: u32, request: bool, data: Vec<u8>, end: bool) {
@@ -513,49 +502,58 @@ impl Vm {
         if h.local.is_some() || h.finished {
             return;
         }
-        let d = if request { &mut h.req } else { &mut h.resp };
+        let d = h.side(request);
         if d.phase == Phase::HeadersPaused && !allow_body_while_paused {
             d.queued.extend_from_slice(&data);
             d.queued_end = Some(end);
             return;
         }
-        if d.buffering {
-            d.body.extend_from_slice(&data);
-        } else {
-            d.body = data;
-        }
-        d.body_live = true;
-        d.end_seen = end;
-        let len = d.body.len() as i32;
-        let name = if request {
-            "proxy_on_request_body"
-        } else {
-            "proxy_on_response_body"
-        };
-        let (r, stop, acts) = self.call_raw(
+        d.receive_body(data, end);
+        self.deliver(
             id,
-            name,
-            &[Val::I32(id as i32), Val::I32(len), Val::I32(i32::from(end))],
+            request,
+            Part::Body,
+            |d| {
+                d.buffering = true;
+                d.phase = Phase::BodyPaused;
+            },
+            |d| {
+                if d.forwarded_headers.is_none() {
+                    // headers held by a Pause (allow_on_headers_stop_iteration) go first
+                    d.forward_headers();
+                }
+                d.forward_body();
+            },
         );
+    }
+
+    /// Runs the callback for the `part` one side just received, then applies its answer: a trap
+    /// fails the stream; a pause (stop iteration, or a non-zero return) runs `paused` on that
+    /// side, anything else `went_on`; the actions the callback deferred run last.
+    fn deliver(
+        &mut self,
+        id: u32,
+        request: bool,
+        part: Part,
+        paused: impl FnOnce(&mut Direction),
+        went_on: impl FnOnce(&mut Direction),
+    ) {
+        let Some(h) = self.http(id) else { return };
+        let args = part.args(h.side(request));
+        let vals: Vec<Val> = std::iter::once(id as i32)
+            .chain(args)
+            .map(Val::I32)
+            .collect();
+        let (r, stop, acts) = self.call_raw(id, part.callback(request), &vals);
         match r {
             Err(_) => self.fail_stream(id),
             Ok(v) => {
                 if let Some(h) = self.http(id) {
-                    let d = if request { &mut h.req } else { &mut h.resp };
+                    let d = h.side(request);
                     if stop || v.unwrap_or(0) != 0 {
-                        d.buffering = true;
-                        d.phase = Phase::BodyPaused;
+                        paused(d);
                     } else {
-                        if d.forwarded_headers.is_none() {
-                            // headers held by a Pause (allow_on_headers_stop_iteration) go first
-                            d.headers_live = false;
-                            d.forwarded_headers = Some(d.headers.clone());
-                        }
-                        let body = std::mem::take(&mut d.body);
-                        d.forwarded_body.extend_from_slice(&body);
-                        d.body_live = false;
-                        d.buffering = false;
-                        d.phase = Phase::Flowing;
+                        went_on(d);
                     }
                 }
             }
@@ -1176,12 +1174,7 @@ impl Stream {
 
     /// Request trailers as they went upstream (`None` while held or never sent).
     pub fn upstream_trailers(&self) -> Option<Headers> {
-        let v = self.vm.borrow();
-        let h = v.http_ref(self.id)?;
-        if h.local.is_some() {
-            return None;
-        }
-        h.req.forwarded_trailers.clone()
+        self.upstream(|d| d.forwarded_trailers.clone())
     }
 
     /// Delivers upstream response headers (`proxy_on_response_headers`).
@@ -1209,40 +1202,40 @@ impl Stream {
 
     /// Request headers as they went upstream (`None` while paused or after a local reply).
     pub fn upstream_headers(&self) -> Option<Headers> {
-        let v = self.vm.borrow();
-        let h = v.http_ref(self.id)?;
-        if h.local.is_some() {
-            return None;
-        }
-        h.req.forwarded_headers.clone()
+        self.upstream(|d| d.forwarded_headers.clone())
     }
 
     /// Request body bytes that went upstream so far.
     pub fn upstream_body(&self) -> Vec<u8> {
-        let v = self.vm.borrow();
-        v.http_ref(self.id)
-            .map(|h| h.req.forwarded_body.clone())
+        self.view(|h| Some(h.req.forwarded_body.clone()))
             .unwrap_or_default()
     }
 
     /// Response headers as the client gets them (after the filter), or the local reply's.
     pub fn downstream_headers(&self) -> Option<Headers> {
-        let v = self.vm.borrow();
-        v.http_ref(self.id)?.resp.forwarded_headers.clone()
+        self.view(|h| h.resp.forwarded_headers.clone())
     }
 
     /// Response body bytes the client got so far.
     pub fn downstream_body(&self) -> Vec<u8> {
-        let v = self.vm.borrow();
-        v.http_ref(self.id)
-            .map(|h| h.resp.forwarded_body.clone())
+        self.view(|h| Some(h.resp.forwarded_body.clone()))
             .unwrap_or_default()
     }
 
     /// The local reply, if the filter sent one.
     pub fn local_response(&self) -> Option<LocalResponse> {
+        self.view(|h| h.local.clone())
+    }
+
+    /// Reads this stream's context (`None` once it is gone).
+    fn view<R>(&self, f: impl FnOnce(&HttpCtx) -> Option<R>) -> Option<R> {
         let v = self.vm.borrow();
-        v.http_ref(self.id)?.local.clone()
+        f(v.http_ref(self.id)?)
+    }
+
+    /// Reads what of the request went upstream: nothing after a local reply.
+    fn upstream<R>(&self, f: impl FnOnce(&Direction) -> Option<R>) -> Option<R> {
+        self.view(|h| if h.local.is_some() { None } else { f(&h.req) })
     }
 
     /// Sets a per-stream property (e.g. `source.address`) for `proxy_get_property`.

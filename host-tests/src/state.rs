@@ -258,6 +258,51 @@ impl Direction {
             end_seen: false,
         }
     }
+
+    /// Headers arrive at the filter (`end`: nothing follows them).
+    pub fn receive_headers(&mut self, headers: Headers, end: bool) {
+        self.headers = headers;
+        self.headers_live = true;
+        self.end_seen = end;
+    }
+
+    /// A body chunk arrives at the filter, after what it buffers (`end`: the last chunk).
+    pub fn receive_body(&mut self, data: Vec<u8>, end: bool) {
+        if self.buffering {
+            self.body.extend_from_slice(&data);
+        } else {
+            self.body = data;
+        }
+        self.body_live = true;
+        self.end_seen = end;
+    }
+
+    /// Trailers arrive at the filter.
+    pub fn receive_trailers(&mut self, trailers: Headers) {
+        self.trailers = Some(trailers);
+        self.trailers_live = true;
+    }
+
+    /// The headers go past the filter, which no longer holds them.
+    pub fn forward_headers(&mut self) {
+        self.headers_live = false;
+        self.forwarded_headers = Some(self.headers.clone());
+    }
+
+    /// The body the filter held goes past it, and the body flows again.
+    pub fn forward_body(&mut self) {
+        let body = std::mem::take(&mut self.body);
+        self.forwarded_body.extend_from_slice(&body);
+        self.body_live = false;
+        self.buffering = false;
+        self.phase = Phase::Flowing;
+    }
+
+    /// The trailers go past the filter, which no longer holds them.
+    pub fn forward_trailers(&mut self) {
+        self.trailers_live = false;
+        self.forwarded_trailers = self.trailers.clone();
+    }
 }
 
 pub(crate) struct HttpCtx {
@@ -270,6 +315,17 @@ pub(crate) struct HttpCtx {
     pub in_log: bool,
     pub properties: BTreeMap<String, Vec<u8>>,
     pub finished: bool,
+}
+
+impl HttpCtx {
+    /// The request side (`request`) or the response side of the stream.
+    pub fn side(&mut self, request: bool) -> &mut Direction {
+        if request {
+            &mut self.req
+        } else {
+            &mut self.resp
+        }
+    }
 }
 
 pub(crate) enum Ctx {
