@@ -6,16 +6,17 @@
 // The helpers outside `#[test]` functions (clippy.toml allows these in the tests themselves).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
+mod support;
+
 use edgegate::keyring::{HmacKeyConfig, KeyRing, Secret};
 use edgegate::magic::{MagicLinkRequest, Purpose};
-use host_tests::{Action, Host, LocalResponse};
+use host_tests::{Action, Headers, Host, LocalResponse, Stream};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use serde_json::{json, Value};
 use std::time::Duration;
+use support::{filter_host, no_traps_or_stubs, AUD, NOW};
 
-const NOW: u64 = 1_760_000_000;
-const AUD: &str = "edgegate-tests";
 const LOCAL_ISS: &str = "https://local.test";
 const IDP: &str = "https://idp.test";
 const HS_SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0NQ";
@@ -75,14 +76,8 @@ fn wasm() -> std::path::PathBuf {
 }
 
 fn host_with(cfg: &Value) -> Host {
-    let mut host = Host::load(wasm()).unwrap();
     // As in envoy/envoy.yaml: the magic-link POST pauses its headers and reads the form.
-    host.set_allow_on_headers_stop_iteration(true);
-    host.set_ids("edgegate", "edgegate");
-    host.set_time(NOW);
-    let ok = host.configure(serde_json::to_vec(cfg).unwrap()).unwrap();
-    assert!(ok, "config refused: {:#?}", host.logs());
-    host
+    filter_host(cfg, |h| h.set_allow_on_headers_stop_iteration(true))
 }
 
 fn host() -> Host {
@@ -90,16 +85,7 @@ fn host() -> Host {
 }
 
 fn no_traps(host: &Host) {
-    assert!(
-        host.traps().is_empty(),
-        "the filter trapped: {:#?}",
-        host.traps()
-    );
-    assert!(
-        host.unknown_calls().is_empty(),
-        "stubbed imports called: {:?}",
-        host.unknown_calls()
-    );
+    no_traps_or_stubs(host);
     assert!(
         host.invalid_header_writes().is_empty(),
         "bad header bytes: {:?}",
@@ -169,6 +155,31 @@ fn es256(seed: u8, kid: &str, sub: &str) -> String {
 
 fn bearer(t: &str) -> String {
     format!("Bearer {t}")
+}
+
+/// `Bearer` and a valid local HS256 token for `sub` with these roles.
+fn local_bearer(sub: &str, roles: &[&str]) -> String {
+    bearer(&local_jwt(sub, json!({ "roles": roles })))
+}
+
+/// A GET of `path` with `token` as its bearer credential.
+fn get_with_bearer(host: &mut Host, path: &str, token: &str) -> Stream {
+    host.request(&get(path, &[("authorization", &bearer(token))]))
+}
+
+/// Delivers the request headers, which the filter lets through: the headers that went upstream.
+/// A failure shows the local reply the filter sent instead.
+fn allowed(req: &mut Stream) -> Headers {
+    let a = req.headers();
+    assert_eq!(a, Action::Continue, "{:?}", req.local_response());
+    req.upstream_headers().unwrap()
+}
+
+/// A GET of `path` with the ES256 `token`, held while the filter waits for keys (`why`).
+fn waiting_for_keys(host: &mut Host, path: &str, token: &str, why: &str) -> Stream {
+    let mut req = get_with_bearer(host, path, token);
+    assert_eq!(req.headers(), Action::Pause, "{why}");
+    req
 }
 
 fn local(a: &Action) -> &LocalResponse {
@@ -300,18 +311,10 @@ fn identity_headers_in_any_spelling_never_reach_the_upstream() {
     let up = req.upstream_headers().unwrap();
     assert_eq!(identity_like(&up), vec![], "{up:?}");
     // On an authenticated route only the core's own values arrive, one each.
-    let token = local_jwt("alice", json!({"roles": ["staff"]}));
-    let auth = bearer(&token);
+    let auth = local_bearer("alice", &["staff"]);
     let mut h = SPELLINGS.to_vec();
     h.push(("authorization", &auth));
-    let mut req = host.request(&get("/app", &h));
-    assert_eq!(
-        req.headers(),
-        Action::Continue,
-        "{:?}",
-        req.local_response()
-    );
-    let up = req.upstream_headers().unwrap();
+    let up = allowed(&mut host.request(&get("/app", &h)));
     let mut seen = identity_like(&up);
     seen.sort();
     let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
@@ -332,8 +335,7 @@ fn identity_headers_in_any_spelling_never_reach_the_upstream() {
 #[test]
 fn identity_named_request_trailers_are_removed() {
     let mut host = host();
-    let token = local_jwt("alice", json!({"roles": ["staff"]}));
-    let auth = bearer(&token);
+    let auth = local_bearer("alice", &["staff"]);
     let mut req = host.request(&get("/app/upload", &[("authorization", auth.as_str())]));
     assert_eq!(
         req.send_headers(false),
@@ -369,7 +371,7 @@ fn identity_named_request_trailers_are_removed() {
 fn trailers_of_a_request_waiting_for_keys_are_cleaned_before_they_go_on() {
     let mut host = host_with(&config(true));
     let jwt = es256(1, "e1", "alice");
-    let mut req = host.request(&get("/app", &[("authorization", &bearer(&jwt))]));
+    let mut req = get_with_bearer(&mut host, "/app", &jwt);
     assert_eq!(req.send_headers(false), Action::Pause);
     // allow_on_headers_stop_iteration: the filter sees the trailers while it waits, holds them.
     assert_eq!(
@@ -378,13 +380,7 @@ fn trailers_of_a_request_waiting_for_keys_are_cleaned_before_they_go_on() {
     );
     assert_eq!(req.upstream_trailers(), None);
     let call = pending_jwks_call(&host);
-    host.respond_http_call(
-        call,
-        200,
-        &[("content-type", "application/json")],
-        &jwks(&[es_jwk(1, "e1")]),
-    )
-    .unwrap();
+    answer_jwks(&mut host, call, JSON, &[es_jwk(1, "e1")]);
     assert_eq!(req.state(), Action::Continue, "{:?}", req.local_response());
     let t = req.upstream_trailers().expect("released with the request");
     assert_eq!(identity_like(&t), vec![]);
@@ -396,9 +392,8 @@ fn trailers_of_a_request_waiting_for_keys_are_cleaned_before_they_go_on() {
 #[test]
 fn the_consumed_credential_and_edgegate_cookies_stay_at_the_edge() {
     let mut host = host();
-    let token = local_jwt("alice", json!({"roles": ["staff"]}));
-    let auth = bearer(&token);
-    let mut req = host.request(&get(
+    let auth = local_bearer("alice", &["staff"]);
+    let up = allowed(&mut host.request(&get(
         "/app",
         &[
             ("authorization", auth.as_str()),
@@ -406,14 +401,7 @@ fn the_consumed_credential_and_edgegate_cookies_stay_at_the_edge() {
             ("x-other", "kept"),
             ("cookie", "edgegate_login_st4te=l;b=2 ; c=3"),
         ],
-    ));
-    assert_eq!(
-        req.headers(),
-        Action::Continue,
-        "{:?}",
-        req.local_response()
-    );
-    let up = req.upstream_headers().unwrap();
+    )));
     assert!(!up.contains("authorization"), "{up:?}");
     assert_eq!(
         up.get_all("cookie"),
@@ -422,20 +410,13 @@ fn the_consumed_credential_and_edgegate_cookies_stay_at_the_edge() {
     );
     assert_eq!(up.get("x-other").as_deref(), Some("kept"));
     // An API key in its own header: that header goes, Authorization (another scheme) stays.
-    let mut req = host.request(&get(
+    let up = allowed(&mut host.request(&get(
         "/app",
         &[
             ("x-api-key", &api_key(1)),
             ("authorization", "Basic Zm9vOmJhcg=="),
         ],
-    ));
-    assert_eq!(
-        req.headers(),
-        Action::Continue,
-        "{:?}",
-        req.local_response()
-    );
-    let up = req.upstream_headers().unwrap();
+    )));
     assert!(!up.contains("x-api-key"));
     assert_eq!(
         up.get("authorization").as_deref(),
@@ -454,24 +435,16 @@ fn forward_true_sends_the_checked_credential_upstream_but_never_edgegate_cookies
     cfg["jwt"]["providers"][0]["forward"] = json!(true);
     cfg["api_keys"]["forward"] = json!(true);
     let mut host = host_with(&cfg);
-    let token = local_jwt("alice", json!({"roles": ["staff"]}));
-    let auth = bearer(&token);
+    let auth = local_bearer("alice", &["staff"]);
     for _ in 0..2 {
         // the second time from the token cache
-        let mut req = host.request(&get(
+        let up = allowed(&mut host.request(&get(
             "/app",
             &[
                 ("authorization", auth.as_str()),
                 ("cookie", "edgegate_session_refresh=r; a=1"),
             ],
-        ));
-        assert_eq!(
-            req.headers(),
-            Action::Continue,
-            "{:?}",
-            req.local_response()
-        );
-        let up = req.upstream_headers().unwrap();
+        )));
         assert_eq!(up.get("authorization").as_deref(), Some(auth.as_str()));
         assert_eq!(up.get_all("cookie"), vec!["a=1"]);
     }
@@ -586,14 +559,8 @@ fn a_cached_token_allow_stays_within_its_host_call_budget() {
         h.extend_from_slice(extra);
         let mut req = host.request(&get("/admin/x", &h));
         host.take_host_calls();
-        assert_eq!(
-            req.headers(),
-            Action::Continue,
-            "{:?}",
-            req.local_response()
-        );
-        let calls = host.take_host_calls();
-        (req.upstream_headers().unwrap(), calls)
+        let up = allowed(&mut req);
+        (up, host.take_host_calls())
     };
     send(&mut host, &[]); // the miss: verifies and fills the cache
     send(&mut host, &[]); // the first hit defines its counter
@@ -686,20 +653,8 @@ fn every_jwt_refusal_is_a_local_reply_with_its_reason() {
 #[test]
 fn api_keys_are_checked() {
     let mut host = host();
-    let mut req = host.request(&get("/admin/deploy", &[("x-api-key", &api_key(2))]));
-    assert_eq!(
-        req.headers(),
-        Action::Continue,
-        "{:?}",
-        req.local_response()
-    );
-    assert_eq!(
-        req.upstream_headers()
-            .unwrap()
-            .get("x-edgegate-credential")
-            .as_deref(),
-        Some("api_key")
-    );
+    let up = allowed(&mut host.request(&get("/admin/deploy", &[("x-api-key", &api_key(2))])));
+    assert_eq!(up.get("x-edgegate-credential").as_deref(), Some("api_key"));
     let mut req = host.request(&get("/admin/deploy", &[("x-api-key", &api_key(1))]));
     assert_eq!(local(&req.headers()).status, 403, "ci key lacks admin");
     let mut req = host.request(&get("/app", &[("x-api-key", &api_key(9))]));
@@ -713,6 +668,14 @@ fn jwks(keys: &[Value]) -> Vec<u8> {
     serde_json::to_vec(&json!({ "keys": keys })).unwrap()
 }
 
+const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
+
+/// Answers the key-set fetch `token` with 200, `headers` and a JWKS of `keys`.
+fn answer_jwks(host: &mut Host, token: u32, headers: &[(&str, &str)], keys: &[Value]) {
+    host.respond_http_call(token, 200, headers, &jwks(keys))
+        .unwrap();
+}
+
 fn pending_jwks_call(host: &Host) -> u32 {
     let calls = host.pending_http_calls();
     assert_eq!(calls.len(), 1, "expected one JWKS fetch: {calls:#?}");
@@ -722,20 +685,20 @@ fn pending_jwks_call(host: &Host) -> u32 {
     c.token
 }
 
-#[test]
-fn first_request_waits_for_the_first_key_fetch_then_resumes() {
+/// A host with the remote provider whose first key fetch is out (`.1`, its token), and a GET of
+/// `path` with an ES256 token for `sub` (`.2`, key `e1`) that waits for it (`.3`).
+fn waiting_for_the_first_fetch(path: &str, sub: &str) -> (Host, u32, String, Stream) {
     let mut host = host_with(&config(true));
     let token = pending_jwks_call(&host);
-    let jwt = es256(7, "e1", "carol");
-    let mut req = host.request(&get("/admin", &[("authorization", &bearer(&jwt))]));
-    assert_eq!(req.headers(), Action::Pause, "waits for keys");
-    host.respond_http_call(
-        token,
-        200,
-        &[("content-type", "application/json")],
-        &jwks(&[es_jwk(7, "e1")]),
-    )
-    .unwrap();
+    let jwt = es256(7, "e1", sub);
+    let req = waiting_for_keys(&mut host, path, &jwt, "waits for keys");
+    (host, token, jwt, req)
+}
+
+#[test]
+fn first_request_waits_for_the_first_key_fetch_then_resumes() {
+    let (mut host, token, jwt, req) = waiting_for_the_first_fetch("/admin", "carol");
+    answer_jwks(&mut host, token, JSON, &[es_jwk(7, "e1")]);
     assert_eq!(req.state(), Action::Continue, "{:?}", req.local_response());
     // The paused decision was resumed, not started again.
     assert_eq!(host.decisions_started().unwrap(), Some(1));
@@ -749,24 +712,14 @@ fn first_request_waits_for_the_first_key_fetch_then_resumes() {
     assert!(other
         .configure(serde_json::to_vec(&config(true)).unwrap())
         .unwrap());
-    let mut req2 = other.request(&get("/app", &[("authorization", &bearer(&jwt))]));
-    assert_eq!(
-        req2.headers(),
-        Action::Continue,
-        "{:?}",
-        req2.local_response()
-    );
+    allowed(&mut get_with_bearer(&mut other, "/app", &jwt));
     no_traps(&host);
     no_traps(&other);
 }
 
 #[test]
 fn key_fetch_outage_fails_closed_with_503_after_the_wait() {
-    let mut host = host_with(&config(true));
-    let token = pending_jwks_call(&host);
-    let jwt = es256(7, "e1", "dave");
-    let mut req = host.request(&get("/app", &[("authorization", &bearer(&jwt))]));
-    assert_eq!(req.headers(), Action::Pause);
+    let (mut host, token, _, req) = waiting_for_the_first_fetch("/app", "dave");
     host.fail_http_call(token).unwrap();
     assert_eq!(host.metric("edgegate_jwks_fetch_failed"), Some(1));
     let period = host.tick_period();
@@ -797,8 +750,7 @@ fn remote_host_with_key_e1() -> Host {
 
 fn answer_the_first_fetch_with_key_e1(host: &mut Host) {
     let token = pending_jwks_call(host);
-    host.respond_http_call(token, 200, &[], &jwks(&[es_jwk(7, "e1")]))
-        .unwrap();
+    answer_jwks(host, token, &[], &[es_jwk(7, "e1")]);
 }
 
 #[test]
@@ -837,21 +789,18 @@ fn an_unknown_kid_the_refetch_does_not_bring_is_401_after_the_refetch() {
     let mut host = remote_host_with_key_e1();
     host.advance(Duration::from_secs(11)).unwrap();
     let forged = es256(9, "e3", "eve");
-    let mut req = host.request(&get("/app", &[("authorization", &bearer(&forged))]));
-    assert_eq!(req.headers(), Action::Pause);
+    let req = waiting_for_keys(&mut host, "/app", &forged, "");
     host.advance(Duration::from_millis(200)).unwrap();
     let calls = host.pending_http_calls();
     assert_eq!(calls.len(), 1);
-    host.respond_http_call(calls[0].token, 200, &[], &jwks(&[es_jwk(7, "e1")]))
-        .unwrap();
+    answer_jwks(&mut host, calls[0].token, &[], &[es_jwk(7, "e1")]);
     let a = req.state();
     assert_eq!(local(&a).status, 401, "not a 503: keys are there");
     assert_eq!(reason(local(&a)), "unknown_kid");
     // An IdP that fails the refetch: the waiting request gets its 401 too, without waiting out
     // the whole wait_for_keys_ms.
     host.advance(Duration::from_secs(11)).unwrap();
-    let mut req = host.request(&get("/app", &[("authorization", &bearer(&forged))]));
-    assert_eq!(req.headers(), Action::Pause);
+    let req = waiting_for_keys(&mut host, "/app", &forged, "");
     host.advance(Duration::from_millis(200)).unwrap();
     let calls = host.pending_http_calls();
     assert_eq!(calls.len(), 1);
@@ -891,13 +840,12 @@ fn the_unknown_kid_interval_runs_from_the_last_fetch_attempt_failed_ones_include
     let mut host = host_with(&config(true));
     let t0 = host.now();
     let token = pending_jwks_call(&host);
-    host.respond_http_call(
+    answer_jwks(
+        &mut host,
         token,
-        200,
         &[("cache-control", "max-age=60")],
-        &jwks(&[es_jwk(7, "e1")]),
-    )
-    .unwrap();
+        &[es_jwk(7, "e1")],
+    );
     // The IdP goes down: the refresh at 60 s and its retries (after 5, 10, 20 s) fail.
     let mut attempts = Vec::new();
     while attempts.len() < 4 {
@@ -947,27 +895,27 @@ fn magic_token(host_cfg: &Value, jti: u8) -> String {
         .unwrap()
 }
 
-/// (headers action, body action) of a magic-link form POST.
-fn post_form_raw(host: &mut Host, body: &[u8]) -> (Action, Action) {
-    let mut h = get(
+/// A magic-link form POST whose headers were delivered (more to come): the stream and what the
+/// filter did with the headers.
+fn form_post(host: &mut Host) -> (Stream, Action) {
+    let mut req = host.request(&with_method(
+        "POST",
         "/auth/magic",
         &[("content-type", "application/x-www-form-urlencoded")],
-    );
-    h[0].1 = b"POST".to_vec();
-    let mut req = host.request(&h);
+    ));
     let first = req.send_headers(false);
+    (req, first)
+}
+
+/// (headers action, body action) of a magic-link form POST.
+fn post_form_raw(host: &mut Host, body: &[u8]) -> (Action, Action) {
+    let (mut req, first) = form_post(host);
     let after = req.body(body, true);
     (first, after)
 }
 
 fn post_form(host: &mut Host, body: &[u8]) -> Action {
-    let mut h = get(
-        "/auth/magic",
-        &[("content-type", "application/x-www-form-urlencoded")],
-    );
-    h[0].1 = b"POST".to_vec();
-    let mut req = host.request(&h);
-    let first = req.send_headers(false);
+    let (mut req, first) = form_post(host);
     if first != Action::Pause && first != Action::Continue {
         return first;
     }
@@ -1003,13 +951,7 @@ fn magic_link_get_shows_a_page_and_post_logs_in_exactly_once() {
     assert!(local(&post_form(&mut other, form.as_bytes())).status >= 400);
     // The session cookie opens the app.
     let cookie_pair = cookie.split(';').next().unwrap().to_string();
-    let mut req = host.request(&get("/app/home", &[("cookie", &cookie_pair)]));
-    assert_eq!(
-        req.headers(),
-        Action::Continue,
-        "{:?}",
-        req.local_response()
-    );
+    allowed(&mut host.request(&get("/app/home", &[("cookie", &cookie_pair)])));
     no_traps(&host);
     no_traps(&other);
 }
@@ -1115,8 +1057,8 @@ fn a_method_override_must_pass_the_rule_of_the_method_it_names() {
          "credentials": ["jwt"], "require": {"roles_any": ["staff", "admin"]}}
     ]);
     let mut host = host_with(&cfg);
-    let staff = bearer(&local_jwt("sam", json!({"roles": ["staff"]})));
-    let admin = bearer(&local_jwt("ada", json!({"roles": ["admin"]})));
+    let staff = local_bearer("sam", &["staff"]);
+    let admin = local_bearer("ada", &["admin"]);
     let mut req = host.request(&with_method(
         "POST",
         "/tickets/1",
@@ -1198,18 +1140,16 @@ fn dev_mode_is_refused_beside_real_credentials_and_answers_loopback_hosts_only()
 /// A token signed by the rotated key `e2` waits for the one refetch it pulls forward, and the
 /// refetched set (e1, e2) lets it through. Returns the subject the upstream received.
 fn the_rotated_key_is_refetched_for_this_request(host: &mut Host, rotated: &str) -> Option<String> {
-    let mut req = host.request(&get("/app", &[("authorization", &bearer(rotated))]));
-    assert_eq!(req.headers(), Action::Pause, "waits for the refetch");
+    let req = waiting_for_keys(host, "/app", rotated, "waits for the refetch");
     host.advance(Duration::from_millis(200)).unwrap();
     let calls = host.pending_http_calls();
     assert_eq!(calls.len(), 1, "one refetch after an unknown kid");
-    host.respond_http_call(
+    answer_jwks(
+        host,
         calls[0].token,
-        200,
         &[],
-        &jwks(&[es_jwk(7, "e1"), es_jwk(8, "e2")]),
-    )
-    .unwrap();
+        &[es_jwk(7, "e1"), es_jwk(8, "e2")],
+    );
     assert_eq!(req.state(), Action::Continue, "{:?}", req.local_response());
     req.upstream_headers()?.get("x-edgegate-subject")
 }

@@ -1,10 +1,13 @@
 //! Proves the host against the fixture filter (proxy-wasm Rust SDK 0.2): every host call the SDK
 //! makes, Envoy's status codes and availability rules, and trap detection.
 // The helpers outside `#[test]` functions (clippy.toml allows these in the tests themselves).
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
-use host_tests::{Action, Host, MetricKind};
+mod support;
+
+use host_tests::{Action, Host, MetricKind, Stream};
 use std::time::Duration;
+use support::no_traps_or_stubs;
 
 fn host() -> Host {
     let path = host_tests::fixture_wasm().unwrap_or_else(|e| panic!("{e}"));
@@ -25,17 +28,40 @@ fn get(path: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn no_traps(host: &Host) {
-    assert!(
-        host.traps().is_empty(),
-        "unexpected traps: {:#?}",
-        host.traps()
-    );
-    assert!(
-        host.unknown_calls().is_empty(),
-        "stubbed imports called: {:?}",
-        host.unknown_calls()
-    );
+/// GETs `path`, which must go upstream; returns the request header `name` the fixture set.
+fn upstream_header(host: &mut Host, path: &str, name: &str) -> String {
+    let mut req = host.request(&get(path));
+    assert_eq!(req.headers(), Action::Continue, "{path}");
+    let up = req.upstream_headers().unwrap();
+    up.get(name)
+        .unwrap_or_else(|| panic!("{path}: no {name} upstream: {up:?}"))
+}
+
+/// Sends a request to `path` in parts: the headers, then each body chunk (the last one ends the
+/// stream). Returns the stream and what the fixture did with each part.
+fn upload(host: &mut Host, path: &str, chunks: &[&[u8]]) -> (Stream, Vec<Action>) {
+    let mut req = host.request(&get(path));
+    let mut actions = vec![req.send_headers(false)];
+    for (i, chunk) in chunks.iter().enumerate() {
+        actions.push(req.body(chunk, i + 1 == chunks.len()));
+    }
+    (req, actions)
+}
+
+/// The trap message of a callback that trapped.
+fn trap(a: Action) -> String {
+    let Action::Failed(msg) = a else {
+        panic!("expected a trap, got {a:?}")
+    };
+    msg
+}
+
+/// GETs `path`, on which the fixture calls out and pauses: the stream and the callout's token.
+fn paused_on_callout(host: &mut Host, path: &str) -> (Stream, u32) {
+    let mut req = host.request(&get(path));
+    assert_eq!(req.headers(), Action::Pause, "{path}");
+    let token = host.pending_http_calls()[0].token;
+    (req, token)
 }
 
 #[test]
@@ -50,7 +76,7 @@ fn every_import_is_implemented_and_configure_runs_the_lifecycle() {
     assert!(host.logged("configured: {}"));
     assert_eq!(host.tick_period(), Some(Duration::from_secs(1)));
     assert_eq!(host.root_context(), Some(1));
-    no_traps(&host);
+    no_traps_or_stubs(&host);
 }
 
 #[test]
@@ -59,7 +85,7 @@ fn a_refused_configuration_is_reported_as_false() {
     let mut host = Host::load(&path).unwrap();
     assert!(!host.configure(b"please refuse").unwrap());
     assert!(host.logged("configuration refused"));
-    no_traps(&host);
+    no_traps_or_stubs(&host);
 }
 
 #[test]
@@ -90,7 +116,7 @@ fn header_reads_and_writes_follow_envoy_semantics() {
         1,
         "stream context deleted after finish"
     );
-    no_traps(&host);
+    no_traps_or_stubs(&host);
 }
 
 #[test]
@@ -107,7 +133,7 @@ fn local_reply_goes_through_the_filters_response_callbacks() {
     assert_eq!(r.headers.get("content-length").as_deref(), Some("6"));
     assert_eq!(r.headers.get("x-fixture-response").as_deref(), Some("1"));
     assert!(req.upstream_headers().is_none());
-    no_traps(&host);
+    no_traps_or_stubs(&host);
 
     let mut host2 = self::host();
     host2.set_local_reply_through_filter(false);
@@ -141,7 +167,7 @@ fn shared_data_cas_is_envoys() {
     let mut foreign = host.spawn_vm().unwrap();
     foreign.set_ids("vm-b", "edgegate_root");
     assert!(foreign.shared_data("counter").is_none());
-    no_traps(&host);
+    no_traps_or_stubs(&host);
 }
 
 #[test]
@@ -169,15 +195,13 @@ fn http_call_pauses_then_resumes_with_headers_set_in_the_callback() {
         host.respond_http_call(c.token, 200, &[], b"").is_err(),
         "a token answers once"
     );
-    no_traps(&host);
+    no_traps_or_stubs(&host);
 }
 
 #[test]
 fn http_call_error_status_and_reset_become_local_replies() {
     let mut host = host();
-    let mut req = host.request(&get("/call"));
-    assert_eq!(req.headers(), Action::Pause);
-    let t = host.pending_http_calls()[0].token;
+    let (req, t) = paused_on_callout(&mut host, "/call");
     host.respond_http_call(t, 500, &[], b"").unwrap();
     let r = req.state();
     assert_eq!(r.local().unwrap().status, 502);
@@ -190,26 +214,20 @@ fn http_call_error_status_and_reset_become_local_replies() {
         Some("500")
     );
 
-    let mut req = host.request(&get("/call"));
-    assert_eq!(req.headers(), Action::Pause);
-    let t = host.pending_http_calls()[0].token;
+    let (req, t) = paused_on_callout(&mut host, "/call");
     host.fail_http_call(t).unwrap();
     assert_eq!(req.state().local().unwrap().status, 504);
 
-    let mut req = host.request(&get("/call"));
-    assert_eq!(req.headers(), Action::Pause);
-    let t = host.pending_http_calls()[0].token;
+    let (req, t) = paused_on_callout(&mut host, "/call");
     host.timeout_http_call(t).unwrap();
     assert_eq!(req.state().local().unwrap().status, 502);
-    no_traps(&host);
+    no_traps_or_stubs(&host);
 }
 
 #[test]
 fn reading_a_header_of_a_reset_callout_traps_as_in_envoy() {
     let mut host = host();
-    let mut req = host.request(&get("/call-careless"));
-    assert_eq!(req.headers(), Action::Pause);
-    let t = host.pending_http_calls()[0].token;
+    let (req, t) = paused_on_callout(&mut host, "/call-careless");
     assert!(host.fail_http_call(t).is_err());
     assert!(matches!(req.state(), Action::Failed(_)));
     assert!(
@@ -221,30 +239,23 @@ fn reading_a_header_of_a_reset_callout_traps_as_in_envoy() {
 #[test]
 fn unknown_cluster_and_missing_pseudo_headers_are_bad_argument() {
     let mut host = host();
-    let mut req = host.request(&get("/bad-call"));
-    assert_eq!(req.headers(), Action::Continue);
     assert_eq!(
-        req.upstream_headers()
-            .unwrap()
-            .get("x-call-error")
-            .as_deref(),
-        Some("Some(BadArgument)")
+        upstream_header(&mut host, "/bad-call", "x-call-error"),
+        "Some(BadArgument)"
     );
     host.set_clusters(&["idp"]);
     let mut req = host.request(&get("/call"));
     let r = req.headers();
     assert_eq!(r.local().unwrap().status, 500);
     assert_eq!(r.local().unwrap().body_str(), "BadArgument");
-    no_traps(&host);
+    no_traps_or_stubs(&host);
 }
 
 #[test]
 fn body_sent_while_headers_are_paused_is_delivered_after_resume() {
     let mut host = host();
-    let mut req = host.request(&get("/call"));
-    assert_eq!(req.send_headers(false), Action::Pause);
-    assert_eq!(req.body(b"ab", false), Action::Pause);
-    assert_eq!(req.body(b"c", true), Action::Pause);
+    let (req, actions) = upload(&mut host, "/call", &[b"ab", b"c"]);
+    assert_eq!(actions, [Action::Pause, Action::Pause, Action::Pause]);
     assert!(
         !host.logged("request body"),
         "no body callback while headers are paused"
@@ -254,36 +265,33 @@ fn body_sent_while_headers_are_paused_is_delivered_after_resume() {
     assert_eq!(req.state(), Action::Continue);
     assert!(host.logged("request body 3 bytes, end=true"));
     assert_eq!(req.upstream_body(), b"abc");
-    no_traps(&host);
+    no_traps_or_stubs(&host);
 }
 
 #[test]
 fn body_buffering_and_rewrite() {
     let mut host = host();
-    let mut req = host.request(&get("/body"));
-    assert_eq!(req.send_headers(false), Action::Continue);
-    assert_eq!(req.body(b"de", false), Action::Pause);
-    let r = req.body(b"ny", true);
+    let (_buffered, actions) = upload(&mut host, "/body", &[b"de", b"ny"]);
+    assert_eq!(actions[..2], [Action::Continue, Action::Pause]);
     assert_eq!(
-        r.local().unwrap().status,
+        actions[2].local().unwrap().status,
         401,
         "sees the whole buffered body"
     );
     assert!(host.logged("request body 4 bytes, end=true"));
 
-    let mut req = host.request(&get("/body"));
-    assert_eq!(req.send_headers(false), Action::Continue);
-    assert_eq!(req.body(b"hello", true), Action::Continue);
+    let (req, actions) = upload(&mut host, "/body", &[b"hello"]);
+    assert_eq!(actions, [Action::Continue, Action::Continue]);
     assert_eq!(req.upstream_body(), b"rewritten");
-    no_traps(&host);
+    no_traps_or_stubs(&host);
 }
 
 #[test]
 fn writing_request_headers_after_they_went_upstream_traps() {
     let mut host = host();
-    let mut req = host.request(&get("/late-header"));
-    assert_eq!(req.send_headers(false), Action::Continue);
-    assert!(matches!(req.body(b"x", true), Action::Failed(_)));
+    let (_req, actions) = upload(&mut host, "/late-header", &[b"x"]);
+    assert_eq!(actions[0], Action::Continue);
+    assert!(matches!(actions[1], Action::Failed(_)));
     assert_eq!(host.traps().len(), 1);
     assert!(host.logged("unexpected status: 2"));
 }
@@ -292,9 +300,7 @@ fn writing_request_headers_after_they_went_upstream_traps() {
 fn a_panic_is_a_trap_and_the_vm_stays_failed() {
     let mut host = host();
     let mut req = host.request(&get("/panic"));
-    let Action::Failed(msg) = req.headers() else {
-        panic!("expected a trap")
-    };
+    let msg = trap(req.headers());
     assert!(msg.contains("proxy_on_request_headers"), "{msg}");
     assert!(host.logged("fixture panics on purpose"));
     let mut next = host.request(&get("/headers"));
@@ -309,9 +315,7 @@ fn an_endless_loop_runs_out_of_fuel() {
     let mut host = host();
     host.set_fuel_per_call(5_000_000);
     let mut req = host.request(&get("/loop"));
-    let Action::Failed(msg) = req.headers() else {
-        panic!("expected a trap")
-    };
+    let msg = trap(req.headers());
     assert!(msg.to_lowercase().contains("fuel"), "{msg}");
 }
 
@@ -327,8 +331,8 @@ fn ticks_follow_the_clock_and_shared_state_spans_vms() {
     assert_eq!(a.metric("fixture_ticks"), Some(5), "stats are process-wide");
     assert_eq!(a.advance(Duration::from_millis(400)).unwrap(), 0);
     assert_eq!(a.advance(Duration::from_millis(100)).unwrap(), 1);
-    no_traps(&a);
-    no_traps(&b);
+    no_traps_or_stubs(&a);
+    no_traps_or_stubs(&b);
 }
 
 #[test]
@@ -354,7 +358,7 @@ fn root_context_callout_on_tick() {
     host.tick().unwrap();
     assert!(host.pending_http_calls().is_empty());
     assert!(host.logged("key fetch not dispatched: BadArgument"));
-    no_traps(&host);
+    no_traps_or_stubs(&host);
 }
 
 #[test]
@@ -362,12 +366,7 @@ fn shared_queue_notifies_the_registering_vm() {
     let mut a = host();
     let mut b = a.spawn_vm().unwrap();
     assert!(b.configure(b"{}").unwrap());
-    let mut req = a.request(&get("/queue"));
-    assert_eq!(req.headers(), Action::Continue);
-    assert_eq!(
-        req.upstream_headers().unwrap().get("x-enqueue").as_deref(),
-        Some("Ok(())")
-    );
+    assert_eq!(upstream_header(&mut a, "/queue", "x-enqueue"), "Ok(())");
     // The queue name was registered last by VM b: Envoy notifies b.
     assert_eq!(a.dispatch().unwrap(), 0);
     assert_eq!(b.dispatch().unwrap(), 1);
@@ -376,19 +375,17 @@ fn shared_queue_notifies_the_registering_vm() {
         a.shared_data("last_queue_message").unwrap().0,
         b"hello from request"
     );
-    no_traps(&a);
-    no_traps(&b);
+    no_traps_or_stubs(&a);
+    no_traps_or_stubs(&b);
 }
 
 #[test]
 fn metrics_follow_envoy_rules() {
     let mut host = host();
-    let mut req = host.request(&get("/metrics"));
-    assert_eq!(req.headers(), Action::Continue);
     // requests counter = 1; gauge 42 - 2; histogram get = BadArgument; counter += 0 = BadArgument.
     assert_eq!(
-        req.upstream_headers().unwrap().get("x-metrics").as_deref(),
-        Some("1/40/Err(BadArgument)/Err(BadArgument)")
+        upstream_header(&mut host, "/metrics", "x-metrics"),
+        "1/40/Err(BadArgument)/Err(BadArgument)"
     );
     assert_eq!(host.metric("fixture_requests"), Some(1));
     assert_eq!(host.metric("fixture_gauge"), Some(40));
@@ -397,7 +394,7 @@ fn metrics_follow_envoy_rules() {
         m[&(MetricKind::Histogram, "fixture_hist".to_string())].samples,
         vec![7]
     );
-    no_traps(&host);
+    no_traps_or_stubs(&host);
 }
 
 #[test]
@@ -433,7 +430,7 @@ fn properties_time_logs_and_effective_context() {
         .map(|l| l.level)
         .collect();
     assert_eq!(levels, vec![0, 1, 2, 3, 4]);
-    no_traps(&host);
+    no_traps_or_stubs(&host);
 }
 
 #[test]
@@ -449,7 +446,7 @@ fn non_utf8_header_values_reach_the_filter_as_bytes() {
         req.upstream_headers().unwrap().get("x-raw-len").as_deref(),
         Some("2")
     );
-    no_traps(&host);
+    no_traps_or_stubs(&host);
     // The SDK's String getters unwrap from_utf8: this is what a hostile client can do to a filter
     // that uses them.
     let mut req = host.request(&[
@@ -473,5 +470,5 @@ fn response_headers_pass_through_the_filter() {
     let down = req.downstream_headers().unwrap();
     assert_eq!(down.get("x-fixture-response").as_deref(), Some("1"));
     assert_eq!(req.downstream_body(), b"<p>");
-    no_traps(&host);
+    no_traps_or_stubs(&host);
 }

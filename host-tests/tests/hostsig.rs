@@ -6,14 +6,15 @@
 // The helpers outside `#[test]` functions (clippy.toml allows these in the tests themselves).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
+mod support;
+
 use edgegate_testkit::test_keys;
 
 use host_tests::{Action, ForeignMode, Host};
 use serde_json::{json, Value};
+use support::{filter_host, no_traps_or_stubs, AUD, NOW};
 
-const NOW: u64 = 1_760_000_000;
 const ISS: &str = "https://issuer.test";
-const AUD: &str = "edgegate-tests";
 const HOST_METRIC: &str = "edgegate_signature_checks.backend.host";
 const WASM_METRIC: &str = "edgegate_signature_checks.backend.wasm";
 const ALGS: [&str; 9] = [
@@ -43,15 +44,7 @@ fn config() -> Value {
 }
 
 fn host(mode: ForeignMode) -> Host {
-    let mut host = Host::load(host_tests::filter_wasm().unwrap_or_else(|e| panic!("{e}"))).unwrap();
-    host.set_ids("edgegate", "edgegate");
-    host.set_time(NOW);
-    host.set_foreign_mode(mode);
-    let ok = host
-        .configure(serde_json::to_vec(&config()).unwrap())
-        .unwrap();
-    assert!(ok, "config refused: {:#?}", host.logs());
-    host
+    filter_host(&config(), |h| h.set_foreign_mode(mode))
 }
 
 fn token(alg: &str, sub: &str) -> String {
@@ -84,15 +77,6 @@ fn status(host: &mut Host, token: &str) -> u32 {
         Action::LocalResponse(r) => r.status,
         other => panic!("unexpected action {other:?}"),
     }
-}
-
-fn clean(host: &Host) {
-    assert!(host.traps().is_empty(), "trapped: {:#?}", host.traps());
-    assert!(
-        host.unknown_calls().is_empty(),
-        "{:?}",
-        host.unknown_calls()
-    );
 }
 
 fn hash_of(alg: &str) -> &'static str {
@@ -142,7 +126,7 @@ fn rsa_pkcs1_and_ecdsa_are_verified_by_the_host_the_rest_in_wasm() {
     assert!(probes <= 1);
     assert_eq!(host.metric(HOST_METRIC), Some(2 * host_checks));
     assert_eq!(host.metric(WASM_METRIC), Some(2 * wasm_checks));
-    clean(&host);
+    no_traps_or_stubs(&host);
 }
 
 #[test]
@@ -168,7 +152,7 @@ fn a_host_without_the_function_leaves_every_alg_to_wasm() {
     assert!(host.verify_calls().is_empty());
     assert_eq!(host.metric(HOST_METRIC), None);
     assert_eq!(host.metric(WASM_METRIC), Some(2 * ALGS.len() as i64));
-    clean(&host);
+    no_traps_or_stubs(&host);
 }
 
 #[test]
@@ -190,7 +174,7 @@ fn a_failing_host_function_refuses_valid_tokens() {
         // the wasm algorithms are not affected
         assert_eq!(status(&mut host, &token("PS256", "alice")), 200, "{mode:?}");
         assert_eq!(host.metric(HOST_METRIC), Some(4), "{mode:?}");
-        clean(&host);
+        no_traps_or_stubs(&host);
     }
 }
 
@@ -202,7 +186,7 @@ fn a_host_that_lost_the_function_after_the_probe_still_verifies_in_wasm() {
     assert_eq!(status(&mut host, &tampered(&token("RS256", "bob"))), 401);
     assert_eq!(host.metric(HOST_METRIC), None);
     assert_eq!(host.metric(WASM_METRIC), Some(2));
-    clean(&host);
+    no_traps_or_stubs(&host);
 }
 
 #[test]
@@ -234,5 +218,5 @@ fn signature_format_checks_run_before_the_host_call() {
         before,
         "malformed signatures reached the host"
     );
-    clean(&host);
+    no_traps_or_stubs(&host);
 }
