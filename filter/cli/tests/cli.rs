@@ -56,6 +56,36 @@ fn run(args: &[&str], stdin: Option<&str>) -> Out {
     }
 }
 
+/// `edgegate <command> -c <file> <args>`.
+fn run_with_config(command: &[&str], file: &str, args: &[&str], stdin: Option<&str>) -> Out {
+    let all = [command, &["-c", file], args].concat();
+    run(&all, stdin)
+}
+
+/// `edgegate magic new -c <file> --email a@example.com <args>`.
+fn magic_new(file: &str, args: &[&str]) -> Out {
+    let args = [&["--email", "a@example.com"], args].concat();
+    run_with_config(&["magic", "new"], file, &args, None)
+}
+
+/// `edgegate token explain -c <file> <args>`, the token (or `stdin`) on standard input.
+fn explain(file: &str, args: &[&str], stdin: &str) -> Out {
+    run_with_config(&["token", "explain"], file, args, Some(stdin))
+}
+
+/// `edgegate config <renderer> -c <file> <args>`.
+fn render(renderer: &str, file: &str, args: &[&str]) -> Out {
+    run_with_config(&["config", renderer], file, args, None)
+}
+
+/// Every one of `needles` is in `out` (a failure names the one missing and shows `out`).
+fn assert_contains_all<S: AsRef<str>>(out: &str, needles: impl IntoIterator<Item = S>) {
+    for needle in needles {
+        let needle = needle.as_ref();
+        assert!(out.contains(needle), "{needle:?} missing from:\n{out}");
+    }
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -157,20 +187,17 @@ fn decide(engine: &Engine, path: &str, bearer: &str) -> Verdict {
 fn help_documents_commands_and_exit_codes() {
     let o = run(&["--help"], None);
     assert_eq!(o.code, 0);
-    for word in [
-        "keys",
-        "magic",
-        "token",
-        "config",
-        "Exit codes",
-        "usage error",
-    ] {
-        assert!(
-            o.stdout.contains(word),
-            "{word} missing from:\n{}",
-            o.stdout
-        );
-    }
+    assert_contains_all(
+        &o.stdout,
+        [
+            "keys",
+            "magic",
+            "token",
+            "config",
+            "Exit codes",
+            "usage error",
+        ],
+    );
     for cmd in [
         &["keys", "new", "--help"][..],
         &["keys", "hash", "--help"],
@@ -254,10 +281,7 @@ fn keys_new_prints_the_key_once_and_an_entry_the_gateway_accepts() {
         other => panic!("{other:?}"),
     }
     // ... and `token explain` says the same, without echoing the key.
-    let e = run(
-        &["token", "explain", "-c", &file, "--path", "/api/x"],
-        Some(&key),
-    );
+    let e = explain(&file, &["--path", "/api/x"], &key);
     assert_eq!(e.code, 0, "{}{}", e.stdout, e.stderr);
     assert!(e.stdout.contains("ci-pipeline-prod") && e.stdout.contains("ALLOW"));
     assert!(!e.stdout.contains(&key) && !e.stderr.contains(&key));
@@ -385,14 +409,9 @@ fn keys_hash_hashes_any_key_and_warns_on_foreign_ones() {
 #[test]
 fn magic_new_issues_a_link_the_config_verifies() {
     let file = default_config_file();
-    let o = run(
+    let o = magic_new(
+        &file,
         &[
-            "magic",
-            "new",
-            "-c",
-            &file,
-            "--email",
-            "a@example.com",
             "--purpose",
             "guest",
             "--scope",
@@ -404,7 +423,6 @@ fn magic_new_issues_a_link_the_config_verifies() {
             "--base-url",
             "https://desk.example.com/",
         ],
-        None,
     );
     assert_eq!(o.code, 0, "{}", o.stderr);
     let link = o.stdout.trim();
@@ -421,27 +439,21 @@ fn magic_new_issues_a_link_the_config_verifies() {
     assert!((t + 7200).abs_diff(m.expires_at) < 60);
     assert_eq!(m.jti.len(), 22, "16 random bytes as base64url");
     // Two links never share a jti.
-    let o2 = run(
+    let o2 = magic_new(
+        &file,
         &[
-            "magic",
-            "new",
-            "-c",
-            &file,
-            "--email",
-            "a@example.com",
             "--purpose",
             "login",
             "--base-url",
             "https://desk.example.com",
         ],
-        None,
     );
     assert_eq!(o2.code, 0);
     let t2 = o2.stdout.trim().rsplit_once('=').unwrap().1;
     let m2 = engine.magic_links().unwrap().verify(t2, t).unwrap();
     assert_ne!(m.jti, m2.jti);
     // The link's token is explained as a magic link.
-    let e = run(&["token", "explain", "-c", &file], Some(token));
+    let e = explain(&file, &[], token);
     assert!(
         e.stdout.contains("magic_link") && e.stdout.contains("purpose guest"),
         "{}",
@@ -452,21 +464,6 @@ fn magic_new_issues_a_link_the_config_verifies() {
 #[test]
 fn magic_new_refuses_bad_input() {
     let file = default_config_file();
-    let base = |extra: &[&'static str]| {
-        let mut v: Vec<String> = [
-            "magic",
-            "new",
-            "-c",
-            &file,
-            "--base-url",
-            "https://desk.example.com",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    };
     for (extra, code, needle) in [
         (
             &["--email", "a@example.com", "--purpose", "guest"][..],
@@ -533,9 +530,8 @@ fn magic_new_refuses_bad_input() {
         ),
         (&["--purpose", "login"], 2, "--email"),
     ] {
-        let args = base(extra);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = run(&args, None);
+        let args = [&["--base-url", "https://desk.example.com"], extra].concat();
+        let o = run_with_config(&["magic", "new"], &file, &args, None);
         assert_eq!(o.code, code, "{extra:?}: {}", o.stderr);
         assert!(o.stdout.is_empty(), "{extra:?}");
         assert!(o.stderr.contains(needle), "{extra:?}: {}", o.stderr);
@@ -545,21 +541,7 @@ fn magic_new_refuses_bad_input() {
         "desk.example.com",
         "https://desk.example.com/?x=1",
     ] {
-        let o = run(
-            &[
-                "magic",
-                "new",
-                "-c",
-                &file,
-                "--email",
-                "a@example.com",
-                "--purpose",
-                "login",
-                "--base-url",
-                bad_base,
-            ],
-            None,
-        );
+        let o = magic_new(&file, &["--purpose", "login", "--base-url", bad_base]);
         assert_eq!(o.code, 2, "{bad_base}");
         assert!(o.stderr.contains("--base-url"));
     }
@@ -569,20 +551,9 @@ fn magic_new_refuses_bad_input() {
     let no_magic = config_file(&cfg);
     let bad = temp_file("bad.json", br#"{"realm": ""}"#);
     for f in [no_magic.as_str(), bad.to_str().unwrap()] {
-        let o = run(
-            &[
-                "magic",
-                "new",
-                "-c",
-                f,
-                "--email",
-                "a@example.com",
-                "--purpose",
-                "login",
-                "--base-url",
-                "https://d.example.com",
-            ],
-            None,
+        let o = magic_new(
+            f,
+            &["--purpose", "login", "--base-url", "https://d.example.com"],
         );
         assert_eq!(o.code, 1, "{f}: {}", o.stderr);
         assert!(o.stdout.is_empty());
@@ -601,17 +572,18 @@ fn token_explain_shows_claims_roles_and_the_exact_verdict() {
         None,
     );
     assert_eq!(o.code, 1, "{}", o.stderr);
-    for needle in [
-        "ci (issuer https://ci.example.com)",
-        "2026-11",
-        "roles        staff",
-        "\"sub\": \"alice\"",
-        "rule \"admin\"",
-        "DENY 403 missing_role",
-        &token[..12],
-    ] {
-        assert!(o.stdout.contains(needle), "{needle} missing:\n{}", o.stdout);
-    }
+    assert_contains_all(
+        &o.stdout,
+        [
+            "ci (issuer https://ci.example.com)",
+            "2026-11",
+            "roles        staff",
+            "\"sub\": \"alice\"",
+            "rule \"admin\"",
+            "DENY 403 missing_role",
+            &token[..12],
+        ],
+    );
     assert!(!o.stdout.contains(&token) && !o.stderr.contains(&token));
     let sig = token.rsplit_once('.').unwrap().1;
     assert!(!o.stdout.contains(sig), "the signature is never printed");
@@ -633,12 +605,7 @@ fn token_explain_shows_claims_roles_and_the_exact_verdict() {
     assert!(o.stdout.contains("ALLOW 200") && o.stdout.contains("x-edgegate-roles: staff"));
 
     // Machine output.
-    let o = run(
-        &[
-            "token", "explain", "-c", &file, "--path", "/admin", "--json",
-        ],
-        Some(&token),
-    );
+    let o = explain(&file, &["--path", "/admin", "--json"], &token);
     assert_eq!(o.code, 1);
     let v: Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["verdict"]["status"], 403);
@@ -658,12 +625,12 @@ fn token_explain_shows_claims_roles_and_the_exact_verdict() {
 fn token_explain_refusals_carry_the_core_reason() {
     let file = default_config_file();
     let verdict = |args: &[&str], stdin: &str| {
-        let mut all = vec!["token", "explain", "-c", &file, "--json"];
+        let mut all = vec!["--json"];
         all.extend_from_slice(args);
         if !args.contains(&"--path") {
             all.extend_from_slice(&["--path", "/api/x"]);
         }
-        let o = run(&all, Some(stdin));
+        let o = explain(&file, &all, stdin);
         assert_eq!(o.code, 1, "{args:?} {}", o.stdout);
         let v: Value = serde_json::from_str(&o.stdout).unwrap();
         assert!(!o.stdout.contains(stdin) || stdin.len() <= 12);
@@ -708,50 +675,23 @@ fn token_explain_refusals_carry_the_core_reason() {
     assert_eq!((s, r.as_str()), (400, "malformed_path"));
 
     // Usage errors: unreadable config, empty stdin, --jwks for an unknown provider.
-    assert_eq!(
-        run(
-            &["token", "explain", "-c", "/nonexistent.json"],
-            Some(&token)
-        )
-        .code,
-        2
-    );
-    assert_eq!(run(&["token", "explain", "-c", &file], Some("")).code, 2);
+    assert_eq!(explain("/nonexistent.json", &[], &token).code, 2);
+    assert_eq!(explain(&file, &[], "").code, 2);
     let jwks = temp_file("jwks.json", b"{\"keys\":[]}");
     let arg = format!("nobody={}", jwks.display());
-    assert_eq!(
-        run(
-            &["token", "explain", "-c", &file, "--jwks", &arg],
-            Some(&token)
-        )
-        .code,
-        2
-    );
+    assert_eq!(explain(&file, &["--jwks", &arg], &token).code, 2);
     let bad_jwks = temp_file(
         "jwks.json",
         b"{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2hvcnQ\"}]}",
     );
-    let o = run(
-        &[
-            "token",
-            "explain",
-            "-c",
-            &file,
-            "--jwks",
-            bad_jwks.to_str().unwrap(),
-        ],
-        Some(&token),
-    );
+    let o = explain(&file, &["--jwks", bad_jwks.to_str().unwrap()], &token);
     assert_eq!(o.code, 2, "{}", o.stderr);
     // A broken config: check failure.
     let bad = temp_file(
         "bad.json",
         br#"{"rules": [{"name": "x", "match": {"path": {"prefix": "x"}}}]}"#,
     );
-    let o = run(
-        &["token", "explain", "-c", bad.to_str().unwrap()],
-        Some(&token),
-    );
+    let o = explain(bad.to_str().unwrap(), &[], &token);
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("rules[0].match.path"));
 }
@@ -771,7 +711,7 @@ fn token_explain_takes_remote_key_sets_from_files() {
     );
     let token = format!("{input}.{}", b64(pair.sign(input.as_bytes()).as_ref()));
     // Without the key set the gateway would wait and then refuse with 503.
-    let o = run(&["token", "explain", "-c", &file, "--json"], Some(&token));
+    let o = explain(&file, &["--json"], &token);
     assert_eq!(o.code, 1);
     let v: Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["verdict"]["status"], 503);
@@ -784,17 +724,7 @@ fn token_explain_takes_remote_key_sets_from_files() {
             .to_string()
             .as_bytes(),
     );
-    let o = run(
-        &[
-            "token",
-            "explain",
-            "-c",
-            &file,
-            "--jwks",
-            other.to_str().unwrap(),
-        ],
-        Some(&token),
-    );
+    let o = explain(&file, &["--jwks", other.to_str().unwrap()], &token);
     assert_eq!(o.code, 1);
     assert!(o.stdout.contains("DENY 401 unknown_kid"), "{}", o.stdout);
     let jwks = temp_file(
@@ -808,10 +738,7 @@ fn token_explain_takes_remote_key_sets_from_files() {
         jwks.display().to_string(),
         format!("idp={}", jwks.display()),
     ] {
-        let o = run(
-            &["token", "explain", "-c", &file, "--jwks", &arg],
-            Some(&token),
-        );
+        let o = explain(&file, &["--jwks", &arg], &token);
         assert_eq!(o.code, 0, "{arg}: {}", o.stdout);
         assert!(o.stdout.contains("idp (issuer https://idp.example.com)"));
         assert!(o.stdout.contains("key          e1"));
@@ -837,18 +764,16 @@ fn config_check_lists_every_error_with_its_path() {
     let o = run(&["config", "check", bad.to_str().unwrap()], None);
     assert_eq!(o.code, 1);
     assert!(o.stdout.is_empty());
-    for path in [
-        "realm:",
-        "jwt.providers[0].issuer:",
-        "session.keys[0].secret:",
-        "rules[0].match.path:",
-    ] {
-        assert!(
-            o.stderr.contains(&format!("error: {path}")),
-            "{path}:\n{}",
-            o.stderr
-        );
-    }
+    assert_contains_all(
+        &o.stderr,
+        [
+            "realm:",
+            "jwt.providers[0].issuer:",
+            "session.keys[0].secret:",
+            "rules[0].match.path:",
+        ]
+        .map(|path| format!("error: {path}")),
+    );
     assert!(!o.stderr.contains("short"), "secrets are never echoed");
     // Unknown fields and JSON syntax errors come with their path too.
     let typo = temp_file("typo.json", br#"{"rules": [], "realmm": "x"}"#);
@@ -897,30 +822,21 @@ fn embedded_json(out: &str, marker: &str, stop: Option<&str>) -> Value {
 fn config_envoy_embeds_the_config_in_a_fail_closed_wasm_filter() {
     let cfg = config(json!({"keys": []}));
     let file = config_file(&cfg);
-    let o = run(
-        &[
-            "config",
-            "envoy",
-            "-c",
-            &file,
-            "--wasm",
-            "/etc/envoy/edgegate.wasm",
-        ],
-        None,
-    );
+    let o = render("envoy", &file, &["--wasm", "/etc/envoy/edgegate.wasm"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
-    for needle in [
-        "- name: envoy.filters.network.http_connection_manager",
-        "- name: envoy.filters.http.wasm",
-        "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-        "failure_policy: FAIL_RELOAD",
-        "runtime: envoy.wasm.runtime.v8",
-        "filename: \"/etc/envoy/edgegate.wasm\"",
-        "type.googleapis.com/google.protobuf.StringValue",
-        "value: |",
-    ] {
-        assert!(o.stdout.contains(needle), "{needle}:\n{}", o.stdout);
-    }
+    assert_contains_all(
+        &o.stdout,
+        [
+            "- name: envoy.filters.network.http_connection_manager",
+            "- name: envoy.filters.http.wasm",
+            "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "failure_policy: FAIL_RELOAD",
+            "runtime: envoy.wasm.runtime.v8",
+            "filename: \"/etc/envoy/edgegate.wasm\"",
+            "type.googleapis.com/google.protobuf.StringValue",
+            "value: |",
+        ],
+    );
     assert_eq!(
         embedded_json(
             &o.stdout,
@@ -967,122 +883,75 @@ fn config_istio_pins_the_module_by_its_sha256() {
     let expected = format!("{:x}", Sha256::digest(&module));
     let cfg = config(json!({"keys": []}));
     let file = config_file(&cfg);
-    let o = run(
-        &[
-            "config",
-            "istio",
-            "-c",
-            &file,
-            "--wasm",
-            wasm.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = render("istio", &file, &["--wasm", wasm.to_str().unwrap()]);
     assert_eq!(o.code, 0, "{}", o.stderr);
-    for needle in [
-        "apiVersion: extensions.istio.io/v1alpha1",
-        "kind: WasmPlugin",
-        &format!("  sha256: {expected}\n"),
-        "phase: AUTHN",
-        "failStrategy: FAIL_CLOSE",
-        "url: \"file:///",
-        "\"istio\": \"ingressgateway\"",
-    ] {
-        assert!(o.stdout.contains(needle), "{needle}:\n{}", o.stdout);
-    }
+    assert_contains_all(
+        &o.stdout,
+        [
+            "apiVersion: extensions.istio.io/v1alpha1",
+            "kind: WasmPlugin",
+            &format!("  sha256: {expected}\n"),
+            "phase: AUTHN",
+            "failStrategy: FAIL_CLOSE",
+            "url: \"file:///",
+            "\"istio\": \"ingressgateway\"",
+        ],
+    );
     assert_eq!(embedded_json(&o.stdout, "pluginConfig:", None), cfg);
     // The EnvoyFilter that sets the hardening settings on the same workloads.
-    for needle in [
-        "kind: EnvoyFilter",
-        "applyTo: NETWORK_FILTER",
-        "operation: MERGE",
-        "name: envoy.filters.network.http_connection_manager",
-    ] {
-        assert!(o.stdout.contains(needle), "{needle}:\n{}", o.stdout);
-    }
+    assert_contains_all(
+        &o.stdout,
+        [
+            "kind: EnvoyFilter",
+            "applyTo: NETWORK_FILTER",
+            "operation: MERGE",
+            "name: envoy.filters.network.http_connection_manager",
+        ],
+    );
     assert_hardening(&o.stdout, "            ");
 
     // An OCI image by tag: the module's sha256 is not the image digest, so it is only a note.
-    let o = run(
+    let o = render(
+        "istio",
+        &file,
         &[
-            "config",
-            "istio",
-            "-c",
-            &file,
             "--wasm",
             wasm.to_str().unwrap(),
             "--url",
             "oci://ghcr.io/acme/edgegate:1.0",
         ],
-        None,
     );
     assert_eq!(o.code, 0);
     assert!(!o.stdout.contains("  sha256:"));
     assert!(o
         .stdout
         .contains(&format!("# The module's own sha256 is {expected}")));
-    let o = run(
+    let o = render(
+        "istio",
+        &file,
         &[
-            "config",
-            "istio",
-            "-c",
-            &file,
             "--url",
             &format!("oci://ghcr.io/acme/edgegate@sha256:{expected}"),
         ],
-        None,
     );
     assert_eq!(o.code, 0);
     assert!(o.stdout.contains(&format!("  sha256: \"{expected}\"")));
 
     // Refusals.
-    assert_eq!(run(&["config", "istio", "-c", &file], None).code, 2);
+    assert_eq!(render("istio", &file, &[]).code, 2);
     assert_eq!(
-        run(
-            &[
-                "config",
-                "istio",
-                "-c",
-                &file,
-                "--url",
-                "https://x.example/e.wasm"
-            ],
-            None
-        )
-        .code,
+        render("istio", &file, &["--url", "https://x.example/e.wasm"]).code,
         2
     );
+    assert_eq!(render("istio", &file, &["--url", "ftp://x"]).code, 2);
     assert_eq!(
-        run(&["config", "istio", "-c", &file, "--url", "ftp://x"], None).code,
+        render("istio", &file, &["--wasm", "/nonexistent.wasm"]).code,
         2
     );
-    assert_eq!(
-        run(
-            &[
-                "config",
-                "istio",
-                "-c",
-                &file,
-                "--wasm",
-                "/nonexistent.wasm"
-            ],
-            None
-        )
-        .code,
-        2
-    );
-    let o = run(
-        &[
-            "config",
-            "istio",
-            "-c",
-            &file,
-            "--wasm",
-            wasm.to_str().unwrap(),
-            "--selector",
-            "nolabel",
-        ],
-        None,
+    let o = render(
+        "istio",
+        &file,
+        &["--wasm", wasm.to_str().unwrap(), "--selector", "nolabel"],
     );
     assert_eq!(o.code, 2);
 }
@@ -1093,7 +962,7 @@ fn config_wrangler_keeps_secrets_out_of_the_file() {
     cfg["jwt"]["providers"][1] = json!({"name": "pinned", "issuer": "https://p.example", "algorithms": ["HS256"],
         "jwks": {"keys": [{"kty": "oct", "kid": "h1", "k": OCT_K}]}});
     let file = config_file(&cfg);
-    let o = run(&["config", "wrangler", "-c", &file], None);
+    let o = render("wrangler", &file, &[]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     for secret in [CI_SECRET, OCT_K, SESSION_SECRET, MAGIC_SECRET, PEPPER] {
         assert!(
@@ -1113,18 +982,16 @@ fn config_wrangler_keeps_secrets_out_of_the_file() {
         .stdout
         .contains("OIDC_CLIENT_SECRET: only with a login section"));
     // and the comment says which secrets it holds (paths only)
-    for path in [
-        "jwt.providers[1].jwks.keys[0].k",
-        "session.keys[0].secret",
-        "magic_links.keys[0].secret",
-        "api_keys.pepper",
-    ] {
-        assert!(
-            o.stdout.contains(&format!("#     {path}\n")),
-            "{path}:\n{}",
-            o.stdout
-        );
-    }
+    assert_contains_all(
+        &o.stdout,
+        [
+            "jwt.providers[1].jwks.keys[0].k",
+            "session.keys[0].secret",
+            "magic_links.keys[0].secret",
+            "api_keys.pepper",
+        ]
+        .map(|path| format!("#     {path}\n")),
+    );
     assert!(!o.stdout.contains("not built yet"));
 }
 
@@ -1144,7 +1011,7 @@ fn config_wrangler_matches_the_edge_workers_wrangler_toml() {
     )
     .unwrap();
     let file = config_file(&config(json!({"keys": []})));
-    let o = run(&["config", "wrangler", "-c", &file], None);
+    let o = render("wrangler", &file, &[]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     let ours: Vec<String> = settings(&o.stdout)
         .into_iter()
@@ -1159,18 +1026,10 @@ fn config_wrangler_matches_the_edge_workers_wrangler_toml() {
         .collect();
     assert_eq!(ours, settings(&shipped));
     // --name and --origin-url
-    let o = run(
-        &[
-            "config",
-            "wrangler",
-            "-c",
-            &file,
-            "--name",
-            "gate-eu",
-            "--origin-url",
-            "https://app.internal",
-        ],
-        None,
+    let o = render(
+        "wrangler",
+        &file,
+        &["--name", "gate-eu", "--origin-url", "https://app.internal"],
     );
     assert!(o.stdout.contains("\nname = 'gate-eu'\n"), "{}", o.stdout);
     assert!(o.stdout.contains("\nORIGIN_URL = 'https://app.internal'\n"));
