@@ -15,7 +15,6 @@
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use hmac::Mac as _;
 use p256::ecdsa::signature::Signer as _;
 
 /// PKCS#1 RSAPrivateKey DER of a 2048-bit RSA test key, base64.
@@ -67,31 +66,28 @@ pub fn rsa_jwk(kid: &str, bits: usize) -> String {
     )
 }
 
+/// An EC public JWK on curve `crv` from its point's affine coordinates.
+fn ec_jwk(kid: &str, crv: &str, x: &[u8], y: &[u8]) -> String {
+    format!(
+        r#"{{"kty":"EC","kid":"{kid}","crv":"{crv}","x":"{}","y":"{}"}}"#,
+        b64u(x),
+        b64u(y)
+    )
+}
+
 pub fn p256_jwk(kid: &str) -> String {
     let p = p256_signing_key().verifying_key().to_sec1_point(false);
-    format!(
-        r#"{{"kty":"EC","kid":"{kid}","crv":"P-256","x":"{}","y":"{}"}}"#,
-        b64u(p.x().unwrap()),
-        b64u(p.y().unwrap())
-    )
+    ec_jwk(kid, "P-256", p.x().unwrap(), p.y().unwrap())
 }
 
 pub fn p384_jwk(kid: &str) -> String {
     let p = p384_signing_key().verifying_key().to_sec1_point(false);
-    format!(
-        r#"{{"kty":"EC","kid":"{kid}","crv":"P-384","x":"{}","y":"{}"}}"#,
-        b64u(p.x().unwrap()),
-        b64u(p.y().unwrap())
-    )
+    ec_jwk(kid, "P-384", p.x().unwrap(), p.y().unwrap())
 }
 
 pub fn p521_jwk(kid: &str) -> String {
     let p = p521_signing_key().verifying_key().to_sec1_point(false);
-    format!(
-        r#"{{"kty":"EC","kid":"{kid}","crv":"P-521","x":"{}","y":"{}"}}"#,
-        b64u(p.x().unwrap()),
-        b64u(p.y().unwrap())
-    )
+    ec_jwk(kid, "P-521", p.x().unwrap(), p.y().unwrap())
 }
 
 pub fn ed25519_jwk(kid: &str) -> String {
@@ -137,6 +133,16 @@ pub fn kid_for(alg: &str) -> &'static str {
     }
 }
 
+/// The HMAC of `msg` under [`HMAC_SECRET`], with the hash of `M` (e.g. `Hmac<Sha256>`).
+fn hmac_sign<M: hmac::Mac + hmac::digest::KeyInit>(msg: &[u8]) -> Vec<u8> {
+    <M as hmac::Mac>::new_from_slice(&HMAC_SECRET)
+        .unwrap()
+        .chain_update(msg)
+        .finalize()
+        .into_bytes()
+        .to_vec()
+}
+
 /// Signs `msg` with the test key for the JWS algorithm `alg`, in JWS form (raw r||s for ECDSA).
 pub fn sign(alg: &str, msg: &[u8]) -> Vec<u8> {
     use ring::signature as rs;
@@ -148,24 +154,9 @@ pub fn sign(alg: &str, msg: &[u8]) -> Vec<u8> {
         sig
     };
     match alg {
-        "HS256" => hmac::Hmac::<sha2::Sha256>::new_from_slice(&HMAC_SECRET)
-            .unwrap()
-            .chain_update(msg)
-            .finalize()
-            .into_bytes()
-            .to_vec(),
-        "HS384" => hmac::Hmac::<sha2::Sha384>::new_from_slice(&HMAC_SECRET)
-            .unwrap()
-            .chain_update(msg)
-            .finalize()
-            .into_bytes()
-            .to_vec(),
-        "HS512" => hmac::Hmac::<sha2::Sha512>::new_from_slice(&HMAC_SECRET)
-            .unwrap()
-            .chain_update(msg)
-            .finalize()
-            .into_bytes()
-            .to_vec(),
+        "HS256" => hmac_sign::<hmac::Hmac<sha2::Sha256>>(msg),
+        "HS384" => hmac_sign::<hmac::Hmac<sha2::Sha384>>(msg),
+        "HS512" => hmac_sign::<hmac::Hmac<sha2::Sha512>>(msg),
         "RS256" => rsa(&rs::RSA_PKCS1_SHA256),
         "RS384" => rsa(&rs::RSA_PKCS1_SHA384),
         "RS512" => rsa(&rs::RSA_PKCS1_SHA512),
