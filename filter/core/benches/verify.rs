@@ -11,54 +11,23 @@
 //!   cargo run -p host-tests --bin wasi-bench -- target/wasm32-wasip1/release/examples/bench_wasm.wasm
 //! (with CARGO_TARGET_DIR set, the .wasm is under $CARGO_TARGET_DIR instead of target/).
 //! The example takes an optional argument: milliseconds to spend per algorithm (default 1000).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![allow(clippy::unwrap_used)]
 
-use edgegate_testkit::test_keys;
+#[path = "../examples/support/verify.rs"]
+mod cases;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use edgegate::backend::{NativeBackend, SignatureBackend};
-use edgegate::jwk::KeySet;
-use edgegate::{jws, Alg};
-use std::hint::black_box;
-
-const ALGS: [Alg; 6] = [
-    Alg::HS256,
-    Alg::RS256,
-    Alg::PS256,
-    Alg::ES256,
-    Alg::ES384,
-    Alg::EdDSA,
-];
-const PAYLOAD: &str = r#"{"iss":"https://idp.example","sub":"248289761001","aud":"api","exp":4102444800,"iat":1700000000,"scope":"read write"}"#;
+use edgegate::Alg;
 
 fn verify(c: &mut Criterion) {
-    let ks = KeySet::parse_jwks(test_keys::jwks_all().as_bytes()).unwrap();
+    let keys = cases::key_set();
     let mut g = c.benchmark_group("verify");
     g.throughput(Throughput::Elements(1));
-    for alg in ALGS {
-        let token = test_keys::token(alg.name(), Some(test_keys::kid_for(alg.name())), PAYLOAD);
-        let j = jws::parse(&token, jws::DEFAULT_MAX_TOKEN_BYTES).unwrap();
-        let key = &ks.select(j.kid.as_deref(), j.alg).unwrap().key;
-        NativeBackend
-            .verify(j.alg, key, j.signing_input, &j.signature)
-            .unwrap();
-        g.bench_function(alg.name(), |b| {
-            b.iter(|| {
-                NativeBackend
-                    .verify(
-                        j.alg,
-                        key,
-                        black_box(j.signing_input),
-                        black_box(&j.signature),
-                    )
-                    .unwrap()
-            })
-        });
+    for alg in cases::ALGS {
+        let token = cases::token(alg);
+        let (j, key) = cases::parsed(&keys, &token);
+        cases::verify(&j, key);
+        g.bench_function(alg.name(), |b| b.iter(|| cases::verify(&j, key)));
     }
     g.finish();
 
@@ -66,15 +35,9 @@ fn verify(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse_select_verify");
     g.throughput(Throughput::Elements(1));
     for alg in [Alg::HS256, Alg::RS256, Alg::ES256] {
-        let token = test_keys::token(alg.name(), Some(test_keys::kid_for(alg.name())), PAYLOAD);
+        let token = cases::token(alg);
         g.bench_function(alg.name(), |b| {
-            b.iter(|| {
-                let j = jws::parse(black_box(&token), jws::DEFAULT_MAX_TOKEN_BYTES).unwrap();
-                let key = &ks.select(j.kid.as_deref(), j.alg).unwrap().key;
-                NativeBackend
-                    .verify(j.alg, key, j.signing_input, &j.signature)
-                    .unwrap()
-            })
+            b.iter(|| cases::parse_select_verify(&keys, &token).unwrap())
         });
     }
     g.finish();

@@ -3,12 +3,7 @@
 //! and as wasm32-wasip1 in node (V8), like `bench_wasm`:
 //!   cargo build -p edgegate --example bench_decide --release --target wasm32-wasip1
 //!   node filter/core/benches/run_wasm_bench.mjs <target>/wasm32-wasip1/release/examples/bench_decide.wasm 1000
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 #[path = "support/measure.rs"]
 mod support;
@@ -17,7 +12,6 @@ use edgegate_testkit::test_keys;
 
 use std::hint::black_box;
 
-use std::time::Duration;
 use support::measure;
 
 use edgegate::extractor::Request;
@@ -45,11 +39,7 @@ fn engine(public: bool) -> Engine {
 }
 
 fn main() {
-    let ms: u64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1000);
-    let budget = Duration::from_millis(ms);
+    let budget = support::budget_from_args();
     let payload = format!(
         r#"{{"iss":"https://idp.bench","aud":"bench-api","sub":"user-1","email":"user-1@example.com","roles":["staff"],"iat":{},"exp":{},"jti":"8f14e45fceea167a5a36dedd4bea2543"}}"#,
         NOW - 10,
