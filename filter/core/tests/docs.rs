@@ -76,6 +76,28 @@ fn json_blocks(text: &str) -> Vec<Block> {
     out
 }
 
+/// The file named by the block after `<!-- edgegate:<marker> <file> -->` (`config` or
+/// `payload`).
+fn marked_file<'b>(blocks: &'b [Block], marker: &str) -> Option<&'b str> {
+    blocks.iter().find_map(|b| match (&b.kind, marker) {
+        (Kind::ConfigOf(f), "config") | (Kind::PayloadOf(f), "payload") => Some(f.as_str()),
+        _ => None,
+    })
+}
+
+/// The lines of a Markdown text outside its ``` code fences, with their 0-based index.
+fn prose_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut in_code = false;
+    text.lines().enumerate().filter(move |(_, line)| {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            false
+        } else {
+            !in_code
+        }
+    })
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -228,24 +250,14 @@ fn every_idp_guide_documents_what_its_config_extracts_from_its_payload() {
         let text = read(guide);
         let (failures, blocks) = check(guide);
         assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-        let config_file = blocks
-            .iter()
-            .find_map(|b| match &b.kind {
-                Kind::ConfigOf(f) => Some(f.clone()),
-                _ => None,
-            })
+        let config_file = marked_file(&blocks, "config")
             .unwrap_or_else(|| panic!("{g}: no <!-- edgegate:config envoy/examples/… --> block"));
-        let payload_file = blocks
-            .iter()
-            .find_map(|b| match &b.kind {
-                Kind::PayloadOf(f) => Some(f.clone()),
-                _ => None,
-            })
+        let payload_file = marked_file(&blocks, "payload")
             .unwrap_or_else(|| panic!("{g}: no <!-- edgegate:payload … --> block"));
 
-        let config = Config::from_json(read(&root().join(&config_file)).as_bytes()).unwrap();
+        let config = Config::from_json(read(&root().join(config_file)).as_bytes()).unwrap();
         let payload: Map<String, Value> =
-            serde_json::from_str(&read(&root().join(&payload_file))).unwrap();
+            serde_json::from_str(&read(&root().join(payload_file))).unwrap();
         let provider = &config.jwt.providers[0];
         let preset = provider.claims.preset.map(|p| p.name()).unwrap();
         assert!(
@@ -283,15 +295,8 @@ fn every_idp_guide_has_a_complete_worker_login_config_and_no_login_fragment_is_l
         let g = guide.display();
         let (failures, blocks) = check(guide);
         assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-        let example = blocks
-            .iter()
-            .find_map(|b| match &b.kind {
-                Kind::ConfigOf(f) => {
-                    Some(Config::from_json(read(&root().join(f)).as_bytes()).unwrap())
-                }
-                _ => None,
-            })
-            .unwrap();
+        let example_file = marked_file(&blocks, "config").unwrap();
+        let example = Config::from_json(read(&root().join(example_file)).as_bytes()).unwrap();
         let preset = example.jwt.providers[0].claims.preset.map(|p| p.name());
         let logins: Vec<Config> = blocks
             .iter()
@@ -397,16 +402,10 @@ fn slug(heading: &str) -> String {
 }
 
 fn anchors(text: &str) -> Vec<String> {
-    let mut in_code = false;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-        } else if !in_code && line.starts_with('#') {
-            out.push(slug(line.trim_start_matches('#')));
-        }
-    }
-    out
+    prose_lines(text)
+        .filter(|(_, line)| line.starts_with('#'))
+        .map(|(_, line)| slug(line.trim_start_matches('#')))
+        .collect()
 }
 
 #[test]
@@ -415,15 +414,7 @@ fn relative_links_in_the_docs_point_at_files_and_headings_that_exist() {
     let mut n = 0;
     for f in doc_files() {
         let text = read(&f);
-        let mut in_code = false;
-        for (i, line) in text.lines().enumerate() {
-            if line.trim_start().starts_with("```") {
-                in_code = !in_code;
-                continue;
-            }
-            if in_code {
-                continue;
-            }
+        for (i, line) in prose_lines(&text) {
             for part in line.split("](").skip(1) {
                 let Some(target) = part.split(')').next() else {
                     continue;
