@@ -3,12 +3,13 @@
 // The helpers outside `#[test]` functions (clippy.toml allows these in the tests themselves).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
+mod support;
+
 use std::process::Command;
 
 use edgegate::engine::{Engine, Verdict};
-use edgegate::extractor::Request;
-use edgegate::verifier::NoRemoteKeys;
 use serde_json::{json, Value};
+use support::{bearer, verdict};
 
 /// Runs the minting script with the project's Python ([`edgegate_testkit::python`]: the venv
 /// `scripts/setup.sh` makes, or `EDGEGATE_PYTHON`). Without PyJWT this fails: the independent
@@ -86,19 +87,9 @@ fn pyjwt_tokens_get_the_expected_verdicts() {
     assert!(cases.len() > 30);
     for c in cases {
         let name = c["name"].as_str().unwrap();
-        let auth = format!("Bearer {}", c["token"].as_str().unwrap());
+        let auth = bearer(c["token"].as_str().unwrap());
         let headers = [("authorization", auth.as_str())];
-        let req = Request {
-            method: "GET",
-            path: "/api/x",
-            headers: &headers,
-        };
-        let mut cache = engine.new_cache();
-        let got = match engine
-            .decide(&req, &NoRemoteKeys, &mut cache, now)
-            .into_verdict()
-            .unwrap()
-        {
+        let got = match verdict(&engine, &mut engine.new_cache(), "/api/x", &headers, now) {
             Verdict::Allow {
                 identity: Some(id), ..
             } => {
@@ -133,26 +124,18 @@ fn claim_mapping_from_a_pyjwt_token() {
         .iter()
         .find(|c| c["name"] == "RS256")
         .unwrap();
-    let auth = format!("Bearer {}", c["token"].as_str().unwrap());
-    let headers = [
+    let auth = bearer(c["token"].as_str().unwrap());
+    let request_headers = [
         ("authorization", auth.as_str()),
         ("x-edgegate-roles", "spoofed"),
     ];
-    let req = Request {
-        method: "GET",
-        path: "/",
-        headers: &headers,
-    };
     let mut cache = engine.new_cache();
     let Verdict::Allow {
         identity: Some(id),
         headers,
         cached,
         ..
-    } = engine
-        .decide(&req, &NoRemoteKeys, &mut cache, now)
-        .into_verdict()
-        .unwrap()
+    } = verdict(&engine, &mut cache, "/", &request_headers, now)
     else {
         panic!("RS256 token refused")
     };
@@ -169,20 +152,13 @@ fn claim_mapping_from_a_pyjwt_token() {
         .unwrap();
     assert!(roles.1.contains("admin"));
     // The same token again comes from the cache.
-    let Verdict::Allow { cached, .. } = engine
-        .decide(&req, &NoRemoteKeys, &mut cache, now)
-        .into_verdict()
-        .unwrap()
+    let Verdict::Allow { cached, .. } = verdict(&engine, &mut cache, "/", &request_headers, now)
     else {
         panic!()
     };
     assert!(cached);
     // ...but never after it expires.
-    let Verdict::Reply(d) = engine
-        .decide(&req, &NoRemoteKeys, &mut cache, now + 3600)
-        .into_verdict()
-        .unwrap()
-    else {
+    let Verdict::Reply(d) = verdict(&engine, &mut cache, "/", &request_headers, now + 3600) else {
         panic!()
     };
     assert_eq!(d.reason.code(), "token_expired");

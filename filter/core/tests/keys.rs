@@ -6,13 +6,14 @@
 // The helpers outside `#[test]` functions (clippy.toml allows these in the tests themselves).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod support;
+
 use edgegate_testkit::test_keys;
 
 use edgegate::engine::{Engine, Verdict};
-use edgegate::extractor::Request;
-use edgegate::verifier::NoRemoteKeys;
 use edgegate::{b64, Reason};
 use serde_json::{json, Value};
+use support::{bearer, verdict};
 
 const NOW: u64 = 1_800_000_000;
 const ISS: &str = "https://idp.example.com";
@@ -45,18 +46,8 @@ fn claims(over: Value) -> String {
 
 /// The verdict's reason code, or "ok" with the provider that accepted it.
 fn decide(e: &Engine, token: &str) -> String {
-    let auth = format!("Bearer {token}");
-    let headers = [("authorization", auth.as_str())];
-    let req = Request {
-        method: "GET",
-        path: "/",
-        headers: &headers,
-    };
-    match e
-        .decide(&req, &NoRemoteKeys, &mut e.new_cache(), NOW)
-        .into_verdict()
-        .unwrap()
-    {
+    let auth = bearer(token);
+    match verdict(e, &mut e.new_cache(), "/", &[("authorization", &auth)], NOW) {
         Verdict::Allow {
             identity: Some(id), ..
         } => format!("ok:{}", id.provider),
@@ -126,12 +117,7 @@ fn encryption_keys_and_alg_members_are_normal_in_an_inline_set() {
 
 #[test]
 fn one_kid_on_keys_of_different_types() {
-    let set = jwks(&[
-        test_keys::rsa_jwk("k", 2048),
-        test_keys::p256_jwk("k"),
-        test_keys::p521_jwk("k"),
-        test_keys::ed25519_jwk("k"),
-    ]);
+    let set = jwks(&["RS256", "ES256", "ES512", "EdDSA"].map(|alg| test_keys::jwk_for(alg, "k")));
     let e = load(json!([provider(
         "idp",
         &["RS256", "PS256", "ES256", "ES512", "EdDSA"],

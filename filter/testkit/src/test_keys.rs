@@ -143,6 +143,20 @@ fn hmac_sign<M: hmac::Mac + hmac::digest::KeyInit>(msg: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
+/// The public JWK, under `kid`, of the test key that signs `alg` (the private half of
+/// [`sign`]).
+pub fn jwk_for(alg: &str, kid: &str) -> String {
+    match kid_for(alg) {
+        "hmac" => hmac_jwk(kid),
+        "rsa" => rsa_jwk(kid, 2048),
+        "p256" => p256_jwk(kid),
+        "p384" => p384_jwk(kid),
+        "p521" => p521_jwk(kid),
+        "ed25519" => ed25519_jwk(kid),
+        other => panic!("no test key named {other}"),
+    }
+}
+
 /// Signs `msg` with the test key for the JWS algorithm `alg`, in JWS form (raw r||s for ECDSA).
 pub fn sign(alg: &str, msg: &[u8]) -> Vec<u8> {
     use ring::signature as rs;
