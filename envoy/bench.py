@@ -154,31 +154,30 @@ def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[s
         # EDGEGATE_NATIVE_SO).
         return [envoyproc.dynamic_module_filter(cfg)] if native else []
 
+    def noop(key: str, label: str, cfg: str) -> Target:
+        """The no-op Rust module (envoy/noop-filter) with this plugin config: what it does per
+        request, priced without edgegate's work."""
+        filters = [envoyproc.wasm_filter(noop_wasm, cfg, name="noop")] if noop_wasm else []
+        return Target(key, label, filters, auth=False)
+
     all_targets = [
         Target("none", "no filter", [], auth=False),
         # The floor of any Rust proxy-wasm filter in Envoy's V8: one that does nothing.
-        Target("wasm-noop", "no-op Rust wasm filter", [envoyproc.wasm_filter(noop_wasm, "{}", name="noop")]
-               if noop_wasm else [], auth=False),
+        noop("wasm-noop", "no-op Rust wasm filter", "{}"),
         # The same module making 20 header-removal host calls per request (edgegate's adapter
         # makes about that many: 10 removals, a header read, identity headers, counters).
-        Target("wasm-hostcalls", "no-op wasm filter + 20 host calls", [envoyproc.wasm_filter(noop_wasm, "20", name="noop")]
-               if noop_wasm else [], auth=False),
+        noop("wasm-hostcalls", "no-op wasm filter + 20 host calls", "20"),
         # The no-op module setting 7 request headers that go upstream, as edgegate's identity
         # headers do on an allowed JWT (jwt_authn here forwards one claim header).
-        Target("wasm-setheaders", "no-op wasm filter + 7 headers set", [envoyproc.wasm_filter(noop_wasm, "0,7", name="noop")]
-               if noop_wasm else [], auth=False),
+        noop("wasm-setheaders", "no-op wasm filter + 7 headers set", "0,7"),
         # The no-op module reading the header map and the clock once per request (edgegate's
         # adapter does both on every request).
-        Target("wasm-readheaders", "no-op wasm filter + header map and clock read", [envoyproc.wasm_filter(noop_wasm, "0,0,1", name="noop")]
-               if noop_wasm else [], auth=False),
+        noop("wasm-readheaders", "no-op wasm filter + header map and clock read", "0,0,1"),
         # Ways of setting those 7 headers, priced against each other: one add call each, and the
         # whole map written back in one call.
-        Target("wasm-addheaders", "no-op wasm filter + 7 headers added", [envoyproc.wasm_filter(noop_wasm, "0,7,0,1", name="noop")]
-               if noop_wasm else [], auth=False),
-        Target("wasm-setmap", "no-op wasm filter + 7 headers, one map write", [envoyproc.wasm_filter(noop_wasm, "0,7,0,2", name="noop")]
-               if noop_wasm else [], auth=False),
-        Target("wasm-set2", "no-op wasm filter + 2 headers set", [envoyproc.wasm_filter(noop_wasm, "0,2", name="noop")]
-               if noop_wasm else [], auth=False),
+        noop("wasm-addheaders", "no-op wasm filter + 7 headers added", "0,7,0,1"),
+        noop("wasm-setmap", "no-op wasm filter + 7 headers, one map write", "0,7,0,2"),
+        noop("wasm-set2", "no-op wasm filter + 2 headers set", "0,2"),
         Target("jwt_authn", "jwt_authn, no cache", [jwt_authn_filter(jwks, cache=False)]),
         Target("jwt_authn+cache", f"jwt_authn, jwt_cache_config ({CACHE_SIZE})", [jwt_authn_filter(jwks, cache=True)]),
         # Not in the default set: the same job as edgegate's, 7 claim headers upstream.

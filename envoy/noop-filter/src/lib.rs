@@ -17,14 +17,24 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { names: Rc::new(Vec::new()), set: Rc::new(Vec::new()), read: false, how: 0 }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { plan: Rc::new(Plan::default()) }) });
 }}
 
-struct Root {
-    names: Rc<Vec<String>>,
-    set: Rc<Vec<(String, String)>>,
+/// What each request does, read from the plugin configuration.
+#[derive(Default)]
+struct Plan {
+    /// Headers the request does not have, removed with one host call each.
+    names: Vec<String>,
+    /// Headers set on the request, which go upstream.
+    set: Vec<(String, String)>,
+    /// Read the request's header map and the clock, as edgegate does once per request.
     read: bool,
+    /// How headers are set: 0 replace each, 1 add each, 2 the whole map at once.
     how: usize,
+}
+
+struct Root {
+    plan: Rc<Plan>,
 }
 
 impl Context for Root {}
@@ -42,23 +52,20 @@ impl RootContext for Root {
                 .min(1000)
         };
         let (n, k, r, m) = (num(), num(), num(), num());
-        self.read = r > 0;
-        self.how = m;
-        self.names = Rc::new((0..n).map(|i| format!("x-noop-absent-{i}")).collect());
-        self.set = Rc::new(
-            (0..k)
+        self.plan = Rc::new(Plan {
+            names: (0..n).map(|i| format!("x-noop-absent-{i}")).collect(),
+            set: (0..k)
                 .map(|i| (format!("x-noop-set-{i}"), format!("value-{i}")))
                 .collect(),
-        );
+            read: r > 0,
+            how: m,
+        });
         true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Pass {
-            names: Rc::clone(&self.names),
-            set: Rc::clone(&self.set),
-            read: self.read,
-            how: self.how,
+            plan: Rc::clone(&self.plan),
         }))
     }
 
@@ -68,37 +75,35 @@ impl RootContext for Root {
 }
 
 struct Pass {
-    names: Rc<Vec<String>>,
-    set: Rc<Vec<(String, String)>>,
-    /// Read the request's header map and the clock, as edgegate does once per request.
-    read: bool,
-    /// How headers are set: 0 replace each, 1 add each, 2 the whole map at once.
-    how: usize,
+    plan: Rc<Plan>,
 }
 
 impl Context for Pass {}
 
 impl HttpContext for Pass {
     fn on_http_request_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
-        if self.read {
+        let plan = &*self.plan;
+        if plan.read {
             let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
             let _ = hostcalls::get_current_time();
             if headers.len() > 1000 {
                 return Action::Pause;
             }
         }
-        for name in self.names.iter() {
+        for name in plan.names.iter() {
             let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None);
         }
-        if self.how == 2 && !self.set.is_empty() {
+        // Read once: the host calls below could not change it, but the compiler cannot know.
+        let how = plan.how;
+        if how == 2 && !plan.set.is_empty() {
             let current = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
             let mut all: Vec<(&str, &[u8])> = current.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
-            all.extend(self.set.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+            all.extend(plan.set.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
             let _ = hostcalls::set_map_bytes(MapType::HttpRequestHeaders, all);
             return Action::Continue;
         }
-        for (name, value) in self.set.iter() {
-            if self.how == 1 {
+        for (name, value) in plan.set.iter() {
+            if how == 1 {
                 let _ = hostcalls::add_map_value_bytes(MapType::HttpRequestHeaders, name, value.as_bytes());
             } else {
                 let _ = hostcalls::set_map_value_bytes(
