@@ -347,24 +347,27 @@ def check_trailers(r, upstream, path, setting, sent):
     assert echo["body"] == "hello"
 
 
+def post_with_trailers(main, upstream, keys, setting, trailers, route, prefix, send):
+    """POSTs `hello` and `trailers` to a fresh path of `route` (`public`, or `protected` with a
+    valid JWT) with `send(env, path, headers)`, then checks what the upstream got."""
+    env = need(main)
+    path = unique(f"/public/{prefix}" if route == "public" else f"/items/{prefix}")
+    auth = [] if route == "public" else [("authorization", f"Bearer {keys.jwt()}")]
+    check_trailers(send(env, path, auth), upstream, path, setting, trailers)
+
+
 @pytest.mark.parametrize("trailers", [HYPHEN_TRAILERS, UNDERSCORE_TRAILERS], ids=["hyphen", "underscore"])
 @pytest.mark.parametrize("route", ["public", "protected"])
 def test_http1_chunked_trailers(main, upstream, keys, setting, trailers, route):
-    env = need(main)
-    path = unique("/public/tr1" if route == "public" else "/items/tr1")
-    auth = [] if route == "public" else [("authorization", f"Bearer {keys.jwt()}")]
-    r = h1(env, "POST", path, auth, body=b"hello", trailers=trailers)
-    check_trailers(r, upstream, path, setting, trailers)
+    post_with_trailers(main, upstream, keys, setting, trailers, route, "tr1", lambda env, path, auth: h1(
+        env, "POST", path, auth, body=b"hello", trailers=trailers))
 
 
 @pytest.mark.parametrize("trailers", [HYPHEN_TRAILERS, UNDERSCORE_TRAILERS], ids=["hyphen", "underscore"])
 @pytest.mark.parametrize("route", ["public", "protected"])
 def test_http2_trailers(main, upstream, keys, setting, trailers, route):
-    env = need(main)
-    path = unique("/public/tr2" if route == "public" else "/items/tr2")
-    auth = [] if route == "public" else [("authorization", f"Bearer {keys.jwt()}")]
-    r = h2_request(env.port, "POST", path, auth, body=b"hello", trailers=trailers)
-    check_trailers(r, upstream, path, setting, trailers)
+    post_with_trailers(main, upstream, keys, setting, trailers, route, "tr2", lambda env, path, auth: h2_request(
+        env.port, "POST", path, auth, body=b"hello", trailers=trailers))
 
 
 # === 3. method override =========================================================================
@@ -386,42 +389,40 @@ def assert_denied(r, upstream, path, status=403, why="missing_role"):
     assert not reached(upstream, path), f"{path} reached the upstream"
 
 
+def post_item(env, who, prefix: str, overrides=(), query: str = ""):
+    """`who` POSTs `{}` to a fresh `/items/<prefix>/…` path (then `?query`) with the `overrides`
+    headers: (the response, the path and query it went to)."""
+    path = unique(f"/items/{prefix}")
+    target = f"{path}?{query}" if query else path
+    return h1(env, "POST", target, [who, *overrides], body=b"{}"), target
+
+
 @pytest.mark.parametrize("header", OVERRIDE_HEADERS)
 def test_override_header_cannot_pass_a_delete_rule(main, upstream, keys, header):
-    env = need(main)
-    path = unique("/items/ov")
-    r = h1(env, "POST", path, [staff(keys), (header, "DELETE")], body=b"{}")
+    r, path = post_item(need(main), staff(keys), "ov", [(header, "DELETE")])
     assert_denied(r, upstream, path)
 
 
 @pytest.mark.parametrize("value", ["delete", "GET, DELETE", "GET,DELETE", " DELETE "])
 def test_override_values_case_and_lists(main, upstream, keys, value):
-    env = need(main)
-    path = unique("/items/ovl")
-    r = h1(env, "POST", path, [staff(keys), ("X-HTTP-Method-Override", value)], body=b"{}")
+    r, path = post_item(need(main), staff(keys), "ovl", [("X-HTTP-Method-Override", value)])
     assert_denied(r, upstream, path)
 
 
 def test_override_repeated_headers_count_as_a_list(main, upstream, keys):
-    env = need(main)
-    path = unique("/items/ovr")
-    r = h1(env, "POST", path, [staff(keys), ("x-http-method-override", "GET"), ("x-http-method-override", "DELETE")],
-           body=b"{}")
+    overrides = [("x-http-method-override", "GET"), ("x-http-method-override", "DELETE")]
+    r, path = post_item(need(main), staff(keys), "ovr", overrides)
     assert_denied(r, upstream, path)
 
 
 def test_override_in_another_carrier_than_the_first(main, upstream, keys):
-    env = need(main)
-    path = unique("/items/ovc")
-    r = h1(env, "POST", path, [staff(keys), ("x-http-method-override", "GET"), ("x-method-override", "DELETE")],
-           body=b"{}")
+    overrides = [("x-http-method-override", "GET"), ("x-method-override", "DELETE")]
+    r, path = post_item(need(main), staff(keys), "ovc", overrides)
     assert_denied(r, upstream, path)
 
 
 def test_override_with_underscore_name(main, upstream, keys, setting):
-    env = need(main)
-    path = unique("/items/ovu")
-    r = h1(env, "POST", path, [staff(keys), ("X_HTTP_METHOD_OVERRIDE", "DELETE")], body=b"{}")
+    r, path = post_item(need(main), staff(keys), "ovu", [("X_HTTP_METHOD_OVERRIDE", "DELETE")])
     if rejects_underscores(setting) and r.status_code == 400:
         assert not reached(upstream, path)
         return
@@ -430,10 +431,8 @@ def test_override_with_underscore_name(main, upstream, keys, setting):
 
 @pytest.mark.parametrize("query", ["_method=DELETE", "a=1&_method=delete", "_method=GET,DELETE"])
 def test_override_in_the_method_query_parameter(main, upstream, keys, query):
-    env = need(main)
-    path = unique("/items/ovq")
-    r = h1(env, "POST", f"{path}?{query}", [staff(keys)], body=b"{}")
-    assert_denied(r, upstream, f"{path}?{query}")
+    r, target = post_item(need(main), staff(keys), "ovq", query=query)
+    assert_denied(r, upstream, target)
 
 
 def test_override_over_http2(main, upstream, keys):
@@ -458,9 +457,7 @@ def test_override_that_the_caller_may_do_passes_and_is_forwarded(main, upstream,
 
 @pytest.mark.parametrize("value", ["DE LETE", "DELETE;x", "DELETE/x", "A,B,C,D,E,F,G,H,I"])
 def test_override_values_that_are_not_methods_are_refused(main, upstream, keys, value):
-    env = need(main)
-    path = unique("/items/bad")
-    r = h1(env, "POST", path, [admin(keys), ("X-HTTP-Method-Override", value)], body=b"{}")
+    r, path = post_item(need(main), admin(keys), "bad", [("X-HTTP-Method-Override", value)])
     assert r.status_code == 400, (value, r.status_code, r.text)
     assert not reached(upstream, path)
 
@@ -470,12 +467,11 @@ def test_override_values_that_are_not_methods_are_refused(main, upstream, keys, 
     [("X-HTTP-Method-Override", "GET"), ("X-HTTP-Method", "POST"), ("x-method-override", "PUT"), ("query", "GET")],
 )
 def test_reject_mode_refuses_every_override(reject, upstream, keys, carrier):
-    env = need(reject)
-    path = unique("/items/rej")
     name, value = carrier
-    target = f"{path}?_method={value}" if name == "query" else path
-    headers = [admin(keys)] + ([] if name == "query" else [(name, value)])
-    r = h1(env, "POST", target, headers, body=b"{}")
+    if name == "query":
+        r, target = post_item(need(reject), admin(keys), "rej", query=f"_method={value}")
+    else:
+        r, target = post_item(need(reject), admin(keys), "rej", [carrier])
     assert_denied(r, upstream, target, status=400, why="method_override_refused")
 
 
@@ -497,28 +493,26 @@ def cookies_of(echo) -> list[str]:
     return [v for n, v in echo["raw_headers"] if n.lower() == "cookie"]
 
 
-def test_bearer_jwt_is_not_forwarded(main, keys):
-    echo = echo_of(h1(need(main), "GET", "/app/c1", [("Authorization", f"Bearer {keys.jwt()}")]))
-    assert echo["headers"]["x-edgegate-credential"] == "jwt"
-    assert "authorization" not in echo["headers"], echo["headers"]
+# Each credential edgegate checks, where it is sent: (path, the header carrying it, its value for
+# `keys`), an identity header the allowed request gets, and the header that must not go upstream.
+CONSUMED = {
+    "bearer_jwt": ("/app/c1", "Authorization", lambda k: f"Bearer {k.jwt()}", ("x-edgegate-credential", "jwt"),
+                   "authorization"),
+    "bearer_api_key": ("/app/c2", "authorization", lambda k: f"Bearer {k.api_key}",
+                       ("x-edgegate-credential", "api_key"), "authorization"),
+    "api_key_header": ("/app/c3", "X-Api-Key", lambda k: k.api_key, ("x-edgegate-key-name", "staff-key"),
+                       "x-api-key"),
+    "jwt_header_source": ("/app/c4", "x-jwt-assertion", lambda k: k.jwt(), ("x-edgegate-credential", "jwt"),
+                          "x-jwt-assertion"),
+}
 
 
-def test_bearer_api_key_is_not_forwarded(main, keys):
-    echo = echo_of(h1(need(main), "GET", "/app/c2", [("authorization", f"Bearer {keys.api_key}")]))
-    assert echo["headers"]["x-edgegate-credential"] == "api_key"
-    assert "authorization" not in echo["headers"]
-
-
-def test_api_key_header_is_not_forwarded(main, keys):
-    echo = echo_of(h1(need(main), "GET", "/app/c3", [("X-Api-Key", keys.api_key)]))
-    assert echo["headers"]["x-edgegate-key-name"] == "staff-key"
-    assert "x-api-key" not in echo["headers"]
-
-
-def test_jwt_header_source_is_not_forwarded(main, keys):
-    echo = echo_of(h1(need(main), "GET", "/app/c4", [("x-jwt-assertion", keys.jwt())]))
-    assert echo["headers"]["x-edgegate-credential"] == "jwt"
-    assert "x-jwt-assertion" not in echo["headers"]
+@pytest.mark.parametrize("credential", CONSUMED)
+def test_the_checked_credential_is_not_forwarded(main, keys, credential):
+    path, header, value, (identity, expected), consumed = CONSUMED[credential]
+    echo = echo_of(h1(need(main), "GET", path, [(header, value(keys))]))
+    assert echo["headers"][identity] == expected
+    assert consumed not in echo["headers"], echo["headers"]
 
 
 def test_jwt_cookie_is_not_forwarded_other_cookies_are_in_order(main, keys):

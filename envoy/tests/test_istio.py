@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import jwt
@@ -21,6 +20,7 @@ import yaml
 from support import envoyproc
 from support.http import bearer, get
 from support.idp import new_key
+from support.server import LoopbackServer
 
 MANIFEST = Path(__file__).resolve().parents[1] / "istio" / "wasmplugin.yaml"
 REQUEST_AUTHN = Path(__file__).resolve().parents[1] / "istio" / "requestauthentication.yaml"
@@ -34,7 +34,7 @@ def plugin() -> dict:
     return manifest_docs(MANIFEST)["WasmPlugin"]
 
 
-class FakeKeycloak:
+class FakeKeycloak(LoopbackServer):
     """Serves `<realm>/.well-known/openid-configuration` and the realm's certs, as Keycloak does,
     for the issuer the manifest names; mints RS256 tokens with one key."""
 
@@ -69,21 +69,14 @@ class FakeKeycloak:
             def log_message(self, format: str, *args) -> None:  # noqa: A002
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(Handler, name="keycloak")
+        self.start()
 
     def mint(self, **claims) -> str:
         now = int(time.time())
         body = {"iss": self.issuer, "aud": ["desk-api", "account"], "sub": "ann", "iat": now, "exp": now + 300}
         body.update(claims)
         return jwt.encode(body, self.key.private, algorithm="RS256", headers={"kid": self.key.kid})
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def test_the_wasmplugin_has_what_istio_needs():

@@ -23,12 +23,14 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwcrypto import jwk
+
+from support.server import LoopbackServer
 
 MODES = ("ok", "down", "close", "garbage", "slow")
 
@@ -224,27 +226,14 @@ class IdPHandler(BaseHTTPRequestHandler):
         return self._json(404, {"error": "not_found"})
 
 
-class IdPServer:
+class IdPServer(LoopbackServer):
     """The IdP on 127.0.0.1 (port 0 = a free one) in a daemon thread."""
 
     def __init__(self, port: int = 0, idp: IdP | None = None) -> None:
         self.idp = idp or IdP()
-        handler = type("BoundIdPHandler", (IdPHandler,), {"idp": self.idp})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
+        super().__init__(type("BoundIdPHandler", (IdPHandler,), {"idp": self.idp}), port, name="idp")
         self.url = f"http://127.0.0.1:{self.port}"
         self.idp.issuer = self.url
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="idp", daemon=True)
-
-    def start(self) -> "IdPServer":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
 
 
 def main() -> None:
@@ -254,12 +243,7 @@ def main() -> None:
     args = ap.parse_args()
     srv = IdPServer(args.port, IdP(audience=args.audience))
     print(f"test IdP on {srv.url} (issuer), JWKS at {srv.url}/jwks.json", flush=True)
-    try:
-        srv.httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.httpd.server_close()
+    srv.serve_until_interrupted()
 
 
 if __name__ == "__main__":

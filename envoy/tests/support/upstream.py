@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from support.server import LoopbackServer
 
 MAX_BODY = 1 << 20
 # http.server parses request heads with http.client, which refuses more than 100 header fields
@@ -86,25 +87,13 @@ class EchoHandler(BaseHTTPRequestHandler):
         pass
 
 
-class EchoServer:
-    """A threaded echo server on 127.0.0.1 (port 0 = a free one), running in a daemon thread."""
+class EchoServer(LoopbackServer):
+    """The echo server on 127.0.0.1 (port 0 = a free one), running in a daemon thread."""
 
     def __init__(self, port: int = 0) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), EchoHandler)
-        self.httpd.daemon_threads = True
+        super().__init__(EchoHandler, port, name="echo")
         self.httpd.seen = []  # (method, path) of every request that reached the upstream
         self.httpd.received = []  # the echo of every request read whole (trailers included)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="echo", daemon=True)
-
-    def start(self) -> "EchoServer":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
 
 
 class _Discard(list):
@@ -122,12 +111,7 @@ def main() -> None:
     srv.httpd.seen = _Discard()
     srv.httpd.received = _Discard()
     print(f"upstream echo on http://127.0.0.1:{srv.port}", flush=True)
-    try:
-        srv.httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.httpd.server_close()
+    srv.serve_until_interrupted()
 
 
 if __name__ == "__main__":
