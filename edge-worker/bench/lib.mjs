@@ -1,11 +1,10 @@
 // Shared by the benchmarks: keys and tokens minted with npm `jose`, a workerd config writer for
 // any mix of workers, and workerd's CPU time from /proc.
-import { spawn } from "node:child_process";
-import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync, mkdtempSync, copyFileSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync, mkdtempSync, copyFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SignJWT, exportJWK, generateKeyPair } from "jose";
-import { freePort, workerdBinary } from "../test/harness.mjs";
+import { freePort, serveWorkerd } from "../test/harness.mjs";
 
 export const benchDir = dirname(fileURLToPath(import.meta.url));
 export const workerDir = dirname(benchDir);
@@ -103,31 +102,7 @@ const config :Workerd.Config = (
 );
 ${defs.join("\n")}
 `);
-  let out = "";
-  const child = spawn(workerdBinary(), ["serve", join(dir, "workerd.capnp")], { stdio: ["ignore", "pipe", "pipe"] });
-  child.stdout.on("data", (d) => (out += d));
-  child.stderr.on("data", (d) => (out += d));
-  const exited = new Promise((r) => child.once("exit", r));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      process.kill(child.pid, "SIGTERM");
-      const t = setTimeout(() => { try { process.kill(child.pid, "SIGKILL"); } catch {} }, 3000);
-      await exited;
-      clearTimeout(t);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const deadline = Date.now() + 20_000;
-  for (const url of Object.values(urls)) {
-    for (;;) {
-      if (child.exitCode !== null) { await stop(); throw new Error(`workerd exited:\n${out}`); }
-      try { await fetch(`${url}/__ready`, { signal: AbortSignal.timeout(1000) }); break; } catch {
-        if (Date.now() > deadline) { await stop(); throw new Error(`workerd did not start:\n${out}`); }
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  }
-  return { urls, pid: child.pid, stop, logs: () => out };
+  return serveWorkerd(dir, urls);
 }
 
 /** workerd's CPU time (user + system, all threads) in microseconds, from /proc/<pid>/stat. */

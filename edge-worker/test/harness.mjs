@@ -1,6 +1,7 @@
 // Test harness: a small origin that echoes what it received, and real workerd (npm `workerd`)
 // running the built worker (dist/) in front of it. Everything listens on 127.0.0.1; processes
 // are started and stopped by PID with bounded timeouts.
+import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
 import { createServer as netServer } from "node:net";
@@ -111,6 +112,41 @@ export async function startOrigin() {
   };
 }
 
+/** The session key the worker tests' configs share (32 bytes, base64url; test-only). */
+export const SESSION_SECRET_B64 = "jwoaIj8MA4uqORbygI3Aqi_UBO4gJmB9oGyzqIjWUPI";
+
+/** A rule for `/admin`: a session or a JWT with the `admin` role; a browser without one is sent
+ * to `/auth/login`. */
+export const ADMIN_BEHIND_LOGIN = Object.freeze({
+  name: "admin",
+  match: { path: { prefix: "/admin" } },
+  credentials: ["session", "jwt"],
+  require: { roles_any: ["admin"] },
+  login_url: "/auth/login",
+});
+
+/** Each identity header the origin echoed (`x-edgegate-<name>` in `seen.headers`) has the value
+ * `expected` gives for `<name>`. */
+export function assertIdentity(seen, expected) {
+  for (const [name, value] of Object.entries(expected)) {
+    assert.equal(seen.headers[`x-edgegate-${name}`], value, `x-edgegate-${name}`);
+  }
+}
+
+/** A GET of `url` with `token` as bearer credential: {status, body (the JSON when it parses, else
+ * the text), www (the WWW-Authenticate header)}. */
+export async function getWithBearer(url, token) {
+  const r = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+  const text = await r.text();
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = text;
+  }
+  return { status: r.status, body, www: r.headers.get("www-authenticate") };
+}
+
 function capnpString(s) {
   return JSON.stringify(s);
 }
@@ -214,8 +250,17 @@ ${defs.join("\n\n")}
 `;
   writeFileSync(join(dir, "workerd.capnp"), capnp);
 
+  return serveWorkerd(dir, urls, ["--verbose", ...(experimental ? ["--experimental"] : [])]);
+}
+
+/**
+ * Runs `workerd serve <dir>/workerd.capnp <args>` and waits (20 s at most) until every URL of
+ * `urls` ({name: url}) answers. Returns {urls, pid, logs(), stop()}; stop() ends workerd by its
+ * PID (SIGTERM, SIGKILL after 3 s) and removes `dir`. The tests and the benchmarks start it so.
+ */
+export async function serveWorkerd(dir, urls, args = []) {
   let out = "";
-  const child = spawn(workerdBinary(), ["serve", join(dir, "workerd.capnp"), "--verbose", ...(experimental ? ["--experimental"] : [])], {
+  const child = spawn(workerdBinary(), ["serve", join(dir, "workerd.capnp"), ...args], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   child.stdout.on("data", (d) => (out += d));

@@ -6,7 +6,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { SignJWT, exportJWK, generateKeyPair } from "jose";
-import { startOrigin, startWorkerd } from "./harness.mjs";
+import { getWithBearer, startOrigin, startWorkerd } from "./harness.mjs";
 
 const MIXED = "https://mixed.keysets.test";
 const SHARED = "https://shared.keysets.test";
@@ -83,17 +83,7 @@ after(async () => {
   await origin?.stop();
 });
 
-async function call(w, token) {
-  const r = await fetch(`${wd.urls[w]}/api/x`, { headers: { authorization: `Bearer ${token}` } });
-  const text = await r.text();
-  let body;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = text;
-  }
-  return { status: r.status, body };
-}
+const call = (w, token) => getWithBearer(`${wd.urls[w]}/api/x`, token);
 
 for (const w of ["wc", "wasm"]) {
   describe(`${w === "wc" ? "WebCrypto" : "wasm"} backend`, () => {

@@ -306,6 +306,42 @@ async function refusedThenRecovered(name, knobs, expect = {}, options = {}) {
   await assertLoggedIn(name, await driveLogin(urls[name], { rd: RD }));
 }
 
+/** `refusedThenRecovered` for a refusal before the code exchange: the token endpoint is not
+ * reached. */
+async function refusedBeforeTheCodeExchange(name, knobs, reason, options = {}) {
+  await refusedThenRecovered(name, knobs, { reason, tokenIssued: false }, options);
+}
+
+/** A tolerated misbehaviour on worker `name`: the login still succeeds. `check(flow)` looks at
+ * the flow before the login is checked. */
+async function loggedInDespite(name, knobs, check = () => {}) {
+  ops[name].misbehave(knobs);
+  try {
+    const flow = await driveLogin(urls[name], { rd: RD });
+    check(flow);
+    await assertLoggedIn(name, flow);
+  } finally {
+    ops[name].misbehave();
+  }
+}
+
+/** The current time in seconds, for claims that must be relative to when a test runs. */
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+/**
+ * One test per row `[title, knobs, reason, worker = "rs"]`: the OP of `worker` misbehaves as
+ * `knobs` says (a function of the current time in seconds when the row needs it), the login is
+ * refused naming `reason`, and a good login works after it.
+ */
+function refusalTests(rows) {
+  for (const [title, knobs, reason, name = "rs"] of rows) {
+    test(title, async () => {
+      const misbehaviour = typeof knobs === "function" ? knobs(nowSeconds()) : knobs;
+      await refusedThenRecovered(name, misbehaviour, { reason });
+    });
+  }
+}
+
 describe("return URLs: the shared open-redirect corpus", () => {
   test("every line, as written and once unescaped, is refused as rd before anything is set", async () => {
     const lines = readFileSync(CORPUS, "utf8").split("\n").filter((l) => l.trim() !== "");
@@ -379,14 +415,9 @@ describe("basic plan: the well-behaved provider (oidcc-client-test)", () => {
   });
 
   test("RFC 9207: the right `iss` in the authorization response is accepted", async () => {
-    ops.rs.misbehave({ authorizationIss: "send" });
-    try {
-      const flow = await driveLogin(urls.rs, { rd: RD });
+    await loggedInDespite("rs", { authorizationIss: "send" }, (flow) => {
       assert.equal(new URL(flow.authorize.location).searchParams.get("iss"), ops.rs.issuer);
-      await assertLoggedIn("rs", flow);
-    } finally {
-      ops.rs.misbehave();
-    }
+    });
   });
 
   test("two logins at once (two attempt cookies in one browser) both succeed", async () => {
@@ -405,48 +436,32 @@ describe("basic plan: the well-behaved provider (oidcc-client-test)", () => {
 });
 
 describe("basic plan: ID token signature", () => {
-  test("oidcc-client-test-invalid-sig-rs256: bad RS256 signature is refused", async () => {
-    await refusedThenRecovered("rs", { signature: "bad" }, { reason: "bad_signature" });
-  });
-
-  test("oidcc-client-test-invalid-sig-es256: bad ES256 signature is refused", async () => {
-    await refusedThenRecovered("es", { signature: "bad" }, { reason: "bad_signature" });
-  });
-
-  test("oidcc-client-test-invalid-sig-hs256: HS256 with another secret is refused", async () => {
-    await refusedThenRecovered("hs", { hsSecret: randomBytes(32).toString("base64url") }, { reason: "bad_signature" });
-  });
-
-  test("HS256 with a corrupted signature is refused", async () => {
-    await refusedThenRecovered("hs", { signature: "bad" }, { reason: "bad_signature" });
-  });
-
-  test("oidcc-client-test-idtoken-sig-none: alg none is refused", async () => {
-    await refusedThenRecovered("rs", { signature: "none" }, { reason: "alg_none" });
-  });
-
-  test("algorithm confusion: HS256 keyed with the client secret at an RS256-only client is refused", async () => {
-    await refusedThenRecovered("rs", { alg: "HS256" }, { reason: "alg_not_allowed" });
-  });
-
-  test("a key offered in the token's own header (jwk) is not trusted", async () => {
-    await refusedThenRecovered("rs", { embedJwk: true }, { reason: "untrusted_header_key" });
-  });
-
-  test("a kid the provider's JWKS does not have (even after a refetch) is refused", async () => {
-    await refusedThenRecovered("rs", { kid: "nobody" }, { reason: "unknown_kid" });
-  });
+  // [test, how the OP gets the signature wrong, the reason the refusal names, the worker]
+  refusalTests([
+    ["oidcc-client-test-invalid-sig-rs256: bad RS256 signature is refused", { signature: "bad" }, "bad_signature"],
+    ["oidcc-client-test-invalid-sig-es256: bad ES256 signature is refused", { signature: "bad" }, "bad_signature", "es"],
+    [
+      "oidcc-client-test-invalid-sig-hs256: HS256 with another secret is refused",
+      () => ({ hsSecret: randomBytes(32).toString("base64url") }),
+      "bad_signature",
+      "hs",
+    ],
+    ["HS256 with a corrupted signature is refused", { signature: "bad" }, "bad_signature", "hs"],
+    ["oidcc-client-test-idtoken-sig-none: alg none is refused", { signature: "none" }, "alg_none"],
+    [
+      "algorithm confusion: HS256 keyed with the client secret at an RS256-only client is refused",
+      { alg: "HS256" },
+      "alg_not_allowed",
+    ],
+    ["a key offered in the token's own header (jwk) is not trusted", { embedJwk: true }, "untrusted_header_key"],
+    ["a kid the provider's JWKS does not have (even after a refetch) is refused", { kid: "nobody" }, "unknown_kid"],
+  ]);
 
   test("oidcc-client-test-kid-absent-single-jwks: no kid, one key: accepted", async () => {
-    ops.single.misbehave({ omitKid: true });
-    try {
-      const flow = await driveLogin(urls.single, { rd: RD });
+    await loggedInDespite("single", { omitKid: true }, () => {
       const header = JSON.parse(Buffer.from(ops.single.lastToken().idToken.split(".")[0], "base64url"));
       assert.equal(header.kid, undefined);
-      await assertLoggedIn("single", flow);
-    } finally {
-      ops.single.misbehave();
-    }
+    });
   });
 
   test("oidcc-client-test-kid-absent-multiple-jwks: no kid, several keys: refused", async () => {
@@ -456,133 +471,70 @@ describe("basic plan: ID token signature", () => {
 });
 
 describe("basic plan: ID token claims (OIDC Core 3.1.3.7)", () => {
-  test("oidcc-client-test-invalid-iss: wrong iss is refused", async () => {
-    await refusedThenRecovered("rs", { claims: { iss: "https://evil.example" } }, { reason: "unknown_issuer" });
-  });
-
-  test("iss with a trailing slash is not the issuer (exact match)", async () => {
-    await refusedThenRecovered("rs", { claims: { iss: `${ops.rs.issuer}/` } }, { reason: "unknown_issuer" });
-  });
-
-  test("missing iss is refused", async () => {
-    await refusedThenRecovered("rs", { omit: ["iss"] }, { reason: "missing_claim" });
-  });
-
-  test("oidcc-client-test-invalid-aud: wrong aud is refused", async () => {
-    await refusedThenRecovered("rs", { claims: { aud: "someone-else" } }, { reason: "wrong_audience" });
-  });
-
-  test("oidcc-client-test-missing-aud: missing aud is refused", async () => {
-    await refusedThenRecovered("rs", { omit: ["aud"] }, { reason: "missing_claim" });
-  });
-
-  test("several audiences with azp of another client are refused", async () => {
-    await refusedThenRecovered(
-      "rs",
+  // [test, the claim the OP gets wrong, the reason the refusal names]
+  refusalTests([
+    ["oidcc-client-test-invalid-iss: wrong iss is refused", { claims: { iss: "https://evil.example" } }, "unknown_issuer"],
+    [
+      "iss with a trailing slash is not the issuer (exact match)",
+      () => ({ claims: { iss: `${ops.rs.issuer}/` } }),
+      "unknown_issuer",
+    ],
+    ["missing iss is refused", { omit: ["iss"] }, "missing_claim"],
+    ["oidcc-client-test-invalid-aud: wrong aud is refused", { claims: { aud: "someone-else" } }, "wrong_audience"],
+    ["oidcc-client-test-missing-aud: missing aud is refused", { omit: ["aud"] }, "missing_claim"],
+    [
+      "several audiences with azp of another client are refused",
       { claims: { aud: ["edge", "other"], azp: "other" } },
-      { reason: "wrong_audience" },
-    );
-  });
-
-  test("several audiences without azp are refused", async () => {
-    await refusedThenRecovered("rs", { claims: { aud: ["edge", "other"] } }, { reason: "wrong_audience" });
-  });
-
-  test("azp of another client with a single aud is refused", async () => {
-    await refusedThenRecovered("rs", { claims: { azp: "other" } }, { reason: "wrong_audience" });
-  });
+      "wrong_audience",
+    ],
+    ["several audiences without azp are refused", { claims: { aud: ["edge", "other"] } }, "wrong_audience"],
+    ["azp of another client with a single aud is refused", { claims: { azp: "other" } }, "wrong_audience"],
+    ["oidcc-client-test-missing-sub: missing sub is refused", { omit: ["sub"] }, "missing_claim"],
+    ["an empty sub is refused", { claims: { sub: "" } }, "missing_claim"],
+    ["oidcc-client-test-missing-iat: missing iat is refused", { omit: ["iat"] }, "missing_claim"],
+    ["iat in the future is refused", (t) => ({ claims: { iat: t + 3600, exp: t + 7200 } }), "issued_in_future"],
+    [
+      "an ID token issued long ago (still unexpired) is refused for a fresh login",
+      (t) => ({ claims: { iat: t - 7200, exp: t + 300 } }),
+      "token_expired",
+    ],
+    ["an expired ID token is refused", { expired: true }, "token_expired"],
+    // One NumericDate parser for access and ID tokens: a non-number, or a date beyond 2^53, is malformed.
+    ["exp as a string is refused", (t) => ({ claims: { exp: String(t + 300) } }), "malformed_claims"],
+    ["exp beyond 2^53 is refused", { claims: { exp: 2 ** 53 + 2 } }, "malformed_claims"],
+    [
+      "a fractional exp is read with its fraction (not as a missing exp)",
+      (t) => ({ claims: { iat: t - 3, exp: t - 61.5 } }),
+      "token_expired",
+    ],
+    ["missing exp is refused", { omit: ["exp"] }, "missing_claim"],
+    [
+      "oidcc-client-test-nonce-invalid: wrong nonce is refused",
+      { claims: { nonce: "not-the-nonce-of-this-login" } },
+      "login_mismatch",
+    ],
+    ["missing nonce is refused", { omit: ["nonce"] }, "missing_claim"],
+    ["a bad at_hash is refused", { atHash: "bad" }, "login_mismatch"],
+  ]);
 
   test("several audiences with azp = client_id are accepted", async () => {
-    ops.rs.misbehave({ claims: { aud: ["edge", "other"], azp: "edge" } });
-    try {
-      await assertLoggedIn("rs", await driveLogin(urls.rs, { rd: RD }));
-    } finally {
-      ops.rs.misbehave();
-    }
-  });
-
-  test("oidcc-client-test-missing-sub: missing sub is refused", async () => {
-    await refusedThenRecovered("rs", { omit: ["sub"] }, { reason: "missing_claim" });
-  });
-
-  test("an empty sub is refused", async () => {
-    await refusedThenRecovered("rs", { claims: { sub: "" } }, { reason: "missing_claim" });
-  });
-
-  test("oidcc-client-test-missing-iat: missing iat is refused", async () => {
-    await refusedThenRecovered("rs", { omit: ["iat"] }, { reason: "missing_claim" });
-  });
-
-  test("iat in the future is refused", async () => {
-    const t = Math.floor(Date.now() / 1000);
-    await refusedThenRecovered("rs", { claims: { iat: t + 3600, exp: t + 7200 } }, { reason: "issued_in_future" });
-  });
-
-  test("an ID token issued long ago (still unexpired) is refused for a fresh login", async () => {
-    const t = Math.floor(Date.now() / 1000);
-    await refusedThenRecovered("rs", { claims: { iat: t - 7200, exp: t + 300 } }, { reason: "token_expired" });
-  });
-
-  test("an expired ID token is refused", async () => {
-    await refusedThenRecovered("rs", { expired: true }, { reason: "token_expired" });
-  });
-
-  // One NumericDate parser for access and ID tokens: a non-number, or a date beyond 2^53, is malformed.
-  test("exp as a string is refused", async () => {
-    await refusedThenRecovered("rs", { claims: { exp: String(Math.floor(Date.now() / 1000) + 300) } }, { reason: "malformed_claims" });
-  });
-
-  test("exp beyond 2^53 is refused", async () => {
-    await refusedThenRecovered("rs", { claims: { exp: 2 ** 53 + 2 } }, { reason: "malformed_claims" });
-  });
-
-  test("a fractional exp is read with its fraction (not as a missing exp)", async () => {
-    const t = Math.floor(Date.now() / 1000);
-    await refusedThenRecovered("rs", { claims: { iat: t - 3, exp: t - 61.5 } }, { reason: "token_expired" });
-  });
-
-  test("missing exp is refused", async () => {
-    await refusedThenRecovered("rs", { omit: ["exp"] }, { reason: "missing_claim" });
-  });
-
-  test("oidcc-client-test-nonce-invalid: wrong nonce is refused", async () => {
-    await refusedThenRecovered("rs", { claims: { nonce: "not-the-nonce-of-this-login" } }, { reason: "login_mismatch" });
-  });
-
-  test("missing nonce is refused", async () => {
-    await refusedThenRecovered("rs", { omit: ["nonce"] }, { reason: "missing_claim" });
-  });
-
-  test("a bad at_hash is refused", async () => {
-    await refusedThenRecovered("rs", { atHash: "bad" }, { reason: "login_mismatch" });
+    await loggedInDespite("rs", { claims: { aud: ["edge", "other"], azp: "edge" } });
   });
 
   test("no at_hash (optional in the code flow) is accepted", async () => {
-    ops.rs.misbehave({ atHash: "omit" });
-    try {
-      await assertLoggedIn("rs", await driveLogin(urls.rs, { rd: RD }));
-    } finally {
-      ops.rs.misbehave();
-    }
+    await loggedInDespite("rs", { atHash: "omit" });
   });
 });
 
 describe("basic plan: the authorization response and the token endpoint", () => {
   test("RFC 9207: a wrong iss in the authorization response is refused before the code exchange", async () => {
-    await refusedThenRecovered(
-      "rs",
-      { authorizationIss: "https://evil.example" },
-      { reason: "unknown_issuer", tokenIssued: false },
-    );
+    await refusedBeforeTheCodeExchange("rs", { authorizationIss: "https://evil.example" }, "unknown_issuer");
   });
 
   test("a state that is not the attempt's is refused before the code exchange", async () => {
-    await refusedThenRecovered(
-      "rs",
-      {},
-      { reason: "login_mismatch", tokenIssued: false },
-      { tamperCallback: (u) => u.searchParams.set("state", randomBytes(16).toString("base64url")) },
-    );
+    await refusedBeforeTheCodeExchange("rs", {}, "login_mismatch", {
+      tamperCallback: (u) => u.searchParams.set("state", randomBytes(16).toString("base64url")),
+    });
   });
 
   test("a callback without the attempt cookie (another browser) is refused before the code exchange", async () => {
@@ -604,17 +556,12 @@ describe("basic plan: the authorization response and the token endpoint", () => 
   });
 
   test("the provider's error in the callback is refused", async () => {
-    await refusedThenRecovered(
-      "rs",
-      {},
-      { reason: "login_mismatch", tokenIssued: false },
-      {
-        tamperCallback: (u) => {
-          u.searchParams.delete("code");
-          u.searchParams.set("error", "access_denied");
-        },
+    await refusedBeforeTheCodeExchange("rs", {}, "login_mismatch", {
+      tamperCallback: (u) => {
+        u.searchParams.delete("code");
+        u.searchParams.set("error", "access_denied");
       },
-    );
+    });
   });
 
   test("a token endpoint that refuses the code (invalid_grant) ends in a refused login", async () => {
@@ -720,11 +667,7 @@ describe("concurrency", () => {
 describe("RFC 9207 and one discovery document per isolate", () => {
   test("a provider that advertises RFC 9207 and omits `iss` is refused before the code exchange", async () => {
     // (then a good login: the OP sends `iss` again, as it advertises)
-    await refusedThenRecovered(
-      "rfc9207",
-      { authorizationIss: "omit" },
-      { reason: "login_mismatch", tokenIssued: false },
-    );
+    await refusedBeforeTheCodeExchange("rfc9207", { authorizationIss: "omit" }, "login_mismatch");
   });
 
   test("the login flow and the key set share one discovery document (fetched once)", async () => {

@@ -5,7 +5,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { SignJWT, exportJWK, generateKeyPair, base64url } from "jose";
-import { startOrigin, startWorkerd } from "./harness.mjs";
+import { getWithBearer, startOrigin, startWorkerd } from "./harness.mjs";
 
 const ISSUER = "https://idp.webcrypto.test";
 const HS_ISSUER = "https://hmac.webcrypto.test";
@@ -109,17 +109,7 @@ after(async () => {
 });
 
 const counters = async (w) => (await fetch(`${wd.urls[w]}/__webcrypto`)).json();
-async function call(w, token) {
-  const r = await fetch(`${wd.urls[w]}/api/x`, { headers: { authorization: `Bearer ${token}` } });
-  const text = await r.text();
-  let body;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = text;
-  }
-  return { status: r.status, body, www: r.headers.get("www-authenticate") };
-}
+const call = (w, token) => getWithBearer(`${wd.urls[w]}/api/x`, token);
 /** Runs `f` and returns what it did to the worker's WebCrypto counters. */
 async function delta(w, f) {
   const a = await counters(w);
