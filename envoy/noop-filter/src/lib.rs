@@ -97,14 +97,21 @@ impl HttpContext for Pass {
         let how = plan.how;
         if how == 2 && !plan.set.is_empty() {
             let current = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
-            let mut all: Vec<(&str, &[u8])> = current.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+            let mut all: Vec<(&str, &[u8])> = current
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_slice()))
+                .collect();
             all.extend(plan.set.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
             let _ = hostcalls::set_map_bytes(MapType::HttpRequestHeaders, all);
             return Action::Continue;
         }
         for (name, value) in plan.set.iter() {
             if how == 1 {
-                let _ = hostcalls::add_map_value_bytes(MapType::HttpRequestHeaders, name, value.as_bytes());
+                let _ = hostcalls::add_map_value_bytes(
+                    MapType::HttpRequestHeaders,
+                    name,
+                    value.as_bytes(),
+                );
             } else {
                 let _ = hostcalls::set_map_value_bytes(
                     MapType::HttpRequestHeaders,
