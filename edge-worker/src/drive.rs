@@ -35,26 +35,6 @@ pub(crate) enum Ended<T> {
     Broken,
 }
 
-pub(crate) fn start_rules(
-    e: &Engine,
-    r: &CoreRequest<'_>,
-    k: &RemoteKeySets,
-    c: &mut TokenCache,
-    now: UnixTime,
-) -> Step {
-    e.start(r, k, c, now)
-}
-
-pub(crate) fn start_identify(
-    e: &Engine,
-    r: &CoreRequest<'_>,
-    k: &RemoteKeySets,
-    c: &mut TokenCache,
-    now: UnixTime,
-) -> Step {
-    e.identify(r, k, c, now)
-}
-
 /// The waiting a `NeedKeys` step asks of the worker.
 enum KeyWait {
     /// Until the provider's first keys arrive, at most this long.

@@ -321,9 +321,12 @@ async fn guard(
     head: &drive::Head<'_>,
     paused: Option<Step>,
 ) -> Result<Response, JsValue> {
-    let ended = drive::run(head, paused, drive::start_rules, |gate, v, _| {
-        act(gate, v, head.incoming)
-    })
+    let ended = drive::run(
+        head,
+        paused,
+        |e, r, k, c, now| e.start(r, k, c, now),
+        |gate, v, _| act(gate, v, head.incoming),
+    )
     .await?;
     match ended {
         drive::Ended::Done(Action::Reply(d)) => denial_response(&d),

@@ -453,7 +453,13 @@ pub(crate) async fn me(head: &crate::drive::Head<'_>) -> Result<Response, JsValu
     if head.method != "GET" && head.method != "HEAD" {
         return method_not_allowed("GET, HEAD");
     }
-    let ended = crate::drive::run(head, None, crate::drive::start_identify, |_, v, _| v).await?;
+    let ended = crate::drive::run(
+        head,
+        None,
+        |e, r, k, c, now| e.identify(r, k, c, now),
+        |_, v, _| v,
+    )
+    .await?;
     match ended {
         crate::drive::Ended::Done(Verdict::Allow {
             identity: Some(id), ..
