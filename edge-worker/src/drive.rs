@@ -62,7 +62,7 @@ pub(crate) struct Head<'a> {
 }
 
 impl Head<'_> {
-    fn with<R>(&self, f: impl FnOnce(&CoreRequest<'_>) -> R) -> R {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&CoreRequest<'_>) -> R) -> R {
         let pairs: Vec<(&str, &str)> = self
             .incoming
             .iter()
@@ -165,7 +165,7 @@ fn under_gate<T: Goal, R>(
 }
 
 /// With `EDGEGATE_CRYPTO=wasm`, signatures are answered by the core's backend in place.
-fn in_place<T: Goal>(
+pub(crate) fn in_place<T: Goal>(
     gate: &mut Gate,
     step: Step<T>,
     req: &CoreRequest<'_>,
@@ -204,7 +204,7 @@ async fn wait_until(
         refresh_keys().await;
         let is_ready = STATE.with(|cell| {
             let mut slot = cell.borrow_mut();
-            ready_gate(&mut slot).map_or(true, &ready)
+            crate::ready(&mut slot).ok().map_or(true, &ready)
         });
         if is_ready || js_sys::Date::now() - since >= limit_ms as f64 {
             return Ok(());
@@ -213,16 +213,8 @@ async fn wait_until(
     }
 }
 
-fn ready_gate(slot: &mut Option<crate::State>) -> Option<&mut Gate> {
-    ready(slot).ok()
-}
-
 /// The step after a signature the host verified (`None`: the isolate has no usable config).
-pub(crate) fn resume_signature<T: Goal>(
-    head: &Head<'_>,
-    s: NeedSignature<T>,
-    valid: bool,
-) -> Option<Step<T>> {
+fn resume_signature<T: Goal>(head: &Head<'_>, s: NeedSignature<T>, valid: bool) -> Option<Step<T>> {
     with_engine(head, |gate, req, now| {
         s.resume(&gate.engine, valid, req, &gate.remote, &mut gate.cache, now)
     })

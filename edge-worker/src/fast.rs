@@ -26,7 +26,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::Request;
 
 use crate::drive::{self, Head as CoreHead};
-use crate::webcrypto::{self, Crypto};
+use crate::webcrypto;
 use crate::{
     act, denial_response, internal_error, load, now, path_and_query, ready, request_headers,
     upstream_request, Action, State, STATE,
@@ -117,15 +117,16 @@ pub fn decide_sync(
     };
     let step = match paused {
         Some(Step::NeedSignature(s)) => {
-            match drive::resume_signature(&core_head, s, valid.as_bool() == Some(true)) {
-                Some(Step::Done(v)) => decided(v, &incoming),
-                Some(other) => Ok(Fast::Paused(other)),
-                None => Ok(Fast::Act(Action::Broken)),
-            }
+            let valid = valid.as_bool() == Some(true);
+            step_now(&core_head, |gate, req, now| {
+                s.resume(&gate.engine, valid, req, &gate.remote, &mut gate.cache, now)
+            })
         }
-        Some(other) => Ok(Fast::Paused(other)),
-        None => first_step(&core_head),
-    }?;
+        Some(other) => Fast::Paused(other),
+        None => step_now(&core_head, |gate, req, now| {
+            gate.engine.start(req, &gate.remote, &mut gate.cache, now)
+        }),
+    };
     match step {
         Fast::Paused(step) => hand_over(Paused {
             method,
@@ -198,51 +199,31 @@ fn respond(
     })
 }
 
-/// The first step of a request, under the state's borrow.
-fn first_step(head: &CoreHead<'_>) -> Result<Fast, JsValue> {
-    let step = STATE.with(|cell| {
+/// One step of the machine under the state's borrow (the first, or a resume), carried out there
+/// when it is the verdict.
+fn step_now(
+    head: &CoreHead<'_>,
+    f: impl FnOnce(&mut crate::Gate, &edgegate::Request<'_>, edgegate::UnixTime) -> Step,
+) -> Fast {
+    STATE.with(|cell| {
         let mut slot = cell.borrow_mut();
         let gate = match ready(&mut slot) {
             Ok(g) => g,
-            Err(a) => return Err(a),
+            Err(a) => return Fast::Act(a),
         };
-        let pairs: Vec<(&str, &str)> = head
-            .incoming
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        let req = edgegate::Request {
-            method: head.method,
-            path: head.path,
-            headers: &pairs,
-        };
-        let now = now();
-        let (engine, remote, cache) = (&gate.engine, &gate.remote, &mut gate.cache);
-        Ok(match gate.crypto {
-            Crypto::Wasm => engine.decide(&req, remote, cache, now),
-            Crypto::WebCrypto => engine.start(&req, remote, cache, now),
-        })
-    });
-    match step {
-        Ok(Step::Done(v)) => decided(v, head.incoming),
-        Ok(other) => Ok(Fast::Paused(other)),
-        Err(a) => Ok(Fast::Act(a)),
-    }
-}
-
-/// A verdict carried out under the state's borrow.
-fn decided(v: edgegate::Verdict, incoming: &[(String, String)]) -> Result<Fast, JsValue> {
-    Ok(STATE.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        match ready(&mut slot) {
-            // Dev mode's forward adds a response header: the async path carries the verdict out.
-            Ok(gate) if gate.engine.dev_mode_response_header().is_some() => {
-                Fast::Paused(Step::Done(v))
+        head.with(|req| {
+            let now = now();
+            let step = f(gate, req, now);
+            match drive::in_place(gate, step, req, now) {
+                // Dev mode's forward adds a response header: the async path carries it out.
+                Step::Done(v) if gate.engine.dev_mode_response_header().is_some() => {
+                    Fast::Paused(Step::Done(v))
+                }
+                Step::Done(v) => Fast::Act(act(gate, v, head.incoming)),
+                other => Fast::Paused(other),
             }
-            Ok(gate) => Fast::Act(act(gate, v, incoming)),
-            Err(a) => Fast::Act(a),
-        }
-    }))
+        })
+    })
 }
 
 /// Stores a paused step: `[id, promise]` for a signature whose key this isolate has imported

@@ -799,13 +799,11 @@ impl JwtVerifier {
             Ok(c) => c,
             Err(e) => return invalid(e),
         };
-        let Some(index) = (match self.provider_for(&claims, jws.alg) {
-            Ok(p) => self.providers.iter().position(|q| std::ptr::eq(p, q)),
+        let provider = match self.provider_for(&claims, jws.alg) {
+            Ok(p) => p,
             Err(e) => return invalid(e),
-        }) else {
-            return invalid(Error::new(Reason::Internal, "provider lookup"));
         };
-        let Some(provider) = self.providers.get(index) else {
+        let Some(index) = self.index_of(provider) else {
             return invalid(Error::new(Reason::Internal, "provider lookup"));
         };
         if !provider.algorithms.contains(&jws.alg) {
