@@ -280,23 +280,26 @@ pub async fn handle(
     STATE.with(|cell| {
         cell.borrow_mut().get_or_insert_with(|| load(&env));
     });
-    // OIDC login routes (src/login.rs), then session renewal, then the guard.
+    // OIDC login routes (src/login.rs; `/auth/me` after renewal), then session renewal, then
+    // the guard.
     let route = login::route(path);
-    match route {
-        Some(Route::Login) => return login::start(&method, path, &incoming).await,
-        Some(Route::Callback) => return login::callback(&env, &method, path, &incoming).await,
-        Some(Route::Logout) => return login::logout(&method, &incoming).await,
-        _ => {}
-    }
     let mut incoming = incoming;
-    let set_cookies = login::renew(&env, &mut incoming).await;
+    if route.is_some() && route != Some(Route::Me) {
+        let head = drive::Head {
+            method: &method,
+            path,
+            incoming: &incoming,
+        };
+        return login::serve(&env, &head).await;
+    }
+    let set_cookies = login::renew(&env, path, &mut incoming).await;
     let head = drive::Head {
         method: &method,
         path,
         incoming: &incoming,
     };
     let resp = if route == Some(Route::Me) {
-        login::me(&head).await?
+        login::serve(&env, &head).await?
     } else {
         guard(&req, &env, &head, None).await?
     };

@@ -348,28 +348,25 @@ pub struct FetchRequest {
     id: u64,
 }
 
+/// The `host[:port]` and the path with query (`/` when empty) of an absolute URL: the
+/// `:authority` and `:path` of a request to it (and the name of the Envoy cluster a host
+/// sends it to by default).
+pub fn authority_and_path(url: &str) -> (&str, &str) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = authority_of(rest);
+    let path = rest.get(authority.len()..).unwrap_or("");
+    (authority, if path.is_empty() { "/" } else { path })
+}
+
 impl FetchRequest {
     /// `host[:port]` of the URL (for the `:authority` header / an Envoy cluster).
     pub fn authority(&self) -> &str {
-        let rest = self
-            .url
-            .split_once("://")
-            .map_or(self.url.as_str(), |(_, r)| r);
-        authority_of(rest)
+        authority_and_path(&self.url).0
     }
 
     /// The path and query of the URL (`/` when empty), for the `:path` header.
     pub fn path(&self) -> &str {
-        let rest = self
-            .url
-            .split_once("://")
-            .map_or(self.url.as_str(), |(_, r)| r);
-        let path = rest.get(authority_of(rest).len()..).unwrap_or("");
-        if path.is_empty() {
-            "/"
-        } else {
-            path
-        }
+        authority_and_path(&self.url).1
     }
 
     /// Whether the URL is `https://`.

@@ -3,8 +3,9 @@
 
 use edgegate::{ConfigErrors, Engine};
 
-/// Logged at load when the config has a `login` section: Envoy does not serve it.
-pub const LOGIN_IGNORED: &str = "login (OIDC /auth/login, callback, logout, /auth/me) is served by the edge worker only; Envoy ignores it (sessions it set are still accepted); use Envoy's oauth2 filter or the edge worker";
+/// Logged at load by a packaging that does not serve the `login` section (the native module,
+/// for now).
+pub const LOGIN_IGNORED: &str = "login (OIDC /auth/login, callback, logout, /auth/me) is not served by the native module yet; it ignores it (sessions set by the proxy-wasm filter or the edge worker are still accepted); load the proxy-wasm filter for login";
 
 /// The error lines of a refused config: every error with its field path.
 pub fn refusal_lines(errors: &ConfigErrors) -> Vec<String> {
@@ -15,10 +16,11 @@ pub fn refusal_lines(errors: &ConfigErrors) -> Vec<String> {
         .collect()
 }
 
-/// The warning lines of an accepted config (dev mode, risky options, an ignored `login`).
-pub fn notice_lines(engine: &Engine) -> Vec<String> {
+/// The warning lines of an accepted config (dev mode, risky options, an ignored `login` when
+/// the packaging does not `serve_login`).
+pub fn notice_lines(engine: &Engine, serve_login: bool) -> Vec<String> {
     let mut lines: Vec<String> = engine.warnings().to_vec();
-    if engine.login().is_some() {
+    if engine.login().is_some() && !serve_login {
         lines.push(LOGIN_IGNORED.to_string());
     }
     lines

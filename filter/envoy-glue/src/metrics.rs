@@ -17,6 +17,10 @@ pub const JWKS_FETCH_OK: &str = "edgegate_jwks_fetch_ok";
 pub const JWKS_FETCH_FAILED: &str = "edgegate_jwks_fetch_failed";
 pub const CACHE_HIT: &str = "edgegate_cache_hit";
 pub const CACHE_MISS: &str = "edgegate_cache_miss";
+/// Answers of the OIDC login routes, by outcome (`ok`, `redirect`, `refused`, `error`).
+pub const LOGIN: &str = "edgegate_login";
+/// The label of [`LOGIN`].
+pub const OUTCOME: &str = "outcome";
 
 /// The label of [`ALLOWED`]: the credential kind's code (`none` on a public route without one).
 pub const CREDENTIAL: &str = "credential";
@@ -50,6 +54,19 @@ pub fn count_reply(m: &mut impl Counters, reply: &LocalReply) {
     if reply.status >= 300 {
         m.inc_labeled(DENIED, REASON, reply.reason.code());
     }
+}
+
+/// Counts an answer of a login route by its status: `ok` (2xx: `/auth/me`), `redirect` (3xx:
+/// to the provider, back to the app, after logout), `refused` (4xx), `error` (5xx: the
+/// provider unreachable or misbehaving, or the filter broken).
+pub fn count_login_reply(m: &mut impl Counters, status: u16) {
+    let outcome = match status {
+        200..=299 => "ok",
+        300..=399 => "redirect",
+        400..=499 => "refused",
+        _ => "error",
+    };
+    m.inc_labeled(LOGIN, OUTCOME, outcome);
 }
 
 /// Counts a magic-link login (the session it opened is an allowed request of that kind).

@@ -102,6 +102,31 @@ impl OwnedRequest {
         req
     }
 
+    /// Every `Cookie` header, joined with `; ` (as browsers send one).
+    pub fn cookie_header(&self) -> String {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == "cookie")
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Replaces every `Cookie` header with `value` (none when empty).
+    pub fn replace_cookie_header(&mut self, value: &str) {
+        self.headers.retain(|(n, _)| n != "cookie");
+        if !value.is_empty() {
+            self.headers.push(("cookie".into(), value.into()));
+        }
+    }
+
+    /// The client prefers HTML (a browser).
+    pub fn wants_html(&self) -> bool {
+        self.headers
+            .iter()
+            .any(|(n, v)| n == "accept" && v.contains("text/html"))
+    }
+
     /// Runs `f` with a borrowed [`Request`].
     pub fn with<R>(&self, f: impl FnOnce(&Request<'_>) -> R) -> R {
         let headers: Vec<(&str, &str)> = self

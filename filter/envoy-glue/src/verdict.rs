@@ -2,7 +2,7 @@
 
 use edgegate::cache::TokenCache;
 use edgegate::engine::{LocalReply, MagicLinkLogin, Verdict};
-use edgegate::step::{NeedKeys, Step};
+use edgegate::step::{Goal, NeedKeys, Step};
 use edgegate::upstream::HeaderEdits;
 use edgegate::verifier::KeyLookup;
 use edgegate::{Engine, Error, Reason, UnixTime};
@@ -41,6 +41,27 @@ pub fn run(
             _ => HeaderEdits::default(),
         };
         (step, edits)
+    })
+}
+
+/// Runs a machine other than a request's decision (`/auth/me`'s [`Engine::identify`], a login's
+/// [`Engine::check_id_token`]) from `start`, or from the step that waited for keys, to where
+/// the host must act: `Done` or `NeedKeys` (signatures are answered in place).
+pub fn run_from<T: Goal>(
+    engine: &Engine,
+    req: &OwnedRequest,
+    keys: &dyn KeyLookup,
+    cache: &mut TokenCache,
+    now: UnixTime,
+    start: impl FnOnce(&edgegate::Request<'_>, &mut TokenCache) -> Step<T>,
+    waited: Option<NeedKeys<T>>,
+) -> Step<T> {
+    req.with(|r| {
+        let step = match waited {
+            None => start(r, cache),
+            Some(paused) => paused.resume(engine, r, keys, cache, now),
+        };
+        step.answer_signatures(engine, r, keys, cache, now)
     })
 }
 

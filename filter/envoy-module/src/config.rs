@@ -253,7 +253,7 @@ impl Shared {
                 return None;
             }
         };
-        for line in edgegate_envoy_glue::config::notice_lines(&engine) {
+        for line in edgegate_envoy_glue::config::notice_lines(&engine, false) {
             log::warn!("{line}");
         }
         let remotes: Vec<Remote> = engine

@@ -16,11 +16,13 @@
 #![deny(unsafe_code)]
 
 pub mod hostsig;
+pub mod login;
 pub mod metrics;
 pub mod remote;
 pub mod request;
 pub mod shared;
 pub mod verdict;
+pub mod wasi;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -85,11 +87,32 @@ pub fn now() -> UnixTime {
 }
 
 /// Milliseconds since the Unix epoch (for request wait deadlines).
-fn now_ms() -> u128 {
+pub fn now_ms() -> u128 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis())
+}
+
+/// The environment variable (`vm_config.environment_variables`) holding the login's client
+/// secret; it overrides `login.client_secret` (the worker's secret binding has the same name).
+pub const CLIENT_SECRET_ENV: &str = "OIDC_CLIENT_SECRET";
+
+/// The client secret from the VM's environment, if set.
+pub fn client_secret() -> Option<String> {
+    wasi::env_var(CLIENT_SECRET_ENV).filter(|s| !s.is_empty())
+}
+
+/// What resumes when a waiter's keys arrive.
+pub enum Job {
+    /// A request's paused decision (or `/auth/me`'s identification, answered by `me`).
+    Decide {
+        request: OwnedRequest,
+        paused: edgegate::step::NeedKeys,
+        me: Option<edgegate::login::AwaitIdentity>,
+    },
+    /// A login's ID token check.
+    IdToken(Box<login::IdTokenWait>),
 }
 
 /// A request paused until a provider's keys arrive.
@@ -99,9 +122,8 @@ pub struct Waiter {
     pub allowed: Rc<Cell<bool>>,
     pub provider: String,
     pub deadline_ms: u128,
-    pub request: OwnedRequest,
-    /// The engine's paused decision, resumed when the wait is over.
-    pub paused: edgegate::step::NeedKeys,
+    /// What resumes when the wait is over.
+    pub job: Job,
     /// Waiting on an unknown kid: the provider's [`KeyCache::settled`] count when the wait
     /// began (it resumes when that moves). `None`: waiting for the provider's first keys.
     pub settled: Option<u64>,
@@ -119,6 +141,8 @@ pub struct Plugin {
     pub refetch: RefCell<Vec<String>>,
     /// Per remote provider, how long a request waits for its first keys.
     pub waits: Vec<(String, Duration)>,
+    /// OIDC login: calls in flight, the discovery document, renewals.
+    pub login: login::LoginState,
 }
 
 /// Most requests one VM keeps waiting for keys; beyond it they get the 503 at once.
@@ -178,13 +202,14 @@ impl Plugin {
     }
 
     fn busy(&self) -> bool {
-        self.waiters.try_borrow().map_or(true, |w| !w.is_empty())
+        self.login.busy()
+            || self.waiters.try_borrow().map_or(true, |w| !w.is_empty())
             || self.refetch.try_borrow().map_or(true, |r| !r.is_empty())
     }
 
     /// Asks this VM's root context for a tick soon (waiters or refetch pending). Runs in an HTTP
     /// context: the tick period is the root's, so the call is made as the root.
-    fn wake_root(&self, own_id: u32) {
+    pub fn wake_root(&self, own_id: u32) {
         if hostcalls::set_effective_context(self.root_id).is_ok() {
             let _ = hostcalls::set_tick_period(FAST_TICK);
         }
@@ -233,6 +258,7 @@ impl Root {
             }
         }
         verdict::resolve_waiters(&plugin, now_ms(), self.id);
+        login::resolve_renewal_waiters(&plugin, self.id);
         self.schedule(&plugin, now);
     }
 
@@ -265,6 +291,9 @@ impl Context for Root {
         };
         let now = now();
         let Some(r) = self.remotes.iter_mut().find(|r| r.owns(token)) else {
+            // Envoy delivers every call's response to the root context: a login's call.
+            login::on_call_response(&plugin, token, body_size);
+            let _ = hostcalls::set_effective_context(self.id);
             return;
         };
         let outcome = r.on_response(token, body_size, now);
@@ -311,7 +340,11 @@ impl RootContext for Root {
                 return false;
             }
         };
-        for line in edgegate_envoy_glue::config::notice_lines(&engine) {
+        if let Err(why) = login::check_random_source(&engine) {
+            log::error!("{why}");
+            return false;
+        }
+        for line in edgegate_envoy_glue::config::notice_lines(&engine, true) {
             log::warn!("{line}");
         }
         shared::ensure_magic_buckets();
@@ -332,6 +365,7 @@ impl RootContext for Root {
                 .map(|r| (r.provider.clone(), r.wait))
                 .collect(),
             root_id: self.id,
+            login: login::LoginState::default(),
             engine,
         });
         if let Ok(mut keys) = plugin.keys.try_borrow_mut() {
@@ -360,6 +394,7 @@ impl RootContext for Root {
             id: context_id,
             plugin: self.plugin.clone(),
             allowed: Rc::new(Cell::new(false)),
+            set_cookies: Rc::new(RefCell::new(Vec::new())),
             form: None,
         }))
     }
@@ -378,11 +413,19 @@ struct Http {
     /// with `allow_on_headers_stop_iteration`, a Continue from the body callback would send
     /// paused headers upstream.
     allowed: Rc<Cell<bool>>,
+    /// `Set-Cookie` values for the upstream's response (a renewed session).
+    set_cookies: Rc<RefCell<Vec<String>>>,
     /// Set while a magic-link form body is being read.
     form: Option<(OwnedRequest, edgegate::step::NeedForm)>,
 }
 
-impl Context for Http {}
+impl Context for Http {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _t: usize) {
+        if let Some(plugin) = self.plugin.clone() {
+            login::on_call_response(&plugin, token, body_size);
+        }
+    }
+}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
@@ -408,7 +451,20 @@ impl HttpContext for Http {
         };
         let pairs = request::drop_identity(&plugin.engine, MapType::HttpRequestHeaders, pairs);
         let req = OwnedRequest::from_pairs(pairs);
-        match verdict::decide_and_apply(&plugin, &req, self.id, &self.allowed, now_ms(), None) {
+        // OIDC login routes, then session renewal, then the rules.
+        let cx = login::Cx {
+            context_id: self.id,
+            allowed: self.allowed.clone(),
+            set_cookies: self.set_cookies.clone(),
+            request: req,
+            renewal: None,
+        };
+        let req = match login::begin(&plugin, cx) {
+            login::Begin::Decide(req) => req,
+            login::Begin::Held => return Action::Pause,
+        };
+        let start = verdict::Start::Decide;
+        match verdict::decide_and_apply(&plugin, &req, self.id, &self.allowed, now_ms(), start) {
             verdict::Next::Continue => Action::Continue,
             verdict::Next::Stop => Action::Pause,
             verdict::Next::Wait => {
@@ -465,6 +521,16 @@ impl HttpContext for Http {
         }
         self.hold_until_allowed()
     }
+
+    fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
+        // A renewed session (or its end) goes back with the upstream's response.
+        if let Ok(set) = self.set_cookies.try_borrow() {
+            for c in set.iter() {
+                let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, "set-cookie", c);
+            }
+        }
+        Action::Continue
+    }
 }
 
 impl Http {
@@ -483,6 +549,7 @@ impl Drop for Http {
             if let Ok(mut w) = plugin.waiters.try_borrow_mut() {
                 w.retain(|w| w.context_id != self.id);
             }
+            plugin.login.forget(self.id);
         }
     }
 }

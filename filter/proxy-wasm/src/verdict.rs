@@ -7,6 +7,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 
 use edgegate::engine::{LocalReply, Verdict};
+use edgegate::login::{AwaitIdentity, LoginStep};
 use edgegate::step::{NeedForm, NeedKeys, Step};
 use edgegate::upstream::HeaderEdits;
 use edgegate_envoy_glue::metrics;
@@ -16,7 +17,17 @@ pub use edgegate_envoy_glue::verdict::internal_error;
 
 use crate::request::{self, OwnedRequest};
 use crate::shared::{self, Claim};
-use crate::{Plugin, Waiter};
+use crate::{Job, Plugin, Waiter};
+
+/// Where a request's machine starts.
+pub enum Start {
+    /// Decide it by the rules.
+    Decide,
+    /// `/auth/me`: identify its credential and answer with the identity.
+    Identify(AwaitIdentity),
+    /// Resume the step that waited for keys (with `/auth/me`'s answer still to give).
+    Waited(NeedKeys, Option<AwaitIdentity>),
+}
 
 /// What the HTTP context does next.
 #[derive(Debug)]
@@ -33,28 +44,44 @@ pub enum Next {
 
 /// Runs the engine's machine for a request and carries out where it ends, on the effective
 /// context: signatures are answered in place (Envoy's `verify_signature` or the core's own
-/// backend), a key set is waited for. `waited` is `Some` for a request whose wait is over
-/// (resumed by the root context): its paused step.
+/// backend), a key set is waited for. `start`: [`Start::Waited`] for a request whose wait is
+/// over (resumed by the root context).
 pub fn decide_and_apply(
     plugin: &Plugin,
     req: &OwnedRequest,
     context_id: u32,
     allowed: &std::rc::Rc<std::cell::Cell<bool>>,
     now_ms: u128,
-    waited: Option<NeedKeys>,
+    start: Start,
 ) -> Next {
-    let resumed = waited.is_some();
-    let Some((step, edits)) = run(plugin, req, now_ms, waited) else {
+    let resumed = matches!(start, Start::Waited(..));
+    let (waited, me) = match start {
+        Start::Decide => (None, None),
+        Start::Identify(me) => (None, Some(me)),
+        Start::Waited(paused, me) => (Some(paused), me),
+    };
+    let identify = me.is_some();
+    let Some((step, edits)) = run(plugin, req, now_ms, waited, identify) else {
         send(&internal_error(), Some(plugin));
         return Next::Stop;
     };
-    match step {
-        Step::Done(Verdict::Allow {
-            identity,
-            headers,
-            cached,
-            ..
-        }) => {
+    match (step, me) {
+        (Step::Done(verdict), Some(me)) => {
+            match me.resume(&plugin.engine, verdict) {
+                LoginStep::Reply(r) => crate::login::send_reply(plugin, &r),
+                _ => send(&internal_error(), Some(plugin)),
+            }
+            Next::Stop
+        }
+        (
+            Step::Done(Verdict::Allow {
+                identity,
+                headers,
+                cached,
+                ..
+            }),
+            None,
+        ) => {
             allow(plugin, identity.as_deref(), &headers, cached, &edits);
             allowed.set(true);
             if resumed {
@@ -62,18 +89,24 @@ pub fn decide_and_apply(
             }
             Next::Continue
         }
-        Step::Done(Verdict::Reply(d)) => {
+        (Step::Done(Verdict::Reply(d)), None) => {
             log_denial(&d, req);
             send(&d, Some(plugin));
             Next::Stop
         }
-        Step::NeedKeys(paused) if !resumed => {
-            wait_for_keys(plugin, req, context_id, allowed, now_ms, paused)
+        (Step::NeedKeys(paused), me) if !resumed => {
+            let provider = paused.provider().to_string();
+            let job = Job::Decide {
+                request: req.clone(),
+                paused,
+                me,
+            };
+            wait_for_keys(plugin, context_id, allowed, now_ms, &provider, job)
         }
-        Step::NeedForm(form) if !resumed => Next::ReadForm(form),
+        (Step::NeedForm(form), None) if !resumed => Next::ReadForm(form),
         // A resumed request never pauses again (the core answers after one wait), and never
         // reads a body from the root context: fail closed.
-        Step::NeedKeys(_) | Step::NeedForm(_) | Step::NeedSignature(_) => {
+        _ => {
             send(&internal_error(), Some(plugin));
             Next::Stop
         }
@@ -88,6 +121,7 @@ fn run(
     req: &OwnedRequest,
     now_ms: u128,
     waited: Option<NeedKeys>,
+    identify: bool,
 ) -> Option<(Step, HeaderEdits)> {
     let now = secs(now_ms);
     let (Ok(mut keys), Ok(mut cache)) =
@@ -98,16 +132,18 @@ fn run(
     if keys.refresh_if_due(now_ms) {
         cache.clear();
     }
+    let engine = &plugin.engine;
+    if identify {
+        let keys = &*keys;
+        let start = |r: &edgegate::Request<'_>, c: &mut edgegate::cache::TokenCache| {
+            engine.identify(r, keys, c, now)
+        };
+        let step = glue::run_from(engine, req, keys, &mut cache, now, start, waited);
+        return Some((step, HeaderEdits::default()));
+    }
     // One borrowed view of the request for the decision and, on allow, the core's edits
     // (the consumed credential and edgegate's cookies stay here).
-    Some(glue::run(
-        &plugin.engine,
-        req,
-        &*keys,
-        &mut cache,
-        now,
-        waited,
-    ))
+    Some(glue::run(engine, req, &*keys, &mut cache, now, waited))
 }
 
 /// Carries out an allow: metrics, the core's edits, the identity headers.
@@ -130,35 +166,33 @@ fn allow(
     }
 }
 
-/// Pauses a request until its provider's keys arrive (or an early refetch for an unknown kid
-/// settles), bounded by the provider's wait; 503 when it cannot wait.
-fn wait_for_keys(
+/// Pauses a request until `provider`'s keys arrive (or an early refetch for an unknown kid
+/// settles), bounded by the provider's wait; 503 when it cannot wait. `job`: what resumes.
+pub fn wait_for_keys(
     plugin: &Plugin,
-    req: &OwnedRequest,
     context_id: u32,
     allowed: &std::rc::Rc<std::cell::Cell<bool>>,
     now_ms: u128,
-    paused: NeedKeys,
+    provider: &str,
+    job: Job,
 ) -> Next {
-    let provider = paused.provider().to_string();
-    let deadline_ms = now_ms.saturating_add(plugin.key_wait(&provider).as_millis());
+    let deadline_ms = now_ms.saturating_add(plugin.key_wait(provider).as_millis());
     // The provider has keys: the token's kid is unknown and the root may refetch.
     let settled = plugin
         .keys
         .try_borrow()
         .ok()
-        .filter(|k| k.has(&provider))
-        .map(|k| k.settled(&provider));
+        .filter(|k| k.has(provider))
+        .map(|k| k.settled(provider));
     if settled.is_some() {
-        plugin.request_refetch(provider.clone());
+        plugin.request_refetch(provider.to_string());
     }
     let waiter = Waiter {
         context_id,
         allowed: allowed.clone(),
-        provider: provider.clone(),
+        provider: provider.to_string(),
         deadline_ms,
-        request: req.clone(),
-        paused,
+        job,
         settled,
     };
     if plugin.add_waiter(waiter).is_none() {
@@ -166,7 +200,6 @@ fn wait_for_keys(
     }
     let d = plugin.engine.keys_unavailable();
     log::warn!("keys of provider {provider} are not available (too many requests waiting): 503");
-    log_denial(&d, req);
     send(&d, Some(plugin));
     Next::Stop
 }
@@ -199,14 +232,17 @@ pub fn resolve_waiters(plugin: &Plugin, now_ms: u128, root_id: u32) {
             continue; // the client went away
         }
         // Resumes the paused step (keys still missing past the deadline: a 503 there).
-        let _ = decide_and_apply(
-            plugin,
-            &w.request,
-            w.context_id,
-            &w.allowed,
-            now_ms,
-            Some(w.paused),
-        );
+        match w.job {
+            Job::Decide {
+                request,
+                paused,
+                me,
+            } => {
+                let start = Start::Waited(paused, me);
+                let _ = decide_and_apply(plugin, &request, w.context_id, &w.allowed, now_ms, start);
+            }
+            Job::IdToken(wait) => crate::login::resume_id_token(plugin, *wait),
+        }
     }
     for w in keep {
         if let Some(w) = plugin.add_waiter(w) {

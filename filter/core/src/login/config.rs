@@ -89,6 +89,11 @@ pub struct LoginConfig {
     /// lifetime.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refresh_keys: Vec<RefreshKeyConfig>,
+    /// Envoy only: the cluster that discovery and token requests go to. Default: a cluster
+    /// named after each URL's authority (`idp.example.com:443`), as for `remote_jwks`. The
+    /// worker reaches the provider with `fetch` and ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 fn default_scopes() -> Vec<String> {
@@ -151,6 +156,12 @@ impl LoginConfig {
         self.check_scopes(&mut errors);
         self.check_routes(callback_path.as_deref(), &mut errors);
         self.check_post_logout(&mut errors);
+        if self.cluster.as_deref().is_some_and(|c| c.trim().is_empty()) {
+            errors.push(ConfigError::new(
+                "cluster",
+                "must name an Envoy cluster, or be left out (a cluster per URL authority)",
+            ));
+        }
         let refresh_keys = self.refresh_ciphers(&mut errors);
         // The attempt cookie is signed with the session keys (audience `edgegate-login`).
         let ring = session.and_then(|s| KeyRing::compile(&s.keys).ok());
@@ -176,6 +187,7 @@ impl LoginConfig {
                     post_logout: self.post_logout_redirect_uri.clone(),
                     refresh_keys,
                     ring,
+                    cluster: self.cluster.clone(),
                     refresh_cookie: session
                         .map(|s| format!("{}_refresh", s.cookie_name))
                         .unwrap_or_default(),

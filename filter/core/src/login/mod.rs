@@ -25,6 +25,10 @@
 //!    (the provider's `end_session_endpoint` with `id_token_hint` when it has one);
 //! 5. `me_path`: `me.rs`, [`whoami_json`].
 //!
+//! `flow.rs` strings these steps together as one sans-IO machine ([`LoginStep`]) that both
+//! hosts drive: [`crate::Engine::login_route`] for the routes, [`crate::Engine::renewal_due`]
+//! and [`crate::Engine::apply_renewal`] for renewal, [`RenewalBoard`] for parallel requests.
+//!
 //! Shared test fixtures (a config, an engine, a discovery document, a logged-in cookie header)
 //! are in `test_support.rs`.
 
@@ -32,6 +36,7 @@ mod authorize;
 mod callback;
 mod config;
 mod discovery;
+mod flow;
 mod id_token;
 mod logout;
 mod me;
@@ -43,6 +48,11 @@ mod test_support;
 pub use callback::{attempt_states, Grant, TokenRequest, TokenResponse};
 pub use config::{LoginConfig, RefreshKeyConfig, TokenAuthMethod};
 pub use discovery::{Discovery, DiscoveryStep, DISCOVERY_TTL_SECONDS};
+pub use flow::{
+    AwaitDiscovery, AwaitIdToken, AwaitIdentity, AwaitTokens, DueRenewal, IdTokenQuery, Join,
+    LogLevel, LogLine, LoginReply, LoginStep, RenewalBoard, RenewalOutcome, Renewed, RouteRequest,
+    FLOW_RANDOM_BYTES,
+};
 pub use logout::LogoutReply;
 pub use me::whoami_json;
 pub use refresh_cookie::{
@@ -81,6 +91,7 @@ pub struct Login {
     refresh_cookie: String,
     cookie_path: String,
     cookie_domain: Option<String>,
+    cluster: Option<String>,
 }
 
 impl std::fmt::Debug for Login {
@@ -132,6 +143,12 @@ impl Login {
     /// True when refresh tokens are kept (refresh keys configured).
     pub fn refresh_enabled(&self) -> bool {
         !self.refresh_keys.is_empty()
+    }
+
+    /// Envoy: the configured cluster for discovery and token requests (else one per URL
+    /// authority).
+    pub fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref()
     }
 
     /// The refresh cookie's name (`<session cookie>_refresh`).

@@ -1,0 +1,601 @@
+//! OIDC login in the Envoy filter: the I/O of the core's login machine
+//! ([`edgegate::login::LoginStep`]), as the worker's `src/login.rs` does it with `fetch`:
+//!
+//! - discovery and token requests by `dispatch_http_call` to the cluster `login.cluster`, else
+//!   one named after the URL's authority (as for `remote_jwks`), bounded by [`IDP_TIMEOUT`];
+//!   the request stays paused until the answer (or Envoy's timeout) arrives;
+//! - the discovery document cached per VM for `DISCOVERY_TTL_SECONDS`;
+//! - ID tokens checked on the same machine as a request ([`Engine::check_id_token`]), with
+//!   Envoy's `verify_signature`; a `kid` the key set lacks waits for a refetch like a request;
+//! - randomness from WASI `random_get` ([`crate::random`]);
+//! - renewals shared per VM by refresh cookie ([`edgegate::login::RenewalBoard`]); the
+//!   renewed cookies go on the upstream's response.
+//!
+//! Every status, page, cookie and log line is the core's. Calls are kept by the plugin, not by
+//! the HTTP context, because Envoy delivers every call's response to the root context: either
+//! context's `on_http_call_response` hands it to [`on_call_response`].
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType};
+
+use edgegate::login::{
+    AwaitDiscovery, AwaitIdToken, AwaitTokens, Discovery, DueRenewal, Join, LogLevel, LogLine,
+    LoginReply, LoginStep, RenewalBoard, RenewalOutcome, Route, RouteRequest,
+    DISCOVERY_TTL_SECONDS, MAX_RESPONSE_BYTES,
+};
+use edgegate::step::{IdTokenOutcome, NeedKeys, Step};
+use edgegate::{Engine, Error, Reason, UnixTime};
+use edgegate_envoy_glue::verdict as glue;
+
+use crate::request::OwnedRequest;
+use crate::verdict::{self, Next};
+use crate::{now_ms, Plugin};
+
+/// How long one request to the provider (discovery, token endpoint) may take.
+pub const IDP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most login calls in flight per VM; beyond it logins get a 503 at once.
+const MAX_CALLS: usize = 1024;
+
+/// One request's side of the login machine: who to answer, and what it carries on with.
+#[derive(Clone)]
+pub struct Cx {
+    pub context_id: u32,
+    pub allowed: Rc<Cell<bool>>,
+    /// `Set-Cookie` values for the upstream's response (a renewed session).
+    pub set_cookies: Rc<RefCell<Vec<String>>>,
+    pub request: OwnedRequest,
+    /// Set when the machine is this request's renewal.
+    pub renewal: Option<RenewalCx>,
+}
+
+/// A renewal in progress for a request.
+#[derive(Clone)]
+pub struct RenewalCx {
+    pub key: String,
+    pub still_valid: bool,
+}
+
+/// A machine paused for a call's response.
+enum Pending {
+    Discovery(AwaitDiscovery),
+    Tokens(AwaitTokens),
+}
+
+/// A login call in flight.
+pub struct Call {
+    token: u32,
+    cx: Cx,
+    pending: Pending,
+}
+
+/// A request waiting for another request's renewal of the same refresh cookie.
+pub struct RenewalWaiter {
+    cx: Cx,
+    due: DueRenewal,
+    since_ms: u64,
+}
+
+/// A request's ID token check waiting for its provider's keys.
+pub struct IdTokenWait {
+    pub paused: NeedKeys<IdTokenOutcome>,
+    pub flow: AwaitIdToken,
+    pub cx: Cx,
+}
+
+/// The login state of one plugin in one VM.
+#[derive(Default)]
+pub struct LoginState {
+    calls: RefCell<Vec<Call>>,
+    discovery: RefCell<Option<(Discovery, UnixTime)>>,
+    renewals: RefCell<RenewalBoard>,
+    renewal_waiters: RefCell<Vec<RenewalWaiter>>,
+}
+
+impl LoginState {
+    /// Forgets a request that went away (its calls' answers are dropped).
+    pub fn forget(&self, context_id: u32) {
+        if let Ok(mut c) = self.calls.try_borrow_mut() {
+            c.retain(|c| c.cx.context_id != context_id);
+        }
+        if let Ok(mut w) = self.renewal_waiters.try_borrow_mut() {
+            w.retain(|w| w.cx.context_id != context_id);
+        }
+    }
+
+    /// Requests are waiting for a renewal (the root ticks fast).
+    pub fn busy(&self) -> bool {
+        self.renewal_waiters
+            .try_borrow()
+            .map_or(true, |w| !w.is_empty())
+    }
+}
+
+/// What the HTTP context does after [`begin`].
+pub enum Begin {
+    /// Decide the request (its cookies may have been renewed).
+    Decide(OwnedRequest),
+    /// The login machine answered or holds the request: pause.
+    Held,
+}
+
+fn now_ms64() -> u64 {
+    u64::try_from(now_ms()).unwrap_or(u64::MAX)
+}
+
+fn log(line: &LogLine) {
+    match line.level {
+        LogLevel::Info => log::info!("{}", line.text),
+        LogLevel::Warn => log::warn!("{}", line.text),
+    }
+}
+
+/// Before deciding a request: a login route is served, a session due for renewal is renewed
+/// (or the request waits for the renewal another request of this VM is making).
+pub fn begin(plugin: &Plugin, cx: Cx) -> Begin {
+    let engine = &plugin.engine;
+    let Some(login) = engine.login() else {
+        return Begin::Decide(cx.request);
+    };
+    let route = login.route(&cx.request.path);
+    if let Some(route) = route.filter(|r| *r != Route::Me) {
+        let _ = route;
+        start_route(plugin, cx);
+        return Begin::Held;
+    }
+    let now = crate::now();
+    let cookies = cx.request.cookie_header();
+    let Some(due) = engine.renewal_due(&cx.request.path, &cookies, now) else {
+        return after_renewal_check(plugin, cx);
+    };
+    join_renewal(plugin, cx, due, now_ms64())
+}
+
+/// `/auth/me` runs the identification (after any renewal); other requests are decided.
+fn after_renewal_check(plugin: &Plugin, cx: Cx) -> Begin {
+    let is_me = plugin
+        .engine
+        .login()
+        .and_then(|l| l.route(&cx.request.path))
+        == Some(Route::Me);
+    if !is_me {
+        return Begin::Decide(cx.request);
+    }
+    start_route(plugin, cx);
+    Begin::Held
+}
+
+/// Joins the VM's renewal of the request's refresh cookie: leads it, waits for it, or
+/// carries out its outcome.
+fn join_renewal(plugin: &Plugin, mut cx: Cx, due: DueRenewal, since_ms: u64) -> Begin {
+    let join = plugin
+        .login
+        .renewals
+        .try_borrow_mut()
+        .map(|mut b| b.join(&due.key, now_ms64(), since_ms))
+        .unwrap_or(Join::Lead);
+    cx.renewal = Some(RenewalCx {
+        key: due.key.clone(),
+        still_valid: due.still_valid,
+    });
+    match join {
+        Join::Lead => {
+            let rnd = crate::wasi::random_bytes();
+            let step = due.begin(&plugin.engine, &rnd, crate::client_secret().as_deref());
+            drive(plugin, cx, step);
+            Begin::Held
+        }
+        Join::Shared(outcome) => apply_renewal(plugin, cx, &outcome),
+        // The session is still valid: go on with it; the renewal under way sets the new one.
+        Join::Wait if due.still_valid => {
+            cx.renewal = None;
+            after_renewal_check(plugin, cx)
+        }
+        Join::Wait => {
+            let waiter = RenewalWaiter { cx, due, since_ms };
+            match plugin.login.renewal_waiters.try_borrow_mut() {
+                Ok(mut w) if w.len() < MAX_CALLS => {
+                    w.push(waiter);
+                    plugin.wake_root(waiter_context(&w));
+                }
+                _ => verdict::send(&plugin.engine.keys_unavailable(), Some(plugin)),
+            }
+            Begin::Held
+        }
+    }
+}
+
+fn waiter_context(w: &[RenewalWaiter]) -> u32 {
+    w.last().map_or(0, |w| w.cx.context_id)
+}
+
+/// Runs on the root's tick: requests waiting for a renewal join it again.
+pub fn resolve_renewal_waiters(plugin: &Plugin, root_id: u32) {
+    let waiting = plugin
+        .login
+        .renewal_waiters
+        .try_borrow_mut()
+        .map(|mut w| std::mem::take(&mut *w))
+        .unwrap_or_default();
+    for w in waiting {
+        if hostcalls::set_effective_context(w.cx.context_id).is_err() {
+            continue; // the client went away
+        }
+        if let Begin::Decide(req) = join_renewal(plugin, w.cx.clone(), w.due, w.since_ms) {
+            decide(
+                plugin,
+                &Cx {
+                    request: req,
+                    ..w.cx
+                },
+            );
+        }
+    }
+    let _ = hostcalls::set_effective_context(root_id);
+}
+
+/// Carries out a renewal's outcome on the request, then decides it.
+fn apply_renewal(plugin: &Plugin, mut cx: Cx, outcome: &RenewalOutcome) -> Begin {
+    let still_valid = cx.renewal.as_ref().is_some_and(|r| r.still_valid);
+    let cookies = cx.request.cookie_header();
+    let r = plugin.engine.apply_renewal(&cookies, outcome, still_valid);
+    if let Some(line) = &r.log {
+        log(line);
+    }
+    if let Some(c) = &r.cookie_header {
+        cx.request.replace_cookie_header(c);
+        let value = (!c.is_empty()).then_some(c.as_bytes());
+        let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, "cookie", value);
+    }
+    if let Ok(mut set) = cx.set_cookies.try_borrow_mut() {
+        set.extend(r.set_cookies);
+    }
+    cx.renewal = None;
+    after_renewal_check(plugin, cx)
+}
+
+/// Starts the machine of a login route.
+fn start_route(plugin: &Plugin, cx: Cx) {
+    let cookies = cx.request.cookie_header();
+    let req = RouteRequest {
+        method: &cx.request.method,
+        path: &cx.request.path,
+        cookie_header: &cookies,
+        wants_html: cx.request.wants_html(),
+    };
+    let rnd = crate::wasi::random_bytes();
+    let secret = crate::client_secret();
+    match plugin.engine.login_route(&req, &rnd, secret.as_deref()) {
+        Some(step) => drive(plugin, cx, step),
+        None => verdict::send(&verdict::internal_error(), Some(plugin)),
+    }
+}
+
+/// Drives the machine until it answers, or pauses for a call or for keys.
+fn drive(plugin: &Plugin, cx: Cx, mut step: LoginStep) {
+    let engine = &plugin.engine;
+    loop {
+        let now = crate::now();
+        step = match step {
+            LoginStep::Reply(r) => return send_reply(plugin, &r),
+            LoginStep::Renewed(outcome) => return renewed(plugin, cx, &outcome),
+            LoginStep::NeedDiscovery(p) => match cached_discovery(plugin, now) {
+                Some(d) => p.resume(engine, Ok(d), now),
+                None => {
+                    let Some(login) = engine.login() else {
+                        return verdict::send(&verdict::internal_error(), Some(plugin));
+                    };
+                    let url = login.discovery_url();
+                    match dispatch(plugin, "GET", &url, &[], None) {
+                        Ok(token) => return park(plugin, token, cx, Pending::Discovery(p)),
+                        Err(why) => {
+                            p.resume(engine, Err(unreachable("discovery", &url, &why)), now)
+                        }
+                    }
+                }
+            },
+            LoginStep::NeedTokens(p) => {
+                let r = p.request();
+                let body = r.body.clone();
+                match dispatch(
+                    plugin,
+                    "POST",
+                    &r.url.clone(),
+                    &r.headers.clone(),
+                    Some(&body),
+                ) {
+                    Ok(token) => return park(plugin, token, cx, Pending::Tokens(p)),
+                    Err(why) => p.resume(engine, Err(why), now),
+                }
+            }
+            LoginStep::NeedIdToken(p) => match check_id_token(plugin, &p, None) {
+                Step::Done(outcome) => p.resume(engine, outcome, now),
+                Step::NeedKeys(paused) => {
+                    return wait_for_keys(
+                        plugin,
+                        IdTokenWait {
+                            paused,
+                            flow: p,
+                            cx,
+                        },
+                    )
+                }
+                _ => p.resume(
+                    engine,
+                    Err(Error::new(Reason::Internal, "unexpected step")),
+                    now,
+                ),
+            },
+            LoginStep::NeedIdentity(p) => {
+                // `/auth/me`: the request's own machine, started with `identify`.
+                let start = verdict::Start::Identify(p);
+                let next = verdict::decide_and_apply(
+                    plugin,
+                    &cx.request,
+                    cx.context_id,
+                    &cx.allowed,
+                    now_ms(),
+                    start,
+                );
+                if let Next::Wait = next {
+                    plugin.wake_root(cx.context_id);
+                }
+                return;
+            }
+        };
+    }
+}
+
+/// The ID token's check on the machine a request uses (`waited`: resumed after its keys).
+fn check_id_token(
+    plugin: &Plugin,
+    p: &AwaitIdToken,
+    waited: Option<NeedKeys<IdTokenOutcome>>,
+) -> Step<IdTokenOutcome> {
+    let now_ms = now_ms();
+    let (Ok(mut keys), Ok(mut cache)) =
+        (plugin.keys.try_borrow_mut(), plugin.cache.try_borrow_mut())
+    else {
+        return Step::Done(Err(Error::new(Reason::Internal, "state busy")));
+    };
+    if keys.refresh_if_due(now_ms) {
+        cache.clear();
+    }
+    let q = p.query();
+    let now = glue::secs(now_ms);
+    glue::run_from(
+        &plugin.engine,
+        &OwnedRequest::default(),
+        &*keys,
+        &mut cache,
+        now,
+        |_, _| {
+            plugin
+                .engine
+                .check_id_token(q.id_token, q.nonce, q.access_token, &*keys, now)
+        },
+        waited,
+    )
+}
+
+/// Registers an ID token check as a waiter for its provider's keys.
+fn wait_for_keys(plugin: &Plugin, wait: IdTokenWait) {
+    let provider = wait.paused.provider().to_string();
+    let context_id = wait.cx.context_id;
+    let allowed = wait.cx.allowed.clone();
+    let job = crate::Job::IdToken(Box::new(wait));
+    if let Next::Wait =
+        verdict::wait_for_keys(plugin, context_id, &allowed, now_ms(), &provider, job)
+    {
+        plugin.wake_root(context_id);
+    }
+}
+
+/// Runs in the root context (the effective context is the request's): an ID token check's
+/// wait for keys is over.
+pub fn resume_id_token(plugin: &Plugin, wait: IdTokenWait) {
+    let IdTokenWait { paused, flow, cx } = wait;
+    let step = match check_id_token(plugin, &flow, Some(paused)) {
+        Step::Done(outcome) => flow.resume(&plugin.engine, outcome, crate::now()),
+        _ => flow.resume(&plugin.engine, Err(plugin_keys_unavailable()), crate::now()),
+    };
+    drive(plugin, cx, step);
+}
+
+fn plugin_keys_unavailable() -> Error {
+    Error::new(
+        Reason::KeysUnavailable,
+        "the identity provider's keys are not available yet; retry shortly",
+    )
+}
+
+/// A renewal ended: shared with the VM's waiters, carried out, and the request decided.
+fn renewed(plugin: &Plugin, cx: Cx, outcome: &RenewalOutcome) {
+    if let (Some(r), Ok(mut b)) = (&cx.renewal, plugin.login.renewals.try_borrow_mut()) {
+        b.finish(&r.key, outcome, now_ms64());
+    }
+    if let Begin::Decide(req) = apply_renewal(plugin, cx.clone(), outcome) {
+        decide(plugin, &Cx { request: req, ..cx });
+    }
+}
+
+/// Decides a request that was held for a login call (in a callback: resumed when allowed).
+fn decide(plugin: &Plugin, cx: &Cx) {
+    let next = verdict::decide_and_apply(
+        plugin,
+        &cx.request,
+        cx.context_id,
+        &cx.allowed,
+        now_ms(),
+        verdict::Start::Decide,
+    );
+    match next {
+        Next::Continue => {
+            let _ = hostcalls::resume_http_request();
+        }
+        Next::Wait => plugin.wake_root(cx.context_id),
+        Next::Stop => {}
+        // Renewal never runs on the magic-link path (the core says so): fail closed.
+        Next::ReadForm(_) => verdict::send(&verdict::internal_error(), Some(plugin)),
+    }
+}
+
+/// Sends a login reply (every `set-cookie` its own header), logged as the core says.
+pub fn send_reply(plugin: &Plugin, r: &LoginReply) {
+    if let Some(line) = &r.log {
+        log(line);
+    }
+    plugin.count(|m| edgegate_envoy_glue::metrics::count_login_reply(m, r.status));
+    let headers: Vec<(&str, &str)> = r
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let body = (!r.body.is_empty()).then_some(r.body.as_bytes());
+    let _ = hostcalls::send_http_response(u32::from(r.status), headers, body);
+}
+
+fn cached_discovery(plugin: &Plugin, now: UnixTime) -> Option<Discovery> {
+    let d = plugin.login.discovery.try_borrow().ok()?;
+    d.as_ref()
+        .filter(|(_, at)| now < at.saturating_add(DISCOVERY_TTL_SECONDS))
+        .map(|(d, _)| d.clone())
+}
+
+fn unreachable(what: &str, url: &str, why: &str) -> Error {
+    Error::new(
+        Reason::KeysUnavailable,
+        format!("could not fetch the provider's {what} document {url}: {why}"),
+    )
+}
+
+/// Sends a request to the provider through Envoy; the call's token.
+fn dispatch(
+    plugin: &Plugin,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: Option<&str>,
+) -> Result<u32, String> {
+    let (authority, path) = edgegate::jwks::authority_and_path(url);
+    let cluster = plugin
+        .engine
+        .login()
+        .and_then(|l| l.cluster())
+        .unwrap_or(authority)
+        .to_string();
+    let mut all: Vec<(&str, &str)> = vec![
+        (":method", method),
+        (":path", path),
+        (":authority", authority),
+        ("user-agent", "edgegate"),
+    ];
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("accept"))
+    {
+        all.push(("accept", "application/json"));
+    }
+    all.extend(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let busy = plugin
+        .login
+        .calls
+        .try_borrow()
+        .map_or(true, |c| c.len() >= MAX_CALLS);
+    if busy {
+        return Err("too many login calls in flight".into());
+    }
+    hostcalls::dispatch_http_call(
+        &cluster,
+        all,
+        body.map(str::as_bytes),
+        vec![],
+        IDP_TIMEOUT,
+    )
+    .map_err(|status| {
+        format!(
+            "Envoy refused the call to cluster {cluster:?} ({status:?}); define a cluster named exactly {cluster:?} or set login.cluster"
+        )
+    })
+}
+
+fn park(plugin: &Plugin, token: u32, cx: Cx, pending: Pending) {
+    let call = Call { token, cx, pending };
+    match plugin.login.calls.try_borrow_mut() {
+        Ok(mut c) => c.push(call),
+        Err(_) => verdict::send(&verdict::internal_error(), Some(plugin)),
+    }
+}
+
+/// The response (or failure: no `:status`) of a login call; false when `token` is not one.
+pub fn on_call_response(plugin: &Plugin, token: u32, body_size: usize) -> bool {
+    let call = {
+        let Ok(mut calls) = plugin.login.calls.try_borrow_mut() else {
+            return false;
+        };
+        let Some(i) = calls.iter().position(|c| c.token == token) else {
+            return false;
+        };
+        calls.swap_remove(i)
+    };
+    // Read the response before switching to the request's context.
+    let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| String::from_utf8(s).ok())
+        .and_then(|s| s.parse::<u16>().ok());
+    let want = body_size.min(MAX_RESPONSE_BYTES.saturating_add(1));
+    let body = match status {
+        Some(_) if want > 0 => hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, want)
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    if hostcalls::set_effective_context(call.cx.context_id).is_err() {
+        return true; // the client went away
+    }
+    let engine = &plugin.engine;
+    let now = crate::now();
+    let answer = match status {
+        Some(s) if body.len() <= MAX_RESPONSE_BYTES => Ok((s, body.as_slice())),
+        Some(_) => Err("the response is too large".to_string()),
+        None => Err("no response (connection failed or timed out)".to_string()),
+    };
+    let step = match call.pending {
+        Pending::Discovery(p) => {
+            let d = match (engine.login(), answer) {
+                (Some(l), Ok((s, b))) => l.parse_discovery(s, b),
+                (Some(l), Err(why)) => Err(unreachable("discovery", &l.discovery_url(), &why)),
+                (None, _) => Err(Error::new(Reason::Internal, "no login section")),
+            };
+            if let (Ok(d), Ok(mut cache)) = (&d, plugin.login.discovery.try_borrow_mut()) {
+                *cache = Some((d.clone(), now));
+            }
+            p.resume(engine, d, now)
+        }
+        Pending::Tokens(p) => p.resume(engine, answer, now),
+    };
+    drive(plugin, call.cx, step);
+    true
+}
+
+/// Whether the engine's login section can run here: it needs random bytes.
+pub fn check_random_source(engine: &Engine) -> Result<(), String> {
+    if engine.login().is_none() {
+        return Ok(());
+    }
+    let probe = crate::wasi::random_bytes();
+    if probe.iter().all(|b| *b == 0) {
+        return Err(
+            "login needs random bytes, and this host's WASI random_get gave none; \
+                    the config is refused (run Envoy with a wasm runtime that provides \
+                    wasi_snapshot_preview1.random_get, e.g. V8)"
+                .into(),
+        );
+    }
+    Ok(())
+}
