@@ -229,15 +229,20 @@ function suite(hostName) {
     await origin?.stop();
   });
 
+  /** The login start sent the browser to the provider's authorization endpoint of gate `name`. */
+  function assertSentToProvider(name, start) {
+    assert.equal(start?.status, 302, `login start: ${describeStep(start)}`);
+    assert.ok(
+      new URL(start.location, urls[name]).href.startsWith(`${ops[name].issuer}/authorize?`),
+      `login start sends the browser to the provider's authorization endpoint: ${describeStep(start)}`,
+    );
+  }
+
   /** Asserts a successful login: session cookie, 302 to the return URL, /auth/me and the page. */
   async function assertLoggedIn(name, flow, { sub = "alice", kid } = {}) {
     const base = urls[name];
     const { start, authorize, callback, jar } = flow;
-    assert.equal(start.status, 302, `login start: ${describeStep(start)}`);
-    assert.ok(
-      new URL(start.location, base).href.startsWith(`${ops[name].issuer}/authorize?`),
-      `login start sends the browser to the provider's authorization endpoint: ${describeStep(start)}`,
-    );
+    assertSentToProvider(name, start);
     assert.equal(authorize?.status, 302, `OP authorize: ${describeStep(authorize)}`);
     assert.equal(ops[name].lastToken()?.status, 200, `the token endpoint: ${JSON.stringify(ops[name].lastToken())}`);
     assert.equal(callback?.status, 302, `callback: ${describeStep(callback)}\n${gw.logs().slice(-2000)}`);
@@ -277,6 +282,8 @@ function suite(hostName) {
     const { start, callback, jar } = flow;
     const last = flow.callback ?? flow.authorize ?? start;
     const ctx = `start: ${describeStep(start)}\nauthorize: ${describeStep(flow.authorize)}\ncallback: ${describeStep(callback)}`;
+    // a flow that went on from the start went to the provider (not, say, back to the gate)
+    if (flow.authorize) assertSentToProvider(name, start);
     if (tokenIssued) {
       assert.equal(ops[name].lastToken()?.status, 200, `the OP issued tokens: ${JSON.stringify(ops[name].lastToken())}`);
       assert.ok(callback, `the flow reached the callback:\n${ctx}`);
@@ -335,6 +342,7 @@ function suite(hostName) {
     ops[name].misbehave(knobs);
     try {
       const flow = await driveLogin(urls[name], { rd: RD });
+      assertSentToProvider(name, flow.start);
       check(flow);
       await assertLoggedIn(name, flow);
     } finally {
@@ -442,6 +450,8 @@ function suite(hostName) {
       const jar = new Jar();
       const a = await jarGet(`${urls.rs}/auth/login?rd=${encodeURIComponent(RD)}`, jar);
       const b = await jarGet(`${urls.rs}/auth/login?rd=${encodeURIComponent(RD)}`, jar);
+      assertSentToProvider("rs", a);
+      assertSentToProvider("rs", b);
       assert.equal(jar.names().filter((n) => n.startsWith("edgegate_login_")).length, 2);
       for (const start of [b, a]) {
         const authz = await jarGet(start.location, null);
@@ -558,6 +568,7 @@ function suite(hostName) {
     test("a callback without the attempt cookie (another browser) is refused before the code exchange", async () => {
       const jar = new Jar();
       const start = await jarGet(`${urls.rs}/auth/login?rd=${encodeURIComponent(RD)}`, jar);
+      assertSentToProvider("rs", start);
       const authz = await jarGet(start.location, null);
       const tokensBefore = ops.rs.count("token");
       const stranger = new Jar();
@@ -587,7 +598,8 @@ function suite(hostName) {
       op.misbehave({ tokenError: { status: 400, error: "invalid_grant" } });
       try {
         const flow = await driveLogin(urls.rs, { rd: RD });
-        assert.equal(op.lastToken().status, 400);
+        assertSentToProvider("rs", flow.start);
+        assert.equal(op.lastToken()?.status, 400);
         await assertRefused("rs", flow, { reason: "login_mismatch", tokenIssued: false });
       } finally {
         op.misbehave();
@@ -645,6 +657,7 @@ function suite(hostName) {
         for (let i = 0; i < PARALLEL; i++) {
           const jar = new Jar();
           const start = await jarGet(`${urls.fresh}/auth/login?rd=${encodeURIComponent(RD)}`, jar);
+          assertSentToProvider("fresh", start);
           const authorize = await jarGet(start.location, null);
           pending.push({ jar, start, authorize });
         }
@@ -773,7 +786,7 @@ function suite(hostName) {
   describe("config plan: discovery and keys", () => {
     test("oidcc-client-test-discovery-issuer-mismatch: refused, the browser never reaches the OP", async () => {
       const flow = await driveLogin(urls.mismatch, { rd: RD });
-      assert.ok(ops.mismatch.count("discovery") >= 1, "the worker asked for the discovery document");
+      assert.ok(ops.mismatch.count("discovery") >= 1, "the gate asked for the discovery document");
       assert.equal(ops.mismatch.count("authorize"), 0, `sent to the OP anyway: ${describeStep(flow.start)}`);
       await assertRefused("mismatch", flow, { reason: "unknown_issuer", tokenIssued: false, tokensBefore: 0 });
     });
@@ -816,6 +829,7 @@ function suite(hostName) {
       op.misbehave({ refreshToken: true });
       for (const c of cases) {
         const flow = await driveLogin(urls.refresh, { rd: RD });
+        assertSentToProvider("refresh", flow.start);
         const issued = op.lastToken();
         assert.ok(issued.refreshToken, "the OP issued a refresh token");
         assert.ok(flow.jar.has(`${SESSION}_refresh`), `refresh cookie: ${flow.jar.names()}`);

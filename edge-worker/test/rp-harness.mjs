@@ -117,9 +117,10 @@ export async function jarGet(url, jar, headers = {}) {
 export async function driveLogin(base, { rd = "/app/page", jar = new Jar(), tamperCallback, loginPath = "/auth/login" } = {}) {
   const start = await jarGet(`${base}${loginPath}?rd=${encodeURIComponent(rd)}`, jar);
   if (start.status !== 302 || !start.location) return { jar, start };
-  const authorize = await jarGet(new URL(start.location, base).toString(), null);
+  const authorizeUrl = new URL(start.location, base);
+  const authorize = await jarGet(authorizeUrl.toString(), null);
   if (authorize.status !== 302 || !authorize.location) return { jar, start, authorize };
-  const cb = new URL(authorize.location, start.location);
+  const cb = new URL(authorize.location, authorizeUrl);
   tamperCallback?.(cb);
   const callback = await jarGet(cb.toString(), jar);
   return { jar, start, authorize, callback };
