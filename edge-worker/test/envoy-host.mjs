@@ -209,16 +209,23 @@ export async function startEnvoy({ originPort, gates, authorities = [], concurre
     }
     if (!g.port) throw new Error(`gate ${g.name}: a fixed port is needed`);
   }
+  const bootstrap = envoyBootstrap({ originPort, gates, authorities });
+  const envoy = envoyBinary();
   mkdirSync(join(here, ".run"), { recursive: true });
   const dir = mkdtempSync(join(here, ".run", "e-"));
   const configPath = join(dir, "envoy.json");
   const adminPath = join(dir, "admin.address");
-  writeFileSync(configPath, JSON.stringify(envoyBootstrap({ originPort, gates, authorities }), null, 1));
+  writeFileSync(configPath, JSON.stringify(bootstrap, null, 1));
 
   let out = "";
+  // Envoy gets SIGKILL when this process dies, however it dies (the test runner kills a file
+  // that times out): `setpriv --pdeathsig` (util-linux) sets it and execs Envoy, so the PID is
+  // still Envoy's. Without setpriv, the exit handler above is the only guard.
+  const [cmd, pre] = existsSync("/usr/bin/setpriv") ? ["/usr/bin/setpriv", ["--pdeathsig", "KILL", "--", envoy]] : [envoy, []];
   const child = spawn(
-    envoyBinary(),
+    cmd,
     [
+      ...pre,
       "-c", configPath,
       "--concurrency", String(concurrency),
       "--disable-hot-restart",
