@@ -4,6 +4,14 @@
 # native dynamic module), run pytest against a real Envoy: every test that starts an Envoy runs
 # once per packaging (EDGEGATE_PACKAGINGS=wasm or =native runs one). Extra arguments go to pytest
 # (e.g. envoy/test.sh -k jwks -x). Exits non-zero on any failure, and when no test ran.
+#
+# Then the login suites shared with the edge worker (issue 12), against Envoy with the .wasm:
+# edge-worker/test/{rp-conformance,login,browser}.test.mjs with EDGEGATE_RP_HOSTS=envoy (the
+# same cases the worker passes in workerd; edge-worker/test/envoy-host.mjs starts the Envoys).
+# They run when no pytest arguments are given and the wasm packaging is tested;
+# EDGEGATE_LOGIN_E2E=1 forces them, =0 skips them. Node dependencies come from
+# edge-worker/node_modules, installed as edge-worker/test.sh installs them (npm ci) only when a
+# devDependency is missing or not at its pinned version.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -16,6 +24,12 @@ EDGEGATE_NATIVE_SO="$(bash "$here/build-native.sh")"
 export EDGEGATE_NATIVE_SO
 echo "test.sh: native module $EDGEGATE_NATIVE_SO ($(stat -c %s "$EDGEGATE_NATIVE_SO") bytes)"
 
+# The shared login suites run after a whole-suite run (no pytest arguments) of the wasm filter.
+login_e2e=1
+(($#)) && login_e2e=0
+[[ ",${EDGEGATE_PACKAGINGS:-wasm,native}," == *,wasm,* ]] || login_e2e=0
+login_e2e="${EDGEGATE_LOGIN_E2E:-$login_e2e}"
+
 # Run the whole suite unless a test file or directory is named.
 paths=()
 for a in "$@"; do [[ -e "${a%%::*}" ]] && paths+=("$a"); done
@@ -27,6 +41,30 @@ rc=$?
 set -e
 if [[ $rc -eq 5 ]]; then
     echo "test.sh: pytest collected no tests: that is a failure" >&2
-    exit 1
+    rc=1
+fi
+
+if [[ "$login_e2e" == 1 ]]; then
+    worker="$repo/edge-worker"
+    # installed = every devDependency of edge-worker/package.json at its pinned version
+    if ! (cd "$worker" && node -e '
+        const fs = require("fs");
+        for (const [name, version] of Object.entries(require("./package.json").devDependencies)) {
+          let got;
+          try { got = JSON.parse(fs.readFileSync(`node_modules/${name}/package.json`, "utf8")).version; } catch {}
+          if (got !== version) process.exit(1);
+        }'); then
+        echo "test.sh: installing edge-worker's node dependencies (npm ci)" >&2
+        # as edge-worker/test.sh: `npm install` from the same lock file when `npm ci` refuses it
+        (cd "$worker" && { npm ci --no-audit --no-fund --loglevel=error 2>/dev/null \
+            || npm install --no-audit --no-fund --no-save --loglevel=error; })
+    fi
+    echo "test.sh: the login suites shared with the edge worker, against Envoy (EDGEGATE_RP_HOSTS=envoy)"
+    set +e
+    (cd "$worker" && EDGEGATE_RP_HOSTS=envoy timeout 900 node --test --test-timeout=60000 \
+        test/rp-conformance.test.mjs test/login.test.mjs test/browser.test.mjs)
+    node_rc=$?
+    set -e
+    ((node_rc == 0)) || { echo "test.sh: the login suites against Envoy failed ($node_rc)" >&2; ((rc)) || rc=$node_rc; }
 fi
 exit $rc

@@ -5,8 +5,52 @@
 // - freePorts: distinct free ports, chosen before the configs are written;
 // - Jar: a minimal cookie jar (one host: 127.0.0.1);
 // - driveLogin: /auth/login -> the OP's /authorize -> /auth/callback, by hand, one hop at a time,
-//   so a test sees every response.
-import { freePort } from "./harness.mjs";
+//   so a test sees every response;
+// - GATE_HOSTS, startGates: the host dimension. The login tests run the same cases against each
+//   host named in EDGEGATE_RP_HOSTS (comma-separated; default `worker`): `worker` (the edge
+//   worker in real workerd, harness.mjs) and `envoy` (real Envoy loading the proxy-wasm filter,
+//   envoy-host.mjs), with the same config JSON.
+import { freePort, startWorkerd } from "./harness.mjs";
+import { ENVOY_CONCURRENCY, startEnvoy } from "./envoy-host.mjs";
+
+const KNOWN_HOSTS = ["worker", "envoy"];
+
+/** The hosts the login tests run against: EDGEGATE_RP_HOSTS (e.g. `worker,envoy`), default
+ * `worker` (so edge-worker/test.sh needs no Envoy). An unknown name is an error, not a skip. */
+export const GATE_HOSTS = (() => {
+  const hosts = (process.env.EDGEGATE_RP_HOSTS ?? "worker")
+    .split(",")
+    .map((h) => h.trim())
+    .filter(Boolean);
+  for (const h of hosts) {
+    if (!KNOWN_HOSTS.includes(h)) throw new Error(`EDGEGATE_RP_HOSTS: unknown host ${h} (known: ${KNOWN_HOSTS})`);
+  }
+  if (!hosts.length) throw new Error("EDGEGATE_RP_HOSTS names no host");
+  return [...new Set(hosts)];
+})();
+
+/** What the tests may rely on per host. `vms`: how many copies of the gate's state a host runs
+ * (the worker: one isolate; Envoy: a VM per worker thread and one on the main thread, each
+ * fetching discovery and keys itself, sharing key sets through shared data). `requestVms`: of
+ * those, how many serve requests. */
+export const HOST_TRAITS = Object.freeze({
+  worker: Object.freeze({ kind: "worker", vms: 1, requestVms: 1, bindings: true }),
+  envoy: Object.freeze({ kind: "envoy", vms: ENVOY_CONCURRENCY + 1, requestVms: ENVOY_CONCURRENCY, bindings: false }),
+});
+
+/**
+ * Starts `gates` ([{name, port, config, text?}]) on `host` in front of the origin on
+ * `originPort`: the worker (workerd, origin as a service binding; `text` bindings such as
+ * OIDC_CLIENT_SECRET) or Envoy (one listener per gate; no bindings: a gate with `text` is an
+ * error). Returns {host, ...HOST_TRAITS[host], urls: {name: base URL}, logs(), stop()}.
+ */
+export async function startGates(host, { originPort, gates }) {
+  const started =
+    host === "envoy"
+      ? await startEnvoy({ originPort, gates })
+      : await startWorkerd({ originPort, workers: gates.map((g) => ({ ...g, origin: "binding" })) });
+  return { ...HOST_TRAITS[host], host, urls: started.urls, logs: started.logs, stop: started.stop };
+}
 
 /** Distinct free ports (freePort can hand out the same one twice in a row). */
 export async function freePorts(n) {
@@ -73,9 +117,10 @@ export async function jarGet(url, jar, headers = {}) {
 export async function driveLogin(base, { rd = "/app/page", jar = new Jar(), tamperCallback, loginPath = "/auth/login" } = {}) {
   const start = await jarGet(`${base}${loginPath}?rd=${encodeURIComponent(rd)}`, jar);
   if (start.status !== 302 || !start.location) return { jar, start };
-  const authorize = await jarGet(new URL(start.location, base).toString(), null);
+  const authorizeUrl = new URL(start.location, base);
+  const authorize = await jarGet(authorizeUrl.toString(), null);
   if (authorize.status !== 302 || !authorize.location) return { jar, start, authorize };
-  const cb = new URL(authorize.location, start.location);
+  const cb = new URL(authorize.location, authorizeUrl);
   tamperCallback?.(cb);
   const callback = await jarGet(cb.toString(), jar);
   return { jar, start, authorize, callback };
