@@ -50,8 +50,7 @@ mod tests {
 
     #[test]
     fn start_checks_rd_and_asks_consent_for_offline_access() {
-        let e = engine();
-        let l = e.login().unwrap();
+        let (e, l) = engine_and_login();
         let s = l
             .start(
                 &disco(),

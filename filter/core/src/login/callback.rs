@@ -268,8 +268,7 @@ mod tests {
 
     #[test]
     fn callback_needs_its_attempt_cookie() {
-        let e = engine();
-        let l = e.login().unwrap();
+        let (e, l) = engine_and_login();
         let s = l.start(&disco(), e.redirects(), "", &[7; 64], NOW).unwrap();
         let cookie = s.set_cookie.split(';').next().unwrap().to_string();
         let other = l.start(&disco(), e.redirects(), "", &[9; 64], NOW).unwrap();
@@ -347,8 +346,7 @@ mod tests {
 
     #[test]
     fn the_code_grant_is_the_callbacks_code_and_its_attempts_verifier() {
-        let e = engine();
-        let l = e.login().unwrap();
+        let (e, l) = engine_and_login();
         let s = l.start(&disco(), e.redirects(), "", &[7; 64], NOW).unwrap();
         let cookie = s.set_cookie.split(';').next().unwrap();
         let q = format!("code=c1&state={}", s.state);
@@ -362,8 +360,7 @@ mod tests {
 
     #[test]
     fn token_requests() {
-        let e = engine();
-        let l = e.login().unwrap();
+        let (_, l) = engine_and_login();
         let r = l
             .token_request(
                 &disco(),

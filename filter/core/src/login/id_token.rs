@@ -442,42 +442,37 @@ mod tests {
         ));
         // "*": any well-formed tenant, still iss = template with tid
         let any = engine_from(&multi_tenant(json!(["*"]))).unwrap();
-        assert!(matches!(
+        let entra = |e: &Engine, iss_tenant: &str, tid: &str| {
             verify(
-                &any,
-                &id_token(entra_claims(TENANT_B, Some(TENANT_B))),
-                Some("n1")
-            ),
+                e,
+                &id_token(entra_claims(iss_tenant, Some(tid))),
+                Some("n1"),
+            )
+        };
+        let refusal = |check: IdTokenCheck| match check {
+            IdTokenCheck::Invalid(err) => err.reason(),
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(
+            entra(&any, TENANT_B, TENANT_B),
             IdTokenCheck::Valid(_)
         ));
-        match verify(
-            &any,
-            &id_token(entra_claims(TENANT_A, Some(TENANT_B))),
-            Some("n1"),
-        ) {
-            IdTokenCheck::Invalid(err) => assert_eq!(err.reason(), Reason::UnknownIssuer),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            refusal(entra(&any, TENANT_A, TENANT_B)),
+            Reason::UnknownIssuer
+        );
         // a provider with one tenant's exact issuer does not accept other tenants (no template)
         let mut v = config_value();
         v["jwt"]["providers"][0]["issuer"] = json!(entra_issuer(TENANT_A));
         let single = engine_from(&v).unwrap();
         assert!(matches!(
-            verify(
-                &single,
-                &id_token(entra_claims(TENANT_A, Some(TENANT_A))),
-                Some("n1")
-            ),
+            entra(&single, TENANT_A, TENANT_A),
             IdTokenCheck::Valid(_)
         ));
-        match verify(
-            &single,
-            &id_token(entra_claims(TENANT_B, Some(TENANT_B))),
-            Some("n1"),
-        ) {
-            IdTokenCheck::Invalid(err) => assert_eq!(err.reason(), Reason::UnknownIssuer),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            refusal(entra(&single, TENANT_B, TENANT_B)),
+            Reason::UnknownIssuer
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 
 use serde_json::{json, Value};
 
-use super::Discovery;
+use std::sync::LazyLock;
+
+use super::{Discovery, Login};
 use crate::b64;
 use crate::engine::Engine;
 use crate::error::ConfigError;
@@ -48,6 +50,12 @@ pub(super) fn engine_from(v: &Value) -> Result<Engine, Vec<ConfigError>> {
 
 pub(super) fn engine() -> Engine {
     engine_from(&config_value()).unwrap()
+}
+
+/// The engine of `config_value()`, compiled once for all the tests, and its login section.
+pub(super) fn engine_and_login() -> (&'static Engine, &'static Login) {
+    static ENGINE: LazyLock<Engine> = LazyLock::new(engine);
+    (&ENGINE, ENGINE.login().unwrap())
 }
 
 pub(super) fn paths(v: &Value) -> Vec<String> {
