@@ -116,17 +116,16 @@ impl Purpose {
 }
 
 /// Lifetime limits of one purpose, in seconds.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TtlConfig {
     /// Lifetime of links issued without an explicit ttl. Default: login 600, join 259200,
     /// guest 259200.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_seconds: Option<u64>,
     /// Longest lifetime accepted, at issue and at verification (`exp - iat`). Default: login
     /// 3600, join 604800, guest 2592000.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_seconds: Option<u64>,
 }
 
@@ -222,19 +221,16 @@ pub struct MagicLinks {
     query_param: String,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Serialize)]
 struct Claims<'a> {
     iss: &'a str,
     aud: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     sub: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     email: Option<&'a str>,
     purpose: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(rename = "scope")]
     path_scope: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<&'a str>,
     exp: u64,
     iat: u64,

@@ -53,6 +53,7 @@ const CLOCK_SKEW_SECONDS: u64 = OWN_TOKEN_SKEW_SECONDS;
 const MAX_LIFETIME_SECONDS: u64 = 400 * 86_400;
 
 /// The `session` config section.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -69,7 +70,6 @@ pub struct SessionConfig {
     pub lifetime_seconds: u64,
     /// Cookie `Domain` (e.g. `example.com` to share the session with subdomains). Default:
     /// none (host-only cookie).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
     /// Cookie `Path`. Default `/`.
     #[serde(default = "default_path")]
@@ -110,14 +110,13 @@ pub struct Session {
     pub expires_at: UnixTime,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Claims {
     aud: String,
     sub: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     em: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     nm: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     rl: Vec<String>,
@@ -125,11 +124,9 @@ struct Claims {
     pm: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     amr: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     acr: Option<String>,
     pv: String,
     cr: CredentialKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     sc: Option<String>,
     iat: u64,
     exp: u64,
