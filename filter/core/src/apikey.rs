@@ -529,6 +529,7 @@ impl ApiKeyStore {
 mod tests {
     use super::*;
     use crate::b64;
+    use crate::test_support::error_paths;
 
     fn entry(name: &str, hash: String) -> ApiKeyEntry {
         ApiKeyEntry {
@@ -740,9 +741,8 @@ mod tests {
             forward: false,
         };
         let errs = cfg.compile().unwrap_err();
-        let paths: Vec<_> = errs.iter().map(|e| e.path()).collect();
         assert_eq!(
-            paths,
+            error_paths(&errs),
             [
                 "prefix",
                 "header",

@@ -235,6 +235,7 @@ impl KeyRing {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::test_support::error_paths;
 
     pub(crate) fn secret(byte: u8) -> Secret {
         Secret::new(b64::encode([byte; 32]))
@@ -274,9 +275,8 @@ pub(crate) mod tests {
         };
         let badkid = key("a b", 3);
         let errs = KeyRing::compile(&[short, padded, badkid]).unwrap_err();
-        let paths: Vec<_> = errs.iter().map(|e| e.path().to_string()).collect();
         assert_eq!(
-            paths,
+            error_paths(&errs),
             [
                 "keys[0].secret",
                 "keys[1].kid",

@@ -653,6 +653,7 @@ impl MagicLinks {
 mod tests {
     use super::*;
     use crate::keyring::tests::key;
+    use crate::test_support::error_paths;
     use hmac::{Hmac, Mac};
     use sha2::Sha256;
 
@@ -1008,10 +1009,8 @@ mod tests {
         c.path = "//evil".into();
         c.query_param = "to ken".into();
         c.keys.push(key("m1", 5));
-        let errs = c.compile().unwrap_err();
-        let paths: Vec<_> = errs.iter().map(|e| e.path()).collect();
         assert_eq!(
-            paths,
+            error_paths(&c.compile().unwrap_err()),
             [
                 "issuer",
                 "keys[2].kid",

@@ -341,6 +341,7 @@ impl RedirectPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::error_paths;
 
     fn policy(hosts: &[&str]) -> RedirectPolicy {
         RedirectConfig {
@@ -520,9 +521,8 @@ mod tests {
         }
         .compile()
         .unwrap_err();
-        let paths: Vec<_> = errs.iter().map(|e| e.path().to_string()).collect();
         assert_eq!(
-            paths,
+            error_paths(&errs),
             (1..12)
                 .map(|i| format!("allowed_hosts[{i}]"))
                 .collect::<Vec<_>>()

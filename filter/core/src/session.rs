@@ -373,6 +373,7 @@ mod tests {
     use super::*;
     use crate::b64;
     use crate::keyring::tests::key;
+    use crate::test_support::error_paths;
     use hmac::{Hmac, Mac};
     use serde_json::json;
     use sha2::Sha256;
@@ -673,10 +674,8 @@ mod tests {
         c.domain = Some("exa mple.com".into());
         c.path = "app".into();
         c.keys.push(key("s1", 7));
-        let errs = c.compile().unwrap_err();
-        let paths: Vec<_> = errs.iter().map(|e| e.path()).collect();
         assert_eq!(
-            paths,
+            error_paths(&c.compile().unwrap_err()),
             [
                 "cookie_name",
                 "keys[2].kid",
