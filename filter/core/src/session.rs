@@ -373,7 +373,7 @@ mod tests {
     use super::*;
     use crate::b64;
     use crate::keyring::tests::key;
-    use crate::test_support::error_paths;
+    use crate::test_support::{assert_debug_hides, error_paths};
     use hmac::{Hmac, Mac};
     use serde_json::json;
     use sha2::Sha256;
@@ -692,16 +692,14 @@ mod tests {
         let mut c = config();
         c.lifetime_seconds = 401 * 86_400;
         assert_eq!(c.compile().unwrap_err()[0].path(), "lifetime_seconds");
-        let bad: Result<SessionConfig, _> =
-            serde_json::from_value(json!({"keys": [], "secure": false}));
-        assert!(bad.is_err());
+        assert!(
+            serde_json::from_value::<SessionConfig>(json!({"keys": [], "secure": false})).is_err()
+        );
     }
 
     #[test]
     fn no_secret_in_debug() {
         let c = config();
-        let secret = c.keys[0].secret.expose().to_string();
-        assert!(!format!("{c:?}").contains(&secret));
-        assert!(!format!("{:?}", c.compile().unwrap()).contains(&secret));
+        assert_debug_hides(c.keys[0].secret.expose(), &[&c, &c.compile().unwrap()]);
     }
 }
