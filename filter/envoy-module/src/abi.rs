@@ -445,42 +445,74 @@ impl ConfigCtx<'_> {
     /// A scheduler that posts events to this config on the main thread, from any thread.
     pub fn new_scheduler(&self) -> Option<ConfigScheduler> {
         // SAFETY: the hook's config pointer; Envoy allocates the scheduler and hands its
-        // ownership to us (deleted in `ConfigScheduler::drop`).
+        // ownership to us (deleted in `Scheduler::drop`).
         let p = unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.ptr) };
-        NonNull::new(p).map(ConfigScheduler)
+        Scheduler::owned(p)
     }
 }
 
-/// Posts events to the filter config's [`envoy_dynamic_module_on_http_filter_config_scheduled`]
-/// on Envoy's main thread. Owned; deleted on drop.
-pub struct ConfigScheduler(NonNull<c_void>);
+/// Posts events to a `…_scheduled` hook on the thread Envoy runs it on, from any thread: the
+/// filter config's [`envoy_dynamic_module_on_http_filter_config_scheduled`] on the main thread
+/// ([`ConfigScheduler`]), or one stream's [`envoy_dynamic_module_on_http_filter_scheduled`] on
+/// its worker thread ([`FilterScheduler`]). Owned; deleted on drop.
+pub struct Scheduler<K: SchedulerKind>(NonNull<c_void>, PhantomData<K>);
 
-// SAFETY: abi.h documents the config scheduler as usable "from any thread including the ones
-// managed by the module" (commit holds only a weak reference to the config and posts to the main
-// dispatcher); deleting it only drops that weak reference.
-unsafe impl Send for ConfigScheduler {}
+/// Envoy's commit and delete callbacks for one kind of [`Scheduler`].
+pub trait SchedulerKind {
+    const COMMIT: unsafe extern "C" fn(*mut c_void, u64);
+    const DELETE: unsafe extern "C" fn(*mut c_void);
+}
+
+/// The filter config's events (main thread).
+pub enum ConfigEvents {}
+
+impl SchedulerKind for ConfigEvents {
+    const COMMIT: unsafe extern "C" fn(*mut c_void, u64) =
+        envoy_dynamic_module_callback_http_filter_config_scheduler_commit;
+    const DELETE: unsafe extern "C" fn(*mut c_void) =
+        envoy_dynamic_module_callback_http_filter_config_scheduler_delete;
+}
+
+/// One stream's events (its worker thread).
+pub enum FilterEvents {}
+
+impl SchedulerKind for FilterEvents {
+    const COMMIT: unsafe extern "C" fn(*mut c_void, u64) =
+        envoy_dynamic_module_callback_http_filter_scheduler_commit;
+    const DELETE: unsafe extern "C" fn(*mut c_void) =
+        envoy_dynamic_module_callback_http_filter_scheduler_delete;
+}
+
+pub type ConfigScheduler = Scheduler<ConfigEvents>;
+pub type FilterScheduler = Scheduler<FilterEvents>;
+
+// SAFETY: abi.h documents both schedulers' commit as safe to call "from any thread including the
+// ones managed by the module" and a no-op once the config or filter has been destroyed (each holds
+// only a weak reference to it and posts to its dispatcher); deleting one only drops that weak
+// reference, which is thread-safe.
+unsafe impl<K: SchedulerKind> Send for Scheduler<K> {}
 // SAFETY: as for Send: `commit` takes no module-side state and is thread-safe in Envoy.
-unsafe impl Sync for ConfigScheduler {}
+unsafe impl<K: SchedulerKind> Sync for Scheduler<K> {}
 
-impl ConfigScheduler {
+impl<K: SchedulerKind> Scheduler<K> {
+    /// Takes ownership of a scheduler Envoy allocated (null: none).
+    fn owned(p: *mut c_void) -> Option<Self> {
+        NonNull::new(p).map(|p| Scheduler(p, PhantomData))
+    }
+
     pub fn commit(&self, event_id: u64) {
-        // SAFETY: the pointer came from `scheduler_new` and is deleted only in `drop`, after the
-        // last use; commit is documented as thread-safe (a no-op once the config is gone).
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
-                self.0.as_ptr(),
-                event_id,
-            )
-        }
+        // SAFETY: the pointer came from `scheduler_new` of this kind and is deleted only in
+        // `drop`, after the last use; commit is documented as thread-safe (a no-op once the
+        // config or filter is gone).
+        unsafe { (K::COMMIT)(self.0.as_ptr(), event_id) }
     }
 }
 
-impl Drop for ConfigScheduler {
+impl<K: SchedulerKind> Drop for Scheduler<K> {
     fn drop(&mut self) {
-        // SAFETY: deleted exactly once, here; nothing uses the pointer afterwards.
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0.as_ptr())
-        }
+        // SAFETY: deleted exactly once, here, by the delete of its kind; nothing uses the pointer
+        // afterwards.
+        unsafe { (K::DELETE)(self.0.as_ptr()) }
     }
 }
 
@@ -702,35 +734,9 @@ impl FilterCtx<'_> {
     /// [`envoy_dynamic_module_on_http_filter_scheduled`] on its worker thread, from any thread.
     pub fn new_scheduler(&self) -> Option<FilterScheduler> {
         // SAFETY: the hook's filter pointer; Envoy allocates the scheduler and hands its
-        // ownership to us (deleted in `FilterScheduler::drop`).
+        // ownership to us (deleted in `Scheduler::drop`).
         let p = unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr) };
-        NonNull::new(p).map(FilterScheduler)
-    }
-}
-
-/// Posts events to one stream's filter on its worker thread. Owned; deleted on drop.
-pub struct FilterScheduler(NonNull<c_void>);
-
-// SAFETY: abi.h documents commit as "safe to call from any thread and a no-op once the filter
-// has been destroyed" (it holds a weak reference to the filter); deleting the scheduler only
-// drops that weak reference, which is thread-safe.
-unsafe impl Send for FilterScheduler {}
-// SAFETY: as for Send.
-unsafe impl Sync for FilterScheduler {}
-
-impl FilterScheduler {
-    pub fn commit(&self, event_id: u64) {
-        // SAFETY: the pointer came from `scheduler_new` and is deleted only in `drop`.
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0.as_ptr(), event_id)
-        }
-    }
-}
-
-impl Drop for FilterScheduler {
-    fn drop(&mut self) {
-        // SAFETY: deleted exactly once, here.
-        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.0.as_ptr()) }
+        Scheduler::owned(p)
     }
 }
 
