@@ -9,8 +9,9 @@ use std::sync::LazyLock;
 use super::{Discovery, Login};
 use crate::b64;
 use crate::engine::Engine;
-use crate::error::ConfigError;
+use crate::error::{ConfigError, Error};
 use crate::identity::{CredentialKind, Identity};
+use crate::oidc::LoginStart;
 use crate::session::Sessions;
 
 pub(super) const NOW: u64 = 1_700_000_000;
@@ -64,6 +65,13 @@ pub(super) fn paths(v: &Value) -> Vec<String> {
         .iter()
         .map(|e| e.path().to_string())
         .collect()
+}
+
+/// Starts a login on `e` at `NOW`, with the query `query` (`rd=…`) and 64 random bytes `seed`.
+pub(super) fn start_login(e: &Engine, query: &str, seed: u8) -> Result<LoginStart, Error> {
+    e.login()
+        .unwrap()
+        .start(&disco(), e.redirects(), query, &[seed; 64], NOW)
 }
 
 pub(super) fn disco() -> Discovery {
