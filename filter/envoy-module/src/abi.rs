@@ -244,6 +244,20 @@ fn module_buffer(bytes: &[u8]) -> ModuleBuffer {
 }
 
 /// A null buffer: `set_header` reads it as "remove", `send_response` as "no details".
+/// Counter label names or values as Envoy's buffers (borrowing `labels`).
+fn label_buffers(labels: &[&str]) -> Vec<ModuleBuffer> {
+    labels.iter().map(|l| module_buffer(l.as_bytes())).collect()
+}
+
+/// An array as Envoy takes it: null when empty.
+fn array_ptr<T>(items: &mut [T]) -> *mut T {
+    if items.is_empty() {
+        ptr::null_mut()
+    } else {
+        items.as_mut_ptr()
+    }
+}
+
 fn null_buffer() -> ModuleBuffer {
     ModuleBuffer {
         ptr: ptr::null(),
@@ -359,18 +373,37 @@ impl CalloutRefused {
     }
 }
 
+/// Adds to a counter from a hook: the config's (main thread) or a stream's (worker thread).
+pub trait IncrementCounter {
+    fn increment_counter(&self, id: usize, labels: &[&str], value: u64);
+}
+
+impl IncrementCounter for ConfigCtx<'_> {
+    /// Adds `value` to a counter defined by this config (main thread).
+    fn increment_counter(&self, id: usize, labels: &[&str], value: u64) {
+        let mut values = label_buffers(labels);
+        let values_ptr = array_ptr(&mut values);
+        // SAFETY: as in `define_counter`: the hook's config pointer and buffers alive during the
+        // call; the call runs on the main thread, where the config's own calls are made.
+        let _ = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                self.ptr,
+                id,
+                values_ptr,
+                values.len(),
+                value,
+            )
+        };
+    }
+}
+
 impl ConfigCtx<'_> {
     /// Defines a counter (only while the config is being created: Envoy freezes stat creation
     /// afterwards). `None` when Envoy refused.
     pub fn define_counter(&self, name: &str, labels: &[&str]) -> Option<usize> {
-        let mut names: Vec<ModuleBuffer> =
-            labels.iter().map(|l| module_buffer(l.as_bytes())).collect();
+        let mut names = label_buffers(labels);
         let mut id: usize = 0;
-        let names_ptr = if names.is_empty() {
-            ptr::null_mut()
-        } else {
-            names.as_mut_ptr()
-        };
+        let names_ptr = array_ptr(&mut names);
         // SAFETY: `self.ptr` is the config pointer Envoy passed to the running hook; the name and
         // label buffers point into `name`/`labels`, alive during the call; `names_ptr` is null or
         // points to `names.len()` buffers; `id` is a valid place for Envoy to write the id.
@@ -384,28 +417,6 @@ impl ConfigCtx<'_> {
             )
         };
         (result == METRICS_SUCCESS).then_some(id)
-    }
-
-    /// Adds `value` to a counter defined by this config (main thread).
-    pub fn increment_counter(&self, id: usize, labels: &[&str], value: u64) {
-        let mut values: Vec<ModuleBuffer> =
-            labels.iter().map(|l| module_buffer(l.as_bytes())).collect();
-        let values_ptr = if values.is_empty() {
-            ptr::null_mut()
-        } else {
-            values.as_mut_ptr()
-        };
-        // SAFETY: as in `define_counter`: the hook's config pointer and buffers alive during the
-        // call; the call runs on the main thread, where the config's own calls are made.
-        let _ = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                self.ptr,
-                id,
-                values_ptr,
-                values.len(),
-                value,
-            )
-        };
     }
 
     /// Starts a GET to `cluster` tied to this config (its answer comes to
@@ -541,6 +552,25 @@ pub struct FilterCtx<'a> {
     _hook: PhantomData<&'a ()>,
 }
 
+impl IncrementCounter for FilterCtx<'_> {
+    /// Adds `value` to a counter of this filter's config.
+    fn increment_counter(&self, id: usize, labels: &[&str], value: u64) {
+        let mut values = label_buffers(labels);
+        let values_ptr = array_ptr(&mut values);
+        // SAFETY: the hook's filter pointer; label buffers alive during the call; `id` was
+        // defined by this filter's config.
+        let _ = unsafe {
+            envoy_dynamic_module_callback_http_filter_increment_counter(
+                self.ptr,
+                id,
+                values_ptr,
+                values.len(),
+                value,
+            )
+        };
+    }
+}
+
 impl FilterCtx<'_> {
     /// How many entries a request header map has (0 when it does not exist).
     pub fn map_len(&self, map: RequestMap) -> usize {
@@ -620,11 +650,7 @@ impl FilterCtx<'_> {
     pub fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8], details: &str) {
         let mut hs: Vec<ModuleHttpHeader> =
             headers.iter().map(|(n, v)| module_header(n, v)).collect();
-        let hs_ptr = if hs.is_empty() {
-            ptr::null_mut()
-        } else {
-            hs.as_mut_ptr()
-        };
+        let hs_ptr = array_ptr(&mut hs);
         // SAFETY: the hook's filter pointer; the header array and the body and details buffers
         // point into live data, copied by Envoy into its local reply during the call.
         unsafe {
@@ -706,28 +732,6 @@ impl FilterCtx<'_> {
             )
         };
         buffered.saturating_add(received)
-    }
-
-    /// Adds `value` to a counter of this filter's config.
-    pub fn increment_counter(&self, id: usize, labels: &[&str], value: u64) {
-        let mut values: Vec<ModuleBuffer> =
-            labels.iter().map(|l| module_buffer(l.as_bytes())).collect();
-        let values_ptr = if values.is_empty() {
-            ptr::null_mut()
-        } else {
-            values.as_mut_ptr()
-        };
-        // SAFETY: the hook's filter pointer; label buffers alive during the call; `id` was
-        // defined by this filter's config.
-        let _ = unsafe {
-            envoy_dynamic_module_callback_http_filter_increment_counter(
-                self.ptr,
-                id,
-                values_ptr,
-                values.len(),
-                value,
-            )
-        };
     }
 
     /// A scheduler that posts events to this stream's
