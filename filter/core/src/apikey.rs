@@ -189,6 +189,7 @@ pub fn hash(key: &str, pepper: Option<&[u8]>) -> String {
 }
 
 /// The `api_keys` config section.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -198,11 +199,9 @@ pub struct ApiKeysConfig {
     pub prefix: String,
     /// An extra request header carrying the bare key (e.g. `x-api-key`), besides
     /// `Authorization: Bearer <key>` which always works. Case-insensitive. Default: none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
     /// Optional pepper: unpadded base64url of at least 32 random bytes. When set, every hash
     /// must be `hmac-sha256:...`; when not, every hash must be `sha256:...`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pepper: Option<Secret>,
     /// The accepted keys, by hash.
     #[serde(default)]
@@ -230,6 +229,7 @@ impl Default for ApiKeysConfig {
 }
 
 /// One accepted API key.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -247,10 +247,8 @@ pub struct ApiKeyEntry {
     #[serde(default)]
     pub permissions: Vec<String>,
     /// Expiry in Unix seconds (UTC); the key is refused from this second on. Default: never.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<UnixTime>,
     /// A path prefix (starting with `/`) the key is limited to. Default: unlimited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(rename = "scope")]
     pub path_scope: Option<String>,
 }
@@ -531,6 +529,7 @@ impl ApiKeyStore {
 mod tests {
     use super::*;
     use crate::b64;
+    use crate::test_support::error_paths;
 
     fn entry(name: &str, hash: String) -> ApiKeyEntry {
         ApiKeyEntry {
@@ -742,9 +741,8 @@ mod tests {
             forward: false,
         };
         let errs = cfg.compile().unwrap_err();
-        let paths: Vec<_> = errs.iter().map(|e| e.path()).collect();
         assert_eq!(
-            paths,
+            error_paths(&errs),
             [
                 "prefix",
                 "header",

@@ -417,13 +417,13 @@ fn default_space_separated() -> Vec<String> {
 }
 
 /// Where a JWT provider's tokens carry the caller's roles, permissions and profile.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimsConfig {
     /// A well-known identity provider (`keycloak`, `google`, `microsoft`, `auth0`, `cognito`,
     /// `okta`) whose role and permission claims are used when `roles` / `permissions` are empty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<Preset>,
     /// Claim paths to read roles from, e.g. `realm_access.roles` or
     /// `"https://desk.example.com/roles"` (double-quote a name that contains dots). Each value may
@@ -447,11 +447,9 @@ pub struct ClaimsConfig {
     #[serde(default)]
     pub role_map: BTreeMap<String, String>,
     /// Keycloak preset: the client whose client roles (`resource_access.<client_id>.roles`) count.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// Auth0 preset: the namespace of your Login Action's custom claims, e.g.
     /// `https://desk.example.com/`; roles are read from `<namespace>roles`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// Claim paths whose string value is a space-separated list (like OAuth `scope`), when they
     /// are read as roles or permissions.

@@ -19,12 +19,13 @@ use crate::session::SessionConfig;
 use crate::verifier::ProviderConfig;
 
 /// The whole edgegate config.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Config {
     /// Optional `$schema` reference so editors can validate the file; ignored by edgegate.
-    #[serde(default, rename = "$schema", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "$schema")]
     pub schema: Option<String>,
     /// The realm named in `WWW-Authenticate` challenges.
     #[serde(default = "default_realm")]
@@ -33,17 +34,13 @@ pub struct Config {
     #[serde(default)]
     pub jwt: JwtConfig,
     /// API keys (hashes only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_keys: Option<ApiKeysConfig>,
     /// Magic-link tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub magic_links: Option<MagicLinkConfig>,
     /// The session cookie (set after OIDC or magic-link login).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionConfig>,
     /// OpenID Connect login (authorization code flow with PKCE) through one of `jwt.providers`,
     /// with refresh and logout. Needs a `session` section.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login: Option<LoginConfig>,
     /// Which return URLs (login `rd`, magic-link targets) are allowed besides relative paths.
     #[serde(default)]
@@ -108,18 +105,16 @@ fn default_max_token_bytes() -> usize {
 }
 
 /// Extra places a JWT may arrive. `Authorization: Bearer` is always read.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JwtSources {
     /// A request header holding the bare token (e.g. `x-jwt-assertion`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
     /// A cookie holding the bare token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cookie: Option<String>,
     /// A query parameter holding the token. Off by default: URLs end up in logs and Referer headers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_param: Option<String>,
 }
 
@@ -289,13 +284,13 @@ pub struct DevMode {
 }
 
 /// The identity dev mode uses.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DevIdentity {
     #[serde(default = "dev_subject")]
     pub subject: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     #[serde(default)]
     pub roles: Vec<String>,

@@ -130,36 +130,24 @@ impl Engine {
         cfg.validate_global(&mut errors);
         let mut providers = Vec::new();
         for (i, p) in cfg.jwt.providers.iter().enumerate() {
-            match Provider::compile(p) {
-                Ok(p) => providers.push(p),
-                Err(es) => {
-                    errors.extend(es.into_iter().map(|e| e.at(&format!("jwt.providers[{i}]"))))
-                }
-            }
+            let at = format!("jwt.providers[{i}]");
+            providers.extend(section(&mut errors, &at, Some(p), Provider::compile));
         }
-        let api_keys = section(
-            &mut errors,
-            "api_keys",
-            cfg.api_keys.as_ref().map(|c| c.compile()),
-        );
-        let magic = section(
-            &mut errors,
-            "magic_links",
-            cfg.magic_links.as_ref().map(|c| c.compile()),
-        );
-        let sessions = section(
-            &mut errors,
-            "session",
-            cfg.session.as_ref().map(|c| c.compile()),
-        );
-        let login = section(
-            &mut errors,
-            "login",
-            cfg.login
-                .as_ref()
-                .map(|c| c.compile(cfg.session.as_ref(), &cfg.jwt.providers)),
-        );
-        let redirects = section(&mut errors, "redirects", Some(cfg.redirects.compile()));
+        let api_keys = section(&mut errors, "api_keys", cfg.api_keys.as_ref(), |c| {
+            c.compile()
+        });
+        let magic = section(&mut errors, "magic_links", cfg.magic_links.as_ref(), |c| {
+            c.compile()
+        });
+        let sessions = section(&mut errors, "session", cfg.session.as_ref(), |c| {
+            c.compile()
+        });
+        let login = section(&mut errors, "login", cfg.login.as_ref(), |c| {
+            c.compile(cfg.session.as_ref(), &cfg.jwt.providers)
+        });
+        let redirects = section(&mut errors, "redirects", Some(&cfg.redirects), |c| {
+            c.compile()
+        });
         // Rule errors already carry full paths (`rules[2].match.path`, `default_rule.require`).
         let rules = match Rules::compile(&cfg.rules, &cfg.default_rule) {
             Ok(r) => Some(r),
@@ -1020,12 +1008,14 @@ fn public_allow() -> Verdict {
 /// Engines built by this process: each gets the next number as its generation.
 static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
-fn section<T>(
+/// Compiles a config section if there is one; its errors join `errors`, under `name`.
+fn section<C, T>(
     errors: &mut Vec<ConfigError>,
     name: &str,
-    r: Option<Result<T, Vec<ConfigError>>>,
+    config: Option<&C>,
+    compile: impl FnOnce(&C) -> Result<T, Vec<ConfigError>>,
 ) -> Option<T> {
-    match r? {
+    match compile(config?) {
         Ok(v) => Some(v),
         Err(es) => {
             errors.extend(es.into_iter().map(|e| e.at(name)));
@@ -1128,8 +1118,9 @@ mod tests {
 
     #[test]
     fn header_values_cannot_inject() {
-        assert_eq!(header_value("a\r\nx-evil: 1"), "a%0D%0Ax-evil: 1");
-        assert_eq!(header_value("Zoë"), "Zo%C3%AB");
+        for (claim, sent) in [("a\r\nx-evil: 1", "a%0D%0Ax-evil: 1"), ("Zoë", "Zo%C3%AB")] {
+            assert_eq!(header_value(claim), sent);
+        }
         assert_eq!(header_list(&["a,b".into(), "c".into()]), "a%2Cb,c");
     }
 

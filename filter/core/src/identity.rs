@@ -40,13 +40,12 @@ impl CredentialKind {
 }
 
 /// A verified caller. Everything here came from a credential whose integrity was checked.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     /// `sub` of a token, the key's name for an API key.
     pub subject: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Roles after the provider's claim paths and role-name mapping.
     #[serde(default)]
@@ -60,19 +59,15 @@ pub struct Identity {
     /// Authentication methods (`amr`).
     #[serde(default)]
     pub amr: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acr: Option<String>,
     pub credential: CredentialKind,
     /// The provider name (JWT), or `api_key` / `magic_link` / `session` / `dev`.
     pub provider: String,
     /// The key that verified it: JWK `kid`, API key name, magic-link key id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_name: Option<String>,
     /// When the credential stops being valid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<UnixTime>,
     /// A path prefix the credential is limited to (guest magic links, scoped API keys).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(rename = "scope")]
     pub path_scope: Option<String>,
 }

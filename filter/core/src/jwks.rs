@@ -55,17 +55,16 @@ fn default_retry_max() -> u64 {
 }
 
 /// Where a provider's signing keys are fetched from, and how often.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JwksSource {
     /// URL of the provider's JWKS document (`https://`; `http://` only for localhost).
     /// Give this or `oidc_issuer`, not both.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
     /// OIDC issuer URL: its discovery document `{issuer}/.well-known/openid-configuration`
     /// names the JWKS. The document's `issuer` must equal this value exactly.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc_issuer: Option<String>,
     /// Shortest time between two refreshes, in seconds (a lower `Cache-Control: max-age` is raised to it).
     #[serde(default = "default_refresh_min")]
@@ -89,7 +88,6 @@ pub struct JwksSource {
     pub retry_max_seconds: u64,
     /// Envoy only: the cluster that reaches the IdP (`dispatch_http_call` needs one). Other
     /// hosts fetch the URL directly and ignore it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// How long one fetch may take, in milliseconds.
     #[serde(default = "default_fetch_timeout_ms")]

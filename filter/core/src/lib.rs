@@ -34,6 +34,8 @@ pub mod redirect;
 pub mod rules;
 pub mod session;
 pub mod step;
+#[cfg(test)]
+mod test_support;
 pub mod upstream;
 pub mod verifier;
 

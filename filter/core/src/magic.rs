@@ -116,17 +116,16 @@ impl Purpose {
 }
 
 /// Lifetime limits of one purpose, in seconds.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TtlConfig {
     /// Lifetime of links issued without an explicit ttl. Default: login 600, join 259200,
     /// guest 259200.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_seconds: Option<u64>,
     /// Longest lifetime accepted, at issue and at verification (`exp - iat`). Default: login
     /// 3600, join 604800, guest 2592000.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_seconds: Option<u64>,
 }
 
@@ -222,19 +221,16 @@ pub struct MagicLinks {
     query_param: String,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Serialize)]
 struct Claims<'a> {
     iss: &'a str,
     aud: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     sub: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     email: Option<&'a str>,
     purpose: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(rename = "scope")]
     path_scope: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<&'a str>,
     exp: u64,
     iat: u64,
@@ -657,6 +653,7 @@ impl MagicLinks {
 mod tests {
     use super::*;
     use crate::keyring::tests::key;
+    use crate::test_support::{assert_debug_hides, error_paths};
     use hmac::{Hmac, Mac};
     use sha2::Sha256;
 
@@ -1012,10 +1009,8 @@ mod tests {
         c.path = "//evil".into();
         c.query_param = "to ken".into();
         c.keys.push(key("m1", 5));
-        let errs = c.compile().unwrap_err();
-        let paths: Vec<_> = errs.iter().map(|e| e.path()).collect();
         assert_eq!(
-            paths,
+            error_paths(&c.compile().unwrap_err()),
             [
                 "issuer",
                 "keys[2].kid",
@@ -1030,16 +1025,15 @@ mod tests {
         assert_eq!(defaults.path(), "/auth/magic");
         assert_eq!(defaults.query_param(), "token");
         // unknown fields are refused
-        let bad: Result<MagicLinkConfig, _> =
-            serde_json::from_value(serde_json::json!({"keys": [], "lifetime": 5}));
-        assert!(bad.is_err());
+        assert!(serde_json::from_value::<MagicLinkConfig>(
+            serde_json::json!({"keys": [], "lifetime": 5})
+        )
+        .is_err());
     }
 
     #[test]
     fn no_secret_in_debug() {
         let c = config();
-        let secret = c.keys[0].secret.expose().to_string();
-        assert!(!format!("{c:?}").contains(&secret));
-        assert!(!format!("{:?}", c.compile().unwrap()).contains(&secret));
+        assert_debug_hides(c.keys[0].secret.expose(), &[&c, &c.compile().unwrap()]);
     }
 }

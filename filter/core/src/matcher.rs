@@ -204,13 +204,13 @@ pub enum PathPattern {
 }
 
 /// What requests a rule applies to.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MatchConfig {
     /// `{"exact": "/p"}`, `{"prefix": "/api"}` or `{"glob": "/tickets/*/comments/**"}`; absent
     /// means every path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathPattern>,
     /// HTTP methods, e.g. `["GET", "POST"]`; empty means any. `GET` also covers `HEAD`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -51,6 +51,7 @@ pub fn default_credentials() -> Vec<CredentialKind> {
 }
 
 /// Multi-factor authentication a rule requires; every condition given must hold.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -59,11 +60,11 @@ pub struct MfaConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub amr_any: Vec<String>,
     /// The token's `acr` must equal this value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acr: Option<String>,
 }
 
 /// What the caller must have.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -84,11 +85,11 @@ pub struct RequireConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
     /// Multi-factor authentication (`amr` / `acr`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa: Option<MfaConfig>,
 }
 
 /// The rule that applies when no rule matches.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -100,7 +101,6 @@ pub struct DefaultRuleConfig {
     #[serde(default)]
     pub require: RequireConfig,
     /// Where browsers without a credential are sent (a path on this site, e.g. `/login`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login_url: Option<String>,
 }
 
@@ -115,6 +115,7 @@ impl Default for DefaultRuleConfig {
 }
 
 /// One access rule: which requests, which credentials, what they must carry.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -132,7 +133,6 @@ pub struct RuleConfig {
     #[serde(default)]
     pub require: RequireConfig,
     /// Where browsers without a credential are sent (a path on this site, e.g. `/login`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login_url: Option<String>,
 }
 

@@ -53,6 +53,7 @@ const CLOCK_SKEW_SECONDS: u64 = OWN_TOKEN_SKEW_SECONDS;
 const MAX_LIFETIME_SECONDS: u64 = 400 * 86_400;
 
 /// The `session` config section.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -69,7 +70,6 @@ pub struct SessionConfig {
     pub lifetime_seconds: u64,
     /// Cookie `Domain` (e.g. `example.com` to share the session with subdomains). Default:
     /// none (host-only cookie).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
     /// Cookie `Path`. Default `/`.
     #[serde(default = "default_path")]
@@ -110,14 +110,13 @@ pub struct Session {
     pub expires_at: UnixTime,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Claims {
     aud: String,
     sub: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     em: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     nm: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     rl: Vec<String>,
@@ -125,11 +124,9 @@ struct Claims {
     pm: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     amr: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     acr: Option<String>,
     pv: String,
     cr: CredentialKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     sc: Option<String>,
     iat: u64,
     exp: u64,
@@ -376,6 +373,7 @@ mod tests {
     use super::*;
     use crate::b64;
     use crate::keyring::tests::key;
+    use crate::test_support::{assert_debug_hides, error_paths};
     use hmac::{Hmac, Mac};
     use serde_json::json;
     use sha2::Sha256;
@@ -676,10 +674,8 @@ mod tests {
         c.domain = Some("exa mple.com".into());
         c.path = "app".into();
         c.keys.push(key("s1", 7));
-        let errs = c.compile().unwrap_err();
-        let paths: Vec<_> = errs.iter().map(|e| e.path()).collect();
         assert_eq!(
-            paths,
+            error_paths(&c.compile().unwrap_err()),
             [
                 "cookie_name",
                 "keys[2].kid",
@@ -696,16 +692,14 @@ mod tests {
         let mut c = config();
         c.lifetime_seconds = 401 * 86_400;
         assert_eq!(c.compile().unwrap_err()[0].path(), "lifetime_seconds");
-        let bad: Result<SessionConfig, _> =
-            serde_json::from_value(json!({"keys": [], "secure": false}));
-        assert!(bad.is_err());
+        assert!(
+            serde_json::from_value::<SessionConfig>(json!({"keys": [], "secure": false})).is_err()
+        );
     }
 
     #[test]
     fn no_secret_in_debug() {
         let c = config();
-        let secret = c.keys[0].secret.expose().to_string();
-        assert!(!format!("{c:?}").contains(&secret));
-        assert!(!format!("{:?}", c.compile().unwrap()).contains(&secret));
+        assert_debug_hides(c.keys[0].secret.expose(), &[&c, &c.compile().unwrap()]);
     }
 }

@@ -23,6 +23,7 @@ use crate::jws;
 use crate::UnixTime;
 
 /// One JWT issuer: where its keys come from and what its tokens must look like.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -50,10 +51,8 @@ pub struct ProviderConfig {
     #[serde(default)]
     pub algorithms: Vec<Alg>,
     /// An inline JWKS (`{"keys": [...]}`), for keys that do not rotate or for tests.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<Value>,
     /// A remote JWKS: a `jwks_uri` or an OIDC issuer to discover it from, and how to refresh it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_jwks: Option<JwksSource>,
     /// Shared HMAC secrets (HS256/384/512), base64url, at least 32 bytes each.
     #[serde(default)]
@@ -62,7 +61,6 @@ pub struct ProviderConfig {
     #[serde(default = "default_clock_skew")]
     pub clock_skew_seconds: u64,
     /// The longest `exp - iat` accepted, in seconds. Unset: no limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lifetime_seconds: Option<u64>,
     /// Claims that must be present (in addition to `exp`, always required, and `sub`).
     #[serde(default)]
@@ -79,12 +77,12 @@ pub struct ProviderConfig {
 }
 
 /// A shared secret for HMAC-signed JWTs.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SharedSecret {
     /// Key id; needed when a provider has several secrets (rotation).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
     /// The secret, unpadded base64url, at least 32 bytes once decoded.
     pub secret: String,

@@ -100,9 +100,13 @@ mod tests {
 
     #[test]
     fn label_values_are_safe() {
-        assert_eq!(label_value("bad_signature"), "bad_signature");
-        assert_eq!(label_value("Api.Key x"), "api_key_x");
-        assert_eq!(label_value(""), "none");
+        for (value, label) in [
+            ("bad_signature", "bad_signature"),
+            ("Api.Key x", "api_key_x"),
+            ("", "none"),
+        ] {
+            assert_eq!(label_value(value), label);
+        }
         assert_eq!(label_value(&"a".repeat(100)).len(), 64);
     }
 

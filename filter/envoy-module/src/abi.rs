@@ -244,6 +244,20 @@ fn module_buffer(bytes: &[u8]) -> ModuleBuffer {
 }
 
 /// A null buffer: `set_header` reads it as "remove", `send_response` as "no details".
+/// Counter label names or values as Envoy's buffers (borrowing `labels`).
+fn label_buffers(labels: &[&str]) -> Vec<ModuleBuffer> {
+    labels.iter().map(|l| module_buffer(l.as_bytes())).collect()
+}
+
+/// An array as Envoy takes it: null when empty.
+fn array_ptr<T>(items: &mut [T]) -> *mut T {
+    if items.is_empty() {
+        ptr::null_mut()
+    } else {
+        items.as_mut_ptr()
+    }
+}
+
 fn null_buffer() -> ModuleBuffer {
     ModuleBuffer {
         ptr: ptr::null(),
@@ -359,18 +373,37 @@ impl CalloutRefused {
     }
 }
 
+/// Adds to a counter from a hook: the config's (main thread) or a stream's (worker thread).
+pub trait IncrementCounter {
+    fn increment_counter(&self, id: usize, labels: &[&str], value: u64);
+}
+
+impl IncrementCounter for ConfigCtx<'_> {
+    /// Adds `value` to a counter defined by this config (main thread).
+    fn increment_counter(&self, id: usize, labels: &[&str], value: u64) {
+        let mut values = label_buffers(labels);
+        let values_ptr = array_ptr(&mut values);
+        // SAFETY: as in `define_counter`: the hook's config pointer and buffers alive during the
+        // call; the call runs on the main thread, where the config's own calls are made.
+        let _ = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                self.ptr,
+                id,
+                values_ptr,
+                values.len(),
+                value,
+            )
+        };
+    }
+}
+
 impl ConfigCtx<'_> {
     /// Defines a counter (only while the config is being created: Envoy freezes stat creation
     /// afterwards). `None` when Envoy refused.
     pub fn define_counter(&self, name: &str, labels: &[&str]) -> Option<usize> {
-        let mut names: Vec<ModuleBuffer> =
-            labels.iter().map(|l| module_buffer(l.as_bytes())).collect();
+        let mut names = label_buffers(labels);
         let mut id: usize = 0;
-        let names_ptr = if names.is_empty() {
-            ptr::null_mut()
-        } else {
-            names.as_mut_ptr()
-        };
+        let names_ptr = array_ptr(&mut names);
         // SAFETY: `self.ptr` is the config pointer Envoy passed to the running hook; the name and
         // label buffers point into `name`/`labels`, alive during the call; `names_ptr` is null or
         // points to `names.len()` buffers; `id` is a valid place for Envoy to write the id.
@@ -384,28 +417,6 @@ impl ConfigCtx<'_> {
             )
         };
         (result == METRICS_SUCCESS).then_some(id)
-    }
-
-    /// Adds `value` to a counter defined by this config (main thread).
-    pub fn increment_counter(&self, id: usize, labels: &[&str], value: u64) {
-        let mut values: Vec<ModuleBuffer> =
-            labels.iter().map(|l| module_buffer(l.as_bytes())).collect();
-        let values_ptr = if values.is_empty() {
-            ptr::null_mut()
-        } else {
-            values.as_mut_ptr()
-        };
-        // SAFETY: as in `define_counter`: the hook's config pointer and buffers alive during the
-        // call; the call runs on the main thread, where the config's own calls are made.
-        let _ = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                self.ptr,
-                id,
-                values_ptr,
-                values.len(),
-                value,
-            )
-        };
     }
 
     /// Starts a GET to `cluster` tied to this config (its answer comes to
@@ -445,42 +456,74 @@ impl ConfigCtx<'_> {
     /// A scheduler that posts events to this config on the main thread, from any thread.
     pub fn new_scheduler(&self) -> Option<ConfigScheduler> {
         // SAFETY: the hook's config pointer; Envoy allocates the scheduler and hands its
-        // ownership to us (deleted in `ConfigScheduler::drop`).
+        // ownership to us (deleted in `Scheduler::drop`).
         let p = unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.ptr) };
-        NonNull::new(p).map(ConfigScheduler)
+        Scheduler::owned(p)
     }
 }
 
-/// Posts events to the filter config's [`envoy_dynamic_module_on_http_filter_config_scheduled`]
-/// on Envoy's main thread. Owned; deleted on drop.
-pub struct ConfigScheduler(NonNull<c_void>);
+/// Posts events to a `…_scheduled` hook on the thread Envoy runs it on, from any thread: the
+/// filter config's [`envoy_dynamic_module_on_http_filter_config_scheduled`] on the main thread
+/// ([`ConfigScheduler`]), or one stream's [`envoy_dynamic_module_on_http_filter_scheduled`] on
+/// its worker thread ([`FilterScheduler`]). Owned; deleted on drop.
+pub struct Scheduler<K: SchedulerKind>(NonNull<c_void>, PhantomData<K>);
 
-// SAFETY: abi.h documents the config scheduler as usable "from any thread including the ones
-// managed by the module" (commit holds only a weak reference to the config and posts to the main
-// dispatcher); deleting it only drops that weak reference.
-unsafe impl Send for ConfigScheduler {}
+/// Envoy's commit and delete callbacks for one kind of [`Scheduler`].
+pub trait SchedulerKind {
+    const COMMIT: unsafe extern "C" fn(*mut c_void, u64);
+    const DELETE: unsafe extern "C" fn(*mut c_void);
+}
+
+/// The filter config's events (main thread).
+pub enum ConfigEvents {}
+
+impl SchedulerKind for ConfigEvents {
+    const COMMIT: unsafe extern "C" fn(*mut c_void, u64) =
+        envoy_dynamic_module_callback_http_filter_config_scheduler_commit;
+    const DELETE: unsafe extern "C" fn(*mut c_void) =
+        envoy_dynamic_module_callback_http_filter_config_scheduler_delete;
+}
+
+/// One stream's events (its worker thread).
+pub enum FilterEvents {}
+
+impl SchedulerKind for FilterEvents {
+    const COMMIT: unsafe extern "C" fn(*mut c_void, u64) =
+        envoy_dynamic_module_callback_http_filter_scheduler_commit;
+    const DELETE: unsafe extern "C" fn(*mut c_void) =
+        envoy_dynamic_module_callback_http_filter_scheduler_delete;
+}
+
+pub type ConfigScheduler = Scheduler<ConfigEvents>;
+pub type FilterScheduler = Scheduler<FilterEvents>;
+
+// SAFETY: abi.h documents both schedulers' commit as safe to call "from any thread including the
+// ones managed by the module" and a no-op once the config or filter has been destroyed (each holds
+// only a weak reference to it and posts to its dispatcher); deleting one only drops that weak
+// reference, which is thread-safe.
+unsafe impl<K: SchedulerKind> Send for Scheduler<K> {}
 // SAFETY: as for Send: `commit` takes no module-side state and is thread-safe in Envoy.
-unsafe impl Sync for ConfigScheduler {}
+unsafe impl<K: SchedulerKind> Sync for Scheduler<K> {}
 
-impl ConfigScheduler {
+impl<K: SchedulerKind> Scheduler<K> {
+    /// Takes ownership of a scheduler Envoy allocated (null: none).
+    fn owned(p: *mut c_void) -> Option<Self> {
+        NonNull::new(p).map(|p| Scheduler(p, PhantomData))
+    }
+
     pub fn commit(&self, event_id: u64) {
-        // SAFETY: the pointer came from `scheduler_new` and is deleted only in `drop`, after the
-        // last use; commit is documented as thread-safe (a no-op once the config is gone).
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
-                self.0.as_ptr(),
-                event_id,
-            )
-        }
+        // SAFETY: the pointer came from `scheduler_new` of this kind and is deleted only in
+        // `drop`, after the last use; commit is documented as thread-safe (a no-op once the
+        // config or filter is gone).
+        unsafe { (K::COMMIT)(self.0.as_ptr(), event_id) }
     }
 }
 
-impl Drop for ConfigScheduler {
+impl<K: SchedulerKind> Drop for Scheduler<K> {
     fn drop(&mut self) {
-        // SAFETY: deleted exactly once, here; nothing uses the pointer afterwards.
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0.as_ptr())
-        }
+        // SAFETY: deleted exactly once, here, by the delete of its kind; nothing uses the pointer
+        // afterwards.
+        unsafe { (K::DELETE)(self.0.as_ptr()) }
     }
 }
 
@@ -507,6 +550,25 @@ impl RequestMap {
 pub struct FilterCtx<'a> {
     ptr: FilterEnvoyPtr,
     _hook: PhantomData<&'a ()>,
+}
+
+impl IncrementCounter for FilterCtx<'_> {
+    /// Adds `value` to a counter of this filter's config.
+    fn increment_counter(&self, id: usize, labels: &[&str], value: u64) {
+        let mut values = label_buffers(labels);
+        let values_ptr = array_ptr(&mut values);
+        // SAFETY: the hook's filter pointer; label buffers alive during the call; `id` was
+        // defined by this filter's config.
+        let _ = unsafe {
+            envoy_dynamic_module_callback_http_filter_increment_counter(
+                self.ptr,
+                id,
+                values_ptr,
+                values.len(),
+                value,
+            )
+        };
+    }
 }
 
 impl FilterCtx<'_> {
@@ -588,11 +650,7 @@ impl FilterCtx<'_> {
     pub fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8], details: &str) {
         let mut hs: Vec<ModuleHttpHeader> =
             headers.iter().map(|(n, v)| module_header(n, v)).collect();
-        let hs_ptr = if hs.is_empty() {
-            ptr::null_mut()
-        } else {
-            hs.as_mut_ptr()
-        };
+        let hs_ptr = array_ptr(&mut hs);
         // SAFETY: the hook's filter pointer; the header array and the body and details buffers
         // point into live data, copied by Envoy into its local reply during the call.
         unsafe {
@@ -676,61 +734,13 @@ impl FilterCtx<'_> {
         buffered.saturating_add(received)
     }
 
-    /// Adds `value` to a counter of this filter's config.
-    pub fn increment_counter(&self, id: usize, labels: &[&str], value: u64) {
-        let mut values: Vec<ModuleBuffer> =
-            labels.iter().map(|l| module_buffer(l.as_bytes())).collect();
-        let values_ptr = if values.is_empty() {
-            ptr::null_mut()
-        } else {
-            values.as_mut_ptr()
-        };
-        // SAFETY: the hook's filter pointer; label buffers alive during the call; `id` was
-        // defined by this filter's config.
-        let _ = unsafe {
-            envoy_dynamic_module_callback_http_filter_increment_counter(
-                self.ptr,
-                id,
-                values_ptr,
-                values.len(),
-                value,
-            )
-        };
-    }
-
     /// A scheduler that posts events to this stream's
     /// [`envoy_dynamic_module_on_http_filter_scheduled`] on its worker thread, from any thread.
     pub fn new_scheduler(&self) -> Option<FilterScheduler> {
         // SAFETY: the hook's filter pointer; Envoy allocates the scheduler and hands its
-        // ownership to us (deleted in `FilterScheduler::drop`).
+        // ownership to us (deleted in `Scheduler::drop`).
         let p = unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr) };
-        NonNull::new(p).map(FilterScheduler)
-    }
-}
-
-/// Posts events to one stream's filter on its worker thread. Owned; deleted on drop.
-pub struct FilterScheduler(NonNull<c_void>);
-
-// SAFETY: abi.h documents commit as "safe to call from any thread and a no-op once the filter
-// has been destroyed" (it holds a weak reference to the filter); deleting the scheduler only
-// drops that weak reference, which is thread-safe.
-unsafe impl Send for FilterScheduler {}
-// SAFETY: as for Send.
-unsafe impl Sync for FilterScheduler {}
-
-impl FilterScheduler {
-    pub fn commit(&self, event_id: u64) {
-        // SAFETY: the pointer came from `scheduler_new` and is deleted only in `drop`.
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0.as_ptr(), event_id)
-        }
-    }
-}
-
-impl Drop for FilterScheduler {
-    fn drop(&mut self) {
-        // SAFETY: deleted exactly once, here.
-        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.0.as_ptr()) }
+        Scheduler::owned(p)
     }
 }
 

@@ -20,7 +20,9 @@ use edgegate::{Engine, UnixTime};
 use edgegate_envoy_glue::fetch::Outcome;
 use edgegate_envoy_glue::metrics::{self, label_value, Counters};
 
-use crate::abi::{self, CalloutResponse, ConfigCtx, ConfigScheduler, FilterCtx, FilterScheduler};
+use crate::abi::{
+    self, CalloutResponse, ConfigCtx, ConfigScheduler, FilterScheduler, IncrementCounter,
+};
 use crate::keys::{KeySnapshot, Remote};
 
 /// How long a request may wait for a remote key set when its provider's
@@ -105,33 +107,14 @@ impl CounterIds {
     }
 }
 
-/// Counting from a stream's hook (worker thread).
-pub struct FilterCounters<'a, 'h> {
-    pub ctx: &'a FilterCtx<'h>,
+/// Counting from a hook: a stream's (`FilterCtx`, worker thread) or the config's (`ConfigCtx`,
+/// main thread).
+pub struct HookCounters<'a, C> {
+    pub ctx: &'a C,
     pub ids: &'a CounterIds,
 }
 
-impl Counters for FilterCounters<'_, '_> {
-    fn inc(&mut self, name: &'static str) {
-        if let Some(id) = self.ids.id(name) {
-            self.ctx.increment_counter(id, &[], 1);
-        }
-    }
-
-    fn inc_labeled(&mut self, name: &'static str, _label: &'static str, value: &str) {
-        if let Some(id) = self.ids.id(name) {
-            self.ctx.increment_counter(id, &[&label_value(value)], 1);
-        }
-    }
-}
-
-/// Counting from a config hook (main thread).
-struct ConfigCounters<'a, 'h> {
-    ctx: &'a ConfigCtx<'h>,
-    ids: &'a CounterIds,
-}
-
-impl Counters for ConfigCounters<'_, '_> {
+impl<C: IncrementCounter> Counters for HookCounters<'_, C> {
     fn inc(&mut self, name: &'static str) {
         if let Some(id) = self.ids.id(name) {
             self.ctx.increment_counter(id, &[], 1);
@@ -379,7 +362,7 @@ impl Shared {
     /// A key-set fetch ended.
     pub fn on_callout_done(&self, ctx: &ConfigCtx<'_>, id: u64, response: &CalloutResponse<'_>) {
         let now = now();
-        let mut counters = ConfigCounters {
+        let mut counters = HookCounters {
             ctx,
             ids: &self.counters,
         };
@@ -422,7 +405,7 @@ impl Shared {
     fn run(&self, ctx: &ConfigCtx<'_>) {
         let now = now();
         let early = std::mem::take(&mut *lock(&self.refetch));
-        let mut counters = ConfigCounters {
+        let mut counters = HookCounters {
             ctx,
             ids: &self.counters,
         };

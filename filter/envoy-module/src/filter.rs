@@ -14,7 +14,7 @@ use edgegate_envoy_glue::request::{
 use edgegate_envoy_glue::verdict::{self as glue, internal_error};
 
 use crate::abi::{FilterCtx, FilterScheduler, RequestMap};
-use crate::config::{self, FilterCounters, Shared, Waiter, EVENT_RESUME};
+use crate::config::{self, HookCounters, Shared, Waiter, EVENT_RESUME};
 use crate::keys::KeySnapshot;
 use crate::magic::{self, Claim};
 
@@ -315,8 +315,8 @@ impl Filter {
         }
     }
 
-    fn counters<'a, 'h>(&'a self, ctx: &'a FilterCtx<'h>) -> FilterCounters<'a, 'h> {
-        FilterCounters {
+    fn counters<'a, 'h>(&'a self, ctx: &'a FilterCtx<'h>) -> HookCounters<'a, FilterCtx<'h>> {
+        HookCounters {
             ctx,
             ids: &self.shared.counters,
         }

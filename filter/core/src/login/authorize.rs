@@ -50,17 +50,8 @@ mod tests {
 
     #[test]
     fn start_checks_rd_and_asks_consent_for_offline_access() {
-        let e = engine();
-        let l = e.login().unwrap();
-        let s = l
-            .start(
-                &disco(),
-                e.redirects(),
-                "rd=%2Fadmin%3Fa%3D1",
-                &[7; 64],
-                NOW,
-            )
-            .unwrap();
+        let (e, l) = engine_and_login();
+        let s = start_login(e, "rd=%2Fadmin%3Fa%3D1", 7).unwrap();
         assert!(s.location.starts_with("https://idp.example/auth?"));
         assert!(s.location.ends_with("&prompt=consent"));
         assert!(s.location.contains("scope=openid+email+offline_access"));
@@ -79,12 +70,10 @@ mod tests {
             "%2F%2Fevil.example",
             "javascript%3Aalert(1)",
         ] {
-            let err = l
-                .start(&disco(), e.redirects(), &format!("rd={rd}"), &[7; 64], NOW)
-                .unwrap_err();
+            let err = start_login(e, &format!("rd={rd}"), 7).unwrap_err();
             assert_eq!(err.reason(), Reason::UnsafeRedirect, "{rd}");
         }
-        let s = l.start(&disco(), e.redirects(), "", &[8; 64], NOW).unwrap();
+        let s = start_login(e, "", 8).unwrap();
         let cookie = s.set_cookie.split(';').next().unwrap();
         let (_, att) = l
             .open_callback(&format!("code=c&state={}", s.state), cookie, &disco(), NOW)

@@ -268,11 +268,10 @@ mod tests {
 
     #[test]
     fn callback_needs_its_attempt_cookie() {
-        let e = engine();
-        let l = e.login().unwrap();
-        let s = l.start(&disco(), e.redirects(), "", &[7; 64], NOW).unwrap();
+        let (e, l) = engine_and_login();
+        let s = start_login(e, "", 7).unwrap();
         let cookie = s.set_cookie.split(';').next().unwrap().to_string();
-        let other = l.start(&disco(), e.redirects(), "", &[9; 64], NOW).unwrap();
+        let other = start_login(e, "", 9).unwrap();
         let q = format!("code=c&state={}", s.state);
         // no cookie; another attempt's cookie only; wrong iss
         assert_eq!(
@@ -318,7 +317,7 @@ mod tests {
     fn multi_tenant_callback_iss_must_be_an_allowed_tenant() {
         let e = engine_from(&multi_tenant(json!([TENANT_A]))).unwrap();
         let l = e.login().unwrap();
-        let s = l.start(&disco(), e.redirects(), "", &[7; 64], NOW).unwrap();
+        let s = start_login(&e, "", 7).unwrap();
         let cookie = s.set_cookie.split(';').next().unwrap().to_string();
         let q = |iss: &str| {
             format!(
@@ -347,9 +346,8 @@ mod tests {
 
     #[test]
     fn the_code_grant_is_the_callbacks_code_and_its_attempts_verifier() {
-        let e = engine();
-        let l = e.login().unwrap();
-        let s = l.start(&disco(), e.redirects(), "", &[7; 64], NOW).unwrap();
+        let (e, l) = engine_and_login();
+        let s = start_login(e, "", 7).unwrap();
         let cookie = s.set_cookie.split(';').next().unwrap();
         let q = format!("code=c1&state={}", s.state);
         let (cb, attempt) = l.open_callback(&q, cookie, &disco(), NOW).unwrap();
@@ -362,8 +360,7 @@ mod tests {
 
     #[test]
     fn token_requests() {
-        let e = engine();
-        let l = e.login().unwrap();
+        let (_, l) = engine_and_login();
         let r = l
             .token_request(
                 &disco(),

@@ -149,8 +149,7 @@ mod tests {
 
     #[test]
     fn discovery_checks() {
-        let e = engine();
-        let l = e.login().unwrap();
+        let (_, l) = engine_and_login();
         let doc = |v: Value| v.to_string().into_bytes();
         let good = json!({"issuer": "https://idp.example", "authorization_endpoint": "https://idp.example/auth",
                           "token_endpoint": "https://idp.example/token", "jwks_uri": "https://idp.example/jwks"});
@@ -200,8 +199,7 @@ mod tests {
     #[test]
     fn one_discovery_document_serves_the_key_source_and_the_login() {
         use crate::jwks::{FetchKind, JwksSource, JwksState};
-        let e = engine();
-        let l = e.login().unwrap();
+        let (_, l) = engine_and_login();
         let state = |iss: &str| {
             JwksState::new(
                 JwksSource {

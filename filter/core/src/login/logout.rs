@@ -59,12 +59,11 @@ mod tests {
 
     #[test]
     fn logout_clears_everything_and_hints_the_provider() {
-        let e = engine();
-        let l = e.login().unwrap();
-        let s = sessions_of(&e);
+        let (e, l) = engine_and_login();
+        let s = sessions_of(e);
         let cookies = format!(
             "{}; edgegate_login_abc=x; edgegate_login_de-f=y",
-            logged_in(&e, NOW, true)
+            logged_in(e, NOW, true)
         );
         let r = l.logout(s, Some(&disco()), &cookies, NOW + 5);
         assert!(r.location.starts_with("https://idp.example/logout?"));

@@ -180,8 +180,7 @@ mod tests {
 
     #[test]
     fn a_good_section_compiles_with_defaults() {
-        let e = engine();
-        let l = e.login().unwrap();
+        let (_, l) = engine_and_login();
         assert_eq!(l.route("/auth/login?rd=/x"), Some(Route::Login));
         assert_eq!(l.route("/auth/callback?code=1"), Some(Route::Callback));
         assert_eq!(l.route("/auth/logout"), Some(Route::Logout));

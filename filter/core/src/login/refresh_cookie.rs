@@ -221,8 +221,7 @@ mod tests {
 
     #[test]
     fn refresh_cookie_seals_opens_rotates_and_refuses_tampering() {
-        let e = engine();
-        let l = e.login().unwrap();
+        let (_, l) = engine_and_login();
         let v = l
             .seal_refresh("rt-1", "alice", Some("id.tok.en"), &[5; 12], NOW)
             .unwrap()
@@ -297,8 +296,7 @@ mod tests {
 
     #[test]
     fn refresh_cookie_stays_small() {
-        let e = engine();
-        let l = e.login().unwrap();
+        let (_, l) = engine_and_login();
         let big_id_token = "x".repeat(4000);
         let v = l
             .seal_refresh("rt-1", "alice", Some(&big_id_token), &[5; 12], NOW)

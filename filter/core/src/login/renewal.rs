@@ -118,11 +118,10 @@ mod tests {
 
     #[test]
     fn renewal_decision() {
-        let e = engine();
-        let l = e.login().unwrap();
-        let s = sessions_of(&e);
+        let (e, l) = engine_and_login();
+        let s = sessions_of(e);
         // lifetime 400 s: renew from 300 s on
-        let cookies = logged_in(&e, NOW, true);
+        let cookies = logged_in(e, NOW, true);
         assert!(matches!(l.renewal(s, &cookies, NOW + 299), Renewal::Keep));
         match l.renewal(s, &cookies, NOW + 300) {
             Renewal::Renew { refresh, current } => {
@@ -145,7 +144,7 @@ mod tests {
             Renewal::Renew { current: None, .. }
         ));
         // no refresh cookie, or a broken one: nothing to do
-        let no_refresh = logged_in(&e, NOW, false);
+        let no_refresh = logged_in(e, NOW, false);
         assert!(matches!(
             l.renewal(s, &no_refresh, NOW + 350),
             Renewal::Keep
@@ -174,9 +173,8 @@ mod tests {
 
     #[test]
     fn renewed_identity_rules() {
-        let e = engine();
-        let l = e.login().unwrap();
-        let s = sessions_of(&e);
+        let (e, l) = engine_and_login();
+        let s = sessions_of(e);
         let refresh = RefreshState {
             refresh_token: "rt".into(),
             subject: "alice".into(),
@@ -213,8 +211,7 @@ mod tests {
 
     #[test]
     fn a_provider_outage_keeps_a_valid_session_a_refusal_ends_it() {
-        let e = engine();
-        let l = e.login().unwrap();
+        let (_, l) = engine_and_login();
         let outage = Error::new(Reason::KeysUnavailable, "token endpoint down");
         let refused = Error::new(Reason::LoginMismatch, "invalid_grant");
         assert_eq!(

@@ -4,11 +4,14 @@
 
 use serde_json::{json, Value};
 
-use super::Discovery;
+use std::sync::LazyLock;
+
+use super::{Discovery, Login};
 use crate::b64;
 use crate::engine::Engine;
-use crate::error::ConfigError;
+use crate::error::{ConfigError, Error};
 use crate::identity::{CredentialKind, Identity};
+use crate::oidc::LoginStart;
 use crate::session::Sessions;
 
 pub(super) const NOW: u64 = 1_700_000_000;
@@ -50,12 +53,25 @@ pub(super) fn engine() -> Engine {
     engine_from(&config_value()).unwrap()
 }
 
+/// The engine of `config_value()`, compiled once for all the tests, and its login section.
+pub(super) fn engine_and_login() -> (&'static Engine, &'static Login) {
+    static ENGINE: LazyLock<Engine> = LazyLock::new(engine);
+    (&ENGINE, ENGINE.login().unwrap())
+}
+
 pub(super) fn paths(v: &Value) -> Vec<String> {
     engine_from(v)
         .unwrap_err()
         .iter()
         .map(|e| e.path().to_string())
         .collect()
+}
+
+/// Starts a login on `e` at `NOW`, with the query `query` (`rd=…`) and 64 random bytes `seed`.
+pub(super) fn start_login(e: &Engine, query: &str, seed: u8) -> Result<LoginStart, Error> {
+    e.login()
+        .unwrap()
+        .start(&disco(), e.redirects(), query, &[seed; 64], NOW)
 }
 
 pub(super) fn disco() -> Discovery {
