@@ -256,6 +256,7 @@ impl Root {
                 }
                 keys.set_refetch_from(&r.provider, r.unknown_kid_refetch_from());
             }
+            login::adopt_discovery(&plugin, &r.provider, r.state(), now);
         }
         verdict::resolve_waiters(&plugin, now_ms(), self.id);
         login::resolve_renewal_waiters(&plugin, self.id);

@@ -8,8 +8,8 @@
 //! - ID tokens checked on the same machine as a request ([`Engine::check_id_token`]), with
 //!   Envoy's `verify_signature`; a `kid` the key set lacks waits for a refetch like a request;
 //! - randomness from WASI `random_get` ([`crate::random`]);
-//! - renewals shared per VM by refresh cookie ([`edgegate::login::RenewalBoard`]); the
-//!   renewed cookies go on the upstream's response.
+//! - renewals shared by every VM through shared data, one per refresh cookie
+//!   ([`crate::shared::with_renewal_board`]); the renewed cookies go on the upstream's response.
 //!
 //! Every status, page, cookie and log line is the core's. Calls are kept by the plugin, not by
 //! the HTTP context, because Envoy delivers every call's response to the root context: either
@@ -24,8 +24,8 @@ use proxy_wasm::types::{BufferType, MapType};
 
 use edgegate::login::{
     AwaitDiscovery, AwaitIdToken, AwaitTokens, Discovery, DueRenewal, Join, LogLevel, LogLine,
-    LoginReply, LoginStep, RenewalBoard, RenewalOutcome, Route, RouteRequest,
-    DISCOVERY_TTL_SECONDS, MAX_RESPONSE_BYTES,
+    LoginReply, LoginStep, RenewalOutcome, Route, RouteRequest, DISCOVERY_TTL_SECONDS,
+    MAX_RESPONSE_BYTES,
 };
 use edgegate::step::{IdTokenOutcome, NeedKeys, Step};
 use edgegate::{Engine, Error, Reason, UnixTime};
@@ -91,7 +91,6 @@ pub struct IdTokenWait {
 pub struct LoginState {
     calls: RefCell<Vec<Call>>,
     discovery: RefCell<Option<(Discovery, UnixTime)>>,
-    renewals: RefCell<RenewalBoard>,
     renewal_waiters: RefCell<Vec<RenewalWaiter>>,
 }
 
@@ -171,11 +170,9 @@ fn after_renewal_check(plugin: &Plugin, cx: Cx) -> Begin {
 /// Joins the VM's renewal of the request's refresh cookie: leads it, waits for it, or
 /// carries out its outcome.
 fn join_renewal(plugin: &Plugin, mut cx: Cx, due: DueRenewal, since_ms: u64) -> Begin {
-    let join = plugin
-        .login
-        .renewals
-        .try_borrow_mut()
-        .map(|mut b| b.join(&due.key, now_ms64(), since_ms))
+    // Shared by every VM (worker thread); without the store, this request renews alone.
+    let now = now_ms64();
+    let join = crate::shared::with_renewal_board(&due.key, |b| b.join(&due.key, now, since_ms))
         .unwrap_or(Join::Lead);
     cx.renewal = Some(RenewalCx {
         key: due.key.clone(),
@@ -189,11 +186,8 @@ fn join_renewal(plugin: &Plugin, mut cx: Cx, due: DueRenewal, since_ms: u64) -> 
             Begin::Held
         }
         Join::Shared(outcome) => apply_renewal(plugin, cx, &outcome),
-        // The session is still valid: go on with it; the renewal under way sets the new one.
-        Join::Wait if due.still_valid => {
-            cx.renewal = None;
-            after_renewal_check(plugin, cx)
-        }
+        // Another request (on any worker thread) is renewing this cookie: wait for its outcome
+        // (the root's tick asks again), as the worker does.
         Join::Wait => {
             let waiter = RenewalWaiter { cx, due, since_ms };
             match plugin.login.renewal_waiters.try_borrow_mut() {
@@ -414,8 +408,9 @@ fn plugin_keys_unavailable() -> Error {
 
 /// A renewal ended: shared with the VM's waiters, carried out, and the request decided.
 fn renewed(plugin: &Plugin, cx: Cx, outcome: &RenewalOutcome) {
-    if let (Some(r), Ok(mut b)) = (&cx.renewal, plugin.login.renewals.try_borrow_mut()) {
-        b.finish(&r.key, outcome, now_ms64());
+    if let Some(r) = &cx.renewal {
+        let now = now_ms64();
+        let _ = crate::shared::with_renewal_board(&r.key, |b| b.finish(&r.key, outcome, now));
     }
     if let Begin::Decide(req) = apply_renewal(plugin, cx.clone(), outcome) {
         decide(plugin, &Cx { request: req, ..cx });
@@ -456,6 +451,27 @@ pub fn send_reply(plugin: &Plugin, r: &LoginReply) {
         .collect();
     let body = (!r.body.is_empty()).then_some(r.body.as_bytes());
     let _ = hostcalls::send_http_response(u32::from(r.status), headers, body);
+}
+
+/// Keeps the discovery document the provider's key set fetched, when it follows the login's
+/// discovery URL: one fetch per VM serves both (the root calls this after its key-set work).
+pub fn adopt_discovery(
+    plugin: &Plugin,
+    provider: &str,
+    state: Option<&edgegate::jwks::JwksState>,
+    now: UnixTime,
+) {
+    let Some(login) = plugin.engine.login() else {
+        return;
+    };
+    if login.provider_name() != provider || cached_discovery(plugin, now).is_some() {
+        return;
+    }
+    if let Ok(edgegate::login::DiscoveryStep::Ready(d)) = login.discovery(state, now) {
+        if let Ok(mut cache) = plugin.login.discovery.try_borrow_mut() {
+            *cache = Some((d, now));
+        }
+    }
 }
 
 fn cached_discovery(plugin: &Plugin, now: UnixTime) -> Option<Discovery> {

@@ -52,6 +52,11 @@ impl Remote {
         }
     }
 
+    /// The provider's key-set state machine (its discovery document, for login).
+    pub fn state(&self) -> Option<&JwksState> {
+        self.state.as_ref()
+    }
+
     pub fn owns(&self, token: u32) -> bool {
         self.in_flight.as_ref().is_some_and(|(t, _)| *t == token)
     }

@@ -108,14 +108,56 @@ fn magic_key(bucket: u32) -> String {
     format!("edgegate.magic.{bucket:02}")
 }
 
-/// Creates the buckets that do not exist yet (called from `on_configure`, before traffic).
+/// Creates the buckets that do not exist yet (called from `on_configure`, before traffic): the
+/// magic links' and the renewals'.
 pub fn ensure_magic_buckets() {
-    for b in 0..MAGIC_BUCKETS {
-        let key = magic_key(b);
+    let keys = (0..MAGIC_BUCKETS)
+        .map(magic_key)
+        .chain((0..RENEWAL_BUCKETS).map(renewal_key));
+    for key in keys {
         if let Ok((None, None)) = hostcalls::get_shared_data(&key) {
             let _ = hostcalls::set_shared_data(&key, Some(b""), None);
         }
     }
+}
+
+// --- session renewals: one per refresh cookie across the VMs ---------------------------------
+
+/// Renewals in flight or just done, in buckets `edgegate.renew.<nn>` (created at configure and
+/// changed by CAS, like the magic-link buckets), each the text of an
+/// [`edgegate::login::RenewalBoard`]: requests on any worker thread join the one renewal of
+/// their refresh cookie, so a rotated refresh token is used once.
+pub const RENEWAL_BUCKETS: u32 = 16;
+
+fn renewal_key(bucket: u32) -> String {
+    format!("edgegate.renew.{bucket:02}")
+}
+
+/// Runs `f` on the renewal board of `cookie`'s bucket and writes it back (compare-and-swap,
+/// retried: `f` may run more than once). `None` when the store is unavailable.
+pub fn with_renewal_board<R>(
+    cookie: &str,
+    mut f: impl FnMut(&mut edgegate::login::RenewalBoard) -> R,
+) -> Option<R> {
+    let key = renewal_key(fnv1a(cookie.as_bytes()) % RENEWAL_BUCKETS);
+    for _ in 0..16 {
+        let (bytes, cas) = hostcalls::get_shared_data(&key).ok()?;
+        let Some(cas) = cas else {
+            let _ = hostcalls::set_shared_data(&key, Some(b""), None);
+            continue;
+        };
+        let text = bytes
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let mut board = edgegate::login::RenewalBoard::decode(&text);
+        let r = f(&mut board);
+        match hostcalls::set_shared_data(&key, Some(board.encode().as_bytes()), Some(cas)) {
+            Ok(()) => return Some(r),
+            Err(Status::CasMismatch) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -863,16 +863,17 @@ fn rewrite_cookies(cookie_header: &str, replace: &[(&str, Option<&str>)]) -> Str
     kept.join("; ")
 }
 
-/// Renewals in one isolate or VM, by refresh cookie: a page's parallel requests all find the
-/// session due; one of them renews (a rotated refresh token can be used once) and the others
-/// wait for its outcome, then reuse it for [`RenewalBoard::SHARE_MS`]. Times in milliseconds
-/// from the host's clock.
-#[derive(Debug, Default)]
+/// Renewals by refresh cookie, in one isolate or VM (or, encoded, in the store the host shares
+/// between them): a page's parallel requests all find the session due; one of them renews (a
+/// rotated refresh token can be used once) and the others wait for its outcome, then reuse it
+/// for [`RenewalBoard::SHARE_MS`]. Cookies are kept as SHA-256 digests, never in clear. Times
+/// in milliseconds from the host's clock.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RenewalBoard {
     entries: HashMap<String, Renewing>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Renewing {
     InFlight(u64),
     Done(u64, RenewalOutcome),
@@ -890,21 +891,27 @@ pub enum Join {
     Shared(RenewalOutcome),
 }
 
+fn digest(key: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(key.as_bytes());
+    d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
 impl RenewalBoard {
     /// How long a finished renewal's outcome is reused.
     pub const SHARE_MS: u64 = 30_000;
     /// How long a request waits for a renewal in flight.
     pub const WAIT_MS: u64 = 10_000;
-    /// Most cookies remembered.
+    /// Most cookies remembered (beyond it, a request renews without sharing).
     pub const MAX_ENTRIES: usize = 10_000;
 
-    /// Joins the renewal of `key` at `now_ms`; `waiting_since_ms`: when this request first
-    /// asked (it leads once it has waited [`Self::WAIT_MS`]).
+    /// Joins the renewal of `key` (the refresh cookie) at `now_ms`; `waiting_since_ms`: when
+    /// this request first asked (it leads once it has waited [`Self::WAIT_MS`]).
     pub fn join(&mut self, key: &str, now_ms: u64, waiting_since_ms: u64) -> Join {
-        match self.entries.get(key) {
-            Some(Renewing::Done(at, r)) if now_ms.saturating_sub(*at) < Self::SHARE_MS => {
-                return Join::Shared(r.clone())
-            }
+        self.prune(now_ms);
+        let id = digest(key);
+        match self.entries.get(&id) {
+            Some(Renewing::Done(_, r)) => return Join::Shared(r.clone()),
             Some(Renewing::InFlight(at))
                 if now_ms.saturating_sub(*at) < Self::WAIT_MS
                     && now_ms.saturating_sub(waiting_since_ms) < Self::WAIT_MS =>
@@ -913,22 +920,85 @@ impl RenewalBoard {
             }
             _ => {}
         }
-        if self.entries.len() >= Self::MAX_ENTRIES {
-            self.entries.retain(|_, r| match r {
-                Renewing::InFlight(at) | Renewing::Done(at, _) => {
-                    now_ms.saturating_sub(*at) < Self::SHARE_MS
-                }
-            });
+        if self.entries.len() < Self::MAX_ENTRIES {
+            self.entries.insert(id, Renewing::InFlight(now_ms));
         }
-        self.entries
-            .insert(key.to_string(), Renewing::InFlight(now_ms));
         Join::Lead
     }
 
     /// Records how the renewal of `key` ended, for the requests waiting on it.
     pub fn finish(&mut self, key: &str, outcome: &RenewalOutcome, now_ms: u64) {
+        self.prune(now_ms);
         self.entries
-            .insert(key.to_string(), Renewing::Done(now_ms, outcome.clone()));
+            .insert(digest(key), Renewing::Done(now_ms, outcome.clone()));
+    }
+
+    /// Forgets what no request can use any more.
+    fn prune(&mut self, now_ms: u64) {
+        self.entries.retain(|_, r| match r {
+            Renewing::InFlight(at) => now_ms.saturating_sub(*at) < Self::WAIT_MS,
+            Renewing::Done(at, _) => now_ms.saturating_sub(*at) < Self::SHARE_MS,
+        });
+    }
+
+    /// The board as text, for a store shared between VMs: a line per cookie,
+    /// `<digest> wait <ms>`, `<digest> ok <ms> <set-cookie>\t<set-cookie>...` or
+    /// `<digest> err <ms> <reason> <message>`.
+    pub fn encode(&self) -> String {
+        let clean = |s: &str| s.replace(['\n', '\r', '\t'], " ");
+        let mut out = String::new();
+        for (id, r) in &self.entries {
+            let line = match r {
+                Renewing::InFlight(at) => format!("{id} wait {at}"),
+                Renewing::Done(at, Ok(set)) => {
+                    let set: Vec<String> = set.iter().map(|c| clean(c)).collect();
+                    format!("{id} ok {at} {}", set.join("\t"))
+                }
+                Renewing::Done(at, Err(e)) => {
+                    format!("{id} err {at} {} {}", e.reason().code(), clean(e.message()))
+                }
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// A board from [`Self::encode`]'s text; lines it cannot read are dropped.
+    pub fn decode(text: &str) -> Self {
+        let mut entries = HashMap::new();
+        for line in text.lines() {
+            let mut parts = line.splitn(4, ' ');
+            let (Some(id), Some(kind), Some(at)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Ok(at) = at.parse::<u64>() else { continue };
+            let rest = parts.next().unwrap_or("");
+            let r = match kind {
+                "wait" => Renewing::InFlight(at),
+                "ok" => Renewing::Done(
+                    at,
+                    Ok(rest
+                        .split('\t')
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_string)
+                        .collect()),
+                ),
+                "err" => {
+                    let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
+                    let reason = Reason::ALL
+                        .iter()
+                        .copied()
+                        .find(|r| r.code() == code)
+                        .unwrap_or(Reason::Internal);
+                    Renewing::Done(at, Err(Error::new(reason, message.to_string())))
+                }
+                _ => continue,
+            };
+            entries.insert(id.to_string(), r);
+        }
+        RenewalBoard { entries }
     }
 }
 
@@ -1208,11 +1278,22 @@ mod tests {
             b.join("k", 1_000 + RenewalBoard::WAIT_MS, 1_000),
             Join::Lead
         );
-        b.finish("k", &Ok(vec!["s=1".into()]), 2_000);
-        assert_eq!(
-            b.join("k", 2_010, 2_010),
-            Join::Shared(Ok(vec!["s=1".into()]))
-        );
+        b.finish("k", &Ok(vec!["s=1; Path=/".into(), "r=2".into()]), 2_000);
+        let shared = Join::Shared(Ok(vec!["s=1; Path=/".into(), "r=2".into()]));
+        assert_eq!(b.join("k", 2_010, 2_010), shared);
+        // Shared between VMs as text: the same answers, no cookie in clear.
+        let text = b.encode();
+        let mut copy = RenewalBoard::decode(&text);
+        assert_eq!(copy, b);
+        assert!(text.lines().all(|l| !l.starts_with("k ")), "{text}");
+        assert_eq!(copy.join("k", 2_020, 2_020), shared);
+        let refused = Err(Error::new(Reason::LoginMismatch, "another\nsubject"));
+        copy.finish("x", &refused, 2_030);
+        let back = RenewalBoard::decode(&(copy.encode() + "garbage\n1 ok\n"));
+        match back.clone().join("x", 2_040, 2_040) {
+            Join::Shared(Err(e)) => assert_eq!(e.reason(), Reason::LoginMismatch),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             b.join(
                 "k",
