@@ -24,9 +24,12 @@ EDGEGATE_NATIVE_SO="$(bash "$here/build-native.sh")"
 export EDGEGATE_NATIVE_SO
 echo "test.sh: native module $EDGEGATE_NATIVE_SO ($(stat -c %s "$EDGEGATE_NATIVE_SO") bytes)"
 
-# The shared login suites run after a whole-suite run (no pytest arguments) of the wasm filter.
+# The shared login suites run after a whole-suite run of the wasm filter (no test path or -k
+# named; output flags such as -q keep them).
 login_e2e=1
-(($#)) && login_e2e=0
+for a in "$@"; do
+    case "$a" in -q | -v | -vv | -x | -s | --tb=*) ;; *) login_e2e=0 ;; esac
+done
 [[ ",${EDGEGATE_PACKAGINGS:-wasm,native}," == *,wasm,* ]] || login_e2e=0
 login_e2e="${EDGEGATE_LOGIN_E2E:-$login_e2e}"
 

@@ -627,14 +627,23 @@ pub(crate) fn internal_error() -> Result<Response, JsValue> {
 }
 
 pub(crate) fn denial_response(d: &LocalReply) -> Result<Response, JsValue> {
-    let headers = Headers::new()?;
-    for (n, v) in &d.headers {
-        headers.append(n, v)?;
+    local_response(d.status, &d.headers, &d.body)
+}
+
+/// A response the core wrote: status, headers (repeated names appended), body (none when empty).
+pub(crate) fn local_response(
+    status: u16,
+    headers: &[(String, String)],
+    body: &str,
+) -> Result<Response, JsValue> {
+    let h = Headers::new()?;
+    for (n, v) in headers {
+        h.append(n, v)?;
     }
     let init = ResponseInit::new();
-    init.set_status(d.status);
-    init.set_headers(&headers);
-    let body = (!d.body.is_empty()).then_some(d.body.as_str());
+    init.set_status(status);
+    init.set_headers(&h);
+    let body = (!body.is_empty()).then_some(body);
     Response::new_with_opt_str_and_init(body, &init)
 }
 

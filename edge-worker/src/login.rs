@@ -213,15 +213,7 @@ fn reply(r: &LoginReply) -> Result<Response, JsValue> {
     if let Some(line) = &r.log {
         log(line);
     }
-    let h = Headers::new()?;
-    for (n, v) in &r.headers {
-        h.append(n, v)?;
-    }
-    let init = ResponseInit::new();
-    init.set_status(r.status);
-    init.set_headers(&h);
-    let body = (!r.body.is_empty()).then_some(r.body.as_str());
-    Response::new_with_opt_str_and_init(body, &init)
+    crate::local_response(r.status, &r.headers, &r.body)
 }
 
 /// A request to the provider, bounded in time and size. Returns status and body.

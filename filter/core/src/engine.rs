@@ -830,7 +830,9 @@ impl Engine {
     }
 
     /// A JSON (or, for browsers on rules with a login URL, redirect) refusal.
+    /// Without a rule's `login_url`, browsers go to the `login` section's login route.
     fn deny_for(&self, req: &Request<'_>, e: &Error, login_url: Option<&str>) -> LocalReply {
+        let login_url = login_url.or_else(|| self.login.as_ref().map(Login::login_path));
         if e.http_status() == 401 && req.wants_html() {
             if let Some(login) = login_url {
                 let rd = self
@@ -1047,7 +1049,8 @@ fn header_list(items: &[String]) -> String {
         .join(",")
 }
 
-fn html_escape(s: &str) -> String {
+/// `s` safe inside HTML text and attribute values.
+pub(crate) fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

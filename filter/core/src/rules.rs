@@ -21,7 +21,8 @@
 //!   also require roles, permissions, scopes or MFA.
 //! - `require.roles_any`, `roles_all`, `permissions`, `scopes`, `mfa`: what the caller must have;
 //!   see [`crate::policy`].
-//! - `login_url`: where a browser without a credential is redirected (a path on this site).
+//! - `login_url`: where a browser without a credential is redirected (a path on this site);
+//!   default: the `login` section's `login_path` when there is one, else a 401 like any client.
 //!
 //! [`Rule::authorize`] checks, in this order, and refuses with the first failure: credential kind
 //! (`credential_not_accepted`), then the [`crate::policy`] checks: path scope (`out_of_scope`),

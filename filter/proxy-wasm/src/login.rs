@@ -219,13 +219,11 @@ pub fn resolve_renewal_waiters(plugin: &Plugin, root_id: u32) {
             continue; // the client went away
         }
         if let Begin::Decide(req) = join_renewal(plugin, w.cx.clone(), w.due, w.since_ms) {
-            decide(
-                plugin,
-                &Cx {
-                    request: req,
-                    ..w.cx
-                },
-            );
+            let cx = Cx {
+                request: req,
+                ..w.cx
+            };
+            decide(plugin, &cx, verdict::Start::Decide);
         }
     }
     let _ = hostcalls::set_effective_context(root_id);
@@ -325,19 +323,7 @@ fn drive(plugin: &Plugin, cx: Cx, mut step: LoginStep) {
             },
             LoginStep::NeedIdentity(p) => {
                 // `/auth/me`: the request's own machine, started with `identify`.
-                let start = verdict::Start::Identify(p);
-                let next = verdict::decide_and_apply(
-                    plugin,
-                    &cx.request,
-                    cx.context_id,
-                    &cx.allowed,
-                    now_ms(),
-                    start,
-                );
-                if let Next::Wait = next {
-                    plugin.wake_root(cx.context_id);
-                }
-                return;
+                return decide(plugin, &cx, verdict::Start::Identify(p));
             }
         };
     }
@@ -413,19 +399,19 @@ fn renewed(plugin: &Plugin, cx: Cx, outcome: &RenewalOutcome) {
         let _ = crate::shared::with_renewal_board(&r.key, |b| b.finish(&r.key, outcome, now));
     }
     if let Begin::Decide(req) = apply_renewal(plugin, cx.clone(), outcome) {
-        decide(plugin, &Cx { request: req, ..cx });
+        decide(plugin, &Cx { request: req, ..cx }, verdict::Start::Decide);
     }
 }
 
-/// Decides a request that was held for a login call (in a callback: resumed when allowed).
-fn decide(plugin: &Plugin, cx: &Cx) {
+/// Runs a held request's machine (in a callback: the request is resumed when allowed).
+fn decide(plugin: &Plugin, cx: &Cx, start: verdict::Start) {
     let next = verdict::decide_and_apply(
         plugin,
         &cx.request,
         cx.context_id,
         &cx.allowed,
         now_ms(),
-        verdict::Start::Decide,
+        start,
     );
     match next {
         Next::Continue => {
@@ -444,13 +430,7 @@ pub fn send_reply(plugin: &Plugin, r: &LoginReply) {
         log(line);
     }
     plugin.count(|m| edgegate_envoy_glue::metrics::count_login_reply(m, r.status));
-    let headers: Vec<(&str, &str)> = r
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let body = (!r.body.is_empty()).then_some(r.body.as_bytes());
-    let _ = hostcalls::send_http_response(u32::from(r.status), headers, body);
+    verdict::send_local(r.status, &r.headers, &r.body);
 }
 
 /// Keeps the discovery document the provider's key set fetched, when it follows the login's

@@ -140,24 +140,11 @@ pub fn with_renewal_board<R>(
     mut f: impl FnMut(&mut edgegate::login::RenewalBoard) -> R,
 ) -> Option<R> {
     let key = renewal_key(fnv1a(cookie.as_bytes()) % RENEWAL_BUCKETS);
-    for _ in 0..16 {
-        let (bytes, cas) = hostcalls::get_shared_data(&key).ok()?;
-        let Some(cas) = cas else {
-            let _ = hostcalls::set_shared_data(&key, Some(b""), None);
-            continue;
-        };
-        let text = bytes
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        let mut board = edgegate::login::RenewalBoard::decode(&text);
+    update_bucket(&key, |text| {
+        let mut board = edgegate::login::RenewalBoard::decode(text);
         let r = f(&mut board);
-        match hostcalls::set_shared_data(&key, Some(board.encode().as_bytes()), Some(cas)) {
-            Ok(()) => return Some(r),
-            Err(Status::CasMismatch) => continue,
-            Err(_) => return None,
-        }
-    }
-    None
+        Ok((board.encode(), r))
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,31 +164,37 @@ pub fn claim_magic_link(jti: &str, expires_at: UnixTime, now: UnixTime) -> Claim
     }
     let id = hex(jti.as_bytes());
     let key = magic_key(fnv1a(jti.as_bytes()) % MAGIC_BUCKETS);
+    update_bucket(&key, |text| {
+        claim_in(text, &id, expires_at, now).map(|updated| (updated, Claim::Fresh))
+    })
+    .unwrap_or(Claim::Unavailable)
+}
+
+/// Rewrites bucket `key` by compare-and-swap: `f` turns its text into the new text and a
+/// result, or answers without writing (`Err`). Retried on a CAS mismatch, so `f` may run more
+/// than once. `None` when the store is unavailable or stays contended.
+fn update_bucket<R>(key: &str, mut f: impl FnMut(&str) -> Result<(String, R), R>) -> Option<R> {
     for _ in 0..16 {
-        let (bytes, cas) = match hostcalls::get_shared_data(&key) {
-            Ok(v) => v,
-            Err(_) => return Claim::Unavailable,
-        };
+        let (bytes, cas) = hostcalls::get_shared_data(key).ok()?;
         let Some(cas) = cas else {
             // The bucket is missing (should not happen after configure): create it, then retry.
-            let _ = hostcalls::set_shared_data(&key, Some(b""), None);
+            let _ = hostcalls::set_shared_data(key, Some(b""), None);
             continue;
         };
         let text = bytes
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
-        match claim_in(&text, &id, expires_at, now) {
-            Err(c) => return c,
-            Ok(updated) => {
-                match hostcalls::set_shared_data(&key, Some(updated.as_bytes()), Some(cas)) {
-                    Ok(()) => return Claim::Fresh,
-                    Err(Status::CasMismatch) => continue,
-                    Err(_) => return Claim::Unavailable,
-                }
-            }
+        let (updated, r) = match f(&text) {
+            Ok(x) => x,
+            Err(r) => return Some(r),
+        };
+        match hostcalls::set_shared_data(key, Some(updated.as_bytes()), Some(cas)) {
+            Ok(()) => return Some(r),
+            Err(Status::CasMismatch) => continue,
+            Err(_) => return None,
         }
     }
-    Claim::Unavailable
+    None
 }
 
 /// The bucket's new text with `id` added and expired entries dropped, or why not.

@@ -293,13 +293,17 @@ pub fn send(d: &LocalReply, plugin: Option<&Plugin>) {
     if let Some(p) = plugin {
         p.count(|m| metrics::count_reply(m, d));
     }
-    let headers: Vec<(&str, &str)> = d
-        .headers
+    send_local(d.status, &d.headers, &d.body);
+}
+
+/// Sends a response the core wrote (repeated header names each their own header).
+pub fn send_local(status: u16, headers: &[(String, String)], body: &str) {
+    let headers: Vec<(&str, &str)> = headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    let body = (!d.body.is_empty()).then_some(d.body.as_bytes());
-    let _ = hostcalls::send_http_response(u32::from(d.status), headers, body);
+    let body = (!body.is_empty()).then_some(body.as_bytes());
+    let _ = hostcalls::send_http_response(u32::from(status), headers, body);
 }
 
 fn log_denial(d: &LocalReply, req: &OwnedRequest) {

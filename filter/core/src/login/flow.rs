@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 use super::{AfterFailure, REFRESH_NONCE_BYTES};
 use super::{Discovery, Grant, Login, RefreshState, Renewal, Route, TokenRequest, TokenResponse};
-use crate::engine::{Engine, LocalReply, Verdict};
+use crate::engine::{html_escape, Engine, LocalReply, Verdict};
 use crate::error::{Error, Reason};
 use crate::identity::Identity;
 use crate::oidc::{self, Attempt, LOGIN_RANDOM_BYTES};
@@ -177,21 +177,6 @@ impl LoginReply {
             .filter(|(n, _)| n == "set-cookie")
             .map(|(_, v)| v.as_str())
     }
-}
-
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// What a login flow needs next.
@@ -1265,6 +1250,46 @@ mod tests {
         // ... but without a valid session it ends.
         let r = e.apply_renewal(&cookies, &outcome, false);
         assert_eq!(r.cookie_header.as_deref(), Some("a=1"));
+    }
+
+    #[test]
+    fn browsers_without_a_credential_go_to_the_login_route() {
+        let mut v = config_value();
+        v["rules"] = json!([
+            {"name": "app", "match": {"path": {"glob": "/app/**"}}, "require": {"roles_any": ["admin"]}},
+            {"name": "sso", "match": {"path": {"glob": "/sso"}}, "login_url": "/sso/start"}
+        ]);
+        let e = engine_from(&v).unwrap();
+        let decide = |path: &str, accept: &str| {
+            let headers = [("accept", accept)];
+            let req = crate::Request {
+                method: "GET",
+                path,
+                headers: &headers,
+            };
+            let mut cache = e.new_cache();
+            match e.decide(&req, &crate::verifier::NoRemoteKeys, &mut cache, NOW) {
+                crate::step::Step::Done(Verdict::Reply(d)) => d,
+                other => panic!("{other:?}"),
+            }
+        };
+        let browser = decide("/app/x?y=1", "text/html");
+        let location = browser
+            .headers
+            .iter()
+            .find(|(n, _)| n == "location")
+            .unwrap();
+        assert_eq!(
+            (browser.status, location.1.as_str()),
+            (302, "/auth/login?rd=%2Fapp%2Fx%3Fy%3D1")
+        );
+        // A rule's own login_url wins; API clients get the 401.
+        let own = decide("/sso", "text/html");
+        assert!(own
+            .headers
+            .iter()
+            .any(|(n, v)| n == "location" && v.starts_with("/sso/start?rd=")));
+        assert_eq!(decide("/app/x", "application/json").status, 401);
     }
 
     #[test]

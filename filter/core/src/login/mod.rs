@@ -151,6 +151,12 @@ impl Login {
         self.cluster.as_deref()
     }
 
+    /// The login route (`login_path`): where browsers without a credential are sent when their
+    /// rule names no `login_url`.
+    pub fn login_path(&self) -> &str {
+        &self.login_path
+    }
+
     /// The refresh cookie's name (`<session cookie>_refresh`).
     pub fn refresh_cookie_name(&self) -> &str {
         &self.refresh_cookie
