@@ -4,13 +4,20 @@
 #   `envoy/run.sh --native`: envoy/native/envoy.yaml, the native dynamic module)
 #   an echo upstream on 127.0.0.1:10001 (answers with the headers it received)
 #   a test IdP on 127.0.0.1:10002 (discovery + JWKS; mint tokens at /_control/mint)
-# then prints credentials and curl lines. Ctrl-C stops everything it started.
+#   a demo OpenID Provider on 127.0.0.1:10003 (envoy/demo/op.mjs, npm oidc-provider: one-click
+#   login as alice or bob), which the `login` section of envoy.yaml logs browsers in with
+# then prints credentials and curl lines. Ctrl-C stops everything it started (by PID).
+# Idempotent: what is installed or built already is reused; a second run while one is up stops
+# at the port check.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 cd "$repo"
 
 bash envoy/install.sh
+# The demo OP runs on npm oidc-provider from edge-worker/node_modules (installed only when
+# missing or not at the pinned version).
+bash edge-worker/deps.sh
 config=envoy/envoy.yaml
 logger=wasm
 if [[ "${1:-}" == "--native" ]]; then
@@ -20,12 +27,14 @@ if [[ "${1:-}" == "--native" ]]; then
     config=envoy/native/envoy.yaml
     logger=dynamic_modules
 else
-    wasm="$(bash envoy/build.sh)"
+    # EDGEGATE_WASM=FILE runs that build of the filter instead of building one.
+    wasm="${EDGEGATE_WASM:-$(bash envoy/build.sh)}"
     mkdir -p .tools
     cp "$wasm" .tools/edgegate_proxy_wasm.wasm   # the path envoy.yaml names (relative to the repo root)
 fi
 py=.tools/venv/bin/python
 log=.tools/envoy-demo.log
+op_log=.tools/demo-op.log
 
 pids=()
 cleanup() {
@@ -37,7 +46,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for port in 9901 10000 10001 10002; do
+for port in 9901 10000 10001 10002 10003; do
     if "$py" -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $port)) != 0)"; then
         echo "run.sh: 127.0.0.1:$port is already in use (another demo running?)" >&2
         exit 1
@@ -48,9 +57,28 @@ PYTHONPATH=envoy/tests "$py" -m support.upstream --port 10001 &
 pids+=($!)
 PYTHONPATH=envoy/tests "$py" -m support.idp --port 10002 --audience edgegate-demo &
 pids+=($!)
+node envoy/demo/op.mjs --port 10003 >"$op_log" 2>&1 &
+op_pid=$!
+pids+=($op_pid)
+# Envoy fetches the OP's keys at start: the OP first (else the first login waits for a retry).
+ready=""
+for _ in $(seq 1 100); do
+    if "$py" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:10003/.well-known/openid-configuration', timeout=1).status == 200 else 1)" 2>/dev/null; then
+        ready=1
+        break
+    fi
+    if ! kill -0 "$op_pid" 2>/dev/null; then break; fi
+    sleep 0.2
+done
+if [[ -z "$ready" ]]; then
+    echo "run.sh: the demo OP did not start; its log ($op_log):" >&2
+    tail -n 30 "$op_log" >&2 || true
+    exit 1
+fi
 .tools/venv/bin/envoy -c "$config" --concurrency 2 --disable-hot-restart \
     -l warning --component-log-level "$logger:info" --log-path "$log" &
-pids+=($!)
+envoy_pid=$!
+pids+=($envoy_pid)
 
 ready=""
 for _ in $(seq 1 150); do
@@ -58,7 +86,7 @@ for _ in $(seq 1 150); do
         ready=1
         break
     fi
-    if ! kill -0 "${pids[2]}" 2>/dev/null; then break; fi
+    if ! kill -0 "$envoy_pid" 2>/dev/null; then break; fi
     sleep 0.2
 done
 if [[ -z "$ready" ]]; then
@@ -73,9 +101,28 @@ apikey="$("$py" envoy/demo/mint.py apikey)"
 magic="$("$py" envoy/demo/mint.py magic --email ann@example.com)"
 idp_jwt="$("$py" -c "import json,urllib.request; r=urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:10002/_control/mint', data=b'{\"sub\": \"bob\"}', method='POST'), timeout=5); print(json.load(r)['token'])")"
 
+if [[ "$logger" == wasm ]]; then
+    login_info="Log in through Envoy (the login section of envoy/envoy.yaml, with the demo OP on :10003):
+  open http://127.0.0.1:10000/app in a browser; log in as alice (roles admin, staff) or bob
+  (staff) with one click, no password. You land back on /app, logged in: the echo shows
+  x-edgegate-subject. Then http://127.0.0.1:10000/auth/me (your identity as JSON),
+  http://127.0.0.1:10000/admin (alice only) and http://127.0.0.1:10000/auth/logout.
+  Headless, with curl and a cookie jar:
+  jar=\$(mktemp)
+  page=\$(curl -s -L -b \$jar -c \$jar -o /dev/null -w '%{url_effective}' 'http://127.0.0.1:10000/auth/login?rd=/app')
+  curl -s -L -b \$jar -c \$jar -d user=alice \"\$page/login\"     # through the OP and the callback to /app
+  curl -s -b \$jar http://127.0.0.1:10000/auth/me                  # {\"subject\":\"alice\",...}"
+else
+    login_info="Browser login: the native module does not serve the login section yet (run without
+  --native for it: the wasm filter logs browsers in through the demo OP on :10003)."
+fi
+
 cat <<INFO
 
-edgegate demo is up: http://127.0.0.1:10000   (admin http://127.0.0.1:9901, Envoy log $log)
+edgegate demo is up: http://127.0.0.1:10000   (admin http://127.0.0.1:9901, Envoy log $log,
+demo OP http://127.0.0.1:10003, its log $op_log)
+
+$login_info
 
 Demo credentials: paste these lines into another shell.
 export JWT='$jwt_user'
@@ -98,6 +145,6 @@ Then try:
   curl -s -X POST http://127.0.0.1:10002/_control/rotate                       # the IdP rotates its key
   curl -s http://127.0.0.1:9901/stats/prometheus | grep ^edgegate_             # metrics
 
-Ctrl-C stops Envoy, the upstream and the IdP.
+Ctrl-C stops Envoy, the upstream, the IdP and the demo OP.
 INFO
-wait "${pids[2]}"
+wait "$envoy_pid"

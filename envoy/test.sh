@@ -10,8 +10,8 @@
 # same cases the worker passes in workerd; edge-worker/test/envoy-host.mjs starts the Envoys).
 # They run when no pytest arguments are given and the wasm packaging is tested;
 # EDGEGATE_LOGIN_E2E=1 forces them, =0 skips them. Node dependencies come from
-# edge-worker/node_modules, installed as edge-worker/test.sh installs them (npm ci) only when a
-# devDependency is missing or not at its pinned version.
+# edge-worker/node_modules, installed by edge-worker/deps.sh (npm ci, as edge-worker/test.sh)
+# only when a devDependency is missing or not at its pinned version.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -33,6 +33,10 @@ done
 [[ ",${EDGEGATE_PACKAGINGS:-wasm,native}," == *,wasm,* ]] || login_e2e=0
 login_e2e="${EDGEGATE_LOGIN_E2E:-$login_e2e}"
 
+# Node dependencies (edge-worker/node_modules: the demo OP of test_demo.py, the login suites),
+# installed only when one is missing or not at its pinned version.
+bash "$repo/edge-worker/deps.sh"
+
 # Run the whole suite unless a test file or directory is named.
 paths=()
 for a in "$@"; do [[ -e "${a%%::*}" ]] && paths+=("$a"); done
@@ -49,19 +53,6 @@ fi
 
 if [[ "$login_e2e" == 1 ]]; then
     worker="$repo/edge-worker"
-    # installed = every devDependency of edge-worker/package.json at its pinned version
-    if ! (cd "$worker" && node -e '
-        const fs = require("fs");
-        for (const [name, version] of Object.entries(require("./package.json").devDependencies)) {
-          let got;
-          try { got = JSON.parse(fs.readFileSync(`node_modules/${name}/package.json`, "utf8")).version; } catch {}
-          if (got !== version) process.exit(1);
-        }'); then
-        echo "test.sh: installing edge-worker's node dependencies (npm ci)" >&2
-        # as edge-worker/test.sh: `npm install` from the same lock file when `npm ci` refuses it
-        (cd "$worker" && { npm ci --no-audit --no-fund --loglevel=error 2>/dev/null \
-            || npm install --no-audit --no-fund --no-save --loglevel=error; })
-    fi
     echo "test.sh: the login suites shared with the edge worker, against Envoy (EDGEGATE_RP_HOSTS=envoy)"
     set +e
     (cd "$worker" && EDGEGATE_RP_HOSTS=envoy timeout 900 node --test --test-timeout=60000 \

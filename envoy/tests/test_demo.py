@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import socket
+import subprocess
+import time
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
+import requests
 import yaml
 
 from support import envoyproc
@@ -54,6 +59,18 @@ def test_mint_py_matches_the_inline_config():
     assert cfg["magic_links"]["keys"] == [{"kid": mint.MAGIC_KID, "secret": mint.MAGIC_SECRET}]
 
 
+def test_the_demo_op_matches_the_login_section():
+    """envoy/demo/op.mjs registers the client and redirect URI envoy.yaml's login section uses."""
+    login = inline_config()["login"]
+    op = (ENVOY_DIR / "demo" / "op.mjs").read_text()
+    assert f'CLIENT_ID = "{login["client_id"]}"' in op
+    assert f'CLIENT_SECRET = "{login["client_secret"]}"' in op
+    assert login["redirect_uri"] == "http://127.0.0.1:10000/auth/callback"
+    assert '`${APP}/auth/callback`' in op and '"http://127.0.0.1:10000"' in op
+    provider = next(p for p in inline_config()["jwt"]["providers"] if p["name"] == login["provider"])
+    assert provider["issuer"] == "http://127.0.0.1:10003" and login["client_id"] in provider["audiences"]
+
+
 def test_the_native_example_is_the_demo_with_the_module():
     """envoy/native/envoy.yaml differs from envoy.yaml only in the filter (same edgegate JSON,
     now the dynamic module's filter_config) and in how metrics get their labels."""
@@ -74,17 +91,34 @@ def test_the_native_example_is_the_demo_with_the_module():
     assert native_doc == wasm_doc
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture
-def demo(tmp_path, packaging, upstream):
-    """The shipped demo config of the packaging (envoy.yaml, envoy/native/envoy.yaml), run."""
+def demo_ports():
+    """The demo's listener and OP ports (10000, 10003 in envoy.yaml), moved to free ones."""
+    return free_port(), free_port()
+
+
+@pytest.fixture
+def demo(tmp_path, packaging, upstream, demo_ports):
+    """The shipped demo config of the packaging (envoy.yaml, envoy/native/envoy.yaml), run; its
+    listener (and login section's redirect_uri) and the demo OP's cluster on `demo_ports`
+    (nothing listens on the OP's unless a test asks for `demo_op`)."""
     idp = IdPServer(idp=IdP(audience="edgegate-demo")).start()
+    port, op_port = demo_ports
     # Comment lines dropped (they mention the demo ports); everything else as shipped.
     text = "\n".join(ln for ln in YAMLS[packaging.kind].splitlines() if not ln.lstrip().startswith("#"))
     text = text.replace("port_value: 9901", "port_value: 0")
-    text = text.replace("port_value: 10000", "port_value: 0").replace("10001", str(upstream.port)).replace("10002", str(idp.port))
+    text = text.replace("10000", str(port)).replace("10001", str(upstream.port)).replace("10002", str(idp.port))
+    text = text.replace("10003", str(op_port))
     text = text.replace("filename: .tools/edgegate_proxy_wasm.wasm", f"filename: {packaging.path}")
-    assert re.search(r"\b1000[0-2]\b|9901", text) is None
+    assert re.search(r"\b1000[0-3]\b|9901", text) is None
     env = envoyproc.Envoy(tmp_path / "envoy", text)
+    env.op_port = op_port
     try:
         yield env.start(), idp
     finally:
@@ -109,6 +143,89 @@ def test_demo_config_serves_the_demo_credentials(demo):
     assert post(env.url("/auth/magic"), data={"token": token}).status_code == 302
     prom = env.prometheus()
     assert 'edgegate_allowed{credential="jwt"}' in prom
+
+
+@pytest.fixture
+def demo_op(demo_ports):
+    """envoy/demo/op.mjs (npm oidc-provider, edge-worker/node_modules) on the demo's OP port,
+    started before Envoy (as envoy/run.sh does: Envoy fetches the OP's keys at start); stopped
+    by PID."""
+    port, op_port = demo_ports
+    op = subprocess.Popen(
+        ["node", str(ENVOY_DIR / "demo" / "op.mjs"), "--port", str(op_port)],
+        env={**os.environ, "EDGEGATE_DEMO_APP": f"http://127.0.0.1:{port}"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert op.poll() is None, op.stdout.read().decode()
+            try:
+                if get(f"http://127.0.0.1:{op_port}/.well-known/openid-configuration").status_code == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the demo OP did not start"
+            time.sleep(0.2)
+        yield op
+    finally:
+        op.terminate()
+        try:
+            op.wait(5)
+        except subprocess.TimeoutExpired:
+            op.kill()
+            op.wait()
+
+
+class Browser:
+    """Follows redirects by hand with one cookie store for 127.0.0.1 (like a browser's, keyed by
+    host, not port: Secure cookies count on http://127.0.0.1, a secure context for browsers)."""
+
+    def __init__(self) -> None:
+        self.cookies: dict[str, str] = {}
+
+    def go(self, url: str, data: dict | None = None, stop_at: str | None = None):
+        for _ in range(15):
+            headers = {"accept": "text/html"}
+            if self.cookies:
+                headers["cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+            r = requests.request("POST" if data else "GET", url, data=data, headers=headers,
+                                 allow_redirects=False, timeout=10)
+            for line in r.raw.headers.getlist("set-cookie"):
+                name, _, rest = line.partition("=")
+                value = rest.split(";", 1)[0]
+                if "max-age=0" in line.lower().replace(" ", ""):
+                    self.cookies.pop(name.strip(), None)
+                else:
+                    self.cookies[name.strip()] = value
+            if r.status_code not in (302, 303) or (stop_at and r.headers["location"].startswith(stop_at)):
+                return r
+            url, data = urljoin(url, r.headers["location"]), None
+        raise AssertionError("too many redirects")
+
+
+def test_the_demo_logs_a_browser_in(demo_op, demo, packaging):
+    """What envoy/run.sh's banner and the README promise: /app sends a browser to the demo OP,
+    one click as alice logs in, and /auth/me answers her identity."""
+    if packaging.kind != "wasm":
+        pytest.skip("the native module does not serve the login section yet")
+    env, _ = demo
+    b = Browser()
+    page = b.go(env.url("/app"))
+    assert page.status_code == 200 and "Log in as alice" in page.text, page.text
+    action = re.search(r'action="([^"]+)"', page.text).group(1)
+    app = b.go(f"http://127.0.0.1:{env.op_port}{action}", data={"user": "alice"})
+    assert app.status_code == 200, (app.status_code, app.text, env.log_tail())
+    seen = app.json()["headers"]
+    assert seen["x-edgegate-subject"] == "alice" and seen["x-edgegate-credential"] == "session"
+    assert seen["x-edgegate-roles"] == "admin,staff" and seen["x-edgegate-provider"] == "op"
+    assert {"edgegate_session", "edgegate_session_refresh"} <= b.cookies.keys()
+    me = b.go(env.url("/auth/me")).json()
+    assert me["subject"] == "alice" and me["email"] == "alice@example.com", me
+    assert b.go(env.url("/admin")).status_code == 200
+    out = b.go(env.url("/auth/logout"), stop_at=f"http://127.0.0.1:{env.op_port}/session/end")
+    assert out.status_code == 302 and "edgegate_session" not in b.cookies
+    assert b.go(env.url("/auth/me")).status_code == 401
 
 
 def test_demo_config_hardening_settings_hold(demo, upstream):
