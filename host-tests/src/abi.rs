@@ -1021,11 +1021,39 @@ fn define_wasi(l: &mut Linker<VmState>, w: &str) -> Result<()> {
         }
         Ok(wasi_written(write(c, ptr, &st)))
     });
-    for name in ["environ_sizes_get", "args_sizes_get"] {
-        import!(l, w, name, |c, count_ptr: i32, size_ptr: i32| Ok(
-            wasi_written(write_u32(c, count_ptr, 0) && write_u32(c, size_ptr, 0))
-        ));
-    }
+    import!(
+        l,
+        w,
+        "args_sizes_get",
+        |c, count_ptr: i32, size_ptr: i32| Ok(wasi_written(
+            write_u32(c, count_ptr, 0) && write_u32(c, size_ptr, 0)
+        ))
+    );
+    import!(
+        l,
+        w,
+        "environ_sizes_get",
+        |c, count_ptr: i32, size_ptr: i32| {
+            let env = c.data().environ();
+            let size: usize = env.iter().map(Vec::len).sum();
+            Ok(wasi_written(
+                write_u32(c, count_ptr, env.len() as u32) && write_u32(c, size_ptr, size as u32),
+            ))
+        }
+    );
+    // Pointers to each `NAME=value\0` in `environ`, the strings back to back in `buf`.
+    import!(l, w, "environ_get", |c, environ: i32, buf: i32| {
+        let env = c.data().environ();
+        let mut at = buf;
+        let mut ok = true;
+        for (i, e) in env.iter().enumerate() {
+            ok = ok
+                && write_u32(c, environ.wrapping_add(4 * i as i32), at as u32)
+                && write(c, at, e);
+            at = at.wrapping_add(e.len() as i32);
+        }
+        Ok(wasi_written(ok))
+    });
     // The realtime and monotonic clocks both read the world's clock.
     let clock = |id: i32| check(id == 0 || id == 1, errno::NOTSUP);
     import!(
@@ -1045,7 +1073,11 @@ fn define_wasi(l: &mut Linker<VmState>, w: &str) -> Result<()> {
     import!(l, w, "random_get", |c, ptr: i32, len: i32| {
         let n = len as u32 as usize;
         check(n <= 64 * 1024, errno::INVAL)?;
-        let bytes = lock(&c.data().world).random(n);
+        let bytes = match c.data().random {
+            crate::RandomMode::Bytes => lock(&c.data().world).random(n),
+            crate::RandomMode::Zeros => vec![0; n],
+            crate::RandomMode::Errno(code) => return Err(refuse(code)),
+        };
         Ok(wasi_written(write(c, ptr, &bytes)))
     });
     import!(
@@ -1067,7 +1099,6 @@ fn define_wasi(l: &mut Linker<VmState>, w: &str) -> Result<()> {
         ("fd_seek", &[I32, I64, I32, I32], 0),
         ("fd_prestat_get", &[I32, I32], errno::BADF),
         ("fd_prestat_dir_name", &[I32, I32, I32], errno::NOSYS),
-        ("environ_get", &[I32, I32], 0),
         ("args_get", &[I32, I32], 0),
         ("sched_yield", &[], 0),
     ] {

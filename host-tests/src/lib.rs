@@ -30,6 +30,18 @@ mod headers;
 mod state;
 
 pub use foreign::ForeignMode;
+
+/// What WASI `random_get` does in this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RandomMode {
+    /// Deterministic, non-zero pseudo-random bytes (the default; reproducible, never secret).
+    #[default]
+    Bytes,
+    /// Success, but every byte zero (a host with no entropy that does not say so).
+    Zeros,
+    /// The call fails with this WASI errno (e.g. 52 = ENOSYS), writing nothing.
+    Errno(i32),
+}
 pub use headers::Headers;
 pub use state::{HttpCall, LocalResponse, LogEntry, MetricKind, MetricValue};
 pub use wasmtime::{Error, Result};
@@ -206,6 +218,8 @@ impl Vm {
             done_calls: Vec::new(),
             foreign: ForeignMode::default(),
             verify_calls: Vec::new(),
+            random: RandomMode::default(),
+            env: Vec::new(),
             limits: StoreLimitsBuilder::new().memory_size(1 << 30).build(),
         };
         let mut store = Store::new(&engine, state);
@@ -674,7 +688,7 @@ impl Host {
     /// A second VM of the same module sharing this one's world (clock, shared data, queues,
     /// metrics), as Envoy runs one VM per worker thread. Configure it with [`Host::configure`].
     pub fn spawn_vm(&self) -> Result<Host> {
-        let (module, vm_id, root_id, vm_config) = {
+        let (module, vm_id, root_id, vm_config, random, env) = {
             let v = self.vm.borrow();
             let d = v.store.data();
             (
@@ -682,6 +696,8 @@ impl Host {
                 d.vm_id.clone(),
                 d.root_id.clone(),
                 d.vm_config.clone(),
+                d.random,
+                d.env.clone(),
             )
         };
         let allow = self.vm.borrow().allow_on_headers_stop_iteration;
@@ -691,6 +707,8 @@ impl Host {
         d.vm_id = vm_id;
         d.root_id = root_id;
         d.vm_config = vm_config;
+        d.random = random;
+        d.env = env;
         Ok(Host {
             vm: Rc::new(RefCell::new(vm)),
             world: self.world.clone(),
@@ -741,6 +759,20 @@ impl Host {
     /// What the `verify_signature` foreign function does (default: verifies, as Envoy).
     pub fn set_foreign_mode(&mut self, mode: ForeignMode) {
         self.vm.borrow_mut().store.data_mut().foreign = mode;
+    }
+
+    /// What WASI `random_get` does (default [`RandomMode::Bytes`]); set it before `configure`.
+    pub fn set_random_mode(&mut self, mode: RandomMode) {
+        self.vm.borrow_mut().store.data_mut().random = mode;
+    }
+
+    /// The VM's environment variables (Envoy's `vm_config.environment_variables`), read by the
+    /// module with WASI `environ_sizes_get`/`environ_get`. Replaces any set before.
+    pub fn set_env(&mut self, vars: &[(&str, &str)]) {
+        self.vm.borrow_mut().store.data_mut().env = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
     }
 
     /// The hash function of every `verify_signature` call whose argument parsed, in order.

@@ -384,6 +384,24 @@ pub(crate) struct VmState {
     pub foreign: crate::ForeignMode,
     /// Hash function of each parsed `verify_signature` call.
     pub verify_calls: Vec<String>,
+    /// What WASI `random_get` does.
+    pub random: crate::RandomMode,
+    /// The VM's environment (`vm_config.environment_variables`), for WASI `environ_get`.
+    pub env: Vec<(String, String)>,
+}
+
+impl VmState {
+    /// The environment as WASI lays it out: `NAME=value\0` strings.
+    pub fn environ(&self) -> Vec<Vec<u8>> {
+        self.env
+            .iter()
+            .map(|(k, v)| {
+                let mut e = format!("{k}={v}").into_bytes();
+                e.push(0);
+                e
+            })
+            .collect()
+    }
 }
 
 impl VmState {

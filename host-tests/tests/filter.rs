@@ -211,30 +211,28 @@ fn a_bad_config_is_refused_with_its_errors_logged() {
 }
 
 #[test]
-fn a_login_section_is_accepted_with_a_warning_that_envoy_does_not_serve_it() {
+fn a_login_section_is_served_not_ignored() {
+    // (tests/login.rs drives the whole login; this only checks the routes are not ordinary
+    // requests any more, as they were when Envoy ignored the section.)
     let mut cfg = config(false);
-    let mut host = host_with(&cfg);
-    assert!(
-        !host.logged("served by the edge worker only"),
-        "{:#?}",
-        host.logs()
-    );
     cfg["login"] = json!({
         "provider": "local",
         "client_id": "edge",
-        "client_secret": "not-used-by-envoy",
+        "client_secret": "a-client-secret",
         "redirect_uri": "https://app.example.com/auth/callback"
     });
-    host = host_with(&cfg);
-    assert!(
-        host.logged("login (OIDC /auth/login, callback, logout, /auth/me) is served by the edge worker only; Envoy ignores it"),
-        "{:#?}",
-        host.logs()
-    );
-    // The route is not served: /auth/login is an ordinary request (no credential: 401).
+    let mut host = host_with(&cfg);
+    assert!(!host.logged("Envoy ignores it"), "{:#?}", host.logs());
+    // /auth/login waits for the provider's discovery document, not a 401.
     let mut req = host.request(&get("/auth/login", &[]));
-    let a = req.headers();
-    assert_eq!(local(&a).status, 401);
+    assert_eq!(req.headers(), Action::Pause, "{:?}", req.local_response());
+    let calls = host.pending_http_calls();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(
+        calls[0].headers.get(":path").as_deref(),
+        Some("/.well-known/openid-configuration")
+    );
+    assert_eq!(calls[0].upstream, "local.test");
     no_traps(&host);
 }
 
