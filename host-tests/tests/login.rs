@@ -567,7 +567,6 @@ fn discovery_that_times_out_is_a_503_json_or_html_and_the_next_login_works() {
 }
 
 #[test]
-#[ignore = "filter bug (proxy-wasm/src/login.rs on_call_response): a reset IdP callout traps the VM"]
 fn discovery_whose_connection_resets_is_a_503_json_or_html_and_the_next_login_works() {
     discovery_that_never_answers(Silence::Reset);
 }
@@ -630,7 +629,6 @@ fn a_token_endpoint_that_times_out_is_a_503_and_ends_the_attempt() {
 }
 
 #[test]
-#[ignore = "filter bug (proxy-wasm/src/login.rs on_call_response): a reset IdP callout traps the VM"]
 fn a_token_endpoint_whose_connection_resets_is_a_503_and_ends_the_attempt() {
     token_endpoint_never_answers(Silence::Reset);
 }
@@ -1195,7 +1193,6 @@ fn a_renewal_that_times_out_keeps_a_still_valid_session() {
 }
 
 #[test]
-#[ignore = "filter bug (proxy-wasm/src/login.rs on_call_response): a reset IdP callout traps the VM"]
 fn a_renewal_whose_connection_resets_keeps_a_still_valid_session() {
     renewal_never_answered(Silence::Reset);
 }

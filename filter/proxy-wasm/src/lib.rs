@@ -283,7 +283,7 @@ impl Context for Root {
     fn on_http_call_response(
         &mut self,
         token: u32,
-        _headers: usize,
+        num_headers: usize,
         body_size: usize,
         _trailers: usize,
     ) {
@@ -293,7 +293,7 @@ impl Context for Root {
         let now = now();
         let Some(r) = self.remotes.iter_mut().find(|r| r.owns(token)) else {
             // Envoy delivers every call's response to the root context: a login's call.
-            login::on_call_response(&plugin, token, body_size);
+            login::on_call_response(&plugin, token, num_headers, body_size);
             let _ = hostcalls::set_effective_context(self.id);
             return;
         };
@@ -421,9 +421,9 @@ struct Http {
 }
 
 impl Context for Http {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _t: usize) {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body_size: usize, _t: usize) {
         if let Some(plugin) = self.plugin.clone() {
-            login::on_call_response(&plugin, token, body_size);
+            login::on_call_response(&plugin, token, headers, body_size);
         }
     }
 }

@@ -527,7 +527,7 @@ fn park(plugin: &Plugin, token: u32, cx: Cx, pending: Pending) {
 }
 
 /// The response (or failure: no `:status`) of a login call; false when `token` is not one.
-pub fn on_call_response(plugin: &Plugin, token: u32, body_size: usize) -> bool {
+pub fn on_call_response(plugin: &Plugin, token: u32, num_headers: usize, body_size: usize) -> bool {
     let call = {
         let Ok(mut calls) = plugin.login.calls.try_borrow_mut() else {
             return false;
@@ -537,12 +537,18 @@ pub fn on_call_response(plugin: &Plugin, token: u32, body_size: usize) -> bool {
         };
         calls.swap_remove(i)
     };
-    // Read the response before switching to the request's context.
-    let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten()
-        .and_then(|s| String::from_utf8(s).ok())
-        .and_then(|s| s.parse::<u16>().ok());
+    // Read the response before switching to the request's context. A failed call (reset,
+    // timeout) has no header map at all: reading a value of it would make the SDK trap.
+    let status = if num_headers == 0 {
+        None
+    } else {
+        hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(n, _)| n == ":status")
+            .and_then(|(_, v)| String::from_utf8(v).ok())
+            .and_then(|s| s.parse::<u16>().ok())
+    };
     let want = body_size.min(MAX_RESPONSE_BYTES.saturating_add(1));
     let body = match status {
         Some(_) if want > 0 => hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, want)
