@@ -294,3 +294,25 @@ def test_config_istio_renders_the_hardening_envoyfilter(edgegate_bin, config_fil
     tc = dict(patch["patch"]["value"]["typed_config"])
     assert tc.pop("@type").endswith("HttpConnectionManager")
     assert tc == envoyproc.HARDENING
+
+
+def test_config_istio_renders_the_login_pieces_of_the_manifest(edgegate_bin, wasm_path, tmp_path):
+    """`edgegate config istio` on the manifest's own config with its clusters left out renders
+    what envoy/istio/wasmplugin.yaml has by hand: both clusters set to the ServiceEntry's, the
+    ServiceEntry and DestinationRule (same specs), the secret from the proxy's environment."""
+    manifest = Path(__file__).resolve().parents[1] / "istio" / "wasmplugin.yaml"
+    shipped = {d["kind"]: d for d in yaml.safe_load_all(manifest.read_text()) if d}
+    conf = json.loads(json.dumps(shipped["WasmPlugin"]["spec"]["pluginConfig"]))
+    del conf["login"]["cluster"]
+    del conf["jwt"]["providers"][0]["remote_jwks"]["cluster"]
+    f = tmp_path / "edgegate.json"
+    f.write_text(json.dumps(conf))
+    out = cli(edgegate_bin, "config", "istio", "-c", str(f), "--wasm", str(wasm_path), "--namespace", "desk").stdout
+    docs = {d["kind"]: d for d in yaml.safe_load_all(out) if d}
+    assert {"WasmPlugin", "EnvoyFilter", "ServiceEntry", "DestinationRule"} <= docs.keys()
+    spec = docs["WasmPlugin"]["spec"]
+    assert spec["pluginConfig"] == shipped["WasmPlugin"]["spec"]["pluginConfig"]
+    assert spec["vmConfig"] == shipped["WasmPlugin"]["spec"]["vmConfig"]
+    for kind in ("ServiceEntry", "DestinationRule"):
+        assert docs[kind]["spec"] == shipped[kind]["spec"], kind
+        assert docs[kind]["metadata"]["namespace"] == "desk"

@@ -167,3 +167,20 @@ def test_the_envoyfilter_sets_the_hardening_and_envoy_accepts_and_applies_it(sta
     assert get(env.url("/api/x"), headers={"x_edgegate_roles": "admin"}).status_code == 400
     r = get(env.url("/api%2Fx"))
     assert r.status_code == 400, r.text
+
+
+def test_the_plugin_config_logs_in_through_the_serviceentry_cluster():
+    """The manifest's login section reaches the IdP through the ServiceEntry's cluster (the only
+    kind of cluster Istio makes), and takes the client secret from the proxy's environment."""
+    docs = manifest_docs(MANIFEST)
+    spec = plugin()["spec"]
+    conf = spec["pluginConfig"]
+    host = docs["ServiceEntry"]["spec"]["hosts"][0]
+    port = docs["ServiceEntry"]["spec"]["ports"][0]["number"]
+    outbound = f"outbound|{port}||{host}"
+    assert conf["login"]["cluster"] == outbound
+    assert conf["jwt"]["providers"][0]["remote_jwks"]["cluster"] == outbound
+    assert "client_secret" not in conf["login"]
+    assert spec["vmConfig"]["env"] == [{"name": "OIDC_CLIENT_SECRET", "valueFrom": "HOST"}]
+    tls = docs["DestinationRule"]["spec"]["trafficPolicy"]["portLevelSettings"][0]
+    assert tls["port"]["number"] == port and tls["tls"] == {"mode": "SIMPLE", "sni": host}

@@ -1058,3 +1058,121 @@ fn config_renderers_refuse_a_config_that_fails_the_check() {
         assert!(o.stderr.contains("error: realm:"), "{args:?}: {}", o.stderr);
     }
 }
+
+/// A config whose `login` logs in with the provider `issuer` (keys from `jwks`).
+fn login_config(issuer: &str, jwks: &str, login_extra: Value) -> Value {
+    let mut login = json!({
+        "provider": "op",
+        "client_id": "desk-gate",
+        "redirect_uri": "https://desk.example.com/auth/callback",
+    });
+    if let (Some(login), Some(extra)) = (login.as_object_mut(), login_extra.as_object()) {
+        login.extend(extra.clone());
+    }
+    json!({
+        "realm": "desk",
+        "jwt": {"providers": [
+            {"name": "op", "issuer": issuer, "algorithms": ["RS256"],
+             "remote_jwks": {"jwks_uri": jwks}}
+        ]},
+        "session": {"keys": [{"kid": "s1", "secret": SESSION_SECRET}]},
+        "login": login,
+        "rules": [{"name": "app", "match": {"path": {"prefix": "/"}}, "credentials": ["session"],
+                   "login_url": "/auth/login"}]
+    })
+}
+
+#[test]
+fn config_istio_renders_what_login_needs_under_istio() {
+    let wasm = temp_file("edgegate_proxy_wasm.wasm", b"\0asm\x01\0\0\0");
+    let wasm = wasm.to_str().unwrap();
+    // One IdP host (Keycloak): login.cluster and remote_jwks.cluster become its ServiceEntry's
+    // cluster, with the ServiceEntry and the TLS-originating DestinationRule; the secret comes
+    // from the proxy's environment.
+    let cfg = login_config(
+        "https://sso.example.com/realms/desk",
+        "https://sso.example.com/realms/desk/protocol/openid-connect/certs",
+        json!({}),
+    );
+    let o = render(
+        "istio",
+        &config_file(&cfg),
+        &["--wasm", wasm, "--namespace", "desk"],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let plugin = embedded_json(&o.stdout, "pluginConfig:", Some("\n---"));
+    assert_eq!(plugin["login"]["cluster"], "outbound|80||sso.example.com");
+    assert_eq!(
+        plugin["jwt"]["providers"][0]["remote_jwks"]["cluster"],
+        "outbound|80||sso.example.com"
+    );
+    let mut expected = cfg.clone();
+    expected["login"]["cluster"] = json!("outbound|80||sso.example.com");
+    expected["jwt"]["providers"][0]["remote_jwks"]["cluster"] =
+        json!("outbound|80||sso.example.com");
+    assert_eq!(plugin, expected, "nothing else changes");
+    assert_contains_all(
+        &o.stdout,
+        [
+            "  vmConfig:\n    env:\n      - name: OIDC_CLIENT_SECRET\n        valueFrom: HOST\n",
+            "kind: ServiceEntry",
+            "  hosts: [\"sso.example.com\"]",
+            "      targetPort: 443",
+            "kind: DestinationRule",
+            "          mode: SIMPLE\n          sni: \"sso.example.com\"",
+            "  namespace: \"desk\"",
+            "# login.cluster set to \"outbound|80||sso.example.com\"",
+        ],
+    );
+    assert_eq!(
+        o.stdout.matches("kind: ServiceEntry").count(),
+        1,
+        "one per host"
+    );
+
+    // A cluster the config sets is kept; a secret in the config needs no vmConfig.
+    let cfg = login_config(
+        "https://sso.example.com/realms/desk",
+        "https://keys.example.com/certs",
+        json!({"cluster": "outbound|443||sso.example.com", "client_secret": "s3cret"}),
+    );
+    let o = render("istio", &config_file(&cfg), &["--wasm", wasm]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let plugin = embedded_json(&o.stdout, "pluginConfig:", Some("\n---"));
+    assert_eq!(plugin["login"]["cluster"], "outbound|443||sso.example.com");
+    assert_eq!(
+        plugin["jwt"]["providers"][0]["remote_jwks"]["cluster"],
+        "outbound|80||keys.example.com"
+    );
+    assert!(!o.stdout.contains("vmConfig:"), "{}", o.stdout);
+    assert!(o.stdout.contains("  hosts: [\"keys.example.com\"]"));
+    assert!(!o.stdout.contains("  hosts: [\"sso.example.com\"]"));
+
+    // Google: the token endpoint is on another host, so login.cluster stays unset and the
+    // output says what to add; the keys still get their ServiceEntry.
+    let cfg = login_config(
+        "https://accounts.google.com",
+        "https://www.googleapis.com/oauth2/v3/certs",
+        json!({}),
+    );
+    let o = render("istio", &config_file(&cfg), &["--wasm", wasm]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let plugin = embedded_json(&o.stdout, "pluginConfig:", Some("\n---"));
+    assert!(plugin["login"].get("cluster").is_none(), "{plugin}");
+    assert_eq!(
+        plugin["jwt"]["providers"][0]["remote_jwks"]["cluster"],
+        "outbound|80||www.googleapis.com"
+    );
+    assert_contains_all(
+        &o.stdout,
+        [
+            "# login.cluster is NOT set",
+            "applyTo: CLUSTER",
+            "docs/idp/google.md",
+        ],
+    );
+
+    // Without a login section nothing of this is rendered.
+    let o = render("istio", &default_config_file(), &["--wasm", wasm]);
+    assert!(!o.stdout.contains("ServiceEntry") && !o.stdout.contains("vmConfig"));
+}
