@@ -4,7 +4,7 @@
 //! and in how the keys reach the threads that verify (shared data, a process-wide snapshot).
 //!
 //! The Envoy cluster a fetch goes to is the source's `cluster`; when it is not set, a cluster
-//! named after the URL's authority (`host:port`, e.g. `idp.example.com:443` or
+//! named after the URL's authority as the URL writes it (e.g. `idp.example.com` or
 //! `127.0.0.1:10002`), so that the OIDC discovery document and the JWKS, which may live on
 //! different hosts, each reach theirs.
 

@@ -90,8 +90,9 @@ pub struct LoginConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refresh_keys: Vec<RefreshKeyConfig>,
     /// Envoy only: the cluster that discovery and token requests go to. Default: a cluster
-    /// named after each URL's authority (`idp.example.com:443`), as for `remote_jwks`. The
-    /// worker reaches the provider with `fetch` and ignores it.
+    /// named after each URL's authority as the URL writes it (`idp.example.com`,
+    /// `127.0.0.1:10002`), as for `remote_jwks`. The worker reaches the provider with `fetch`
+    /// and ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
 }
