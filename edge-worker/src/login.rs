@@ -13,8 +13,7 @@ use std::cell::RefCell;
 
 use edgegate::login::{
     Discovery, DiscoveryStep, Join, LogLevel, LogLine, LoginReply, LoginStep, RenewalBoard,
-    RenewalOutcome, Route, RouteRequest, DISCOVERY_TTL_SECONDS, FLOW_RANDOM_BYTES,
-    MAX_RESPONSE_BYTES,
+    RenewalOutcome, Route, DISCOVERY_TTL_SECONDS, FLOW_RANDOM_BYTES, MAX_RESPONSE_BYTES,
 };
 use edgegate::{Error, Identity, Reason, UnixTime, Verdict};
 use js_sys::Reflect;
@@ -97,13 +96,6 @@ fn cookie_header(incoming: &[(String, String)]) -> String {
         .map(|(_, v)| v.as_str())
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-fn wants_html(incoming: &[(String, String)]) -> bool {
-    incoming
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("accept"))
-        .is_some_and(|(_, a)| a.contains("text/html"))
 }
 
 fn client_secret(env: &JsValue) -> Option<String> {
@@ -190,16 +182,10 @@ pub(crate) async fn serve(
     env: &JsValue,
     head: &crate::drive::Head<'_>,
 ) -> Result<Response, JsValue> {
-    let cookies = cookie_header(head.incoming);
-    let req = RouteRequest {
-        method: head.method,
-        path: head.path,
-        cookie_header: &cookies,
-        wants_html: wants_html(head.incoming),
-    };
     let secret = client_secret(env);
     let rnd = random();
-    let Some(Some(step)) = with_engine(|e| e.login_route(&req, &rnd, secret.as_deref())) else {
+    let start = |e: &edgegate::Engine| head.with(|r| e.login_route(r, &rnd, secret.as_deref()));
+    let Some(Some(step)) = with_engine(start) else {
         return internal_error();
     };
     match drive(head, step).await? {

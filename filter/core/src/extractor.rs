@@ -44,6 +44,11 @@ impl<'a> Request<'a> {
             .find_map(|h| crate::session::find_cookie(h, name))
     }
 
+    /// Every `cookie` header, joined with `; ` (as one header would carry them).
+    pub fn cookie_header(&self) -> String {
+        self.header_values("cookie").collect::<Vec<_>>().join("; ")
+    }
+
     /// The raw (still percent-encoded) value of a query parameter.
     pub fn query_param(&self, name: &str) -> Option<&'a str> {
         let query = self.path.split_once('?')?.1;

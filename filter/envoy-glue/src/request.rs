@@ -120,13 +120,6 @@ impl OwnedRequest {
         }
     }
 
-    /// The client prefers HTML (a browser).
-    pub fn wants_html(&self) -> bool {
-        self.headers
-            .iter()
-            .any(|(n, v)| n == "accept" && v.contains("text/html"))
-    }
-
     /// Runs `f` with a borrowed [`Request`].
     pub fn with<R>(&self, f: impl FnOnce(&Request<'_>) -> R) -> R {
         let headers: Vec<(&str, &str)> = self

@@ -395,7 +395,7 @@ impl RootContext for Root {
             id: context_id,
             plugin: self.plugin.clone(),
             allowed: Rc::new(Cell::new(false)),
-            set_cookies: Rc::new(RefCell::new(Vec::new())),
+            set_cookies: None,
             form: None,
         }))
     }
@@ -415,7 +415,8 @@ struct Http {
     /// paused headers upstream.
     allowed: Rc<Cell<bool>>,
     /// `Set-Cookie` values for the upstream's response (a renewed session).
-    set_cookies: Rc<RefCell<Vec<String>>>,
+    /// Only with a `login` section: requests without one allocate nothing for it.
+    set_cookies: Option<Rc<RefCell<Vec<String>>>>,
     /// Set while a magic-link form body is being read.
     form: Option<(OwnedRequest, edgegate::step::NeedForm)>,
 }
@@ -453,16 +454,22 @@ impl HttpContext for Http {
         let pairs = request::drop_identity(&plugin.engine, MapType::HttpRequestHeaders, pairs);
         let req = OwnedRequest::from_pairs(pairs);
         // OIDC login routes, then session renewal, then the rules.
-        let cx = login::Cx {
-            context_id: self.id,
-            allowed: self.allowed.clone(),
-            set_cookies: self.set_cookies.clone(),
-            request: req,
-            renewal: None,
-        };
-        let req = match login::begin(&plugin, cx) {
-            login::Begin::Decide(req) => req,
-            login::Begin::Held => return Action::Pause,
+        let req = if plugin.engine.login().is_some() {
+            let set_cookies = Rc::new(RefCell::new(Vec::new()));
+            self.set_cookies = Some(set_cookies.clone());
+            let cx = login::Cx {
+                context_id: self.id,
+                allowed: self.allowed.clone(),
+                set_cookies,
+                request: req,
+                renewal: None,
+            };
+            match login::begin(&plugin, cx) {
+                login::Begin::Decide(req) => req,
+                login::Begin::Held => return Action::Pause,
+            }
+        } else {
+            req
         };
         let start = verdict::Start::Decide;
         match verdict::decide_and_apply(&plugin, &req, self.id, &self.allowed, now_ms(), start) {
@@ -525,7 +532,7 @@ impl HttpContext for Http {
 
     fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
         // A renewed session (or its end) goes back with the upstream's response.
-        if let Ok(set) = self.set_cookies.try_borrow() {
+        if let Some(Ok(set)) = self.set_cookies.as_ref().map(|s| s.try_borrow()) {
             for c in set.iter() {
                 let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, "set-cookie", c);
             }

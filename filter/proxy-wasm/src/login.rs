@@ -24,8 +24,7 @@ use proxy_wasm::types::{BufferType, MapType};
 
 use edgegate::login::{
     AwaitDiscovery, AwaitIdToken, AwaitTokens, Discovery, DueRenewal, Join, LogLevel, LogLine,
-    LoginReply, LoginStep, RenewalOutcome, Route, RouteRequest, DISCOVERY_TTL_SECONDS,
-    MAX_RESPONSE_BYTES,
+    LoginReply, LoginStep, RenewalOutcome, Route, DISCOVERY_TTL_SECONDS, MAX_RESPONSE_BYTES,
 };
 use edgegate::step::{IdTokenOutcome, NeedKeys, Step};
 use edgegate::{Engine, Error, Reason, UnixTime};
@@ -140,8 +139,7 @@ pub fn begin(plugin: &Plugin, cx: Cx) -> Begin {
         return Begin::Decide(cx.request);
     };
     let route = login.route(&cx.request.path);
-    if let Some(route) = route.filter(|r| *r != Route::Me) {
-        let _ = route;
+    if route.is_some_and(|r| r != Route::Me) {
         start_route(plugin, cx);
         return Begin::Held;
     }
@@ -251,16 +249,12 @@ fn apply_renewal(plugin: &Plugin, mut cx: Cx, outcome: &RenewalOutcome) -> Begin
 
 /// Starts the machine of a login route.
 fn start_route(plugin: &Plugin, cx: Cx) {
-    let cookies = cx.request.cookie_header();
-    let req = RouteRequest {
-        method: &cx.request.method,
-        path: &cx.request.path,
-        cookie_header: &cookies,
-        wants_html: cx.request.wants_html(),
-    };
     let rnd = crate::wasi::random_bytes();
     let secret = crate::client_secret();
-    match plugin.engine.login_route(&req, &rnd, secret.as_deref()) {
+    let step = cx
+        .request
+        .with(|r| plugin.engine.login_route(r, &rnd, secret.as_deref()));
+    match step {
         Some(step) => drive(plugin, cx, step),
         None => verdict::send(&verdict::internal_error(), Some(plugin)),
     }

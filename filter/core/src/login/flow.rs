@@ -24,6 +24,7 @@ use super::{AfterFailure, REFRESH_NONCE_BYTES};
 use super::{Discovery, Grant, Login, RefreshState, Renewal, Route, TokenRequest, TokenResponse};
 use crate::engine::{html_escape, Engine, LocalReply, Verdict};
 use crate::error::{Error, Reason};
+use crate::extractor::Request;
 use crate::identity::Identity;
 use crate::oidc::{self, Attempt, LOGIN_RANDOM_BYTES};
 use crate::session::{find_cookie, Session};
@@ -34,18 +35,6 @@ use crate::UnixTime;
 /// WASI `random_get`, the OS).
 pub const FLOW_RANDOM_BYTES: usize = LOGIN_RANDOM_BYTES;
 const _: () = assert!(REFRESH_NONCE_BYTES <= FLOW_RANDOM_BYTES);
-
-/// What the login flow needs from the request of a login route.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteRequest<'a> {
-    pub method: &'a str,
-    /// Path with query.
-    pub path: &'a str,
-    /// Every `Cookie` header, joined with `; `.
-    pub cookie_header: &'a str,
-    /// The client prefers HTML (`Accept` contains `text/html`): refusals are pages.
-    pub wants_html: bool,
-}
 
 /// How loud a [`LogLine`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,10 +317,11 @@ fn check_random(random: &[u8; FLOW_RANDOM_BYTES]) -> Result<(), Error> {
 impl Engine {
     /// Starts the login route `req.path` names, `None` when it names none (or there is no
     /// `login` section). `random`: fresh bytes from the host's CSPRNG; `client_secret`: the
-    /// host's secret binding, overriding `login.client_secret`.
+    /// host's secret binding, overriding `login.client_secret`. Refusals are pages for
+    /// browsers ([`Request::wants_html`]), else JSON.
     pub fn login_route(
         &self,
-        req: &RouteRequest<'_>,
+        req: &Request<'_>,
         random: &[u8; FLOW_RANDOM_BYTES],
         client_secret: Option<&str>,
     ) -> Option<LoginStep> {
@@ -348,9 +338,10 @@ impl Engine {
             )));
         }
         let query = query_of(req.path).to_string();
+        let cookies = req.cookie_header();
         let mut flow = Flow {
             generation: self.generation(),
-            html: req.wants_html,
+            html: req.wants_html(),
             random: *random,
             client_secret: client_secret.map(str::to_string),
             clear: Vec::new(),
@@ -358,19 +349,14 @@ impl Engine {
         };
         flow.stage = match route {
             Route::Me => return Some(LoginStep::NeedIdentity(AwaitIdentity(Box::new(flow)))),
-            Route::Logout => Stage::Logout {
-                cookies: req.cookie_header.to_string(),
-            },
+            Route::Logout => Stage::Logout { cookies },
             Route::Login => Stage::Start { query },
             Route::Callback => {
                 // Whatever happens, the attempt named by the callback's state is over.
                 if let Ok(cb) = oidc::parse_callback(&query) {
                     flow.clear.push(login.clear_attempt_cookie(&cb.state));
                 }
-                Stage::Callback {
-                    query,
-                    cookies: req.cookie_header.to_string(),
-                }
+                Stage::Callback { query, cookies }
             }
         };
         if let Err(e) = check_random(random) {
@@ -995,13 +981,25 @@ mod tests {
 
     const RND: [u8; FLOW_RANDOM_BYTES] = [7; FLOW_RANDOM_BYTES];
 
-    fn req<'a>(method: &'a str, path: &'a str, cookies: &'a str) -> RouteRequest<'a> {
-        RouteRequest {
+    /// A login route's step for a request with these cookies (`html`: a browser's `Accept`).
+    fn route(
+        e: &Engine,
+        (method, path, cookies): (&str, &str, &str),
+        html: bool,
+        random: &[u8; FLOW_RANDOM_BYTES],
+    ) -> Option<LoginStep> {
+        let accept = if html {
+            "text/html"
+        } else {
+            "application/json"
+        };
+        let headers = [("cookie", cookies), ("accept", accept)];
+        let req = Request {
             method,
             path,
-            cookie_header: cookies,
-            wants_html: false,
-        }
+            headers: &headers,
+        };
+        e.login_route(&req, random, None)
     }
 
     fn reply(step: LoginStep) -> LoginReply {
@@ -1031,7 +1029,7 @@ mod tests {
 
     /// A started login: the `Cookie` header the browser sends back, and the callback query.
     fn started(e: &Engine) -> (String, String) {
-        let step = e.login_route(&req("GET", "/auth/login?rd=/app", ""), &RND, None);
+        let step = route(&e, ("GET", "/auth/login?rd=/app", ""), false, &RND);
         let r = reply(discovered(e, step.unwrap(), NOW));
         assert_eq!(r.status, 302);
         let location = header(&r, "location").unwrap();
@@ -1054,7 +1052,7 @@ mod tests {
     fn at_tokens(e: &Engine) -> AwaitTokens {
         let (cookie, query) = started(e);
         let path = format!("/auth/callback?{query}");
-        let step = e.login_route(&req("GET", &path, &cookie), &RND, None);
+        let step = route(&e, ("GET", &path, &cookie), false, &RND);
         match discovered(e, step.unwrap(), NOW + 5) {
             LoginStep::NeedTokens(t) => t,
             other => panic!("expected NeedTokens, got {other:?}"),
@@ -1064,32 +1062,20 @@ mod tests {
     #[test]
     fn routes_answer_only_their_methods() {
         let e = engine();
-        let r = reply(
-            e.login_route(&req("POST", "/auth/login", ""), &RND, None)
-                .unwrap(),
-        );
+        let r = reply(route(&e, ("POST", "/auth/login", ""), false, &RND).unwrap());
         assert_eq!((r.status, header(&r, "allow")), (405, Some("GET, HEAD")));
-        let r = reply(
-            e.login_route(&req("PUT", "/auth/logout", ""), &RND, None)
-                .unwrap(),
-        );
+        let r = reply(route(&e, ("PUT", "/auth/logout", ""), false, &RND).unwrap());
         assert_eq!(header(&r, "allow"), Some("GET, POST"));
-        let r = reply(
-            e.login_route(&req("HEAD", "/auth/callback", ""), &RND, None)
-                .unwrap(),
-        );
+        let r = reply(route(&e, ("HEAD", "/auth/callback", ""), false, &RND).unwrap());
         assert_eq!(header(&r, "allow"), Some("GET"));
-        assert!(e.login_route(&req("GET", "/app", ""), &RND, None).is_none());
+        assert!(route(&e, ("GET", "/app", ""), false, &RND).is_none());
     }
 
     #[test]
     fn no_login_without_randomness() {
         let e = engine();
         let zeros = [0u8; FLOW_RANDOM_BYTES];
-        let r = reply(
-            e.login_route(&req("GET", "/auth/login", ""), &zeros, None)
-                .unwrap(),
-        );
+        let r = reply(route(&e, ("GET", "/auth/login", ""), false, &zeros).unwrap());
         assert_eq!(r.status, 500);
         assert_eq!(json_of(&r)["reason"], "internal");
     }
@@ -1153,14 +1139,7 @@ mod tests {
         // No attempt cookie: refused before any token request.
         let (_, query) = started(&e);
         let path = format!("/auth/callback?{query}");
-        let step = e.login_route(
-            &RouteRequest {
-                wants_html: true,
-                ..req("GET", &path, "")
-            },
-            &RND,
-            None,
-        );
+        let step = route(&e, ("GET", &path, ""), true, &RND);
         let r = reply(discovered(&e, step.unwrap(), NOW));
         assert_eq!(r.status, 401);
         assert!(r.body.contains("<h1>Login failed</h1>") && r.body.contains("login_mismatch"));
@@ -1184,9 +1163,8 @@ mod tests {
     fn logout_clears_cookies_even_without_the_provider() {
         let e = engine();
         let cookies = logged_in(&e, NOW, true);
-        let LoginStep::NeedDiscovery(p) = e
-            .login_route(&req("POST", "/auth/logout", &cookies), &RND, None)
-            .unwrap()
+        let LoginStep::NeedDiscovery(p) =
+            route(&e, ("POST", "/auth/logout", &cookies), false, &RND).unwrap()
         else {
             panic!("expected NeedDiscovery");
         };

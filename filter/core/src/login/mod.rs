@@ -50,7 +50,7 @@ pub use config::{LoginConfig, RefreshKeyConfig, TokenAuthMethod};
 pub use discovery::{Discovery, DiscoveryStep, DISCOVERY_TTL_SECONDS};
 pub use flow::{
     AwaitDiscovery, AwaitIdToken, AwaitIdentity, AwaitTokens, DueRenewal, IdTokenQuery, Join,
-    LogLevel, LogLine, LoginReply, LoginStep, RenewalBoard, RenewalOutcome, Renewed, RouteRequest,
+    LogLevel, LogLine, LoginReply, LoginStep, RenewalBoard, RenewalOutcome, Renewed,
     FLOW_RANDOM_BYTES,
 };
 pub use logout::LogoutReply;
