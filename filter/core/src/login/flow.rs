@@ -1029,7 +1029,7 @@ mod tests {
 
     /// A started login: the `Cookie` header the browser sends back, and the callback query.
     fn started(e: &Engine) -> (String, String) {
-        let step = route(&e, ("GET", "/auth/login?rd=/app", ""), false, &RND);
+        let step = route(e, ("GET", "/auth/login?rd=/app", ""), false, &RND);
         let r = reply(discovered(e, step.unwrap(), NOW));
         assert_eq!(r.status, 302);
         let location = header(&r, "location").unwrap();
@@ -1052,7 +1052,7 @@ mod tests {
     fn at_tokens(e: &Engine) -> AwaitTokens {
         let (cookie, query) = started(e);
         let path = format!("/auth/callback?{query}");
-        let step = route(&e, ("GET", &path, &cookie), false, &RND);
+        let step = route(e, ("GET", &path, &cookie), false, &RND);
         match discovered(e, step.unwrap(), NOW + 5) {
             LoginStep::NeedTokens(t) => t,
             other => panic!("expected NeedTokens, got {other:?}"),
