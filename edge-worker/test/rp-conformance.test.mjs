@@ -306,7 +306,7 @@ function suite(hostName) {
     const { start, authorize, callback, jar } = flow;
     assertSentToProvider(name, start);
     assert.equal(authorize?.status, 302, `OP authorize: ${describeStep(authorize)}`);
-    assert.equal(ops[name].lastToken()?.status, 200, `the token endpoint: ${JSON.stringify(ops[name].lastToken())}`);
+    assert.equal(ops[name].lastToken()?.status, 200, `the token endpoint: ${JSON.stringify(ops[name].lastToken())}\ncallback: ${describeStep(callback)}\n${gw.logs().slice(-3000)}`);
     assert.equal(callback?.status, 302, `callback: ${describeStep(callback)}\n${gw.logs().slice(-2000)}`);
     assert.equal(callback.location, RD, "back to the return URL");
     const session = callback.setCookies.find((c) => c.name === SESSION && !c.expired);
@@ -801,7 +801,9 @@ function suite(hostName) {
       const flow = await driveLogin(urls.mismatch, { rd: RD });
       assert.ok(ops.mismatch.count("discovery") >= 1, "the gate asked for the discovery document");
       assert.equal(ops.mismatch.count("authorize"), 0, `sent to the OP anyway: ${describeStep(flow.start)}`);
-      await assertRefused("mismatch", flow, { reason: "unknown_issuer", tokenIssued: false, tokensBefore: 0 });
+      // the IdP (or the configured issuer) is wrong, not the user: a 502 that names it
+      assert.equal(flow.start.status, 502, `a provider mismatch is the gateway's upstream failing: ${describeStep(flow.start)}`);
+      await assertRefused("mismatch", flow, { reason: "provider_mismatch", tokenIssued: false, tokensBefore: 0 });
     });
 
     test("oidcc-client-test-signing-key-rotation: a new kid in the JWKS after start is fetched and accepted", async () => {

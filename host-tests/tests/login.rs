@@ -741,9 +741,6 @@ fn garbage_discovery_is_a_503_and_the_vm_serves_the_next_login() {
 }
 
 #[test]
-#[ignore = "filter bug (core login/discovery.rs parse_discovery): a discovery document with another \
-            issuer is refused with Reason::UnknownIssuer, i.e. 401 `unknown_issuer` (the user's \
-            fault), where every other broken discovery is 503; see the i12-hosttests report"]
 fn a_discovery_document_with_another_issuer_is_provider_breakage_not_the_users() {
     let mut host = host();
     let mut doc = discovery();
@@ -780,14 +777,9 @@ fn a_discovery_document_with_another_issuer_is_refused_and_not_followed() {
     host.respond_http_call(c.token, 200, JSON, doc.to_string().as_bytes())
         .unwrap();
     let r = replied(&req);
-    // What the filter does today (401 unknown_issuer; see the ignored test above for why it
-    // should be a 5xx): refused, no redirect to the other issuer, no attempt cookie.
-    assert!(
-        r.status == 401 || r.status == 503,
-        "{} {}",
-        r.status,
-        r.body_str()
-    );
+    // 502 provider_mismatch: refused, no redirect to the other issuer, no attempt cookie.
+    assert_eq!(r.status, 502, "{}", r.body_str());
+    assert!(r.body_str().contains("provider_mismatch"), "{}", r.body_str());
     assert!(!r.headers.contains("location"));
     assert!(set_cookies(&r.headers).is_empty());
     assert!(host.logged("issuer"), "{:#?}", host.logs());

@@ -77,6 +77,10 @@ reasons! {
     NoMatchingKey => "no_matching_key",
     /// The provider's key set has not been fetched yet (fail closed).
     KeysUnavailable => "keys_unavailable",
+    /// The provider's discovery document names another `issuer` than the one configured
+    /// (OIDC Discovery 4.3): the IdP, or the operator's `issuer`, is wrong, never the user.
+    /// Nothing the document names is followed.
+    ProviderMismatch => "provider_mismatch",
     /// A key in a key set is one no verifier should trust (short RSA modulus, point off curve...).
     WeakKey => "weak_key",
     /// A key set or key could not be parsed.
@@ -175,6 +179,7 @@ impl Reason {
             | MagicLinkWrongPurpose
             | DevModeNotLocal => 403,
             KeysUnavailable => 503,
+            ProviderMismatch => 502,
             InvalidConfig | Internal => 500,
             UnsafeRedirect | MalformedPath | MethodOverrideRefused => 400,
             HeadersTooLarge => 431,

@@ -626,7 +626,7 @@ impl JwksState {
             Some(Value::String(s)) if s == issuer => {}
             _ => {
                 return Err(Error::new(
-                    Reason::UnknownIssuer,
+                    Reason::ProviderMismatch,
                     format!(
                         "the discovery document's issuer is not exactly {issuer:?}; \
                          configure oidc_issuer as the IdP spells it (mind the trailing slash)"
@@ -1093,12 +1093,12 @@ mod tests {
             (
                 "https://idp.example/tenant",
                 "https://idp.example/keys",
-                Reason::UnknownIssuer,
+                Reason::ProviderMismatch,
             ),
             (
                 "https://evil.example/tenant/",
                 "https://idp.example/keys",
-                Reason::UnknownIssuer,
+                Reason::ProviderMismatch,
             ),
             (ISS, "http://keys.example/k", Reason::KeysUnavailable),
             (ISS, "not a url", Reason::KeysUnavailable),

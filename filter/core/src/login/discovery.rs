@@ -71,7 +71,7 @@ impl Login {
             Some(Value::String(s)) if *s == self.issuer => {}
             _ => {
                 return Err(Error::new(
-                    Reason::UnknownIssuer,
+                    Reason::ProviderMismatch,
                     format!(
                         "the discovery document's issuer is not exactly {:?} (OIDC Discovery 4.3); configure the provider's issuer as the IdP spells it",
                         self.issuer
@@ -184,7 +184,7 @@ mod tests {
         v["issuer"] = json!("https://idp.example/");
         assert_eq!(
             l.parse_discovery(200, &doc(v)).unwrap_err().reason(),
-            Reason::UnknownIssuer
+            Reason::ProviderMismatch
         );
         let mut v = good.clone();
         v.as_object_mut().unwrap().remove("token_endpoint");
@@ -292,7 +292,7 @@ mod tests {
             l.parse_discovery(200, &doc(&entra_issuer(TENANT_A)))
                 .unwrap_err()
                 .reason(),
-            Reason::UnknownIssuer
+            Reason::ProviderMismatch
         );
         // a provider configured with one tenant's issuer refuses the template document
         let mut v = config_value();
@@ -310,7 +310,7 @@ mod tests {
             sl.parse_discovery(200, &doc(TEMPLATE))
                 .unwrap_err()
                 .reason(),
-            Reason::UnknownIssuer
+            Reason::ProviderMismatch
         );
         assert!(sl
             .parse_discovery(200, &doc(&entra_issuer(TENANT_A)))
