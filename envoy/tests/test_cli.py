@@ -256,12 +256,25 @@ def raw_status(env, path: str, extra: str = "") -> bytes:
         return data.split(b"\r\n", 1)[0]
 
 
-@pytest.mark.wasm_only(reason="`edgegate config envoy` renders the proxy-wasm filter (--wasm); it has no native rendering yet")
 def test_config_envoy_renders_a_hardened_connection_manager_that_envoy_runs(
-        edgegate_bin, config_file, minted, start_envoy, wasm_path, upstream, tmp_path):
-    out = cli(edgegate_bin, "config", "envoy", "-c", str(config_file), "--wasm", str(wasm_path)).stdout
+        edgegate_bin, config_file, minted, start_envoy, packaging, upstream, tmp_path):
+    """`edgegate config envoy` (`--native` for the dynamic module) renders a connection manager
+    that Envoy loads and that authenticates with the filter it names."""
+    which = ["--native"] if packaging.kind == "native" else ["--wasm", str(packaging.path)]
+    out = cli(edgegate_bin, "config", "envoy", "-c", str(config_file), *which).stdout
     hcm = yaml.safe_load(out)[0]
     assert hcm["name"] == "envoy.filters.network.http_connection_manager"
+    (edgegate, router) = hcm["typed_config"]["http_filters"]
+    assert router["name"] == "envoy.filters.http.router"
+    if packaging.kind == "native":
+        assert edgegate["name"] == "envoy.filters.http.dynamic_modules"
+        assert edgegate["typed_config"]["dynamic_module_config"] == {"name": "edgegate"}
+        embedded = edgegate["typed_config"]["filter_config"]["value"]
+        assert "ENVOY_DYNAMIC_MODULES_SEARCH_PATH" in out
+    else:
+        assert edgegate["name"] == "envoy.filters.http.wasm"
+        embedded = edgegate["typed_config"]["config"]["configuration"]["value"]
+    assert json.loads(embedded) == json.loads(config_file.read_text())
     for k, v in envoyproc.HARDENING.items():
         assert hcm["typed_config"][k] == v, k
     for why in ("HTTP_X_EDGEGATE_ROLES", "%2F", "`..`", "`//`"):
@@ -281,6 +294,9 @@ def test_config_envoy_renders_a_hardened_connection_manager_that_envoy_runs(
     assert len(upstream.httpd.seen) == seen
     r = get(env.url("//api//x"), headers=bearer(minted["key"]))
     assert r.status_code == 200 and r.json()["path"] == "/api/x", r.text
+    # the rendered filter is the one deciding: no credential, refused before the upstream
+    assert get(env.url("/api/x")).status_code == 401
+    assert len(upstream.httpd.seen) == seen + 1
 
 
 def test_config_istio_renders_the_hardening_envoyfilter(edgegate_bin, config_file, wasm_path):
