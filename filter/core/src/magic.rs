@@ -59,7 +59,7 @@ use serde_json::{Map, Value};
 
 use crate::b64;
 use crate::credential::{Audience, Fault, TimeWindow, WindowRules, OWN_TOKEN_SKEW_SECONDS};
-use crate::error::{ConfigError, Error, Reason};
+use crate::error::{ConfigError, Error, Problems, Reason};
 use crate::identity::{CredentialKind, Identity};
 use crate::keyring::{HmacKeyConfig, KeyRing};
 use crate::UnixTime;
@@ -258,12 +258,11 @@ impl MagicLinkConfig {
     /// Validates the section. All problems are reported together.
     pub fn compile(&self) -> Result<MagicLinks, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        if self.issuer.is_empty() || self.issuer.len() > 256 || !printable(&self.issuer) {
-            errors.push(ConfigError::new(
-                "issuer",
-                "the issuer is 1-256 printable characters",
-            ));
-        }
+        errors.refuse_if(
+            self.issuer.is_empty() || self.issuer.len() > 256 || !printable(&self.issuer),
+            "issuer",
+            "the issuer is 1-256 printable characters",
+        );
         let ring = KeyRing::compile(&self.keys)
             .map_err(|e| errors.extend(e))
             .ok();
@@ -302,17 +301,15 @@ impl MagicLinkConfig {
                 "a path starts with a single `/` and has no query, fragment or whitespace",
             ));
         }
-        if self.query_param.is_empty()
-            || !self
-                .query_param
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
-        {
-            errors.push(ConfigError::new(
-                "query_param",
-                "a query parameter name is 1+ of A-Z a-z 0-9 _ - .",
-            ));
-        }
+        errors.refuse_if(
+            self.query_param.is_empty()
+                || !self
+                    .query_param
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)),
+            "query_param",
+            "a query parameter name is 1+ of A-Z a-z 0-9 _ - .",
+        );
         match ring {
             Some(ring) if errors.is_empty() => Ok(MagicLinks {
                 issuer: self.issuer.clone(),

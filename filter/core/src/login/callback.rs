@@ -249,12 +249,7 @@ pub fn attempt_states(cookie_header: &str) -> Vec<String> {
         .split(';')
         .filter_map(|p| p.trim().split_once('='))
         .filter_map(|(n, _)| n.strip_prefix(oidc::ATTEMPT_COOKIE_PREFIX))
-        .filter(|s| {
-            !s.is_empty()
-                && s.len() <= 64
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        })
+        .filter(|s| crate::syntax::is_short_name(s, b"_-"))
         .take(16)
         .map(str::to_string)
         .collect()

@@ -134,11 +134,7 @@ pub(super) fn check_endpoint(u: &str) -> Result<url::Url, &'static str> {
 }
 
 fn valid_kid(kid: &str) -> bool {
-    !kid.is_empty()
-        && kid.len() <= 64
-        && kid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    crate::syntax::is_short_name(kid, b"_-")
 }
 
 impl LoginConfig {
