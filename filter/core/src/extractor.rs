@@ -15,6 +15,31 @@ pub struct Request<'a> {
     pub headers: &'a [(&'a str, &'a str)],
 }
 
+/// Headers a host owns, borrowed as the core takes them.
+pub fn header_refs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
+}
+
+impl Request<'_> {
+    /// Runs `f` with the request of `method`, `path` and the host's own `headers`.
+    pub fn with_owned<R>(
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        f: impl FnOnce(&Request<'_>) -> R,
+    ) -> R {
+        let headers = header_refs(headers);
+        f(&Request {
+            method,
+            path,
+            headers: &headers,
+        })
+    }
+}
+
 impl<'a> Request<'a> {
     /// The first value of a header (names are compared case-insensitively).
     pub fn header(&self, name: &str) -> Option<&'a str> {
