@@ -403,15 +403,12 @@ impl fmt::Display for Preset {
     }
 }
 
-fn default_subject() -> String {
-    "sub".into()
+crate::config::string_defaults! {
+    default_subject => "sub",
+    default_email => "email",
+    default_name => "name",
 }
-fn default_email() -> String {
-    "email".into()
-}
-fn default_name() -> String {
-    "name".into()
-}
+
 fn default_space_separated() -> Vec<String> {
     vec!["scope".into(), "scp".into()]
 }

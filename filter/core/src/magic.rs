@@ -167,14 +167,10 @@ pub struct MagicLinkConfig {
     pub query_param: String,
 }
 
-fn default_issuer() -> String {
-    "edgegate".into()
-}
-fn default_path() -> String {
-    "/auth/magic".into()
-}
-fn default_query_param() -> String {
-    "token".into()
+crate::config::string_defaults! {
+    default_issuer => "edgegate",
+    default_path => "/auth/magic",
+    default_query_param => "token",
 }
 
 /// A request to issue a magic link.
@@ -349,18 +345,23 @@ fn purpose_of(claims: &Map<String, Value>) -> Result<Purpose, Error> {
     }
 }
 
+/// Refuses an optional claim that is there but fails `valid`.
+fn well_formed(claim: Option<&str>, valid: fn(&str) -> bool, not: &str) -> Result<(), Error> {
+    match claim {
+        Some(c) if !valid(c) => Err(claim_error(Reason::MalformedClaims, not)),
+        _ => Ok(()),
+    }
+}
+
 /// Who the link is for: `sub`, else `email` (which must be an address); and the email.
 fn subject_of(claims: &Map<String, Value>) -> Result<(&str, Option<&str>), Error> {
     let sub = opt_str(claims, "sub", MAX_SUB)?;
     let email = opt_str(claims, "email", MAX_EMAIL)?;
-    if let Some(e) = email {
-        if !valid_email(e) {
-            return Err(claim_error(
-                Reason::MalformedClaims,
-                "the claim `email` is not an email address",
-            ));
-        }
-    }
+    well_formed(
+        email,
+        valid_email,
+        "the claim `email` is not an email address",
+    )?;
     let subject = sub.or(email).ok_or_else(|| {
         claim_error(
             Reason::MissingClaim,
@@ -373,14 +374,7 @@ fn subject_of(claims: &Map<String, Value>) -> Result<(&str, Option<&str>), Error
 /// The claim `scope`: a path prefix, required for guest links.
 fn scope_of(claims: &Map<String, Value>, purpose: Purpose) -> Result<Option<&str>, Error> {
     let scope = opt_str(claims, "scope", MAX_SCOPE)?;
-    if let Some(s) = scope {
-        if !valid_scope(s) {
-            return Err(claim_error(
-                Reason::MalformedClaims,
-                "the claim `scope` is not a path prefix",
-            ));
-        }
-    }
+    well_formed(scope, valid_scope, "the claim `scope` is not a path prefix")?;
     if purpose == Purpose::Guest && scope.is_none() {
         return Err(claim_error(
             Reason::MissingClaim,
