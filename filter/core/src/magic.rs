@@ -777,49 +777,22 @@ mod tests {
     fn issue_refuses_incomplete_requests() {
         let l = links();
         let path = |r: MagicLinkRequest| l.issue(&r, NOW, &JTI).unwrap_err().path().to_string();
-        assert_eq!(
-            path(MagicLinkRequest {
-                purpose: Some(Purpose::Login),
-                ..Default::default()
-            }),
-            "email"
-        );
-        assert_eq!(
-            path(MagicLinkRequest {
-                purpose: None,
-                ..req(Purpose::Login)
-            }),
-            "purpose"
-        );
-        assert_eq!(path(req(Purpose::Guest)), "scope");
-        assert_eq!(
-            path(MagicLinkRequest {
-                path_scope: Some("tickets".into()),
-                ..req(Purpose::Login)
-            }),
-            "scope"
-        );
-        assert_eq!(
-            path(MagicLinkRequest {
-                email: Some("nope".into()),
-                ..req(Purpose::Login)
-            }),
-            "email"
-        );
-        assert_eq!(
-            path(MagicLinkRequest {
-                sub: Some(String::new()),
-                ..req(Purpose::Login)
-            }),
-            "sub"
-        );
-        assert_eq!(
-            path(MagicLinkRequest {
-                target: Some("/a b".into()),
-                ..req(Purpose::Login)
-            }),
-            "target"
-        );
+        // A login request with one field changed, and the field the refusal names.
+        type Edit = fn(&mut MagicLinkRequest);
+        let login_but: [(Edit, &str); 7] = [
+            (|r| r.email = None, "email"),
+            (|r| r.purpose = None, "purpose"),
+            (|r| r.purpose = Some(Purpose::Guest), "scope"),
+            (|r| r.path_scope = Some("tickets".into()), "scope"),
+            (|r| r.email = Some("nope".into()), "email"),
+            (|r| r.sub = Some(String::new()), "sub"),
+            (|r| r.target = Some("/a b".into()), "target"),
+        ];
+        for (edit, want) in login_but {
+            let mut r = req(Purpose::Login);
+            edit(&mut r);
+            assert_eq!(path(r), want);
+        }
     }
 
     #[test]
@@ -926,33 +899,33 @@ mod tests {
     #[test]
     fn header_and_signature_rejections() {
         let c = good_claims();
-        // alg
-        assert_eq!(
-            reason(&forge(r#"{"alg":"HS384","kid":"m1"}"#, &c, &[1; 32])),
-            Reason::AlgNotAllowed
-        );
-        assert_eq!(
-            reason(&forge(r#"{"alg":"none","kid":"m1"}"#, &c, &[1; 32])),
-            Reason::AlgNone
-        );
-        // kid
-        assert_eq!(
-            reason(&forge(r#"{"alg":"HS256","kid":"m9"}"#, &c, &[1; 32])),
-            Reason::UnknownKid
-        );
-        assert_eq!(
-            reason(&forge(r#"{"alg":"HS256"}"#, &c, &[1; 32])),
-            Reason::UnknownKid
-        );
-        // right kid, wrong secret; and a key that belongs to the other kid
-        assert_eq!(
-            reason(&forge(r#"{"alg":"HS256","kid":"m1"}"#, &c, &[3; 32])),
-            Reason::BadSignature
-        );
-        assert_eq!(
-            reason(&forge(r#"{"alg":"HS256","kid":"m1"}"#, &c, &[2; 32])),
-            Reason::BadSignature
-        );
+        // (header, signing secret, reason)
+        let cases = [
+            // alg
+            (
+                r#"{"alg":"HS384","kid":"m1"}"#,
+                [1; 32],
+                Reason::AlgNotAllowed,
+            ),
+            (r#"{"alg":"none","kid":"m1"}"#, [1; 32], Reason::AlgNone),
+            // kid
+            (r#"{"alg":"HS256","kid":"m9"}"#, [1; 32], Reason::UnknownKid),
+            (r#"{"alg":"HS256"}"#, [1; 32], Reason::UnknownKid),
+            // right kid, wrong secret; and a key that belongs to the other kid
+            (
+                r#"{"alg":"HS256","kid":"m1"}"#,
+                [3; 32],
+                Reason::BadSignature,
+            ),
+            (
+                r#"{"alg":"HS256","kid":"m1"}"#,
+                [2; 32],
+                Reason::BadSignature,
+            ),
+        ];
+        for (header, secret, want) in cases {
+            assert_eq!(reason(&forge(header, &c, &secret)), want, "{header}");
+        }
         // a tampered payload under a valid signature
         let t = with(|_| {});
         let parts: Vec<&str> = t.split('.').collect();

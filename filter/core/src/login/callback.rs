@@ -263,8 +263,7 @@ mod tests {
 
     #[test]
     fn callback_needs_its_attempt_cookie() {
-        let (e, l) = engine_and_login();
-        let s = start_login(e, "", 7).unwrap();
+        let (e, l, s) = started_login("", 7);
         let cookie = s.set_cookie.split(';').next().unwrap().to_string();
         let other = start_login(e, "", 9).unwrap();
         let q = format!("code=c&state={}", s.state);
@@ -341,8 +340,7 @@ mod tests {
 
     #[test]
     fn the_code_grant_is_the_callbacks_code_and_its_attempts_verifier() {
-        let (e, l) = engine_and_login();
-        let s = start_login(e, "", 7).unwrap();
+        let (_, l, s) = started_login("", 7);
         let cookie = s.set_cookie.split(';').next().unwrap();
         let q = format!("code=c1&state={}", s.state);
         let (cb, attempt) = l.open_callback(&q, cookie, &disco(), NOW).unwrap();
