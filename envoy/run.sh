@@ -46,6 +46,22 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# wait_ready WHAT URL PID TRIES LOG: polls URL (every 0.2 s, TRIES times) until it answers 200;
+# stops early when PID exits; exits with LOG's tail when WHAT never became ready.
+wait_ready() {
+    local what="$1" url="$2" pid="$3" tries="$4" what_log="$5"
+    for _ in $(seq 1 "$tries"); do
+        if "$py" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('$url', timeout=1).status == 200 else 1)" 2>/dev/null; then
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then break; fi
+        sleep 0.2
+    done
+    echo "run.sh: $what; its log ($what_log):" >&2
+    tail -n 30 "$what_log" >&2 || true
+    exit 1
+}
+
 for port in 9901 10000 10001 10002 10003; do
     if "$py" -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $port)) != 0)"; then
         echo "run.sh: 127.0.0.1:$port is already in use (another demo running?)" >&2
@@ -61,39 +77,13 @@ node envoy/demo/op.mjs --port 10003 >"$op_log" 2>&1 &
 op_pid=$!
 pids+=($op_pid)
 # Envoy fetches the OP's keys at start: the OP first (else the first login waits for a retry).
-ready=""
-for _ in $(seq 1 100); do
-    if "$py" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:10003/.well-known/openid-configuration', timeout=1).status == 200 else 1)" 2>/dev/null; then
-        ready=1
-        break
-    fi
-    if ! kill -0 "$op_pid" 2>/dev/null; then break; fi
-    sleep 0.2
-done
-if [[ -z "$ready" ]]; then
-    echo "run.sh: the demo OP did not start; its log ($op_log):" >&2
-    tail -n 30 "$op_log" >&2 || true
-    exit 1
-fi
+wait_ready "the demo OP did not start" \
+    http://127.0.0.1:10003/.well-known/openid-configuration "$op_pid" 100 "$op_log"
 .tools/venv/bin/envoy -c "$config" --concurrency 2 --disable-hot-restart \
     -l warning --component-log-level "$logger:info" --log-path "$log" &
 envoy_pid=$!
 pids+=($envoy_pid)
-
-ready=""
-for _ in $(seq 1 150); do
-    if "$py" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9901/ready', timeout=1).status == 200 else 1)" 2>/dev/null; then
-        ready=1
-        break
-    fi
-    if ! kill -0 "$envoy_pid" 2>/dev/null; then break; fi
-    sleep 0.2
-done
-if [[ -z "$ready" ]]; then
-    echo "run.sh: Envoy did not become ready; its log ($log):" >&2
-    tail -n 30 "$log" >&2 || true
-    exit 1
-fi
+wait_ready "Envoy did not become ready" http://127.0.0.1:9901/ready "$envoy_pid" 150 "$log"
 
 jwt_user="$("$py" envoy/demo/mint.py jwt --sub alice)"
 jwt_admin="$("$py" envoy/demo/mint.py jwt --sub root --roles admin)"

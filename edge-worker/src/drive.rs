@@ -63,16 +63,7 @@ pub(crate) struct Head<'a> {
 
 impl Head<'_> {
     pub(crate) fn with<R>(&self, f: impl FnOnce(&CoreRequest<'_>) -> R) -> R {
-        let pairs: Vec<(&str, &str)> = self
-            .incoming
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        f(&CoreRequest {
-            method: self.method,
-            path: self.path,
-            headers: &pairs,
-        })
+        CoreRequest::with_owned(self.method, self.path, self.incoming, f)
     }
 }
 

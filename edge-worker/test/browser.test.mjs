@@ -14,7 +14,7 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { startOrigin } from "./harness.mjs";
 import { USERS, startOP } from "./op.mjs";
-import { GATE_HOSTS, HOST_TRAITS, freePorts, startGates } from "./rp-harness.mjs";
+import { describeEachHost, freePorts, startGates } from "./rp-harness.mjs";
 
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
@@ -28,12 +28,9 @@ function chromiumMissing() {
 }
 const skip = chromiumMissing();
 
-for (const hostName of GATE_HOSTS) {
-  describe(`host: ${hostName}`, () => suite(hostName));
-}
+describeEachHost(suite);
 
-function suite(hostName) {
-  const traits = HOST_TRAITS[hostName];
+function suite(hostName, traits) {
   let origin;
   let op;
   let gw; // the started host (rp-harness.mjs startGates)

@@ -17,11 +17,12 @@
 // EDGEGATE_ENVOY_LOG_DIR: each Envoy's log and config are kept there after it stops.
 // The .wasm: EDGEGATE_WASM (envoy/test.sh sets it), else the default build path under
 // CARGO_TARGET_DIR (or <repo>/target). Started and stopped by PID, bounded waits.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { spawnCollecting } from "./harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..", "..");
@@ -217,46 +218,29 @@ export async function startEnvoy({ originPort, gates, authorities = [], concurre
   const adminPath = join(dir, "admin.address");
   writeFileSync(configPath, JSON.stringify(bootstrap, null, 1));
 
-  let out = "";
   // Envoy gets SIGKILL when this process dies, however it dies (the test runner kills a file
   // that times out): `setpriv --pdeathsig` (util-linux) sets it and execs Envoy, so the PID is
   // still Envoy's. Without setpriv, the exit handler above is the only guard.
   const [cmd, pre] = existsSync("/usr/bin/setpriv") ? ["/usr/bin/setpriv", ["--pdeathsig", "KILL", "--", envoy]] : [envoy, []];
-  const child = spawn(
-    cmd,
-    [
-      ...pre,
-      "-c", configPath,
-      "--concurrency", String(concurrency),
-      "--disable-hot-restart",
-      "-l", "warning",
-      "--component-log-level", "wasm:info",
-      "--admin-address-path", adminPath,
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
+  const { child, output, terminate } = spawnCollecting(cmd, [
+    ...pre,
+    "-c", configPath,
+    "--concurrency", String(concurrency),
+    "--disable-hot-restart",
+    "-l", "warning",
+    "--component-log-level", "wasm:info",
+    "--admin-address-path", adminPath,
+  ]);
   live.add(child.pid);
-  child.stdout.on("data", (d) => (out += d));
-  child.stderr.on("data", (d) => (out += d));
-  const exited = new Promise((resolve) => child.once("exit", (code, sig) => resolve({ code, sig })));
 
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      process.kill(child.pid, "SIGTERM");
-      const t = setTimeout(() => {
-        try {
-          process.kill(child.pid, "SIGKILL");
-        } catch {}
-      }, 5000);
-      await exited;
-      clearTimeout(t);
-    }
+    await terminate(5000);
     live.delete(child.pid);
     // EDGEGATE_ENVOY_LOG_DIR: keep each Envoy's log (and its config) there, for debugging
     if (process.env.EDGEGATE_ENVOY_LOG_DIR) {
       const keep = join(process.env.EDGEGATE_ENVOY_LOG_DIR, `envoy-${child.pid}`);
       mkdirSync(keep, { recursive: true });
-      writeFileSync(join(keep, "envoy.log"), out);
+      writeFileSync(join(keep, "envoy.log"), output());
       writeFileSync(join(keep, "envoy.json"), readFileSync(configPath));
     }
     rmSync(dir, { recursive: true, force: true });
@@ -267,7 +251,7 @@ export async function startEnvoy({ originPort, gates, authorities = [], concurre
   let admin = "";
   const fail = async (why) => {
     await stop();
-    throw new Error(`Envoy ${why}:\n${out.slice(-6000)}`);
+    throw new Error(`Envoy ${why}:\n${output().slice(-6000)}`);
   };
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) await fail(`exited early (${child.exitCode ?? child.signalCode})`);
@@ -290,5 +274,5 @@ export async function startEnvoy({ originPort, gates, authorities = [], concurre
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  return { urls, admin, pid: child.pid, logs: () => out, stop };
+  return { urls, admin, pid: child.pid, logs: output, stop };
 }

@@ -254,30 +254,46 @@ ${defs.join("\n\n")}
 }
 
 /**
- * Runs `workerd serve <dir>/workerd.capnp <args>` and waits (20 s at most) until every URL of
- * `urls` ({name: url}) answers. Returns {urls, pid, logs(), stop()}; stop() ends workerd by its
- * PID (SIGTERM, SIGKILL after 3 s) and removes `dir`. The tests and the benchmarks start it so.
+ * Spawns `cmd` with `args`, collecting its stdout and stderr. Returns {child, output(),
+ * terminate(graceMs)}: terminate() ends the process by its PID (SIGTERM, SIGKILL after
+ * `graceMs`) and resolves once it exited; a process already gone is left alone. The workerd and
+ * Envoy launchers use it.
  */
-export async function serveWorkerd(dir, urls, args = []) {
+export function spawnCollecting(cmd, args) {
   let out = "";
-  const child = spawn(workerdBinary(), ["serve", join(dir, "workerd.capnp"), ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
   child.stdout.on("data", (d) => (out += d));
   child.stderr.on("data", (d) => (out += d));
   const exited = new Promise((resolve) => child.once("exit", (code, sig) => resolve({ code, sig })));
-
-  const stop = async () => {
+  const terminate = async (graceMs) => {
     if (child.exitCode === null && child.signalCode === null) {
       process.kill(child.pid, "SIGTERM");
       const t = setTimeout(() => {
         try {
           process.kill(child.pid, "SIGKILL");
         } catch {}
-      }, 3000);
+      }, graceMs);
       await exited;
       clearTimeout(t);
     }
+  };
+  return { child, output: () => out, terminate };
+}
+
+/**
+ * Runs `workerd serve <dir>/workerd.capnp <args>` and waits (20 s at most) until every URL of
+ * `urls` ({name: url}) answers. Returns {urls, pid, logs(), stop()}; stop() ends workerd by its
+ * PID (SIGTERM, SIGKILL after 3 s) and removes `dir`. The tests and the benchmarks start it so.
+ */
+export async function serveWorkerd(dir, urls, args = []) {
+  const { child, output, terminate } = spawnCollecting(workerdBinary(), [
+    "serve",
+    join(dir, "workerd.capnp"),
+    ...args,
+  ]);
+
+  const stop = async () => {
+    await terminate(3000);
     rmSync(dir, { recursive: true, force: true });
   };
 
@@ -287,7 +303,7 @@ export async function serveWorkerd(dir, urls, args = []) {
     for (;;) {
       if (child.exitCode !== null) {
         await stop();
-        throw new Error(`workerd exited early:\n${out}`);
+        throw new Error(`workerd exited early:\n${output()}`);
       }
       try {
         await fetch(`${url}/__ready`, { signal: AbortSignal.timeout(1000), redirect: "manual" });
@@ -295,11 +311,11 @@ export async function serveWorkerd(dir, urls, args = []) {
       } catch {
         if (Date.now() > deadline) {
           await stop();
-          throw new Error(`workerd did not come up in 20 s:\n${out}`);
+          throw new Error(`workerd did not come up in 20 s:\n${output()}`);
         }
         await new Promise((r) => setTimeout(r, 100));
       }
     }
   }
-  return { urls, logs: () => out, stop, pid: child.pid };
+  return { urls, logs: output, stop, pid: child.pid };
 }

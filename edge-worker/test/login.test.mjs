@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import { SignJWT } from "jose";
 import { ADMIN_BEHIND_LOGIN, SESSION_SECRET_B64, assertIdentity, freePort, startOrigin } from "./harness.mjs";
 import { Jar, browse, startOP, throughProvider } from "./op.mjs";
-import { GATE_HOSTS, HOST_TRAITS, startGates } from "./rp-harness.mjs";
+import { describeEachHost, startGates } from "./rp-harness.mjs";
 
 const REFRESH_KEY_B64 = randomBytes(32).toString("base64url");
 const SECRETS = { edge: "edge-basic-secret-0123456789", post: "edge-post-secret-0123456789", short: "edge-short-secret-0123456789" };
@@ -49,12 +49,9 @@ function config({ issuer, base, clientId, secret, method = "client_secret_basic"
   };
 }
 
-for (const hostName of GATE_HOSTS) {
-  describe(`host: ${hostName}`, () => suite(hostName));
-}
+describeEachHost(suite);
 
-function suite(hostName) {
-  const traits = HOST_TRAITS[hostName];
+function suite(hostName, traits) {
   let origin;
   let op;
   let gw; // the started host: {urls, logs(), stop()} (rp-harness.mjs startGates)

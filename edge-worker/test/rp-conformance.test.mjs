@@ -13,7 +13,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { startOrigin } from "./harness.mjs";
 import { startOp } from "./misbehaving-op.mjs";
-import { GATE_HOSTS, HOST_TRAITS, Jar, describeStep, driveLogin, freePorts, jarGet, startGates } from "./rp-harness.mjs";
+import { Jar, describeEachHost, describeStep, driveLogin, freePorts, jarGet, startGates } from "./rp-harness.mjs";
 
 const SESSION = "edgegate_session";
 const SESSION_SECRET = randomBytes(32).toString("base64url");
@@ -93,12 +93,9 @@ function queryUnescape(s) {
 
 // Every case below runs once per host of EDGEGATE_RP_HOSTS (rp-harness.mjs): the worker in
 // workerd and/or Envoy with the proxy-wasm filter, each with the same configs and its own OPs.
-for (const hostName of GATE_HOSTS) {
-  describe(`host: ${hostName}`, () => suite(hostName));
-}
+describeEachHost(suite);
 
-function suite(hostName) {
-  const traits = HOST_TRAITS[hostName];
+function suite(hostName, traits) {
   let origin;
   let gw; // the started host: {urls, logs(), stop()} (rp-harness.mjs startGates)
   let rotate30Gate; // started by rotate30Scenario
@@ -706,15 +703,30 @@ function suite(hostName) {
     // requests as that bound, so that a fetch per request still fails.
     const MAX_REFETCHES = 2 * traits.requestVms;
     const PARALLEL = traits.kind === "worker" ? 4 : 2 * MAX_REFETCHES;
+    // Runs `parallel` (the PARALLEL `what`) while `op` serves its key set slowly, then checks
+    // that they fetched it at least once and at most MAX_REFETCHES times.
+    async function withSlowRefetch(op, what, parallel) {
+      const fetchesBefore = op.count("jwks");
+      op.misbehave({ jwksDelayMs: 400 });
+      try {
+        await parallel();
+        const fetches = op.count("jwks") - fetchesBefore;
+        assert.ok(
+          fetches >= 1 && fetches <= MAX_REFETCHES,
+          `the key set was fetched ${fetches} times for ${PARALLEL} ${what} (at most ${MAX_REFETCHES})`,
+        );
+      } finally {
+        op.misbehave();
+      }
+    }
+
     test("parallel callbacks that all need a rotated key (slow JWKS refetch) all log in", async () => {
       const op = ops.fresh;
       // the host has the current key set (it fetches it early); the OP rotates, old key gone
       await assertLoggedIn("fresh", await driveLogin(urls.fresh, { rd: RD }));
       await op.rotate("RS256", { dropOld: true });
       await new Promise((r) => setTimeout(r, 1100)); // unknown_kid_min_interval_seconds: 1
-      const fetchesBefore = op.count("jwks");
-      op.misbehave({ jwksDelayMs: 400 });
-      try {
+      await withSlowRefetch(op, "callbacks", async () => {
         const pending = [];
         for (let i = 0; i < PARALLEL; i++) {
           const jar = new Jar();
@@ -729,14 +741,7 @@ function suite(hostName) {
           assert.equal(cb.location, RD);
           assert.ok(pending[i].jar.has(SESSION));
         }
-        const fetches = op.count("jwks") - fetchesBefore;
-        assert.ok(
-          fetches >= 1 && fetches <= MAX_REFETCHES,
-          `the key set was fetched ${fetches} times for ${PARALLEL} callbacks (at most ${MAX_REFETCHES})`,
-        );
-      } finally {
-        op.misbehave();
-      }
+      });
     });
 
     test("parallel bearer requests that all need a rotated key (slow JWKS refetch) are all allowed", async () => {
@@ -744,9 +749,7 @@ function suite(hostName) {
       await new Promise((r) => setTimeout(r, 1100)); // past the last refetch's rate limit
       await op.rotate("RS256", { dropOld: true });
       const tokens = await Promise.all(Array.from({ length: PARALLEL }, () => op.mint()));
-      const fetchesBefore = op.count("jwks");
-      op.misbehave({ jwksDelayMs: 400 });
-      try {
+      await withSlowRefetch(op, "requests", async () => {
         const answers = await Promise.all(
           tokens.map((t) =>
             fetch(`${urls.fresh}/api/items`, {
@@ -757,14 +760,7 @@ function suite(hostName) {
           ),
         );
         for (const [i, a] of answers.entries()) assert.equal(a.status, 200, `request ${i}: ${a.status} ${a.body}`);
-        const fetches = op.count("jwks") - fetchesBefore;
-        assert.ok(
-          fetches >= 1 && fetches <= MAX_REFETCHES,
-          `the key set was fetched ${fetches} times for ${PARALLEL} requests (at most ${MAX_REFETCHES})`,
-        );
-      } finally {
-        op.misbehave();
-      }
+      });
     });
   });
 

@@ -10,6 +10,7 @@
 //   host named in EDGEGATE_RP_HOSTS (comma-separated; default `worker`): `worker` (the edge
 //   worker in real workerd, harness.mjs) and `envoy` (real Envoy loading the proxy-wasm filter,
 //   envoy-host.mjs), with the same config JSON.
+import { describe } from "node:test";
 import { freePort, startWorkerd } from "./harness.mjs";
 import { ENVOY_CONCURRENCY, startEnvoy } from "./envoy-host.mjs";
 
@@ -37,6 +38,13 @@ export const HOST_TRAITS = Object.freeze({
   worker: Object.freeze({ kind: "worker", vms: 1, requestVms: 1, bindings: true }),
   envoy: Object.freeze({ kind: "envoy", vms: ENVOY_CONCURRENCY + 1, requestVms: ENVOY_CONCURRENCY, bindings: false }),
 });
+/** Runs `suite(hostName, traits)` inside a `describe` for each host of GATE_HOSTS. */
+export function describeEachHost(suite) {
+  for (const hostName of GATE_HOSTS) {
+    describe(`host: ${hostName}`, () => suite(hostName, HOST_TRAITS[hostName]));
+  }
+}
+
 
 /**
  * Starts `gates` ([{name, port, config, text?}]) on `host` in front of the origin on

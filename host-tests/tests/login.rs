@@ -138,6 +138,22 @@ fn discovery_call(host: &Host) -> HttpCall {
     c
 }
 
+/// A login (`extra`: more request headers; `what`: the case, for messages) whose discovery GET
+/// the IdP answers with `status` and `body`: the login's local reply.
+fn login_discovering(
+    host: &mut Host,
+    what: &str,
+    extra: &[(&str, &str)],
+    status: u16,
+    body: &[u8],
+) -> LocalResponse {
+    let mut req = host.request(&get("/auth/login?rd=/app", extra));
+    assert_eq!(req.headers(), Action::Pause, "{what}");
+    let c = discovery_call(host);
+    host.respond_http_call(c.token, status, JSON, body).unwrap();
+    replied(&req)
+}
+
 /// The request's local reply (it must have one by now).
 fn replied(req: &Stream) -> LocalResponse {
     match req.state() {
@@ -716,12 +732,7 @@ fn garbage_discovery_is_a_503_and_the_vm_serves_the_next_login() {
     for (what, status, body) in cases {
         for html in [false, true] {
             let extra: &[(&str, &str)] = if html { &[HTML] } else { &[] };
-            let mut req = host.request(&get("/auth/login?rd=/app", extra));
-            assert_eq!(req.headers(), Action::Pause, "{what}");
-            let c = discovery_call(&host);
-            host.respond_http_call(c.token, status, JSON, &body)
-                .unwrap();
-            let r = replied(&req);
+            let r = login_discovering(&mut host, what, extra, status, &body);
             assert_eq!(r.status, 503, "{what}: {}", r.body_str());
             if html {
                 assert!(r.body_str().contains("<h1>Login failed</h1>"), "{what}");
@@ -745,12 +756,7 @@ fn a_discovery_document_with_another_issuer_is_provider_breakage_not_the_users()
     let mut host = host();
     let mut doc = discovery();
     doc["issuer"] = json!("https://evil.test");
-    let mut req = host.request(&get("/auth/login?rd=/app", &[]));
-    assert_eq!(req.headers(), Action::Pause);
-    let c = discovery_call(&host);
-    host.respond_http_call(c.token, 200, JSON, doc.to_string().as_bytes())
-        .unwrap();
-    let r = replied(&req);
+    let r = login_discovering(&mut host, "", &[], 200, doc.to_string().as_bytes());
     assert!(set_cookies(&r.headers).is_empty());
     assert!(
         !r.headers.contains("location"),
@@ -771,15 +777,14 @@ fn a_discovery_document_with_another_issuer_is_refused_and_not_followed() {
     let mut doc = discovery();
     doc["issuer"] = json!("https://evil.test");
     doc["authorization_endpoint"] = json!("https://evil.test/authorize");
-    let mut req = host.request(&get("/auth/login?rd=/app", &[]));
-    assert_eq!(req.headers(), Action::Pause);
-    let c = discovery_call(&host);
-    host.respond_http_call(c.token, 200, JSON, doc.to_string().as_bytes())
-        .unwrap();
-    let r = replied(&req);
+    let r = login_discovering(&mut host, "", &[], 200, doc.to_string().as_bytes());
     // 502 provider_mismatch: refused, no redirect to the other issuer, no attempt cookie.
     assert_eq!(r.status, 502, "{}", r.body_str());
-    assert!(r.body_str().contains("provider_mismatch"), "{}", r.body_str());
+    assert!(
+        r.body_str().contains("provider_mismatch"),
+        "{}",
+        r.body_str()
+    );
     assert!(!r.headers.contains("location"));
     assert!(set_cookies(&r.headers).is_empty());
     assert!(host.logged("issuer"), "{:#?}", host.logs());

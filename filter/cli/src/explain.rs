@@ -66,7 +66,7 @@ fn load_jwks(args: &[String], engine: &Engine) -> Result<FileKeys, Failure> {
             Some((p, _)) if !Path::new(arg).exists() => {
                 return Err(Failure::usage(format!(
                     "--jwks {arg}: no provider named {p:?} has remote_jwks (remote providers: {})",
-                    list(&remote)
+                    joined(&remote, "none")
                 )))
             }
             _ => match remote.as_slice() {
@@ -74,7 +74,7 @@ fn load_jwks(args: &[String], engine: &Engine) -> Result<FileKeys, Failure> {
                 _ => {
                     return Err(Failure::usage(format!(
                         "--jwks {arg}: say which provider it is for, as PROVIDER=FILE (remote providers: {})",
-                        list(&remote)
+                        joined(&remote, "none")
                     )))
                 }
             },
@@ -89,9 +89,10 @@ fn load_jwks(args: &[String], engine: &Engine) -> Result<FileKeys, Failure> {
     Ok(FileKeys(out))
 }
 
-fn list(items: &[String]) -> String {
+/// `items` comma-separated, or `empty` when there are none.
+fn joined(items: &[String], empty: &str) -> String {
     if items.is_empty() {
-        "none".to_string()
+        empty.to_string()
     } else {
         items.join(", ")
     }
@@ -326,11 +327,7 @@ fn field(label: &str, value: impl std::fmt::Display) {
 }
 
 fn words(items: &[String]) -> String {
-    if items.is_empty() {
-        "-".to_string()
-    } else {
-        items.join(", ")
-    }
+    joined(items, "-")
 }
 
 fn indented(v: &Value) -> String {

@@ -1082,6 +1082,21 @@ fn login_config(issuer: &str, jwks: &str, login_extra: Value) -> Value {
     })
 }
 
+/// `config istio` of `cfg` with `args`, which must succeed: the output and its pluginConfig.
+fn istio_plugin(cfg: &Value, args: &[&str]) -> (Out, Value) {
+    let o = render("istio", &config_file(cfg), args);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let plugin = embedded_json(&o.stdout, "pluginConfig:", Some("\n---"));
+    (o, plugin)
+}
+
+/// The first provider's `remote_jwks.cluster` of a rendered pluginConfig.
+fn jwks_cluster(plugin: &Value) -> &Value {
+    plugin
+        .pointer("/jwt/providers/0/remote_jwks/cluster")
+        .unwrap_or(&Value::Null)
+}
+
 #[test]
 fn config_istio_renders_what_login_needs_under_istio() {
     let wasm = temp_file("edgegate_proxy_wasm.wasm", b"\0asm\x01\0\0\0");
@@ -1094,18 +1109,9 @@ fn config_istio_renders_what_login_needs_under_istio() {
         "https://sso.example.com/realms/desk/protocol/openid-connect/certs",
         json!({}),
     );
-    let o = render(
-        "istio",
-        &config_file(&cfg),
-        &["--wasm", wasm, "--namespace", "desk"],
-    );
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    let plugin = embedded_json(&o.stdout, "pluginConfig:", Some("\n---"));
+    let (o, plugin) = istio_plugin(&cfg, &["--wasm", wasm, "--namespace", "desk"]);
     assert_eq!(plugin["login"]["cluster"], "outbound|80||sso.example.com");
-    assert_eq!(
-        plugin["jwt"]["providers"][0]["remote_jwks"]["cluster"],
-        "outbound|80||sso.example.com"
-    );
+    assert_eq!(jwks_cluster(&plugin), "outbound|80||sso.example.com");
     let mut expected = cfg.clone();
     expected["login"]["cluster"] = json!("outbound|80||sso.example.com");
     expected["jwt"]["providers"][0]["remote_jwks"]["cluster"] =
@@ -1136,14 +1142,9 @@ fn config_istio_renders_what_login_needs_under_istio() {
         "https://keys.example.com/certs",
         json!({"cluster": "outbound|443||sso.example.com", "client_secret": "s3cret"}),
     );
-    let o = render("istio", &config_file(&cfg), &["--wasm", wasm]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    let plugin = embedded_json(&o.stdout, "pluginConfig:", Some("\n---"));
+    let (o, plugin) = istio_plugin(&cfg, &["--wasm", wasm]);
     assert_eq!(plugin["login"]["cluster"], "outbound|443||sso.example.com");
-    assert_eq!(
-        plugin["jwt"]["providers"][0]["remote_jwks"]["cluster"],
-        "outbound|80||keys.example.com"
-    );
+    assert_eq!(jwks_cluster(&plugin), "outbound|80||keys.example.com");
     assert!(!o.stdout.contains("vmConfig:"), "{}", o.stdout);
     assert!(o.stdout.contains("  hosts: [\"keys.example.com\"]"));
     assert!(!o.stdout.contains("  hosts: [\"sso.example.com\"]"));
@@ -1155,14 +1156,9 @@ fn config_istio_renders_what_login_needs_under_istio() {
         "https://www.googleapis.com/oauth2/v3/certs",
         json!({}),
     );
-    let o = render("istio", &config_file(&cfg), &["--wasm", wasm]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    let plugin = embedded_json(&o.stdout, "pluginConfig:", Some("\n---"));
+    let (o, plugin) = istio_plugin(&cfg, &["--wasm", wasm]);
     assert!(plugin["login"].get("cluster").is_none(), "{plugin}");
-    assert_eq!(
-        plugin["jwt"]["providers"][0]["remote_jwks"]["cluster"],
-        "outbound|80||www.googleapis.com"
-    );
+    assert_eq!(jwks_cluster(&plugin), "outbound|80||www.googleapis.com");
     assert_contains_all(
         &o.stdout,
         [

@@ -152,14 +152,6 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<[u8; 32]> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
     let b = s.as_bytes();
     if b.len() != 64 {
         return None;
@@ -167,7 +159,7 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
         let (hi, lo) = (pair.first()?, pair.get(1)?);
-        *o = (nibble(*hi)? << 4) | nibble(*lo)?;
+        *o = (crate::syntax::hex_value(*hi)? << 4) | crate::syntax::hex_value(*lo)?;
     }
     Some(out)
 }
@@ -306,10 +298,7 @@ impl fmt::Debug for ApiKeyStore {
 }
 
 fn valid_header_name(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 64
-        && h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    crate::syntax::is_short_token(h)
 }
 
 impl ApiKeysConfig {

@@ -403,15 +403,12 @@ impl fmt::Display for Preset {
     }
 }
 
-fn default_subject() -> String {
-    "sub".into()
+crate::config::string_defaults! {
+    default_subject => "sub",
+    default_email => "email",
+    default_name => "name",
 }
-fn default_email() -> String {
-    "email".into()
-}
-fn default_name() -> String {
-    "name".into()
-}
+
 fn default_space_separated() -> Vec<String> {
     vec!["scope".into(), "scp".into()]
 }
@@ -487,29 +484,33 @@ impl ClaimsConfig {
         let email = parse_one("email", &self.email, &mut errors);
         let name = parse_one("name", &self.name, &mut errors);
 
-        match &self.client_id {
-            Some(c) if c.is_empty() => errors.push(ConfigError::new(
+        let preset_option = [
+            (
                 "client_id",
+                &self.client_id,
+                Preset::Keycloak,
                 "client_id cannot be empty; remove it or name the Keycloak client",
-            )),
-            Some(_) if self.preset != Some(Preset::Keycloak) => errors.push(ConfigError::new(
-                "client_id",
                 "client_id is used only by the keycloak preset (resource_access.<client_id>.roles); \
                  remove it, or list the path in roles",
-            )),
-            _ => {}
-        }
-        match &self.namespace {
-            Some(n) if n.is_empty() => errors.push(ConfigError::new(
+            ),
+            (
                 "namespace",
+                &self.namespace,
+                Preset::Auth0,
                 "namespace cannot be empty; remove it or give your Auth0 claim namespace",
-            )),
-            Some(_) if self.preset != Some(Preset::Auth0) => errors.push(ConfigError::new(
-                "namespace",
                 "namespace is used only by the auth0 preset; remove it, or list the roles claim \
                  in roles",
-            )),
-            _ => {}
+            ),
+        ];
+        // An option only one preset reads: not empty, and only with that preset.
+        for (field, value, preset, empty, unused) in preset_option {
+            match value {
+                Some(v) if v.is_empty() => errors.push(ConfigError::new(field, empty)),
+                Some(_) if self.preset != Some(preset) => {
+                    errors.push(ConfigError::new(field, unused))
+                }
+                _ => {}
+            }
         }
 
         if self.role_map.len() > MAX_ROLE_MAP {

@@ -66,6 +66,18 @@ pub struct Config {
     pub method_override: crate::method_override::MethodOverride,
 }
 
+/// Serde `default = "..."` functions that return a fixed string: `name => value`, one a line.
+macro_rules! string_defaults {
+    ($($name:ident => $value:expr),+ $(,)?) => {
+        $(
+            fn $name() -> String {
+                String::from($value)
+            }
+        )+
+    };
+}
+pub(crate) use string_defaults;
+
 fn default_realm() -> String {
     "edgegate".to_string()
 }
@@ -120,82 +132,43 @@ pub struct JwtSources {
 
 /// Upstream header names for the identity. Client-sent copies of all of them are removed first.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct IdentityHeaders {
-    #[serde(default = "h_subject")]
     pub subject: String,
-    #[serde(default = "h_email")]
     pub email: String,
-    #[serde(default = "h_name")]
     pub name: String,
     /// Comma-separated roles.
-    #[serde(default = "h_roles")]
     pub roles: String,
     /// Comma-separated permissions.
-    #[serde(default = "h_permissions")]
     pub permissions: String,
     /// `jwt`, `api_key`, `magic_link`, `session` or `dev`.
-    #[serde(default = "h_credential")]
     pub credential: String,
     /// Provider name (JWT) or credential kind.
-    #[serde(default = "h_provider")]
     pub provider: String,
     /// JWK `kid`, API key name or magic-link key id.
-    #[serde(default = "h_key_name")]
     pub key_name: String,
     /// Unix seconds when the credential expires.
-    #[serde(default = "h_expires")]
     pub expires: String,
     /// Header set on every response's request in dev mode, so nobody mistakes it for production.
-    #[serde(default = "h_dev")]
     pub dev_mode: String,
 }
 
-fn h_subject() -> String {
-    "x-edgegate-subject".into()
-}
-fn h_email() -> String {
-    "x-edgegate-email".into()
-}
-fn h_name() -> String {
-    "x-edgegate-name".into()
-}
-fn h_roles() -> String {
-    "x-edgegate-roles".into()
-}
-fn h_permissions() -> String {
-    "x-edgegate-permissions".into()
-}
-fn h_credential() -> String {
-    "x-edgegate-credential".into()
-}
-fn h_provider() -> String {
-    "x-edgegate-provider".into()
-}
-fn h_key_name() -> String {
-    "x-edgegate-key-name".into()
-}
-fn h_expires() -> String {
-    "x-edgegate-expires".into()
-}
-fn h_dev() -> String {
-    "x-edgegate-dev-mode".into()
-}
-
+/// The default names: `x-edgegate-` and the field's name (`dev-mode` for dev mode).
 impl Default for IdentityHeaders {
     fn default() -> Self {
+        let h = |name: &str| format!("x-edgegate-{name}");
         IdentityHeaders {
-            subject: h_subject(),
-            email: h_email(),
-            name: h_name(),
-            roles: h_roles(),
-            permissions: h_permissions(),
-            credential: h_credential(),
-            provider: h_provider(),
-            key_name: h_key_name(),
-            expires: h_expires(),
-            dev_mode: h_dev(),
+            subject: h("subject"),
+            email: h("email"),
+            name: h("name"),
+            roles: h("roles"),
+            permissions: h("permissions"),
+            credential: h("credential"),
+            provider: h("provider"),
+            key_name: h("key-name"),
+            expires: h("expires"),
+            dev_mode: h("dev-mode"),
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::redirect::RedirectPolicy;
 use crate::rules::{Rule, Rules};
 use crate::session::Sessions;
 use crate::step::{
-    GoalState, IdTokenOutcome, NeedForm, Outcome, OwnedCredential, Progress, RuleList, RulesAt,
+    Cx, GoalState, IdTokenOutcome, NeedForm, Outcome, OwnedCredential, Progress, RuleList, RulesAt,
     Step,
 };
 use crate::upstream::{Consumed, Forwarding, HeaderEdits};
@@ -325,24 +325,17 @@ impl Engine {
         cache: &mut TokenCache,
         now: UnixTime,
     ) -> Step {
-        self.identify_from(false, req, keys, cache, now)
+        self.identify_from(false, &mut Cx::new(req, keys, cache, now))
     }
 
-    pub(crate) fn identify_from(
-        &self,
-        waited: bool,
-        req: &Request<'_>,
-        keys: &dyn KeyLookup,
-        cache: &mut TokenCache,
-        now: UnixTime,
-    ) -> Step {
+    pub(crate) fn identify_from(&self, waited: bool, cx: &mut Cx<'_>) -> Step {
         let is_api_key = |s: &str| self.api_keys.as_ref().is_some_and(|k| k.looks_like_key(s));
-        let Some(found) = self.extractor.find_any(req, &is_api_key) else {
+        let Some(found) = self.extractor.find_any(cx.req, &is_api_key) else {
             let e = Error::new(Reason::CredentialMissing, "no credential");
             return Step::Done(Verdict::Reply(self.deny_json(&e)));
         };
-        let authn = self.authenticate(found, keys, cache, now);
-        let outcome = self.conclude(None, "", waited, req, found, authn, keys, now);
+        let authn = self.authenticate(found, cx.keys, cx.cache, cx.now);
+        let outcome = self.conclude(None, "", waited, found, authn, cx);
         self.identified(outcome, waited)
     }
 
@@ -515,7 +508,7 @@ impl Engine {
             first: None,
             waited: false,
         };
-        self.run_rules(at, None, req, keys, cache, now)
+        self.run_rules(at, None, &mut Cx::new(req, keys, cache, now))
     }
 
     /// The synchronous driver: [`Engine::start`] with every signature answered by the engine's
@@ -543,16 +536,13 @@ impl Engine {
         &self,
         mut at: RulesAt<'_>,
         mut outcome: Option<Outcome<Verdict>>,
-        req: &Request<'_>,
-        keys: &dyn KeyLookup,
-        cache: &mut TokenCache,
-        now: UnixTime,
+        cx: &mut Cx<'_>,
     ) -> Step {
         while let Some(index) = at.rules.get(at.next) {
             let rule = self.rules.get(index);
             let decided = match outcome.take() {
                 Some(o) => o,
-                None => self.decide_rule(rule, at.path, at.waited, req, keys, cache, now),
+                None => self.decide_rule(rule, at.path, at.waited, cx),
             };
             match decided {
                 Outcome::Done(v @ Verdict::Allow { .. }) => {
@@ -568,17 +558,14 @@ impl Engine {
 
     /// The decision of one rule: find the credential the rule accepts, authenticate it,
     /// authorize the identity.
-    #[allow(clippy::too_many_arguments)]
     fn decide_rule(
         &self,
         rule: &Rule,
         path: &str,
         waited: bool,
-        req: &Request<'_>,
-        keys: &dyn KeyLookup,
-        cache: &mut TokenCache,
-        now: UnixTime,
+        cx: &mut Cx<'_>,
     ) -> Outcome<Verdict> {
+        let req = cx.req;
         let is_api_key = |s: &str| self.api_keys.as_ref().is_some_and(|k| k.looks_like_key(s));
         let Some(found) = self.extractor.find(req, rule.credentials(), &is_api_key) else {
             if rule.is_public() {
@@ -596,39 +583,35 @@ impl Engine {
             };
             return Outcome::Done(Verdict::Reply(self.deny_for(req, &error, rule.login_url())));
         };
-        let authn = self.authenticate(found, keys, cache, now);
-        self.conclude(Some(rule), path, waited, req, found, authn, keys, now)
+        let authn = self.authenticate(found, cx.keys, cx.cache, cx.now);
+        self.conclude(Some(rule), path, waited, found, authn, cx)
     }
 
     /// [`Engine::conclude`] for the credential of a paused decision.
     pub(crate) fn credential_outcome(
         &self,
         at: &Progress<Verdict>,
-        req: &Request<'_>,
         found: Found<'_>,
         authn: Authn,
-        keys: &dyn KeyLookup,
-        now: UnixTime,
+        cx: &Cx<'_>,
     ) -> Outcome<Verdict> {
         let (rule, path, waited) = at.current();
         let rule = rule.map(|i| self.rules.get(i));
-        self.conclude(rule, path, waited, req, found, authn, keys, now)
+        self.conclude(rule, path, waited, found, authn, cx)
     }
 
     /// What a credential's authentication means under `rule` (`None`: identification only):
     /// an allow, a refusal, or a pause for the host.
-    #[allow(clippy::too_many_arguments)]
     fn conclude(
         &self,
         rule: Option<&Rule>,
         path: &str,
         waited: bool,
-        req: &Request<'_>,
         found: Found<'_>,
         authn: Authn,
-        keys: &dyn KeyLookup,
-        now: UnixTime,
+        cx: &Cx<'_>,
     ) -> Outcome<Verdict> {
+        let (req, now) = (cx.req, cx.now);
         let (identity, headers, cached) = match authn {
             Authn::Ok {
                 identity,
@@ -655,7 +638,7 @@ impl Engine {
                 // An unknown kid of a remote key set the host would refetch now: wait for the
                 // refetch, then resume (a rotated key works on its first request; a request
                 // waits once).
-                if let Some(p) = refetch.filter(|p| !waited && keys.may_refetch(p, now)) {
+                if let Some(p) = refetch.filter(|p| !waited && cx.keys.may_refetch(p, now)) {
                     return Outcome::Keys {
                         provider: p,
                         unknown_kid: true,

@@ -312,6 +312,21 @@ impl ConfigError {
     }
 }
 
+/// Config problems as a section collects them: every one is reported together, not just the
+/// first.
+pub(crate) trait Problems {
+    /// Records `message` at `path` when `wrong`.
+    fn refuse_if(&mut self, wrong: bool, path: &str, message: impl Into<String>);
+}
+
+impl Problems for Vec<ConfigError> {
+    fn refuse_if(&mut self, wrong: bool, path: &str, message: impl Into<String>) {
+        if wrong {
+            self.push(ConfigError::new(path, message));
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {

@@ -15,6 +15,31 @@ pub struct Request<'a> {
     pub headers: &'a [(&'a str, &'a str)],
 }
 
+/// Headers a host owns, borrowed as the core takes them.
+pub fn header_refs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
+}
+
+impl Request<'_> {
+    /// Runs `f` with the request of `method`, `path` and the host's own `headers`.
+    pub fn with_owned<R>(
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        f: impl FnOnce(&Request<'_>) -> R,
+    ) -> R {
+        let headers = header_refs(headers);
+        f(&Request {
+            method,
+            path,
+            headers: &headers,
+        })
+    }
+}
+
 impl<'a> Request<'a> {
     /// The first value of a header (names are compared case-insensitively).
     pub fn header(&self, name: &str) -> Option<&'a str> {
@@ -203,61 +228,39 @@ mod tests {
         s.starts_with("egk_")
     }
 
+    fn get<'a>(path: &'a str, headers: &'a [(&'a str, &'a str)]) -> Request<'a> {
+        Request {
+            method: "GET",
+            path,
+            headers,
+        }
+    }
+
+    /// The kind and value of the credential `kinds` find in `req`, with the test extractor.
+    fn first<'a>(req: &Request<'a>, kinds: &[CredentialKind]) -> Option<(CredentialKind, &'a str)> {
+        ex().find(req, kinds, &is_key).map(|f| (f.kind, f.value))
+    }
+
     #[test]
     fn rule_order_decides() {
         let headers = [
             ("authorization", "Bearer eyJ.a.b"),
             ("cookie", "a=1; edgegate_session=S; b=2"),
         ];
-        let req = Request {
-            method: "GET",
-            path: "/x",
-            headers: &headers,
-        };
-        let jwt_first = ex()
-            .find(
-                &req,
-                &[CredentialKind::Jwt, CredentialKind::Session],
-                &is_key,
-            )
-            .unwrap();
-        assert_eq!(
-            (jwt_first.kind, jwt_first.value),
-            (CredentialKind::Jwt, "eyJ.a.b")
-        );
-        let session_first = ex()
-            .find(
-                &req,
-                &[CredentialKind::Session, CredentialKind::Jwt],
-                &is_key,
-            )
-            .unwrap();
-        assert_eq!(
-            (session_first.kind, session_first.value),
-            (CredentialKind::Session, "S")
-        );
-        assert!(ex()
-            .find(&req, &[CredentialKind::ApiKey], &is_key)
-            .is_none());
+        let req = get("/x", &headers);
+        use CredentialKind::{ApiKey, Jwt, Session};
+        assert_eq!(first(&req, &[Jwt, Session]), Some((Jwt, "eyJ.a.b")));
+        assert_eq!(first(&req, &[Session, Jwt]), Some((Session, "S")));
+        assert_eq!(first(&req, &[ApiKey]), None);
     }
 
     #[test]
     fn bearer_is_routed_by_api_key_prefix() {
         let headers = [("authorization", "bearer egk_abc")];
-        let req = Request {
-            method: "GET",
-            path: "/",
-            headers: &headers,
-        };
-        assert!(ex().find(&req, &[CredentialKind::Jwt], &is_key).is_none());
-        let f = ex()
-            .find(
-                &req,
-                &[CredentialKind::Jwt, CredentialKind::ApiKey],
-                &is_key,
-            )
-            .unwrap();
-        assert_eq!((f.kind, f.value), (CredentialKind::ApiKey, "egk_abc"));
+        let req = get("/", &headers);
+        use CredentialKind::{ApiKey, Jwt};
+        assert_eq!(first(&req, &[Jwt]), None);
+        assert_eq!(first(&req, &[Jwt, ApiKey]), Some((ApiKey, "egk_abc")));
     }
 
     #[test]
@@ -266,36 +269,22 @@ mod tests {
             ("x-api-key", " egk_k "),
             ("accept", "text/html,application/xhtml+xml"),
         ];
-        let req = Request {
-            method: "GET",
-            path: "/t/1?a=b&token=abc.def.ghi#frag",
-            headers: &headers,
-        };
+        let req = get("/t/1?a=b&token=abc.def.ghi#frag", &headers);
         assert_eq!(req.query_param("token"), Some("abc.def.ghi"));
         assert_eq!(req.query_param("tok"), None);
         assert!(req.wants_html());
-        assert!(ex()
-            .find(&req, &[CredentialKind::MagicLink], &is_key)
-            .is_none());
-        let f = ex().find(&req, &[CredentialKind::ApiKey], &is_key).unwrap();
-        assert_eq!(f.value, "egk_k");
+        assert_eq!(first(&req, &[CredentialKind::MagicLink]), None);
+        let key = first(&req, &[CredentialKind::ApiKey]);
+        assert_eq!(key.map(|(_, v)| v), Some("egk_k"));
         // the JWT query parameter is off unless configured
-        let req = Request {
-            method: "GET",
-            path: "/?access_token=x.y.z",
-            headers: &[],
-        };
-        assert!(ex().find(&req, &[CredentialKind::Jwt], &is_key).is_none());
+        let req = get("/?access_token=x.y.z", &[]);
+        assert_eq!(first(&req, &[CredentialKind::Jwt]), None);
     }
 
     #[test]
     fn non_bearer_schemes_are_not_bearer() {
         let headers = [("authorization", "Basic dXNlcjpwYXNz")];
-        let req = Request {
-            method: "GET",
-            path: "/",
-            headers: &headers,
-        };
+        let req = get("/", &headers);
         assert_eq!(req.bearer(), None);
     }
 }

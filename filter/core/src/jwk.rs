@@ -230,61 +230,37 @@ impl fmt::Debug for RsaKey {
     }
 }
 
-/// A P-256 public key, validated on the curve.
-#[derive(Clone)]
-pub struct P256Key {
-    pub(crate) key: p256::ecdsa::VerifyingKey,
+/// The EC public key types, one a curve: validated on the curve, `Debug` without the point.
+macro_rules! ec_keys {
+    ($($name:ident: $curve:ident, $label:literal, $point_len:literal;)+) => {$(
+        #[doc = concat!("A ", $label, " public key, validated on the curve.")]
+        #[derive(Clone)]
+        pub struct $name {
+            pub(crate) key: $curve::ecdsa::VerifyingKey,
+        }
+
+        impl $name {
+            #[doc = concat!(
+                "The SEC1 uncompressed point `04 || x || y` (", $point_len,
+                " bytes), as WebCrypto's \"raw\" import takes it."
+            )]
+            pub fn sec1_uncompressed(&self) -> Vec<u8> {
+                self.key.to_sec1_point(false).as_bytes().to_vec()
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(stringify!($name))
+            }
+        }
+    )+};
 }
 
-impl P256Key {
-    /// The SEC1 uncompressed point `04 || x || y` (65 bytes), as WebCrypto's "raw" import takes it.
-    pub fn sec1_uncompressed(&self) -> Vec<u8> {
-        self.key.to_sec1_point(false).as_bytes().to_vec()
-    }
-}
-
-impl fmt::Debug for P256Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("P256Key")
-    }
-}
-
-/// A P-384 public key, validated on the curve.
-#[derive(Clone)]
-pub struct P384Key {
-    pub(crate) key: p384::ecdsa::VerifyingKey,
-}
-
-impl P384Key {
-    /// The SEC1 uncompressed point `04 || x || y` (97 bytes), as WebCrypto's "raw" import takes it.
-    pub fn sec1_uncompressed(&self) -> Vec<u8> {
-        self.key.to_sec1_point(false).as_bytes().to_vec()
-    }
-}
-
-impl fmt::Debug for P384Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("P384Key")
-    }
-}
-
-/// A P-521 public key, validated on the curve.
-#[derive(Clone)]
-pub struct P521Key {
-    pub(crate) key: p521::ecdsa::VerifyingKey,
-}
-
-impl P521Key {
-    /// The SEC1 uncompressed point `04 || x || y` (133 bytes), as WebCrypto's "raw" import takes it.
-    pub fn sec1_uncompressed(&self) -> Vec<u8> {
-        self.key.to_sec1_point(false).as_bytes().to_vec()
-    }
-}
-
-impl fmt::Debug for P521Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("P521Key")
-    }
+ec_keys! {
+    P256Key: p256, "P-256", 65;
+    P384Key: p384, "P-384", 97;
+    P521Key: p521, "P-521", 133;
 }
 
 /// An Ed25519 public key (RFC 8037 `x`, 32 bytes): a valid point, not of small order.

@@ -19,7 +19,7 @@
 
 use serde_json::Value;
 
-use crate::error::{ConfigError, Error, Reason};
+use crate::error::{ConfigError, Error, Problems, Reason};
 use crate::json;
 use crate::jwk::{KeySet, MAX_JWKS_BYTES};
 use crate::UnixTime;
@@ -210,64 +210,50 @@ impl JwksSource {
                 None
             }
         };
-        if self.refresh_min_seconds == 0 {
-            errors.push(ConfigError::new(
-                "refresh_min_seconds",
-                "must be at least 1",
-            ));
-        }
-        if self.refresh_max_seconds < self.refresh_min_seconds {
-            errors.push(ConfigError::new(
-                "refresh_max_seconds",
-                "must not be below refresh_min_seconds",
-            ));
-        }
-        if self.refresh_default_seconds < self.refresh_min_seconds
-            || self.refresh_default_seconds > self.refresh_max_seconds
-        {
-            errors.push(ConfigError::new(
-                "refresh_default_seconds",
-                "must lie between refresh_min_seconds and refresh_max_seconds",
-            ));
-        }
-        if self.unknown_kid_min_interval_seconds == 0 {
-            errors.push(ConfigError::new(
-                "unknown_kid_min_interval_seconds",
-                "must be at least 1, or any token with a made-up kid makes the gateway fetch",
-            ));
-        }
-        if self.retry_initial_seconds == 0 {
-            errors.push(ConfigError::new(
-                "retry_initial_seconds",
-                "must be at least 1",
-            ));
-        }
-        if self.retry_max_seconds < self.retry_initial_seconds {
-            errors.push(ConfigError::new(
-                "retry_max_seconds",
-                "must not be below retry_initial_seconds",
-            ));
-        }
-        if let Some(c) = &self.cluster {
-            if c.is_empty() || c.len() > 128 || c.chars().any(|ch| ch.is_control() || ch == ' ') {
-                errors.push(ConfigError::new(
-                    "cluster",
-                    "must be the name of an Envoy cluster",
-                ));
-            }
-        }
-        if !(100..=60_000).contains(&self.fetch_timeout_ms) {
-            errors.push(ConfigError::new(
-                "fetch_timeout_ms",
-                "must be between 100 and 60000",
-            ));
-        }
-        if self.wait_for_keys_ms > 30_000 {
-            errors.push(ConfigError::new(
-                "wait_for_keys_ms",
-                "at most 30000: requests should not hang for long before a 503",
-            ));
-        }
+        let (min, max) = (self.refresh_min_seconds, self.refresh_max_seconds);
+        errors.refuse_if(min == 0, "refresh_min_seconds", "must be at least 1");
+        errors.refuse_if(
+            max < min,
+            "refresh_max_seconds",
+            "must not be below refresh_min_seconds",
+        );
+        errors.refuse_if(
+            !(min..=max).contains(&self.refresh_default_seconds),
+            "refresh_default_seconds",
+            "must lie between refresh_min_seconds and refresh_max_seconds",
+        );
+        errors.refuse_if(
+            self.unknown_kid_min_interval_seconds == 0,
+            "unknown_kid_min_interval_seconds",
+            "must be at least 1, or any token with a made-up kid makes the gateway fetch",
+        );
+        errors.refuse_if(
+            self.retry_initial_seconds == 0,
+            "retry_initial_seconds",
+            "must be at least 1",
+        );
+        errors.refuse_if(
+            self.retry_max_seconds < self.retry_initial_seconds,
+            "retry_max_seconds",
+            "must not be below retry_initial_seconds",
+        );
+        errors.refuse_if(
+            self.cluster.as_deref().is_some_and(|c| {
+                c.is_empty() || c.len() > 128 || c.chars().any(|ch| ch.is_control() || ch == ' ')
+            }),
+            "cluster",
+            "must be the name of an Envoy cluster",
+        );
+        errors.refuse_if(
+            !(100..=60_000).contains(&self.fetch_timeout_ms),
+            "fetch_timeout_ms",
+            "must be between 100 and 60000",
+        );
+        errors.refuse_if(
+            self.wait_for_keys_ms > 30_000,
+            "wait_for_keys_ms",
+            "at most 30000: requests should not hang for long before a 503",
+        );
         match origin {
             Some(origin) if errors.is_empty() => Ok(CompiledJwksSource {
                 origin,

@@ -103,11 +103,7 @@ impl fmt::Debug for KeyRing {
 }
 
 fn valid_kid(kid: &str) -> bool {
-    !kid.is_empty()
-        && kid.len() <= 64
-        && kid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    crate::syntax::is_short_name(kid, b"._-")
 }
 
 #[derive(Serialize)]

@@ -34,6 +34,7 @@ pub mod redirect;
 pub mod rules;
 pub mod session;
 pub mod step;
+mod syntax;
 #[cfg(test)]
 mod test_support;
 pub mod upstream;

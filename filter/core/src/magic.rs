@@ -59,7 +59,7 @@ use serde_json::{Map, Value};
 
 use crate::b64;
 use crate::credential::{Audience, Fault, TimeWindow, WindowRules, OWN_TOKEN_SKEW_SECONDS};
-use crate::error::{ConfigError, Error, Reason};
+use crate::error::{ConfigError, Error, Problems, Reason};
 use crate::identity::{CredentialKind, Identity};
 use crate::keyring::{HmacKeyConfig, KeyRing};
 use crate::UnixTime;
@@ -167,14 +167,10 @@ pub struct MagicLinkConfig {
     pub query_param: String,
 }
 
-fn default_issuer() -> String {
-    "edgegate".into()
-}
-fn default_path() -> String {
-    "/auth/magic".into()
-}
-fn default_query_param() -> String {
-    "token".into()
+crate::config::string_defaults! {
+    default_issuer => "edgegate",
+    default_path => "/auth/magic",
+    default_query_param => "token",
 }
 
 /// A request to issue a magic link.
@@ -258,12 +254,11 @@ impl MagicLinkConfig {
     /// Validates the section. All problems are reported together.
     pub fn compile(&self) -> Result<MagicLinks, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        if self.issuer.is_empty() || self.issuer.len() > 256 || !printable(&self.issuer) {
-            errors.push(ConfigError::new(
-                "issuer",
-                "the issuer is 1-256 printable characters",
-            ));
-        }
+        errors.refuse_if(
+            self.issuer.is_empty() || self.issuer.len() > 256 || !printable(&self.issuer),
+            "issuer",
+            "the issuer is 1-256 printable characters",
+        );
         let ring = KeyRing::compile(&self.keys)
             .map_err(|e| errors.extend(e))
             .ok();
@@ -302,17 +297,15 @@ impl MagicLinkConfig {
                 "a path starts with a single `/` and has no query, fragment or whitespace",
             ));
         }
-        if self.query_param.is_empty()
-            || !self
-                .query_param
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
-        {
-            errors.push(ConfigError::new(
-                "query_param",
-                "a query parameter name is 1+ of A-Z a-z 0-9 _ - .",
-            ));
-        }
+        errors.refuse_if(
+            self.query_param.is_empty()
+                || !self
+                    .query_param
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)),
+            "query_param",
+            "a query parameter name is 1+ of A-Z a-z 0-9 _ - .",
+        );
         match ring {
             Some(ring) if errors.is_empty() => Ok(MagicLinks {
                 issuer: self.issuer.clone(),
@@ -352,18 +345,23 @@ fn purpose_of(claims: &Map<String, Value>) -> Result<Purpose, Error> {
     }
 }
 
+/// Refuses an optional claim that is there but fails `valid`.
+fn well_formed(claim: Option<&str>, valid: fn(&str) -> bool, not: &str) -> Result<(), Error> {
+    match claim {
+        Some(c) if !valid(c) => Err(claim_error(Reason::MalformedClaims, not)),
+        _ => Ok(()),
+    }
+}
+
 /// Who the link is for: `sub`, else `email` (which must be an address); and the email.
 fn subject_of(claims: &Map<String, Value>) -> Result<(&str, Option<&str>), Error> {
     let sub = opt_str(claims, "sub", MAX_SUB)?;
     let email = opt_str(claims, "email", MAX_EMAIL)?;
-    if let Some(e) = email {
-        if !valid_email(e) {
-            return Err(claim_error(
-                Reason::MalformedClaims,
-                "the claim `email` is not an email address",
-            ));
-        }
-    }
+    well_formed(
+        email,
+        valid_email,
+        "the claim `email` is not an email address",
+    )?;
     let subject = sub.or(email).ok_or_else(|| {
         claim_error(
             Reason::MissingClaim,
@@ -376,14 +374,7 @@ fn subject_of(claims: &Map<String, Value>) -> Result<(&str, Option<&str>), Error
 /// The claim `scope`: a path prefix, required for guest links.
 fn scope_of(claims: &Map<String, Value>, purpose: Purpose) -> Result<Option<&str>, Error> {
     let scope = opt_str(claims, "scope", MAX_SCOPE)?;
-    if let Some(s) = scope {
-        if !valid_scope(s) {
-            return Err(claim_error(
-                Reason::MalformedClaims,
-                "the claim `scope` is not a path prefix",
-            ));
-        }
-    }
+    well_formed(scope, valid_scope, "the claim `scope` is not a path prefix")?;
     if purpose == Purpose::Guest && scope.is_none() {
         return Err(claim_error(
             Reason::MissingClaim,
@@ -786,49 +777,22 @@ mod tests {
     fn issue_refuses_incomplete_requests() {
         let l = links();
         let path = |r: MagicLinkRequest| l.issue(&r, NOW, &JTI).unwrap_err().path().to_string();
-        assert_eq!(
-            path(MagicLinkRequest {
-                purpose: Some(Purpose::Login),
-                ..Default::default()
-            }),
-            "email"
-        );
-        assert_eq!(
-            path(MagicLinkRequest {
-                purpose: None,
-                ..req(Purpose::Login)
-            }),
-            "purpose"
-        );
-        assert_eq!(path(req(Purpose::Guest)), "scope");
-        assert_eq!(
-            path(MagicLinkRequest {
-                path_scope: Some("tickets".into()),
-                ..req(Purpose::Login)
-            }),
-            "scope"
-        );
-        assert_eq!(
-            path(MagicLinkRequest {
-                email: Some("nope".into()),
-                ..req(Purpose::Login)
-            }),
-            "email"
-        );
-        assert_eq!(
-            path(MagicLinkRequest {
-                sub: Some(String::new()),
-                ..req(Purpose::Login)
-            }),
-            "sub"
-        );
-        assert_eq!(
-            path(MagicLinkRequest {
-                target: Some("/a b".into()),
-                ..req(Purpose::Login)
-            }),
-            "target"
-        );
+        // A login request with one field changed, and the field the refusal names.
+        type Edit = fn(&mut MagicLinkRequest);
+        let login_but: [(Edit, &str); 7] = [
+            (|r| r.email = None, "email"),
+            (|r| r.purpose = None, "purpose"),
+            (|r| r.purpose = Some(Purpose::Guest), "scope"),
+            (|r| r.path_scope = Some("tickets".into()), "scope"),
+            (|r| r.email = Some("nope".into()), "email"),
+            (|r| r.sub = Some(String::new()), "sub"),
+            (|r| r.target = Some("/a b".into()), "target"),
+        ];
+        for (edit, want) in login_but {
+            let mut r = req(Purpose::Login);
+            edit(&mut r);
+            assert_eq!(path(r), want);
+        }
     }
 
     #[test]
@@ -935,33 +899,33 @@ mod tests {
     #[test]
     fn header_and_signature_rejections() {
         let c = good_claims();
-        // alg
-        assert_eq!(
-            reason(&forge(r#"{"alg":"HS384","kid":"m1"}"#, &c, &[1; 32])),
-            Reason::AlgNotAllowed
-        );
-        assert_eq!(
-            reason(&forge(r#"{"alg":"none","kid":"m1"}"#, &c, &[1; 32])),
-            Reason::AlgNone
-        );
-        // kid
-        assert_eq!(
-            reason(&forge(r#"{"alg":"HS256","kid":"m9"}"#, &c, &[1; 32])),
-            Reason::UnknownKid
-        );
-        assert_eq!(
-            reason(&forge(r#"{"alg":"HS256"}"#, &c, &[1; 32])),
-            Reason::UnknownKid
-        );
-        // right kid, wrong secret; and a key that belongs to the other kid
-        assert_eq!(
-            reason(&forge(r#"{"alg":"HS256","kid":"m1"}"#, &c, &[3; 32])),
-            Reason::BadSignature
-        );
-        assert_eq!(
-            reason(&forge(r#"{"alg":"HS256","kid":"m1"}"#, &c, &[2; 32])),
-            Reason::BadSignature
-        );
+        // (header, signing secret, reason)
+        let cases = [
+            // alg
+            (
+                r#"{"alg":"HS384","kid":"m1"}"#,
+                [1; 32],
+                Reason::AlgNotAllowed,
+            ),
+            (r#"{"alg":"none","kid":"m1"}"#, [1; 32], Reason::AlgNone),
+            // kid
+            (r#"{"alg":"HS256","kid":"m9"}"#, [1; 32], Reason::UnknownKid),
+            (r#"{"alg":"HS256"}"#, [1; 32], Reason::UnknownKid),
+            // right kid, wrong secret; and a key that belongs to the other kid
+            (
+                r#"{"alg":"HS256","kid":"m1"}"#,
+                [3; 32],
+                Reason::BadSignature,
+            ),
+            (
+                r#"{"alg":"HS256","kid":"m1"}"#,
+                [2; 32],
+                Reason::BadSignature,
+            ),
+        ];
+        for (header, secret, want) in cases {
+            assert_eq!(reason(&forge(header, &c, &secret)), want, "{header}");
+        }
         // a tampered payload under a valid signature
         let t = with(|_| {});
         let parts: Vec<&str> = t.split('.').collect();

@@ -69,15 +69,6 @@ fn bad_path(message: &'static str) -> Error {
     Error::new(Reason::MalformedPath, message)
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Characters that stand unescaped in a normalized path segment (RFC 3986 `pchar` less `;`).
 fn is_plain(b: u8) -> bool {
     b.is_ascii_alphanumeric()
@@ -131,8 +122,8 @@ fn canonical_bytes(path: &str) -> Result<String, Error> {
     let mut bytes = path.bytes();
     while let Some(b) = bytes.next() {
         let (b, escaped) = if b == b'%' {
-            let hi = bytes.next().and_then(hex_value);
-            let lo = bytes.next().and_then(hex_value);
+            let hi = bytes.next().and_then(crate::syntax::hex_value);
+            let lo = bytes.next().and_then(crate::syntax::hex_value);
             match (hi, lo) {
                 (Some(hi), Some(lo)) => ((hi << 4) | lo, true),
                 _ => return Err(bad_path("the request path has a malformed percent-escape")),

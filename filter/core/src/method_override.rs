@@ -57,7 +57,7 @@ pub fn override_methods(req: &Request<'_>) -> Result<Vec<String>, Error> {
     for value in from_headers.chain(from_query) {
         for m in value.split(',') {
             let m = m.trim_matches(|c| c == ' ' || c == '\t');
-            if m.is_empty() || !m.bytes().all(is_tchar) {
+            if m.is_empty() || !m.bytes().all(crate::syntax::is_tchar) {
                 return Err(refused(
                     "a method override names something that is not an HTTP method",
                 ));
@@ -81,11 +81,6 @@ pub fn rejected() -> Error {
 
 fn refused(message: &str) -> Error {
     Error::new(Reason::MethodOverrideRefused, message)
-}
-
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]

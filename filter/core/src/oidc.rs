@@ -378,6 +378,7 @@ pub fn token_hash(alg: Alg, token: &str) -> String {
 mod tests {
     use super::*;
     use crate::keyring::HmacKeyConfig;
+    use crate::test_support::{with_claim, WRONG_AT_HASH};
     use serde_json::json;
 
     fn ring() -> KeyRing {
@@ -571,15 +572,10 @@ mod tests {
             ("iat", json!(5000), Reason::IssuedInFuture),
             ("iat", json!(100), Reason::TokenExpired),
             ("nonce", json!("n2"), Reason::LoginMismatch),
-            (
-                "at_hash",
-                json!("AAAAAAAAAAAAAAAAAAAAAA"),
-                Reason::LoginMismatch,
-            ),
+            ("at_hash", json!(WRONG_AT_HASH), Reason::LoginMismatch),
         ];
         for (field, value, reason) in cases {
-            let mut v = good();
-            v[field] = value.clone();
+            let v = with_claim(good(), field, &value);
             assert_eq!(check(v).unwrap_err().reason(), reason, "{field}={value}");
         }
         for field in ["iss", "aud", "sub", "exp", "iat", "nonce"] {

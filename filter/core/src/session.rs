@@ -38,7 +38,7 @@ use cookie::{Cookie, SameSite};
 use serde::{Deserialize, Serialize};
 
 use crate::credential::OWN_TOKEN_SKEW_SECONDS;
-use crate::error::{ConfigError, Error, Reason};
+use crate::error::{ConfigError, Error, Problems, Reason};
 use crate::identity::{CredentialKind, Identity};
 use crate::keyring::{HmacKeyConfig, KeyRing};
 use crate::UnixTime;
@@ -133,10 +133,7 @@ struct Claims {
 }
 
 fn cookie_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    crate::syntax::is_short_token(s)
 }
 
 fn invalid() -> Error {
@@ -147,21 +144,19 @@ impl SessionConfig {
     /// Validates the section. All problems are reported together.
     pub fn compile(&self) -> Result<Sessions, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        if !cookie_token(&self.cookie_name) {
-            errors.push(ConfigError::new(
-                "cookie_name",
-                "a cookie name is 1-64 characters of A-Z a-z 0-9 and !#$%&'*+-.^_`|~",
-            ));
-        }
+        errors.refuse_if(
+            !cookie_token(&self.cookie_name),
+            "cookie_name",
+            "a cookie name is 1-64 characters of A-Z a-z 0-9 and !#$%&'*+-.^_`|~",
+        );
         let ring = KeyRing::compile(&self.keys)
             .map_err(|e| errors.extend(e))
             .ok();
-        if self.lifetime_seconds == 0 || self.lifetime_seconds > MAX_LIFETIME_SECONDS {
-            errors.push(ConfigError::new(
-                "lifetime_seconds",
-                format!("must be between 1 and {MAX_LIFETIME_SECONDS} (400 days)"),
-            ));
-        }
+        errors.refuse_if(
+            !(1..=MAX_LIFETIME_SECONDS).contains(&self.lifetime_seconds),
+            "lifetime_seconds",
+            format!("must be between 1 and {MAX_LIFETIME_SECONDS} (400 days)"),
+        );
         let domain = self
             .domain
             .as_ref()
@@ -191,12 +186,11 @@ impl SessionConfig {
                 "a cookie path starts with `/` and has no `;`, whitespace or control characters",
             ));
         }
-        if self.cookie_name.starts_with("__Host-") && (domain.is_some() || self.path != "/") {
-            errors.push(ConfigError::new(
-                "cookie_name",
-                "a `__Host-` cookie must have no domain and path `/`",
-            ));
-        }
+        errors.refuse_if(
+            self.cookie_name.starts_with("__Host-") && (domain.is_some() || self.path != "/"),
+            "cookie_name",
+            "a `__Host-` cookie must have no domain and path `/`",
+        );
         match ring {
             Some(ring) if errors.is_empty() => Ok(Sessions {
                 cookie_name: self.cookie_name.clone(),

@@ -102,33 +102,50 @@ impl<T: Goal> Step<T> {
 mod machine {
     use super::*;
 
+    /// What every step of one decision reads besides the engine: the host's request, remote key
+    /// sets and token cache, and the time. Built by the public entry points from their arguments.
+    pub struct Cx<'a> {
+        pub(crate) req: &'a Request<'a>,
+        pub(crate) keys: &'a dyn KeyLookup,
+        pub(crate) cache: &'a mut TokenCache,
+        pub(crate) now: UnixTime,
+    }
+
+    impl<'a> Cx<'a> {
+        pub(crate) fn new(
+            req: &'a Request<'a>,
+            keys: &'a dyn KeyLookup,
+            cache: &'a mut TokenCache,
+            now: UnixTime,
+        ) -> Self {
+            Cx {
+                req,
+                keys,
+                cache,
+                now,
+            }
+        }
+    }
+
     /// How each end type goes on from a pause.
     pub trait Resume: Sized {
         /// Continues from `at` with the outcome of the paused credential (`None`: decide it
         /// again, for keys that arrived or a wait that is over).
-        #[allow(clippy::too_many_arguments)]
         fn resume(
             at: Progress<Self>,
             engine: &Engine,
             outcome: Option<Outcome<Self>>,
-            req: &Request<'_>,
-            keys: &dyn KeyLookup,
-            cache: &mut TokenCache,
-            now: UnixTime,
+            cx: &mut Cx<'_>,
         ) -> Step<Self>;
 
         /// The outcome of a token whose signature the host answered.
-        #[allow(clippy::too_many_arguments)]
         fn signed(
             at: &Progress<Self>,
             engine: &Engine,
             credential: Option<&OwnedCredential>,
             jwt: PendingJwt,
             verified: Result<(), Error>,
-            req: &Request<'_>,
-            keys: &dyn KeyLookup,
-            cache: &mut TokenCache,
-            now: UnixTime,
+            cx: &mut Cx<'_>,
         ) -> Outcome<Self>;
 
         /// The end of a machine that cannot go on (a broken invariant): fail closed.
@@ -186,7 +203,7 @@ mod machine {
     }
 }
 
-pub(crate) use machine::{Outcome, OwnedCredential, Progress, Resume};
+pub(crate) use machine::{Cx, Outcome, OwnedCredential, Progress, Resume};
 
 /// The rules a request must pass, in order: its method's, then each method it names (each rule
 /// once). Fixed capacity: a request names at most [`MAX_OVERRIDE_METHODS`] methods.
@@ -293,10 +310,7 @@ impl Resume for Verdict {
         at: Progress<Self>,
         engine: &Engine,
         outcome: Option<Outcome<Self>>,
-        req: &Request<'_>,
-        keys: &dyn KeyLookup,
-        cache: &mut TokenCache,
-        now: UnixTime,
+        cx: &mut Cx<'_>,
     ) -> Step {
         match at.goal {
             GoalState::Rules {
@@ -312,11 +326,11 @@ impl Resume for Verdict {
                     first: first.map(|b| *b),
                     waited: at.waited,
                 };
-                engine.run_rules(r, outcome, req, keys, cache, now)
+                engine.run_rules(r, outcome, cx)
             }
             GoalState::Identify => match outcome {
                 Some(o) => engine.identified(o, at.waited),
-                None => engine.identify_from(at.waited, req, keys, cache, now),
+                None => engine.identify_from(at.waited, cx),
             },
             GoalState::IdToken { .. } => Step::Done(Verdict::Reply(engine.internal())),
         }
@@ -328,18 +342,15 @@ impl Resume for Verdict {
         credential: Option<&OwnedCredential>,
         jwt: PendingJwt,
         verified: Result<(), Error>,
-        req: &Request<'_>,
-        keys: &dyn KeyLookup,
-        cache: &mut TokenCache,
-        now: UnixTime,
+        cx: &mut Cx<'_>,
     ) -> Outcome<Self> {
         let Some(credential) = credential else {
             return Outcome::Done(Verdict::Reply(engine.internal()));
         };
-        let check = jwt.finish(engine.jwt(), verified, now);
+        let check = jwt.finish(engine.jwt(), verified, cx.now);
         let found = credential.found();
-        let authn = engine.jwt_checked(check, found.value, cache);
-        engine.credential_outcome(at, req, found, authn, keys, now)
+        let authn = engine.jwt_checked(check, found.value, cx.cache);
+        engine.credential_outcome(at, found, authn, cx)
     }
 
     fn failed(engine: &Engine, _at: &Progress<Self>) -> Self {
@@ -352,14 +363,11 @@ impl Resume for IdTokenOutcome {
         at: Progress<Self>,
         engine: &Engine,
         outcome: Option<Outcome<Self>>,
-        _req: &Request<'_>,
-        keys: &dyn KeyLookup,
-        _cache: &mut TokenCache,
-        now: UnixTime,
+        cx: &mut Cx<'_>,
     ) -> Step<Self> {
         match outcome {
             Some(o) => o.pause(at),
-            None => engine.id_token_from(at, keys, now),
+            None => engine.id_token_from(at, cx.keys, cx.now),
         }
     }
 
@@ -369,12 +377,9 @@ impl Resume for IdTokenOutcome {
         _credential: Option<&OwnedCredential>,
         jwt: PendingJwt,
         verified: Result<(), Error>,
-        _req: &Request<'_>,
-        _keys: &dyn KeyLookup,
-        _cache: &mut TokenCache,
-        now: UnixTime,
+        cx: &mut Cx<'_>,
     ) -> Outcome<Self> {
-        Outcome::Done(engine.id_token_signed(at, jwt, verified, now))
+        Outcome::Done(engine.id_token_signed(at, jwt, verified, cx.now))
     }
 
     fn failed(_engine: &Engine, _at: &Progress<Self>) -> Self {
@@ -444,7 +449,7 @@ impl<T: Goal> NeedKeys<T> {
             return Step::Done(T::failed(engine, &at));
         }
         at.waited = true;
-        T::resume(at, engine, None, req, keys, cache, now)
+        T::resume(at, engine, None, &mut Cx::new(req, keys, cache, now))
     }
 }
 
@@ -494,11 +499,10 @@ impl<T: Goal> NeedSignature<T> {
         if self.at.generation != engine.generation() {
             return Step::Done(T::failed(engine, &self.at));
         }
+        let cx = &mut Cx::new(req, keys, cache, now);
         let credential = self.credential.as_deref();
-        let outcome = T::signed(
-            &self.at, engine, credential, *self.jwt, verified, req, keys, cache, now,
-        );
-        T::resume(*self.at, engine, Some(outcome), req, keys, cache, now)
+        let outcome = T::signed(&self.at, engine, credential, *self.jwt, verified, cx);
+        T::resume(*self.at, engine, Some(outcome), cx)
     }
 }
 

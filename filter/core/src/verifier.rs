@@ -433,10 +433,7 @@ pub enum IssuerRule {
 }
 
 fn valid_tenant(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= 64
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    crate::syntax::is_short_name(t, b"-.")
 }
 
 impl IssuerRule {

@@ -129,6 +129,21 @@ fn decide(e: &Engine, method: &str, path: &str, headers: &[(&str, &str)]) -> Ver
     decide_with(e, &NoRemoteKeys, method, path, headers)
 }
 
+/// The verdict on `method` `path` with `bearer` as the `Authorization` header.
+fn with_bearer(e: &Engine, method: &str, path: &str, bearer: &str) -> Verdict {
+    decide(e, method, path, &[("authorization", bearer)])
+}
+
+/// The verdict on a GET.
+fn get(e: &Engine, path: &str, headers: &[(&str, &str)]) -> Verdict {
+    decide(e, "GET", path, headers)
+}
+
+/// The verdict on a GET of `path` with a bearer token of `claims`.
+fn get_as(e: &Engine, path: &str, claims: Value) -> Verdict {
+    with_bearer(e, "GET", path, &format!("Bearer {}", jwt(claims)))
+}
+
 fn allowed(v: Verdict) -> (Option<Identity>, Vec<(String, String)>) {
     match v {
         Verdict::Allow {
@@ -155,11 +170,10 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
 #[test]
 fn public_routes_pass_without_and_with_bad_credentials_but_never_carry_identity() {
     let e = engine();
-    let (id, h) = allowed(decide(&e, "GET", "/healthz", &[]));
+    let (id, h) = allowed(get(&e, "/healthz", &[]));
     assert!(id.is_none() && h.is_empty());
-    let (id, _) = allowed(decide(
+    let (id, _) = allowed(get(
         &e,
-        "GET",
         "/healthz",
         &[("authorization", "Bearer garbage.x.y")],
     ));
@@ -200,9 +214,8 @@ fn e_api() -> Engine {
 #[test]
 fn browsers_are_sent_to_login_with_a_safe_return_url() {
     let e = engine();
-    let d = denied(decide(
+    let d = denied(get(
         &e,
-        "GET",
         "/admin/users?page=2",
         &[("accept", "text/html,application/xhtml+xml")],
     ));
@@ -212,12 +225,7 @@ fn browsers_are_sent_to_login_with_a_safe_return_url() {
         Some("/auth/login?rd=%2Fadmin%2Fusers%3Fpage%3D2")
     );
     // API clients get the 401 instead.
-    let d = denied(decide(
-        &e,
-        "GET",
-        "/admin/users",
-        &[("accept", "application/json")],
-    ));
+    let d = denied(get(&e, "/admin/users", &[("accept", "application/json")]));
     assert_eq!(d.status, 401);
 }
 
@@ -228,12 +236,7 @@ fn jwt_identity_reaches_upstream_headers() {
         json!({"roles": ["agent"], "permissions": ["tickets:read"], "email": "alice@example.com"}),
     );
     let auth = format!("Bearer {t}");
-    let (id, h) = allowed(decide(
-        &e,
-        "GET",
-        "/api/tickets",
-        &[("authorization", &auth)],
-    ));
+    let (id, h) = allowed(get(&e, "/api/tickets", &[("authorization", &auth)]));
     let id = id.unwrap();
     assert_eq!(id.subject, "alice");
     assert_eq!(header(&h, "x-edgegate-subject"), Some("alice"));
@@ -261,9 +264,8 @@ fn a_malformed_credential_is_401_not_a_fall_through() {
         .unwrap();
     let cookie = format!("edgegate_session={session}");
     // /api takes jwt first: a broken bearer token must not fall through to anything else.
-    let d = denied(decide(
+    let d = denied(get(
         &e,
-        "GET",
         "/api/x",
         &[
             ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30"),
@@ -280,7 +282,7 @@ fn a_malformed_credential_is_401_not_a_fall_through() {
 fn credential_of_a_kind_the_rule_does_not_take() {
     let e = engine();
     let key = api_key();
-    let d = denied(decide(&e, "GET", "/reports/q3", &[("x-api-key", &key)]));
+    let d = denied(get(&e, "/reports/q3", &[("x-api-key", &key)]));
     assert_eq!(
         (d.status, d.reason.code()),
         (401, "credential_not_accepted")
@@ -291,31 +293,26 @@ fn credential_of_a_kind_the_rule_does_not_take() {
 fn api_keys_by_header_and_bearer_with_scope() {
     let e = engine();
     let key = api_key();
-    let (id, h) = allowed(decide(&e, "GET", "/api/tickets", &[("x-api-key", &key)]));
+    let (id, h) = allowed(get(&e, "/api/tickets", &[("x-api-key", &key)]));
     assert_eq!(id.unwrap().subject, "ci");
     assert_eq!(header(&h, "x-edgegate-key-name"), Some("ci"));
     assert_eq!(header(&h, "x-edgegate-credential"), Some("api_key"));
     let bearer = format!("Bearer {key}");
-    allowed(decide(
-        &e,
-        "POST",
-        "/api/tickets",
-        &[("authorization", &bearer)],
-    ));
+    allowed(with_bearer(&e, "POST", "/api/tickets", &bearer));
     // The key is scoped to /api/: the default rule takes api keys, but not outside the scope.
-    let d = denied(decide(&e, "GET", "/dashboard", &[("x-api-key", &key)]));
+    let d = denied(get(&e, "/dashboard", &[("x-api-key", &key)]));
     assert_eq!((d.status, d.reason.code()), (403, "out_of_scope"));
     // typo: checksum fails before any lookup
     let mut typo = key.clone();
     let c = typo.pop().unwrap();
     typo.push(if c == 'a' { 'b' } else { 'a' });
-    let d = denied(decide(&e, "GET", "/api/x", &[("x-api-key", &typo)]));
+    let d = denied(get(&e, "/api/x", &[("x-api-key", &typo)]));
     assert_eq!(d.reason.code(), "api_key_checksum");
     let unknown = apikey::mint("egk_", &[9u8; 32]);
-    let d = denied(decide(&e, "GET", "/api/x", &[("x-api-key", &unknown)]));
+    let d = denied(get(&e, "/api/x", &[("x-api-key", &unknown)]));
     assert_eq!(d.reason.code(), "api_key_unknown");
     let old = apikey::mint("egk_", &[8u8; 32]);
-    let d = denied(decide(&e, "GET", "/api/x", &[("x-api-key", &old)]));
+    let d = denied(get(&e, "/api/x", &[("x-api-key", &old)]));
     assert_eq!(d.reason.code(), "api_key_expired");
     // a method the api rule does not list falls to the default rule, which takes api keys
     // (within the key's scope)
@@ -325,72 +322,53 @@ fn api_keys_by_header_and_bearer_with_scope() {
 #[test]
 fn roles_permissions_scopes_and_mfa_are_403() {
     let e = engine();
-    let agent = format!(
-        "Bearer {}",
-        jwt(json!({"roles": ["agent"], "amr": ["pwd", "otp"]}))
-    );
-    let d = denied(decide(&e, "GET", "/admin", &[("authorization", &agent)]));
-    assert_eq!((d.status, d.reason.code()), (403, "missing_role"));
-    assert!(header(&d.headers, "www-authenticate")
-        .unwrap()
-        .contains("insufficient_scope"));
-    let admin_no_mfa = format!(
-        "Bearer {}",
-        jwt(json!({"roles": ["admin"], "amr": ["pwd"]}))
-    );
-    let d = denied(decide(
-        &e,
-        "GET",
-        "/admin",
-        &[("authorization", &admin_no_mfa)],
-    ));
-    assert_eq!((d.status, d.reason.code()), (403, "mfa_required"));
-    let admin = format!(
-        "Bearer {}",
-        jwt(json!({"roles": ["admin"], "amr": ["pwd", "hwk"]}))
-    );
-    allowed(decide(
-        &e,
-        "GET",
-        "/admin/users",
-        &[("authorization", &admin)],
-    ));
-
-    let no_perm = format!("Bearer {}", jwt(json!({"scope": "reports"})));
-    let d = denied(decide(
-        &e,
-        "GET",
-        "/reports/q3",
-        &[("authorization", &no_perm)],
-    ));
-    assert_eq!((d.status, d.reason.code()), (403, "missing_permission"));
-    let no_scope = format!(
-        "Bearer {}",
-        jwt(json!({"permissions": ["reports:read"], "scope": "openid"}))
-    );
-    let d = denied(decide(
-        &e,
-        "GET",
-        "/reports/q3",
-        &[("authorization", &no_scope)],
-    ));
-    assert_eq!((d.status, d.reason.code()), (403, "missing_scope"));
-    let ok = format!(
-        "Bearer {}",
-        jwt(json!({"permissions": ["reports:read"], "scope": "openid reports"}))
-    );
-    allowed(decide(&e, "GET", "/reports/q3", &[("authorization", &ok)]));
+    // (path, claims, the 403's reason)
+    let refused = [
+        (
+            "/admin",
+            json!({"roles": ["agent"], "amr": ["pwd", "otp"]}),
+            "missing_role",
+        ),
+        (
+            "/admin",
+            json!({"roles": ["admin"], "amr": ["pwd"]}),
+            "mfa_required",
+        ),
+        (
+            "/reports/q3",
+            json!({"scope": "reports"}),
+            "missing_permission",
+        ),
+        (
+            "/reports/q3",
+            json!({"permissions": ["reports:read"], "scope": "openid"}),
+            "missing_scope",
+        ),
+    ];
+    for (path, claims, reason) in refused {
+        let d = denied(get_as(&e, path, claims));
+        assert_eq!((d.status, d.reason.code()), (403, reason));
+        if reason == "missing_role" {
+            assert!(header(&d.headers, "www-authenticate")
+                .unwrap()
+                .contains("insufficient_scope"));
+        }
+    }
+    let admin = json!({"roles": ["admin"], "amr": ["pwd", "hwk"]});
+    allowed(get_as(&e, "/admin/users", admin));
+    let reader = json!({"permissions": ["reports:read"], "scope": "openid reports"});
+    allowed(get_as(&e, "/reports/q3", reader));
 }
 
 #[test]
 fn path_confusion_is_refused_before_any_rule() {
     let e = engine();
     for p in ["/healthz/..%2fadmin", "//admin", "/a/%2e%2e/%2e%2e/admin"] {
-        let d = denied(decide(&e, "GET", p, &[]));
+        let d = denied(get(&e, p, &[]));
         assert_eq!(d.status, 400, "{p}");
     }
     // dot segments resolve: this is /admin, not a public path
-    let d = denied(decide(&e, "GET", "/healthz/../admin", &[]));
+    let d = denied(get(&e, "/healthz/../admin", &[]));
     assert_eq!(d.status, 401);
 }
 
@@ -409,7 +387,7 @@ fn magic_link_confirm_page_then_single_login_then_scoped_session() {
     let token = magic.issue(&req, NOW, &[1u8; 16]).unwrap();
     let path = format!("/auth/magic?token={token}");
     // GET never consumes: it answers a confirm page that POSTs the token back.
-    let page = denied(decide(&e, "GET", &path, &[]));
+    let page = denied(get(&e, &path, &[]));
     assert_eq!(page.status, 200);
     assert!(page.body.contains("method=\"post\""));
     assert!(page.body.contains(&token));
@@ -429,23 +407,13 @@ fn magic_link_confirm_page_then_single_login_then_scoped_session() {
     assert!(!login.jti.is_empty());
     assert!(login.expires_at > NOW);
     let cookie = login.set_cookie.split(';').next().unwrap().to_string();
-    let (id, h) = allowed(decide(
-        &e,
-        "GET",
-        "/tickets/TRK-2849/view",
-        &[("cookie", &cookie)],
-    ));
+    let (id, h) = allowed(get(&e, "/tickets/TRK-2849/view", &[("cookie", &cookie)]));
     assert_eq!(id.unwrap().email.as_deref(), Some("guest@example.com"));
     assert_eq!(header(&h, "x-edgegate-credential"), Some("magic_link"));
     // ...and nothing else
-    let d = denied(decide(
-        &e,
-        "GET",
-        "/tickets/TRK-28490/view",
-        &[("cookie", &cookie)],
-    ));
+    let d = denied(get(&e, "/tickets/TRK-28490/view", &[("cookie", &cookie)]));
     assert_eq!((d.status, d.reason.code()), (403, "out_of_scope"));
-    let d = denied(decide(&e, "GET", "/dashboard", &[("cookie", &cookie)]));
+    let d = denied(get(&e, "/dashboard", &[("cookie", &cookie)]));
     assert_eq!(d.status, 403);
     // a tampered token is refused at the POST
     let bad = e
@@ -502,7 +470,7 @@ fn dev_mode_is_loud_refused_beside_real_credentials_and_local_only() {
         "[::1]:80",
     ] {
         for name in [":authority", "host"] {
-            let (id, h) = allowed(decide(&e, "GET", "/admin", &[(name, host)]));
+            let (id, h) = allowed(get(&e, "/admin", &[(name, host)]));
             assert_eq!(id.unwrap().subject, "dev", "{name}: {host}");
             assert_eq!(header(&h, "x-edgegate-dev-mode"), Some("true"));
         }
@@ -516,7 +484,7 @@ fn dev_mode_is_loud_refused_beside_real_credentials_and_local_only() {
         &[("host", "10.0.0.5:8080")],
         &[],
     ] {
-        let d = denied(decide(&e, "GET", "/admin", headers));
+        let d = denied(get(&e, "/admin", headers));
         assert_eq!(
             (d.status, d.reason.code()),
             (403, "dev_mode_not_local"),
@@ -552,18 +520,8 @@ fn a_method_override_must_pass_the_rule_of_every_method_it_names() {
     let staff = format!("Bearer {}", jwt(json!({"roles": ["staff"]})));
     let admin = format!("Bearer {}", jwt(json!({"roles": ["admin"]})));
     // Without an override, staff may POST and only admins DELETE.
-    allowed(decide(
-        &e,
-        "POST",
-        "/tickets/1",
-        &[("authorization", &staff)],
-    ));
-    let d = denied(decide(
-        &e,
-        "DELETE",
-        "/tickets/1",
-        &[("authorization", &staff)],
-    ));
+    allowed(with_bearer(&e, "POST", "/tickets/1", &staff));
+    let d = denied(with_bearer(&e, "DELETE", "/tickets/1", &staff));
     assert_eq!(d.reason.code(), "missing_role");
     // Every carrier that names DELETE makes the POST need admin.
     for (path, carrier) in [
@@ -591,28 +549,17 @@ fn a_method_override_must_pass_the_rule_of_every_method_it_names() {
     }
     // A public GET that names POST needs POST's credential; naming a method whose rule allows
     // the caller changes nothing.
-    let d = denied(decide(
-        &e,
-        "GET",
-        "/tickets/1",
-        &[("x-http-method-override", "POST")],
-    ));
+    let d = denied(get(&e, "/tickets/1", &[("x-http-method-override", "POST")]));
     assert_eq!(d.reason.code(), "credential_missing");
-    allowed(decide(
+    allowed(get(
         &e,
-        "GET",
         "/tickets/1",
         &[
             ("x-http-method-override", "POST"),
             ("authorization", &staff),
         ],
     ));
-    allowed(decide(
-        &e,
-        "GET",
-        "/tickets/1",
-        &[("x-http-method-override", "GET")],
-    ));
+    allowed(get(&e, "/tickets/1", &[("x-http-method-override", "GET")]));
     // Garbage or floods of methods are refused, not guessed at.
     for v in ["DELETE;", "", "DEL ETE", "A,B,C,D,E,F,G,H,I"] {
         let d = denied(decide(
@@ -633,12 +580,7 @@ fn a_method_override_must_pass_the_rule_of_every_method_it_names() {
 fn method_override_reject_refuses_every_carrier() {
     let e = override_engine("reject");
     let admin = format!("Bearer {}", jwt(json!({"roles": ["admin"]})));
-    allowed(decide(
-        &e,
-        "DELETE",
-        "/tickets/1",
-        &[("authorization", &admin)],
-    ));
+    allowed(with_bearer(&e, "DELETE", "/tickets/1", &admin));
     for (path, carrier) in [
         ("/tickets/1", Some(("X-HTTP-Method-Override", "POST"))),
         ("/tickets/1", Some(("x_method_override", "GET"))),
@@ -646,7 +588,7 @@ fn method_override_reject_refuses_every_carrier() {
     ] {
         let mut headers = vec![("authorization", admin.as_str())];
         headers.extend(carrier);
-        let d = denied(decide(&e, "GET", path, &headers));
+        let d = denied(get(&e, path, &headers));
         assert_eq!(
             (d.status, d.reason.code()),
             (400, "method_override_refused")
@@ -813,7 +755,7 @@ fn spoofable_header_values_are_encoded() {
         "Bearer {}",
         jwt(json!({"sub": "alice\r\nx-admin: 1", "roles": ["a,b"]}))
     );
-    match decide(&e, "GET", "/api/x", &[("authorization", &t)]) {
+    match get(&e, "/api/x", &[("authorization", &t)]) {
         Verdict::Allow { headers, .. } => {
             for (_, v) in headers.iter() {
                 assert!(!v.contains('\r') && !v.contains('\n'), "{v:?}");
@@ -925,7 +867,7 @@ fn the_checked_credential_is_consumed_where_it_was_found() {
     ];
     for (headers, path, want) in cases {
         let path = path.replace("TOKEN", &t);
-        let got = consumed(decide(&e, "GET", &path, &headers));
+        let got = consumed(get(&e, &path, &headers));
         assert_eq!(got, want, "{headers:?} {path}");
         let edits = e.upstream_edits(&headers, got.as_ref());
         match want {
@@ -944,10 +886,10 @@ fn the_checked_credential_is_consumed_where_it_was_found() {
     let (h1, h2) = ([("authorization", k.as_str())], [("x-api-key", api_key())]);
     let h2: Vec<(&str, &str)> = h2.iter().map(|(n, v)| (*n, v.as_str())).collect();
     assert_eq!(
-        consumed(decide(&e, "GET", "/api/x", &h1)),
+        consumed(get(&e, "/api/x", &h1)),
         Some(Consumed::Authorization)
     );
-    let c = consumed(decide(&e, "GET", "/api/x", &h2));
+    let c = consumed(get(&e, "/api/x", &h2));
     assert_eq!(c, Some(Consumed::ApiKeyHeader));
     assert_eq!(e.upstream_edits(&h2, c.as_ref()).remove, vec!["x-api-key"]);
     // no credential on a public route: nothing consumed, edgegate's cookies still go
@@ -955,7 +897,7 @@ fn the_checked_credential_is_consumed_where_it_was_found() {
         "cookie",
         "edgegate_session=x; theme=dark; edgegate_login_abc=y",
     )];
-    let c = consumed(decide(&e, "GET", "/healthz", &h));
+    let c = consumed(get(&e, "/healthz", &h));
     assert_eq!(c, None);
     let edits = e.upstream_edits(&h, None);
     assert!(edits.remove.is_empty());
@@ -1000,14 +942,11 @@ fn forward_true_keeps_the_token_but_never_edgegates_cookies() {
     cfg["api_keys"]["forward"] = json!(true);
     let e = engine_from(&cfg);
     let k = api_key();
-    assert_eq!(
-        consumed(decide(&e, "GET", "/api/x", &[("x-api-key", &k)])),
-        None
-    );
+    assert_eq!(consumed(get(&e, "/api/x", &[("x-api-key", &k)])), None);
     // forward on one provider does not forward another's tokens
     let e = engine();
     assert_eq!(
-        consumed(decide(&e, "GET", "/api/x", &[("authorization", &bearer)])),
+        consumed(get(&e, "/api/x", &[("authorization", &bearer)])),
         Some(Consumed::Authorization)
     );
 }
@@ -1021,7 +960,7 @@ fn a_session_is_consumed_and_its_cookies_removed() {
     let cookie = sessions.seal(&id, NOW).unwrap();
     let header = format!("pref=1; edgegate_session={cookie}; edgegate_session_refresh=r; z=2");
     let h = [("cookie", header.as_str())];
-    let c = consumed(decide(&e, "GET", "/dashboard", &h));
+    let c = consumed(get(&e, "/dashboard", &h));
     assert_eq!(c, Some(Consumed::SessionCookie));
     let edits = e.upstream_edits(&h, c.as_ref());
     assert_eq!(edits.cookie.as_deref(), Some("pref=1; z=2"));
@@ -1044,9 +983,8 @@ fn connect_and_oversized_headers_are_refused_before_any_rule() {
     }
     // Over the header bounds: 431 on a public route too, the credential behind them unseen.
     let big = "b".repeat(edgegate::limits::MAX_HEADER_BYTES);
-    let d = denied(decide(
+    let d = denied(get(
         &e,
-        "GET",
         "/healthz",
         &[("x-big", &big), ("x-edgegate-roles", "admin")],
     ));
@@ -1058,11 +996,11 @@ fn connect_and_oversized_headers_are_refused_before_any_rule() {
         .map(|i| (format!("x-h{i}"), "v".to_string()))
         .collect();
     let many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    let d = denied(decide(&e, "GET", "/healthz", &many));
+    let d = denied(get(&e, "/healthz", &many));
     assert_eq!(
         (d.status, d.reason),
         (431, edgegate::Reason::HeadersTooLarge)
     );
     // At the bounds: decided as usual.
-    allowed(decide(&e, "GET", "/healthz", &many[1..]));
+    allowed(get(&e, "/healthz", &many[1..]));
 }

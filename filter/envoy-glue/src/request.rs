@@ -122,16 +122,7 @@ impl OwnedRequest {
 
     /// Runs `f` with a borrowed [`Request`].
     pub fn with<R>(&self, f: impl FnOnce(&Request<'_>) -> R) -> R {
-        let headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        f(&Request {
-            method: &self.method,
-            path: &self.path,
-            headers: &headers,
-        })
+        Request::with_owned(&self.method, &self.path, &self.headers, f)
     }
 
     /// The path without its query, shortened, for logs (the query may hold a token).

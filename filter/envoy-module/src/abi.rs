@@ -1024,11 +1024,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
 /// Fails a request closed after a panic: a 500, and the stream stays paused.
 fn fail_closed(ctx: &FilterCtx<'_>) {
     let d = edgegate_envoy_glue::verdict::internal_error();
-    let headers: Vec<(&str, &str)> = d
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
+    let headers = edgegate::extractor::header_refs(&d.headers);
     ctx.send_response(d.status, &headers, d.body.as_bytes(), "edgegate_internal");
 }
 

@@ -325,11 +325,7 @@ impl Filter {
     /// Sends a local reply and counts a refusal.
     fn send(&self, ctx: &FilterCtx<'_>, d: &LocalReply) {
         metrics::count_reply(&mut self.counters(ctx), d);
-        let headers: Vec<(&str, &str)> = d
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
+        let headers = edgegate::extractor::header_refs(&d.headers);
         let details = format!("edgegate_{}", d.reason.code());
         ctx.send_response(d.status, &headers, d.body.as_bytes(), &details);
     }

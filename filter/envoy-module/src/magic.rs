@@ -71,11 +71,17 @@ mod tests {
     #[test]
     fn a_jti_is_claimed_once() {
         let mut s = UsedSet::default();
-        assert_eq!(s.claim("a", 100, 50), Claim::Fresh);
-        assert_eq!(s.claim("a", 100, 60), Claim::Replayed);
-        assert_eq!(s.claim("b", 100, 60), Claim::Fresh);
-        assert_eq!(s.claim("", 100, 60), Claim::Unavailable);
-        assert_eq!(s.claim(&"x".repeat(300), 100, 60), Claim::Unavailable);
+        let too_long = "x".repeat(300);
+        // (jti, expires_at, now, the answer), claimed in this order on the same set.
+        for (jti, expires_at, now, want) in [
+            ("a", 100, 50, Claim::Fresh),
+            ("a", 100, 60, Claim::Replayed),
+            ("b", 100, 60, Claim::Fresh),
+            ("", 100, 60, Claim::Unavailable),
+            (too_long.as_str(), 100, 60, Claim::Unavailable),
+        ] {
+            assert_eq!(s.claim(jti, expires_at, now), want, "{jti}");
+        }
     }
 
     #[test]

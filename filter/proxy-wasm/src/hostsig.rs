@@ -129,15 +129,40 @@ impl HostBackend {
         let _ = hostcalls::increment_metric(id, 1);
     }
 
-    fn wasm(
+    /// The host's answer with `hash`, or `None` where the host cannot give one (then the wasm
+    /// backend decides).
+    fn on_host(
         &self,
+        hash: &str,
         alg: Alg,
         key: &PublicKey,
         signing_input: &[u8],
         signature: &[u8],
-    ) -> Result<(), Error> {
-        self.count(Ran::Wasm);
-        NativeBackend.verify(alg, key, signing_input, signature)
+    ) -> Option<Result<(), Error>> {
+        if !self.host_present() {
+            return None;
+        }
+        // The core's checks first: the key fits the alg, the signature has its format.
+        if let Err(e) = check_signature_format(alg, key, signature) {
+            return Some(Err(e));
+        }
+        let (Some(der), Some(sig)) = (build_spki(key), host_signature(alg, signature)) else {
+            // Not expected for a key the core accepted; the wasm backend still decides correctly.
+            log::debug!("cannot encode the {alg} key or signature for the host; verifying in wasm");
+            return None;
+        };
+        let args = encode_arguments(hash, der, sig, signing_input);
+        let answer = hostcalls::call_foreign_function(FUNCTION, Some(&args));
+        if matches!(answer, Err(Status::NotFound)) {
+            self.state.store(ABSENT, Ordering::Relaxed);
+            log::info!("signature backend: wasm (the host has no verify_signature function)");
+            return None;
+        }
+        self.count(Ran::Host);
+        Some(read_result(answer).map_err(|why| {
+            log::debug!("{alg} signature refused by the host: {why}");
+            refused()
+        }))
     }
 }
 
@@ -191,30 +216,22 @@ pub fn host_hash(alg: Alg) -> Option<&'static str> {
 
 /// The signature as BoringSSL takes it: RSA as is, ECDSA raw `r || s` as DER.
 fn host_signature(alg: Alg, signature: &[u8]) -> Option<Vec<u8>> {
-    match alg {
-        Alg::ES256 => Some(
-            p256::ecdsa::Signature::from_slice(signature)
+    // The same conversion on each curve's own signature type.
+    macro_rules! der {
+        ($curve:ident) => {
+            $curve::ecdsa::Signature::from_slice(signature)
                 .ok()?
                 .to_der()
                 .as_bytes()
-                .to_vec(),
-        ),
-        Alg::ES384 => Some(
-            p384::ecdsa::Signature::from_slice(signature)
-                .ok()?
-                .to_der()
-                .as_bytes()
-                .to_vec(),
-        ),
-        Alg::ES512 => Some(
-            p521::ecdsa::Signature::from_slice(signature)
-                .ok()?
-                .to_der()
-                .as_bytes()
-                .to_vec(),
-        ),
-        _ => Some(signature.to_vec()),
+                .to_vec()
+        };
     }
+    Some(match alg {
+        Alg::ES256 => der!(p256),
+        Alg::ES384 => der!(p384),
+        Alg::ES512 => der!(p521),
+        _ => signature.to_vec(),
+    })
 }
 
 /// Encodes the foreign function's argument.
@@ -256,30 +273,11 @@ impl SignatureBackend for HostBackend {
         signing_input: &[u8],
         signature: &[u8],
     ) -> Result<(), Error> {
-        let Some(hash) = host_hash(alg) else {
-            return self.wasm(alg, key, signing_input, signature);
-        };
-        if !self.host_present() {
-            return self.wasm(alg, key, signing_input, signature);
-        }
-        // The core's checks first: the key fits the alg, the signature has its format.
-        check_signature_format(alg, key, signature)?;
-        let (Some(der), Some(sig)) = (build_spki(key), host_signature(alg, signature)) else {
-            // Not expected for a key the core accepted; the wasm backend still decides correctly.
-            log::debug!("cannot encode the {alg} key or signature for the host; verifying in wasm");
-            return self.wasm(alg, key, signing_input, signature);
-        };
-        let args = encode_arguments(hash, der, sig, signing_input);
-        let answer = hostcalls::call_foreign_function(FUNCTION, Some(&args));
-        if matches!(answer, Err(Status::NotFound)) {
-            self.state.store(ABSENT, Ordering::Relaxed);
-            log::info!("signature backend: wasm (the host has no verify_signature function)");
-            return self.wasm(alg, key, signing_input, signature);
-        }
-        self.count(Ran::Host);
-        read_result(answer).map_err(|why| {
-            log::debug!("{alg} signature refused by the host: {why}");
-            refused()
+        let on_host =
+            host_hash(alg).and_then(|hash| self.on_host(hash, alg, key, signing_input, signature));
+        on_host.unwrap_or_else(|| {
+            self.count(Ran::Wasm);
+            NativeBackend.verify(alg, key, signing_input, signature)
         })
     }
 }

@@ -298,10 +298,7 @@ pub fn send(d: &LocalReply, plugin: Option<&Plugin>) {
 
 /// Sends a response the core wrote (repeated header names each their own header).
 pub fn send_local(status: u16, headers: &[(String, String)], body: &str) {
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
+    let headers = edgegate::extractor::header_refs(headers);
     let body = (!body.is_empty()).then_some(body.as_bytes());
     let _ = hostcalls::send_http_response(u32::from(status), headers, body);
 }

@@ -50,8 +50,7 @@ mod tests {
 
     #[test]
     fn start_checks_rd_and_asks_consent_for_offline_access() {
-        let (e, l) = engine_and_login();
-        let s = start_login(e, "rd=%2Fadmin%3Fa%3D1", 7).unwrap();
+        let (e, l, s) = started_login("rd=%2Fadmin%3Fa%3D1", 7);
         assert!(s.location.starts_with("https://idp.example/auth?"));
         assert!(s.location.ends_with("&prompt=consent"));
         assert!(s.location.contains("scope=openid+email+offline_access"));

@@ -249,12 +249,7 @@ pub fn attempt_states(cookie_header: &str) -> Vec<String> {
         .split(';')
         .filter_map(|p| p.trim().split_once('='))
         .filter_map(|(n, _)| n.strip_prefix(oidc::ATTEMPT_COOKIE_PREFIX))
-        .filter(|s| {
-            !s.is_empty()
-                && s.len() <= 64
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        })
+        .filter(|s| crate::syntax::is_short_name(s, b"_-"))
         .take(16)
         .map(str::to_string)
         .collect()
@@ -268,8 +263,7 @@ mod tests {
 
     #[test]
     fn callback_needs_its_attempt_cookie() {
-        let (e, l) = engine_and_login();
-        let s = start_login(e, "", 7).unwrap();
+        let (e, l, s) = started_login("", 7);
         let cookie = s.set_cookie.split(';').next().unwrap().to_string();
         let other = start_login(e, "", 9).unwrap();
         let q = format!("code=c&state={}", s.state);
@@ -346,8 +340,7 @@ mod tests {
 
     #[test]
     fn the_code_grant_is_the_callbacks_code_and_its_attempts_verifier() {
-        let (e, l) = engine_and_login();
-        let s = start_login(e, "", 7).unwrap();
+        let (_, l, s) = started_login("", 7);
         let cookie = s.set_cookie.split(';').next().unwrap();
         let q = format!("code=c1&state={}", s.state);
         let (cb, attempt) = l.open_callback(&q, cookie, &disco(), NOW).unwrap();

@@ -100,14 +100,11 @@ pub struct LoginConfig {
 fn default_scopes() -> Vec<String> {
     vec!["openid".into(), "email".into(), "profile".into()]
 }
-fn default_login_path() -> String {
-    "/auth/login".into()
-}
-fn default_logout_path() -> String {
-    "/auth/logout".into()
-}
-fn default_me_path() -> String {
-    "/auth/me".into()
+
+crate::config::string_defaults! {
+    default_login_path => "/auth/login",
+    default_logout_path => "/auth/logout",
+    default_me_path => "/auth/me",
 }
 
 fn valid_path(p: &str) -> bool {
@@ -134,11 +131,7 @@ pub(super) fn check_endpoint(u: &str) -> Result<url::Url, &'static str> {
 }
 
 fn valid_kid(kid: &str) -> bool {
-    !kid.is_empty()
-        && kid.len() <= 64
-        && kid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    crate::syntax::is_short_name(kid, b"_-")
 }
 
 impl LoginConfig {

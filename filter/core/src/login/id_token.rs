@@ -203,6 +203,7 @@ mod tests {
     use crate::engine::Engine;
     use crate::jwk::KeySet;
     use crate::keyring::{HmacKeyConfig, KeyRing, Secret};
+    use crate::test_support::{with_claim, WRONG_AT_HASH};
     use serde_json::json;
 
     fn id_token(claims: Value) -> String {
@@ -295,15 +296,10 @@ mod tests {
             ("aud", json!("other"), Reason::WrongAudience),
             ("iss", json!("https://evil"), Reason::UnknownIssuer),
             ("exp", json!(NOW - 100), Reason::TokenExpired),
-            (
-                "at_hash",
-                json!("AAAAAAAAAAAAAAAAAAAAAA"),
-                Reason::LoginMismatch,
-            ),
+            ("at_hash", json!(WRONG_AT_HASH), Reason::LoginMismatch),
         ];
         for (field, value, reason) in cases {
-            let mut c = good_claims();
-            c[field] = value.clone();
+            let c = with_claim(good_claims(), field, &value);
             match verify(&e, &id_token(c), Some("n1")) {
                 IdTokenCheck::Invalid(err) => assert_eq!(err.reason(), reason, "{field}={value}"),
                 other => panic!("{field}: {other:?}"),

@@ -59,8 +59,7 @@ mod tests {
 
     #[test]
     fn logout_clears_everything_and_hints_the_provider() {
-        let (e, l) = engine_and_login();
-        let s = sessions_of(e);
+        let (e, l, s) = login_and_sessions();
         let cookies = format!(
             "{}; edgegate_login_abc=x; edgegate_login_de-f=y",
             logged_in(e, NOW, true)

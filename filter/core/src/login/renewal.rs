@@ -118,8 +118,7 @@ mod tests {
 
     #[test]
     fn renewal_decision() {
-        let (e, l) = engine_and_login();
-        let s = sessions_of(e);
+        let (e, l, s) = login_and_sessions();
         // lifetime 400 s: renew from 300 s on
         let cookies = logged_in(e, NOW, true);
         assert!(matches!(l.renewal(s, &cookies, NOW + 299), Renewal::Keep));
@@ -173,8 +172,7 @@ mod tests {
 
     #[test]
     fn renewed_identity_rules() {
-        let (e, l) = engine_and_login();
-        let s = sessions_of(e);
+        let (_, l, s) = login_and_sessions();
         let refresh = RefreshState {
             refresh_token: "rt".into(),
             subject: "alice".into(),

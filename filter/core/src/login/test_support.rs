@@ -68,6 +68,15 @@ pub(super) fn paths(v: &Value) -> Vec<String> {
 }
 
 /// Starts a login on `e` at `NOW`, with the query `query` (`rd=…`) and 64 random bytes `seed`.
+/// The shared engine and login, with a login started for `query` with state seed `seed`.
+pub(super) fn started_login(
+    query: &str,
+    seed: u8,
+) -> (&'static Engine, &'static Login, LoginStart) {
+    let (e, l) = engine_and_login();
+    (e, l, start_login(e, query, seed).unwrap())
+}
+
 pub(super) fn start_login(e: &Engine, query: &str, seed: u8) -> Result<LoginStart, Error> {
     e.login()
         .unwrap()
@@ -107,6 +116,12 @@ pub(super) fn multi_tenant(tenants: Value) -> Value {
 
 pub(super) fn sessions_of(e: &Engine) -> &Sessions {
     e.sessions().unwrap()
+}
+
+/// The shared engine, its login and its sessions.
+pub(super) fn login_and_sessions() -> (&'static Engine, &'static Login, &'static Sessions) {
+    let (e, l) = engine_and_login();
+    (e, l, sessions_of(e))
 }
 
 pub(super) fn oidc_identity() -> Identity {
