@@ -261,27 +261,19 @@ fn start_route(plugin: &Plugin, cx: Cx) {
 }
 
 /// Drives the machine until it answers, or pauses for a call or for keys.
-fn drive(plugin: &Plugin, cx: Cx, mut step: LoginStep) {
+fn drive(plugin: &Plugin, mut cx: Cx, mut step: LoginStep) {
     let engine = &plugin.engine;
     loop {
         let now = crate::now();
         step = match step {
             LoginStep::Reply(r) => return send_reply(plugin, &r),
             LoginStep::Renewed(outcome) => return renewed(plugin, cx, &outcome),
-            LoginStep::NeedDiscovery(p) => match cached_discovery(plugin, now) {
-                Some(d) => p.resume(engine, Ok(d), now),
-                None => {
-                    let Some(login) = engine.login() else {
-                        return verdict::send(&verdict::internal_error(), Some(plugin));
-                    };
-                    let url = login.discovery_url();
-                    match dispatch(plugin, "GET", &url, &[], None) {
-                        Ok(token) => return park(plugin, token, cx, Pending::Discovery(p)),
-                        Err(why) => {
-                            p.resume(engine, Err(unreachable("discovery", &url, &why)), now)
-                        }
-                    }
+            LoginStep::NeedDiscovery(p) => match need_discovery(plugin, cx, p, now) {
+                Some((back, next)) => {
+                    cx = back;
+                    next
                 }
+                None => return,
             },
             LoginStep::NeedTokens(p) => {
                 let r = p.request();
@@ -320,6 +312,35 @@ fn drive(plugin: &Plugin, cx: Cx, mut step: LoginStep) {
                 return decide(plugin, &cx, verdict::Start::Identify(p));
             }
         };
+    }
+}
+
+/// The discovery document the machine asks for: the VM's cached one, or a fetch the request
+/// parks for (None: parked, or answered). Otherwise the request and the machine's next step.
+fn need_discovery(
+    plugin: &Plugin,
+    cx: Cx,
+    p: AwaitDiscovery,
+    now: UnixTime,
+) -> Option<(Cx, LoginStep)> {
+    let engine = &plugin.engine;
+    if let Some(d) = cached_discovery(plugin, now) {
+        return Some((cx, p.resume(engine, Ok(d), now)));
+    }
+    let Some(login) = engine.login() else {
+        verdict::send(&verdict::internal_error(), Some(plugin));
+        return None;
+    };
+    let url = login.discovery_url();
+    match dispatch(plugin, "GET", &url, &[], None) {
+        Ok(token) => {
+            park(plugin, token, cx, Pending::Discovery(p));
+            None
+        }
+        Err(why) => {
+            let next = p.resume(engine, Err(unreachable("discovery", &url, &why)), now);
+            Some((cx, next))
+        }
     }
 }
 

@@ -29,6 +29,18 @@ pub enum Start {
     Waited(NeedKeys, Option<AwaitIdentity>),
 }
 
+impl Start {
+    /// The paused decision to resume (if the request waited for keys) and `/auth/me`'s
+    /// continuation (if it is one).
+    fn split(self) -> (Option<NeedKeys>, Option<AwaitIdentity>) {
+        match self {
+            Start::Decide => (None, None),
+            Start::Identify(me) => (None, Some(me)),
+            Start::Waited(paused, me) => (Some(paused), me),
+        }
+    }
+}
+
 /// What the HTTP context does next.
 #[derive(Debug)]
 pub enum Next {
@@ -54,16 +66,10 @@ pub fn decide_and_apply(
     now_ms: u128,
     start: Start,
 ) -> Next {
-    let resumed = matches!(start, Start::Waited(..));
-    let (waited, me) = match start {
-        Start::Decide => (None, None),
-        Start::Identify(me) => (None, Some(me)),
-        Start::Waited(paused, me) => (Some(paused), me),
-    };
-    let identify = me.is_some();
-    let Some((step, edits)) = run(plugin, req, now_ms, waited, identify) else {
-        send(&internal_error(), Some(plugin));
-        return Next::Stop;
+    let (waited, me) = start.split();
+    let resumed = waited.is_some();
+    let Some((step, edits)) = run(plugin, req, now_ms, waited, me.is_some()) else {
+        return stop(plugin, &internal_error());
     };
     match (step, me) {
         (Step::Done(verdict), Some(me)) => {
@@ -91,8 +97,7 @@ pub fn decide_and_apply(
         }
         (Step::Done(Verdict::Reply(d)), None) => {
             log_denial(&d, req);
-            send(&d, Some(plugin));
-            Next::Stop
+            stop(plugin, &d)
         }
         (Step::NeedKeys(paused), me) if !resumed => {
             let provider = paused.provider().to_string();
@@ -106,11 +111,14 @@ pub fn decide_and_apply(
         (Step::NeedForm(form), None) if !resumed => Next::ReadForm(form),
         // A resumed request never pauses again (the core answers after one wait), and never
         // reads a body from the root context: fail closed.
-        _ => {
-            send(&internal_error(), Some(plugin));
-            Next::Stop
-        }
+        _ => stop(plugin, &internal_error()),
     }
+}
+
+/// Sends `reply` and stops the request there.
+fn stop(plugin: &Plugin, reply: &LocalReply) -> Next {
+    send(reply, Some(plugin));
+    Next::Stop
 }
 
 /// The engine's machine for one request, from its start or from the step that waited for
