@@ -779,7 +779,11 @@ fn a_discovery_document_with_another_issuer_is_refused_and_not_followed() {
     let r = replied(&req);
     // 502 provider_mismatch: refused, no redirect to the other issuer, no attempt cookie.
     assert_eq!(r.status, 502, "{}", r.body_str());
-    assert!(r.body_str().contains("provider_mismatch"), "{}", r.body_str());
+    assert!(
+        r.body_str().contains("provider_mismatch"),
+        "{}",
+        r.body_str()
+    );
     assert!(!r.headers.contains("location"));
     assert!(set_cookies(&r.headers).is_empty());
     assert!(host.logged("issuer"), "{:#?}", host.logs());
