@@ -97,6 +97,11 @@ impl Remote {
         }
     }
 
+    /// The key-set state machine (the login reads the discovery document it fetched).
+    pub fn state(&self) -> &JwksState {
+        &self.state
+    }
+
     /// What the workers see of this provider.
     pub fn entry(&self) -> KeyEntry {
         KeyEntry {
