@@ -207,8 +207,6 @@ class Browser:
 def test_the_demo_logs_a_browser_in(demo_op, demo, packaging):
     """What envoy/run.sh's banner and the README promise: /app sends a browser to the demo OP,
     one click as alice logs in, and /auth/me answers her identity."""
-    if packaging.kind != "wasm":
-        pytest.skip("the native module does not serve the login section yet")
     env, _ = demo
     b = Browser()
     page = b.go(env.url("/app"))

@@ -250,7 +250,7 @@ impl Shared {
                 return None;
             }
         };
-        for line in edgegate_envoy_glue::config::notice_lines(&engine, true) {
+        for line in edgegate_envoy_glue::config::notice_lines(&engine) {
             log::warn!("{line}");
         }
         let remotes: Vec<Remote> = engine
