@@ -78,6 +78,18 @@ pub struct Waiter {
     pub renewal: Option<String>,
 }
 
+/// How a stream joined a renewal ([`Shared::join_renewal`]).
+pub enum Joined {
+    /// It renews (the board marked it in flight).
+    Lead,
+    /// A renewal of the same cookie just ended: carry out its outcome.
+    Shared(RenewalOutcome),
+    /// Another stream renews it: this one waits (registered), resumed when it ends.
+    Waiting,
+    /// It should wait but cannot (no scheduler, the waiting list full).
+    Full,
+}
+
 /// The counters this config defined (Envoy freezes stat creation once the config exists).
 #[derive(Debug, Default)]
 pub struct CounterIds {
@@ -383,15 +395,33 @@ impl Shared {
         *lock(&self.discovery) = Some((d.clone(), now));
     }
 
-    /// Joins the process's renewal of the refresh cookie `key` ([`RenewalBoard::join`]).
-    pub fn join_renewal(&self, key: &str, now_ms: u64, since_ms: u64) -> Join {
-        lock(&self.renewals).join(key, now_ms, since_ms)
+    /// Joins the process's renewal of the refresh cookie `key` ([`RenewalBoard::join`]); when
+    /// it must wait, `waiter` is registered in the same step, so the renewal's end
+    /// ([`Shared::finish_renewal`]) cannot slip in between and leave it waiting to its deadline.
+    pub fn join_renewal(
+        &self,
+        key: &str,
+        now_ms: u64,
+        since_ms: u64,
+        waiter: Option<Waiter>,
+    ) -> Joined {
+        let mut board = lock(&self.renewals);
+        match board.join(key, now_ms, since_ms) {
+            Join::Lead => Joined::Lead,
+            Join::Shared(outcome) => Joined::Shared(outcome),
+            Join::Wait => match waiter.map(|w| self.add_waiter(w)) {
+                Some(Ok(())) => Joined::Waiting,
+                _ => Joined::Full,
+            },
+        }
     }
 
     /// A renewal ended: its outcome is kept for the streams that share it, and those waiting for
     /// it resume (on their worker threads).
     pub fn finish_renewal(&self, key: &str, outcome: &RenewalOutcome, now_ms: u64) {
-        lock(&self.renewals).finish(key, outcome, now_ms);
+        // The board stays locked until the waiters are woken (lock order: renewals, waiters).
+        let mut board = lock(&self.renewals);
+        board.finish(key, outcome, now_ms);
         let mut ws = lock(&self.waiters);
         ws.retain(|w| {
             if w.renewal.as_deref() == Some(key) {
@@ -497,7 +527,8 @@ impl Shared {
                 entries: remotes.iter().map(Remote::entry).collect(),
             };
             *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
-            remotes.iter().filter_map(Remote::next_wakeup).min()
+            // Without remote key sets (a login only), nothing is due but waiters.
+            (!remotes.is_empty()).then(|| remotes.iter().filter_map(Remote::next_wakeup).min())
         };
         self.resolve_waiters(now_ms());
         self.schedule(now, soonest);
@@ -506,13 +537,10 @@ impl Shared {
     /// Resumes (on their worker threads) the requests whose keys arrived or whose wait is over;
     /// their paused decisions resume there (a still-missing key set past the deadline is a 503).
     fn resolve_waiters(&self, now_ms: u128) {
-        let waiting = std::mem::take(&mut *lock(&self.waiters));
-        if waiting.is_empty() {
-            return;
-        }
         let snapshot = self.snapshot();
-        let mut keep = Vec::new();
-        for w in waiting {
+        // Sorted out under the lock (a commit only posts an event): a renewal ending meanwhile
+        // on a worker thread ([`Shared::finish_renewal`]) finds its waiters in the list.
+        lock(&self.waiters).retain(|w| {
             let ready = match (&w.renewal, w.settled) {
                 // Resumed by the renewal's end, or here at the deadline.
                 (Some(_), _) => false,
@@ -521,22 +549,25 @@ impl Shared {
             };
             if ready || now_ms >= w.deadline_ms {
                 w.scheduler.commit(EVENT_RESUME);
-            } else {
-                keep.push(w);
+                return false;
             }
-        }
-        lock(&self.waiters).extend(keep);
+            true
+        });
     }
 
-    fn schedule(&self, now: UnixTime, soonest: Option<UnixTime>) {
+    /// Sets the next tick. `soonest`: `None` without remote key sets (then the ticker only
+    /// runs while requests wait), else the key sets' next wakeup, if any.
+    fn schedule(&self, now: UnixTime, soonest: Option<Option<UnixTime>>) {
         let Some(ticker) = &self.ticker else { return };
         let busy = !lock(&self.waiters).is_empty() || !lock(&self.refetch).is_empty();
         let after = if busy {
             Some(FAST_TICK)
         } else {
-            Some(soonest.map_or(MIN_TICK, |at| {
-                Duration::from_secs(at.saturating_sub(now)).clamp(MIN_TICK, MAX_TICK)
-            }))
+            soonest.map(|soonest| {
+                soonest.map_or(MIN_TICK, |at| {
+                    Duration::from_secs(at.saturating_sub(now)).clamp(MIN_TICK, MAX_TICK)
+                })
+            })
         };
         ticker.set(after);
     }

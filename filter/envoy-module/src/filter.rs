@@ -353,22 +353,31 @@ impl Filter {
         settled: Option<u64>,
         renewal: Option<String>,
     ) -> bool {
+        self.waiter(ctx, provider, deadline_ms, settled, renewal)
+            .is_some_and(|w| self.shared.add_waiter(w).is_ok())
+    }
+
+    /// This stream's entry in the waiting list; `None` when Envoy gave no scheduler.
+    fn waiter(
+        &mut self,
+        ctx: &FilterCtx<'_>,
+        provider: &str,
+        deadline_ms: u128,
+        settled: Option<u64>,
+        renewal: Option<String>,
+    ) -> Option<Waiter> {
         if self.scheduler.is_none() {
             self.scheduler = ctx.new_scheduler().map(Arc::new);
         }
-        let Some(scheduler) = &self.scheduler else {
-            return false;
-        };
-        self.shared
-            .add_waiter(Waiter {
-                filter_id: self.id,
-                scheduler: Arc::clone(scheduler),
-                provider: provider.to_string(),
-                deadline_ms,
-                settled,
-                renewal,
-            })
-            .is_ok()
+        let scheduler = self.scheduler.as_ref()?;
+        Some(Waiter {
+            filter_id: self.id,
+            scheduler: Arc::clone(scheduler),
+            provider: provider.to_string(),
+            deadline_ms,
+            settled,
+            renewal,
+        })
     }
 
     /// The end of a magic-link POST: the core verifies the form's token; this process enforces

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgegate::login::{
-    AwaitDiscovery, AwaitIdToken, AwaitIdentity, AwaitTokens, DueRenewal, Join, LogLevel, LogLine,
+    AwaitDiscovery, AwaitIdToken, AwaitIdentity, AwaitTokens, DueRenewal, LogLevel, LogLine,
     LoginReply, LoginStep, RenewalBoard, RenewalOutcome, Route, FLOW_RANDOM_BYTES,
     MAX_RESPONSE_BYTES,
 };
@@ -36,7 +36,7 @@ use edgegate_envoy_glue::verdict::{self as glue, internal_error};
 
 use super::{Filter, Next};
 use crate::abi::{CalloutResponse, FilterCtx, RequestMap};
-use crate::config;
+use crate::config::{self, Joined};
 
 /// How long one request to the provider (discovery, token endpoint) may take.
 pub const IDP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -188,35 +188,36 @@ impl Filter {
         since_ms: u64,
     ) -> Begin {
         let shared = Arc::clone(&self.shared);
-        let join = shared.join_renewal(&due.key, now_ms64(), since_ms);
+        // Should it wait for another stream's renewal: until that ends, or until it has waited
+        // long enough to lead.
+        let deadline_ms = u128::from(since_ms)
+            .saturating_add(u128::from(RenewalBoard::WAIT_MS))
+            .saturating_add(1);
+        let waiter = self.waiter(ctx, "", deadline_ms, None, Some(due.key.clone()));
+        let joined = shared.join_renewal(&due.key, now_ms64(), since_ms, waiter);
         self.stream_login().renewal = Some(RenewalCx {
             key: due.key.clone(),
             still_valid: due.still_valid,
         });
-        match join {
-            Join::Lead => {
+        match joined {
+            Joined::Lead => {
                 let step = due.begin(&shared.engine, &random_bytes(), client_secret().as_deref());
                 self.drive(ctx, req, step);
                 Begin::Held
             }
-            Join::Shared(outcome) => self.apply_renewal(ctx, req, &outcome),
-            // Another stream (on any worker thread) is renewing this cookie: wait for its outcome
-            // (resumed when it ends, or once this request has waited long enough to lead).
-            Join::Wait => {
-                let deadline_ms = u128::from(since_ms)
-                    .saturating_add(u128::from(RenewalBoard::WAIT_MS))
-                    .saturating_add(1);
-                let key = due.key.clone();
-                if self.wait(ctx, "", deadline_ms, None, Some(key)) {
-                    self.stream_login().renewal_wait = Some(RenewalWait {
-                        request: req,
-                        due,
-                        since_ms,
-                    });
-                    shared.wake();
-                } else {
-                    self.send(ctx, &shared.engine.keys_unavailable());
-                }
+            Joined::Shared(outcome) => self.apply_renewal(ctx, req, &outcome),
+            // Another stream (on any worker thread) is renewing this cookie: wait for its outcome.
+            Joined::Waiting => {
+                self.stream_login().renewal_wait = Some(RenewalWait {
+                    request: req,
+                    due,
+                    since_ms,
+                });
+                shared.wake();
+                Begin::Held
+            }
+            Joined::Full => {
+                self.send(ctx, &shared.engine.keys_unavailable());
                 Begin::Held
             }
         }
