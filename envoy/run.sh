@@ -91,8 +91,7 @@ apikey="$("$py" envoy/demo/mint.py apikey)"
 magic="$("$py" envoy/demo/mint.py magic --email ann@example.com)"
 idp_jwt="$("$py" -c "import json,urllib.request; r=urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:10002/_control/mint', data=b'{\"sub\": \"bob\"}', method='POST'), timeout=5); print(json.load(r)['token'])")"
 
-if [[ "$logger" == wasm ]]; then
-    login_info="Log in through Envoy (the login section of envoy/envoy.yaml, with the demo OP on :10003):
+login_info="Log in through Envoy (the login section of $config, with the demo OP on :10003):
   open http://127.0.0.1:10000/app in a browser; log in as alice (roles admin, staff) or bob
   (staff) with one click, no password. You land back on /app, logged in: the echo shows
   x-edgegate-subject. Then http://127.0.0.1:10000/auth/me (your identity as JSON),
@@ -102,10 +101,6 @@ if [[ "$logger" == wasm ]]; then
   page=\$(curl -s -L -b \$jar -c \$jar -o /dev/null -w '%{url_effective}' 'http://127.0.0.1:10000/auth/login?rd=/app')
   curl -s -L -b \$jar -c \$jar -d user=alice \"\$page/login\"     # through the OP and the callback to /app
   curl -s -b \$jar http://127.0.0.1:10000/auth/me                  # {\"subject\":\"alice\",...}"
-else
-    login_info="Browser login: the native module does not serve the login section yet (run without
-  --native for it: the wasm filter logs browsers in through the demo OP on :10003)."
-fi
 
 cat <<INFO
 

@@ -5,11 +5,11 @@
 # once per packaging (EDGEGATE_PACKAGINGS=wasm or =native runs one). Extra arguments go to pytest
 # (e.g. envoy/test.sh -k jwks -x). Exits non-zero on any failure, and when no test ran.
 #
-# Then the login suites shared with the edge worker (issue 12), against Envoy with the .wasm:
-# edge-worker/test/{rp-conformance,login,browser}.test.mjs with EDGEGATE_RP_HOSTS=envoy (the
-# same cases the worker passes in workerd; edge-worker/test/envoy-host.mjs starts the Envoys).
-# They run when no pytest arguments are given and the wasm packaging is tested;
-# EDGEGATE_LOGIN_E2E=1 forces them, =0 skips them. Node dependencies come from
+# Then the login suites shared with the edge worker (issue 12), against Envoy with each packaging
+# tested: edge-worker/test/{rp-conformance,login,browser}.test.mjs with EDGEGATE_RP_HOSTS=envoy
+# (the .wasm) and/or envoy-native (the dynamic module) (the same cases the worker passes in
+# workerd; edge-worker/test/envoy-host.mjs starts the Envoys). They run when no pytest arguments
+# are given; EDGEGATE_LOGIN_E2E=1 forces them, =0 skips them. Node dependencies come from
 # edge-worker/node_modules, installed by edge-worker/deps.sh (npm ci, as edge-worker/test.sh)
 # only when a devDependency is missing or not at its pinned version.
 set -euo pipefail
@@ -24,14 +24,18 @@ EDGEGATE_NATIVE_SO="$(bash "$here/build-native.sh")"
 export EDGEGATE_NATIVE_SO
 echo "test.sh: native module $EDGEGATE_NATIVE_SO ($(stat -c %s "$EDGEGATE_NATIVE_SO") bytes)"
 
-# The shared login suites run after a whole-suite run of the wasm filter (no test path or -k
-# named; output flags such as -q keep them).
+# The shared login suites run after a whole-suite run (no test path or -k named; output flags
+# such as -q keep them), on the hosts of the packagings tested.
 login_e2e=1
 for a in "$@"; do
     case "$a" in -q | -v | -vv | -x | -s | --tb=*) ;; *) login_e2e=0 ;; esac
 done
-[[ ",${EDGEGATE_PACKAGINGS:-wasm,native}," == *,wasm,* ]] || login_e2e=0
+hosts=()
+[[ ",${EDGEGATE_PACKAGINGS:-wasm,native}," == *,wasm,* ]] && hosts+=(envoy)
+[[ ",${EDGEGATE_PACKAGINGS:-wasm,native}," == *,native,* ]] && hosts+=(envoy-native)
+((${#hosts[@]})) || login_e2e=0
 login_e2e="${EDGEGATE_LOGIN_E2E:-$login_e2e}"
+rp_hosts="$(IFS=,; echo "${hosts[*]:-envoy}")"
 
 # Node dependencies (edge-worker/node_modules: the demo OP of test_demo.py, the login suites),
 # installed only when one is missing or not at its pinned version.
@@ -53,9 +57,9 @@ fi
 
 if [[ "$login_e2e" == 1 ]]; then
     worker="$repo/edge-worker"
-    echo "test.sh: the login suites shared with the edge worker, against Envoy (EDGEGATE_RP_HOSTS=envoy)"
+    echo "test.sh: the login suites shared with the edge worker, against Envoy (EDGEGATE_RP_HOSTS=$rp_hosts)"
     set +e
-    (cd "$worker" && EDGEGATE_RP_HOSTS=envoy timeout 900 node --test --test-timeout=60000 \
+    (cd "$worker" && EDGEGATE_RP_HOSTS="$rp_hosts" timeout 1800 node --test --test-timeout=60000 \
         test/rp-conformance.test.mjs test/login.test.mjs test/browser.test.mjs)
     node_rc=$?
     set -e

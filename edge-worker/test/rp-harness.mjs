@@ -8,13 +8,14 @@
 //   so a test sees every response;
 // - GATE_HOSTS, startGates: the host dimension. The login tests run the same cases against each
 //   host named in EDGEGATE_RP_HOSTS (comma-separated; default `worker`): `worker` (the edge
-//   worker in real workerd, harness.mjs) and `envoy` (real Envoy loading the proxy-wasm filter,
-//   envoy-host.mjs), with the same config JSON.
+//   worker in real workerd, harness.mjs), `envoy` (real Envoy loading the proxy-wasm filter,
+//   envoy-host.mjs) and `envoy-native` (real Envoy loading the native dynamic module), with the
+//   same config JSON.
 import { describe } from "node:test";
 import { freePort, startWorkerd } from "./harness.mjs";
 import { ENVOY_CONCURRENCY, startEnvoy } from "./envoy-host.mjs";
 
-const KNOWN_HOSTS = ["worker", "envoy"];
+const KNOWN_HOSTS = ["worker", "envoy", "envoy-native"];
 
 /** The hosts the login tests run against: EDGEGATE_RP_HOSTS (e.g. `worker,envoy`), default
  * `worker` (so edge-worker/test.sh needs no Envoy). An unknown name is an error, not a skip. */
@@ -32,11 +33,13 @@ export const GATE_HOSTS = (() => {
 
 /** What the tests may rely on per host. `vms`: how many copies of the gate's state a host runs
  * (the worker: one isolate; Envoy: a VM per worker thread and one on the main thread, each
- * fetching discovery and keys itself, sharing key sets through shared data). `requestVms`: of
- * those, how many serve requests. */
+ * fetching discovery and keys itself, sharing key sets through shared data; the native module:
+ * one copy per process, whatever the worker threads). `requestVms`: of those, how many serve
+ * requests. */
 export const HOST_TRAITS = Object.freeze({
   worker: Object.freeze({ kind: "worker", vms: 1, requestVms: 1, bindings: true }),
   envoy: Object.freeze({ kind: "envoy", vms: ENVOY_CONCURRENCY + 1, requestVms: ENVOY_CONCURRENCY, bindings: false }),
+  "envoy-native": Object.freeze({ kind: "envoy", vms: 1, requestVms: 1, bindings: false }),
 });
 /** Runs `suite(hostName, traits)` inside a `describe` for each host of GATE_HOSTS. */
 export function describeEachHost(suite) {
@@ -44,7 +47,6 @@ export function describeEachHost(suite) {
     describe(`host: ${hostName}`, () => suite(hostName, HOST_TRAITS[hostName]));
   }
 }
-
 
 /**
  * Starts `gates` ([{name, port, config, text?}]) on `host` in front of the origin on
@@ -54,8 +56,8 @@ export function describeEachHost(suite) {
  */
 export async function startGates(host, { originPort, gates }) {
   const started =
-    host === "envoy"
-      ? await startEnvoy({ originPort, gates })
+    host === "envoy" || host === "envoy-native"
+      ? await startEnvoy({ originPort, gates, native: host === "envoy-native" })
       : await startWorkerd({ originPort, workers: gates.map((g) => ({ ...g, origin: "binding" })) });
   return { ...HOST_TRAITS[host], host, urls: started.urls, logs: started.logs, stop: started.stop };
 }

@@ -207,8 +207,6 @@ class Browser:
 def test_the_demo_logs_a_browser_in(demo_op, demo, packaging):
     """What envoy/run.sh's banner and the README promise: /app sends a browser to the demo OP,
     one click as alice logs in, and /auth/me answers her identity."""
-    if packaging.kind != "wasm":
-        pytest.skip("the native module does not serve the login section yet")
     env, _ = demo
     b = Browser()
     page = b.go(env.url("/app"))
@@ -226,6 +224,14 @@ def test_the_demo_logs_a_browser_in(demo_op, demo, packaging):
     out = b.go(env.url("/auth/logout"), stop_at=f"http://127.0.0.1:{env.op_port}/session/end")
     assert out.status_code == 302 and "edgegate_session" not in b.cookies
     assert b.go(env.url("/auth/me")).status_code == 401
+    # The login routes' answers are counted by outcome (in both packagings): the redirects of
+    # /auth/login, the callback and logout, /auth/me's identity and its 401.
+    prom = env.prometheus()
+    def login_count(outcome):
+        m = re.search(r'edgegate_login\{outcome="%s"\} (\d+)' % outcome, prom)
+        return int(m.group(1)) if m else 0
+    assert login_count("redirect") >= 3, prom
+    assert login_count("ok") >= 1 and login_count("refused") >= 1, prom
 
 
 def test_demo_config_hardening_settings_hold(demo, upstream):

@@ -268,6 +268,7 @@ STATS_TAGS = [
     {"tag_name": "credential", "regex": r"^wasmcustom\.edgegate_allowed(\.credential\.([a-z0-9_]+))$"},
     {"tag_name": "reason", "regex": r"^wasmcustom\.edgegate_denied(\.reason\.([a-z0-9_]+))$"},
     {"tag_name": "backend", "regex": r"^wasmcustom\.edgegate_signature_checks(\.backend\.([a-z0-9_]+))$"},
+    {"tag_name": "outcome", "regex": r"^wasmcustom\.edgegate_login(\.outcome\.([a-z0-9_]+))$"},
 ]
 
 

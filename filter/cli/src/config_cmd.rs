@@ -243,8 +243,8 @@ fn native_filter(l: &Loaded, json: &str) -> (String, String) {
     if l.engine.login().is_some() {
         notes.push_str(
             "\
-# The native module does not serve browser login yet: it ignores the `login` section (the
-# proxy-wasm filter, `edgegate config envoy` without --native, serves it).
+# The native module serves browser login from the `login` section; its client secret is
+# OIDC_CLIENT_SECRET in Envoy's process environment, else login.client_secret.
 ",
         );
     }

@@ -3,10 +3,6 @@
 
 use edgegate::{ConfigErrors, Engine};
 
-/// Logged at load by a packaging that does not serve the `login` section (the native module,
-/// for now).
-pub const LOGIN_IGNORED: &str = "login (OIDC /auth/login, callback, logout, /auth/me) is not served by the native module yet; it ignores it (sessions set by the proxy-wasm filter or the edge worker are still accepted); load the proxy-wasm filter for login";
-
 /// The error lines of a refused config: every error with its field path.
 pub fn refusal_lines(errors: &ConfigErrors) -> Vec<String> {
     errors
@@ -16,14 +12,10 @@ pub fn refusal_lines(errors: &ConfigErrors) -> Vec<String> {
         .collect()
 }
 
-/// The warning lines of an accepted config (dev mode, risky options, an ignored `login` when
-/// the packaging does not `serve_login`).
-pub fn notice_lines(engine: &Engine, serve_login: bool) -> Vec<String> {
-    let mut lines: Vec<String> = engine.warnings().to_vec();
-    if engine.login().is_some() && !serve_login {
-        lines.push(LOGIN_IGNORED.to_string());
-    }
-    lines
+/// The warning lines of an accepted config (dev mode, risky options). Both packagings serve
+/// every section, `login` included.
+pub fn notice_lines(engine: &Engine) -> Vec<String> {
+    engine.warnings().to_vec()
 }
 
 #[cfg(test)]

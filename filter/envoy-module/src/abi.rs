@@ -744,6 +744,93 @@ impl FilterCtx<'_> {
     }
 }
 
+// --- login (per-stream callouts, response headers) ------------------------------------------
+//
+// What the OIDC login of a stream adds (`filter/login.rs`): its calls to the provider are
+// callouts of the stream (answered on its worker thread by
+// [`envoy_dynamic_module_on_http_filter_http_callout_done`], cancelled by Envoy when the stream
+// goes away), and a renewed session's cookies go on the upstream's response headers.
+//
+// Checked as the declarations above: `http_filter_http_callout` is exported by the 1.40.0 binary
+// (`nm -D --defined-only`) and declared as abi.h declares it (same arguments as the config's
+// callout but the stream's pointer); in the 1.40.0 machine code it reads its stack arguments
+// (body and timeout) from exactly the slots `http_filter_config_http_callout` does. Envoy never
+// answers a callout inline (a callout it cannot send is refused, not failed), so the done hook
+// never runs inside `http_callout`. The response header type is the enum's third value.
+
+/// `envoy_dynamic_module_type_http_header_type_ResponseHeader`.
+const HEADER_TYPE_RESPONSE_HEADER: u32 = 2;
+
+extern "C" {
+    fn envoy_dynamic_module_callback_http_filter_http_callout(
+        filter_envoy_ptr: FilterEnvoyPtr,
+        callout_id_out: *mut u64,
+        cluster_name: ModuleBuffer,
+        headers: *mut ModuleHttpHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        timeout_milliseconds: u64,
+    ) -> u32;
+}
+
+impl FilterCtx<'_> {
+    /// Starts a request to `cluster` tied to this stream (`headers` with `:method`, `:path` and
+    /// `:authority`); its answer comes to [`envoy_dynamic_module_on_http_filter_http_callout_done`]
+    /// on this stream's worker thread, never inline. Returns the callout id.
+    pub fn http_callout(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, CalloutRefused> {
+        let mut hs: Vec<ModuleHttpHeader> =
+            headers.iter().map(|(n, v)| module_header(n, v)).collect();
+        let hs_ptr = array_ptr(&mut hs);
+        let body = if body.is_empty() {
+            null_buffer()
+        } else {
+            module_buffer(body)
+        };
+        let mut id: u64 = 0;
+        // SAFETY: the hook's filter pointer, on its worker thread; the cluster, header and body
+        // buffers point into `cluster`/`headers`/`body`, alive during the call (Envoy copies them
+        // into its request); `hs_ptr` is null or points to `hs.len()` headers; `id` is a valid
+        // place to write.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_http_callout(
+                self.ptr,
+                &mut id,
+                module_buffer(cluster.as_bytes()),
+                hs_ptr,
+                hs.len(),
+                body,
+                timeout_ms,
+            )
+        };
+        if result == CALLOUT_INIT_SUCCESS {
+            Ok(id)
+        } else {
+            Err(CalloutRefused(result))
+        }
+    }
+
+    /// Adds a response header value (existing values of the name stay). Only in the response
+    /// headers hook.
+    pub fn add_response_header(&self, name: &str, value: &str) -> bool {
+        // SAFETY: the hook's filter pointer; name and value point into live strings, copied by
+        // Envoy during the call.
+        unsafe {
+            envoy_dynamic_module_callback_http_add_header(
+                self.ptr,
+                HEADER_TYPE_RESPONSE_HEADER,
+                module_buffer(name.as_bytes()),
+                module_buffer(value.as_bytes()),
+            )
+        }
+    }
+}
+
 /// The answer to a config callout: whether one came, its headers and its body slices, valid
 /// for the hook.
 pub struct CalloutResponse<'a> {
@@ -1164,16 +1251,33 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(
     )
 }
 
-// The hooks below are required by the loader but edgegate does nothing in them: responses pass
-// untouched, and it starts no per-stream callouts or streams.
+// The hooks below are required by the loader. edgegate acts in two of them (a renewed session's
+// cookies on the response headers; a login call's answer); response bodies and trailers pass
+// untouched, and it starts no streams.
 
+/// The upstream's response headers (its worker thread): a renewed session's cookies go on them.
+///
+/// # Safety
+/// Called by Envoy only, with the pointers abi.h describes for this hook.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
-    _filter_envoy_ptr: FilterEnvoyPtr,
-    _filter_module_ptr: FilterModulePtr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+    filter_envoy_ptr: FilterEnvoyPtr,
+    filter_module_ptr: FilterModulePtr,
     _end_of_stream: bool,
 ) -> u32 {
-    RESPONSE_CONTINUE
+    let ctx = filter_ctx(filter_envoy_ptr);
+    guarded(
+        "response_headers",
+        || {
+            // SAFETY: Envoy passes the pointer filter_new returned, on the stream's thread.
+            if let Some(f) = unsafe { filter_mut(filter_module_ptr) } {
+                f.on_response_headers(&ctx);
+            }
+            RESPONSE_CONTINUE
+        },
+        || RESPONSE_CONTINUE,
+        RESPONSE_CONTINUE,
+    )
 }
 
 #[no_mangle]
@@ -1200,18 +1304,64 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 ) {
 }
 
+/// A stream's callout (a login's call to the provider) ended (its worker thread).
+///
+/// # Safety
+/// Called by Envoy only, with the pointers abi.h describes for this hook.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)] // the ABI's signature
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
-    _filter_envoy_ptr: FilterEnvoyPtr,
-    _filter_module_ptr: FilterModulePtr,
-    _callout_id: u64,
-    _result: u32,
-    _headers: *mut EnvoyHttpHeader,
-    _headers_size: usize,
-    _body_chunks: *mut EnvoyBuffer,
-    _body_chunks_size: usize,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
+    filter_envoy_ptr: FilterEnvoyPtr,
+    filter_module_ptr: FilterModulePtr,
+    callout_id: u64,
+    result: u32,
+    headers: *mut EnvoyHttpHeader,
+    headers_size: usize,
+    body_chunks: *mut EnvoyBuffer,
+    body_chunks_size: usize,
 ) {
+    let ctx = filter_ctx(filter_envoy_ptr);
+    guarded(
+        "http_callout_done",
+        || {
+            // SAFETY: Envoy passes the pointer filter_new returned, on the stream's thread (it
+            // drops the stream's callouts before its filter is destroyed).
+            let Some(f) = (unsafe { filter_mut(filter_module_ptr) }) else {
+                return;
+            };
+            // SAFETY: Envoy documents headers and body chunks as valid until this hook returns
+            // (or null when the callout failed); the slices built here do not outlive the hook.
+            let (hs, chunks) = unsafe {
+                (
+                    envoy_slice(headers, headers_size),
+                    envoy_slice(body_chunks, body_chunks_size),
+                )
+            };
+            let response = CalloutResponse {
+                success: result == CALLOUT_RESULT_SUCCESS,
+                headers: hs
+                    .iter()
+                    .map(|h| {
+                        // SAFETY: pointers into Envoy's response headers, valid for this hook.
+                        unsafe {
+                            (
+                                envoy_bytes(h.key_ptr, h.key_length),
+                                envoy_bytes(h.value_ptr, h.value_length),
+                            )
+                        }
+                    })
+                    .collect(),
+                body: chunks
+                    .iter()
+                    // SAFETY: slices of Envoy's response body, valid for this hook.
+                    .map(|c| unsafe { envoy_bytes(c.ptr, c.length) })
+                    .collect(),
+            };
+            f.on_callout_done(&ctx, callout_id, &response);
+        },
+        || fail_closed(&ctx),
+        (),
+    )
 }
 
 #[no_mangle]

@@ -7,15 +7,19 @@
 //! - Envoy's main thread runs [`Shared::on_scheduled`] and [`Shared::on_callout_done`]: it drives
 //!   the key-set state machines, starts the fetches, publishes key snapshots and resumes waiting
 //!   requests through their streams' schedulers;
-//! - a ticker thread (one per config with remote key sets) only commits an event to the main
-//!   thread when the next refresh, retry or wait deadline is due: the ABI gives HTTP filter
-//!   configs a scheduler but no timer.
+//! - a ticker thread (one per config with remote key sets or a `login` section) only commits an
+//!   event to the main thread when the next refresh, retry or wait deadline is due: the ABI gives
+//!   HTTP filter configs a scheduler but no timer;
+//! - OIDC login ([`crate::filter`]'s login) runs on the streams' worker threads; what they share
+//!   is here: the discovery document and the renewals in flight ([`RenewalBoard`]), one copy per
+//!   process.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use edgegate::cache::TokenCache;
+use edgegate::login::{Discovery, Join, RenewalBoard, RenewalOutcome, DISCOVERY_TTL_SECONDS};
 use edgegate::{Engine, UnixTime};
 use edgegate_envoy_glue::fetch::Outcome;
 use edgegate_envoy_glue::metrics::{self, label_value, Counters};
@@ -69,6 +73,21 @@ pub struct Waiter {
     /// Waiting on an unknown kid: the provider's settled count when the wait began (it resumes
     /// when that moves). `None`: waiting for the provider's first keys.
     pub settled: Option<u64>,
+    /// Waiting for another stream's renewal of this refresh cookie instead of keys (`provider`
+    /// unused): resumed when that renewal ends ([`Shared::finish_renewal`]) or at the deadline.
+    pub renewal: Option<String>,
+}
+
+/// How a stream joined a renewal ([`Shared::join_renewal`]).
+pub enum Joined {
+    /// It renews (the board marked it in flight).
+    Lead,
+    /// A renewal of the same cookie just ended: carry out its outcome.
+    Shared(RenewalOutcome),
+    /// Another stream renews it: this one waits (registered), resumed when it ends.
+    Waiting,
+    /// It should wait but cannot (no scheduler, the waiting list full).
+    Full,
 }
 
 /// The counters this config defined (Envoy freezes stat creation once the config exists).
@@ -80,6 +99,7 @@ pub struct CounterIds {
     fetch_failed: Option<usize>,
     cache_hit: Option<usize>,
     cache_miss: Option<usize>,
+    login: Option<usize>,
 }
 
 impl CounterIds {
@@ -91,6 +111,7 @@ impl CounterIds {
             fetch_failed: ctx.define_counter(metrics::JWKS_FETCH_FAILED, &[]),
             cache_hit: ctx.define_counter(metrics::CACHE_HIT, &[]),
             cache_miss: ctx.define_counter(metrics::CACHE_MISS, &[]),
+            login: ctx.define_counter(metrics::LOGIN, &[metrics::OUTCOME]),
         }
     }
 
@@ -102,6 +123,7 @@ impl CounterIds {
             metrics::JWKS_FETCH_FAILED => self.fetch_failed,
             metrics::CACHE_HIT => self.cache_hit,
             metrics::CACHE_MISS => self.cache_miss,
+            metrics::LOGIN => self.login,
             _ => None,
         }
     }
@@ -222,6 +244,10 @@ pub struct Shared {
     pub counters: CounterIds,
     scheduler: Option<Arc<ConfigScheduler>>,
     ticker: Option<Ticker>,
+    /// The login's discovery document and when it was fetched (or taken from the key set).
+    discovery: Mutex<Option<(Discovery, UnixTime)>>,
+    /// The renewals of the process, by refresh cookie.
+    renewals: Mutex<RenewalBoard>,
 }
 
 impl Shared {
@@ -236,7 +262,7 @@ impl Shared {
                 return None;
             }
         };
-        for line in edgegate_envoy_glue::config::notice_lines(&engine, false) {
+        for line in edgegate_envoy_glue::config::notice_lines(&engine) {
             log::warn!("{line}");
         }
         let remotes: Vec<Remote> = engine
@@ -245,12 +271,14 @@ impl Shared {
             .map(Remote::new)
             .collect();
         let validating = abi::is_validation_mode();
-        let scheduler = if remotes.is_empty() || validating {
+        // Login waits (a stream waiting for another's renewal) are resumed by the main thread.
+        let needs_main = !remotes.is_empty() || engine.login().is_some();
+        let scheduler = if !needs_main || validating {
             None
         } else {
             ctx.new_scheduler().map(Arc::new)
         };
-        if scheduler.is_none() && !remotes.is_empty() && !validating {
+        if scheduler.is_none() && needs_main && !validating {
             log::error!("Envoy gave no scheduler: remote key sets cannot be fetched");
         }
         let ticker = scheduler
@@ -272,6 +300,8 @@ impl Shared {
             counters: CounterIds::define(ctx),
             scheduler,
             ticker,
+            discovery: Mutex::new(None),
+            renewals: Mutex::new(RenewalBoard::default()),
             engine,
         });
         let n = lock(&shared.remotes).len();
@@ -352,6 +382,57 @@ impl Shared {
         lock(&self.waiters).retain(|w| w.filter_id != filter_id);
     }
 
+    /// The login's discovery document, while it is fresh.
+    pub fn cached_discovery(&self, now: UnixTime) -> Option<Discovery> {
+        lock(&self.discovery)
+            .as_ref()
+            .filter(|(_, at)| now < at.saturating_add(DISCOVERY_TTL_SECONDS))
+            .map(|(d, _)| d.clone())
+    }
+
+    /// Keeps the login's discovery document fetched at `now`.
+    pub fn keep_discovery(&self, d: &Discovery, now: UnixTime) {
+        *lock(&self.discovery) = Some((d.clone(), now));
+    }
+
+    /// Joins the process's renewal of the refresh cookie `key` ([`RenewalBoard::join`]); when
+    /// it must wait, `waiter` is registered in the same step, so the renewal's end
+    /// ([`Shared::finish_renewal`]) cannot slip in between and leave it waiting to its deadline.
+    pub fn join_renewal(
+        &self,
+        key: &str,
+        now_ms: u64,
+        since_ms: u64,
+        waiter: Option<Waiter>,
+    ) -> Joined {
+        let mut board = lock(&self.renewals);
+        match board.join(key, now_ms, since_ms) {
+            Join::Lead => Joined::Lead,
+            Join::Shared(outcome) => Joined::Shared(outcome),
+            Join::Wait => match waiter.map(|w| self.add_waiter(w)) {
+                Some(Ok(())) => Joined::Waiting,
+                _ => Joined::Full,
+            },
+        }
+    }
+
+    /// A renewal ended: its outcome is kept for the streams that share it, and those waiting for
+    /// it resume (on their worker threads).
+    pub fn finish_renewal(&self, key: &str, outcome: &RenewalOutcome, now_ms: u64) {
+        // The board stays locked until the waiters are woken (lock order: renewals, waiters).
+        let mut board = lock(&self.renewals);
+        board.finish(key, outcome, now_ms);
+        let mut ws = lock(&self.waiters);
+        ws.retain(|w| {
+            if w.renewal.as_deref() == Some(key) {
+                w.scheduler.commit(EVENT_RESUME);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
     // --- main thread -------------------------------------------------------------------------
 
     /// A scheduler event: run.
@@ -394,10 +475,26 @@ impl Shared {
                         );
                     }
                 }
+                self.adopt_discovery(r, now);
                 break;
             }
         }
         self.run(ctx);
+    }
+
+    /// Keeps the discovery document the login's provider key set fetched, when it follows the
+    /// login's discovery URL: one fetch serves both.
+    fn adopt_discovery(&self, r: &Remote, now: UnixTime) {
+        let Some(login) = self.engine.login() else {
+            return;
+        };
+        if login.provider_name() != r.provider || self.cached_discovery(now).is_some() {
+            return;
+        }
+        if let Ok(edgegate::login::DiscoveryStep::Ready(d)) = login.discovery(Some(r.state()), now)
+        {
+            self.keep_discovery(&d, now);
+        }
     }
 
     /// Starts every fetch that is due, publishes the key snapshot, resumes waiting requests
@@ -430,7 +527,8 @@ impl Shared {
                 entries: remotes.iter().map(Remote::entry).collect(),
             };
             *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
-            remotes.iter().filter_map(Remote::next_wakeup).min()
+            // Without remote key sets (a login only), nothing is due but waiters.
+            (!remotes.is_empty()).then(|| remotes.iter().filter_map(Remote::next_wakeup).min())
         };
         self.resolve_waiters(now_ms());
         self.schedule(now, soonest);
@@ -439,35 +537,37 @@ impl Shared {
     /// Resumes (on their worker threads) the requests whose keys arrived or whose wait is over;
     /// their paused decisions resume there (a still-missing key set past the deadline is a 503).
     fn resolve_waiters(&self, now_ms: u128) {
-        let waiting = std::mem::take(&mut *lock(&self.waiters));
-        if waiting.is_empty() {
-            return;
-        }
         let snapshot = self.snapshot();
-        let mut keep = Vec::new();
-        for w in waiting {
-            let ready = match w.settled {
-                Some(at) => snapshot.settled(&w.provider) != at,
-                None => snapshot.has(&w.provider),
+        // Sorted out under the lock (a commit only posts an event): a renewal ending meanwhile
+        // on a worker thread ([`Shared::finish_renewal`]) finds its waiters in the list.
+        lock(&self.waiters).retain(|w| {
+            let ready = match (&w.renewal, w.settled) {
+                // Resumed by the renewal's end, or here at the deadline.
+                (Some(_), _) => false,
+                (None, Some(at)) => snapshot.settled(&w.provider) != at,
+                (None, None) => snapshot.has(&w.provider),
             };
             if ready || now_ms >= w.deadline_ms {
                 w.scheduler.commit(EVENT_RESUME);
-            } else {
-                keep.push(w);
+                return false;
             }
-        }
-        lock(&self.waiters).extend(keep);
+            true
+        });
     }
 
-    fn schedule(&self, now: UnixTime, soonest: Option<UnixTime>) {
+    /// Sets the next tick. `soonest`: `None` without remote key sets (then the ticker only
+    /// runs while requests wait), else the key sets' next wakeup, if any.
+    fn schedule(&self, now: UnixTime, soonest: Option<Option<UnixTime>>) {
         let Some(ticker) = &self.ticker else { return };
         let busy = !lock(&self.waiters).is_empty() || !lock(&self.refetch).is_empty();
         let after = if busy {
             Some(FAST_TICK)
         } else {
-            Some(soonest.map_or(MIN_TICK, |at| {
-                Duration::from_secs(at.saturating_sub(now)).clamp(MIN_TICK, MAX_TICK)
-            }))
+            soonest.map(|soonest| {
+                soonest.map_or(MIN_TICK, |at| {
+                    Duration::from_secs(at.saturating_sub(now)).clamp(MIN_TICK, MAX_TICK)
+                })
+            })
         };
         ticker.set(after);
     }

@@ -1,19 +1,24 @@
 //! One stream: the request hooks, on the stream's worker thread. The same steps as the
-//! proxy-wasm HTTP context: bounds, identity headers removed, one decision, the verdict carried
-//! out (the glue in `edgegate-envoy-glue` says what to read, count and send).
+//! proxy-wasm HTTP context: bounds, identity headers removed, the OIDC login routes and session
+//! renewal ([`login`]), one decision, the verdict carried out (the glue in
+//! `edgegate-envoy-glue` says what to read, count and send).
+
+mod login;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use edgegate::engine::{LocalReply, Verdict, MAX_FORM_BODY};
+use edgegate::login::{AwaitIdentity, LoginStep};
 use edgegate::step::{NeedForm, NeedKeys, Step};
+use edgegate::upstream::HeaderEdits;
 use edgegate_envoy_glue::metrics;
 use edgegate_envoy_glue::request::{
     check_count, check_sizes, edit_ops, split_identity, OwnedRequest, Pairs,
 };
 use edgegate_envoy_glue::verdict::{self as glue, internal_error};
 
-use crate::abi::{FilterCtx, FilterScheduler, RequestMap};
+use crate::abi::{CalloutResponse, FilterCtx, FilterScheduler, RequestMap};
 use crate::config::{self, HookCounters, Shared, Waiter, EVENT_RESUME};
 use crate::keys::KeySnapshot;
 use crate::magic::{self, Claim};
@@ -28,10 +33,12 @@ enum Next {
     Stop,
 }
 
-/// A request paused until keys arrive: the request and the engine's paused decision.
+/// A request paused until keys arrive: the request and the engine's paused decision (with
+/// `/auth/me`'s answer still to give: `me`).
 struct Waiting {
     request: OwnedRequest,
     paused: NeedKeys,
+    me: Option<AwaitIdentity>,
 }
 
 /// The module's filter of one stream.
@@ -45,6 +52,11 @@ pub struct Filter {
     /// Set while the request waits for keys.
     waiting: Option<Waiting>,
     scheduler: Option<Arc<FilterScheduler>>,
+    /// The stream's login state; only with a `login` section.
+    login: Option<Box<login::StreamLogin>>,
+    /// True while the request headers hook runs: an allow there continues by its return value,
+    /// elsewhere (a callout's answer, a scheduled event) by continuing decoding.
+    in_headers: bool,
 }
 
 impl Filter {
@@ -56,6 +68,8 @@ impl Filter {
             form: None,
             waiting: None,
             scheduler: None,
+            login: None,
+            in_headers: false,
         }
     }
 
@@ -83,7 +97,20 @@ impl Filter {
         // upstream.
         let pairs = drop_identity(ctx, &shared, RequestMap::Headers, pairs);
         let req = OwnedRequest::from_pairs(pairs);
-        match self.decide_and_apply(ctx, req, config::now_ms(), None) {
+        // OIDC login routes, then session renewal, then the rules.
+        let req = if shared.engine.login().is_some() {
+            self.in_headers = true;
+            let begun = self.login_begin(ctx, req);
+            self.in_headers = false;
+            match begun {
+                login::Begin::Decide(req) => req,
+                // Answered, paused, or decided and allowed already (then it continues).
+                login::Begin::Held => return self.allowed,
+            }
+        } else {
+            req
+        };
+        match self.decide_and_apply(ctx, req, config::now_ms(), None, None) {
             Next::Continue => true,
             Next::Stop => {
                 if end_of_stream {
@@ -133,44 +160,97 @@ impl Filter {
         self.allowed
     }
 
-    /// A stream event: the main thread resumed a request that waited for keys.
+    /// A stream event: the main thread resumed a request that waited for keys (or for another
+    /// stream's renewal).
     pub fn on_scheduled(&mut self, ctx: &FilterCtx<'_>, event: u64) {
         if event != EVENT_RESUME {
             return;
         }
         let Some(w) = self.waiting.take() else {
+            self.login_resume(ctx);
             return;
         };
         // Resumes the paused decision (keys still missing past the deadline: a 503 there).
         if let Next::Continue =
-            self.decide_and_apply(ctx, w.request, config::now_ms(), Some(w.paused))
+            self.decide_and_apply(ctx, w.request, config::now_ms(), Some(w.paused), w.me)
         {
             ctx.continue_decoding();
         }
     }
 
+    /// The upstream's response headers: a renewed session (or its end) goes back with them.
+    /// (Envoy does not run this hook for the module's own local replies: those carry them
+    /// themselves, [`Filter::renewal_cookies`].)
+    pub fn on_response_headers(&mut self, ctx: &FilterCtx<'_>) {
+        for (name, value) in self.renewal_cookies() {
+            ctx.add_response_header(name, value);
+        }
+    }
+
+    /// The `set-cookie` headers of a renewal this request carried out (none without one).
+    fn renewal_cookies(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.login
+            .iter()
+            .flat_map(|l| l.set_cookies())
+            .map(|c| ("set-cookie", c))
+    }
+
+    /// A stream callout ended: a login's call to the provider.
+    pub fn on_callout_done(
+        &mut self,
+        ctx: &FilterCtx<'_>,
+        id: u64,
+        response: &CalloutResponse<'_>,
+    ) {
+        self.login_call_done(ctx, id, response);
+    }
+
     /// Runs the engine's machine for the request (from its start, or from the step that waited
-    /// for keys: `waited`) and carries out where it ends.
+    /// for keys: `waited`) and carries out where it ends. `me`: `/auth/me`, whose machine
+    /// identifies the request's credential and answers with the identity.
     fn decide_and_apply(
         &mut self,
         ctx: &FilterCtx<'_>,
         req: OwnedRequest,
         now_ms: u128,
         waited: Option<NeedKeys>,
+        me: Option<AwaitIdentity>,
     ) -> Next {
         let shared = Arc::clone(&self.shared);
+        let engine = &shared.engine;
         let resumed = waited.is_some();
         let snapshot = shared.snapshot();
+        let now = glue::secs(now_ms);
         let (step, edits) = {
             let mut cache = shared.cache();
-            glue::run(
-                &shared.engine,
-                &req,
-                &*snapshot,
-                &mut cache,
-                glue::secs(now_ms),
-                waited,
-            )
+            if me.is_some() {
+                let keys = &*snapshot;
+                let start = |r: &edgegate::Request<'_>, c: &mut edgegate::cache::TokenCache| {
+                    engine.identify(r, keys, c, now)
+                };
+                let step = glue::run_from(engine, &req, keys, &mut cache, now, start, waited);
+                (step, HeaderEdits::default())
+            } else {
+                glue::run(engine, &req, &*snapshot, &mut cache, now, waited)
+            }
+        };
+        let step = match (step, me) {
+            (Step::Done(verdict), Some(me)) => {
+                match me.resume(engine, verdict) {
+                    LoginStep::Reply(r) => self.send_login_reply(ctx, &r),
+                    _ => self.send(ctx, &internal_error()),
+                }
+                return Next::Stop;
+            }
+            (Step::NeedKeys(paused), me) if !resumed => {
+                return self.wait_for_keys(ctx, req, now_ms, paused, me, &snapshot);
+            }
+            (step, None) => step,
+            // A resumed `/auth/me` never pauses again: fail closed.
+            (_, Some(_)) => {
+                self.send(ctx, &internal_error());
+                return Next::Stop;
+            }
         };
         match step {
             Step::Done(Verdict::Allow {
@@ -196,9 +276,6 @@ impl Filter {
                 self.send(ctx, &d);
                 Next::Stop
             }
-            Step::NeedKeys(paused) if !resumed => {
-                self.wait_for_keys(ctx, req, now_ms, paused, &snapshot)
-            }
             Step::NeedForm(form) if !resumed => {
                 self.form = Some((req, form));
                 Next::Stop
@@ -220,22 +297,17 @@ impl Filter {
         req: OwnedRequest,
         now_ms: u128,
         paused: NeedKeys,
+        me: Option<AwaitIdentity>,
         snapshot: &KeySnapshot,
     ) -> Next {
         let shared = Arc::clone(&self.shared);
         let provider = paused.provider().to_string();
-        let deadline_ms = now_ms.saturating_add(shared.key_wait(&provider).as_millis());
-        // The provider has keys: the token's kid is unknown and the main thread may refetch.
-        let settled = snapshot.has(&provider).then(|| snapshot.settled(&provider));
-        if settled.is_some() {
-            shared.request_refetch(provider.clone());
-        }
-        if self.wait(ctx, &provider, deadline_ms, settled) {
+        if self.wait_keys(ctx, &provider, now_ms, snapshot) {
             self.waiting = Some(Waiting {
                 request: req,
                 paused,
+                me,
             });
-            shared.wake();
             return Next::Stop;
         }
         let d = shared.engine.keys_unavailable();
@@ -247,29 +319,65 @@ impl Filter {
         Next::Stop
     }
 
-    /// Registers this stream as waiting for `provider`'s keys. False when it cannot wait.
+    /// Registers this stream as waiting for `provider`'s keys (or an early refetch for an
+    /// unknown kid), bounded by the provider's wait, and wakes the main thread. False when it
+    /// cannot wait.
+    fn wait_keys(
+        &mut self,
+        ctx: &FilterCtx<'_>,
+        provider: &str,
+        now_ms: u128,
+        snapshot: &KeySnapshot,
+    ) -> bool {
+        let shared = Arc::clone(&self.shared);
+        let deadline_ms = now_ms.saturating_add(shared.key_wait(provider).as_millis());
+        // The provider has keys: the token's kid is unknown and the main thread may refetch.
+        let settled = snapshot.has(provider).then(|| snapshot.settled(provider));
+        if settled.is_some() {
+            shared.request_refetch(provider.to_string());
+        }
+        let ok = self.wait(ctx, provider, deadline_ms, settled, None);
+        if ok {
+            shared.wake();
+        }
+        ok
+    }
+
+    /// Registers this stream as waiting for `provider`'s keys, or for the renewal of the refresh
+    /// cookie `renewal`. False when it cannot wait.
     fn wait(
         &mut self,
         ctx: &FilterCtx<'_>,
         provider: &str,
         deadline_ms: u128,
         settled: Option<u64>,
+        renewal: Option<String>,
     ) -> bool {
+        self.waiter(ctx, provider, deadline_ms, settled, renewal)
+            .is_some_and(|w| self.shared.add_waiter(w).is_ok())
+    }
+
+    /// This stream's entry in the waiting list; `None` when Envoy gave no scheduler.
+    fn waiter(
+        &mut self,
+        ctx: &FilterCtx<'_>,
+        provider: &str,
+        deadline_ms: u128,
+        settled: Option<u64>,
+        renewal: Option<String>,
+    ) -> Option<Waiter> {
         if self.scheduler.is_none() {
             self.scheduler = ctx.new_scheduler().map(Arc::new);
         }
-        let Some(scheduler) = &self.scheduler else {
-            return false;
-        };
-        self.shared
-            .add_waiter(Waiter {
-                filter_id: self.id,
-                scheduler: Arc::clone(scheduler),
-                provider: provider.to_string(),
-                deadline_ms,
-                settled,
-            })
-            .is_ok()
+        let scheduler = self.scheduler.as_ref()?;
+        Some(Waiter {
+            filter_id: self.id,
+            scheduler: Arc::clone(scheduler),
+            provider: provider.to_string(),
+            deadline_ms,
+            settled,
+            renewal,
+        })
     }
 
     /// The end of a magic-link POST: the core verifies the form's token; this process enforces
@@ -325,7 +433,8 @@ impl Filter {
     /// Sends a local reply and counts a refusal.
     fn send(&self, ctx: &FilterCtx<'_>, d: &LocalReply) {
         metrics::count_reply(&mut self.counters(ctx), d);
-        let headers = edgegate::extractor::header_refs(&d.headers);
+        let mut headers = edgegate::extractor::header_refs(&d.headers);
+        headers.extend(self.renewal_cookies());
         let details = format!("edgegate_{}", d.reason.code());
         ctx.send_response(d.status, &headers, d.body.as_bytes(), &details);
     }

@@ -23,6 +23,8 @@ pub struct KeyEntry {
     /// From when a token with an unknown `kid` may pull a refetch forward (the state machine's
     /// rate limit, mirrored; see [`KeyLookup::may_refetch`]).
     pub refetch_from: Option<UnixTime>,
+    /// A fetch is in flight: a token with an unknown `kid` waits for it (as in the worker).
+    pub fetching: bool,
     /// Counts the fetches of this provider that ended (and early refetches refused): a request
     /// waiting on an unknown kid resumes when it moves.
     pub settled: u64,
@@ -56,8 +58,9 @@ impl KeyLookup for KeySnapshot {
     }
 
     fn may_refetch(&self, provider: &str, now: UnixTime) -> bool {
-        self.entry(provider)
-            .is_some_and(|e| e.keys.is_some() && e.refetch_from.is_some_and(|f| now >= f))
+        self.entry(provider).is_some_and(|e| {
+            e.keys.is_some() && (e.fetching || e.refetch_from.is_some_and(|f| now >= f))
+        })
     }
 }
 
@@ -94,12 +97,18 @@ impl Remote {
         }
     }
 
+    /// The key-set state machine (the login reads the discovery document it fetched).
+    pub fn state(&self) -> &JwksState {
+        &self.state
+    }
+
     /// What the workers see of this provider.
     pub fn entry(&self) -> KeyEntry {
         KeyEntry {
             provider: self.provider.clone(),
             keys: self.keys.clone(),
             refetch_from: self.state.unknown_kid_refetch_from(),
+            fetching: self.in_flight.is_some(),
             settled: self.settled,
         }
     }
@@ -211,6 +220,7 @@ mod tests {
                 provider: "idp".into(),
                 keys: None,
                 refetch_from: Some(10),
+                fetching: false,
                 settled: 3,
             }],
         };
@@ -227,6 +237,11 @@ mod tests {
         assert!(!snap.may_refetch("idp", 9));
         assert!(snap.may_refetch("idp", 10));
         assert!(!snap.may_refetch("other", 10));
+        // A fetch in flight: a token with an unknown kid waits for it, whatever the rate limit.
+        if let Some(e) = snap.entries.first_mut() {
+            e.fetching = true;
+        }
+        assert!(snap.may_refetch("idp", 9));
         assert_eq!(snap.settled("other"), 0);
     }
 }

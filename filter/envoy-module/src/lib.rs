@@ -14,6 +14,9 @@
 //!   due (the ABI has no timers for HTTP filter configs);
 //! - a request that waits for keys is paused on its worker and resumed there through the
 //!   stream's scheduler;
+//! - OIDC login (the `login` section) is the core's login machine, its calls to the IdP
+//!   callouts of the request's stream; the discovery document and the renewals in flight are
+//!   kept once per process;
 //! - signatures are verified by the core's native backend (ring, RustCrypto), in Envoy's
 //!   process.
 //!

@@ -345,7 +345,7 @@ impl RootContext for Root {
             log::error!("{why}");
             return false;
         }
-        for line in edgegate_envoy_glue::config::notice_lines(&engine, true) {
+        for line in edgegate_envoy_glue::config::notice_lines(&engine) {
             log::warn!("{line}");
         }
         shared::ensure_magic_buckets();
