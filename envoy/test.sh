@@ -59,7 +59,8 @@ if [[ "$login_e2e" == 1 ]]; then
     worker="$repo/edge-worker"
     echo "test.sh: the login suites shared with the edge worker, against Envoy (EDGEGATE_RP_HOSTS=$rp_hosts)"
     set +e
-    (cd "$worker" && EDGEGATE_RP_HOSTS="$rp_hosts" timeout 1800 node --test --test-timeout=60000 \
+    # --test-timeout bounds each file too: rp-conformance against two Envoys takes over a minute.
+    (cd "$worker" && EDGEGATE_RP_HOSTS="$rp_hosts" timeout 1800 node --test --test-timeout=600000 \
         test/rp-conformance.test.mjs test/login.test.mjs test/browser.test.mjs)
     node_rc=$?
     set -e
