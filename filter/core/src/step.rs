@@ -594,6 +594,39 @@ mod tests {
         })
     }
 
+    /// Runs `f` with a GET of `path` carrying a bearer token of `alg` from ISS, and an empty
+    /// token cache of `e`.
+    fn with_token(
+        e: &Engine,
+        alg: &str,
+        path: &str,
+        f: impl FnOnce(&Request<'_>, &mut TokenCache),
+    ) {
+        let h = bearer(&token(alg, ISS));
+        with_req("GET", path, &h, |req| f(req, &mut e.new_cache()));
+    }
+
+    /// The machine's first step for `req` (no remote keys, at NOW).
+    fn start(e: &Engine, req: &Request<'_>, cache: &mut TokenCache) -> Step {
+        e.start(req, &NoRemoteKeys, cache, NOW)
+    }
+
+    /// `/auth/me`'s first step for `req` (no remote keys, at NOW).
+    fn identify(e: &Engine, req: &Request<'_>, cache: &mut TokenCache) -> Step {
+        e.identify(req, &NoRemoteKeys, cache, NOW)
+    }
+
+    /// Where a paused signature check goes when the host answers `valid`.
+    fn answered(
+        e: &Engine,
+        s: NeedSignature,
+        valid: bool,
+        req: &Request<'_>,
+        cache: &mut TokenCache,
+    ) -> Step {
+        s.resume(e, valid, req, &NoRemoteKeys, cache, NOW)
+    }
+
     fn paused(step: Step) -> NeedSignature {
         match step {
             Step::NeedSignature(s) => s,
@@ -620,23 +653,18 @@ mod tests {
     #[test]
     fn a_signature_pause_resumes_to_the_verdict_with_the_hosts_answer() {
         let e = engine(100);
-        let h = bearer(&token("ES256", ISS));
-        with_req("GET", "/api/x", &h, |req| {
-            let mut cache = e.new_cache();
-            let s = paused(e.start(req, &NoRemoteKeys, &mut cache, NOW));
+        with_token(&e, "ES256", "/api/x", |req, cache| {
+            let s = paused(start(&e, req, cache));
             assert_eq!(s.check().alg(), crate::Alg::ES256);
             assert!(s.check().key_jwk().unwrap().contains("P-256"));
             // The host says no: refused, whatever the signature really is (fail closed).
-            let d = reply(s.resume(&e, false, req, &NoRemoteKeys, &mut cache, NOW));
+            let d = reply(answered(&e, s, false, req, cache));
             assert_eq!((d.status, d.reason.code()), (401, "bad_signature"));
             // Asked again (nothing was cached), the host says yes: allowed, then cached.
-            let s = paused(e.start(req, &NoRemoteKeys, &mut cache, NOW));
+            let s = paused(start(&e, req, cache));
             let valid = s.check().verify_with(&NativeBackend).is_ok();
-            assert_eq!(
-                subject(s.resume(&e, valid, req, &NoRemoteKeys, &mut cache, NOW)),
-                "alice"
-            );
-            match e.start(req, &NoRemoteKeys, &mut cache, NOW) {
+            assert_eq!(subject(answered(&e, s, valid, req, cache)), "alice");
+            match start(&e, req, cache) {
                 Step::Done(Verdict::Allow { cached: true, .. }) => {}
                 other => panic!("expected a cached allow, got {other:?}"),
             }
@@ -661,8 +689,8 @@ mod tests {
         let h = bearer(&token("RS256", ISS));
         with_req("GET", "/api/x", &h, |req| {
             let mut cache = new.new_cache();
-            let s = paused(old.start(req, &NoRemoteKeys, &mut cache, NOW));
-            let d = reply(s.resume(&new, true, req, &NoRemoteKeys, &mut cache, NOW));
+            let s = paused(start(&old, req, &mut cache));
+            let d = reply(answered(&new, s, true, req, &mut cache));
             assert_eq!((d.status, d.reason.code()), (500, "internal"));
             assert!(cache.is_empty(), "nothing is cached from a stale step");
         });
@@ -677,9 +705,9 @@ mod tests {
         h.push(("x-http-method-override", "DELETE".to_string()));
         with_req("POST", "/tickets/1", &h, |req| {
             let mut cache = e.new_cache();
-            let first = paused(e.start(req, &NoRemoteKeys, &mut cache, NOW));
-            let second = paused(first.resume(&e, true, req, &NoRemoteKeys, &mut cache, NOW));
-            let d = reply(second.resume(&e, true, req, &NoRemoteKeys, &mut cache, NOW));
+            let first = paused(start(&e, req, &mut cache));
+            let second = paused(answered(&e, first, true, req, &mut cache));
+            let d = reply(answered(&e, second, true, req, &mut cache));
             assert_eq!((d.status, d.reason.code()), (403, "missing_role"));
         });
         assert_eq!(e.decisions_started(), 1);
@@ -693,11 +721,9 @@ mod tests {
     #[test]
     fn a_public_route_ignores_a_refused_signature() {
         let e = engine(100);
-        let h = bearer(&token("EdDSA", ISS));
-        with_req("GET", "/public/x", &h, |req| {
-            let mut cache = e.new_cache();
-            let s = paused(e.start(req, &NoRemoteKeys, &mut cache, NOW));
-            match s.resume(&e, false, req, &NoRemoteKeys, &mut cache, NOW) {
+        with_token(&e, "EdDSA", "/public/x", |req, cache| {
+            let s = paused(start(&e, req, cache));
+            match answered(&e, s, false, req, cache) {
                 Step::Done(Verdict::Allow { identity: None, .. }) => {}
                 other => panic!("expected an anonymous allow, got {other:?}"),
             }
@@ -707,14 +733,9 @@ mod tests {
     #[test]
     fn identify_runs_the_same_machine() {
         let e = engine(100);
-        let h = bearer(&token("PS256", ISS));
-        with_req("GET", "/auth/me", &h, |req| {
-            let mut cache = e.new_cache();
-            let s = paused(e.identify(req, &NoRemoteKeys, &mut cache, NOW));
-            assert_eq!(
-                subject(s.resume(&e, true, req, &NoRemoteKeys, &mut cache, NOW)),
-                "alice"
-            );
+        with_token(&e, "PS256", "/auth/me", |req, cache| {
+            let s = paused(identify(&e, req, cache));
+            assert_eq!(subject(answered(&e, s, true, req, cache)), "alice");
             let d = reply(e.identify(
                 &Request {
                     method: "GET",
@@ -722,7 +743,7 @@ mod tests {
                     headers: &[],
                 },
                 &NoRemoteKeys,
-                &mut cache,
+                cache,
                 NOW,
             ));
             assert_eq!(d.reason.code(), "credential_missing");

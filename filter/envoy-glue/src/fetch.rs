@@ -40,8 +40,12 @@ pub fn fetch_headers(req: &FetchRequest) -> [(&str, &str); 5] {
 /// Why a fetch could not start, for the log: Envoy refused the call to `cluster` (`detail` names
 /// the host's status).
 pub fn cluster_refused(cluster: &str, detail: &str) -> String {
+    refused(cluster, detail, "remote_jwks.cluster")
+}
+
+pub(crate) fn refused(cluster: &str, detail: &str, field: &str) -> String {
     format!(
-        "Envoy refused the call to cluster {cluster:?} ({detail}); define a cluster named exactly {cluster:?} or set remote_jwks.cluster"
+        "Envoy refused the call to cluster {cluster:?} ({detail}); define a cluster named exactly {cluster:?} or set {field}"
     )
 }
 

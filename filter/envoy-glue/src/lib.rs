@@ -11,11 +11,13 @@
 //!   the fail-closed reply, the magic-link redirect, denial log lines;
 //! - [`metrics`]: the counter names and labels both packagings report;
 //! - [`fetch`]: the GET a remote key set needs (cluster, headers) and the key lookup a request
-//!   that already waited decides with.
+//!   that already waited decides with;
+//! - [`login`]: the calls to the IdP the login machine asks for, and what their answers mean.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod fetch;
+pub mod login;
 pub mod metrics;
 pub mod request;
 pub mod verdict;

@@ -249,6 +249,14 @@ fn label_buffers(labels: &[&str]) -> Vec<ModuleBuffer> {
     labels.iter().map(|l| module_buffer(l.as_bytes())).collect()
 }
 
+/// Runs `f` with `labels` as the array of module buffers Envoy takes (pointer, length); the
+/// buffers live until `f` returns.
+fn with_labels<R>(labels: &[&str], f: impl FnOnce(*mut ModuleBuffer, usize) -> R) -> R {
+    let mut values = label_buffers(labels);
+    let n = values.len();
+    f(array_ptr(&mut values), n)
+}
+
 /// An array as Envoy takes it: null when empty.
 fn array_ptr<T>(items: &mut [T]) -> *mut T {
     if items.is_empty() {
@@ -285,6 +293,48 @@ unsafe fn envoy_bytes<'a>(ptr: *const c_char, length: usize) -> &'a [u8] {
     }
     // SAFETY: the caller guarantees `length` readable bytes at `ptr` for `'a`; null was handled.
     unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), length) }
+}
+
+/// A callout's answer as Envoy hands it to a `*_http_callout_done` hook, valid for `'a`.
+///
+/// # Safety
+/// `headers` and `body_chunks` must point to `headers_size` headers and `body_chunks_size`
+/// buffers (or be null with a size of 0), and every pointer in them to readable bytes, all valid
+/// and unchanged for `'a`: Envoy guarantees this until the hook returns.
+unsafe fn callout_response<'a>(
+    result: u32,
+    headers: *const EnvoyHttpHeader,
+    headers_size: usize,
+    body_chunks: *const EnvoyBuffer,
+    body_chunks_size: usize,
+) -> CalloutResponse<'a> {
+    // SAFETY: as this function's contract says.
+    let (hs, chunks) = unsafe {
+        (
+            envoy_slice(headers, headers_size),
+            envoy_slice(body_chunks, body_chunks_size),
+        )
+    };
+    CalloutResponse {
+        success: result == CALLOUT_RESULT_SUCCESS,
+        headers: hs
+            .iter()
+            .map(|h| {
+                // SAFETY: pointers into Envoy's response headers, valid for 'a (the contract).
+                unsafe {
+                    (
+                        envoy_bytes(h.key_ptr, h.key_length),
+                        envoy_bytes(h.value_ptr, h.value_length),
+                    )
+                }
+            })
+            .collect(),
+        body: chunks
+            .iter()
+            // SAFETY: slices of Envoy's response body, valid for 'a (the contract).
+            .map(|c| unsafe { envoy_bytes(c.ptr, c.length) })
+            .collect(),
+    }
 }
 
 /// A slice of an Envoy array, valid for `'a`.
@@ -381,19 +431,15 @@ pub trait IncrementCounter {
 impl IncrementCounter for ConfigCtx<'_> {
     /// Adds `value` to a counter defined by this config (main thread).
     fn increment_counter(&self, id: usize, labels: &[&str], value: u64) {
-        let mut values = label_buffers(labels);
-        let values_ptr = array_ptr(&mut values);
-        // SAFETY: as in `define_counter`: the hook's config pointer and buffers alive during the
-        // call; the call runs on the main thread, where the config's own calls are made.
-        let _ = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                self.ptr,
-                id,
-                values_ptr,
-                values.len(),
-                value,
-            )
-        };
+        with_labels(labels, |values, n| {
+            // SAFETY: as in `define_counter`: the hook's config pointer and buffers alive during
+            // the call; the call runs on the main thread, where the config's own calls are made.
+            let _ = unsafe {
+                envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                    self.ptr, id, values, n, value,
+                )
+            };
+        });
     }
 }
 
@@ -555,19 +601,15 @@ pub struct FilterCtx<'a> {
 impl IncrementCounter for FilterCtx<'_> {
     /// Adds `value` to a counter of this filter's config.
     fn increment_counter(&self, id: usize, labels: &[&str], value: u64) {
-        let mut values = label_buffers(labels);
-        let values_ptr = array_ptr(&mut values);
-        // SAFETY: the hook's filter pointer; label buffers alive during the call; `id` was
-        // defined by this filter's config.
-        let _ = unsafe {
-            envoy_dynamic_module_callback_http_filter_increment_counter(
-                self.ptr,
-                id,
-                values_ptr,
-                values.len(),
-                value,
-            )
-        };
+        with_labels(labels, |values, n| {
+            // SAFETY: the hook's filter pointer; label buffers alive during the call; `id` was
+            // defined by this filter's config.
+            let _ = unsafe {
+                envoy_dynamic_module_callback_http_filter_increment_counter(
+                    self.ptr, id, values, n, value,
+                )
+            };
+        });
     }
 }
 
@@ -840,6 +882,19 @@ pub struct CalloutResponse<'a> {
 }
 
 impl CalloutResponse<'_> {
+    /// The response's HTTP status; None when the callout failed (no response, or no `:status`).
+    pub fn status(&self) -> Option<u16> {
+        if !self.success {
+            return None;
+        }
+        edgegate_envoy_glue::fetch::status_of(|n| {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n.as_bytes()))
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        })
+    }
+
     /// The first value of a header (names compared case-insensitively), lossily decoded.
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
@@ -1041,33 +1096,10 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout
                 return;
             };
             // SAFETY: Envoy documents headers and body chunks as valid until this hook returns
-            // (or null with a size of 0 when the callout failed); the slices built here do not
-            // outlive the hook.
-            let (hs, chunks) = unsafe {
-                (
-                    envoy_slice(headers, headers_size),
-                    envoy_slice(body_chunks, body_chunks_size),
-                )
-            };
-            let response = CalloutResponse {
-                success: result == CALLOUT_RESULT_SUCCESS,
-                headers: hs
-                    .iter()
-                    .map(|h| {
-                        // SAFETY: pointers into Envoy's response headers, valid for this hook.
-                        unsafe {
-                            (
-                                envoy_bytes(h.key_ptr, h.key_length),
-                                envoy_bytes(h.value_ptr, h.value_length),
-                            )
-                        }
-                    })
-                    .collect(),
-                body: chunks
-                    .iter()
-                    // SAFETY: slices of Envoy's response body, valid for this hook.
-                    .map(|c| unsafe { envoy_bytes(c.ptr, c.length) })
-                    .collect(),
+            // (or null with a size of 0 when the callout failed); the response built here does
+            // not outlive the hook.
+            let response = unsafe {
+                callout_response(result, headers, headers_size, body_chunks, body_chunks_size)
             };
             shared.on_callout_done(&config_ctx(filter_config_envoy_ptr), callout_id, &response);
         },
@@ -1330,32 +1362,10 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
                 return;
             };
             // SAFETY: Envoy documents headers and body chunks as valid until this hook returns
-            // (or null when the callout failed); the slices built here do not outlive the hook.
-            let (hs, chunks) = unsafe {
-                (
-                    envoy_slice(headers, headers_size),
-                    envoy_slice(body_chunks, body_chunks_size),
-                )
-            };
-            let response = CalloutResponse {
-                success: result == CALLOUT_RESULT_SUCCESS,
-                headers: hs
-                    .iter()
-                    .map(|h| {
-                        // SAFETY: pointers into Envoy's response headers, valid for this hook.
-                        unsafe {
-                            (
-                                envoy_bytes(h.key_ptr, h.key_length),
-                                envoy_bytes(h.value_ptr, h.value_length),
-                            )
-                        }
-                    })
-                    .collect(),
-                body: chunks
-                    .iter()
-                    // SAFETY: slices of Envoy's response body, valid for this hook.
-                    .map(|c| unsafe { envoy_bytes(c.ptr, c.length) })
-                    .collect(),
+            // (or null with a size of 0 when the callout failed); the response built here does
+            // not outlive the hook.
+            let response = unsafe {
+                callout_response(result, headers, headers_size, body_chunks, body_chunks_size)
             };
             f.on_callout_done(&ctx, callout_id, &response);
         },

@@ -336,28 +336,17 @@ impl Filter {
         if settled.is_some() {
             shared.request_refetch(provider.to_string());
         }
-        let ok = self.wait(ctx, provider, deadline_ms, settled, None);
+        let ok = self
+            .waiter(ctx, provider, deadline_ms, settled, None)
+            .is_some_and(|w| shared.add_waiter(w).is_ok());
         if ok {
             shared.wake();
         }
         ok
     }
 
-    /// Registers this stream as waiting for `provider`'s keys, or for the renewal of the refresh
-    /// cookie `renewal`. False when it cannot wait.
-    fn wait(
-        &mut self,
-        ctx: &FilterCtx<'_>,
-        provider: &str,
-        deadline_ms: u128,
-        settled: Option<u64>,
-        renewal: Option<String>,
-    ) -> bool {
-        self.waiter(ctx, provider, deadline_ms, settled, renewal)
-            .is_some_and(|w| self.shared.add_waiter(w).is_ok())
-    }
-
-    /// This stream's entry in the waiting list; `None` when Envoy gave no scheduler.
+    /// This stream's entry in the waiting list, for `provider`'s keys or for the renewal of the
+    /// refresh cookie `renewal`; `None` when Envoy gave no scheduler.
     fn waiter(
         &mut self,
         ctx: &FilterCtx<'_>,

@@ -173,17 +173,7 @@ impl Remote {
             _ => return None,
         }
         let (_, req) = self.in_flight.take()?;
-        let status = if response.success {
-            glue::status_of(|n| {
-                response
-                    .headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(n.as_bytes()))
-                    .and_then(|(_, v)| std::str::from_utf8(v).ok())
-            })
-        } else {
-            None
-        };
+        let status = response.status();
         let body = response.body(glue::body_limit(&req, response.body_len()));
         let cache_control = response.header("cache-control");
         let outcome = glue::finish(

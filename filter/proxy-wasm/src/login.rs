@@ -28,6 +28,7 @@ use edgegate::login::{
 };
 use edgegate::step::{IdTokenOutcome, NeedKeys, Step};
 use edgegate::{Engine, Error, Reason, UnixTime};
+use edgegate_envoy_glue::login as glue_login;
 use edgegate_envoy_glue::verdict as glue;
 
 use crate::request::OwnedRequest;
@@ -338,7 +339,11 @@ fn need_discovery(
             None
         }
         Err(why) => {
-            let next = p.resume(engine, Err(unreachable("discovery", &url, &why)), now);
+            let next = p.resume(
+                engine,
+                Err(glue_login::unreachable("discovery", &url, &why)),
+                now,
+            );
             Some((cx, next))
         }
     }
@@ -476,13 +481,6 @@ fn cached_discovery(plugin: &Plugin, now: UnixTime) -> Option<Discovery> {
         .map(|(d, _)| d.clone())
 }
 
-fn unreachable(what: &str, url: &str, why: &str) -> Error {
-    Error::new(
-        Reason::KeysUnavailable,
-        format!("could not fetch the provider's {what} document {url}: {why}"),
-    )
-}
-
 /// Sends a request to the provider through Envoy; the call's token.
 fn dispatch(
     plugin: &Plugin,
@@ -491,26 +489,7 @@ fn dispatch(
     headers: &[(String, String)],
     body: Option<&str>,
 ) -> Result<u32, String> {
-    let (authority, path) = edgegate::jwks::authority_and_path(url);
-    let cluster = plugin
-        .engine
-        .login()
-        .and_then(|l| l.cluster())
-        .unwrap_or(authority)
-        .to_string();
-    let mut all: Vec<(&str, &str)> = vec![
-        (":method", method),
-        (":path", path),
-        (":authority", authority),
-        ("user-agent", "edgegate"),
-    ];
-    if !headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("accept"))
-    {
-        all.push(("accept", "application/json"));
-    }
-    all.extend(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let mut call = edgegate_envoy_glue::login::IdpCall::new(&plugin.engine, method, url, headers);
     let busy = plugin
         .login
         .calls
@@ -520,17 +499,13 @@ fn dispatch(
         return Err("too many login calls in flight".into());
     }
     hostcalls::dispatch_http_call(
-        &cluster,
-        all,
+        &call.cluster,
+        std::mem::take(&mut call.headers),
         body.map(str::as_bytes),
         vec![],
         IDP_TIMEOUT,
     )
-    .map_err(|status| {
-        format!(
-            "Envoy refused the call to cluster {cluster:?} ({status:?}); define a cluster named exactly {cluster:?} or set login.cluster"
-        )
-    })
+    .map_err(|status| call.refused(&format!("{status:?}")))
 }
 
 fn park(plugin: &Plugin, token: u32, cx: Cx, pending: Pending) {
@@ -577,18 +552,10 @@ pub fn on_call_response(plugin: &Plugin, token: u32, num_headers: usize, body_si
     }
     let engine = &plugin.engine;
     let now = crate::now();
-    let answer = match status {
-        Some(s) if body.len() <= MAX_RESPONSE_BYTES => Ok((s, body.as_slice())),
-        Some(_) => Err("the response is too large".to_string()),
-        None => Err("no response (connection failed or timed out)".to_string()),
-    };
+    let answer = glue_login::answer(status, &body);
     let step = match call.pending {
         Pending::Discovery(p) => {
-            let d = match (engine.login(), answer) {
-                (Some(l), Ok((s, b))) => l.parse_discovery(s, b),
-                (Some(l), Err(why)) => Err(unreachable("discovery", &l.discovery_url(), &why)),
-                (None, _) => Err(Error::new(Reason::Internal, "no login section")),
-            };
+            let d = glue_login::discovery(engine, answer);
             if let (Ok(d), Ok(mut cache)) = (&d, plugin.login.discovery.try_borrow_mut()) {
                 *cache = Some((d.clone(), now));
             }

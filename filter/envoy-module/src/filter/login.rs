@@ -29,7 +29,7 @@ use edgegate::login::{
 };
 use edgegate::step::{IdTokenOutcome, NeedKeys, Step};
 use edgegate::{Error, Reason};
-use edgegate_envoy_glue::fetch as fetch_glue;
+use edgegate_envoy_glue::login as glue_login;
 use edgegate_envoy_glue::metrics;
 use edgegate_envoy_glue::request::OwnedRequest;
 use edgegate_envoy_glue::verdict::{self as glue, internal_error};
@@ -126,13 +126,6 @@ fn client_secret() -> Option<String> {
     std::env::var(CLIENT_SECRET_ENV)
         .ok()
         .filter(|s| !s.is_empty())
-}
-
-fn unreachable(what: &str, url: &str, why: &str) -> Error {
-    Error::new(
-        Reason::KeysUnavailable,
-        format!("could not fetch the provider's {what} document {url}: {why}"),
-    )
 }
 
 fn keys_unavailable() -> Error {
@@ -301,9 +294,11 @@ impl Filter {
                         let url = login.discovery_url();
                         match self.call(ctx, "GET", &url, &[], "") {
                             Ok(id) => return self.park(id, Pending::Discovery(p), req),
-                            Err(why) => {
-                                p.resume(engine, Err(unreachable("discovery", &url, &why)), now)
-                            }
+                            Err(why) => p.resume(
+                                engine,
+                                Err(glue_login::unreachable("discovery", &url, &why)),
+                                now,
+                            ),
                         }
                     }
                 },
@@ -417,35 +412,10 @@ impl Filter {
         headers: &[(String, String)],
         body: &str,
     ) -> Result<u64, String> {
-        let (authority, path) = edgegate::jwks::authority_and_path(url);
-        let cluster = self
-            .shared
-            .engine
-            .login()
-            .and_then(|l| l.cluster())
-            .unwrap_or(authority)
-            .to_string();
-        let mut all: Vec<(&str, &str)> = vec![
-            (":method", method),
-            (":path", path),
-            (":authority", authority),
-            ("user-agent", "edgegate"),
-        ];
-        if !headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("accept"))
-        {
-            all.push(("accept", "application/json"));
-        }
-        all.extend(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let call = glue_login::IdpCall::new(&self.shared.engine, method, url, headers);
         let timeout_ms = u64::try_from(IDP_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
-        ctx.http_callout(&cluster, &all, body.as_bytes(), timeout_ms)
-            .map_err(|refused| {
-                format!(
-                    "Envoy refused the call to cluster {cluster:?} ({}); define a cluster named exactly {cluster:?} or set login.cluster",
-                    refused.name()
-                )
-            })
+        ctx.http_callout(&call.cluster, &call.headers, body.as_bytes(), timeout_ms)
+            .map_err(|refused| call.refused(refused.name()))
     }
 
     fn park(&mut self, id: u64, pending: Pending, req: OwnedRequest) {
@@ -469,33 +439,15 @@ impl Filter {
         let Some((_, pending, req)) = l.call.take() else {
             return;
         };
-        let status = if response.success {
-            fetch_glue::status_of(|n| {
-                response
-                    .headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(n.as_bytes()))
-                    .and_then(|(_, v)| std::str::from_utf8(v).ok())
-            })
-        } else {
-            None
-        };
+        let status = response.status();
         let body = response.body(MAX_RESPONSE_BYTES.saturating_add(1));
         let shared = Arc::clone(&self.shared);
         let engine = &shared.engine;
         let now = config::now();
-        let answer = match status {
-            Some(s) if body.len() <= MAX_RESPONSE_BYTES => Ok((s, body.as_slice())),
-            Some(_) => Err("the response is too large".to_string()),
-            None => Err("no response (connection failed or timed out)".to_string()),
-        };
+        let answer = glue_login::answer(status, &body);
         let step = match pending {
             Pending::Discovery(p) => {
-                let d = match (engine.login(), answer) {
-                    (Some(l), Ok((s, b))) => l.parse_discovery(s, b),
-                    (Some(l), Err(why)) => Err(unreachable("discovery", &l.discovery_url(), &why)),
-                    (None, _) => Err(Error::new(Reason::Internal, "no login section")),
-                };
+                let d = glue_login::discovery(engine, answer);
                 if let Ok(d) = &d {
                     shared.keep_discovery(d, now);
                 }
