@@ -586,6 +586,8 @@ fn a_cached_token_allow_stays_within_its_host_call_budget() {
         calls.len()
     );
     assert!(!up.contains("authorization"), "consumed");
+    // The token has no permissions: no empty header for them (one host call fewer).
+    assert!(!up.contains("x-edgegate-permissions"), "{calls:?}");
     // A client-sent identity header is removed (one call per header present), and only it.
     let (up, calls) = send(
         &mut host,

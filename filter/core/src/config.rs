@@ -152,6 +152,10 @@ pub struct IdentityHeaders {
     pub expires: String,
     /// Header set on every response's request in dev mode, so nobody mistakes it for production.
     pub dev_mode: String,
+    /// Send `roles` and `permissions` also when the list is empty (an empty value). Off by
+    /// default: an empty list is left out, which says the same to the upstream (client-sent
+    /// copies are removed either way) and saves a header per request.
+    pub send_empty: bool,
 }
 
 /// The default names: `x-edgegate-` and the field's name (`dev-mode` for dev mode).
@@ -169,6 +173,7 @@ impl Default for IdentityHeaders {
             key_name: h("key-name"),
             expires: h("expires"),
             dev_mode: h("dev-mode"),
+            send_empty: false,
         }
     }
 }

@@ -952,8 +952,11 @@ impl Engine {
         if let Some(n) = &id.name {
             out.push((h.name.clone(), header_value(n)));
         }
-        out.push((h.roles.clone(), header_list(&id.roles)));
-        out.push((h.permissions.clone(), header_list(&id.permissions)));
+        for (name, list) in [(&h.roles, &id.roles), (&h.permissions, &id.permissions)] {
+            if h.send_empty || !list.is_empty() {
+                out.push((name.clone(), header_list(list)));
+            }
+        }
         if let Some(k) = &id.key_name {
             out.push((h.key_name.clone(), header_value(k)));
         }

@@ -252,6 +252,25 @@ fn jwt_identity_reaches_upstream_headers() {
 }
 
 #[test]
+fn empty_role_and_permission_lists_are_left_out_unless_configured() {
+    let t = jwt(json!({"roles": ["agent"]}));
+    let auth = format!("Bearer {t}");
+    let (_, h) = allowed(get(&engine(), "/api/tickets", &[("authorization", &auth)]));
+    assert_eq!(header(&h, "x-edgegate-roles"), Some("agent"));
+    assert_eq!(header(&h, "x-edgegate-permissions"), None, "{h:?}");
+    // `identity_headers.send_empty`: the empty list goes up as an empty value.
+    let mut cfg = config();
+    cfg["identity_headers"] = json!({"send_empty": true});
+    let (_, h) = allowed(get(
+        &engine_from(&cfg),
+        "/api/tickets",
+        &[("authorization", &auth)],
+    ));
+    assert_eq!(header(&h, "x-edgegate-permissions"), Some(""));
+    assert_eq!(header(&h, "x-edgegate-roles"), Some("agent"));
+}
+
+#[test]
 fn a_malformed_credential_is_401_not_a_fall_through() {
     let e = engine();
     let session = e
