@@ -1,10 +1,10 @@
-//! `edgegate keys new` and `edgegate keys hash`.
+//! `edgegate keys new`, `edgegate keys revoke` and `edgegate keys hash`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use edgegate::apikey::{self, ApiKeyEntry, ApiKeysConfig, DEFAULT_PREFIX};
+use edgegate::apikey::{self, ApiKeyEntry, ApiKeysConfig, KeyList, DEFAULT_PREFIX};
 use edgegate::keyring::{Secret, MIN_SECRET_BYTES};
 
 use crate::util::{self, Failure};
@@ -32,6 +32,19 @@ pub struct NewArgs {
     /// A file holding the config's api_keys.pepper (base64url): the hash becomes hmac-sha256.
     #[arg(long, value_name = "FILE")]
     pub pepper_file: Option<PathBuf>,
+    /// Add the entry to this key list ({"keys": [...]}, created if missing) instead of printing
+    /// it; a name already in the list is refused.
+    #[arg(long, value_name = "FILE")]
+    pub list: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The name of the key to revoke.
+    pub name: String,
+    /// The key list to remove it from ({"keys": [...]}).
+    #[arg(long, value_name = "FILE")]
+    pub list: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -113,12 +126,35 @@ pub fn new(a: &NewArgs) -> Result<ExitCode, Failure> {
             "internal error: the minted key does not verify against its own entry",
         ));
     }
-    let json = serde_json::to_string_pretty(&entry)
-        .map_err(|e| Failure::check(format!("internal error: {e}")))?;
-    println!("{key}");
-    println!("{json}");
-    eprintln!("The key is on the first line: give it to its user now. It is shown only this once and stored nowhere.");
-    eprintln!("Add the JSON entry to api_keys.keys in the config.");
+    if let Some(path) = &a.list {
+        // The list is written before the key is shown: a key whose entry was not stored is
+        // never handed out.
+        let mut list = read_list(path, true)?;
+        if list.keys.iter().any(|k| k.name == entry.name) {
+            return Err(Failure::usage(format!(
+                "--name: {path} already has a key named {name:?}; revoke it first or pick another name",
+                path = path.display(),
+                name = entry.name
+            )));
+        }
+        list.keys.push(entry.clone());
+        check_list(&list, &section)?;
+        write_list(path, &list)?;
+        println!("{key}");
+        eprintln!("The key is on the first line: give it to its user now. It is shown only this once and stored nowhere.");
+        eprintln!(
+            "Its entry was added to {} ({} keys).",
+            path.display(),
+            list.keys.len()
+        );
+    } else {
+        let json = serde_json::to_string_pretty(&entry)
+            .map_err(|e| Failure::check(format!("internal error: {e}")))?;
+        println!("{key}");
+        println!("{json}");
+        eprintln!("The key is on the first line: give it to its user now. It is shown only this once and stored nowhere.");
+        eprintln!("Add the JSON entry to api_keys.keys in the config.");
+    }
     if a.prefix != DEFAULT_PREFIX {
         eprintln!("The config needs \"prefix\": {:?} in api_keys.", a.prefix);
     }
@@ -129,6 +165,76 @@ pub fn new(a: &NewArgs) -> Result<ExitCode, Failure> {
         eprintln!("Expires {} ({t}).", util::human_time(t));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `keys revoke NAME --list FILE`: removes the key's entry from the list.
+pub fn revoke(a: &RevokeArgs) -> Result<ExitCode, Failure> {
+    let mut list = read_list(&a.list, false)?;
+    let before = list.keys.len();
+    list.keys.retain(|k| k.name != a.name);
+    if list.keys.len() == before {
+        return Err(Failure::usage(format!(
+            "{}: no key named {:?}",
+            a.list.display(),
+            a.name
+        )));
+    }
+    write_list(&a.list, &list)?;
+    eprintln!(
+        "Revoked {:?}: removed from {} ({} keys left). It stops working where this list is the config's api_keys.keys once that config is loaded.",
+        a.name,
+        a.list.display(),
+        list.keys.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A key list file; an empty list when the file does not exist and `create` is set.
+fn read_list(path: &Path, create: bool) -> Result<KeyList, Failure> {
+    if create && !path.exists() {
+        return Ok(KeyList::default());
+    }
+    let bytes = util::read_file(path)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Failure::usage(format!(
+            "{}: not a key list ({{\"keys\": [...]}}): {e}",
+            path.display()
+        ))
+    })
+}
+
+/// The core's checks of a whole list (names unique, hashes of the section's kind).
+fn check_list(list: &KeyList, section: &ApiKeysConfig) -> Result<(), Failure> {
+    ApiKeysConfig {
+        keys: list.keys.clone(),
+        ..section.clone()
+    }
+    .compile()
+    .map(|_| ())
+    .map_err(|errors| {
+        Failure::usage(
+            errors
+                .iter()
+                .map(|e| format!("the list: {e}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })
+}
+
+/// Writes the list whole: to a temporary file beside it, then renamed over it, so a reader
+/// never sees half a list.
+fn write_list(path: &Path, list: &KeyList) -> Result<(), Failure> {
+    let mut json = serde_json::to_string_pretty(list)
+        .map_err(|e| Failure::check(format!("internal error: {e}")))?;
+    json.push('\n');
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, json)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Failure::check(format!("{}: cannot write the list: {e}", path.display()))
+        })
 }
 
 pub fn hash(a: &HashArgs) -> Result<ExitCode, Failure> {

@@ -37,7 +37,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// API keys: mint new ones, hash existing ones.
+    /// API keys: mint new ones, revoke them from a key list, hash existing ones.
     #[command(subcommand, after_help = EXIT_CODES)]
     Keys(KeysCmd),
     /// Magic links: issue a link from the config's magic-link keys.
@@ -59,6 +59,12 @@ enum KeysCmd {
     /// the config's `api_keys.keys`.
     #[command(after_help = EXIT_CODES)]
     New(keys::NewArgs),
+    /// Revoke a key: remove its entry from a key list (`keys new --list` writes one).
+    ///
+    /// The key stops working wherever that list is the config's `api_keys.keys`, once the
+    /// config is reloaded.
+    #[command(after_help = EXIT_CODES)]
+    Revoke(keys::RevokeArgs),
     /// Hash an existing key read from stdin (for migrations): prints `sha256:<hex>`.
     ///
     /// With --pepper-file, prints `hmac-sha256:<hex>`. A key that does not look like an
@@ -117,6 +123,7 @@ pub struct ConfigArg {
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Keys(KeysCmd::New(a)) => keys::new(&a),
+        Command::Keys(KeysCmd::Revoke(a)) => keys::revoke(&a),
         Command::Keys(KeysCmd::Hash(a)) => keys::hash(&a),
         Command::Magic(MagicCmd::New(a)) => magic::new(&a),
         Command::Token(TokenCmd::Explain(a)) => explain::explain(&a),

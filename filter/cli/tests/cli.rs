@@ -201,6 +201,7 @@ fn help_documents_commands_and_exit_codes() {
     for cmd in [
         &["keys", "new", "--help"][..],
         &["keys", "hash", "--help"],
+        &["keys", "revoke", "--help"],
         &["magic", "new", "--help"],
         &["token", "explain", "--help"],
         &["config", "check", "--help"],
@@ -288,6 +289,81 @@ fn keys_new_prints_the_key_once_and_an_entry_the_gateway_accepts() {
     // A different key of the same shape is refused.
     let (other, _, _) = mint(&["--name", "other"]);
     assert!(matches!(decide(&engine, "/api/x", &other), Verdict::Reply(d) if d.status == 401));
+}
+
+#[test]
+fn a_key_list_is_kept_by_keys_new_and_keys_revoke() {
+    let dir = temp_file("unused", b"");
+    let list = dir.with_file_name("keys.json");
+    let list_arg = list.to_str().unwrap();
+    let mut keys = Vec::new();
+    for (name, roles) in [("ci", "staff"), ("ops", "staff,deployer")] {
+        let o = run(
+            &[
+                "keys", "new", "--name", name, "--roles", roles, "--list", list_arg,
+            ],
+            None,
+        );
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        // The key alone on stdout; the entry went to the list.
+        let key = o.stdout.trim_end().to_string();
+        assert!(
+            key.starts_with("egk_") && !key.contains('\n'),
+            "{}",
+            o.stdout
+        );
+        assert!(o.stderr.contains("added to"), "{}", o.stderr);
+        keys.push(key);
+    }
+    // A name already in the list is refused, and the list is left as it was.
+    let before = std::fs::read(&list).unwrap();
+    let o = run(&["keys", "new", "--name", "ci", "--list", list_arg], None);
+    assert_eq!((o.code, o.stdout.as_str()), (2, ""), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("already has a key named \"ci\""),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(std::fs::read(&list).unwrap(), before);
+
+    // The list is a config's api_keys.keys as is: both keys open /api.
+    let load = || {
+        let l: Value = serde_json::from_slice(&std::fs::read(&list).unwrap()).unwrap();
+        Engine::from_json(config(json!({"keys": l["keys"]})).to_string().as_bytes()).unwrap()
+    };
+    let engine = load();
+    for key in &keys {
+        assert!(matches!(
+            decide(&engine, "/api/x", key),
+            Verdict::Allow { .. }
+        ));
+    }
+
+    // Revoked: gone from the list, refused by a gateway loading it; the other key still works.
+    let o = run(&["keys", "revoke", "ci", "--list", list_arg], None);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("1 keys left"), "{}", o.stderr);
+    let engine = load();
+    assert!(matches!(decide(&engine, "/api/x", &keys[0]), Verdict::Reply(d) if d.status == 401));
+    assert!(matches!(
+        decide(&engine, "/api/x", &keys[1]),
+        Verdict::Allow { .. }
+    ));
+    // Revoking a name the list does not have is a usage error, the list untouched.
+    let before = std::fs::read(&list).unwrap();
+    let o = run(&["keys", "revoke", "ci", "--list", list_arg], None);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("no key named \"ci\""), "{}", o.stderr);
+    assert_eq!(std::fs::read(&list).unwrap(), before);
+    // A file that is not a key list is refused, not overwritten.
+    let bad = temp_file("not-a-list.json", b"{\"keys\": 3}");
+    let o = run(
+        &["keys", "revoke", "x", "--list", bad.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("not a key list"), "{}", o.stderr);
+    assert_eq!(std::fs::read(&bad).unwrap(), b"{\"keys\": 3}");
 }
 
 #[test]

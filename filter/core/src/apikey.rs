@@ -245,6 +245,15 @@ pub struct ApiKeyEntry {
     pub path_scope: Option<String>,
 }
 
+/// A list of API keys in edgegate's format, `{"keys": [...]}` with entries as in
+/// `api_keys.keys`: what `edgegate keys new --list` and `edgegate keys revoke --list` maintain,
+/// and what a config's `api_keys.keys` takes as is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyList {
+    pub keys: Vec<ApiKeyEntry>,
+}
+
 /// Which hash the store computes for a presented key.
 #[derive(Clone)]
 enum Hasher {
