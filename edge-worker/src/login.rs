@@ -299,14 +299,10 @@ async fn own_discovery() -> Result<Discovery, Error> {
     }
     let url = with_login(|l, _, _| l.discovery_url())?;
     let accept = [("accept".to_string(), "application/json".to_string())];
-    let (status, body) = idp_request("GET", &url, &accept, None)
-        .await
-        .map_err(|why| {
-            Error::new(
-                Reason::KeysUnavailable,
-                format!("could not fetch the provider's discovery document {url}: {why}"),
-            )
-        })?;
+    let (status, body) = match idp_request("GET", &url, &accept, None).await {
+        Ok(answer) => answer,
+        Err(why) => return Err(with_login(|l, _, _| l.discovery_unreachable(&why))?),
+    };
     let d = with_login(|l, _, _| l.parse_discovery(status, body.as_bytes()))??;
     DISCOVERY.with(|c| *c.borrow_mut() = Some((d.clone(), now)));
     Ok(d)

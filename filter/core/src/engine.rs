@@ -806,10 +806,7 @@ impl Engine {
 
     /// The 503 a host sends when a request waited for keys that never came (fail closed).
     pub fn keys_unavailable(&self) -> LocalReply {
-        self.deny_json(&Error::new(
-            Reason::KeysUnavailable,
-            "the identity provider's keys are not available yet; retry shortly",
-        ))
+        self.deny_json(&Error::keys_unavailable())
     }
 
     /// A JSON (or, for browsers on rules with a login URL, redirect) refusal.

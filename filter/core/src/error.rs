@@ -229,6 +229,15 @@ impl Error {
         }
     }
 
+    /// The 503 of a provider whose keys have not arrived (the wait for them is over): the
+    /// one wording every host uses.
+    pub fn keys_unavailable() -> Self {
+        Error::new(
+            Reason::KeysUnavailable,
+            "the identity provider's keys are not available yet; retry shortly",
+        )
+    }
+
     /// This refusal as a config error at `path`: a key or document in the config that no
     /// request could use (a weak RSA key, a malformed JWK...).
     pub fn at(self, path: &str) -> ConfigError {

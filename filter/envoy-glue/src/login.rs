@@ -72,15 +72,7 @@ pub fn discovery(
 ) -> Result<Discovery, Error> {
     match (engine.login(), answer) {
         (Some(l), Ok((s, b))) => l.parse_discovery(s, b),
-        (Some(l), Err(why)) => Err(unreachable("discovery", &l.discovery_url(), &why)),
+        (Some(l), Err(why)) => Err(l.discovery_unreachable(&why)),
         (None, _) => Err(Error::new(Reason::Internal, "no login section")),
     }
-}
-
-/// A document of the provider's that could not be fetched (503: the IdP, not the user).
-pub fn unreachable(what: &str, url: &str, why: &str) -> Error {
-    Error::new(
-        Reason::KeysUnavailable,
-        format!("could not fetch the provider's {what} document {url}: {why}"),
-    )
 }

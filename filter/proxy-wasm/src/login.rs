@@ -338,14 +338,10 @@ fn need_discovery(
             park(plugin, token, cx, Pending::Discovery(p));
             None
         }
-        Err(why) => {
-            let next = p.resume(
-                engine,
-                Err(glue_login::unreachable("discovery", &url, &why)),
-                now,
-            );
-            Some((cx, next))
-        }
+        Err(why) => Some((
+            cx,
+            p.resume(engine, Err(login.discovery_unreachable(&why)), now),
+        )),
     }
 }
 
@@ -400,16 +396,9 @@ pub fn resume_id_token(plugin: &Plugin, wait: IdTokenWait) {
     let IdTokenWait { paused, flow, cx } = wait;
     let step = match check_id_token(plugin, &flow, Some(paused)) {
         Step::Done(outcome) => flow.resume(&plugin.engine, outcome, crate::now()),
-        _ => flow.resume(&plugin.engine, Err(plugin_keys_unavailable()), crate::now()),
+        _ => flow.resume(&plugin.engine, Err(Error::keys_unavailable()), crate::now()),
     };
     drive(plugin, cx, step);
-}
-
-fn plugin_keys_unavailable() -> Error {
-    Error::new(
-        Reason::KeysUnavailable,
-        "the identity provider's keys are not available yet; retry shortly",
-    )
 }
 
 /// A renewal ended: shared with the VM's waiters, carried out, and the request decided.

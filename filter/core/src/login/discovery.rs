@@ -47,6 +47,18 @@ impl Login {
         self.discovery.clone()
     }
 
+    /// The 503 of a discovery document that could not be fetched (`why`: no response, a
+    /// refused call...): the IdP's or the network's failure, not the user's.
+    pub fn discovery_unreachable(&self, why: &str) -> Error {
+        Error::new(
+            Reason::KeysUnavailable,
+            format!(
+                "could not fetch the provider's discovery document {}: {why}",
+                self.discovery
+            ),
+        )
+    }
+
     /// Checks a discovery response: HTTP 200, `issuer` exactly the provider's (a `{tenantid}`
     /// template only when the provider is configured with that template), the
     /// authorization and token endpoints (and `end_session_endpoint` when given) absolute

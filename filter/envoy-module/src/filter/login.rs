@@ -128,13 +128,6 @@ fn client_secret() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-fn keys_unavailable() -> Error {
-    Error::new(
-        Reason::KeysUnavailable,
-        "the identity provider's keys are not available yet; retry shortly",
-    )
-}
-
 impl Filter {
     fn stream_login(&mut self) -> &mut StreamLogin {
         self.login.get_or_insert_with(Box::default)
@@ -147,7 +140,6 @@ impl Filter {
         let Some(login) = shared.engine.login() else {
             return Begin::Decide(req);
         };
-        self.stream_login();
         let route = login.route(&req.path);
         if route.is_some_and(|r| r != Route::Me) {
             self.start_route(ctx, req);
@@ -227,7 +219,7 @@ impl Filter {
             let now = config::now();
             let step = match self.check_id_token(&w.flow, Some(w.paused)) {
                 Step::Done(outcome) => w.flow.resume(engine, outcome, now),
-                _ => w.flow.resume(engine, Err(keys_unavailable()), now),
+                _ => w.flow.resume(engine, Err(Error::keys_unavailable()), now),
             };
             self.drive(ctx, w.request, step);
         } else if let Some(w) = l.renewal_wait.take() {
@@ -294,11 +286,9 @@ impl Filter {
                         let url = login.discovery_url();
                         match self.call(ctx, "GET", &url, &[], "") {
                             Ok(id) => return self.park(id, Pending::Discovery(p), req),
-                            Err(why) => p.resume(
-                                engine,
-                                Err(glue_login::unreachable("discovery", &url, &why)),
-                                now,
-                            ),
+                            Err(why) => {
+                                p.resume(engine, Err(login.discovery_unreachable(&why)), now)
+                            }
                         }
                     }
                 },
@@ -325,7 +315,7 @@ impl Filter {
                         log::warn!(
                             "keys of provider {provider} are not available (too many requests waiting): 503"
                         );
-                        p.resume(engine, Err(keys_unavailable()), now)
+                        p.resume(engine, Err(Error::keys_unavailable()), now)
                     }
                     _ => p.resume(
                         engine,
