@@ -133,6 +133,7 @@ def test_identity_headers_behind_huge_headers_are_refused_431_not_cut(start_envo
     r = get(env.url("/public/x"), headers={**many, "x-edgegate-roles": "admin"})
     assert r.status_code == 431 and r.json()["reason"] == "headers_too_large", r.text
     assert len(upstream.httpd.seen) == seen, "a refused request reached the upstream"
+    env.settle_counters()
     assert sum(env.stats("headers_too_large").values()) >= 3, env.stats("edgegate")
     good_requests_still_work(env, s)
 

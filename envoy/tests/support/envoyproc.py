@@ -441,12 +441,26 @@ class Envoy:
                 out[name] = int(value)
         return out
 
+    # The proxy-wasm filter adds its counts up in each VM and hands them to Envoy on the VM's
+    # root tick, once a second (no host call per counter on the request's path); the native
+    # module counts at once.
+    COUNTER_LAG_S = 1.5
+
+    def settle_counters(self) -> None:
+        """Waits until the filter's counts of the requests made so far are in Envoy's stats."""
+        if self.packaging is None or self.packaging.kind == "wasm":
+            time.sleep(self.COUNTER_LAG_S)
+
     def counter(self, name: str) -> int:
         """An edgegate counter without labels (`edgegate_jwks_fetch_failed`), whichever packaging
-        runs: Envoy names it `wasmcustom.<name>` or `dynamicmodulescustom.<name>`."""
+        runs: Envoy names it `wasmcustom.<name>` or `dynamicmodulescustom.<name>`. Includes every
+        request made before the call (see `settle_counters`)."""
+        self.settle_counters()
         return sum(v for k, v in self.stats(name).items() if k.split(".", 1)[-1] == name)
 
     def prometheus(self) -> str:
+        """`/stats/prometheus`, with the filter's counts of every request made before the call."""
+        self.settle_counters()
         status, body = http_get(f"{self.admin}/stats/prometheus", timeout=5)
         assert status == 200, status
         return body.decode()

@@ -74,9 +74,9 @@ pub extern "C" fn edgegate_decisions_started() -> u64 {
 pub const KEY_WAIT: Duration = Duration::from_secs(3);
 /// The root's tick while requests wait for keys or an early refetch is pending.
 const FAST_TICK: Duration = Duration::from_millis(100);
-/// The shortest and longest tick otherwise (fetch schedules come from the JwksState machines).
-const MIN_TICK: Duration = Duration::from_secs(1);
-const MAX_TICK: Duration = Duration::from_secs(300);
+/// The tick otherwise: counters go to Envoy ([`Metrics::flush`]) and fetch schedules (the
+/// JwksState machines) are checked once a second.
+const TICK: Duration = Duration::from_secs(1);
 
 /// Seconds since the Unix epoch, from the host clock.
 pub fn now() -> UnixTime {
@@ -260,26 +260,25 @@ impl Root {
         }
         verdict::resolve_waiters(&plugin, now_ms(), self.id);
         login::resolve_renewal_waiters(&plugin, self.id);
-        self.schedule(&plugin, now);
+        plugin.count(Metrics::flush);
+        self.schedule(&plugin);
     }
 
-    fn schedule(&self, plugin: &Plugin, now: UnixTime) {
-        let period = if plugin.busy() {
-            FAST_TICK
-        } else {
-            let soonest = self.remotes.iter().filter_map(|r| r.next_wakeup()).min();
-            match soonest {
-                Some(at) => Duration::from_secs(at.saturating_sub(now)).clamp(MIN_TICK, MAX_TICK),
-                None if self.remotes.is_empty() => Duration::ZERO, // nothing to do: no ticks
-                None => MIN_TICK,
-            }
-        };
+    fn schedule(&self, plugin: &Plugin) {
+        let period = if plugin.busy() { FAST_TICK } else { TICK };
         let _ = hostcalls::set_effective_context(self.id);
         let _ = hostcalls::set_tick_period(period);
     }
 }
 
 impl Context for Root {
+    // The VM is going away: the counts not yet handed to Envoy go now.
+    fn on_done(&mut self) -> bool {
+        if let Some(plugin) = &self.plugin {
+            plugin.count(Metrics::flush);
+        }
+        true
+    }
     fn on_http_call_response(
         &mut self,
         token: u32,

@@ -18,10 +18,17 @@ pub use edgegate_envoy_glue::metrics::{
 
 /// Metric ids, defined on first use (defining is idempotent in Envoy, but a host call per
 /// request is not free). Labeled ids are kept by their parts, so counting one builds no name.
+///
+/// Counts are added up in the VM and handed to Envoy by [`flush`](Metrics::flush), which the
+/// root context calls on its tick (at least once a second, see `FLUSH_TICK`): the two counters
+/// of an allow cost no host call on the request's path, and Envoy's counters lag the requests
+/// by at most that tick.
 #[derive(Default)]
 pub struct Metrics {
     ids: HashMap<&'static str, u32>,
     labeled: Vec<(&'static str, &'static str, String, u32)>,
+    /// Counts not yet handed to Envoy, by metric id.
+    pending: Vec<(u32, u64)>,
 }
 
 impl Metrics {
@@ -37,7 +44,7 @@ impl Metrics {
                 Err(_) => return,
             },
         };
-        let _ = hostcalls::increment_metric(id, 1);
+        self.add(id);
     }
 
     /// Adds one to `name` with the label `label=value` (value reduced to `[a-z0-9_]`).
@@ -63,7 +70,22 @@ impl Metrics {
                 }
             }
         };
-        let _ = hostcalls::increment_metric(id, 1);
+        self.add(id);
+    }
+
+    fn add(&mut self, id: u32) {
+        match self.pending.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => self.pending.push((id, 1)),
+        }
+    }
+
+    /// Hands the counts added since the last flush to Envoy (one host call per counter that
+    /// moved).
+    pub fn flush(&mut self) {
+        for (id, n) in self.pending.drain(..) {
+            let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 }
 

@@ -61,10 +61,6 @@ impl Remote {
         self.in_flight.as_ref().is_some_and(|(t, _)| *t == token)
     }
 
-    pub fn next_wakeup(&self) -> Option<UnixTime> {
-        self.state.as_ref().and_then(JwksState::next_wakeup)
-    }
-
     /// A token named a kid this set lacks: refetch now if the state machine allows it. False
     /// when it did not (then no refetch will come of it, unless a fetch is already in flight).
     pub fn on_unknown_kid(&mut self, now: UnixTime) -> bool {

@@ -34,3 +34,13 @@ pub fn no_traps_or_stubs(host: &Host) {
         host.unknown_calls()
     );
 }
+
+/// A filter counter as Envoy has it after the filter's next tick: the filter adds its counts up
+/// in the VM and hands them to the host on the root context's tick, not on the request's path.
+pub fn counted(host: &mut Host, name: &str) -> Option<i64> {
+    assert!(
+        host.tick().unwrap(),
+        "the filter always keeps a tick period"
+    );
+    host.metric(name)
+}
