@@ -441,15 +441,15 @@ class Envoy:
                 out[name] = int(value)
         return out
 
-    # The proxy-wasm filter adds its counts up in each VM and hands them to Envoy on the VM's
-    # root tick, once a second (no host call per counter on the request's path); the native
-    # module counts at once.
+    # Both packagings add their counts up and hand them to Envoy once a second, not per request:
+    # the proxy-wasm filter on each VM's root tick (no host call per counter on the request's
+    # path), the native module on the main thread's tick (Envoy builds a labelled counter's
+    # stat name per increment).
     COUNTER_LAG_S = 1.5
 
     def settle_counters(self) -> None:
         """Waits until the filter's counts of the requests made so far are in Envoy's stats."""
-        if self.packaging is None or self.packaging.kind == "wasm":
-            time.sleep(self.COUNTER_LAG_S)
+        time.sleep(self.COUNTER_LAG_S)
 
     def counter(self, name: str) -> int:
         """An edgegate counter without labels (`edgegate_jwks_fetch_failed`), whichever packaging

@@ -34,9 +34,9 @@ use crate::keys::{KeySnapshot, Remote};
 pub const KEY_WAIT: Duration = Duration::from_secs(3);
 /// The tick while requests wait for keys or an early refetch is pending.
 const FAST_TICK: Duration = Duration::from_millis(100);
-/// The shortest and longest tick otherwise (fetch schedules come from the JwksState machines).
-const MIN_TICK: Duration = Duration::from_secs(1);
-const MAX_TICK: Duration = Duration::from_secs(300);
+/// The tick otherwise: the workers' counts go to Envoy ([`PendingCounts`]) and the key sets'
+/// fetch schedules (the JwksState machines) are checked once a second.
+const FLUSH_TICK: Duration = Duration::from_secs(1);
 /// Most requests kept waiting for keys in the process; beyond it they get the 503 at once.
 pub const MAX_WAITERS: usize = 4096;
 
@@ -150,6 +150,60 @@ impl<C: IncrementCounter> Counters for HookCounters<'_, C> {
     }
 }
 
+/// Counts made on the worker threads, handed to Envoy on the main thread's next tick (at most
+/// [`FLUSH_TICK`] later): a labelled counter increment makes Envoy build the tagged stat's name
+/// per call, which the hot path should not pay per request.
+#[derive(Default)]
+pub struct PendingCounts(Mutex<Vec<(usize, String, u64)>>);
+
+impl PendingCounts {
+    fn add(&self, id: usize, label: &str) {
+        let mut p = lock(&self.0);
+        match p.iter_mut().find(|(i, l, _)| *i == id && l == label) {
+            Some((_, _, n)) => *n = n.saturating_add(1),
+            None => p.push((id, label.to_string(), 1)),
+        }
+    }
+
+    /// Hands every count to Envoy through `ctx` (main thread).
+    fn flush(&self, ctx: &ConfigCtx<'_>) {
+        let pending = std::mem::take(&mut *lock(&self.0));
+        for (id, label, n) in pending {
+            if label.is_empty() {
+                ctx.increment_counter(id, &[], n);
+            } else {
+                ctx.increment_counter(id, &[&label_value(&label)], n);
+            }
+        }
+    }
+}
+
+/// Counting from a worker thread: into [`PendingCounts`] when the config has a ticker to flush
+/// them, else straight to Envoy through the stream.
+pub struct StreamCounters<'a, C> {
+    pub shared: &'a Shared,
+    pub ctx: &'a C,
+}
+
+impl<C: IncrementCounter> Counters for StreamCounters<'_, C> {
+    fn inc(&mut self, name: &'static str) {
+        self.inc_labeled(name, "", "");
+    }
+
+    fn inc_labeled(&mut self, name: &'static str, _label: &'static str, value: &str) {
+        let Some(id) = self.shared.counters.id(name) else {
+            return;
+        };
+        if self.shared.ticker.is_some() {
+            self.shared.pending.add(id, value);
+        } else if value.is_empty() {
+            self.ctx.increment_counter(id, &[], 1);
+        } else {
+            self.ctx.increment_counter(id, &[&label_value(value)], 1);
+        }
+    }
+}
+
 /// When the ticker thread should next wake the main thread.
 #[derive(Default)]
 struct Tick {
@@ -242,6 +296,8 @@ pub struct Shared {
     /// Per remote provider, how long a request waits for its first keys.
     waits: Vec<(String, Duration)>,
     pub counters: CounterIds,
+    /// Counts not yet handed to Envoy.
+    pending: PendingCounts,
     scheduler: Option<Arc<ConfigScheduler>>,
     ticker: Option<Ticker>,
     /// The login's discovery document and when it was fetched (or taken from the key set).
@@ -271,15 +327,15 @@ impl Shared {
             .map(Remote::new)
             .collect();
         let validating = abi::is_validation_mode();
-        // Login waits (a stream waiting for another's renewal) are resumed by the main thread.
-        let needs_main = !remotes.is_empty() || engine.login().is_some();
-        let scheduler = if !needs_main || validating {
+        // Every config has the main thread's tick: counters are handed to Envoy there; key sets
+        // are fetched, and login waits (a stream waiting for another's renewal) resumed, there.
+        let scheduler = if validating {
             None
         } else {
             ctx.new_scheduler().map(Arc::new)
         };
-        if scheduler.is_none() && needs_main && !validating {
-            log::error!("Envoy gave no scheduler: remote key sets cannot be fetched");
+        if scheduler.is_none() && !validating {
+            log::error!("Envoy gave no scheduler: remote key sets cannot be fetched, counters are counted per request");
         }
         let ticker = scheduler
             .as_ref()
@@ -298,6 +354,7 @@ impl Shared {
             waiters: Mutex::new(Vec::new()),
             refetch: Mutex::new(Vec::new()),
             counters: CounterIds::define(ctx),
+            pending: PendingCounts::default(),
             scheduler,
             ticker,
             discovery: Mutex::new(None),
@@ -506,7 +563,8 @@ impl Shared {
             ctx,
             ids: &self.counters,
         };
-        let soonest = {
+        self.pending.flush(ctx);
+        {
             let Ok(mut remotes) = self.remotes.try_lock() else {
                 return;
             };
@@ -527,11 +585,9 @@ impl Shared {
                 entries: remotes.iter().map(Remote::entry).collect(),
             };
             *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
-            // Without remote key sets (a login only), nothing is due but waiters.
-            (!remotes.is_empty()).then(|| remotes.iter().filter_map(Remote::next_wakeup).min())
-        };
+        }
         self.resolve_waiters(now_ms());
-        self.schedule(now, soonest);
+        self.schedule();
     }
 
     /// Resumes (on their worker threads) the requests whose keys arrived or whose wait is over;
@@ -555,21 +611,11 @@ impl Shared {
         });
     }
 
-    /// Sets the next tick. `soonest`: `None` without remote key sets (then the ticker only
-    /// runs while requests wait), else the key sets' next wakeup, if any.
-    fn schedule(&self, now: UnixTime, soonest: Option<Option<UnixTime>>) {
+    /// Sets the next tick: soon while requests wait or a refetch is pending, else in a second.
+    fn schedule(&self) {
         let Some(ticker) = &self.ticker else { return };
         let busy = !lock(&self.waiters).is_empty() || !lock(&self.refetch).is_empty();
-        let after = if busy {
-            Some(FAST_TICK)
-        } else {
-            soonest.map(|soonest| {
-                soonest.map_or(MIN_TICK, |at| {
-                    Duration::from_secs(at.saturating_sub(now)).clamp(MIN_TICK, MAX_TICK)
-                })
-            })
-        };
-        ticker.set(after);
+        ticker.set(Some(if busy { FAST_TICK } else { FLUSH_TICK }));
     }
 }
 

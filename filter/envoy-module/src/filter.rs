@@ -19,7 +19,7 @@ use edgegate_envoy_glue::request::{
 use edgegate_envoy_glue::verdict::{self as glue, internal_error};
 
 use crate::abi::{CalloutResponse, FilterCtx, FilterScheduler, RequestMap};
-use crate::config::{self, HookCounters, Shared, Waiter, EVENT_RESUME};
+use crate::config::{self, Shared, StreamCounters, Waiter, EVENT_RESUME};
 use crate::keys::KeySnapshot;
 use crate::magic::{self, Claim};
 
@@ -412,10 +412,10 @@ impl Filter {
         }
     }
 
-    fn counters<'a, 'h>(&'a self, ctx: &'a FilterCtx<'h>) -> HookCounters<'a, FilterCtx<'h>> {
-        HookCounters {
+    fn counters<'a, 'h>(&'a self, ctx: &'a FilterCtx<'h>) -> StreamCounters<'a, FilterCtx<'h>> {
+        StreamCounters {
+            shared: &self.shared,
             ctx,
-            ids: &self.shared.counters,
         }
     }
 

@@ -113,10 +113,6 @@ impl Remote {
         }
     }
 
-    pub fn next_wakeup(&self) -> Option<UnixTime> {
-        self.state.next_wakeup()
-    }
-
     /// A fetch of this provider ended, or an early refetch was refused.
     pub fn settle(&mut self) {
         self.settled = self.settled.wrapping_add(1);
