@@ -62,7 +62,7 @@ export function envoyBinary() {
 export function envoyWasm() {
   const p =
     process.env.EDGEGATE_WASM ||
-    join(process.env.CARGO_TARGET_DIR || join(repo, "target"), "wasm32-unknown-unknown", "release", "edgegate_proxy_wasm.wasm");
+    join(process.env.CARGO_TARGET_DIR || join(repo, "target"), "wasm32-unknown-unknown", "release", "edgegate_proxy_wasm.opt.wasm");
   if (!existsSync(p)) throw new Error(`the Envoy filter is not built at ${p}: run envoy/build.sh (or set EDGEGATE_WASM)`);
   return p;
 }

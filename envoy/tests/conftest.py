@@ -36,7 +36,7 @@ def _target() -> Path:
 
 
 def _default_wasm() -> Path:
-    return _target() / "wasm32-unknown-unknown" / "release" / "edgegate_proxy_wasm.wasm"
+    return _target() / "wasm32-unknown-unknown" / "release" / "edgegate_proxy_wasm.opt.wasm"
 
 
 def _default_native() -> Path:
