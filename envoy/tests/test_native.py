@@ -14,8 +14,8 @@ from support.idp import new_key
 
 pytestmark = pytest.mark.wasm_only(
     reason="the host signature backend is the proxy-wasm filter's: it hands RS*/ES* to Envoy's "
-    "verify_signature foreign function; the native module verifies in-process with the core's "
-    "own backend (ring, RustCrypto) and has no edgegate_signature_checks counter")
+    "verify_signature foreign function; the native module verifies in-process (AWS-LC for RS*, the "
+    "core's own backend for the rest) and has no edgegate_signature_checks counter")
 
 
 def checks(env) -> dict[str, float]:

@@ -238,6 +238,12 @@ impl Error {
         )
     }
 
+    /// A signature of the right form that the key does not verify: the one wording every
+    /// signature backend uses.
+    pub fn bad_signature() -> Self {
+        Error::new(Reason::BadSignature, "the signature does not verify")
+    }
+
     /// This refusal as a config error at `path`: a key or document in the config that no
     /// request could use (a weak RSA key, a malformed JWK...).
     pub fn at(self, path: &str) -> ConfigError {

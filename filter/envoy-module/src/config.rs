@@ -310,7 +310,8 @@ impl Shared {
     /// Compiles the plugin configuration (main thread). `None` refuses it, every error logged.
     pub fn new(ctx: &ConfigCtx<'_>, _name: &[u8], config: &[u8]) -> Option<Arc<Shared>> {
         let engine = match Engine::from_json(config) {
-            Ok(e) => e,
+            // RS256/384/512 by AWS-LC with kept keys; the rest by the core's own backend.
+            Ok(e) => e.with_backend(Box::new(crate::signature::ModuleBackend::default())),
             Err(errors) => {
                 for line in edgegate_envoy_glue::config::refusal_lines(&errors) {
                     log::error!("{line}");

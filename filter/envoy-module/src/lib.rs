@@ -30,3 +30,4 @@ pub mod config;
 pub mod filter;
 pub mod keys;
 pub mod magic;
+pub mod signature;

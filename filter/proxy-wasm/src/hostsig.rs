@@ -23,7 +23,7 @@ use proxy_wasm::types::{MetricType, Status};
 
 use edgegate::alg::Alg;
 use edgegate::backend::{check_signature_format, NativeBackend, SignatureBackend};
-use edgegate::error::{Error, Reason};
+use edgegate::error::Error;
 use edgegate::jwk::PublicKey;
 
 /// The foreign function's name in Envoy.
@@ -262,7 +262,7 @@ pub fn read_result(answer: Result<Option<Vec<u8>>, Status>) -> Result<(), String
 }
 
 fn refused() -> Error {
-    Error::new(Reason::BadSignature, "the signature does not verify")
+    Error::bad_signature()
 }
 
 impl SignatureBackend for HostBackend {

@@ -131,7 +131,7 @@ impl SignatureCheck {
 
     /// The error for a signature the host found invalid (the same the core's backends give).
     pub fn refused() -> Error {
-        Error::new(Reason::BadSignature, "the signature does not verify")
+        Error::bad_signature()
     }
 }
 
@@ -179,10 +179,7 @@ fn run<A: Algorithm>(
     if alg.verify_signature(&sig, key, msg) {
         Ok(())
     } else {
-        Err(Error::new(
-            Reason::BadSignature,
-            "the signature does not verify",
-        ))
+        Err(Error::bad_signature())
     }
 }
 
