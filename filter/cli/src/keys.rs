@@ -119,6 +119,7 @@ pub fn new(a: &NewArgs) -> Result<ExitCode, Failure> {
         pepper: pepper.as_ref().map(|(s, _)| s.clone()),
         keys: vec![entry.clone()],
         forward: false,
+        remote: None,
     };
     let store = section.compile().map_err(usage_from)?;
     if store.verify(&key, now).is_err() {
