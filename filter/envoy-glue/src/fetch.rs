@@ -1,5 +1,6 @@
-//! Remote key sets over Envoy: the GET a [`JwksState`] asks for (which cluster, which headers),
-//! and what its response means. Both packagings drive one state machine per provider with these;
+//! Remote key sets over Envoy: the GET a [`JwksState`] (or the API-key list's [`KeyListState`])
+//! asks for (which cluster, which headers), and what its response means. Both packagings drive
+//! one state machine per provider, and one for `api_keys.remote`, with these;
 //! they differ in how the call is made (`dispatch_http_call`, a dynamic module's HTTP callout)
 //! and in how the keys reach the threads that verify (shared data, a process-wide snapshot).
 //!
@@ -11,6 +12,8 @@
 use edgegate::engine::RemoteKeys;
 use edgegate::jwk::KeySet;
 use edgegate::jwks::{FetchKind, FetchRequest, JwksState};
+use edgegate::keylist::{KeyListState, ListUpdate};
+use edgegate::refresh::Response;
 use edgegate::UnixTime;
 
 /// Names a configured source, so that a renamed provider or a moved URL never adopts another
@@ -26,21 +29,58 @@ pub fn cluster_for(configured: Option<&str>, req: &FetchRequest) -> String {
     configured.map_or_else(|| req.authority().to_string(), str::to_string)
 }
 
-/// The request headers of a fetch.
-pub fn fetch_headers(req: &FetchRequest) -> [(&str, &str); 5] {
-    [
+/// The request headers of a fetch (`if-none-match` when the state holds an `ETag`).
+pub fn fetch_headers(req: &FetchRequest) -> Vec<(&str, &str)> {
+    let mut h = vec![
         (":method", "GET"),
         (":path", req.path()),
         (":authority", req.authority()),
         ("accept", "application/json"),
         ("user-agent", "edgegate"),
-    ]
+    ];
+    if let Some(tag) = &req.if_none_match {
+        h.push(("if-none-match", tag.as_str()));
+    }
+    h
+}
+
+/// What a fetch's response says, as both packagings read it: `status` is `None` when there
+/// was no response (connection failed, timed out); `body` is at most [`body_limit`] bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    pub status: Option<u16>,
+    pub cache_control: Option<&'a str>,
+    pub etag: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+impl<'a> Answer<'a> {
+    fn response(&self) -> Option<Response<'a>> {
+        Some(Response {
+            status: self.status?,
+            cache_control: self.cache_control,
+            etag: self.etag,
+            body: self.body,
+        })
+    }
+}
+
+fn no_response(req: &FetchRequest) -> Outcome {
+    Outcome::Failed(format!(
+        "no response from {} (connection failed or timed out)",
+        req.url
+    ))
 }
 
 /// Why a fetch could not start, for the log: Envoy refused the call to `cluster` (`detail` names
 /// the host's status).
 pub fn cluster_refused(cluster: &str, detail: &str) -> String {
     refused(cluster, detail, "remote_jwks.cluster")
+}
+
+/// [`cluster_refused`] for the API-key list's fetch.
+pub fn list_cluster_refused(cluster: &str, detail: &str) -> String {
+    refused(cluster, detail, "api_keys.remote.cluster")
 }
 
 pub(crate) fn refused(cluster: &str, detail: &str, field: &str) -> String {
@@ -66,29 +106,43 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// Reports a fetch's response to its state machine. `status` is `None` when there was no
-/// response (connection failed, timed out); `body` is at most [`body_limit`] bytes.
+/// Reports a fetch's response to its key set's state machine.
 pub fn finish(
     state: &mut JwksState,
     req: &FetchRequest,
-    status: Option<u16>,
-    cache_control: Option<&str>,
-    body: &[u8],
+    answer: &Answer<'_>,
     now: UnixTime,
 ) -> Outcome {
-    let Some(status) = status else {
+    let Some(resp) = answer.response() else {
         state.on_failure(now);
-        return Outcome::Failed(format!(
-            "no response from {} (connection failed or timed out)",
-            req.url
-        ));
+        return no_response(req);
     };
-    match state.on_response(req, status, cache_control, body, now) {
+    match state.respond(req, &resp, now) {
         Err(e) => Outcome::Failed(e.to_string()),
         Ok(()) if req.kind == FetchKind::Discovery => Outcome::Progress,
         Ok(()) => Outcome::KeysUpdated {
             keys: state.keys().map_or(0, KeySet::len),
         },
+    }
+}
+
+/// Reports a fetch's response to the API-key list's state machine: `KeysUpdated` for a new
+/// list (`keys`: its entries), `Progress` for the same list confirmed (a `304`; its freshness
+/// renewed, the caller republishes it), `Failed` otherwise (the last good list stays).
+pub fn finish_list(
+    state: &mut KeyListState,
+    req: &FetchRequest,
+    answer: &Answer<'_>,
+    now: UnixTime,
+) -> Outcome {
+    let Some(resp) = answer.response() else {
+        state.on_failure(now);
+        return no_response(req);
+    };
+    match state.on_response(req, &resp, now) {
+        Ok(ListUpdate::Replaced { keys }) => Outcome::KeysUpdated { keys },
+        Ok(ListUpdate::Unchanged) => Outcome::Progress,
+        Err(e) => Outcome::Failed(e.to_string()),
     }
 }
 
@@ -129,12 +183,18 @@ mod tests {
         let rk = remote();
         let mut state = JwksState::new(rk.source);
         let req = state.poll(1).unwrap();
+        let answer = |status, body| Answer {
+            status,
+            cache_control: None,
+            etag: None,
+            body,
+        };
         assert!(matches!(
-            finish(&mut state, &req, None, None, b"", 1),
+            finish(&mut state, &req, &answer(None, b""), 1),
             Outcome::Failed(_)
         ));
         let req = state.poll(1000).unwrap();
-        let out = finish(&mut state, &req, Some(200), None, b"not json", 1000);
+        let out = finish(&mut state, &req, &answer(Some(200), b"not json"), 1000);
         assert!(matches!(out, Outcome::Failed(_)), "{out:?}");
         assert!(state.keys().is_none());
         assert_eq!(status_of(|_| Some("503")), Some(503));

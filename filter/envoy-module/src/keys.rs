@@ -1,6 +1,8 @@
 //! Remote key sets, one copy per process: the main thread drives one [`JwksState`] per provider
 //! with config-level HTTP callouts ([`Remote`]), and publishes what the worker threads verify with
-//! as an immutable [`KeySnapshot`] (swapped whole; a request clones one `Arc`).
+//! as an immutable [`KeySnapshot`] (swapped whole; a request clones one `Arc`). The API-key
+//! list (`api_keys.remote`) is driven the same way ([`ListRemote`]): one fetch schedule and one
+//! list per process, every worker thread verifies with the snapshot's copy.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +10,7 @@ use std::time::Duration;
 use edgegate::engine::RemoteKeys;
 use edgegate::jwk::KeySet;
 use edgegate::jwks::{FetchRequest, JwksState};
+use edgegate::keylist::KeyListState;
 use edgegate::verifier::KeyLookup;
 use edgegate::UnixTime;
 use edgegate_envoy_glue::fetch::{self as glue, Outcome};
@@ -34,6 +37,8 @@ pub struct KeyEntry {
 #[derive(Debug, Clone, Default)]
 pub struct KeySnapshot {
     pub entries: Vec<KeyEntry>,
+    /// The API-key list as of its last fetch (`api_keys.remote`).
+    pub list: Option<Arc<KeyListState>>,
 }
 
 impl KeySnapshot {
@@ -61,6 +66,10 @@ impl KeyLookup for KeySnapshot {
         self.entry(provider).is_some_and(|e| {
             e.keys.is_some() && (e.fetching || e.refetch_from.is_some_and(|f| now >= f))
         })
+    }
+
+    fn api_key_list(&self) -> Option<&KeyListState> {
+        self.list.as_deref()
     }
 }
 
@@ -145,16 +154,14 @@ impl Remote {
         let Some(req) = self.state.poll(now) else {
             return Ok(());
         };
-        let cluster = glue::cluster_for(self.cluster.as_deref(), &req);
-        let headers = glue::fetch_headers(&req);
-        match ctx.http_callout(&cluster, &headers, self.timeout_ms) {
+        match callout(ctx, self.cluster.as_deref(), &req, self.timeout_ms) {
             Ok(id) => {
                 self.in_flight = Some((id, req));
                 Ok(())
             }
-            Err(refused) => {
+            Err((cluster, why)) => {
                 self.state.on_failure(now);
-                Err(glue::cluster_refused(&cluster, refused.name()))
+                Err(glue::cluster_refused(&cluster, why))
             }
         }
     }
@@ -173,17 +180,9 @@ impl Remote {
             _ => return None,
         }
         let (_, req) = self.in_flight.take()?;
-        let status = response.status();
-        let body = response.body(glue::body_limit(&req, response.body_len()));
-        let cache_control = response.header("cache-control");
-        let outcome = glue::finish(
-            &mut self.state,
-            &req,
-            status,
-            cache_control.as_deref(),
-            &body,
-            now,
-        );
+        let outcome = answered(&req, response, |a| {
+            glue::finish(&mut self.state, &req, a, now)
+        });
         let mut replaced = false;
         if matches!(outcome, Outcome::KeysUpdated { .. } | Outcome::Failed(_)) {
             self.settle();
@@ -196,6 +195,110 @@ impl Remote {
             }
         }
         Some((outcome, replaced))
+    }
+}
+
+/// Starts the callout of `req` to `cluster` (else the URL's authority). Err: the cluster and
+/// why Envoy refused.
+fn callout(
+    ctx: &ConfigCtx<'_>,
+    cluster: Option<&str>,
+    req: &FetchRequest,
+    timeout_ms: u64,
+) -> Result<u64, (String, &'static str)> {
+    let cluster = glue::cluster_for(cluster, req);
+    let headers = glue::fetch_headers(req);
+    ctx.http_callout(&cluster, &headers, timeout_ms)
+        .map_err(|refused| (cluster, refused.name()))
+}
+
+/// Hands a callout's response to `finish` as the glue reads it.
+fn answered(
+    req: &FetchRequest,
+    response: &CalloutResponse<'_>,
+    finish: impl FnOnce(&glue::Answer<'_>) -> Outcome,
+) -> Outcome {
+    let body = response.body(glue::body_limit(req, response.body_len()));
+    let cache_control = response.header("cache-control");
+    let etag = response.header("etag");
+    finish(&glue::Answer {
+        status: response.status(),
+        cache_control: cache_control.as_deref(),
+        etag: etag.as_deref(),
+        body: &body,
+    })
+}
+
+/// The API-key list (`api_keys.remote`), as the main thread drives it.
+pub struct ListRemote {
+    cluster: Option<String>,
+    timeout_ms: u64,
+    state: KeyListState,
+    in_flight: Option<(u64, FetchRequest)>,
+    /// What the workers verify with: the state as of its last answered fetch.
+    published: Option<Arc<KeyListState>>,
+}
+
+impl ListRemote {
+    pub fn new(state: KeyListState) -> ListRemote {
+        ListRemote {
+            cluster: state.source().cluster().map(str::to_string),
+            timeout_ms: state.source().fetch_timeout_ms(),
+            state,
+            in_flight: None,
+            published: None,
+        }
+    }
+
+    /// What the workers see of the list.
+    pub fn published(&self) -> Option<Arc<KeyListState>> {
+        self.published.clone()
+    }
+
+    pub fn next_wakeup(&self) -> Option<UnixTime> {
+        self.state.next_wakeup()
+    }
+
+    /// Asks the state machine whether a fetch is due and, if so, starts it (main thread).
+    pub fn start_fetch_if_due(&mut self, ctx: &ConfigCtx<'_>, now: UnixTime) -> Result<(), String> {
+        if self.in_flight.is_some() {
+            return Ok(());
+        }
+        let Some(req) = self.state.poll(now) else {
+            return Ok(());
+        };
+        match callout(ctx, self.cluster.as_deref(), &req, self.timeout_ms) {
+            Ok(id) => {
+                self.in_flight = Some((id, req));
+                Ok(())
+            }
+            Err((cluster, why)) => {
+                self.state.on_failure(now);
+                Err(glue::list_cluster_refused(&cluster, why))
+            }
+        }
+    }
+
+    /// The answer to callout `id`, if it is the list's. A list fetched or confirmed is
+    /// published to the workers.
+    pub fn on_response(
+        &mut self,
+        id: u64,
+        response: &CalloutResponse<'_>,
+        now: UnixTime,
+    ) -> Option<Outcome> {
+        match &self.in_flight {
+            Some((i, _)) if *i == id => {}
+            _ => return None,
+        }
+        let (_, req) = self.in_flight.take()?;
+        let outcome = answered(&req, response, |a| {
+            glue::finish_list(&mut self.state, &req, a, now)
+        });
+        if !matches!(outcome, Outcome::Failed(_)) {
+            self.published = Some(Arc::new(self.state.clone()));
+        }
+        Some(outcome)
     }
 }
 
@@ -213,6 +316,7 @@ mod tests {
                 fetching: false,
                 settled: 3,
             }],
+            list: None,
         };
         assert!(
             !snap.may_refetch("idp", 20),
