@@ -6,24 +6,15 @@
 // accepted request is judged by what the origin received; every wait polls with a deadline.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { freePort, getWithBearer, startOrigin, startWorkerd, workerDir } from "./harness.mjs";
+import { join } from "node:path";
+import { buildEdgegateCli, edgegateCli, freePort, getWithBearer, startOrigin, startWorkerd } from "./harness.mjs";
 import { mintApiKey } from "./apikeys.mjs";
 
-const root = dirname(workerDir);
-const targetDir = process.env.CARGO_TARGET_DIR || join(root, "target");
-const exe = join(targetDir, "debug", "edgegate");
-
-function cli(...args) {
-  const r = spawnSync(exe, args, { encoding: "utf8", timeout: 60_000 });
-  assert.equal(r.status, 0, `edgegate ${args.join(" ")} exited ${r.status}: ${r.stderr}`);
-  return r.stdout;
-}
+const cli = edgegateCli;
 
 /** Serves `path` at /keys.json with a strong ETag (304 to a matching If-None-Match); stoppable
  * and restartable on the same port. */
@@ -83,13 +74,7 @@ async function answer(key) {
 }
 
 before(async () => {
-  const build = spawnSync("cargo", ["build", "--quiet", "-p", "edgegate-cli"], {
-    cwd: root,
-    stdio: ["ignore", "inherit", "inherit"],
-    timeout: 1_200_000,
-  });
-  assert.equal(build.status, 0, "cargo build -p edgegate-cli failed");
-  assert.ok(existsSync(exe), `${exe} missing after the build`);
+  buildEdgegateCli();
   dir = mkdtempSync(join(tmpdir(), "edgegate-keylist-"));
   listPath = join(dir, "keys.json");
   for (const name of ["leaky", "steady"]) {

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
-import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from support.cli import build_edgegate, cli, eventually
 from support.config import Secrets, full_config
 from support.http import bearer, get
-
-REPO = Path(__file__).resolve().parents[2]
 
 REMOTE = {
     "cluster": "keys_cluster",
@@ -38,18 +35,7 @@ REMOTE = {
 
 @pytest.fixture(scope="module")
 def edgegate_bin() -> Path:
-    """Builds the `edgegate` binary (honours CARGO_TARGET_DIR) and returns its path."""
-    subprocess.run(["cargo", "build", "--quiet", "-p", "edgegate-cli"], cwd=REPO, check=True, timeout=1200)
-    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
-    exe = target / "debug" / "edgegate"
-    assert exe.is_file(), exe
-    return exe
-
-
-def cli(exe: Path, *args: str) -> subprocess.CompletedProcess:
-    r = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, (args, r.returncode, r.stderr)
-    return r
+    return build_edgegate()
 
 
 class ListServer:
@@ -108,16 +94,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def eventually(fn, timeout=15.0, interval=0.2):
-    """Calls fn until it returns a truthy value or the deadline passes; returns the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(interval)
 
 
 def answer(env, key: str, path: str = "/x") -> tuple[int, str]:

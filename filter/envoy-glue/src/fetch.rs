@@ -65,22 +65,90 @@ impl<'a> Answer<'a> {
     }
 }
 
-fn no_response(req: &FetchRequest) -> Outcome {
-    Outcome::Failed(format!(
-        "no response from {} (connection failed or timed out)",
-        req.url
-    ))
+/// A state machine both packagings drive over Envoy: a provider's key set or the API-key list.
+pub trait Source {
+    /// The config field naming the cluster (for the log when Envoy refuses a call).
+    const CLUSTER_FIELD: &'static str;
+    /// What to GET now, if anything.
+    fn poll(&mut self, now: UnixTime) -> Option<FetchRequest>;
+    /// The outstanding request got no response, or could not be made.
+    fn on_failure(&mut self, now: UnixTime);
+    /// What a response means (the state is updated).
+    fn answered(&mut self, req: &FetchRequest, resp: &Response<'_>, now: UnixTime) -> Outcome;
 }
 
-/// Why a fetch could not start, for the log: Envoy refused the call to `cluster` (`detail` names
-/// the host's status).
-pub fn cluster_refused(cluster: &str, detail: &str) -> String {
-    refused(cluster, detail, "remote_jwks.cluster")
+impl Source for JwksState {
+    const CLUSTER_FIELD: &'static str = "remote_jwks.cluster";
+
+    fn poll(&mut self, now: UnixTime) -> Option<FetchRequest> {
+        JwksState::poll(self, now)
+    }
+
+    fn on_failure(&mut self, now: UnixTime) {
+        JwksState::on_failure(self, now);
+    }
+
+    fn answered(&mut self, req: &FetchRequest, resp: &Response<'_>, now: UnixTime) -> Outcome {
+        match self.respond(req, resp, now) {
+            Err(e) => Outcome::Failed(e.to_string()),
+            Ok(()) if req.kind == FetchKind::Discovery => Outcome::Progress,
+            Ok(()) => Outcome::KeysUpdated {
+                keys: self.keys().map_or(0, KeySet::len),
+            },
+        }
+    }
 }
 
-/// [`cluster_refused`] for the API-key list's fetch.
-pub fn list_cluster_refused(cluster: &str, detail: &str) -> String {
-    refused(cluster, detail, "api_keys.remote.cluster")
+/// `KeysUpdated` for a new list (`keys`: its entries), `Progress` for the same list confirmed
+/// (a `304`: its freshness renewed, the caller republishes it), `Failed` otherwise (the last
+/// good list stays).
+impl Source for KeyListState {
+    const CLUSTER_FIELD: &'static str = "api_keys.remote.cluster";
+
+    fn poll(&mut self, now: UnixTime) -> Option<FetchRequest> {
+        KeyListState::poll(self, now)
+    }
+
+    fn on_failure(&mut self, now: UnixTime) {
+        KeyListState::on_failure(self, now);
+    }
+
+    fn answered(&mut self, req: &FetchRequest, resp: &Response<'_>, now: UnixTime) -> Outcome {
+        match self.on_response(req, resp, now) {
+            Ok(ListUpdate::Replaced { keys }) => Outcome::KeysUpdated { keys },
+            Ok(ListUpdate::Unchanged) => Outcome::Progress,
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
+    }
+}
+
+/// Starts the fetch `state` says is due, unless one is `in_flight`: `call` makes the packaging's
+/// call to a cluster with the fetch's headers (Err: the host's refusal). A refused call backs
+/// the state off and is returned, saying which cluster to define, for the log.
+pub fn start_due<S: Source, T>(
+    state: &mut S,
+    in_flight: &mut Option<(T, FetchRequest)>,
+    cluster: Option<&str>,
+    now: UnixTime,
+    call: impl FnOnce(&str, &[(&str, &str)]) -> Result<T, String>,
+) -> Result<(), String> {
+    if in_flight.is_some() {
+        return Ok(());
+    }
+    let Some(req) = state.poll(now) else {
+        return Ok(());
+    };
+    let cluster = cluster_for(cluster, &req);
+    match call(&cluster, &fetch_headers(&req)) {
+        Ok(token) => {
+            *in_flight = Some((token, req));
+            Ok(())
+        }
+        Err(detail) => {
+            state.on_failure(now);
+            Err(refused(&cluster, &detail, S::CLUSTER_FIELD))
+        }
+    }
 }
 
 pub(crate) fn refused(cluster: &str, detail: &str, field: &str) -> String {
@@ -106,43 +174,33 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// Reports a fetch's response to its key set's state machine.
-pub fn finish(
-    state: &mut JwksState,
-    req: &FetchRequest,
-    answer: &Answer<'_>,
-    now: UnixTime,
-) -> Outcome {
-    let Some(resp) = answer.response() else {
-        state.on_failure(now);
-        return no_response(req);
-    };
-    match state.respond(req, &resp, now) {
-        Err(e) => Outcome::Failed(e.to_string()),
-        Ok(()) if req.kind == FetchKind::Discovery => Outcome::Progress,
-        Ok(()) => Outcome::KeysUpdated {
-            keys: state.keys().map_or(0, KeySet::len),
-        },
+/// The outstanding fetch, when `token` is its call's (it is no longer outstanding then).
+pub fn take_answered<T: PartialEq>(
+    in_flight: &mut Option<(T, FetchRequest)>,
+    token: &T,
+) -> Option<FetchRequest> {
+    match in_flight {
+        Some((t, _)) if t == token => in_flight.take().map(|(_, req)| req),
+        _ => None,
     }
 }
 
-/// Reports a fetch's response to the API-key list's state machine: `KeysUpdated` for a new
-/// list (`keys`: its entries), `Progress` for the same list confirmed (a `304`; its freshness
-/// renewed, the caller republishes it), `Failed` otherwise (the last good list stays).
-pub fn finish_list(
-    state: &mut KeyListState,
+/// Reports a fetch's response (or that there was none) to its state machine.
+pub fn finish<S: Source>(
+    state: &mut S,
     req: &FetchRequest,
     answer: &Answer<'_>,
     now: UnixTime,
 ) -> Outcome {
-    let Some(resp) = answer.response() else {
-        state.on_failure(now);
-        return no_response(req);
-    };
-    match state.on_response(req, &resp, now) {
-        Ok(ListUpdate::Replaced { keys }) => Outcome::KeysUpdated { keys },
-        Ok(ListUpdate::Unchanged) => Outcome::Progress,
-        Err(e) => Outcome::Failed(e.to_string()),
+    match answer.response() {
+        Some(resp) => state.answered(req, &resp, now),
+        None => {
+            state.on_failure(now);
+            Outcome::Failed(format!(
+                "no response from {} (connection failed or timed out)",
+                req.url
+            ))
+        }
     }
 }
 

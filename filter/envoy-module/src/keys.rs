@@ -148,22 +148,14 @@ impl Remote {
 
     /// Asks the state machine whether a fetch is due and, if so, starts it (main thread).
     pub fn start_fetch_if_due(&mut self, ctx: &ConfigCtx<'_>, now: UnixTime) -> Result<(), String> {
-        if self.in_flight.is_some() {
-            return Ok(());
-        }
-        let Some(req) = self.state.poll(now) else {
-            return Ok(());
-        };
-        match callout(ctx, self.cluster.as_deref(), &req, self.timeout_ms) {
-            Ok(id) => {
-                self.in_flight = Some((id, req));
-                Ok(())
-            }
-            Err((cluster, why)) => {
-                self.state.on_failure(now);
-                Err(glue::cluster_refused(&cluster, why))
-            }
-        }
+        let call = callout(ctx, self.timeout_ms);
+        glue::start_due(
+            &mut self.state,
+            &mut self.in_flight,
+            self.cluster.as_deref(),
+            now,
+            call,
+        )
     }
 
     /// The answer to callout `id`, if it is this provider's. `Some(true)` in the outcome's second
@@ -175,11 +167,7 @@ impl Remote {
         response: &CalloutResponse<'_>,
         now: UnixTime,
     ) -> Option<(Outcome, bool)> {
-        match &self.in_flight {
-            Some((i, _)) if *i == id => {}
-            _ => return None,
-        }
-        let (_, req) = self.in_flight.take()?;
+        let req = glue::take_answered(&mut self.in_flight, &id)?;
         let outcome = answered(&req, response, |a| {
             glue::finish(&mut self.state, &req, a, now)
         });
@@ -198,18 +186,16 @@ impl Remote {
     }
 }
 
-/// Starts the callout of `req` to `cluster` (else the URL's authority). Err: the cluster and
-/// why Envoy refused.
-fn callout(
-    ctx: &ConfigCtx<'_>,
-    cluster: Option<&str>,
-    req: &FetchRequest,
+/// A fetch's call for [`glue::start_due`]: a config-level HTTP callout to a cluster with
+/// headers. Err: why Envoy refused it.
+fn callout<'a>(
+    ctx: &'a ConfigCtx<'_>,
     timeout_ms: u64,
-) -> Result<u64, (String, &'static str)> {
-    let cluster = glue::cluster_for(cluster, req);
-    let headers = glue::fetch_headers(req);
-    ctx.http_callout(&cluster, &headers, timeout_ms)
-        .map_err(|refused| (cluster, refused.name()))
+) -> impl FnOnce(&str, &[(&str, &str)]) -> Result<u64, String> + 'a {
+    move |cluster, headers| {
+        ctx.http_callout(cluster, headers, timeout_ms)
+            .map_err(|refused| refused.name().to_string())
+    }
 }
 
 /// Hands a callout's response to `finish` as the glue reads it.
@@ -261,22 +247,14 @@ impl ListRemote {
 
     /// Asks the state machine whether a fetch is due and, if so, starts it (main thread).
     pub fn start_fetch_if_due(&mut self, ctx: &ConfigCtx<'_>, now: UnixTime) -> Result<(), String> {
-        if self.in_flight.is_some() {
-            return Ok(());
-        }
-        let Some(req) = self.state.poll(now) else {
-            return Ok(());
-        };
-        match callout(ctx, self.cluster.as_deref(), &req, self.timeout_ms) {
-            Ok(id) => {
-                self.in_flight = Some((id, req));
-                Ok(())
-            }
-            Err((cluster, why)) => {
-                self.state.on_failure(now);
-                Err(glue::list_cluster_refused(&cluster, why))
-            }
-        }
+        let call = callout(ctx, self.timeout_ms);
+        glue::start_due(
+            &mut self.state,
+            &mut self.in_flight,
+            self.cluster.as_deref(),
+            now,
+            call,
+        )
     }
 
     /// The answer to callout `id`, if it is the list's. A list fetched or confirmed is
@@ -287,13 +265,9 @@ impl ListRemote {
         response: &CalloutResponse<'_>,
         now: UnixTime,
     ) -> Option<Outcome> {
-        match &self.in_flight {
-            Some((i, _)) if *i == id => {}
-            _ => return None,
-        }
-        let (_, req) = self.in_flight.take()?;
+        let req = glue::take_answered(&mut self.in_flight, &id)?;
         let outcome = answered(&req, response, |a| {
-            glue::finish_list(&mut self.state, &req, a, now)
+            glue::finish(&mut self.state, &req, a, now)
         });
         if !matches!(outcome, Outcome::Failed(_)) {
             self.published = Some(Arc::new(self.state.clone()));

@@ -118,30 +118,21 @@ impl Remote {
         let Some(state) = &mut self.state else {
             return Ok(());
         };
-        let Some(req) = state.poll(now) else {
-            return Ok(());
-        };
-        match dispatch(self.cluster.as_deref(), &req, self.timeout) {
-            Ok(token) => {
-                self.in_flight = Some((token, req));
-                Ok(())
-            }
-            Err((cluster, status)) => {
-                state.on_failure(now);
-                Err(glue::cluster_refused(&cluster, &status))
-            }
-        }
+        let call = dispatch(self.timeout);
+        glue::start_due(
+            state,
+            &mut self.in_flight,
+            self.cluster.as_deref(),
+            now,
+            call,
+        )
     }
 
     /// The response (or failure) of the outstanding fetch `token`.
     pub fn on_response(&mut self, token: u32, body_size: usize, now: UnixTime) -> Outcome {
-        let Some((t, req)) = self.in_flight.take() else {
+        let Some(req) = glue::take_answered(&mut self.in_flight, &token) else {
             return Outcome::Progress;
         };
-        if t != token {
-            self.in_flight = Some((t, req));
-            return Outcome::Progress;
-        }
         let Some(state) = &mut self.state else {
             return Outcome::Progress;
         };
@@ -208,16 +199,13 @@ impl CallResponse {
     }
 }
 
-/// Dispatches `req` to `cluster` (else the URL's authority). Err: why Envoy refused the call.
-fn dispatch(
-    cluster: Option<&str>,
-    req: &FetchRequest,
-    timeout: Duration,
-) -> Result<u32, (String, String)> {
-    let cluster = glue::cluster_for(cluster, req);
-    let headers = glue::fetch_headers(req);
-    hostcalls::dispatch_http_call(&cluster, headers, None, vec![], timeout)
-        .map_err(|status| (cluster, format!("{status:?}")))
+/// A fetch's call for [`glue::start_due`]: `dispatch_http_call` to a cluster with headers.
+/// Err: why Envoy refused the call.
+fn dispatch(timeout: Duration) -> impl FnOnce(&str, &[(&str, &str)]) -> Result<u32, String> {
+    move |cluster, headers| {
+        hostcalls::dispatch_http_call(cluster, headers.to_vec(), None, vec![], timeout)
+            .map_err(|status| format!("{status:?}"))
+    }
 }
 
 /// The API-key list (`api_keys.remote`), as this VM's root context drives it: fetched on its
@@ -257,36 +245,24 @@ impl ListRemote {
 
     /// Asks the state machine whether a fetch is due and, if so, dispatches it.
     pub fn start_fetch_if_due(&mut self, now: UnixTime) -> Result<(), String> {
-        if self.in_flight.is_some() {
-            return Ok(());
-        }
-        let Some(req) = self.state.poll(now) else {
-            return Ok(());
-        };
-        match dispatch(self.cluster.as_deref(), &req, self.timeout) {
-            Ok(token) => {
-                self.in_flight = Some((token, req));
-                Ok(())
-            }
-            Err((cluster, status)) => {
-                self.state.on_failure(now);
-                Err(glue::list_cluster_refused(&cluster, &status))
-            }
-        }
+        let call = dispatch(self.timeout);
+        glue::start_due(
+            &mut self.state,
+            &mut self.in_flight,
+            self.cluster.as_deref(),
+            now,
+            call,
+        )
     }
 
     /// The response (or failure) of the outstanding fetch `token`; a list fetched or
     /// confirmed is published.
     pub fn on_response(&mut self, token: u32, body_size: usize, now: UnixTime) -> Outcome {
-        match &self.in_flight {
-            Some((t, _)) if *t == token => {}
-            _ => return Outcome::Progress,
-        }
-        let Some((_, req)) = self.in_flight.take() else {
+        let Some(req) = glue::take_answered(&mut self.in_flight, &token) else {
             return Outcome::Progress;
         };
         let r = CallResponse::read(&req, body_size);
-        let outcome = glue::finish_list(&mut self.state, &req, &r.answer(), now);
+        let outcome = glue::finish(&mut self.state, &req, &r.answer(), now);
         if !matches!(outcome, Outcome::Failed(_)) {
             if let (Some(raw), Some(at)) = (self.state.raw(), self.state.confirmed_at()) {
                 let p = Published {
