@@ -553,8 +553,7 @@ fn list_fetched(
                 return;
             }
             Ok(ListUpdate::Unchanged) => return,
-            // The core's message ends with "keeping the last good list".
-            Err(e) => e.to_string(),
+            Err(e) => format!("{e}; keeping the last good list"),
         },
         Err(why) => {
             l.on_failure(now);

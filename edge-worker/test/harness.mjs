@@ -13,11 +13,13 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const workerDir = dirname(here);
 const dist = join(workerDir, "dist");
 
-/** The real `edgegate` CLI (CARGO_TARGET_DIR is honoured). */
-const cliExe = join(process.env.CARGO_TARGET_DIR || join(dirname(workerDir), "target"), "debug", "edgegate");
+/** The real `edgegate` CLI (CARGO_TARGET_DIR is honoured; EDGEGATE_CLI: a binary already built). */
+const cliExe =
+  process.env.EDGEGATE_CLI || join(process.env.CARGO_TARGET_DIR || join(dirname(workerDir), "target"), "debug", "edgegate");
 
-/** Builds the `edgegate` CLI with cargo (once per test file, in its `before`). */
+/** Builds the `edgegate` CLI with cargo (once per test file, in its `before`), unless EDGEGATE_CLI names one. */
 export function buildEdgegateCli() {
+  if (process.env.EDGEGATE_CLI) return;
   const build = spawnSync("cargo", ["build", "--quiet", "-p", "edgegate-cli"], {
     cwd: dirname(workerDir),
     stdio: ["ignore", "inherit", "inherit"],

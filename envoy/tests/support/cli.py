@@ -11,7 +11,10 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def build_edgegate() -> Path:
-    """Builds the `edgegate` binary and returns its path."""
+    """Builds the `edgegate` binary and returns its path (`EDGEGATE_CLI`: one already built, e.g.
+    by a run that builds under a lock and tests outside it)."""
+    if os.environ.get("EDGEGATE_CLI"):
+        return Path(os.environ["EDGEGATE_CLI"])
     subprocess.run(["cargo", "build", "--quiet", "-p", "edgegate-cli"], cwd=REPO, check=True, timeout=1200)
     target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
     exe = target / "debug" / "edgegate"
