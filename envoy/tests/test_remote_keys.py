@@ -138,6 +138,11 @@ def test_revoked_key_is_refused_within_the_interval_and_an_outage_fails_closed(
     env.wait_log(r"api_keys.remote: fetched a list of 2 key")
     # Refreshes are conditional: the unchanged list comes back as 304.
     assert eventually(lambda: server.hits["304"] >= 1), (server.hits, env.log_tail())
+    # A 304 renews the list's freshness (in every worker): past max_stale_seconds (4 s) of
+    # unchanged 304s, keys still work.
+    time.sleep(5)
+    assert all(answer(env, steady) == (200, "steady") for _ in range(6)), (server.hits, env.log_tail())
+    assert server.hits["200"] >= 1 and server.hits["304"] >= 3, server.hits
 
     # Revoke with the CLI: the list file changes, the server serves it, no config push.
     revoked_at = time.monotonic()
