@@ -13,7 +13,7 @@
 //! - `id` alone: the machine needs I/O first (a key not imported yet, a key-set fetch or wait,
 //!   the magic-link form): JS calls the async [`crate::handle`] with `id`, which resumes the
 //!   paused step there — the engine starts once per request;
-//! - `undefined`: a key set is due for a refresh, or the request is for the worker's own
+//! - `undefined`: a key set (or the API-key list) is due for a refresh, or the request is for the worker's own
 //!   endpoints under [`ASYNC_PREFIX`] (login, callback, logout, ...): JS calls the async
 //!   [`crate::handle`], which does everything.
 
@@ -88,13 +88,7 @@ pub fn decide_sync(
     let fetch_due = STATE.with(|cell| {
         let mut slot = cell.borrow_mut();
         match slot.get_or_insert_with(|| load(env)) {
-            State::Ready(g) => {
-                let now = now();
-                g.remote
-                    .0
-                    .iter()
-                    .any(|r| r.state.next_wakeup().is_some_and(|t| now >= t))
-            }
+            State::Ready(g) => g.remote.fetch_due(now()),
             State::Broken(_) => false,
         }
     });

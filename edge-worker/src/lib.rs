@@ -17,7 +17,11 @@
 //! Remote key sets (`remote_jwks`) are fetched by the isolate, driven by the core's
 //! [`JwksState`]: due fetches (first load, TTL refresh, early refetch on an unknown `kid`,
 //! rate-limited by the core) run inline before the decision; a request whose keys are being
-//! fetched by another request waits up to `wait_for_keys_ms`.
+//! fetched by another request waits up to `wait_for_keys_ms`. The API-key list
+//! (`api_keys.remote`) is fetched the same way, per isolate, by its [`KeyListState`]: a fetch
+//! before the isolate's first decision and whenever one is due (conditional, `If-None-Match`);
+//! nothing crosses isolates, so each isolate refuses a revoked key from its own next refresh
+//! on, at most `refresh_interval_seconds` after the list changed.
 //!
 //! Fail closed: no config, a config the core refuses (logged with every field path), no origin
 //! binding, key sets that cannot be fetched — the request is refused.
@@ -40,8 +44,10 @@ use edgegate::cache::TokenCache;
 use edgegate::engine::MAX_FORM_BODY;
 use edgegate::jwk::KeySet;
 use edgegate::jwks::{FetchRequest, JwksState};
+use edgegate::keylist::{KeyListState, ListUpdate};
 use edgegate::limits::{self, HeaderBudget};
 use edgegate::login::Route;
+use edgegate::refresh::Response as Fetched;
 use edgegate::step::{NeedForm, Step};
 use edgegate::verifier::KeyLookup;
 use edgegate::{Engine, Error, LocalReply, Reason, UnixTime, Verdict};
@@ -135,11 +141,19 @@ pub(crate) struct Remote {
     pub(crate) wait_for_keys_ms: u64,
 }
 
-/// The isolate's remote key sets, as the core looks them up.
+/// The isolate's remote key sets and API-key list (`api_keys.remote`), as the core looks them
+/// up.
 #[derive(Default)]
-pub(crate) struct RemoteKeySets(Vec<Remote>);
+pub(crate) struct RemoteKeySets(Vec<Remote>, Option<KeyListState>);
 
 impl RemoteKeySets {
+    /// Whether a key set or the API-key list is due for a fetch at `now`.
+    pub(crate) fn fetch_due(&self, now: UnixTime) -> bool {
+        let due = |t: Option<UnixTime>| t.is_some_and(|t| now >= t);
+        self.0.iter().any(|r| due(r.state.next_wakeup()))
+            || self.1.as_ref().is_some_and(|l| due(l.next_wakeup()))
+    }
+
     pub(crate) fn get_mut(&mut self, provider: &str) -> Option<&mut Remote> {
         self.0.iter_mut().find(|r| r.provider == provider)
     }
@@ -161,6 +175,10 @@ impl KeyLookup for RemoteKeySets {
                 && (r.state.fetching()
                     || r.state.unknown_kid_refetch_from().is_some_and(|f| now >= f))
         })
+    }
+
+    fn api_key_list(&self) -> Option<&KeyListState> {
+        self.1.as_ref()
     }
 }
 
@@ -216,6 +234,7 @@ fn load(env: &JsValue) -> State {
                         provider: r.provider,
                     })
                     .collect(),
+                engine.api_key_list(),
             );
             let cache = engine.new_cache();
             State::Ready(Box::new(Gate {
@@ -427,21 +446,28 @@ impl Upstream {
 /// reported to the state machine, which backs off; the decision then fails closed.
 pub(crate) async fn refresh_keys() {
     for _round in 0..3 {
-        let due: Vec<(String, FetchRequest, u64)> = STATE.with(|cell| {
+        // `None`: the API-key list.
+        let due: Vec<(Option<String>, FetchRequest, u64)> = STATE.with(|cell| {
             let mut slot = cell.borrow_mut();
             let Some(State::Ready(gate)) = slot.as_mut() else {
                 return Vec::new();
             };
             let now = now();
-            gate.remote
+            let mut due: Vec<_> = gate
+                .remote
                 .0
                 .iter_mut()
                 .filter_map(|r| {
                     r.state
                         .poll(now)
-                        .map(|f| (r.provider.clone(), f, r.fetch_timeout_ms))
+                        .map(|f| (Some(r.provider.clone()), f, r.fetch_timeout_ms))
                 })
-                .collect()
+                .collect();
+            if let Some(l) = &mut gate.remote.1 {
+                let timeout = l.source().fetch_timeout_ms();
+                due.extend(l.poll(now).map(|f| (None, f, timeout)));
+            }
+            due
         });
         if due.is_empty() {
             return;
@@ -454,30 +480,16 @@ pub(crate) async fn refresh_keys() {
                     return;
                 };
                 let now = now();
-                let Some(r) = gate.remote.get_mut(&provider) else {
-                    return;
-                };
-                match outcome {
-                    Ok((status, cache_control, body)) => {
-                        if let Err(e) = r.state.on_response(
-                            &fetch,
-                            status,
-                            cache_control.as_deref(),
-                            body.as_bytes(),
-                            now,
-                        ) {
-                            log_error(&format!(
-                                "edgegate: jwt.providers {provider:?}: refused the key set from {}: {e}",
-                                fetch.url
-                            ));
+                match provider {
+                    Some(p) => {
+                        if let Some(r) = gate.remote.get_mut(&p) {
+                            key_set_fetched(r, &p, &fetch, outcome, now);
                         }
                     }
-                    Err(why) => {
-                        r.state.on_failure(now);
-                        log_error(&format!(
-                            "edgegate: jwt.providers {provider:?}: could not fetch {}: {why}",
-                            fetch.url
-                        ));
+                    None => {
+                        if let Some(l) = &mut gate.remote.1 {
+                            list_fetched(l, &fetch, outcome, now);
+                        }
                     }
                 }
             });
@@ -485,11 +497,74 @@ pub(crate) async fn refresh_keys() {
     }
 }
 
-/// GETs a discovery or JWKS document with a timeout and a size bound.
-async fn fetch_document(
+/// A fetch's response: status, `Cache-Control`, `ETag`, body.
+type Document = (u16, Option<String>, Option<String>, String);
+
+fn answer_of(d: &Document) -> Fetched<'_> {
+    Fetched {
+        status: d.0,
+        cache_control: d.1.as_deref(),
+        etag: d.2.as_deref(),
+        body: d.3.as_bytes(),
+    }
+}
+
+/// Reports a key set's fetch to its state machine; failures are logged.
+fn key_set_fetched(
+    r: &mut Remote,
+    provider: &str,
     fetch: &FetchRequest,
-    timeout_ms: u64,
-) -> Result<(u16, Option<String>, String), String> {
+    outcome: Result<Document, String>,
+    now: UnixTime,
+) {
+    match outcome {
+        Ok(d) => {
+            if let Err(e) = r.state.respond(fetch, &answer_of(&d), now) {
+                log_error(&format!(
+                    "edgegate: jwt.providers {provider:?}: refused the key set from {}: {e}",
+                    fetch.url
+                ));
+            }
+        }
+        Err(why) => {
+            r.state.on_failure(now);
+            log_error(&format!(
+                "edgegate: jwt.providers {provider:?}: could not fetch {}: {why}",
+                fetch.url
+            ));
+        }
+    }
+}
+
+/// Reports the API-key list's fetch to its state machine; a new list and failures are logged.
+fn list_fetched(
+    l: &mut KeyListState,
+    fetch: &FetchRequest,
+    outcome: Result<Document, String>,
+    now: UnixTime,
+) {
+    let why = match outcome {
+        Ok(d) => match l.on_response(fetch, &answer_of(&d), now) {
+            Ok(ListUpdate::Replaced { keys }) => {
+                web_sys::console::log_1(&JsValue::from_str(&format!(
+                    "edgegate: api_keys.remote: fetched a list of {keys} key(s) from {}",
+                    fetch.url
+                )));
+                return;
+            }
+            Ok(ListUpdate::Unchanged) => return,
+            Err(e) => format!("{e}; keeping the last good list"),
+        },
+        Err(why) => {
+            l.on_failure(now);
+            format!("could not fetch it: {why}; keeping the last good list")
+        }
+    };
+    log_error(&format!("edgegate: api_keys.remote: {}: {why}", fetch.url));
+}
+
+/// GETs a discovery or JWKS document, or the API-key list, with a timeout and a size bound.
+async fn fetch_document(fetch: &FetchRequest, timeout_ms: u64) -> Result<Document, String> {
     let describe = |e: JsValue| {
         e.as_string()
             .or_else(|| js_sys::Error::from(e).message().as_string())
@@ -503,6 +578,9 @@ async fn fetch_document(
     req.headers()
         .set("accept", "application/json")
         .map_err(describe)?;
+    if let Some(tag) = &fetch.if_none_match {
+        req.headers().set("if-none-match", tag).map_err(describe)?;
+    }
     let resp: Response = JsFuture::from(global_fetch(&req))
         .await
         .map_err(describe)?
@@ -521,6 +599,7 @@ async fn fetch_document(
         ));
     }
     let cache_control = headers.get("cache-control").ok().flatten();
+    let etag = headers.get("etag").ok().flatten();
     let body = JsFuture::from(resp.text().map_err(describe)?)
         .await
         .map_err(describe)?
@@ -532,7 +611,7 @@ async fn fetch_document(
             fetch.max_body_bytes
         ));
     }
-    Ok((resp.status(), cache_control, body))
+    Ok((resp.status(), cache_control, etag, body))
 }
 
 pub(crate) async fn sleep_ms(ms: i32) -> Result<(), JsValue> {

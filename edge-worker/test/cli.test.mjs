@@ -4,22 +4,13 @@
 // real one, built with cargo (CARGO_TARGET_DIR is honoured).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { startOrigin, startWorkerd, workerDir } from "./harness.mjs";
+import { join } from "node:path";
+import { buildEdgegateCli, edgegateCli, startOrigin, startWorkerd } from "./harness.mjs";
 
-const root = dirname(workerDir);
-const targetDir = process.env.CARGO_TARGET_DIR || join(root, "target");
-const exe = join(targetDir, "debug", "edgegate");
-
-function cli(...args) {
-  const r = spawnSync(exe, args, { encoding: "utf8", timeout: 60_000 });
-  assert.equal(r.status, 0, `edgegate ${args.join(" ")} exited ${r.status}: ${r.stderr}`);
-  return r.stdout;
-}
+const cli = edgegateCli;
 
 /** `edgegate keys new`: the key is stdout's first line, the config entry the rest. */
 function keysNew(...args) {
@@ -38,13 +29,7 @@ let configPath;
 let minted;
 
 before(async () => {
-  const build = spawnSync("cargo", ["build", "--quiet", "-p", "edgegate-cli"], {
-    cwd: root,
-    stdio: ["ignore", "inherit", "inherit"],
-    timeout: 1_200_000,
-  });
-  assert.equal(build.status, 0, "cargo build -p edgegate-cli failed");
-  assert.ok(existsSync(exe), `${exe} missing after the build`);
+  buildEdgegateCli();
 
   minted = {
     main: keysNew("--name", "ci-pipeline-prod", "--roles", "staff,deployer", "--expires", "90d"),

@@ -2,7 +2,7 @@
 // running the built worker (dist/) in front of it. Everything listens on 127.0.0.1; processes
 // are started and stopped by PID with bounded timeouts.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createServer } from "node:http";
 import { createServer as netServer } from "node:net";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -12,6 +12,29 @@ import { fileURLToPath } from "node:url";
 const here = dirname(fileURLToPath(import.meta.url));
 export const workerDir = dirname(here);
 const dist = join(workerDir, "dist");
+
+/** The real `edgegate` CLI (CARGO_TARGET_DIR is honoured; EDGEGATE_CLI: a binary already built). */
+const cliExe =
+  process.env.EDGEGATE_CLI || join(process.env.CARGO_TARGET_DIR || join(dirname(workerDir), "target"), "debug", "edgegate");
+
+/** Builds the `edgegate` CLI with cargo (once per test file, in its `before`), unless EDGEGATE_CLI names one. */
+export function buildEdgegateCli() {
+  if (process.env.EDGEGATE_CLI) return;
+  const build = spawnSync("cargo", ["build", "--quiet", "-p", "edgegate-cli"], {
+    cwd: dirname(workerDir),
+    stdio: ["ignore", "inherit", "inherit"],
+    timeout: 1_200_000,
+  });
+  assert.equal(build.status, 0, "cargo build -p edgegate-cli failed");
+  assert.ok(existsSync(cliExe), `${cliExe} missing after the build`);
+}
+
+/** Runs `edgegate ...args`; its stdout (a non-zero exit fails the test). */
+export function edgegateCli(...args) {
+  const r = spawnSync(cliExe, args, { encoding: "utf8", timeout: 60_000 });
+  assert.equal(r.status, 0, `edgegate ${args.join(" ")} exited ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
 
 export function workerdBinary() {
   for (const p of [

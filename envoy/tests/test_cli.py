@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from support import creds, envoyproc
+from support.cli import build_edgegate, cli
 from support.http import bearer, get, post
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,18 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def edgegate_bin() -> Path:
-    """Builds the `edgegate` binary (honours CARGO_TARGET_DIR) and returns its path."""
-    subprocess.run(["cargo", "build", "--quiet", "-p", "edgegate-cli"], cwd=REPO, check=True, timeout=1200)
-    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
-    exe = target / "debug" / "edgegate"
-    assert exe.is_file(), exe
-    return exe
-
-
-def cli(exe: Path, *args: str) -> subprocess.CompletedProcess:
-    r = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, (args, r.returncode, r.stderr)
-    return r
+    return build_edgegate()
 
 
 def keys_new(exe: Path, *args: str) -> tuple[str, dict]:

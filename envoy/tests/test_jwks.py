@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from support.cli import eventually
 from support.config import Secrets, full_config, idp_cluster
 from support.http import bearer, get, post
 
@@ -22,16 +23,6 @@ FAST = {
 def start(start_envoy, idp, discovery=False, **refresh):
     cfg = full_config(Secrets(), idp.url, discovery=discovery, **refresh)
     return start_envoy(cfg, clusters={idp_cluster(idp.url): idp.port})
-
-
-def eventually(fn, timeout=15.0, interval=0.2):
-    """Calls fn until it returns a truthy value; returns the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(interval)
 
 
 def status(env, token, path="/x"):

@@ -1166,3 +1166,141 @@ fn the_rotated_key_is_refetched_for_this_request(host: &mut Host, rotated: &str)
     assert_eq!(req.state(), Action::Continue, "{:?}", req.local_response());
     req.upstream_headers()?.get("x-edgegate-subject")
 }
+
+// --- the remote API-key list (api_keys.remote) ---------------------------------------------------
+
+/// A config whose API keys come from a remote list too (refreshed every 10 s, stale after 60 s).
+fn key_list_config() -> Value {
+    let mut cfg = config(false);
+    cfg["api_keys"]["remote"] = json!({
+        "url": "http://127.0.0.1:9/keys.json", "cluster": "keys",
+        "refresh_interval_seconds": 10, "refresh_max_seconds": 20, "max_stale_seconds": 60,
+        "retry_initial_seconds": 1, "retry_max_seconds": 5
+    });
+    cfg
+}
+
+/// The list of keys `api_key(n)` named `name`.
+fn key_list(keys: &[(&str, u8)]) -> Vec<u8> {
+    let entries: Vec<Value> = keys
+        .iter()
+        .map(|(name, n)| json!({"name": name, "hash": edgegate::apikey::hash(&api_key(*n), None)}))
+        .collect();
+    serde_json::to_vec(&json!({ "keys": entries })).unwrap()
+}
+
+/// The one pending fetch of the list: its token and `If-None-Match`.
+fn pending_list_call(host: &Host) -> (u32, Option<String>) {
+    let calls = host.pending_http_calls();
+    assert_eq!(calls.len(), 1, "expected one key-list fetch: {calls:#?}");
+    let c = &calls[0];
+    assert_eq!(c.upstream, "keys");
+    assert_eq!(c.headers.get(":path").as_deref(), Some("/keys.json"));
+    (c.token, c.headers.get("if-none-match"))
+}
+
+/// The status and reason (or subject) of a GET /app with `key`.
+fn key_answer(host: &mut Host, key: &str) -> (u32, String) {
+    let mut req = host.request(&get("/app", &[("x-api-key", key)]));
+    match req.headers() {
+        Action::Continue => {
+            let up = req.upstream_headers().unwrap();
+            (200, up.get("x-edgegate-subject").unwrap_or_default())
+        }
+        a => {
+            let r = local(&a);
+            (r.status, reason(r))
+        }
+    }
+}
+
+#[test]
+fn a_remote_key_list_is_shared_by_the_vms_revoked_at_the_next_refresh_and_fails_closed_when_stale()
+{
+    let mut host = host_with(&key_list_config());
+    let (token, etag) = pending_list_call(&host);
+    assert_eq!(etag, None, "the first fetch is unconditional");
+    // No list yet: a listed key is 503, the inline key works.
+    assert_eq!(
+        key_answer(&mut host, &api_key(5)),
+        (503, "api_keys_unavailable".into())
+    );
+    assert_eq!(key_answer(&mut host, &api_key(1)), (200, "ci".into()));
+    host.respond_http_call(
+        token,
+        200,
+        &[("etag", "\"v1\"")],
+        &key_list(&[("leaky", 5), ("steady", 6)]),
+    )
+    .unwrap();
+    assert!(host.logged("api_keys.remote: fetched a list of 2 key(s)"));
+    assert_eq!(key_answer(&mut host, &api_key(5)), (200, "leaky".into()));
+
+    // Another worker's VM uses the published list without fetching it itself.
+    let mut other = host.spawn_vm().unwrap();
+    assert!(other
+        .configure(serde_json::to_vec(&key_list_config()).unwrap())
+        .unwrap());
+    assert_eq!(key_answer(&mut other, &api_key(6)), (200, "steady".into()));
+
+    // The refresh is conditional; a 304 keeps the list.
+    host.advance(Duration::from_secs(10)).unwrap();
+    // (Counters are read after a tick: a filter may hand them to Envoy on its tick.)
+    assert!(host.metric("edgegate_api_keys_fetch_ok").unwrap_or(0) >= 1);
+    let (token, etag) = pending_list_call(&host);
+    assert_eq!(etag.as_deref(), Some("\"v1\""));
+    host.respond_http_call(token, 304, &[], b"").unwrap();
+    assert_eq!(key_answer(&mut host, &api_key(5)), (200, "leaky".into()));
+
+    // Revoked at the server: refused in both VMs after the next refresh.
+    host.advance(Duration::from_secs(10)).unwrap();
+    let (token, _) = pending_list_call(&host);
+    host.respond_http_call(
+        token,
+        200,
+        &[("etag", "\"v2\"")],
+        &key_list(&[("steady", 6)]),
+    )
+    .unwrap();
+    let last_success = host.now();
+    assert_eq!(
+        key_answer(&mut host, &api_key(5)),
+        (401, "api_key_unknown".into())
+    );
+    other.advance(Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        key_answer(&mut other, &api_key(5)),
+        (401, "api_key_unknown".into())
+    );
+    assert_eq!(key_answer(&mut other, &api_key(6)), (200, "steady".into()));
+
+    // An outage: the last list holds until 60 s after the last success, then listed keys are 503.
+    for _ in 0..100 {
+        for c in host.pending_http_calls() {
+            host.fail_http_call(c.token).unwrap();
+        }
+        if host.now() >= last_success + 59 {
+            break;
+        }
+        host.advance(Duration::from_secs(1)).unwrap();
+    }
+    assert_eq!(key_answer(&mut other, &api_key(6)), (200, "steady".into()));
+    host.advance(Duration::from_secs(2)).unwrap();
+    assert!(host.metric("edgegate_api_keys_fetch_failed").unwrap_or(0) >= 3);
+    other.advance(Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        key_answer(&mut other, &api_key(6)),
+        (503, "api_keys_unavailable".into())
+    );
+    assert_eq!(
+        key_answer(&mut host, &api_key(6)),
+        (503, "api_keys_unavailable".into())
+    );
+    assert_eq!(
+        key_answer(&mut host, &api_key(1)),
+        (200, "ci".into()),
+        "inline keys still work"
+    );
+    no_traps(&host);
+    no_traps(&other);
+}

@@ -111,7 +111,7 @@ fn yq(s: &str) -> String {
     Value::String(s.to_string()).to_string()
 }
 
-/// Comment lines naming the Envoy clusters remote JWKS are fetched through.
+/// Comment lines naming the Envoy clusters remote JWKS (and the API-key list) are fetched through.
 fn cluster_notes(l: &Loaded) -> String {
     let mut out = String::new();
     for r in l.engine.remote_key_sources() {
@@ -122,6 +122,15 @@ fn cluster_notes(l: &Loaded) -> String {
         out.push_str(&format!(
             "# Provider {:?} fetches its JWKS through {via}: define it (TLS for https).\n",
             r.provider
+        ));
+    }
+    if let Some(list) = l.engine.api_key_list() {
+        let via = match list.source().cluster() {
+            Some(c) => format!("cluster {c:?}"),
+            None => "the cluster named after its URL's host:port".to_string(),
+        };
+        out.push_str(&format!(
+            "# The API-key list (api_keys.remote) is fetched through {via}: define it (TLS for https).\n"
         ));
     }
     out

@@ -119,6 +119,7 @@ pub fn new(a: &NewArgs) -> Result<ExitCode, Failure> {
         pepper: pepper.as_ref().map(|(s, _)| s.clone()),
         keys: vec![entry.clone()],
         forward: false,
+        remote: None,
     };
     let store = section.compile().map_err(usage_from)?;
     if store.verify(&key, now).is_err() {
@@ -181,7 +182,7 @@ pub fn revoke(a: &RevokeArgs) -> Result<ExitCode, Failure> {
     }
     write_list(&a.list, &list)?;
     eprintln!(
-        "Revoked {:?}: removed from {} ({} keys left). It stops working where this list is the config's api_keys.keys once that config is loaded.",
+        "Revoked {:?}: removed from {} ({} keys left). Where api_keys.remote serves this file, it stops working within one refresh interval; where the list is pasted into a config's api_keys.keys, once that config is loaded.",
         a.name,
         a.list.display(),
         list.keys.len()

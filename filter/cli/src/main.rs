@@ -61,8 +61,8 @@ enum KeysCmd {
     New(keys::NewArgs),
     /// Revoke a key: remove its entry from a key list (`keys new --list` writes one).
     ///
-    /// The key stops working wherever that list is the config's `api_keys.keys`, once the
-    /// config is reloaded.
+    /// Where `api_keys.remote` serves the list, the key stops working within one refresh
+    /// interval; where the list is the config's `api_keys.keys`, once the config is reloaded.
     #[command(after_help = EXIT_CODES)]
     Revoke(keys::RevokeArgs),
     /// Hash an existing key read from stdin (for migrations): prints `sha256:<hex>`.

@@ -927,6 +927,23 @@ fn config_envoy_embeds_the_config_in_a_fail_closed_wasm_filter() {
             < o.stdout.find("- name: envoy.filters.http.router")
     );
     assert_hardening(&o.stdout, "    ");
+    // A remote API-key list: the rendered config names the cluster to define.
+    let mut listed = cfg.clone();
+    listed["api_keys"]["remote"] =
+        json!({"url": "https://keys.internal/keys.json", "cluster": "keys_internal"});
+    let o = render(
+        "envoy",
+        &config_file(&listed),
+        &["--wasm", "/etc/envoy/edgegate.wasm"],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.contains(
+            "# The API-key list (api_keys.remote) is fetched through cluster \"keys_internal\""
+        ),
+        "{}",
+        o.stdout
+    );
 }
 
 /// The four connection-manager settings, at the HCM's `typed_config` level (`pad`), each after

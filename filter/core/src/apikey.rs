@@ -56,8 +56,9 @@
 //!       scope: /api/deploy/        # optional path prefix
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,7 @@ use subtle::{Choice, ConstantTimeEq};
 
 use crate::error::{ConfigError, Error, Reason};
 use crate::identity::{CredentialKind, Identity};
+use crate::keylist::{CompiledKeyList, KeyListState, RemoteKeyList};
 use crate::keyring::{Secret, MIN_SECRET_BYTES};
 use crate::UnixTime;
 
@@ -202,6 +204,10 @@ pub struct ApiKeysConfig {
     /// key edgegate checked stays at the edge; the upstream gets the identity headers.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forward: bool,
+    /// A key list fetched from a URL and kept fresh (instant revocation without a config push;
+    /// see `edgegate::keylist`). Its keys are accepted besides the inline `keys`; a list that
+    /// repeats a name or hash of the inline keys is refused.
+    pub remote: Option<RemoteKeyList>,
 }
 
 fn default_prefix() -> String {
@@ -216,6 +222,7 @@ impl Default for ApiKeysConfig {
             pepper: None,
             keys: Vec::new(),
             forward: false,
+            remote: None,
         }
     }
 }
@@ -291,6 +298,8 @@ pub struct ApiKeyStore {
     header: Option<String>,
     hasher: Hasher,
     keys: HashMap<[u8; 32], StoredKey>,
+    /// `api_keys.remote`, compiled.
+    remote: Option<Arc<CompiledKeyList>>,
 }
 
 impl fmt::Debug for ApiKeyStore {
@@ -348,91 +357,111 @@ impl ApiKeysConfig {
                 }
             },
         };
-        let (tag, other_tag) = if self.pepper.is_some() {
-            (HMAC_TAG, SHA256_TAG)
-        } else {
-            (SHA256_TAG, HMAC_TAG)
-        };
-        let mut keys: HashMap<[u8; 32], StoredKey> = HashMap::with_capacity(self.keys.len());
-        for (i, k) in self.keys.iter().enumerate() {
-            let at = |field: &str| format!("keys[{i}].{field}");
-            if k.name.is_empty()
-                || k.name.chars().count() > 128
-                || k.name.chars().any(char::is_control)
-            {
-                errors.push(ConfigError::new(
-                    at("name"),
-                    "a key name is 1-128 printable characters",
-                ));
-            } else if self.keys.iter().take(i).any(|o| o.name == k.name) {
-                errors.push(ConfigError::new(
-                    at("name"),
-                    format!(
-                        "the name \"{}\" appears twice; names must be unique",
-                        k.name
-                    ),
-                ));
-            }
-            if let Some(s) = &k.path_scope {
-                if !s.starts_with('/') {
-                    errors.push(ConfigError::new(
-                        at("scope"),
-                        "a scope is a path prefix starting with `/`",
-                    ));
-                }
-            }
-            let h = k.hash.expose();
-            let digest = if let Some(hexpart) = h.strip_prefix(tag) {
-                unhex(hexpart)
-            } else {
+        let mut keys = HashMap::with_capacity(self.keys.len());
+        add_entries(&mut keys, &self.keys, self.pepper.is_some(), &mut errors);
+        let remote = match self.remote.as_ref().map(RemoteKeyList::compile) {
+            None => None,
+            Some(Ok(r)) => Some(Arc::new(r)),
+            Some(Err(es)) => {
+                errors.extend(es.into_iter().map(|e| e.at("remote")));
                 None
-            };
-            let Some(digest) = digest else {
-                let msg = if h.starts_with(other_tag) {
-                    if self.pepper.is_some() {
-                        "a pepper is set, so hashes must be `hmac-sha256:<64 hex>`; re-hash the key with the pepper"
-                    } else {
-                        "no pepper is set, so hashes must be `sha256:<64 hex>` (an hmac-sha256 hash needs its pepper)"
-                    }
-                } else if self.pepper.is_some() {
-                    "expected `hmac-sha256:` followed by 64 hex digits"
-                } else {
-                    "expected `sha256:` followed by 64 hex digits"
-                };
-                errors.push(ConfigError::new(at("hash"), msg));
-                continue;
-            };
-            if let Some(other) = keys.get(&digest) {
-                errors.push(ConfigError::new(
-                    at("hash"),
-                    format!(
-                        "the same hash is already used by key \"{}\"; every key must be distinct",
-                        other.name
-                    ),
-                ));
-                continue;
             }
-            keys.insert(
-                digest,
-                StoredKey {
-                    digest,
-                    name: k.name.clone(),
-                    roles: k.roles.clone(),
-                    permissions: k.permissions.clone(),
-                    expires_at: k.expires_at,
-                    path_scope: k.path_scope.clone(),
-                },
-            );
-        }
+        };
         match hasher {
             Some(hasher) if errors.is_empty() => Ok(ApiKeyStore {
                 prefix: self.prefix.clone(),
                 header,
                 hasher,
                 keys,
+                remote,
             }),
             _ => Err(errors),
         }
+    }
+}
+
+/// Checks `entries` as `api_keys.keys` are checked and adds them to `keys`, which may hold
+/// keys already (the inline ones, when `entries` is a remote list): a name or hash taken there
+/// is refused too. Paths are `keys[i].field`.
+fn add_entries(
+    keys: &mut HashMap<[u8; 32], StoredKey>,
+    entries: &[ApiKeyEntry],
+    peppered: bool,
+    errors: &mut Vec<ConfigError>,
+) {
+    let (tag, other_tag) = if peppered {
+        (HMAC_TAG, SHA256_TAG)
+    } else {
+        (SHA256_TAG, HMAC_TAG)
+    };
+    let mut names: HashSet<String> = keys.values().map(|k| k.name.clone()).collect();
+    for (i, k) in entries.iter().enumerate() {
+        let at = |field: &str| format!("keys[{i}].{field}");
+        if k.name.is_empty() || k.name.chars().count() > 128 || k.name.chars().any(char::is_control)
+        {
+            errors.push(ConfigError::new(
+                at("name"),
+                "a key name is 1-128 printable characters",
+            ));
+        } else if !names.insert(k.name.clone()) {
+            errors.push(ConfigError::new(
+                at("name"),
+                format!(
+                    "the name \"{}\" appears twice (inline keys and a remote list count together); names must be unique",
+                    k.name
+                ),
+            ));
+        }
+        if let Some(s) = &k.path_scope {
+            if !s.starts_with('/') {
+                errors.push(ConfigError::new(
+                    at("scope"),
+                    "a scope is a path prefix starting with `/`",
+                ));
+            }
+        }
+        let h = k.hash.expose();
+        let digest = if let Some(hexpart) = h.strip_prefix(tag) {
+            unhex(hexpart)
+        } else {
+            None
+        };
+        let Some(digest) = digest else {
+            let msg = if h.starts_with(other_tag) {
+                if peppered {
+                    "a pepper is set, so hashes must be `hmac-sha256:<64 hex>`; re-hash the key with the pepper"
+                } else {
+                    "no pepper is set, so hashes must be `sha256:<64 hex>` (an hmac-sha256 hash needs its pepper)"
+                }
+            } else if peppered {
+                "expected `hmac-sha256:` followed by 64 hex digits"
+            } else {
+                "expected `sha256:` followed by 64 hex digits"
+            };
+            errors.push(ConfigError::new(at("hash"), msg));
+            continue;
+        };
+        if let Some(other) = keys.get(&digest) {
+            errors.push(ConfigError::new(
+                at("hash"),
+                format!(
+                    "the same hash is already used by key \"{}\"; every key must be distinct",
+                    other.name
+                ),
+            ));
+            continue;
+        }
+        keys.insert(
+            digest,
+            StoredKey {
+                digest,
+                name: k.name.clone(),
+                roles: k.roles.clone(),
+                permissions: k.permissions.clone(),
+                expires_at: k.expires_at,
+                path_scope: k.path_scope.clone(),
+            },
+        );
     }
 }
 
@@ -440,6 +469,35 @@ impl ApiKeyStore {
     /// The key prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// `api_keys.remote`, if configured.
+    pub fn remote(&self) -> Option<&CompiledKeyList> {
+        self.remote.as_deref()
+    }
+
+    /// A fresh refresh state for `api_keys.remote` (one per host that fetches or shares the
+    /// list), if configured.
+    pub fn remote_list(&self) -> Option<KeyListState> {
+        let source = self.remote.clone()?;
+        Some(KeyListState::new(source, self.clone()))
+    }
+
+    /// This store (the inline keys) plus a remote list's `entries`, checked as inline keys are
+    /// and against them. Errors name `keys[i].field` of the list.
+    pub(crate) fn with_listed(
+        &self,
+        entries: &[ApiKeyEntry],
+    ) -> Result<ApiKeyStore, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut store = self.clone();
+        let peppered = matches!(self.hasher, Hasher::Hmac(_));
+        add_entries(&mut store.keys, entries, peppered, &mut errors);
+        if errors.is_empty() {
+            Ok(store)
+        } else {
+            Err(errors)
+        }
     }
 
     /// The extra header carrying a bare key, lowercased, if configured.
@@ -737,6 +795,7 @@ mod tests {
                 entry("", "sha256:zz".into()),
             ],
             forward: false,
+            remote: None,
         };
         let errs = cfg.compile().unwrap_err();
         assert_eq!(

@@ -707,8 +707,7 @@ impl Engine {
                 }
             }
             CredentialKind::ApiKey => match &self.api_keys {
-                Some(k) => k
-                    .verify(found.value, now)
+                Some(k) => verify_api_key(k, found.value, keys, now)
                     .map_or_else(|e| Authn::Err(e, None), |id| self.authenticated(id)),
                 None => Authn::Err(
                     Error::new(Reason::CredentialNotAccepted, "API keys are not configured"),
@@ -794,6 +793,12 @@ impl Engine {
             headers,
             cached: false,
         }
+    }
+
+    /// The remote API-key list's refresh state for this config (`api_keys.remote`), if any:
+    /// hosts drive it and hand it back through [`KeyLookup::api_key_list`].
+    pub fn api_key_list(&self) -> Option<crate::keylist::KeyListState> {
+        self.api_keys.as_ref()?.remote_list()
     }
 
     /// The 500 of a paused step handed to another engine, or of a broken invariant (fail closed).
@@ -978,6 +983,34 @@ pub(crate) enum Authn {
     NeedKeys(String),
     /// Refused; the provider whose remote set lacks the token's `kid`, if that is why.
     Err(Error, Option<String>),
+}
+
+/// An API key: against the inline keys alone, or, with `api_keys.remote`, against the inline
+/// keys plus the host's current list. Without a usable list (none yet, or stale) a key the
+/// inline keys lack is `503 api_keys_unavailable`: it may be listed, so refusing it as
+/// unknown would be wrong, and accepting it impossible (fail closed).
+fn verify_api_key(
+    inline: &ApiKeyStore,
+    presented: &str,
+    keys: &dyn KeyLookup,
+    now: UnixTime,
+) -> Result<Identity, Error> {
+    if inline.remote().is_none() {
+        return inline.verify(presented, now);
+    }
+    inline.check_format(presented)?;
+    let unusable = match keys.api_key_list().map(|l| l.usable(now)) {
+        Some(Ok(store)) => return store.verify(presented, now),
+        Some(Err(e)) => e,
+        None => Error::new(
+            Reason::ApiKeysUnavailable,
+            "the API-key list has not been fetched yet; retry shortly",
+        ),
+    };
+    match inline.verify(presented, now) {
+        Err(e) if e.reason() == Reason::ApiKeyUnknown => Err(unusable),
+        other => other,
+    }
 }
 
 /// The verdict of a public route without an (accepted) credential: nothing goes upstream.

@@ -111,6 +111,10 @@ reasons! {
     ApiKeyUnknown => "api_key_unknown",
     /// The key's expiry has passed.
     ApiKeyExpired => "api_key_expired",
+    /// `api_keys.remote` is configured but its key list has not arrived yet, or was not
+    /// refreshed within `max_stale_seconds`: a key the inline `keys` do not hold cannot be
+    /// decided (fail closed, 503).
+    ApiKeysUnavailable => "api_keys_unavailable",
 
     // --- magic links and sessions ---
     /// A magic-link token with a purpose the route does not accept.
@@ -178,7 +182,7 @@ impl Reason {
             | OutOfScope
             | MagicLinkWrongPurpose
             | DevModeNotLocal => 403,
-            KeysUnavailable => 503,
+            KeysUnavailable | ApiKeysUnavailable => 503,
             ProviderMismatch => 502,
             InvalidConfig | Internal => 500,
             UnsafeRedirect | MalformedPath | MethodOverrideRefused => 400,
@@ -396,6 +400,7 @@ mod tests {
         assert_eq!(Reason::BadSignature.http_status(), 401);
         assert_eq!(Reason::CredentialMissing.http_status(), 401);
         assert_eq!(Reason::KeysUnavailable.http_status(), 503);
+        assert_eq!(Reason::ApiKeysUnavailable.http_status(), 503);
         assert_eq!(Reason::MalformedPath.http_status(), 400);
         assert_eq!(Reason::MalformedPath.code(), "malformed_path");
         assert_eq!(Reason::HeadersTooLarge.http_status(), 431);

@@ -22,11 +22,12 @@ use serde_json::Value;
 use crate::error::{ConfigError, Error, Problems, Reason};
 use crate::json;
 use crate::jwk::{KeySet, MAX_JWKS_BYTES};
+pub use crate::refresh::{
+    authority_and_path, refresh_after, FetchKind, FetchRequest, IN_FLIGHT_TIMEOUT_SECONDS,
+};
+use crate::refresh::{check_status, check_transport, check_url, Bounds, Response, Schedule};
 use crate::UnixTime;
 
-/// A request that has not been answered after this long is taken as lost (the host should
-/// report its own timeout sooner with [`JwksState::on_failure`]).
-pub const IN_FLIGHT_TIMEOUT_SECONDS: u64 = 60;
 /// After this many consecutive failures of a discovered `jwks_uri`, discovery is redone.
 pub const REDISCOVER_AFTER_FAILURES: u32 = 3;
 /// Upper bound on a discovery document's size.
@@ -128,12 +129,8 @@ impl Default for JwksSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompiledJwksSource {
     origin: Origin,
-    refresh_min: u64,
-    refresh_max: u64,
-    refresh_default: u64,
+    bounds: Bounds,
     unknown_kid_interval: u64,
-    retry_initial: u64,
-    retry_max: u64,
     cluster: Option<String>,
     fetch_timeout_ms: u64,
     wait_for_keys_ms: u64,
@@ -210,45 +207,20 @@ impl JwksSource {
                 None
             }
         };
-        let (min, max) = (self.refresh_min_seconds, self.refresh_max_seconds);
-        errors.refuse_if(min == 0, "refresh_min_seconds", "must be at least 1");
-        errors.refuse_if(
-            max < min,
-            "refresh_max_seconds",
-            "must not be below refresh_min_seconds",
-        );
-        errors.refuse_if(
-            !(min..=max).contains(&self.refresh_default_seconds),
-            "refresh_default_seconds",
-            "must lie between refresh_min_seconds and refresh_max_seconds",
-        );
+        let bounds = Bounds {
+            min: self.refresh_min_seconds,
+            max: self.refresh_max_seconds,
+            default: self.refresh_default_seconds,
+            retry_initial: self.retry_initial_seconds,
+            retry_max: self.retry_max_seconds,
+        };
+        bounds.check(&mut errors, "refresh_default_seconds");
         errors.refuse_if(
             self.unknown_kid_min_interval_seconds == 0,
             "unknown_kid_min_interval_seconds",
             "must be at least 1, or any token with a made-up kid makes the gateway fetch",
         );
-        errors.refuse_if(
-            self.retry_initial_seconds == 0,
-            "retry_initial_seconds",
-            "must be at least 1",
-        );
-        errors.refuse_if(
-            self.retry_max_seconds < self.retry_initial_seconds,
-            "retry_max_seconds",
-            "must not be below retry_initial_seconds",
-        );
-        errors.refuse_if(
-            self.cluster.as_deref().is_some_and(|c| {
-                c.is_empty() || c.len() > 128 || c.chars().any(|ch| ch.is_control() || ch == ' ')
-            }),
-            "cluster",
-            "must be the name of an Envoy cluster",
-        );
-        errors.refuse_if(
-            !(100..=60_000).contains(&self.fetch_timeout_ms),
-            "fetch_timeout_ms",
-            "must be between 100 and 60000",
-        );
+        check_transport(&mut errors, self.cluster.as_deref(), self.fetch_timeout_ms);
         errors.refuse_if(
             self.wait_for_keys_ms > 30_000,
             "wait_for_keys_ms",
@@ -257,105 +229,14 @@ impl JwksSource {
         match origin {
             Some(origin) if errors.is_empty() => Ok(CompiledJwksSource {
                 origin,
-                refresh_min: self.refresh_min_seconds,
-                refresh_max: self.refresh_max_seconds,
-                refresh_default: self.refresh_default_seconds,
+                bounds,
                 unknown_kid_interval: self.unknown_kid_min_interval_seconds,
-                retry_initial: self.retry_initial_seconds,
-                retry_max: self.retry_max_seconds,
                 cluster: self.cluster.clone(),
                 fetch_timeout_ms: self.fetch_timeout_ms,
                 wait_for_keys_ms: self.wait_for_keys_ms,
             }),
             _ => Err(errors),
         }
-    }
-}
-
-/// Accepts `https://host[:port]/...`, and `http://` for loopback hosts only. No userinfo, no
-/// fragment, no whitespace or control characters.
-fn check_url(u: &str) -> Result<(), String> {
-    let rest = if let Some(r) = u.strip_prefix("https://") {
-        r
-    } else if let Some(r) = u.strip_prefix("http://") {
-        if !crate::loopback::is_loopback_url(u) {
-            return Err(format!(
-                "{u:?} is plain http; use https (http is allowed for localhost only)"
-            ));
-        }
-        r
-    } else {
-        return Err(format!("{u:?} is not an https:// URL"));
-    };
-    if u.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{u:?} contains whitespace or control characters"));
-    }
-    let authority = authority_of(rest);
-    if authority.is_empty() || authority.starts_with(':') {
-        return Err(format!("{u:?} has no host"));
-    }
-    if authority.contains('@') {
-        return Err(format!(
-            "{u:?} carries credentials (user@host); remove them"
-        ));
-    }
-    if u.contains('#') {
-        return Err(format!("{u:?} has a fragment (#...); remove it"));
-    }
-    Ok(())
-}
-
-fn authority_of(after_scheme: &str) -> &str {
-    let end = after_scheme
-        .find(['/', '?', '#'])
-        .unwrap_or(after_scheme.len());
-    after_scheme.get(..end).unwrap_or(after_scheme)
-}
-
-/// What a fetch is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FetchKind {
-    /// The OIDC discovery document.
-    Discovery,
-    /// The JWKS document.
-    Jwks,
-}
-
-/// A GET the host should perform, then answer with `on_response` or `on_failure`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchRequest {
-    pub kind: FetchKind,
-    /// The absolute URL to GET.
-    pub url: String,
-    /// Responses longer than this are garbage anyway; the host may stop reading there.
-    pub max_body_bytes: usize,
-    id: u64,
-}
-
-/// The `host[:port]` and the path with query (`/` when empty) of an absolute URL: the
-/// `:authority` and `:path` of a request to it (and the name of the Envoy cluster a host
-/// sends it to by default).
-pub fn authority_and_path(url: &str) -> (&str, &str) {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = authority_of(rest);
-    let path = rest.get(authority.len()..).unwrap_or("");
-    (authority, if path.is_empty() { "/" } else { path })
-}
-
-impl FetchRequest {
-    /// `host[:port]` of the URL (for the `:authority` header / an Envoy cluster).
-    pub fn authority(&self) -> &str {
-        authority_and_path(&self.url).0
-    }
-
-    /// The path and query of the URL (`/` when empty), for the `:path` header.
-    pub fn path(&self) -> &str {
-        authority_and_path(&self.url).1
-    }
-
-    /// Whether the URL is `https://`.
-    pub fn is_https(&self) -> bool {
-        self.url.starts_with("https://")
     }
 }
 
@@ -368,16 +249,10 @@ pub struct JwksState {
     keys: Option<KeySet>,
     raw: Option<Vec<u8>>,
     generation: u64,
-    in_flight: Option<(FetchRequest, UnixTime)>,
-    next_fetch: UnixTime,
-    failures: u32,
-    last_success: Option<UnixTime>,
-    /// When the last request was handed to the host (any kind; failed ones count too).
-    last_attempt: Option<UnixTime>,
+    schedule: Schedule,
     last_unknown_kid_fetch: Option<UnixTime>,
     /// The discovery document last accepted (raw), for a login flow that shares it.
     discovery: Option<Vec<u8>>,
-    next_id: u64,
 }
 
 impl JwksState {
@@ -388,33 +263,23 @@ impl JwksState {
             Origin::Discovery { .. } => None,
         };
         JwksState {
+            schedule: Schedule::new(src.bounds),
             src,
             jwks_uri,
             keys: None,
             raw: None,
             generation: 0,
-            in_flight: None,
-            next_fetch: 0,
-            failures: 0,
-            last_success: None,
-            last_attempt: None,
             last_unknown_kid_fetch: None,
             discovery: None,
-            next_id: 0,
         }
     }
 
     /// What to GET now, if anything. While a request is outstanding nothing new is asked for
     /// (until [`IN_FLIGHT_TIMEOUT_SECONDS`], after which the request counts as failed).
     pub fn poll(&mut self, now: UnixTime) -> Option<FetchRequest> {
-        if let Some((_, since)) = &self.in_flight {
-            if now < since.saturating_add(IN_FLIGHT_TIMEOUT_SECONDS) {
-                return None;
-            }
-            self.in_flight = None;
-            self.record_failure(now);
-        }
-        if now < self.next_fetch {
+        let due = self.schedule.due(now);
+        self.rediscover_if_failing();
+        if !due {
             return None;
         }
         let (kind, url, max_body_bytes) = match (&self.jwks_uri, &self.src.origin) {
@@ -425,16 +290,7 @@ impl JwksState {
             // Not reachable: a Jwks origin always has its jwks_uri.
             (None, Origin::Jwks(u)) => (FetchKind::Jwks, u.clone(), MAX_JWKS_BYTES),
         };
-        self.next_id = self.next_id.wrapping_add(1);
-        let req = FetchRequest {
-            kind,
-            url,
-            max_body_bytes,
-            id: self.next_id,
-        };
-        self.in_flight = Some((req.clone(), now));
-        self.last_attempt = Some(now);
-        Some(req)
+        Some(self.schedule.start(kind, url, max_body_bytes, now))
     }
 
     /// Reports the response to `req`. A refused response (bad status, garbage, empty set,
@@ -449,30 +305,37 @@ impl JwksState {
         body: &[u8],
         now: UnixTime,
     ) -> Result<(), Error> {
-        match &self.in_flight {
-            Some((cur, _)) if cur.id == req.id => {}
-            _ => {
-                return Err(Error::new(
-                    Reason::Internal,
-                    "ignored a key-set response to a request that is no longer awaited",
-                ))
-            }
-        }
-        self.in_flight = None;
+        self.respond(req, &Response::new(status, cache_control, body), now)
+    }
+
+    /// [`JwksState::on_response`] with the whole [`Response`]: its `ETag` is kept and sent back
+    /// as `If-None-Match`, and a `304` keeps the key set.
+    pub fn respond(
+        &mut self,
+        req: &FetchRequest,
+        resp: &Response<'_>,
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        self.schedule.take(req)?;
         let result = match req.kind {
-            FetchKind::Discovery => self.accept_discovery(status, body, now),
-            FetchKind::Jwks => self.accept_jwks(status, cache_control, body, now),
+            FetchKind::Discovery => self.accept_discovery(resp.status, resp.body, now),
+            _ if Schedule::not_modified(req, resp) && self.keys.is_some() => {
+                self.schedule.succeeded(now, resp.cache_control, resp.etag);
+                Ok(())
+            }
+            _ => self.accept_jwks(resp, now),
         };
         if result.is_err() {
-            self.record_failure(now);
+            self.schedule.failed(now);
+            self.rediscover_if_failing();
         }
         result
     }
 
     /// Reports that the outstanding request got no response (connection error, timeout).
     pub fn on_failure(&mut self, now: UnixTime) {
-        self.in_flight = None;
-        self.record_failure(now);
+        self.schedule.lost(now);
+        self.rediscover_if_failing();
     }
 
     /// From when [`JwksState::on_unknown_kid`] pulls a refetch forward: `None` while keys were
@@ -487,7 +350,10 @@ impl JwksState {
     /// an outage is followed as soon as the IdP answers again, not after the full backoff.
     pub fn unknown_kid_refetch_from(&self) -> Option<UnixTime> {
         self.keys.as_ref()?;
-        let last = self.last_attempt.max(self.last_unknown_kid_fetch);
+        let last = self
+            .schedule
+            .last_attempt()
+            .max(self.last_unknown_kid_fetch);
         Some(last.map_or(0, |l| l.saturating_add(self.src.unknown_kid_interval)))
     }
 
@@ -496,7 +362,7 @@ impl JwksState {
     /// loaded or a fetch is outstanding, and within `unknown_kid_min_interval_seconds` of the
     /// last fetch attempt (failed ones included) or the last such refetch.
     pub fn on_unknown_kid(&mut self, now: UnixTime) -> bool {
-        if self.in_flight.is_some() {
+        if self.schedule.fetching() {
             return false;
         }
         match self.unknown_kid_refetch_from() {
@@ -504,14 +370,14 @@ impl JwksState {
             _ => return false,
         }
         self.last_unknown_kid_fetch = Some(now);
-        self.next_fetch = self.next_fetch.min(now);
+        self.schedule.pull_forward(now);
         true
     }
 
     /// True while a fetch is outstanding (a request that met an unknown `kid` meanwhile may
     /// wait for it instead of being refused: it is likely the refetch for that very key).
     pub fn fetching(&self) -> bool {
-        self.in_flight.is_some()
+        self.schedule.fetching()
     }
 
     /// The last good key set, if one was ever loaded.
@@ -531,15 +397,12 @@ impl JwksState {
 
     /// When the host should call `poll` next.
     pub fn next_wakeup(&self) -> Option<UnixTime> {
-        match &self.in_flight {
-            Some((_, since)) => Some(since.saturating_add(IN_FLIGHT_TIMEOUT_SECONDS)),
-            None => Some(self.next_fetch),
-        }
+        self.schedule.next_wakeup()
     }
 
     /// When the last fetch was handed to the host (failed ones included).
     pub fn last_attempt(&self) -> Option<UnixTime> {
-        self.last_attempt
+        self.schedule.last_attempt()
     }
 
     /// The URL of the OIDC discovery document this key set follows (`oidc_issuer`), if any.
@@ -556,14 +419,14 @@ impl JwksState {
         self.discovery.as_deref()
     }
 
-    /// When the current key set was fetched.
+    /// When the current key set was fetched (or confirmed unchanged).
     pub fn last_success(&self) -> Option<UnixTime> {
-        self.last_success
+        self.schedule.last_success()
     }
 
     /// Failed fetches since the last success.
     pub fn consecutive_failures(&self) -> u32 {
-        self.failures
+        self.schedule.failures()
     }
 
     /// The JWKS URL in use (configured, or learnt from discovery).
@@ -579,6 +442,8 @@ impl JwksState {
             return Err(vec![empty_set()]);
         }
         self.install(set, raw);
+        // Not the document our ETag names: the next fetch asks for the whole set.
+        self.schedule.forget_etag();
         Ok(())
     }
 
@@ -586,6 +451,16 @@ impl JwksState {
         self.keys = Some(set);
         self.raw = Some(raw.to_vec());
         self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// After [`REDISCOVER_AFTER_FAILURES`] failures, a discovered URL may have moved: look it
+    /// up again on the next attempt.
+    fn rediscover_if_failing(&mut self) {
+        if matches!(self.src.origin, Origin::Discovery { .. })
+            && self.schedule.failures() >= REDISCOVER_AFTER_FAILURES
+        {
+            self.jwks_uri = None;
+        }
     }
 
     fn accept_discovery(&mut self, status: u16, body: &[u8], now: UnixTime) -> Result<(), Error> {
@@ -637,20 +512,13 @@ impl JwksState {
         })?;
         self.jwks_uri = Some(uri.clone());
         self.discovery = Some(body.to_vec());
-        self.failures = 0;
-        self.next_fetch = now;
+        self.schedule.progressed(now);
         Ok(())
     }
 
-    fn accept_jwks(
-        &mut self,
-        status: u16,
-        cache_control: Option<&str>,
-        body: &[u8],
-        now: UnixTime,
-    ) -> Result<(), Error> {
-        check_status("the JWKS endpoint", status)?;
-        let set = KeySet::parse_jwks(body).map_err(|errs| {
+    fn accept_jwks(&mut self, resp: &Response<'_>, now: UnixTime) -> Result<(), Error> {
+        check_status("the JWKS endpoint", resp.status)?;
+        let set = KeySet::parse_jwks(resp.body).map_err(|errs| {
             let more = errs.len().saturating_sub(1);
             match errs.into_iter().next() {
                 Some(first) if more > 0 => Error::new(
@@ -664,45 +532,9 @@ impl JwksState {
         if set.is_empty() {
             return Err(empty_set());
         }
-        self.install(set, body);
-        self.failures = 0;
-        self.last_success = Some(now);
-        let ttl = refresh_after(
-            cache_control,
-            self.src.refresh_default,
-            self.src.refresh_min,
-            self.src.refresh_max,
-        );
-        self.next_fetch = now.saturating_add(ttl);
+        self.install(set, resp.body);
+        self.schedule.succeeded(now, resp.cache_control, resp.etag);
         Ok(())
-    }
-
-    fn record_failure(&mut self, now: UnixTime) {
-        self.failures = self.failures.saturating_add(1);
-        let doublings = self.failures.saturating_sub(1).min(32);
-        let delay = self
-            .src
-            .retry_initial
-            .saturating_mul(1u64 << doublings)
-            .min(self.src.retry_max);
-        self.next_fetch = now.saturating_add(delay);
-        if matches!(self.src.origin, Origin::Discovery { .. })
-            && self.failures >= REDISCOVER_AFTER_FAILURES
-        {
-            // The discovered URL may have moved: look it up again on the next attempt.
-            self.jwks_uri = None;
-        }
-    }
-}
-
-fn check_status(what: &str, status: u16) -> Result<(), Error> {
-    if status == 200 {
-        Ok(())
-    } else {
-        Err(Error::new(
-            Reason::KeysUnavailable,
-            format!("{what} answered HTTP {status}"),
-        ))
     }
 }
 
@@ -711,46 +543,6 @@ fn empty_set() -> Error {
         Reason::KeysUnavailable,
         "the JWKS holds no usable signing key; keeping the previous set",
     )
-}
-
-/// Seconds until the next refresh: `max-age` from `Cache-Control` clamped to `[min, max]`;
-/// `default` when the header is absent, has no valid `max-age`, or says `no-store`/`no-cache`.
-pub fn refresh_after(cache_control: Option<&str>, default: u64, min: u64, max: u64) -> u64 {
-    let Some(cc) = cache_control else {
-        return default;
-    };
-    let mut max_age = None;
-    for directive in cc.split(',') {
-        let (name, value) = match directive.split_once('=') {
-            Some((n, v)) => (n.trim(), Some(v.trim())),
-            None => (directive.trim(), None),
-        };
-        if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
-            return default;
-        }
-        if name.eq_ignore_ascii_case("max-age") && max_age.is_none() {
-            let v = value.map(|v| {
-                v.strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(v)
-            });
-            max_age = v.and_then(parse_delta_seconds);
-        }
-    }
-    match max_age {
-        Some(age) => age.clamp(min, max),
-        None => default,
-    }
-}
-
-/// RFC 9111 §1.2.2 delta-seconds: digits only; too large saturates.
-fn parse_delta_seconds(v: &str) -> Option<u64> {
-    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(v.bytes().fold(0u64, |acc, b| {
-        acc.saturating_mul(10).saturating_add(u64::from(b - b'0'))
-    }))
 }
 
 #[cfg(test)]
@@ -1227,8 +1019,8 @@ mod tests {
             [
                 "refresh_min_seconds",
                 "refresh_default_seconds",
-                "unknown_kid_min_interval_seconds",
-                "retry_initial_seconds"
+                "retry_initial_seconds",
+                "unknown_kid_min_interval_seconds"
             ]
         );
         let e = paths(JwksSource {

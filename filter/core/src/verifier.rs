@@ -725,6 +725,13 @@ pub trait KeyLookup {
     fn may_refetch(&self, _provider: &str, _now: UnixTime) -> bool {
         false
     }
+
+    /// The remote API-key list as the host holds it (`api_keys.remote`). Default: none, so a
+    /// config with a remote list refuses every key the inline `keys` lack with
+    /// `503 api_keys_unavailable` (fail closed) on a host that does not fetch it.
+    fn api_key_list(&self) -> Option<&crate::keylist::KeyListState> {
+        None
+    }
 }
 
 /// No remote keys at all (hosts without fetching, tests).

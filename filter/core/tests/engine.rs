@@ -1023,3 +1023,89 @@ fn connect_and_oversized_headers_are_refused_before_any_rule() {
     // At the bounds: decided as usual.
     allowed(get(&e, "/healthz", &many[1..]));
 }
+
+/// The host's copy of the remote API-key list.
+struct Listed(edgegate::keylist::KeyListState);
+impl KeyLookup for Listed {
+    fn keys(&self, _provider: &str) -> Option<&KeySet> {
+        None
+    }
+    fn api_key_list(&self) -> Option<&edgegate::keylist::KeyListState> {
+        Some(&self.0)
+    }
+}
+
+/// The verdict on GET /api/x with `key` in `x-api-key` at `now`.
+fn key_at(e: &Engine, keys: &dyn KeyLookup, key: &str, now: UnixTime) -> Verdict {
+    let mut cache = e.new_cache();
+    let headers = [("x-api-key", key)];
+    let req = Request {
+        method: "GET",
+        path: "/api/x",
+        headers: &headers,
+    };
+    match e.decide(&req, keys, &mut cache, now) {
+        Step::Done(v) => v,
+        other => panic!("expected a verdict, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_remote_key_list_decides_keys_and_fails_closed_without_it() {
+    use edgegate::refresh::Response;
+    let listed_key = apikey::mint("egk_", &[21u8; 32]);
+    let other_key = apikey::mint("egk_", &[22u8; 32]);
+    let list = |keys: &[(&str, &String)]| -> Vec<u8> {
+        let entries: Vec<Value> = keys
+            .iter()
+            .map(|(n, k)| json!({"name": n, "hash": apikey::hash(k, None), "roles": ["staff"], "scope": "/api/"}))
+            .collect();
+        json!({ "keys": entries }).to_string().into_bytes()
+    };
+    let mut cfg = config();
+    cfg["api_keys"]["remote"] = json!({"url": "https://keys.example/keys.json"});
+    let e = engine_from(&cfg);
+    let mut state = e.api_key_list().expect("a remote list is configured");
+    // Before the first list: a key the inline keys lack is 503, never 401 nor an allow; the
+    // inline key, a JWT and a malformed key are unaffected.
+    for keys in [&NoRemoteKeys as &dyn KeyLookup, &Listed(state.clone())] {
+        let d = denied(key_at(&e, keys, &listed_key, NOW));
+        assert_eq!((d.status, d.reason.code()), (503, "api_keys_unavailable"));
+        allowed(key_at(&e, keys, &api_key(), NOW));
+        let bearer = format!("Bearer {}", jwt(json!({})));
+        allowed(decide_with(
+            &e,
+            keys,
+            "GET",
+            "/api/x",
+            &[("authorization", &bearer)],
+        ));
+        let d = denied(key_at(&e, keys, "egk_nope", NOW));
+        assert_eq!(d.reason.code(), "api_key_malformed");
+    }
+    // The list arrives: its keys and the inline ones work.
+    let req = state.poll(NOW).unwrap();
+    let body = list(&[("listed", &listed_key), ("other", &other_key)]);
+    state
+        .on_response(&req, &Response::new(200, None, &body), NOW)
+        .unwrap();
+    let (id, h) = allowed(key_at(&e, &Listed(state.clone()), &listed_key, NOW));
+    assert_eq!(id.unwrap().subject, "listed");
+    assert_eq!(header(&h, "x-edgegate-roles"), Some("staff"));
+    allowed(key_at(&e, &Listed(state.clone()), &api_key(), NOW));
+    // Revoked: refused as soon as the refresh brings the new list.
+    let req = state.poll(NOW + 30).unwrap();
+    let body = list(&[("other", &other_key)]);
+    state
+        .on_response(&req, &Response::new(200, None, &body), NOW + 30)
+        .unwrap();
+    let d = denied(key_at(&e, &Listed(state.clone()), &listed_key, NOW + 30));
+    assert_eq!((d.status, d.reason.code()), (401, "api_key_unknown"));
+    allowed(key_at(&e, &Listed(state.clone()), &other_key, NOW + 30));
+    // Stale (default max_stale_seconds 600 after the last success): 503 for listed keys, the
+    // inline key still works.
+    allowed(key_at(&e, &Listed(state.clone()), &other_key, NOW + 629));
+    let d = denied(key_at(&e, &Listed(state.clone()), &other_key, NOW + 630));
+    assert_eq!((d.status, d.reason.code()), (503, "api_keys_unavailable"));
+    allowed(key_at(&e, &Listed(state.clone()), &api_key(), NOW + 630));
+}

@@ -15,6 +15,10 @@ pub const ALLOWED: &str = "edgegate_allowed";
 pub const DENIED: &str = "edgegate_denied";
 pub const JWKS_FETCH_OK: &str = "edgegate_jwks_fetch_ok";
 pub const JWKS_FETCH_FAILED: &str = "edgegate_jwks_fetch_failed";
+/// Fetches of the API-key list (`api_keys.remote`) that brought or confirmed a list, and those
+/// that failed or were refused (the last good list stays; see `edgegate_denied{reason="api_keys_unavailable"}`).
+pub const API_KEYS_FETCH_OK: &str = "edgegate_api_keys_fetch_ok";
+pub const API_KEYS_FETCH_FAILED: &str = "edgegate_api_keys_fetch_failed";
 pub const CACHE_HIT: &str = "edgegate_cache_hit";
 pub const CACHE_MISS: &str = "edgegate_cache_miss";
 /// Answers of the OIDC login routes, by outcome (`ok`, `redirect`, `refused`, `error`).

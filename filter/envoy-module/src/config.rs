@@ -27,7 +27,7 @@ use edgegate_envoy_glue::metrics::{self, label_value, Counters};
 use crate::abi::{
     self, CalloutResponse, ConfigCtx, ConfigScheduler, FilterScheduler, IncrementCounter,
 };
-use crate::keys::{KeySnapshot, Remote};
+use crate::keys::{KeySnapshot, ListRemote, Remote};
 
 /// How long a request may wait for a remote key set when its provider's
 /// `remote_jwks.wait_for_keys_ms` is not known (then 503, fail closed).
@@ -100,6 +100,8 @@ pub struct CounterIds {
     cache_hit: Option<usize>,
     cache_miss: Option<usize>,
     login: Option<usize>,
+    list_ok: Option<usize>,
+    list_failed: Option<usize>,
 }
 
 impl CounterIds {
@@ -109,6 +111,8 @@ impl CounterIds {
             denied: ctx.define_counter(metrics::DENIED, &[metrics::REASON]),
             fetch_ok: ctx.define_counter(metrics::JWKS_FETCH_OK, &[]),
             fetch_failed: ctx.define_counter(metrics::JWKS_FETCH_FAILED, &[]),
+            list_ok: ctx.define_counter(metrics::API_KEYS_FETCH_OK, &[]),
+            list_failed: ctx.define_counter(metrics::API_KEYS_FETCH_FAILED, &[]),
             cache_hit: ctx.define_counter(metrics::CACHE_HIT, &[]),
             cache_miss: ctx.define_counter(metrics::CACHE_MISS, &[]),
             login: ctx.define_counter(metrics::LOGIN, &[metrics::OUTCOME]),
@@ -121,6 +125,8 @@ impl CounterIds {
             metrics::DENIED => self.denied,
             metrics::JWKS_FETCH_OK => self.fetch_ok,
             metrics::JWKS_FETCH_FAILED => self.fetch_failed,
+            metrics::API_KEYS_FETCH_OK => self.list_ok,
+            metrics::API_KEYS_FETCH_FAILED => self.list_failed,
             metrics::CACHE_HIT => self.cache_hit,
             metrics::CACHE_MISS => self.cache_miss,
             metrics::LOGIN => self.login,
@@ -290,6 +296,8 @@ pub struct Shared {
     keys: RwLock<Arc<KeySnapshot>>,
     /// The key-set state machines (main thread only; a lock only because `Shared` is shared).
     remotes: Mutex<Vec<Remote>>,
+    /// `api_keys.remote`'s state machine (main thread only), when configured.
+    key_list: Mutex<Option<ListRemote>>,
     waiters: Mutex<Vec<Waiter>>,
     /// Providers whose key set lacked a token's `kid`: refetch early (rate-limited by JwksState).
     refetch: Mutex<Vec<String>>,
@@ -329,7 +337,9 @@ impl Shared {
             .collect();
         let validating = abi::is_validation_mode();
         // Every config has the main thread's tick: counters are handed to Envoy there; key sets
-        // are fetched, and login waits (a stream waiting for another's renewal) resumed, there.
+        // and the API-key list are fetched, and login waits (a stream waiting for another's
+        // renewal) resumed, there.
+        let key_list = engine.api_key_list().map(ListRemote::new);
         let scheduler = if validating {
             None
         } else {
@@ -343,8 +353,10 @@ impl Shared {
             .and_then(|s| Ticker::spawn(Arc::clone(s)));
         let snapshot = KeySnapshot {
             entries: remotes.iter().map(Remote::entry).collect(),
+            list: None,
         };
         let shared = Arc::new(Shared {
+            key_list: Mutex::new(key_list),
             cache: Mutex::new(engine.new_cache()),
             keys: RwLock::new(Arc::new(snapshot)),
             waits: remotes
@@ -505,6 +517,26 @@ impl Shared {
             ctx,
             ids: &self.counters,
         };
+        if let Ok(mut list) = self.key_list.try_lock() {
+            if let Some(outcome) = list.as_mut().and_then(|l| l.on_response(id, response, now)) {
+                match outcome {
+                    Outcome::KeysUpdated { keys } => {
+                        counters.inc(metrics::API_KEYS_FETCH_OK);
+                        log::info!("api_keys.remote: fetched a list of {keys} key(s)");
+                    }
+                    Outcome::Progress => counters.inc(metrics::API_KEYS_FETCH_OK),
+                    Outcome::Failed(why) => {
+                        counters.inc(metrics::API_KEYS_FETCH_FAILED);
+                        log::warn!(
+                            "api_keys.remote: fetch failed: {why}; keeping the last good list"
+                        );
+                    }
+                }
+                drop(list);
+                self.run(ctx);
+                return;
+            }
+        }
         {
             // Only ever locked on the main thread: a failed try_lock would be re-entrance.
             let Ok(mut remotes) = self.remotes.try_lock() else {
@@ -582,8 +614,19 @@ impl Shared {
                     r.settle();
                 }
             }
+            let mut list_published = None;
+            if let Ok(mut list) = self.key_list.try_lock() {
+                if let Some(l) = list.as_mut() {
+                    if let Err(e) = l.start_fetch_if_due(ctx, now) {
+                        counters.inc(metrics::API_KEYS_FETCH_FAILED);
+                        log::warn!("api_keys.remote: cannot start fetch: {e}");
+                    }
+                    list_published = l.published();
+                }
+            }
             let snapshot = KeySnapshot {
                 entries: remotes.iter().map(Remote::entry).collect(),
+                list: list_published,
             };
             *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
         }

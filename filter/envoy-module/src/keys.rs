@@ -1,6 +1,8 @@
 //! Remote key sets, one copy per process: the main thread drives one [`JwksState`] per provider
 //! with config-level HTTP callouts ([`Remote`]), and publishes what the worker threads verify with
-//! as an immutable [`KeySnapshot`] (swapped whole; a request clones one `Arc`).
+//! as an immutable [`KeySnapshot`] (swapped whole; a request clones one `Arc`). The API-key
+//! list (`api_keys.remote`) is driven the same way ([`ListRemote`]): one fetch schedule and one
+//! list per process, every worker thread verifies with the snapshot's copy.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +10,7 @@ use std::time::Duration;
 use edgegate::engine::RemoteKeys;
 use edgegate::jwk::KeySet;
 use edgegate::jwks::{FetchRequest, JwksState};
+use edgegate::keylist::KeyListState;
 use edgegate::verifier::KeyLookup;
 use edgegate::UnixTime;
 use edgegate_envoy_glue::fetch::{self as glue, Outcome};
@@ -34,6 +37,8 @@ pub struct KeyEntry {
 #[derive(Debug, Clone, Default)]
 pub struct KeySnapshot {
     pub entries: Vec<KeyEntry>,
+    /// The API-key list as of its last fetch (`api_keys.remote`).
+    pub list: Option<Arc<KeyListState>>,
 }
 
 impl KeySnapshot {
@@ -61,6 +66,10 @@ impl KeyLookup for KeySnapshot {
         self.entry(provider).is_some_and(|e| {
             e.keys.is_some() && (e.fetching || e.refetch_from.is_some_and(|f| now >= f))
         })
+    }
+
+    fn api_key_list(&self) -> Option<&KeyListState> {
+        self.list.as_deref()
     }
 }
 
@@ -135,24 +144,14 @@ impl Remote {
 
     /// Asks the state machine whether a fetch is due and, if so, starts it (main thread).
     pub fn start_fetch_if_due(&mut self, ctx: &ConfigCtx<'_>, now: UnixTime) -> Result<(), String> {
-        if self.in_flight.is_some() {
-            return Ok(());
-        }
-        let Some(req) = self.state.poll(now) else {
-            return Ok(());
-        };
-        let cluster = glue::cluster_for(self.cluster.as_deref(), &req);
-        let headers = glue::fetch_headers(&req);
-        match ctx.http_callout(&cluster, &headers, self.timeout_ms) {
-            Ok(id) => {
-                self.in_flight = Some((id, req));
-                Ok(())
-            }
-            Err(refused) => {
-                self.state.on_failure(now);
-                Err(glue::cluster_refused(&cluster, refused.name()))
-            }
-        }
+        let call = callout(ctx, self.timeout_ms);
+        glue::start_due(
+            &mut self.state,
+            &mut self.in_flight,
+            self.cluster.as_deref(),
+            now,
+            call,
+        )
     }
 
     /// The answer to callout `id`, if it is this provider's. `Some(true)` in the outcome's second
@@ -164,22 +163,10 @@ impl Remote {
         response: &CalloutResponse<'_>,
         now: UnixTime,
     ) -> Option<(Outcome, bool)> {
-        match &self.in_flight {
-            Some((i, _)) if *i == id => {}
-            _ => return None,
-        }
-        let (_, req) = self.in_flight.take()?;
-        let status = response.status();
-        let body = response.body(glue::body_limit(&req, response.body_len()));
-        let cache_control = response.header("cache-control");
-        let outcome = glue::finish(
-            &mut self.state,
-            &req,
-            status,
-            cache_control.as_deref(),
-            &body,
-            now,
-        );
+        let req = glue::take_answered(&mut self.in_flight, &id)?;
+        let outcome = answered(&req, response, |a| {
+            glue::finish(&mut self.state, &req, a, now)
+        });
         let mut replaced = false;
         if matches!(outcome, Outcome::KeysUpdated { .. } | Outcome::Failed(_)) {
             self.settle();
@@ -192,6 +179,92 @@ impl Remote {
             }
         }
         Some((outcome, replaced))
+    }
+}
+
+/// A fetch's call for [`glue::start_due`]: a config-level HTTP callout to a cluster with
+/// headers. Err: why Envoy refused it.
+fn callout<'a>(
+    ctx: &'a ConfigCtx<'_>,
+    timeout_ms: u64,
+) -> impl FnOnce(&str, &[(&str, &str)]) -> Result<u64, String> + 'a {
+    move |cluster, headers| {
+        ctx.http_callout(cluster, headers, timeout_ms)
+            .map_err(|refused| refused.name().to_string())
+    }
+}
+
+/// Hands a callout's response to `finish` as the glue reads it.
+fn answered(
+    req: &FetchRequest,
+    response: &CalloutResponse<'_>,
+    finish: impl FnOnce(&glue::Answer<'_>) -> Outcome,
+) -> Outcome {
+    let body = response.body(glue::body_limit(req, response.body_len()));
+    let cache_control = response.header("cache-control");
+    let etag = response.header("etag");
+    finish(&glue::Answer {
+        status: response.status(),
+        cache_control: cache_control.as_deref(),
+        etag: etag.as_deref(),
+        body: &body,
+    })
+}
+
+/// The API-key list (`api_keys.remote`), as the main thread drives it.
+pub struct ListRemote {
+    cluster: Option<String>,
+    timeout_ms: u64,
+    state: KeyListState,
+    in_flight: Option<(u64, FetchRequest)>,
+    /// What the workers verify with: the state as of its last answered fetch.
+    published: Option<Arc<KeyListState>>,
+}
+
+impl ListRemote {
+    pub fn new(state: KeyListState) -> ListRemote {
+        ListRemote {
+            cluster: state.source().cluster().map(str::to_string),
+            timeout_ms: state.source().fetch_timeout_ms(),
+            state,
+            in_flight: None,
+            published: None,
+        }
+    }
+
+    /// What the workers see of the list.
+    pub fn published(&self) -> Option<Arc<KeyListState>> {
+        self.published.clone()
+    }
+
+    /// Asks the state machine whether a fetch is due and, if so, starts it (main thread).
+    pub fn start_fetch_if_due(&mut self, ctx: &ConfigCtx<'_>, now: UnixTime) -> Result<(), String> {
+        let call = callout(ctx, self.timeout_ms);
+        glue::start_due(
+            &mut self.state,
+            &mut self.in_flight,
+            self.cluster.as_deref(),
+            now,
+            call,
+        )
+    }
+
+    /// The answer to callout `id`, if it is the list's. A list fetched or confirmed is
+    /// published to the workers.
+    pub fn on_response(
+        &mut self,
+        id: u64,
+        response: &CalloutResponse<'_>,
+        now: UnixTime,
+    ) -> Option<Outcome> {
+        let req = glue::take_answered(&mut self.in_flight, &id)?;
+        let outcome = answered(&req, response, |a| {
+            glue::finish(&mut self.state, &req, a, now)
+        });
+        if !matches!(outcome, Outcome::Failed(_)) {
+            self.published = Some(Arc::new(self.state.clone()));
+        }
+        Some(outcome)
     }
 }
 
@@ -209,6 +282,7 @@ mod tests {
                 fetching: false,
                 settled: 3,
             }],
+            list: None,
         };
         assert!(
             !snap.may_refetch("idp", 20),

@@ -36,7 +36,7 @@ use edgegate::cache::TokenCache;
 use edgegate::{Engine, UnixTime};
 
 use crate::metrics::Metrics;
-use crate::remote::{KeyCache, Remote};
+use crate::remote::{KeyCache, ListRemote, Remote};
 use crate::request::OwnedRequest;
 
 proxy_wasm::main! {{
@@ -223,6 +223,8 @@ struct Root {
     id: u32,
     plugin: Option<Rc<Plugin>>,
     remotes: Vec<Remote>,
+    /// `api_keys.remote`, when configured.
+    key_list: Option<ListRemote>,
 }
 
 impl Root {
@@ -231,6 +233,7 @@ impl Root {
             id,
             plugin: None,
             remotes: Vec::new(),
+            key_list: None,
         }
     }
 
@@ -257,6 +260,12 @@ impl Root {
                 keys.set_refetch_from(&r.provider, r.unknown_kid_refetch_from());
             }
             login::adopt_discovery(&plugin, &r.provider, r.state(), now);
+        }
+        if let Some(list) = &mut self.key_list {
+            if let Err(e) = list.start_fetch_if_due(now) {
+                plugin.count(|m| m.inc(metrics::API_KEYS_FETCH_FAILED));
+                log::warn!("api_keys.remote: cannot start fetch: {e}");
+            }
         }
         verdict::resolve_waiters(&plugin, now_ms(), self.id);
         login::resolve_renewal_waiters(&plugin, self.id);
@@ -290,6 +299,21 @@ impl Context for Root {
             return;
         };
         let now = now();
+        if let Some(list) = self.key_list.as_mut().filter(|l| l.owns(token)) {
+            match list.on_response(token, body_size, now) {
+                remote::Outcome::KeysUpdated { keys } => {
+                    plugin.count(|m| m.inc(metrics::API_KEYS_FETCH_OK));
+                    log::info!("api_keys.remote: fetched a list of {keys} key(s)");
+                }
+                remote::Outcome::Progress => plugin.count(|m| m.inc(metrics::API_KEYS_FETCH_OK)),
+                remote::Outcome::Failed(why) => {
+                    plugin.count(|m| m.inc(metrics::API_KEYS_FETCH_FAILED));
+                    log::warn!("api_keys.remote: fetch failed: {why}; keeping the last good list");
+                }
+            }
+            self.run();
+            return;
+        }
         let Some(r) = self.remotes.iter_mut().find(|r| r.owns(token)) else {
             // Envoy delivers every call's response to the root context: a login's call.
             login::on_call_response(&plugin, token, num_headers, body_size);
@@ -372,7 +396,11 @@ impl RootContext for Root {
             for r in &self.remotes {
                 keys.expect(&r.provider, &r.source_id);
             }
+            if let Some(state) = plugin.engine.api_key_list() {
+                keys.expect_list(state);
+            }
         }
+        self.key_list = plugin.engine.api_key_list().map(ListRemote::new);
         PLUGINS.with(|p| {
             if let Ok(mut p) = p.try_borrow_mut() {
                 p.retain(|w| w.strong_count() > 0);

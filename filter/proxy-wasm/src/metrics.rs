@@ -13,7 +13,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
 pub use edgegate_envoy_glue::metrics::{
-    label_value, Counters, ALLOWED, CACHE_HIT, CACHE_MISS, DENIED, JWKS_FETCH_FAILED, JWKS_FETCH_OK,
+    label_value, Counters, ALLOWED, API_KEYS_FETCH_FAILED, API_KEYS_FETCH_OK, CACHE_HIT,
+    CACHE_MISS, DENIED, JWKS_FETCH_FAILED, JWKS_FETCH_OK,
 };
 
 /// Metric ids, defined on first use (defining is idempotent in Envoy, but a host call per

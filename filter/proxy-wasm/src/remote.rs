@@ -11,6 +11,7 @@ use proxy_wasm::types::MapType;
 use edgegate::engine::RemoteKeys;
 use edgegate::jwk::KeySet;
 use edgegate::jwks::{FetchRequest, JwksState};
+use edgegate::keylist::KeyListState;
 use edgegate::verifier::KeyLookup;
 use edgegate::UnixTime;
 use edgegate_envoy_glue::fetch as glue;
@@ -113,56 +114,26 @@ impl Remote {
         let Some(state) = &mut self.state else {
             return Ok(());
         };
-        let Some(req) = state.poll(now) else {
-            return Ok(());
-        };
-        let cluster = glue::cluster_for(self.cluster.as_deref(), &req);
-        let headers = glue::fetch_headers(&req).to_vec();
-        match hostcalls::dispatch_http_call(&cluster, headers, None, vec![], self.timeout) {
-            Ok(token) => {
-                self.in_flight = Some((token, req));
-                Ok(())
-            }
-            Err(status) => {
-                state.on_failure(now);
-                Err(glue::cluster_refused(&cluster, &format!("{status:?}")))
-            }
-        }
+        let call = dispatch(self.timeout);
+        glue::start_due(
+            state,
+            &mut self.in_flight,
+            self.cluster.as_deref(),
+            now,
+            call,
+        )
     }
 
     /// The response (or failure) of the outstanding fetch `token`.
     pub fn on_response(&mut self, token: u32, body_size: usize, now: UnixTime) -> Outcome {
-        let Some((t, req)) = self.in_flight.take() else {
+        let Some(req) = glue::take_answered(&mut self.in_flight, &token) else {
             return Outcome::Progress;
         };
-        if t != token {
-            self.in_flight = Some((t, req));
-            return Outcome::Progress;
-        }
         let Some(state) = &mut self.state else {
             return Outcome::Progress;
         };
-        let headers =
-            hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-        };
-        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
-        // Read at most one byte past the limit: the state machine refuses an oversized body.
-        let want = glue::body_limit(&req, body_size);
-        let body = if status.is_none() || want == 0 {
-            Vec::new()
-        } else {
-            hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, want)
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-        };
-        let cache_control = header("cache-control");
-        let outcome = glue::finish(state, &req, status, cache_control.as_deref(), &body, now);
+        let r = CallResponse::read(&req, body_size);
+        let outcome = glue::finish(state, &req, &r.answer(), now);
         if let Outcome::KeysUpdated { .. } = outcome {
             if let Some(raw) = state.raw_keys() {
                 let p = Published {
@@ -177,11 +148,159 @@ impl Remote {
     }
 }
 
+/// A fetch's response as Envoy hands it to the root context.
+struct CallResponse {
+    status: Option<u16>,
+    cache_control: Option<String>,
+    etag: Option<String>,
+    body: Vec<u8>,
+}
+
+impl CallResponse {
+    fn read(req: &FetchRequest, body_size: usize) -> CallResponse {
+        let headers =
+            hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
+        // Read at most one byte past the limit: the state machine refuses an oversized body.
+        let want = glue::body_limit(req, body_size);
+        let body = if status.is_none() || want == 0 {
+            Vec::new()
+        } else {
+            hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, want)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        CallResponse {
+            status,
+            cache_control: header("cache-control"),
+            etag: header("etag"),
+            body,
+        }
+    }
+
+    fn answer(&self) -> glue::Answer<'_> {
+        glue::Answer {
+            status: self.status,
+            cache_control: self.cache_control.as_deref(),
+            etag: self.etag.as_deref(),
+            body: &self.body,
+        }
+    }
+}
+
+/// A fetch's call for [`glue::start_due`]: `dispatch_http_call` to a cluster with headers.
+/// Err: why Envoy refused the call.
+fn dispatch(timeout: Duration) -> impl FnOnce(&str, &[(&str, &str)]) -> Result<u32, String> {
+    move |cluster, headers| {
+        hostcalls::dispatch_http_call(cluster, headers.to_vec(), None, vec![], timeout)
+            .map_err(|status| format!("{status:?}"))
+    }
+}
+
+/// The API-key list (`api_keys.remote`), as this VM's root context drives it: fetched on its
+/// own schedule, and published in shared data with the time of its last successful fetch
+/// (`200` or `304`) whenever that is newer than what is there, so every VM's requests use the
+/// newest list any VM fetched.
+pub struct ListRemote {
+    /// Where the list is published in shared data.
+    pub key: String,
+    source_id: String,
+    cluster: Option<String>,
+    timeout: Duration,
+    state: KeyListState,
+    in_flight: Option<(u32, FetchRequest)>,
+}
+
+impl ListRemote {
+    pub fn new(state: KeyListState) -> ListRemote {
+        let source_id = state.source().id();
+        ListRemote {
+            key: shared::list_key(&source_id),
+            cluster: state.source().cluster().map(str::to_string),
+            timeout: Duration::from_millis(state.source().fetch_timeout_ms()),
+            source_id,
+            state,
+            in_flight: None,
+        }
+    }
+
+    pub fn owns(&self, token: u32) -> bool {
+        self.in_flight.as_ref().is_some_and(|(t, _)| *t == token)
+    }
+
+    /// Asks the state machine whether a fetch is due and, if so, dispatches it.
+    pub fn start_fetch_if_due(&mut self, now: UnixTime) -> Result<(), String> {
+        let call = dispatch(self.timeout);
+        glue::start_due(
+            &mut self.state,
+            &mut self.in_flight,
+            self.cluster.as_deref(),
+            now,
+            call,
+        )
+    }
+
+    /// The response (or failure) of the outstanding fetch `token`; a list fetched or
+    /// confirmed is published.
+    pub fn on_response(&mut self, token: u32, body_size: usize, now: UnixTime) -> Outcome {
+        let Some(req) = glue::take_answered(&mut self.in_flight, &token) else {
+            return Outcome::Progress;
+        };
+        let r = CallResponse::read(&req, body_size);
+        let outcome = glue::finish(&mut self.state, &req, &r.answer(), now);
+        if !matches!(outcome, Outcome::Failed(_)) {
+            if let (Some(raw), Some(at)) = (self.state.raw(), self.state.confirmed_at()) {
+                let p = Published {
+                    source: self.source_id.clone(),
+                    fetched_at: at,
+                    raw: raw.to_vec(),
+                };
+                shared::publish_list(&self.key, &p);
+            }
+        }
+        outcome
+    }
+}
+
+/// The API-key list as this VM's requests see it: the newest one published in shared data.
+struct ListEntry {
+    key: String,
+    source_id: String,
+    cas: Option<u32>,
+    state: KeyListState,
+}
+
+impl ListEntry {
+    /// Picks up a list (or a newer confirmation of it) published since the last look.
+    fn refresh(&mut self) {
+        let (published, cas) = shared::read_jwks(&self.key);
+        if cas.is_none() || cas == self.cas {
+            return;
+        }
+        self.cas = cas;
+        let Some(p) = published.filter(|p| p.source == self.source_id) else {
+            return;
+        };
+        if let Err(e) = self.state.restore(&p.raw, p.fetched_at) {
+            log::warn!("api_keys.remote: published list unusable, keeping the previous one: {e}");
+        }
+    }
+}
+
 /// The key sets this VM verifies with: parsed from shared data, re-parsed only when an entry's
 /// CAS version changed.
 #[derive(Default)]
 pub struct KeyCache {
     entries: Vec<Entry>,
+    /// `api_keys.remote`, when configured.
+    list: Option<ListEntry>,
     /// When the published key sets were last compared (ms since the epoch).
     checked_ms: u128,
 }
@@ -222,6 +341,18 @@ impl KeyCache {
         });
     }
 
+    /// Registers the API-key list this config uses (a state that is only ever restored from
+    /// shared data, never fetched with).
+    pub fn expect_list(&mut self, state: KeyListState) {
+        let source_id = state.source().id();
+        self.list = Some(ListEntry {
+            key: shared::list_key(&source_id),
+            source_id,
+            cas: None,
+            state,
+        });
+    }
+
     /// Mirrors the root's rate limit for early refetches (see [`KeyLookup::may_refetch`]).
     pub fn set_refetch_from(&mut self, provider: &str, from: Option<UnixTime>) {
         for e in self.entries.iter_mut().filter(|e| e.provider == provider) {
@@ -249,7 +380,8 @@ impl KeyCache {
     /// while one still has none (a request may be waiting for it).
     /// Returns what [`KeyCache::refresh`] returns (false when it did not look).
     pub fn refresh_if_due(&mut self, now_ms: u128) -> bool {
-        let all_present = self.entries.iter().all(|e| e.keys.is_some());
+        let all_present = self.entries.iter().all(|e| e.keys.is_some())
+            && !self.list.as_ref().is_some_and(|l| l.state.keys().is_none());
         if all_present && now_ms < self.checked_ms.saturating_add(RECHECK_MS) {
             return false;
         }
@@ -260,6 +392,9 @@ impl KeyCache {
     /// Returns true when a provider's keys changed (a key may have been withdrawn): the caller
     /// then empties the verified-token cache, so a withdrawn key stops working at once.
     pub fn refresh(&mut self) -> bool {
+        if let Some(list) = &mut self.list {
+            list.refresh();
+        }
         let mut changed = false;
         for e in &mut self.entries {
             let (bytes, cas) = match hostcalls::get_shared_data(&e.key) {
@@ -315,5 +450,9 @@ impl KeyLookup for KeyCache {
         self.entries.iter().any(|e| {
             e.provider == provider && e.keys.is_some() && e.refetch_from.is_some_and(|f| now >= f)
         })
+    }
+
+    fn api_key_list(&self) -> Option<&KeyListState> {
+        self.list.as_ref().map(|l| &l.state)
     }
 }

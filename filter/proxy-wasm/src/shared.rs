@@ -24,7 +24,13 @@ pub fn jwks_key(provider: &str, source_id: &str) -> String {
     )
 }
 
-/// A published key set: where it came from (so a config that renamed a provider or moved its
+/// Shared-data key of the published API-key list (`api_keys.remote`):
+/// `edgegate.apikeys.<source hash>` (the hash of its URL and settings, as for JWKS).
+pub fn list_key(source_id: &str) -> String {
+    format!("edgegate.apikeys.{:08x}", fnv1a(source_id.as_bytes()))
+}
+
+/// A published key set (or API-key list): where it came from (so a config that renamed a provider or moved its
 /// URL never adopts another source's keys), when it was fetched, and the raw JWKS bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
@@ -73,13 +79,27 @@ pub fn read_jwks(key: &str) -> (Option<Published>, Option<u32>) {
 /// Publishes freshly fetched keys unless the entry already holds the same bytes or newer ones
 /// from the same source. Returns true when it wrote.
 pub fn publish_jwks(key: &str, p: &Published) -> bool {
+    publish(key, p, |c| c.raw == p.raw || c.fetched_at > p.fetched_at)
+}
+
+/// Publishes the API-key list a fetch brought or confirmed, unless the entry holds one from
+/// the same source fetched later (or the same list, as recently): a `304` renews the list's
+/// freshness for every VM. Returns true when it wrote.
+pub fn publish_list(key: &str, p: &Published) -> bool {
+    publish(key, p, |c| {
+        c.fetched_at > p.fetched_at || (c.fetched_at == p.fetched_at && c.raw == p.raw)
+    })
+}
+
+/// Writes `p` by compare-and-swap unless `current` (from the same source) says not to.
+fn publish(key: &str, p: &Published, keep: impl Fn(&Published) -> bool) -> bool {
     for _ in 0..4 {
         let (current, cas) = match hostcalls::get_shared_data(key) {
             Ok((bytes, cas)) => (bytes.as_deref().and_then(Published::decode), cas),
             Err(_) => (None, None),
         };
         if let Some(c) = &current {
-            if c.source == p.source && (c.raw == p.raw || c.fetched_at > p.fetched_at) {
+            if c.source == p.source && keep(c) {
                 return false;
             }
         }
