@@ -1417,7 +1417,7 @@ mod tests {
         assert_eq!(off.device_route("/auth/device/code"), None);
         assert!(engine().device_route("/auth/device").is_none());
         let bad = config(json!({
-            "code_ttl_s": 10, "interval_s": 0, "token_ttl_s": 401,
+            "code_ttl_s": 9, "interval_s": 0, "token_ttl_s": 401,
             "max_wrong_codes_per_user": 0, "max_wrong_codes": 0, "path": "/auth/device/"
         }));
         let mut got = paths(&bad);

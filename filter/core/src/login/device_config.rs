@@ -23,7 +23,7 @@ pub struct DeviceConfig {
     #[serde(default = "default_path")]
     pub path: String,
     /// How long a device code and its user code live, in seconds (RFC 8628 `expires_in`).
-    /// Default 600; 60 to 3600.
+    /// Default 600; 10 to 3600.
     #[serde(default = "default_code_ttl")]
     pub code_ttl_s: u64,
     /// The least number of seconds between two polls (RFC 8628 `interval`); a device polling
@@ -128,9 +128,9 @@ impl DeviceConfig {
             }
         }
         errors.refuse_if(
-            !(60..=3600).contains(&self.code_ttl_s),
+            !(10..=3600).contains(&self.code_ttl_s),
             &at("code_ttl_s"),
-            "must be between 60 and 3600 seconds",
+            "must be between 10 and 3600 seconds",
         );
         errors.refuse_if(
             !(1..=60).contains(&self.interval_s),
