@@ -262,6 +262,10 @@ impl Shared {
                 return None;
             }
         };
+        if let Some(why) = edgegate_envoy_glue::config::unsupported(&engine) {
+            log::error!("{why}");
+            return None;
+        }
         for line in edgegate_envoy_glue::config::notice_lines(&engine) {
             log::warn!("{line}");
         }

@@ -345,6 +345,10 @@ impl RootContext for Root {
             log::error!("{why}");
             return false;
         }
+        if let Some(why) = edgegate_envoy_glue::config::unsupported(&engine) {
+            log::error!("{why}");
+            return false;
+        }
         for line in edgegate_envoy_glue::config::notice_lines(&engine) {
             log::warn!("{line}");
         }
