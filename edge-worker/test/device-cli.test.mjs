@@ -25,9 +25,15 @@ function startLogin(args, env) {
   const child = spawn(exe, ["login", ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
-  const done = new Promise((resolve) => child.on("exit", (code) => resolve({ code, stdout, stderr })));
+  let timer;
+  const done = new Promise((resolve) =>
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    }),
+  );
   const url = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no URL printed:\n${stderr}`)), 20_000);
+    timer = setTimeout(() => reject(new Error(`no URL printed:\n${stderr}`)), 20_000);
     child.stdout.on("data", (d) => (stdout += d));
     child.stderr.on("data", (d) => {
       stderr += d;
