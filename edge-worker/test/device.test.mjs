@@ -21,7 +21,7 @@ describe("device authorization through the worker against oidc-provider", () => 
   before(async () => {
     origin = await startOrigin();
     const opPort = await freePort();
-    for (const name of ["dev", "short", "unbound"]) base[name] = `http://127.0.0.1:${await freePort()}`;
+    for (const name of ["dev", "short", "slow", "unbound"]) base[name] = `http://127.0.0.1:${await freePort()}`;
     op = await startOP({
       port: opPort,
       clients: [
@@ -44,6 +44,14 @@ describe("device authorization through the worker against oidc-provider", () => 
           origin: "binding",
           deviceGrants: "own",
           config: deviceConfig({ issuer: op.issuer, base: base.short, device: { code_ttl_s: 10 } }),
+        },
+        {
+          // the clock is in whole seconds: two polls in a row are surely within 2 s
+          name: "slow",
+          port: port("slow"),
+          origin: "binding",
+          deviceGrants: "own",
+          config: deviceConfig({ issuer: op.issuer, base: base.slow, device: { interval_s: 2 } }),
         },
         { name: "unbound", port: port("unbound"), origin: "binding", config: deviceConfig({ issuer: op.issuer, base: base.unbound }) },
       ],
@@ -105,12 +113,13 @@ describe("device authorization through the worker against oidc-provider", () => 
   });
 
   test("slow_down: polling faster than the interval adds 5 seconds", async () => {
-    const code = await deviceCode(base.dev);
-    assert.equal((await pollOnce(base.dev, code.device_code)).body.error, "authorization_pending");
-    const fast = await pollOnce(base.dev, code.device_code);
-    assert.deepEqual([fast.status, fast.body.error, fast.body.interval], [400, "slow_down", 6]);
-    await sleep(6100);
-    assert.equal((await pollOnce(base.dev, code.device_code)).body.error, "authorization_pending");
+    const code = await deviceCode(base.slow);
+    assert.equal(code.interval, 2);
+    assert.equal((await pollOnce(base.slow, code.device_code)).body.error, "authorization_pending");
+    const fast = await pollOnce(base.slow, code.device_code);
+    assert.deepEqual([fast.status, fast.body.error, fast.body.interval], [400, "slow_down", 7]);
+    await sleep(7100);
+    assert.equal((await pollOnce(base.slow, code.device_code)).body.error, "authorization_pending");
   });
 
   test("denied: the device is told access_denied", async () => {
