@@ -1269,30 +1269,3 @@ fn a_renewal_with_a_forged_or_foreign_id_token_ends_the_session() {
         no_traps(&host);
     }
 }
-
-#[test]
-fn a_config_with_login_device_is_refused_with_the_field_and_why() {
-    let mut with_device = config();
-    with_device["login"]["device"] = serde_json::json!({});
-    let mut host = Host::load(host_tests::filter_wasm().unwrap()).unwrap();
-    host.set_ids("edgegate", "edgegate");
-    host.set_time(NOW);
-    assert!(!host.configure(with_device.to_string()).unwrap());
-    assert!(
-        host.logs().iter().any(|l| l.level >= 4
-            && l.message.contains("login.device")
-            && l.message.contains("edge worker only")),
-        "no log line says why: {:#?}",
-        host.logs()
-    );
-    no_traps_or_stubs(&host);
-    // the same config without it loads
-    let mut host = Host::load(host_tests::filter_wasm().unwrap()).unwrap();
-    host.set_ids("edgegate", "edgegate");
-    host.set_time(NOW);
-    assert!(
-        host.configure(config().to_string()).unwrap(),
-        "{:#?}",
-        host.logs()
-    );
-}

@@ -18,14 +18,14 @@ pub fn notice_lines(engine: &Engine) -> Vec<String> {
     engine.warnings().to_vec()
 }
 
-/// Why an Envoy packaging cannot serve a config the core accepts, if it cannot: `login.device`
-/// (device authorization) needs the flow's state store and POST bodies, which only the edge
-/// worker carries out so far. Refused at load rather than leaving `/auth/device/...` to the
-/// rules, where the routes would silently not exist.
-pub fn unsupported(engine: &Engine) -> Option<String> {
+/// Why the native module cannot serve a config the core accepts, if it cannot: `login.device`
+/// (device authorization) needs the flow's state store and POST bodies, which the edge worker
+/// and the proxy-wasm filter carry out, not the native module yet. Refused at load rather than
+/// leaving `/auth/device/...` to the rules, where the routes would silently not exist.
+pub fn unsupported_natively(engine: &Engine) -> Option<String> {
     engine.login().and_then(|l| l.device()).map(|_| {
-        "config refused: login.device: device authorization (RFC 8628) is served by the edge worker only for now; \
-         leave login.device out of the Envoy config (see docs/recipes/device-login-for-a-cli.md)"
+        "config refused: login.device: device authorization (RFC 8628) is served by the edge worker and the Envoy wasm filter, not yet by the native module; \
+         leave login.device out of this config or use the wasm filter (see docs/recipes/device-login-for-a-cli.md)"
             .to_string()
     })
 }
@@ -46,9 +46,11 @@ mod tests {
             )
         };
         let plain = Engine::from_json(config("").as_bytes()).unwrap();
-        assert_eq!(unsupported(&plain), None);
+        assert_eq!(unsupported_natively(&plain), None);
         let device = Engine::from_json(config(r#","device":{}"#).as_bytes()).unwrap();
-        assert!(unsupported(&device).unwrap().contains("login.device"));
+        assert!(unsupported_natively(&device)
+            .unwrap()
+            .contains("login.device"));
     }
 
     #[test]

@@ -262,7 +262,7 @@ impl Shared {
                 return None;
             }
         };
-        if let Some(why) = edgegate_envoy_glue::config::unsupported(&engine) {
+        if let Some(why) = edgegate_envoy_glue::config::unsupported_natively(&engine) {
             log::error!("{why}");
             return None;
         }

@@ -27,13 +27,11 @@
 //! Keys: `edgegate-device:<user code>` (one per flow) and `edgegate-device-guesses:<who>`
 //! (wrong-code counters: one per user, `*` for everyone).
 //!
-//! Hosts: the worker keeps records in its `DEVICE_GRANTS` Durable Object (one object per key).
-//! Not done yet, and refused at load there: Envoy. The glue it needs is the body of `POST`s
-//! (held like the magic-link form) and the store. proxy-wasm's `set_shared_data` with no `cas`
-//! is unconditional, so "create if absent" needs keys that exist beforehand: records in a fixed
-//! set of buckets created at configure (as the magic-link `jti`s are), each write a
-//! compare-and-set of the whole bucket that checks the record's own version inside; the native
-//! module: a `Mutex<HashMap>` per process. Either is per node (see the recipe).
+//! Hosts: the worker keeps records in its `DEVICE_GRANTS` Durable Object (one object per key);
+//! the Envoy wasm filter in shared data, in buckets created at configure (proxy-wasm's
+//! `set_shared_data` without a `cas` is unconditional, so "create if absent" is checked inside a
+//! compare-and-set of the bucket), per node. The native module refuses `login.device` at load
+//! until it has a store (a `Mutex<HashMap>` per process would do).
 //!
 //! **User codes**: 8 letters of `BCDFGHJKLMNPQRSTVWXZ` (no vowels, no look-alikes; RFC 8628
 //! §6.1), shown as `XXXX-XXXX`, read case-, space- and dash-insensitively; 20⁸ ≈ 2.6·10¹⁰ codes.
