@@ -234,7 +234,7 @@ fn device_entry(line: &str) -> Option<(String, String, u64, u64)> {
 }
 
 /// The live record `key`, if any; `Err` when the store cannot be read.
-pub fn device_read(key: &str, now: UnixTime) -> Result<Option<edgegate::login::Stored>, ()> {
+pub(crate) fn device_read(key: &str, now: UnixTime) -> Result<Option<edgegate::login::Stored>, ()> {
     let (bytes, _) = hostcalls::get_shared_data(&device_bucket_of(key)).map_err(|_| ())?;
     let text = bytes
         .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -249,7 +249,7 @@ pub fn device_read(key: &str, now: UnixTime) -> Result<Option<edgegate::login::S
 
 /// Writes `value` at `key` if its live version is still `expect` (`None`: absent). `Ok(false)`:
 /// the compare-and-set lost; `Err`: the store is unavailable or full (fail closed).
-pub fn device_cas(
+pub(crate) fn device_cas(
     key: &str,
     value: &str,
     expect: Option<u64>,
