@@ -1,8 +1,8 @@
 // Device authorization (login.device) through Envoy, with the suite shared by the hosts
 // (EDGEGATE_RP_HOSTS, rp-harness.mjs): the Envoy wasm filter keeps the flow's records in
-// Envoy's shared data (per Envoy process). The worker's own, longer suite is device.test.mjs
-// (Durable Object, binding checks); here the worker runs only when EDGEGATE_RP_HOSTS names it
-// with Envoy, and the native module, which refuses login.device at load (documented), is skipped.
+// Envoy's shared data, the native module in its process memory (per Envoy process either way).
+// The worker's own, longer suite is device.test.mjs (Durable Object, binding checks); here the
+// worker runs only when EDGEGATE_RP_HOSTS names it with Envoy.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { assertIdentity, freePort, startOrigin } from "./harness.mjs";
@@ -15,10 +15,6 @@ const hosts = GATE_HOSTS.length === 1 && GATE_HOSTS[0] === "worker" ? [] : GATE_
 
 for (const hostName of hosts) {
   describe(`device authorization, host: ${hostName}`, () => {
-    if (hostName === "envoy-native") {
-      test("the native module refuses login.device at load", { skip: "not served by the native module yet (docs/recipes/device-login-for-a-cli.md)" }, () => {});
-      return;
-    }
     let origin;
     let op;
     let gw;

@@ -262,10 +262,6 @@ impl Shared {
                 return None;
             }
         };
-        if let Some(why) = edgegate_envoy_glue::config::unsupported_natively(&engine) {
-            log::error!("{why}");
-            return None;
-        }
         for line in edgegate_envoy_glue::config::notice_lines(&engine) {
             log::warn!("{line}");
         }

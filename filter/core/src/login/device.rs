@@ -30,8 +30,8 @@
 //! Hosts: the worker keeps records in its `DEVICE_GRANTS` Durable Object (one object per key);
 //! the Envoy wasm filter in shared data, in buckets created at configure (proxy-wasm's
 //! `set_shared_data` without a `cas` is unconditional, so "create if absent" is checked inside a
-//! compare-and-set of the bucket), per node. The native module refuses `login.device` at load
-//! until it has a store (a `Mutex<HashMap>` per process would do).
+//! compare-and-set of the bucket); the native module in process memory under a lock. Envoy's
+//! are per node (see the recipe).
 //!
 //! **User codes**: 8 letters of `BCDFGHJKLMNPQRSTVWXZ` (no vowels, no look-alikes; RFC 8628
 //! §6.1), shown as `XXXX-XXXX`, read case-, space- and dash-insensitively; 20⁸ ≈ 2.6·10¹⁰ codes.
