@@ -122,3 +122,48 @@ export class UsedLinks {
     await this.storage.deleteAll();
   }
 }
+
+// Device authorization records (login.device, RFC 8628): one Durable Object per record key
+// (bound as DEVICE_GRANTS). The core decides everything; this object only stores one value
+// with a version and does compare-and-set, atomic because a Durable Object runs one event at a
+// time. POST {"op":"get"} -> 200 {value, version} | 404; POST {"op":"cas", value, expect
+// (null: create only if absent; a number: replace only if the version is still that),
+// expires_at (Unix seconds: forgotten after)} -> 204 written | 409 lost.
+export class DeviceGrants {
+  constructor(state) {
+    this.storage = state.storage;
+  }
+  async fetch(request) {
+    let op;
+    try {
+      op = await request.json();
+    } catch {
+      return new Response(null, { status: 400 });
+    }
+    const now = Math.floor(Date.now() / 1000);
+    let rec = await this.storage.get("rec");
+    if (rec !== undefined && now >= rec.expires_at) rec = undefined;
+    if (op?.op === "get") {
+      if (rec === undefined) return new Response(null, { status: 404 });
+      return Response.json({ value: rec.value, version: rec.version });
+    }
+    if (op?.op !== "cas" || typeof op.value !== "string" || !Number.isSafeInteger(op.expires_at)) {
+      return new Response(null, { status: 400 });
+    }
+    const current = rec === undefined ? null : rec.version;
+    if ((op.expect ?? null) !== current) return new Response(null, { status: 409 });
+    const version = ((await this.storage.get("version")) ?? 0) + 1;
+    await this.storage.put({ rec: { value: op.value, version, expires_at: op.expires_at }, version });
+    await this.storage.setAlarm(op.expires_at * 1000 + 60_000);
+    return new Response(null, { status: 204 });
+  }
+  async alarm() {
+    const rec = await this.storage.get("rec");
+    // a later write moved the expiry: wait for that one
+    if (rec !== undefined && Date.now() < rec.expires_at * 1000) {
+      await this.storage.setAlarm(rec.expires_at * 1000 + 60_000);
+      return;
+    }
+    await this.storage.deleteAll();
+  }
+}

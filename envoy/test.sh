@@ -6,7 +6,7 @@
 # (e.g. envoy/test.sh -k jwks -x). Exits non-zero on any failure, and when no test ran.
 #
 # Then the login suites shared with the edge worker (issue 12), against Envoy with each packaging
-# tested: edge-worker/test/{rp-conformance,login,browser}.test.mjs with EDGEGATE_RP_HOSTS=envoy
+# tested: edge-worker/test/{rp-conformance,login,browser,device-hosts}.test.mjs with EDGEGATE_RP_HOSTS=envoy
 # (the .wasm) and/or envoy-native (the dynamic module) (the same cases the worker passes in
 # workerd; edge-worker/test/envoy-host.mjs starts the Envoys). They run when no pytest arguments
 # are given; EDGEGATE_LOGIN_E2E=1 forces them, =0 skips them. Node dependencies come from
@@ -61,7 +61,7 @@ if [[ "$login_e2e" == 1 ]]; then
     set +e
     # --test-timeout bounds each file too: rp-conformance against two Envoys takes over a minute.
     (cd "$worker" && EDGEGATE_RP_HOSTS="$rp_hosts" timeout 1800 node --test --test-timeout=600000 \
-        test/rp-conformance.test.mjs test/login.test.mjs test/browser.test.mjs)
+        test/rp-conformance.test.mjs test/login.test.mjs test/browser.test.mjs test/device-hosts.test.mjs)
     node_rc=$?
     set -e
     ((node_rc == 0)) || { echo "test.sh: the login suites against Envoy failed ($node_rc)" >&2; ((rc)) || rc=$node_rc; }

@@ -30,6 +30,7 @@
 //! asks (`webcrypto.rs`, `drive.rs`, `edgegate::step`), and most requests are decided by the synchronous
 //! fast path (`fast.rs`) that `worker.mjs` calls before this async [`handle`].
 
+mod device;
 mod login;
 
 use std::cell::RefCell;
@@ -301,6 +302,15 @@ pub async fn handle(
     });
     // OIDC login routes (src/login.rs; `/auth/me` after renewal), then session renewal, then
     // the guard.
+    // Device authorization (src/device.rs), before the login routes it shares a prefix with.
+    if device::is_route(path) {
+        let head = drive::Head {
+            method: &method,
+            path,
+            incoming: &incoming,
+        };
+        return device::serve(&req, &env, &head).await;
+    }
     let route = login::route(path);
     let mut incoming = incoming;
     if route.is_some() && route != Some(Route::Me) {

@@ -49,11 +49,19 @@ extern "C" {
 /// which the core refuses to log in with.
 fn random() -> [u8; FLOW_RANDOM_BYTES] {
     let mut buf = [0u8; FLOW_RANDOM_BYTES];
-    if get_random_values(&mut buf).is_err() {
-        log_error("edgegate: crypto.getRandomValues failed");
+    if !fill_random(&mut buf) {
         buf = [0u8; FLOW_RANDOM_BYTES];
     }
     buf
+}
+
+/// Fills `buf` from `crypto.getRandomValues`; false (logged) when it failed.
+pub(crate) fn fill_random(buf: &mut [u8]) -> bool {
+    let ok = get_random_values(buf).is_ok();
+    if !ok {
+        log_error("edgegate: crypto.getRandomValues failed");
+    }
+    ok
 }
 
 fn with_gate<R>(f: impl FnOnce(&mut Gate) -> Option<R>) -> Option<R> {
@@ -195,7 +203,7 @@ pub(crate) async fn serve(
 }
 
 /// The response of a login reply (logged as the core says).
-fn reply(r: &LoginReply) -> Result<Response, JsValue> {
+pub(crate) fn reply(r: &LoginReply) -> Result<Response, JsValue> {
     if let Some(line) = &r.log {
         log(line);
     }
@@ -343,6 +351,7 @@ pub(crate) fn needs_async(path: &str, incoming: &[(String, String)]) -> bool {
     let cookies = cookie_header(incoming);
     with_engine(|e| {
         e.login().and_then(|l| l.route(bare)).is_some()
+            || e.device_route(bare).is_some()
             || e.magic_link_path() == Some(bare)
             || e.renewal_due(path, &cookies, now()).is_some()
     })

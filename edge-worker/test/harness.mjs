@@ -177,6 +177,7 @@ function capnpString(s) {
 /**
  * Starts workerd with one socket per worker. `workers` is a list of
  * {name, config (object or raw string), origin: "binding" | "url", usedLinks?: "own" | "<worker>",
+ *  deviceGrants?: "own" (binds DEVICE_GRANTS for login.device),
  *  port? (fixed port, e.g. when the config must name the worker's own URL), text? ({BINDING: value},
  *  extra text bindings such as secrets),
  * vars?: {NAME: "text"} (extra text bindings), flags?: [compatibility flags],
@@ -221,14 +222,32 @@ export async function startWorkerd({ originPort, workers, experimental = false }
     // `usedLinks: "own"` defines the UsedLinks Durable Object namespace in this worker;
     // `usedLinks: "<worker>"` binds the namespace another worker defines (shared single use).
     let durable = "";
+    const namespaces = [];
     if (w.usedLinks === "own") {
-      durable = `durableObjectNamespaces = [(className = "UsedLinks", uniqueKey = "edgegate-used-links")],
-  durableObjectStorage = (inMemory = void),`;
+      namespaces.push(`(className = "UsedLinks", uniqueKey = "edgegate-used-links")`);
       bindings.push(`(name = "USED_LINKS", durableObjectNamespace = "UsedLinks")`);
     } else if (w.usedLinks) {
       bindings.push(
         `(name = "USED_LINKS", durableObjectNamespace = (className = "UsedLinks", serviceName = ${capnpString(w.usedLinks)}))`,
       );
+    }
+    // deviceGrants: "own" binds DEVICE_GRANTS (class DeviceGrants) for login.device.
+    if (w.deviceGrants === "own") {
+      namespaces.push(`(className = "DeviceGrants", uniqueKey = "edgegate-device-grants-${w.name}")`);
+      bindings.push(`(name = "DEVICE_GRANTS", durableObjectNamespace = "DeviceGrants")`);
+    }
+    if (namespaces.length) {
+      // In-memory storage loses an object's data when workerd evicts it after 10 s idle; device
+      // records must outlive that (a code lives minutes), so those workers store on disk.
+      let storage = "(inMemory = void)";
+      if (w.deviceGrants === "own") {
+        const disk = join(dir, `do-${w.name}`);
+        mkdirSync(disk, { recursive: true });
+        services.push(`(name = ${capnpString(`do-disk-${w.name}`)}, disk = (path = ${capnpString(disk)}, writable = true))`);
+        storage = `(localDisk = ${capnpString(`do-disk-${w.name}`)})`;
+      }
+      durable = `durableObjectNamespaces = [${namespaces.join(", ")}],
+  durableObjectStorage = ${storage},`;
     }
     services.push(`(name = ${capnpString(w.name)}, worker = .${w.name})`);
     sockets.push(

@@ -33,6 +33,7 @@ test("wrangler deploy --dry-run succeeds and reports the bundle size", (t) => {
       statSync(join(workerDir, "dist/edgegate_worker_bg.wasm")).size,
     );
     assert.match(out, /env\.USED_LINKS \(UsedLinks\)\s+Durable Object/);
+    assert.match(out, /env\.DEVICE_GRANTS \(DeviceGrants\)\s+Durable Object/);
     assert.match(out, /env\.ORIGIN_URL/);
     const size = out.match(/Total Upload: ([\d.]+ KiB) \/ gzip: ([\d.]+ KiB)/);
     assert.ok(size, out);
@@ -53,4 +54,6 @@ test("wrangler.toml: secrets are bindings, not inline; the Durable Object has it
   assert.match(toml, /^main = "dist\/worker\.mjs"$/m);
   assert.match(toml, /new_sqlite_classes = \["UsedLinks"\]/);
   assert.match(toml, /class_name = "UsedLinks"/);
+  assert.match(toml, /new_sqlite_classes = \["DeviceGrants"\]/);
+  assert.match(toml, /class_name = "DeviceGrants"/);
 });

@@ -719,6 +719,16 @@ class_name = \"UsedLinks\"
 [[migrations]]
 tag = \"v1\"
 new_sqlite_classes = [\"UsedLinks\"]
+
+# Device authorization records (login.device, RFC 8628; class DeviceGrants in worker.mjs):
+# required when the config has login.device.
+[[durable_objects.bindings]]
+name = \"DEVICE_GRANTS\"
+class_name = \"DeviceGrants\"
+
+[[migrations]]
+tag = \"v2\"
+new_sqlite_classes = [\"DeviceGrants\"]
 ",
         name = toml_literal(&a.name),
         origin = toml_literal(&a.origin_url),

@@ -1,7 +1,7 @@
 //! `edgegate`: the operator's command line for the edgegate core.
 //!
 //! Every check is the core's (`edgegate` crate); this binary only reads files, the clock and the
-//! OS random source, and prints. Exit codes: 0 ok / allowed, 1 check failed / refused, 2 usage
+//! OS random source, and prints; `edgegate login` also talks HTTPS to a deployment. Exit codes: 0 ok / allowed, 1 check failed / refused, 2 usage
 //! error (bad arguments, unreadable files).
 
 #![forbid(unsafe_code)]
@@ -9,6 +9,7 @@
 mod config_cmd;
 mod explain;
 mod keys;
+mod login;
 mod magic;
 mod util;
 
@@ -49,6 +50,13 @@ enum Command {
     /// Configs: check one, render deployment snippets from it.
     #[command(subcommand, after_help = EXIT_CODES)]
     Config(ConfigCmd),
+    /// Log in to an edgegate deployment from this machine (device authorization, RFC 8628).
+    ///
+    /// Shows a code and a page to confirm it at in a browser, waits, and stores the credential
+    /// in $XDG_CONFIG_HOME/edgegate/credentials.json (mode 0600). Send it as
+    /// `Authorization: Bearer <access_token>`. The deployment needs `login.device`.
+    #[command(after_help = EXIT_CODES)]
+    Login(login::LoginArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +139,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Config(ConfigCmd::Envoy(a)) => config_cmd::envoy(&a),
         Command::Config(ConfigCmd::Istio(a)) => config_cmd::istio(&a),
         Command::Config(ConfigCmd::Wrangler(a)) => config_cmd::wrangler(&a),
+        Command::Login(a) => login::login(&a),
     }
 }
 

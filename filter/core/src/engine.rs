@@ -201,6 +201,10 @@ impl Engine {
                 .as_ref()
                 .and_then(|k| k.header().map(str::to_string)),
             session_cookie: sessions.as_ref().map(|s| s.cookie_name().to_string()),
+            session_bearer: login
+                .as_ref()
+                .and_then(|l| l.device())
+                .map(|_| crate::login::DEVICE_BEARER_PREFIX.to_string()),
         };
         let forwarding = Forwarding::new(
             &cfg.identity_headers.all(),

@@ -126,9 +126,18 @@ pub struct Extractor {
     pub api_key_header: Option<String>,
     /// The session cookie; sessions opened by a magic link count as `magic_link` credentials.
     pub session_cookie: Option<String>,
+    /// With `login.device`: a session also arrives as `Authorization: Bearer <prefix><value>`
+    /// (a device credential, [`crate::login::DEVICE_BEARER_PREFIX`]); such a bearer value is
+    /// never read as a JWT.
+    pub session_bearer: Option<String>,
 }
 
 impl Extractor {
+    /// The session value of a device credential in `Authorization: Bearer`, if `bearer` is one.
+    fn session_bearer<'a>(&self, bearer: &'a str) -> Option<&'a str> {
+        bearer.strip_prefix(self.session_bearer.as_deref()?)
+    }
+
     /// Finds the credential for a rule: kinds are tried in the rule's order. `is_api_key` tells an
     /// API key from a JWT in `Authorization: Bearer` (by the API key prefix).
     pub fn find<'a>(
@@ -175,7 +184,10 @@ impl Extractor {
         };
         match kind {
             CredentialKind::Jwt => {
-                if let Some(b) = req.bearer().filter(|b| !is_api_key(b)) {
+                if let Some(b) = req
+                    .bearer()
+                    .filter(|b| !is_api_key(b) && self.session_bearer(b).is_none())
+                {
                     return found(b, Source::AuthorizationBearer);
                 }
                 if let Some(v) = self.jwt_header.as_deref().and_then(|h| req.header(h)) {
@@ -197,6 +209,15 @@ impl Extractor {
                     .as_deref()
                     .and_then(|h| req.header(h))
                     .and_then(|v| found(v.trim_matches(' '), Source::Header))
+            }
+            // A device credential (a session as a bearer value) before the cookie: it is the
+            // one the client chose to send.
+            CredentialKind::Session
+                if req.bearer().and_then(|b| self.session_bearer(b)).is_some() =>
+            {
+                req.bearer()
+                    .and_then(|b| self.session_bearer(b))
+                    .and_then(|v| found(v, Source::AuthorizationBearer))
             }
             // Magic links are consumed once at the magic-link path and become a session; a rule
             // that accepts `magic_link` accepts sessions that a magic link opened.
@@ -221,6 +242,7 @@ mod tests {
             jwt_query: None,
             api_key_header: Some("x-api-key".into()),
             session_cookie: Some("edgegate_session".into()),
+            session_bearer: Some("egs_".into()),
         }
     }
 
@@ -279,6 +301,33 @@ mod tests {
         // the JWT query parameter is off unless configured
         let req = get("/?access_token=x.y.z", &[]);
         assert_eq!(first(&req, &[CredentialKind::Jwt]), None);
+    }
+
+    #[test]
+    fn a_device_credential_is_a_session_never_a_jwt() {
+        let headers = [
+            ("authorization", "Bearer egs_aa.bb.cc"),
+            ("cookie", "edgegate_session=S"),
+        ];
+        let req = get("/", &headers);
+        use CredentialKind::{Jwt, MagicLink, Session};
+        assert_eq!(first(&req, &[Jwt]), None);
+        let f = ex().find(&req, &[Jwt, Session], &is_key).unwrap();
+        assert_eq!(
+            (f.kind, f.value, f.source),
+            (Session, "aa.bb.cc", Source::AuthorizationBearer)
+        );
+        // a magic-link rule takes the cookie only
+        assert_eq!(first(&req, &[MagicLink]), Some((MagicLink, "S")));
+        // without login.device the prefix means nothing: it is a (malformed) JWT
+        let mut plain = ex();
+        plain.session_bearer = None;
+        let f = plain.find(&req, &[Jwt, Session], &is_key).unwrap();
+        assert_eq!((f.kind, f.value), (Jwt, "egs_aa.bb.cc"));
+        assert_eq!(
+            plain.find(&req, &[Session], &is_key).map(|f| f.value),
+            Some("S")
+        );
     }
 
     #[test]

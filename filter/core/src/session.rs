@@ -221,6 +221,23 @@ impl Sessions {
         let exp = now
             .checked_add(self.lifetime)
             .ok_or_else(|| Error::new(Reason::Internal, "the session expiry overflows"))?;
+        self.seal_until(identity, now, exp)
+    }
+
+    /// [`seal`](Self::seal) with an earlier expiry `exp` (a device credential: never beyond the
+    /// confirming session's). Refuses an `exp` not after `now` or beyond the lifetime.
+    pub fn seal_until(
+        &self,
+        identity: &Identity,
+        now: UnixTime,
+        exp: UnixTime,
+    ) -> Result<String, Error> {
+        if exp <= now || exp > now.saturating_add(self.lifetime) {
+            return Err(Error::new(
+                Reason::Internal,
+                "a session must expire after now and within the session lifetime",
+            ));
+        }
         let claims = Claims {
             aud: AUDIENCE.into(),
             sub: identity.subject.clone(),

@@ -167,6 +167,9 @@ impl Forwarding {
                     Source::Cookie | Source::QueryParam => None,
                 }
             }
+            CredentialKind::Session if found.source == Source::AuthorizationBearer => {
+                Some(Consumed::Authorization)
+            }
             CredentialKind::Session | CredentialKind::MagicLink => Some(Consumed::SessionCookie),
             CredentialKind::Dev => None,
         }

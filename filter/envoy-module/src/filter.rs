@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use edgegate::engine::{LocalReply, Verdict, MAX_FORM_BODY};
-use edgegate::login::{AwaitIdentity, LoginStep};
+use edgegate::login::{AwaitIdentity, DeviceStep, LoginStep};
 use edgegate::step::{NeedForm, NeedKeys, Step};
 use edgegate::upstream::HeaderEdits;
 use edgegate_envoy_glue::metrics;
@@ -49,6 +49,8 @@ pub struct Filter {
     allowed: bool,
     /// Set while a magic-link form body is being read.
     form: Option<(OwnedRequest, NeedForm)>,
+    /// Set while a device route's `POST` body is being read (`login.device`).
+    device: Option<OwnedRequest>,
     /// Set while the request waits for keys.
     waiting: Option<Waiting>,
     scheduler: Option<Arc<FilterScheduler>>,
@@ -66,6 +68,7 @@ impl Filter {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             allowed: false,
             form: None,
+            device: None,
             waiting: None,
             scheduler: None,
             login: None,
@@ -97,6 +100,15 @@ impl Filter {
         // upstream.
         let pairs = drop_identity(ctx, &shared, RequestMap::Headers, pairs);
         let req = OwnedRequest::from_pairs(pairs);
+        // Device authorization routes (login.device), answered here.
+        if shared.engine.device_route(&req.path).is_some() {
+            if edgegate::login::DeviceRoute::needs_body(&req.method) && !end_of_stream {
+                self.device = Some(req);
+            } else {
+                self.serve_device(ctx, &req, &[]);
+            }
+            return false;
+        }
         // OIDC login routes, then session renewal, then the rules.
         let req = if shared.engine.login().is_some() {
             self.in_headers = true;
@@ -125,6 +137,16 @@ impl Filter {
 
     /// A request body frame. True: continue; false: hold it (buffered).
     pub fn on_request_body(&mut self, ctx: &FilterCtx<'_>, end_of_stream: bool) -> bool {
+        if self.device.is_some() {
+            let limit = MAX_FORM_BODY.saturating_add(1);
+            if end_of_stream || ctx.request_body_size() >= limit {
+                let body = ctx.request_body(limit);
+                if let Some(req) = self.device.take() {
+                    self.serve_device(ctx, &req, &body);
+                }
+            }
+            return false;
+        }
         if self.form.is_some() {
             let limit = MAX_FORM_BODY.saturating_add(1);
             if end_of_stream || ctx.request_body_size() >= limit {
@@ -367,6 +389,38 @@ impl Filter {
             settled,
             renewal,
         })
+    }
+
+    /// A device route (`login.device`): the core's flow on this process's store
+    /// ([`crate::device`]), to its reply.
+    fn serve_device(&self, ctx: &FilterCtx<'_>, req: &OwnedRequest, body: &[u8]) {
+        let engine = &self.shared.engine;
+        let now = config::now();
+        let random = login::random_bytes();
+        let Some(mut step) = req.with(|r| engine.device(r, body, &random, now)) else {
+            self.send(ctx, &internal_error());
+            return;
+        };
+        for _ in 0..32 {
+            step = match step {
+                DeviceStep::Reply(r) => {
+                    self.send_login_reply(ctx, &r);
+                    return;
+                }
+                DeviceStep::Read(r) => {
+                    let found = crate::device::read(r.key(), now);
+                    r.resume(engine, found, now)
+                }
+                DeviceStep::Write(w) => {
+                    match crate::device::cas(w.key(), w.value(), w.expect(), w.expires_at(), now) {
+                        Some(written) => w.resume(engine, written, now),
+                        None => break,
+                    }
+                }
+            };
+        }
+        log::error!("login.device: the device store is full; refusing the device request");
+        self.send(ctx, &internal_error());
     }
 
     /// The end of a magic-link POST: the core verifies the form's token; this process enforces

@@ -27,6 +27,7 @@
 
 pub mod abi;
 pub mod config;
+pub mod device;
 pub mod filter;
 pub mod keys;
 pub mod magic;

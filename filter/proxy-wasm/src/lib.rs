@@ -15,6 +15,7 @@
 //! variants and bounded.
 #![deny(unsafe_code)]
 
+pub mod device;
 pub mod hostsig;
 pub mod login;
 pub mod metrics;
@@ -424,6 +425,7 @@ impl RootContext for Root {
             allowed: Rc::new(Cell::new(false)),
             set_cookies: None,
             form: None,
+            device: None,
         }))
     }
 
@@ -446,6 +448,8 @@ struct Http {
     set_cookies: Option<Rc<RefCell<Vec<String>>>>,
     /// Set while a magic-link form body is being read.
     form: Option<(OwnedRequest, edgegate::step::NeedForm)>,
+    /// Set while a device route's `POST` body is being read (`login.device`).
+    device: Option<OwnedRequest>,
 }
 
 impl Context for Http {
@@ -480,6 +484,15 @@ impl HttpContext for Http {
         };
         let pairs = request::drop_identity(&plugin.engine, MapType::HttpRequestHeaders, pairs);
         let req = OwnedRequest::from_pairs(pairs);
+        // Device authorization routes (login.device), answered here.
+        if plugin.engine.login().is_some() && device::is_route(&plugin, &req) {
+            if device::needs_body(&req) && !end_of_stream {
+                self.device = Some(req);
+            } else {
+                device::serve(&plugin, &req, &[]);
+            }
+            return Action::Pause;
+        }
         // OIDC login routes, then session renewal, then the rules.
         let req = if plugin.engine.login().is_some() {
             let set_cookies = Rc::new(RefCell::new(Vec::new()));
@@ -521,7 +534,7 @@ impl HttpContext for Http {
         let Some(plugin) = self.plugin.clone() else {
             return self.hold_until_allowed();
         };
-        if self.form.is_none() {
+        if self.form.is_none() && self.device.is_none() {
             return self.hold_until_allowed();
         }
         let limit = edgegate::engine::MAX_FORM_BODY.saturating_add(1);
@@ -532,6 +545,9 @@ impl HttpContext for Http {
                 .unwrap_or_default();
             if let Some((req, form)) = self.form.take() {
                 verdict::finish_magic_form(&plugin, &req, form, &body);
+            }
+            if let Some(req) = self.device.take() {
+                device::serve(&plugin, &req, &body);
             }
         }
         Action::Pause

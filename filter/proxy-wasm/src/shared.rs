@@ -133,7 +133,8 @@ fn magic_key(bucket: u32) -> String {
 pub fn ensure_magic_buckets() {
     let keys = (0..MAGIC_BUCKETS)
         .map(magic_key)
-        .chain((0..RENEWAL_BUCKETS).map(renewal_key));
+        .chain((0..RENEWAL_BUCKETS).map(renewal_key))
+        .chain((0..DEVICE_BUCKETS).map(device_bucket_key));
     for key in keys {
         if let Ok((None, None)) = hostcalls::get_shared_data(&key) {
             let _ = hostcalls::set_shared_data(&key, Some(b""), None);
@@ -215,6 +216,105 @@ fn update_bucket<R>(key: &str, mut f: impl FnMut(&str) -> Result<(String, R), R>
         }
     }
     None
+}
+
+// --- Device authorization records (login.device) ------------------------------------------------
+//
+// The core's record store ([`edgegate::login::DeviceStep`]): reads, and compare-and-set writes
+// where "create only if absent" must hold too. proxy-wasm's `set_shared_data` without a `cas`
+// is unconditional, so records live in buckets created at configure (as magic-link `jti`s do):
+// a write is a compare-and-set of its whole bucket that checks the record's own version inside.
+// Bucket text: a counter line (versions are never reused, even after a record expires), then
+// one JSON line per record `{"k": key, "v": value, "n": version, "e": expires_at}`. Shared by
+// every VM of the Envoy process: per node.
+
+/// How many buckets the device records are spread over.
+pub const DEVICE_BUCKETS: u32 = 16;
+/// The most bytes one bucket holds (expired records are dropped first); past it, writes fail
+/// closed.
+const DEVICE_BUCKET_MAX_BYTES: usize = 256 * 1024;
+
+fn device_bucket_key(bucket: u32) -> String {
+    format!("edgegate.device.{bucket:02}")
+}
+
+fn device_bucket_of(key: &str) -> String {
+    device_bucket_key(fnv1a(key.as_bytes()) % DEVICE_BUCKETS)
+}
+
+/// One record line of a device bucket.
+fn device_entry(line: &str) -> Option<(String, String, u64, u64)> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some((
+        v.get("k")?.as_str()?.to_string(),
+        v.get("v")?.as_str()?.to_string(),
+        v.get("n")?.as_u64()?,
+        v.get("e")?.as_u64()?,
+    ))
+}
+
+/// The live record `key`, if any; `Err` when the store cannot be read.
+pub(crate) fn device_read(key: &str, now: UnixTime) -> Result<Option<edgegate::login::Stored>, ()> {
+    let (bytes, _) = hostcalls::get_shared_data(&device_bucket_of(key)).map_err(|_| ())?;
+    let text = bytes
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(device_entry)
+        .find(|(k, _, _, e)| k == key && now < *e)
+        .map(|(_, value, version, _)| edgegate::login::Stored { value, version }))
+}
+
+/// Writes `value` at `key` if its live version is still `expect` (`None`: absent). `Ok(false)`:
+/// the compare-and-set lost; `Err`: the store is unavailable or full (fail closed).
+pub(crate) fn device_cas(
+    key: &str,
+    value: &str,
+    expect: Option<u64>,
+    expires_at: UnixTime,
+    now: UnixTime,
+) -> Result<bool, ()> {
+    let outcome = update_bucket(&device_bucket_of(key), |text| {
+        let mut lines = text.lines();
+        let counter: u64 = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0);
+        let mut out = String::with_capacity(text.len() + value.len() + 64);
+        let mut current = None;
+        let mut kept = String::new();
+        for line in lines {
+            let Some((k, _, n, e)) = device_entry(line) else {
+                continue;
+            };
+            if now >= e {
+                continue;
+            }
+            if k == key {
+                current = Some(n);
+                continue;
+            }
+            kept.push_str(line);
+            kept.push('\n');
+        }
+        if current != expect {
+            return Err(Some(false));
+        }
+        let version = counter.saturating_add(1);
+        let entry = serde_json::json!({"k": key, "v": value, "n": version, "e": expires_at});
+        out.push_str(&version.to_string());
+        out.push('\n');
+        out.push_str(&kept);
+        out.push_str(&entry.to_string());
+        out.push('\n');
+        if out.len() > DEVICE_BUCKET_MAX_BYTES {
+            return Err(None);
+        }
+        Ok((out, Some(true)))
+    });
+    match outcome {
+        Some(Some(written)) => Ok(written),
+        _ => Err(()),
+    }
 }
 
 /// The bucket's new text with `id` added and expired entries dropped, or why not.

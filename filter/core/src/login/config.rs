@@ -5,6 +5,7 @@ use aes_gcm::aead::KeyInit;
 use aes_gcm::Aes256Gcm;
 use serde::{Deserialize, Serialize};
 
+use super::device_config::DeviceConfig;
 use super::Login;
 use crate::error::ConfigError;
 use crate::keyring::{KeyRing, Secret};
@@ -95,6 +96,9 @@ pub struct LoginConfig {
     /// and ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+    /// Device authorization (RFC 8628) brokered by edgegate: `login.device`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceConfig>,
 }
 
 fn default_scopes() -> Vec<String> {
@@ -107,7 +111,7 @@ crate::config::string_defaults! {
     default_me_path => "/auth/me",
 }
 
-fn valid_path(p: &str) -> bool {
+pub(super) fn valid_path(p: &str) -> bool {
     p.starts_with('/')
         && !p.starts_with("//")
         && p.len() <= 256
@@ -157,6 +161,23 @@ impl LoginConfig {
             ));
         }
         let refresh_keys = self.refresh_ciphers(&mut errors);
+        let device = self.device.as_ref().and_then(|d| {
+            let origin = check_endpoint(&self.redirect_uri)
+                .ok()
+                .map(|u| u.origin().ascii_serialization());
+            let mut taken = vec![
+                self.login_path.as_str(),
+                self.logout_path.as_str(),
+                self.me_path.as_str(),
+            ];
+            taken.extend(callback_path.as_deref());
+            d.compile(
+                origin.as_deref(),
+                &taken,
+                session.map(|s| s.lifetime_seconds),
+                &mut errors,
+            )
+        });
         // The attempt cookie is signed with the session keys (audience `edgegate-login`).
         let ring = session.and_then(|s| KeyRing::compile(&s.keys).ok());
         match (issuer, callback_path, ring, rule, discovery) {
@@ -182,6 +203,7 @@ impl LoginConfig {
                     refresh_keys,
                     ring,
                     cluster: self.cluster.clone(),
+                    device,
                     refresh_cookie: session
                         .map(|s| format!("{}_refresh", s.cookie_name))
                         .unwrap_or_default(),

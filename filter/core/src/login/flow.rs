@@ -51,13 +51,13 @@ pub struct LogLine {
 }
 
 impl LogLine {
-    fn info(text: String) -> Self {
+    pub(super) fn info(text: String) -> Self {
         LogLine {
             level: LogLevel::Info,
             text,
         }
     }
-    fn warn(text: String) -> Self {
+    pub(super) fn warn(text: String) -> Self {
         LogLine {
             level: LogLevel::Warn,
             text,
@@ -75,7 +75,7 @@ pub struct LoginReply {
 }
 
 impl LoginReply {
-    fn new(status: u16, mut headers: Vec<(String, String)>, body: String) -> Self {
+    pub(super) fn new(status: u16, mut headers: Vec<(String, String)>, body: String) -> Self {
         headers.push(("cache-control".into(), "no-store".into()));
         LoginReply {
             status,
@@ -85,7 +85,7 @@ impl LoginReply {
         }
     }
 
-    fn redirect(location: String, set_cookies: Vec<String>) -> Self {
+    pub(super) fn redirect(location: String, set_cookies: Vec<String>) -> Self {
         let mut headers = vec![("location".to_string(), location)];
         headers.extend(
             set_cookies
@@ -95,7 +95,7 @@ impl LoginReply {
         Self::new(302, headers, String::new())
     }
 
-    fn method_not_allowed(allow: &str) -> Self {
+    pub(super) fn method_not_allowed(allow: &str) -> Self {
         Self::new(405, vec![("allow".into(), allow.into())], String::new())
     }
 

@@ -35,6 +35,8 @@
 mod authorize;
 mod callback;
 mod config;
+mod device;
+mod device_config;
 mod discovery;
 mod flow;
 mod id_token;
@@ -47,6 +49,12 @@ mod test_support;
 
 pub use callback::{attempt_states, Grant, TokenRequest, TokenResponse};
 pub use config::{LoginConfig, RefreshKeyConfig, TokenAuthMethod};
+pub use device::{
+    display_user_code, normalize_user_code, DeviceRead, DeviceStep, DeviceWrite, Stored,
+    BEARER_PREFIX as DEVICE_BEARER_PREFIX, DEVICE_GRANT_TYPE, DEVICE_RANDOM_BYTES,
+    USER_CODE_ALPHABET,
+};
+pub use device_config::{Device, DeviceConfig, DeviceRoute};
 pub use discovery::{Discovery, DiscoveryStep, DISCOVERY_TTL_SECONDS};
 pub use flow::{
     AwaitDiscovery, AwaitIdToken, AwaitIdentity, AwaitTokens, DueRenewal, IdTokenQuery, Join,
@@ -92,6 +100,7 @@ pub struct Login {
     cookie_path: String,
     cookie_domain: Option<String>,
     cluster: Option<String>,
+    device: Option<Device>,
 }
 
 impl std::fmt::Debug for Login {

@@ -112,7 +112,7 @@ fn log(line: &LogLine) {
 }
 
 /// Fresh bytes from the OS; zeros (which the core refuses) when it gives none.
-fn random_bytes() -> [u8; FLOW_RANDOM_BYTES] {
+pub(super) fn random_bytes() -> [u8; FLOW_RANDOM_BYTES] {
     let mut b = [0u8; FLOW_RANDOM_BYTES];
     if getrandom::getrandom(&mut b).is_err() {
         log::error!("the OS random source failed; login refused");

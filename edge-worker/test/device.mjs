@@ -1,0 +1,95 @@
+// Helpers of the device-authorization tests (device.test.mjs, device-cli.test.mjs): the config,
+// the device's requests, and the browser's part (login at oidc-provider, confirm page).
+import assert from "node:assert/strict";
+import { ADMIN_BEHIND_LOGIN, SESSION_SECRET_B64 } from "./harness.mjs";
+import { Jar, browse, throughProvider } from "./op.mjs";
+
+export const SECRET = "edge-device-secret-0123456789";
+export const GRANT = "urn:ietf:params:oauth:grant-type:device_code";
+
+export function deviceConfig({ issuer, base, device = {} }) {
+  return {
+    realm: "device-test",
+    jwt: {
+      providers: [
+        {
+          name: "op",
+          issuer,
+          algorithms: ["RS256"],
+          remote_jwks: { oidc_issuer: issuer },
+          claims: { roles: ["roles"] },
+        },
+      ],
+    },
+    session: { keys: [{ kid: "s1", secret: SESSION_SECRET_B64 }], lifetime_seconds: 3600 },
+    login: {
+      provider: "op",
+      client_id: "edge",
+      client_secret: SECRET,
+      redirect_uri: `${base}/auth/callback`,
+      scopes: ["openid", "email", "profile"],
+      device: { interval_s: 1, max_wrong_codes_per_user: 3, ...device },
+    },
+    rules: [ADMIN_BEHIND_LOGIN, { name: "jwt-only", match: { path: { prefix: "/jwt" } }, credentials: ["jwt"] }],
+    default_rule: { login_url: "/auth/login" },
+  };
+}
+
+/** A device asking for a code at `base`: the RFC 8628 §3.2 answer. */
+export async function deviceCode(base, clientId = "test-cli") {
+  const r = await fetch(`${base}/auth/device/code`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ client_id: clientId }).toString(),
+  });
+  assert.equal(r.status, 200);
+  return r.json();
+}
+
+/** One poll of the token endpoint: {status, body}. */
+export async function pollOnce(base, deviceCodeValue) {
+  const r = await fetch(`${base}/auth/device/token`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ grant_type: GRANT, device_code: deviceCodeValue }).toString(),
+  });
+  assert.equal(r.headers.get("cache-control"), "no-store");
+  return { status: r.status, body: await r.json() };
+}
+
+/**
+ * The browser's part: open `url` (the verification URI), log in at the provider as `user` if
+ * sent there, and come back to the confirm page. Returns {jar, page (HTML), status}.
+ */
+export async function openVerification(base, url, { jar = new Jar(), user = "alice" } = {}) {
+  let res = await browse(jar, url);
+  if (res.status === 302 && new URL(res.headers.get("location"), base).pathname === "/auth/login") {
+    const toLogin = new URL(res.headers.get("location"), base).href;
+    const start = await browse(jar, toLogin);
+    assert.equal(start.status, 302, await start.text());
+    const callback = await throughProvider(jar, start.headers.get("location"), `${base}/auth/callback`, user);
+    const back = await browse(jar, callback);
+    assert.equal(back.status, 302, await back.text());
+    const returnTo = new URL(back.headers.get("location"), base).href;
+    assert.equal(returnTo, new URL(url).href, "the login returns to the verification page");
+    res = await browse(jar, returnTo);
+  }
+  return { jar, status: res.status, page: await res.text() };
+}
+
+/** The confirm page's form fields. */
+export function confirmFields(page) {
+  const field = (name) => new RegExp(`name=${name} value="([^"]*)"`).exec(page)?.[1]?.replaceAll("&amp;", "&");
+  return { user_code: field("user_code"), csrf: field("csrf") };
+}
+
+/** Approve (or deny) from the confirm page: the response. */
+export async function answerDevice(base, jar, page, action = "approve") {
+  const fields = confirmFields(page);
+  assert.ok(fields.csrf, `a confirm page with a form token:\n${page}`);
+  return browse(jar, `${base}/auth/device`, {
+    method: "POST",
+    body: new URLSearchParams({ ...fields, action }).toString(),
+  });
+}
+
