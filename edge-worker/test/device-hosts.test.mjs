@@ -19,19 +19,25 @@ for (const hostName of hosts) {
     let op;
     let gw;
     let base;
+    let shortBase;
 
     before(async () => {
       origin = await startOrigin();
       const opPort = await freePort();
       const port = await freePort();
+      const shortPort = await freePort();
       base = `http://127.0.0.1:${port}`;
+      shortBase = `http://127.0.0.1:${shortPort}`;
       op = await startOP({
         port: opPort,
-        clients: [{ client_id: "edge", client_secret: SECRET, token_endpoint_auth_method: "client_secret_basic", redirect_uris: [`${base}/auth/callback`] }],
+        clients: [{ client_id: "edge", client_secret: SECRET, token_endpoint_auth_method: "client_secret_basic", redirect_uris: [`${base}/auth/callback`, `${shortBase}/auth/callback`] }],
       });
       gw = await startGates(hostName, {
         originPort: origin.port,
-        gates: [{ name: "dev", port, deviceGrants: "own", config: deviceConfig({ issuer: op.issuer, base, device: { interval_s: 2 } }) }],
+        gates: [
+          { name: "dev", port, deviceGrants: "own", config: deviceConfig({ issuer: op.issuer, base, device: { interval_s: 2 } }) },
+          { name: "short", port: shortPort, deviceGrants: "own", config: deviceConfig({ issuer: op.issuer, base: shortBase, device: { code_ttl_s: 10 } }) },
+        ],
       });
       assert.ok(HOST_TRAITS[hostName]);
     });
@@ -65,6 +71,16 @@ for (const hostName of hosts) {
       assert.equal(seen.headers.authorization, undefined);
       assert.equal((await pollOnce(base, code.device_code)).body.error, "invalid_grant");
       assert.equal((await answerDevice(base, jar, page)).status, 409, "a code is confirmed once");
+    });
+
+    test("expired: a code past code_ttl_s is expired_token, and cannot be approved", async () => {
+      const code = await deviceCode(shortBase);
+      assert.equal(code.expires_in, 10);
+      const { jar, page } = await openVerification(shortBase, code.verification_uri_complete);
+      await sleep(10_500);
+      const poll = await pollOnce(shortBase, code.device_code);
+      assert.deepEqual([poll.status, poll.body.error], [400, "expired_token"]);
+      assert.equal((await answerDevice(shortBase, jar, page)).status, 403, "the confirm form expired with the code");
     });
 
     test("denied, unknown and wrong codes", async () => {
