@@ -174,6 +174,22 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// Counts and logs how a fetch of the API-key list ended (both packagings).
+pub fn report_list_fetch(m: &mut impl crate::metrics::Counters, outcome: &Outcome) {
+    use crate::metrics::{API_KEYS_FETCH_FAILED, API_KEYS_FETCH_OK};
+    match outcome {
+        Outcome::KeysUpdated { keys } => {
+            m.inc(API_KEYS_FETCH_OK);
+            log::info!("api_keys.remote: fetched a list of {keys} key(s)");
+        }
+        Outcome::Progress => m.inc(API_KEYS_FETCH_OK),
+        Outcome::Failed(why) => {
+            m.inc(API_KEYS_FETCH_FAILED);
+            log::warn!("api_keys.remote: fetch failed: {why}; keeping the last good list");
+        }
+    }
+}
+
 /// The outstanding fetch, when `token` is its call's (it is no longer outstanding then).
 pub fn take_answered<T: PartialEq>(
     in_flight: &mut Option<(T, FetchRequest)>,

@@ -519,19 +519,7 @@ impl Shared {
         };
         if let Ok(mut list) = self.key_list.try_lock() {
             if let Some(outcome) = list.as_mut().and_then(|l| l.on_response(id, response, now)) {
-                match outcome {
-                    Outcome::KeysUpdated { keys } => {
-                        counters.inc(metrics::API_KEYS_FETCH_OK);
-                        log::info!("api_keys.remote: fetched a list of {keys} key(s)");
-                    }
-                    Outcome::Progress => counters.inc(metrics::API_KEYS_FETCH_OK),
-                    Outcome::Failed(why) => {
-                        counters.inc(metrics::API_KEYS_FETCH_FAILED);
-                        log::warn!(
-                            "api_keys.remote: fetch failed: {why}; keeping the last good list"
-                        );
-                    }
-                }
+                edgegate_envoy_glue::fetch::report_list_fetch(&mut counters, &outcome);
                 drop(list);
                 self.run(ctx);
                 return;

@@ -301,17 +301,8 @@ impl Context for Root {
         };
         let now = now();
         if let Some(list) = self.key_list.as_mut().filter(|l| l.owns(token)) {
-            match list.on_response(token, body_size, now) {
-                remote::Outcome::KeysUpdated { keys } => {
-                    plugin.count(|m| m.inc(metrics::API_KEYS_FETCH_OK));
-                    log::info!("api_keys.remote: fetched a list of {keys} key(s)");
-                }
-                remote::Outcome::Progress => plugin.count(|m| m.inc(metrics::API_KEYS_FETCH_OK)),
-                remote::Outcome::Failed(why) => {
-                    plugin.count(|m| m.inc(metrics::API_KEYS_FETCH_FAILED));
-                    log::warn!("api_keys.remote: fetch failed: {why}; keeping the last good list");
-                }
-            }
+            let outcome = list.on_response(token, body_size, now);
+            plugin.count(|m| edgegate_envoy_glue::fetch::report_list_fetch(m, &outcome));
             self.run();
             return;
         }
