@@ -12,7 +12,6 @@
 //! (alg, modulus, exponent), never by address, so a rotated-out key can never answer for a new
 //! one; at most [`MAX_KEPT`] of them, then the list starts again.
 
-use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use aws_lc_rs::signature::{self as lc, ParsedPublicKey, VerificationAlgorithm};
@@ -24,12 +23,19 @@ use pkcs1::der::Encode;
 /// Most parsed keys kept (a process verifies against a few key sets of a few keys each).
 pub const MAX_KEPT: usize = 64;
 
-type KeptKey = (Alg, Vec<u8>, Vec<u8>);
+/// A parsed key, by the alg and the key's bytes it was parsed for.
+struct Kept {
+    alg: Alg,
+    modulus: Vec<u8>,
+    exponent: Vec<u8>,
+    parsed: Arc<ParsedPublicKey>,
+}
 
 /// See the module's documentation.
 #[derive(Default)]
 pub struct ModuleBackend {
-    kept: RwLock<HashMap<KeptKey, Arc<ParsedPublicKey>>>,
+    /// Looked up by comparing bytes (a few keys; no key copied per check).
+    kept: RwLock<Vec<Kept>>,
 }
 
 impl ModuleBackend {
@@ -41,14 +47,15 @@ impl ModuleBackend {
         params: &'static dyn VerificationAlgorithm,
         key: &RsaKey,
     ) -> Option<Arc<ParsedPublicKey>> {
-        let id = (alg, key.modulus().to_vec(), key.exponent().to_vec());
-        if let Some(p) = self
+        let found = self
             .kept
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&id)
-        {
-            return Some(Arc::clone(p));
+            .iter()
+            .find(|k| k.alg == alg && k.modulus == key.modulus() && k.exponent == key.exponent())
+            .map(|k| Arc::clone(&k.parsed));
+        if found.is_some() {
+            return found;
         }
         let der = pkcs1::RsaPublicKey {
             modulus: pkcs1::UintRef::new(key.modulus()).ok()?,
@@ -61,7 +68,12 @@ impl ModuleBackend {
         if kept.len() >= MAX_KEPT {
             kept.clear();
         }
-        kept.insert(id, Arc::clone(&parsed));
+        kept.push(Kept {
+            alg,
+            modulus: key.modulus().to_vec(),
+            exponent: key.exponent().to_vec(),
+            parsed: Arc::clone(&parsed),
+        });
         Some(parsed)
     }
 
