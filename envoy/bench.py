@@ -145,7 +145,8 @@ class Target:
 
 
 def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[str],
-            base_wasm: str = "", native: bool = False, base_native: bool = False) -> list[Target]:
+            base_wasm: str = "", native: bool = False, base_native: bool = False,
+            noop_native: bool = False) -> list[Target]:
     def wasm_f(cfg: dict) -> list[dict]:
         return [envoyproc.wasm_filter(wasm, cfg)]
 
@@ -158,6 +159,13 @@ def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[s
         """The no-op Rust module (envoy/noop-filter) with this plugin config: what it does per
         request, priced without edgegate's work."""
         filters = [envoyproc.wasm_filter(noop_wasm, cfg, name="noop")] if noop_wasm else []
+        return Target(key, label, filters, auth=False)
+
+    def noop_native_t(key: str, label: str, cfg: str) -> Target:
+        """The no-op native module (envoy/noop-module, loaded as `edgegate_noop`) with this plugin
+        config ("READ,ADD,REMOVE"): the floor of any dynamic module, and edgegate's calls into
+        Envoy priced without edgegate's work."""
+        filters = [envoyproc.dynamic_module_filter(cfg, name="edgegate_noop")] if noop_native else []
         return Target(key, label, filters, auth=False)
 
     all_targets = [
@@ -200,6 +208,15 @@ def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[s
                native_f(edgegate_config(jwks, 0))),
         Target("native-noverify", "edgegate native module, public rule: no JWT check",
                native_f(edgegate_config(jwks, public=True)), auth=False),
+        # The floor of any native module in Envoy 1.40: one whose hooks do nothing.
+        noop_native_t("native-noop", "no-op native module", "0,0,0"),
+        # The no-op module making the calls edgegate's module makes on a cached allow (the header
+        # map read whole, `authorization` removed, 7 identity headers added).
+        noop_native_t("native-hostcalls", "no-op native module + map read, 1 removal, 7 adds", "1,7,1"),
+        # Each of those calls alone.
+        noop_native_t("native-readmap", "no-op native module + header map read", "1,0,0"),
+        noop_native_t("native-adds", "no-op native module + 7 headers added", "0,7,0"),
+        noop_native_t("native-remove", "no-op native module + authorization removed", "0,0,1"),
         # Not in the default set: another build of the native module (--base-native), loaded as
         # module `edgegate_base`, for a before/after in one run.
         Target("native-base", f"edgegate native, baseline module (--base-native), cache {CACHE_SIZE}",
@@ -273,6 +290,7 @@ def main() -> int:
     ap.add_argument("--base-wasm", default="", help="another build of the filter (config edgegate-base)")
     ap.add_argument("--native-so", default="", help="envoy/build-native.sh's libedgegate.so (configs *native*)")
     ap.add_argument("--base-native", default="", help="another build of the native module (config native-base)")
+    ap.add_argument("--noop-native", default="", help="envoy/noop-module's library (configs native-noop, native-hostcalls)")
     ap.add_argument("--wrk", default="wrk")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=7, help="seconds per wrk run")
@@ -330,9 +348,13 @@ def main() -> int:
         shutil.copyfile(args.native_so, modules / "libedgegate.so")
         if args.base_native:
             shutil.copyfile(args.base_native, modules / "libedgegate_base.so")
+        if any(w in ("native-noop", "native-hostcalls", "native-readmap", "native-adds", "native-remove") for w in wanted):
+            if not args.noop_native:
+                raise SystemExit("bench: configs native-noop and native-hostcalls need --noop-native (envoy/noop-module)")
+            shutil.copyfile(args.noop_native, modules / "libedgegate_noop.so")
         os.environ["EDGEGATE_NATIVE_SO"] = str(modules / "libedgegate.so")
     tlist = targets(jwks, args.wasm, args.noop_wasm, args.opt_wasm, wanted, args.base_wasm, bool(args.native_so),
-                    bool(args.base_native))
+                    bool(args.base_native), bool(args.noop_native))
     upstream = None
     try:
         upstream_cfg = envoyproc.bootstrap(

@@ -20,7 +20,10 @@
 # an earlier build, measured in the same run for a before/after), and the no-op module pricing
 # host calls: wasm-hostcalls (20 removals), wasm-readheaders (header map + clock),
 # wasm-setheaders / wasm-addheaders (7 headers, replace or add calls), wasm-setmap (the map
-# written back whole), wasm-set2 (2 headers).
+# written back whole), wasm-set2 (2 headers); and the no-op native module (envoy/noop-module):
+# native-noop (its hooks do nothing: the floor of any dynamic module) and native-hostcalls (the
+# calls edgegate's module makes on a cached allow: the header map read, authorization removed,
+# 7 headers added), and each alone: native-readmap, native-adds, native-remove.
 # With 2+ CPUs the Envoy under test runs on CPU 0 and wrk and the upstream on CPU 1 (--no-pin:
 # off). Prints a markdown table: req/s, p50, p99, the Envoy's CPU time per request (medians over
 # rounds), and ratios to jwt_authn: of the medians, and "paired" (the median of the per-round
@@ -52,7 +55,10 @@ native="$(bash "$here/build-native.sh")"
 target="${CARGO_TARGET_DIR:-$repo/target}"
 (cd "$here/noop-filter" && CARGO_TARGET_DIR="$target" cargo build --quiet --release --target wasm32-unknown-unknown >&2)
 noop="$target/wasm32-unknown-unknown/release/edgegate_noop_filter.wasm"
+# The no-op native module (its own workspace), the floor of any dynamic module.
+(cd "$here/noop-module" && CARGO_TARGET_DIR="$target" cargo build --quiet --release >&2)
+noop_native="$target/release/libedgegate_noop_module.so"
 echo "bench.sh: filter $wasm ($(stat -c %s "$wasm") bytes), $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2)" >&2
 
-exec "$repo/.tools/venv/bin/python" "$here/bench.py" --wasm "$wasm" --native-so "$native" --noop-wasm "$noop" \
+exec "$repo/.tools/venv/bin/python" "$here/bench.py" --wasm "$wasm" --native-so "$native" --noop-wasm "$noop" --noop-native "$noop_native" \
     --wrk "$(command -v wrk)" "${args[@]}"
