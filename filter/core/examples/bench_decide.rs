@@ -10,7 +10,9 @@ mod support;
 
 use edgegate_testkit::test_keys;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use support::measure;
 
@@ -19,6 +21,40 @@ use edgegate::verifier::NoRemoteKeys;
 use edgegate::{Engine, Step, Verdict};
 
 const NOW: u64 = 1_800_000_000;
+
+/// Counts heap allocations, so each case also prints how many one operation makes (in Envoy
+/// every one is a call into its allocator).
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: defers to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Heap allocations (and reallocations) one call of `f` makes.
+fn allocations(mut f: impl FnMut()) -> usize {
+    let before = ALLOCS.load(Ordering::Relaxed);
+    f();
+    ALLOCS.load(Ordering::Relaxed) - before
+}
 
 fn engine(public: bool) -> Engine {
     let jwk: serde_json::Value = serde_json::from_str(&test_keys::rsa_jwk("k1", 2048)).unwrap();
@@ -60,7 +96,7 @@ fn main() {
         path: "/bench",
         headers: &headers,
     };
-    println!("case\tops/s\tus/op");
+    println!("case\tops/s\tus/op\tallocations/op");
     let e = engine(false);
     let mut cache = e.new_cache();
     match e.decide(&req, &NoRemoteKeys, &mut cache, NOW) {
@@ -71,13 +107,15 @@ fn main() {
         let v = e.decide(black_box(&req), &NoRemoteKeys, &mut cache, NOW);
         assert!(matches!(v, Step::Done(Verdict::Allow { cached: true, .. })));
     });
-    println!("cached-jwt-decide\t{hit:.0}\t{:.2}", 1e6 / hit);
+    let n = allocations(|| drop(e.decide(&req, &NoRemoteKeys, &mut cache, NOW)));
+    println!("cached-jwt-decide\t{hit:.0}\t{:.2}\t{n}", 1e6 / hit);
     let p = engine(true);
     let public = measure(budget, || {
         let v = p.decide(black_box(&req), &NoRemoteKeys, &mut cache, NOW);
         assert!(matches!(v, Step::Done(Verdict::Allow { .. })));
     });
-    println!("public-decide\t{public:.0}\t{:.2}", 1e6 / public);
+    let n = allocations(|| drop(p.decide(&req, &NoRemoteKeys, &mut cache, NOW)));
+    println!("public-decide\t{public:.0}\t{:.2}\t{n}", 1e6 / public);
     let nocache = engine(false);
     let mut empty = edgegate::cache::TokenCache::new(0);
     let fresh = measure(budget, || {
@@ -87,7 +125,8 @@ fn main() {
             Step::Done(Verdict::Allow { cached: false, .. })
         ));
     });
-    println!("verify-decide\t{fresh:.0}\t{:.2}", 1e6 / fresh);
+    let n = allocations(|| drop(nocache.decide(&req, &NoRemoteKeys, &mut empty, NOW)));
+    println!("verify-decide\t{fresh:.0}\t{:.2}\t{n}", 1e6 / fresh);
     // Fresh tokens (more than the cache holds, each seen once per lap): a miss per request,
     // with the cache (get, verify, insert + eviction) and without it.
     let laps: Vec<String> = (0..1100)
@@ -116,7 +155,19 @@ fn main() {
     let mut full = edgegate::cache::TokenCache::new(1024);
     let with = fresh_run(&mut full);
     let without = fresh_run(&mut edgegate::cache::TokenCache::new(0));
-    println!("fresh-cache-1024\t{with:.0}\t{:.2}", 1e6 / with);
+    // One more miss on the full cache: verify, insert, evict.
+    let other = format!(
+        "Bearer {}",
+        test_keys::token("RS256", Some("k1"), &payload.replace("user-1", "user-x"))
+    );
+    let h = [("authorization", other.as_str())];
+    let r = Request {
+        method: "GET",
+        path: "/bench",
+        headers: &h,
+    };
+    let n = allocations(|| drop(nocache.decide(&r, &NoRemoteKeys, &mut full, NOW)));
+    println!("fresh-cache-1024\t{with:.0}\t{:.2}\t{n}", 1e6 / with);
     println!("fresh-cache-0\t{without:.0}\t{:.2}", 1e6 / without);
     use sha2::Digest as _;
     let sha = measure(budget, || {
