@@ -169,6 +169,34 @@ fn main() {
     let n = allocations(|| drop(nocache.decide(&r, &NoRemoteKeys, &mut full, NOW)));
     println!("fresh-cache-1024\t{with:.0}\t{:.2}\t{n}", 1e6 / with);
     println!("fresh-cache-0\t{without:.0}\t{:.2}", 1e6 / without);
+    // A session cookie (what a logged-in browser sends on every request): opened (HMAC, claims)
+    // on each request.
+    let secret =
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, [7u8; 32]);
+    let cfg = serde_json::json!({
+        "realm": "bench",
+        "session": {"keys": [{"kid": "s1", "secret": secret}]},
+        "rules": [{"name": "app", "match": {"path": {"prefix": "/"}}, "credentials": ["session"]}]
+    });
+    let se = Engine::from_json(cfg.to_string().as_bytes()).unwrap();
+    let mut id = edgegate::Identity::new("user-1", edgegate::CredentialKind::Jwt, "bench");
+    id.email = Some("user-1@example.com".into());
+    id.roles = vec!["staff".into()];
+    let sealed = se.sessions().unwrap().seal(&id, NOW - 10).unwrap();
+    let cookie = format!("edgegate_session={sealed}");
+    let sh = [("cookie", cookie.as_str()), ("user-agent", "wrk")];
+    let sreq = Request {
+        method: "GET",
+        path: "/bench",
+        headers: &sh,
+    };
+    let mut scache = se.new_cache();
+    let session = measure(budget, || {
+        let v = se.decide(black_box(&sreq), &NoRemoteKeys, &mut scache, NOW);
+        assert!(matches!(v, Step::Done(Verdict::Allow { .. })));
+    });
+    let n = allocations(|| drop(se.decide(&sreq, &NoRemoteKeys, &mut scache, NOW)));
+    println!("session-decide\t{session:.0}\t{:.2}\t{n}", 1e6 / session);
     use sha2::Digest as _;
     let sha = measure(budget, || {
         black_box(sha2::Sha256::digest(black_box(token.as_bytes())));

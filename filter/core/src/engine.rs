@@ -698,7 +698,8 @@ impl Engine {
     ) -> Authn {
         match found.kind {
             CredentialKind::Jwt => {
-                if let Some((identity, headers)) = cache.get(found.value, now) {
+                if let Some((identity, headers)) = cache.get(CredentialKind::Jwt, found.value, now)
+                {
                     return Authn::Ok {
                         identity,
                         headers,
@@ -718,7 +719,9 @@ impl Engine {
                     None,
                 ),
             },
-            CredentialKind::Session | CredentialKind::MagicLink => self.open_session(found, now),
+            CredentialKind::Session | CredentialKind::MagicLink => {
+                self.open_session(found, cache, now)
+            }
             CredentialKind::Dev => Authn::Err(
                 Error::new(Reason::CredentialNotAccepted, "dev mode is off"),
                 None,
@@ -737,7 +740,7 @@ impl Engine {
             JwtCheck::Valid(id) => {
                 let (identity, headers) = self.granted(id);
                 if let Some(exp) = identity.expires_at {
-                    cache.insert(token, &identity, &headers, exp);
+                    cache.insert(CredentialKind::Jwt, token, &identity, &headers, exp);
                 }
                 Authn::Ok {
                     identity,
@@ -751,8 +754,17 @@ impl Engine {
     }
 
     /// A session cookie. A rule that accepts `magic_link` accepts sessions a magic link opened;
-    /// a rule that accepts `session` accepts every session.
-    fn open_session(&self, found: Found<'_>, now: UnixTime) -> Authn {
+    /// a rule that accepts `session` accepts every session. An opened session is cached under
+    /// the kind it was found as until it expires (a browser sends the same cookie on every
+    /// request); a refused one is not.
+    fn open_session(&self, found: Found<'_>, cache: &mut TokenCache, now: UnixTime) -> Authn {
+        if let Some((identity, headers)) = cache.get(found.kind, found.value, now) {
+            return Authn::Ok {
+                identity,
+                headers,
+                cached: true,
+            };
+        }
         let Some(s) = &self.sessions else {
             return Authn::Err(
                 Error::new(Reason::CredentialNotAccepted, "sessions are not configured"),
@@ -777,7 +789,15 @@ impl Engine {
                 if found.kind == CredentialKind::MagicLink {
                     id.credential = CredentialKind::MagicLink;
                 }
-                self.authenticated(id)
+                let (identity, headers) = self.granted(id);
+                if let Some(exp) = identity.expires_at {
+                    cache.insert(found.kind, found.value, &identity, &headers, exp);
+                }
+                Authn::Ok {
+                    identity,
+                    headers,
+                    cached: false,
+                }
             }
             Err(e) => Authn::Err(e, None),
         }

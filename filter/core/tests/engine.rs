@@ -985,6 +985,81 @@ fn a_session_is_consumed_and_its_cookies_removed() {
     assert_eq!(edits.cookie.as_deref(), Some("pref=1; z=2"));
 }
 
+/// A session cookie is opened (HMAC, claims) on its first request and answered from the
+/// verified-token cache after that, with the same identity and headers, until it expires; the
+/// cache answers only for the kind it was opened as: the cookie's value sent as a bearer JWT, or
+/// on a route that takes only magic-link sessions, is checked in full and refused.
+#[test]
+fn a_session_is_opened_once_then_cached_for_its_own_kind_only() {
+    let mut cfg = config();
+    cfg["rules"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "guests", "match": {"path": {"prefix": "/guest"}}, "credentials": ["magic_link"]}));
+    let e = engine_from(&cfg);
+    let mut id = Identity::new("alice", edgegate::CredentialKind::Jwt, "idp");
+    id.roles = vec!["staff".into()];
+    let sealed = e.sessions().unwrap().seal(&id, NOW).unwrap();
+    let cookie = format!("edgegate_session={sealed}");
+    let bearer = format!("Bearer {sealed}");
+    let mut cache = e.new_cache();
+    let mut at = |now: UnixTime, path: &str, h: &[(&str, &str)]| {
+        let req = Request {
+            method: "GET",
+            path,
+            headers: h,
+        };
+        match e.decide(&req, &NoRemoteKeys, &mut cache, now) {
+            Step::Done(v) => v,
+            other => panic!("expected a verdict, got {other:?}"),
+        }
+    };
+    let cached_flag = |v: &Verdict| match v {
+        Verdict::Allow { cached, .. } => Some(*cached),
+        _ => None,
+    };
+    let first = at(NOW, "/dashboard", &[("cookie", &cookie)]);
+    assert_eq!(
+        cached_flag(&first),
+        Some(false),
+        "opened in full the first time"
+    );
+    let second = at(NOW + 60, "/dashboard", &[("cookie", &cookie)]);
+    assert_eq!(cached_flag(&second), Some(true), "then from the cache");
+    let (id1, h1) = allowed(first);
+    let (id2, h2) = allowed(second);
+    assert_eq!(
+        id1.as_ref().map(|i| &i.subject),
+        id2.as_ref().map(|i| &i.subject)
+    );
+    assert_eq!(h1, h2, "the same identity headers");
+    assert_eq!(header(&h2, "x-edgegate-credential"), Some("session"));
+    assert_eq!(header(&h2, "x-edgegate-roles"), Some("staff"));
+    // The cookie's value as a bearer JWT: no cache answer, and no JWT.
+    // (A cache answer would be refused later as credential_not_accepted; checked in full as a
+    // JWT it has no `iss`.)
+    let d = denied(at(NOW + 60, "/api/x", &[("authorization", &bearer)]));
+    assert_eq!((d.status, d.reason.code()), (401, "missing_claim"));
+    // A route that takes only magic-link sessions: this session came from a login, not a link.
+    let d = denied(at(NOW + 60, "/guest/x", &[("cookie", &cookie)]));
+    assert_eq!(d.reason.code(), "credential_not_accepted");
+    // Still cached as a session, until it expires (8 hours by default); then refused as expired.
+    assert_eq!(
+        cached_flag(&at(NOW + 28_799, "/dashboard", &[("cookie", &cookie)])),
+        Some(true)
+    );
+    let d = denied(at(
+        NOW + 28_800,
+        "/dashboard",
+        &[
+            ("authorization", "x"),
+            ("cookie", &cookie),
+            ("accept", "application/json"),
+        ],
+    ));
+    assert_eq!(d.reason.code(), "session_expired");
+}
+
 #[test]
 fn connect_and_oversized_headers_are_refused_before_any_rule() {
     let e = engine();

@@ -40,14 +40,14 @@ pub trait Counters {
     fn inc_labeled(&mut self, name: &'static str, label: &'static str, value: &str);
 }
 
-/// Counts an allowed request: [`ALLOWED`] by credential, and for JWTs whether the verified-token
-/// cache answered.
+/// Counts an allowed request: [`ALLOWED`] by credential, and for the credentials the
+/// verified-token cache holds (JWTs, session cookies) whether it answered.
 pub fn count_allow(m: &mut impl Counters, identity: Option<&Identity>, cached: bool) {
     let credential = identity.map_or("none", |i| i.credential.code());
     m.inc_labeled(ALLOWED, CREDENTIAL, credential);
     if cached {
         m.inc(CACHE_HIT);
-    } else if identity.is_some_and(|i| i.credential == CredentialKind::Jwt) {
+    } else if identity.is_some_and(|i| edgegate::cache::holds(i.credential)) {
         m.inc(CACHE_MISS);
     }
 }
@@ -143,5 +143,32 @@ mod tests {
             m.0.last().map(String::as_str),
             Some("edgegate_denied.reason.internal")
         );
+    }
+
+    /// The cache counters count the credentials the cache holds: JWTs and session cookies (a
+    /// hit or a miss each), not API keys.
+    #[test]
+    fn cache_counters_count_jwts_and_sessions_not_api_keys() {
+        let counted = |kind: CredentialKind, cached: bool| {
+            let mut m = Seen::default();
+            count_allow(&mut m, Some(&Identity::new("u", kind, "p")), cached);
+            m.0
+        };
+        let allowed = |k: &str| format!("edgegate_allowed.credential.{k}");
+        for kind in [
+            CredentialKind::Jwt,
+            CredentialKind::Session,
+            CredentialKind::MagicLink,
+        ] {
+            assert_eq!(
+                counted(kind, false),
+                [allowed(kind.code()), CACHE_MISS.into()]
+            );
+            assert_eq!(
+                counted(kind, true),
+                [allowed(kind.code()), CACHE_HIT.into()]
+            );
+        }
+        assert_eq!(counted(CredentialKind::ApiKey, false), [allowed("api_key")]);
     }
 }
