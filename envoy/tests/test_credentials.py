@@ -298,6 +298,30 @@ def test_bad_session_cookie_is_refused(env):
     assert reason(r) == "session_invalid"
 
 
+def test_a_session_cookie_is_opened_once_then_cached_only_as_a_session(env, secrets_, upstream, packaging):
+    """A logged-in browser's cookie is opened in full on its first request (once per process
+    natively, once per worker VM in wasm) and answered from the verified-token cache after that.
+    Its value sent as a bearer token on the same route (which takes sessions and JWTs) is checked
+    as a JWT and refused: the cache never answers it with the session's identity."""
+    token = secrets_.magic_link(email="carol@example.com")
+    r = post(env.url("/auth/magic"), data={"token": token})
+    assert r.status_code == 302, r.text
+    value = r.headers["set-cookie"].split(";", 1)[0].split("=", 1)[1]
+    hits, misses = env.counter("edgegate_cache_hit"), env.counter("edgegate_cache_miss")
+    for _ in range(8):
+        h = echo_headers(get(env.url("/inbox"), headers={"cookie": f"edgegate_session={value}"}))
+        assert h["x-edgegate-subject"] == "carol@example.com"
+    new_hits = env.counter("edgegate_cache_hit") - hits
+    new_misses = env.counter("edgegate_cache_miss") - misses
+    workers = 2  # envoyproc runs --concurrency 2
+    most = 1 if packaging.kind == "native" else workers
+    assert 1 <= new_misses <= most and new_hits == 8 - new_misses, (new_hits, new_misses)
+    seen = len(upstream.httpd.seen)
+    r = get(env.url("/inbox"), headers=bearer(value))
+    assert r.status_code == 401 and reason(r) == "missing_claim", (r.status_code, r.text)
+    assert len(upstream.httpd.seen) == seen, "the refused request reached the upstream"
+
+
 # --- metrics ------------------------------------------------------------------------------------
 
 
