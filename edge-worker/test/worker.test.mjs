@@ -494,6 +494,24 @@ describe("magic links", () => {
     assert.equal((await again.json()).reason, "token_replayed");
   });
 
+  test("the session cookie answers every request alike (opened once, then from the isolate's cache); its value as a bearer token is checked as a JWT", async () => {
+    const res = await post(await link());
+    assert.equal(res.status, 302);
+    const jar = res.headers.get("set-cookie").split(";")[0];
+    for (let i = 0; i < 4; i++) {
+      const seen = await echoed(await get(`${gate}/tickets/TRK-1/thread`, { cookie: jar }));
+      assert.equal(seen.headers["x-edgegate-email"], "guest@example.com");
+      assert.equal(seen.headers["x-edgegate-credential"], "magic_link");
+    }
+    // The route takes sessions and JWTs: only the cache's kind check keeps the session's
+    // identity from answering its value sent as a bearer token.
+    const before = origin.hits("/tickets/TRK-1/thread");
+    const bearer = await get(`${gate}/tickets/TRK-1/thread`, { authorization: `Bearer ${jar.split("=")[1]}` });
+    assert.equal(bearer.status, 401);
+    assert.equal((await bearer.json()).reason, "missing_claim");
+    assert.equal(origin.hits("/tickets/TRK-1/thread"), before, "nothing reached the origin");
+  });
+
   test("with the Durable Object, a link used on one worker is refused on another", async () => {
     const token = await link();
     assert.equal((await post(token, gate)).status, 302);
