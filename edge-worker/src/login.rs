@@ -349,11 +349,14 @@ async fn check_id_token(
 pub(crate) fn needs_async(path: &str, incoming: &[(String, String)]) -> bool {
     let bare = path.split_once('?').map_or(path, |(p, _)| p);
     let cookies = cookie_header(incoming);
-    with_engine(|e| {
-        e.login().and_then(|l| l.route(bare)).is_some()
-            || e.device_route(bare).is_some()
-            || e.magic_link_path() == Some(bare)
-            || e.renewal_due(path, &cookies, now()).is_some()
+    with_gate(|g| {
+        let e = &g.engine;
+        Some(
+            e.login().and_then(|l| l.route(bare)).is_some()
+                || e.device_route(bare).is_some()
+                || e.magic_link_path() == Some(bare)
+                || e.renewal_due(path, &cookies, now(), &mut g.cache).is_some(),
+        )
     })
     .unwrap_or(false)
 }
@@ -368,7 +371,8 @@ pub(crate) async fn renew(
     incoming: &mut Vec<(String, String)>,
 ) -> Vec<String> {
     let cookies = cookie_header(incoming);
-    let Some(due) = with_engine(|e| e.renewal_due(path, &cookies, now())).flatten() else {
+    let due = with_gate(|g| g.engine.renewal_due(path, &cookies, now(), &mut g.cache));
+    let Some(due) = due else {
         return Vec::new();
     };
     let (key, still_valid) = (due.key.clone(), due.still_valid);

@@ -785,13 +785,18 @@ impl Engine {
                 )
             }
             Ok(session) => {
+                // Cached until it expires, or, for a session the login renews with its refresh
+                // token, until that renewal is due: a cached session is one whose renewal is not
+                // due ([`Engine::renewal_due`] answers from the cache too).
+                let renew_at = self.login().and_then(|l| l.renew_at(&session));
+                let until = renew_at.map_or(session.expires_at, |t| t.min(session.expires_at));
                 let mut id = session.identity;
                 if found.kind == CredentialKind::MagicLink {
                     id.credential = CredentialKind::MagicLink;
                 }
                 let (identity, headers) = self.granted(id);
-                if let Some(exp) = identity.expires_at {
-                    cache.insert(found.kind, found.value, &identity, &headers, exp);
+                if now < until {
+                    cache.insert(found.kind, found.value, &identity, &headers, until);
                 }
                 Authn::Ok {
                     identity,

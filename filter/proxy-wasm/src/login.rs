@@ -146,7 +146,13 @@ pub fn begin(plugin: &Plugin, cx: Cx) -> Begin {
     }
     let now = crate::now();
     let cookies = cx.request.cookie_header();
-    let Some(due) = engine.renewal_due(&cx.request.path, &cookies, now) else {
+    let due = engine.renewal_due(
+        &cx.request.path,
+        &cookies,
+        now,
+        &mut plugin.cache.borrow_mut(),
+    );
+    let Some(due) = due else {
         return after_renewal_check(plugin, cx);
     };
     join_renewal(plugin, cx, due, now_ms64())

@@ -22,10 +22,11 @@ use std::collections::HashMap;
 
 use super::{AfterFailure, REFRESH_NONCE_BYTES};
 use super::{Discovery, Grant, Login, RefreshState, Renewal, Route, TokenRequest, TokenResponse};
+use crate::cache::TokenCache;
 use crate::engine::{html_escape, Engine, LocalReply, Verdict};
 use crate::error::{Error, Reason};
 use crate::extractor::Request;
-use crate::identity::Identity;
+use crate::identity::{CredentialKind, Identity};
 use crate::oidc::{self, Attempt, LOGIN_RANDOM_BYTES};
 use crate::session::{find_cookie, Session};
 use crate::step::IdTokenOutcome;
@@ -367,19 +368,29 @@ impl Engine {
 
     /// Whether a request to `path` with these cookies calls for a renewal with the refresh
     /// token now ([`Login::renewal`]); `None` when not (or without `login` and `session`
-    /// sections). Never on the magic-link path: its POST sets a session of its own.
+    /// sections). Never on the magic-link path: its POST sets a session of its own. A session
+    /// cookie the verified-token `cache` holds is not due (sessions the login renews are cached
+    /// only until their renewal is due), so a logged-in browser's requests open it once.
     pub fn renewal_due(
         &self,
         path: &str,
         cookie_header: &str,
         now: UnixTime,
+        cache: &mut TokenCache,
     ) -> Option<DueRenewal> {
         let bare = path.split_once('?').map_or(path, |(p, _)| p);
         if cookie_header.is_empty() || self.magic_link_path() == Some(bare) {
             return None;
         }
         let login = self.login()?;
-        match login.renewal(self.sessions()?, cookie_header, now) {
+        let sessions = self.sessions()?;
+        if let Some(value) = sessions.from_cookie_header(cookie_header) {
+            let mut cached = |kind| cache.get(kind, value, now).is_some();
+            if cached(CredentialKind::Session) || cached(CredentialKind::MagicLink) {
+                return None;
+            }
+        }
+        match login.renewal(sessions, cookie_header, now) {
             Renewal::Keep => None,
             Renewal::Renew { refresh, current } => Some(DueRenewal {
                 key: find_cookie(cookie_header, login.refresh_cookie_name())
@@ -1179,11 +1190,57 @@ mod tests {
     }
 
     fn renewal_at_tokens(e: &Engine, cookies: &str, now: UnixTime) -> AwaitTokens {
-        let due = e.renewal_due("/", cookies, now).expect("due");
+        let due = e
+            .renewal_due("/", cookies, now, &mut e.new_cache())
+            .expect("due");
         match discovered(e, due.begin(e, &RND, None), now) {
             LoginStep::NeedTokens(t) => t,
             other => panic!("expected NeedTokens, got {other:?}"),
         }
+    }
+
+    /// A session the login renews is cached only until its renewal is due: before, the cache
+    /// answers both the decision and the renewal check (the cookie is opened once); from then
+    /// on the check opens it and finds the renewal due, whatever the cache held.
+    #[test]
+    fn a_cached_session_is_never_kept_past_its_renewal() {
+        use crate::verifier::NoRemoteKeys;
+        let e = engine();
+        let cookies = format!("a=1; {}", logged_in(&e, NOW, true));
+        let headers = [("cookie", cookies.as_str())];
+        let req = Request {
+            method: "GET",
+            path: "/app",
+            headers: &headers,
+        };
+        let mut cache = e.new_cache();
+        let decided = |cache: &mut TokenCache, now| match e.decide(&req, &NoRemoteKeys, cache, now)
+        {
+            crate::Step::Done(Verdict::Allow { cached, .. }) => cached,
+            other => panic!("expected an allow, got {other:?}"),
+        };
+        assert!(!decided(&mut cache, NOW + 100), "opened the first time");
+        assert!(decided(&mut cache, NOW + 101), "then cached");
+        assert!(e
+            .renewal_due("/app", &cookies, NOW + 101, &mut cache)
+            .is_none());
+        assert_eq!(cache.len(), 1);
+        // Lifetime 400 s: due from 300 s on.
+        assert!(e
+            .renewal_due("/app", &cookies, NOW + 299, &mut cache)
+            .is_none());
+        let due = e.renewal_due("/app", &cookies, NOW + 300, &mut cache);
+        assert!(
+            due.is_some_and(|d| d.still_valid),
+            "due though it was cached"
+        );
+        assert!(
+            !decided(&mut cache, NOW + 300),
+            "the decision opens it again"
+        );
+        assert!(e
+            .renewal_due("/app", &cookies, NOW + 301, &mut cache)
+            .is_some());
     }
 
     #[test]
@@ -1191,11 +1248,14 @@ mod tests {
         let e = engine();
         let cookies = format!("a=1; {}", logged_in(&e, NOW, true));
         assert!(
-            e.renewal_due("/", &cookies, NOW + 100).is_none(),
+            e.renewal_due("/", &cookies, NOW + 100, &mut e.new_cache())
+                .is_none(),
             "young session"
         );
         let now = NOW + 350;
-        let due = e.renewal_due("/app", &cookies, now).unwrap();
+        let due = e
+            .renewal_due("/app", &cookies, now, &mut e.new_cache())
+            .unwrap();
         assert!(due.still_valid && !due.key.is_empty());
         // Renewed without a new ID token: the current session's identity, a new cookie.
         let t = renewal_at_tokens(&e, &cookies, now);

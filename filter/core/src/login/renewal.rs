@@ -32,6 +32,20 @@ pub enum AfterFailure {
 }
 
 impl Login {
+    /// When a valid session becomes due for renewal with the refresh token: the start of the
+    /// last quarter of its lifetime, for an OIDC session of this provider when refresh tokens
+    /// are kept (`refresh_cookie` keys); `None` for a session this login never renews.
+    pub fn renew_at(&self, s: &Session) -> Option<UnixTime> {
+        if self.refresh_keys.is_empty()
+            || s.origin != CredentialKind::Jwt
+            || s.identity.provider != self.provider
+        {
+            return None;
+        }
+        let lifetime = s.expires_at.saturating_sub(s.issued_at);
+        Some(s.issued_at.saturating_add(lifetime.saturating_mul(3) / 4))
+    }
+
     /// Whether this request's session should be renewed with its refresh token now: the
     /// refresh cookie opens, and either the session (an OIDC session of this provider and
     /// the same subject) is in the last quarter of its lifetime, or there is no valid session
@@ -47,13 +61,9 @@ impl Login {
             .from_cookie_header(cookie_header)
             .and_then(|v| sessions.open_session(v, now).ok());
         if let Some(s) = &session {
-            if s.origin != CredentialKind::Jwt || s.identity.provider != self.provider {
-                return Renewal::Keep;
-            }
-            let lifetime = s.expires_at.saturating_sub(s.issued_at);
-            let renew_at = s.issued_at.saturating_add(lifetime.saturating_mul(3) / 4);
-            if now < renew_at {
-                return Renewal::Keep;
+            match self.renew_at(s) {
+                Some(renew_at) if now >= renew_at => {}
+                _ => return Renewal::Keep,
             }
         }
         let Ok(refresh) = self.open_refresh(rc, now) else {

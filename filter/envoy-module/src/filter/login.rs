@@ -147,7 +147,14 @@ impl Filter {
         }
         let now = config::now();
         let cookies = req.cookie_header();
-        let Some(due) = shared.engine.renewal_due(&req.path, &cookies, now) else {
+        // The cache's lock is held only for the check (the decision takes it again).
+        let due = {
+            let mut cache = shared.cache();
+            shared
+                .engine
+                .renewal_due(&req.path, &cookies, now, &mut cache)
+        };
+        let Some(due) = due else {
             return self.after_renewal_check(ctx, req);
         };
         self.join_renewal(ctx, req, due, now_ms64())
