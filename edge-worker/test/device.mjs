@@ -30,7 +30,12 @@ export function deviceConfig({ issuer, base, device = {} }) {
       scopes: ["openid", "email", "profile"],
       device: { interval_s: 1, max_wrong_codes_per_user: 3, ...device },
     },
-    rules: [ADMIN_BEHIND_LOGIN, { name: "jwt-only", match: { path: { prefix: "/jwt" } }, credentials: ["jwt"] }],
+    rules: [
+      ADMIN_BEHIND_LOGIN,
+      { name: "jwt-only", match: { path: { prefix: "/jwt" } }, credentials: ["jwt"] },
+      { name: "public-jwt", match: { path: { prefix: "/public-jwt" } }, credentials: ["jwt"], require: { public: true } },
+      { name: "public", match: { path: { prefix: "/public" } }, require: { public: true } },
+    ],
     default_rule: { login_url: "/auth/login" },
   };
 }
@@ -75,6 +80,24 @@ export async function openVerification(base, url, { jar = new Jar(), user = "ali
     res = await browse(jar, returnTo);
   }
   return { jar, status: res.status, page: await res.text() };
+}
+
+/**
+ * What the origin receives when `token` is sent as `Authorization: Bearer` to routes that did not
+ * take it (a public route of JWTs only, a public route with it forged): never the credential.
+ */
+export async function assertCredentialStaysAtTheEdge(base, token) {
+  const forged = `${token.slice(0, -3)}AAA`;
+  for (const [path, value] of [
+    ["/public/x", token],
+    ["/public-jwt/x", token],
+    ["/public/x", forged],
+  ]) {
+    const r = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${value}` } });
+    assert.equal(r.status, 200, path);
+    const seen = await r.json();
+    assert.equal(seen.headers.authorization, undefined, `${path}: the device credential went upstream`);
+  }
 }
 
 /** The confirm page's form fields. */

@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { assertIdentity, freePort, startOrigin, startWorkerd } from "./harness.mjs";
 import { browse, startOP } from "./op.mjs";
-import { SECRET, answerDevice, confirmFields, deviceCode, deviceConfig, openVerification, pollOnce } from "./device.mjs";
+import { SECRET, answerDevice, assertCredentialStaysAtTheEdge, confirmFields, deviceCode, deviceConfig, openVerification, pollOnce } from "./device.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -89,6 +89,7 @@ describe("device authorization through the worker against oidc-provider", () => 
     assert.equal(poll.status, 200, JSON.stringify(poll.body));
     assert.equal(poll.body.token_type, "Bearer");
     assert.ok(poll.body.access_token.startsWith("egs_"));
+    const token = poll.body.access_token;
     assert.ok(poll.body.expires_in > 3500 && poll.body.expires_in <= 3600, `${poll.body.expires_in}`);
 
     // the credential opens the protected route with alice's identity; it does not go upstream
@@ -102,6 +103,8 @@ describe("device authorization through the worker against oidc-provider", () => 
     assert.equal((await fetch(`${base.dev}/jwt/x`, { headers: { authorization: `Bearer ${poll.body.access_token}` } })).status, 401);
     const forged = `${poll.body.access_token.slice(0, -3)}AAA`;
     assert.equal((await fetch(`${base.dev}/admin/x`, { headers: { authorization: `Bearer ${forged}` } })).status, 401);
+    // like the session cookie, it never goes upstream, also where no rule took it
+    await assertCredentialStaysAtTheEdge(base.dev, poll.body.access_token);
 
     // single delivery
     await sleep(1100);
@@ -110,6 +113,10 @@ describe("device authorization through the worker against oidc-provider", () => 
     // and the code cannot be confirmed again
     const again = await answerDevice(base.dev, jar, page);
     assert.equal(again.status, 409);
+    // the credential (nor the device code's secret) is in no log line
+    await sleep(200);
+    assert.ok(!workerd.logs().includes(token.slice(4)), "the credential is logged");
+    assert.ok(!workerd.logs().includes(code.device_code.split(".")[1]), "the device code is logged");
   });
 
   test("slow_down: polling faster than the interval adds 5 seconds", async () => {

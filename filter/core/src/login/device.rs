@@ -1244,7 +1244,9 @@ mod tests {
         v["login"]["device"] = device;
         v["rules"] = json!([
             {"name": "api", "match": {"path": {"prefix": "/api"}}, "credentials": ["session"], "require": {"roles_any": ["admin"]}},
-            {"name": "jwt-only", "match": {"path": {"prefix": "/jwt"}}, "credentials": ["jwt"]}
+            {"name": "jwt-only", "match": {"path": {"prefix": "/jwt"}}, "credentials": ["jwt"]},
+            {"name": "public", "match": {"path": {"prefix": "/pub"}}, "require": {"public": true}},
+            {"name": "public-jwt", "match": {"path": {"prefix": "/pjwt"}}, "credentials": ["jwt"], "require": {"public": true}}
         ]);
         v
     }
@@ -1649,6 +1651,51 @@ mod tests {
         assert!(matches!(decide("/jwt/x", NOW + 6), Verdict::Reply(r) if r.status == 401));
         // it expires with the session that approved it
         assert!(matches!(decide("/api/x", NOW + 400), Verdict::Reply(r) if r.status == 401));
+    }
+
+    /// The credential is a session of the user (it opens every `session` rule, and works as the
+    /// session cookie): like the session cookie it never goes upstream, also where the rule
+    /// did not take it (a public route, a rule of other kinds) or where it no longer opens.
+    #[test]
+    fn the_credential_never_goes_upstream_even_where_no_rule_took_it() {
+        let e = device_engine();
+        let mut store = Store::default();
+        let (dc, _) = approved(&e, &mut store, NOW);
+        let (_, v) = poll(&e, &mut store, &dc, NOW + 5);
+        let bearer = format!("Bearer {}", v["access_token"].as_str().unwrap());
+        let lower = format!("bearer  {}", v["access_token"].as_str().unwrap());
+        for (path, at, auth) in [
+            ("/pub/x", NOW + 6, &bearer),
+            ("/pjwt/x", NOW + 6, &bearer),
+            ("/pub/x", NOW + 6, &lower),
+            // expired: a public route ignores it, and it still stays here
+            ("/pub/x", NOW + 400, &bearer),
+        ] {
+            let headers = [("authorization", auth.as_str()), ("accept", "*/*")];
+            let req = Request {
+                method: "GET",
+                path,
+                headers: &headers,
+            };
+            let mut cache = e.new_cache();
+            let Verdict::Allow { consumed, .. } = e
+                .decide(&req, &NoRemoteKeys, &mut cache, at)
+                .into_verdict()
+                .unwrap()
+            else {
+                panic!("{path} is public");
+            };
+            let edits = e.upstream_edits(&headers, consumed.as_ref());
+            assert_eq!(
+                edits.apply(&headers),
+                [("accept".into(), "*/*".into())],
+                "{path} at {at}"
+            );
+        }
+        // any other bearer value on a public route is the client's business
+        let headers = [("authorization", "Bearer eyJ.x.y")];
+        let edits = e.upstream_edits(&headers, None);
+        assert!(edits.remove.is_empty());
     }
 
     #[test]
