@@ -185,6 +185,19 @@ describe("device authorization through the worker against oidc-provider", () => 
     assert.equal(status, 200);
   });
 
+  test("wrong user codes sent at once are bounded by the limit too (no race past the counters)", async () => {
+    // bob's own budget at the `slow` gate (3 a window): 20 wrong codes in parallel
+    const { jar } = await openVerification(base.slow, `${base.slow}/auth/device`, { user: "bob" });
+    const codes = Array.from({ length: 20 }, (_, i) => `BBBB-BB${"BCDFGHJKLMNPQRSTVWXZ"[i]}B`);
+    const statuses = await Promise.all(codes.map(async (c) => (await browse(jar, `${base.slow}/auth/device?user_code=${c}`)).status));
+    const told = statuses.filter((s) => s === 404).length;
+    assert.ok(told <= 3, `${told} wrong codes were answered, over the limit of 3: ${statuses}`);
+    assert.ok(statuses.every((s) => s === 404 || s === 429), `${statuses}`);
+    // and the right code afterwards waits too: the limit holds for the window
+    const code = await deviceCode(base.slow);
+    assert.equal((await browse(jar, `${base.slow}/auth/device?user_code=${code.user_code}`)).status, 429);
+  });
+
   test("a confirmation works only from the session that saw the page", async () => {
     const code = await deviceCode(base.dev);
     const alice = await openVerification(base.dev, code.verification_uri_complete);
