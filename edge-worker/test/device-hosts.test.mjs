@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { assertIdentity, freePort, startOrigin } from "./harness.mjs";
 import { startOP } from "./op.mjs";
 import { GATE_HOSTS, HOST_TRAITS, startGates } from "./rp-harness.mjs";
-import { SECRET, answerDevice, assertCredentialStaysAtTheEdge, deviceCode, deviceConfig, openVerification, pollOnce } from "./device.mjs";
+import { SECRET, answerDevice, assertBadInputsAreRefused, assertCredentialStaysAtTheEdge, deviceCode, deviceConfig, openVerification, pollOnce } from "./device.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const hosts = GATE_HOSTS.length === 1 && GATE_HOSTS[0] === "worker" ? [] : GATE_HOSTS;
@@ -85,6 +85,12 @@ for (const hostName of hosts) {
       const poll = await pollOnce(shortBase, code.device_code);
       assert.deepEqual([poll.status, poll.body.error], [400, "expired_token"]);
       assert.equal((await answerDevice(shortBase, jar, page)).status, 403, "the confirm form expired with the code");
+    });
+
+    test("bad inputs: oversized, malformed, repeated fields, very long codes get a clear 4xx", async () => {
+      const { jar, status } = await openVerification(base, `${base}/auth/device`);
+      assert.equal(status, 200);
+      await assertBadInputsAreRefused(base, jar);
     });
 
     test("denied, unknown and wrong codes", async () => {

@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { assertIdentity, freePort, startOrigin, startWorkerd } from "./harness.mjs";
 import { browse, startOP } from "./op.mjs";
-import { SECRET, answerDevice, assertCredentialStaysAtTheEdge, confirmFields, deviceCode, deviceConfig, openVerification, pollOnce } from "./device.mjs";
+import { SECRET, answerDevice, assertBadInputsAreRefused, assertCredentialStaysAtTheEdge, confirmFields, deviceCode, deviceConfig, openVerification, pollOnce } from "./device.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -196,6 +196,12 @@ describe("device authorization through the worker against oidc-provider", () => 
     // and the right code afterwards waits too: the limit holds for the window
     const code = await deviceCode(base.slow);
     assert.equal((await browse(jar, `${base.slow}/auth/device?user_code=${code.user_code}`)).status, 429);
+  });
+
+  test("bad inputs: oversized, malformed, repeated fields, very long codes get a clear 4xx", async () => {
+    const { jar, status } = await openVerification(base.dev, `${base.dev}/auth/device`);
+    assert.equal(status, 200);
+    await assertBadInputsAreRefused(base.dev, jar);
   });
 
   test("a confirmation works only from the session that saw the page", async () => {

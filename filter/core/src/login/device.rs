@@ -81,6 +81,15 @@ const RETRIES: u8 = 4;
 /// RFC 8628 §3.5: `slow_down` adds 5 seconds to the interval.
 const SLOW_DOWN_SECONDS: u64 = 5;
 const MAX_CLIENT_NAME: usize = 64;
+/// The form fields the device routes read; each may be sent once.
+const FORM_FIELDS: [&str; 6] = [
+    "client_id",
+    "grant_type",
+    "device_code",
+    "user_code",
+    "csrf",
+    "action",
+];
 
 /// A record as the host's store holds it: the value the core wrote and the store's version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -456,6 +465,24 @@ impl Engine {
                 "invalid_request",
                 "the request body is too large",
             )));
+        }
+        // RFC 6749 §3.1: a parameter is sent once. Two values of a field the flow reads are
+        // refused, not resolved: a proxy or firewall in front may read the other one.
+        if let Some(name) = FORM_FIELDS.iter().find(|name| {
+            form_urlencoded::parse(body)
+                .filter(|(k, _)| k == **name)
+                .nth(1)
+                .is_some()
+        }) {
+            let why = format!("{name} appears more than once");
+            return Some(DeviceStep::Reply(match route {
+                DeviceRoute::Page => page(
+                    400,
+                    "Bad request",
+                    &format!("<p>{}. Open the device page again.</p>", html_escape(&why)),
+                ),
+                DeviceRoute::Code | DeviceRoute::Token => oauth_error("invalid_request", &why),
+            }));
         }
         let form = |name: &str| {
             form_urlencoded::parse(body)
@@ -1759,6 +1786,32 @@ mod tests {
         );
         let big = "x".repeat(MAX_FORM_BODY + 1);
         assert_eq!(json_of(&token(&big))["error"], "invalid_request");
+        // a field sent twice is refused, whichever value comes first (RFC 6749 §3.1)
+        let grant = no_code.clone();
+        for body in [
+            format!("{grant}&device_code={dc2}&device_code=x"),
+            format!("{grant}&device_code=x&device_code={dc2}"),
+            format!("{grant}&{grant}&device_code={dc2}"),
+        ] {
+            let r = token(&body);
+            assert_eq!(r.status, 400, "{body}");
+            assert_eq!(json_of(&r)["error"], "invalid_request", "{body}");
+            assert!(json_of(&r)["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("more than once"));
+        }
+        let r = call(
+            &e,
+            &mut store,
+            "POST",
+            "/auth/device/code",
+            &[],
+            "client_id=a&client_id=b",
+            9,
+            NOW,
+        );
+        assert_eq!(json_of(&r)["error"], "invalid_request");
     }
 
     #[test]
@@ -1874,9 +1927,35 @@ mod tests {
             NOW,
         );
         assert_eq!(r.status, 401);
-        // neither approve nor deny
+        // neither approve nor deny; both
         assert_eq!(
             answer(&e, &mut store, &alice, &uc, &csrf, "maybe", NOW).status,
+            400
+        );
+        assert_eq!(
+            answer(
+                &e,
+                &mut store,
+                &alice,
+                &uc,
+                &csrf,
+                "deny&action=approve",
+                NOW
+            )
+            .status,
+            400
+        );
+        assert_eq!(
+            answer(
+                &e,
+                &mut store,
+                &alice,
+                &uc,
+                &csrf,
+                "approve&user_code=BBBBBBBB",
+                NOW
+            )
+            .status,
             400
         );
         // the form token expires with the code
