@@ -411,6 +411,12 @@ mod tests {
             std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
             1
         );
+        // a rewrite never keeps a looser mode of the file it replaces (a new 0600 file is
+        // renamed over it; the old one is never opened for writing)
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        store(&path, "https://a.example", cred("four")).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         // a file that is not ours is refused, not overwritten
         std::fs::write(&path, "not json").unwrap();
         assert!(store(&path, "https://a.example", cred("x")).is_err());
