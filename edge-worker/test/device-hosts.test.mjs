@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { assertIdentity, freePort, startOrigin } from "./harness.mjs";
 import { startOP } from "./op.mjs";
 import { GATE_HOSTS, HOST_TRAITS, startGates } from "./rp-harness.mjs";
-import { SECRET, answerDevice, deviceCode, deviceConfig, openVerification, pollOnce } from "./device.mjs";
+import { SECRET, answerDevice, assertBadInputsAreRefused, assertCredentialStaysAtTheEdge, deviceCode, deviceConfig, openVerification, pollOnce } from "./device.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const hosts = GATE_HOSTS.length === 1 && GATE_HOSTS[0] === "worker" ? [] : GATE_HOSTS;
@@ -69,8 +69,12 @@ for (const hostName of hosts) {
       const seen = await r.json();
       assertIdentity(seen, { subject: "alice", roles: "admin,staff", credential: "session" });
       assert.equal(seen.headers.authorization, undefined);
+      await assertCredentialStaysAtTheEdge(base, ok.body.access_token);
       assert.equal((await pollOnce(base, code.device_code)).body.error, "invalid_grant");
       assert.equal((await answerDevice(base, jar, page)).status, 409, "a code is confirmed once");
+      await sleep(200);
+      assert.ok(!gw.logs().includes(ok.body.access_token.slice(4)), "the credential is logged");
+      assert.ok(!gw.logs().includes(code.device_code.split(".")[1]), "the device code is logged");
     });
 
     test("expired: a code past code_ttl_s is expired_token, and cannot be approved", async () => {
@@ -81,6 +85,12 @@ for (const hostName of hosts) {
       const poll = await pollOnce(shortBase, code.device_code);
       assert.deepEqual([poll.status, poll.body.error], [400, "expired_token"]);
       assert.equal((await answerDevice(shortBase, jar, page)).status, 403, "the confirm form expired with the code");
+    });
+
+    test("bad inputs: oversized, malformed, repeated fields, very long codes get a clear 4xx", async () => {
+      const { jar, status } = await openVerification(base, `${base}/auth/device`);
+      assert.equal(status, 200);
+      await assertBadInputsAreRefused(base, jar);
     });
 
     test("denied, unknown and wrong codes", async () => {

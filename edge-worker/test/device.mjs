@@ -30,7 +30,12 @@ export function deviceConfig({ issuer, base, device = {} }) {
       scopes: ["openid", "email", "profile"],
       device: { interval_s: 1, max_wrong_codes_per_user: 3, ...device },
     },
-    rules: [ADMIN_BEHIND_LOGIN, { name: "jwt-only", match: { path: { prefix: "/jwt" } }, credentials: ["jwt"] }],
+    rules: [
+      ADMIN_BEHIND_LOGIN,
+      { name: "jwt-only", match: { path: { prefix: "/jwt" } }, credentials: ["jwt"] },
+      { name: "public-jwt", match: { path: { prefix: "/public-jwt" } }, credentials: ["jwt"], require: { public: true } },
+      { name: "public", match: { path: { prefix: "/public" } }, require: { public: true } },
+    ],
     default_rule: { login_url: "/auth/login" },
   };
 }
@@ -75,6 +80,54 @@ export async function openVerification(base, url, { jar = new Jar(), user = "ali
     res = await browse(jar, returnTo);
   }
   return { jar, status: res.status, page: await res.text() };
+}
+
+/**
+ * What the origin receives when `token` is sent as `Authorization: Bearer` to routes that did not
+ * take it (a public route of JWTs only, a public route with it forged): never the credential.
+ */
+export async function assertCredentialStaysAtTheEdge(base, token) {
+  const forged = `${token.slice(0, -3)}AAA`;
+  for (const [path, value] of [
+    ["/public/x", token],
+    ["/public-jwt/x", token],
+    ["/public/x", forged],
+  ]) {
+    const r = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${value}` } });
+    assert.equal(r.status, 200, path);
+    const seen = await r.json();
+    assert.equal(seen.headers.authorization, undefined, `${path}: the device credential went upstream`);
+  }
+}
+
+/**
+ * Malformed, oversized and repeated inputs at each device route: a clear 400 (403 for a confirm
+ * form that names no code of this session), never a 5xx, and never an answer built from one of
+ * two values of a field (RFC 6749 §3.1: a parameter is sent once). `jar`: a logged-in browser.
+ */
+export async function assertBadInputsAreRefused(base, jar) {
+  const post = (path, body, type = "application/x-www-form-urlencoded") =>
+    fetch(`${base}${path}`, { method: "POST", headers: { "content-type": type }, body });
+  const grant = `grant_type=${encodeURIComponent(GRANT)}`;
+  const dc = `BBBBBBBB.${"A".repeat(43)}`;
+  const json = (r) => r.json().then((b) => [r.status, b.error]);
+  const cases = [
+    ["oversized token request", () => post("/auth/device/token", `${grant}&device_code=${"B".repeat(20_000)}`).then(json), [400, "invalid_request"]],
+    ["a JSON token request", () => post("/auth/device/token", JSON.stringify({ grant_type: GRANT, device_code: dc }), "application/json").then(json), [400, "invalid_request"]],
+    ["device_code twice", () => post("/auth/device/token", `${grant}&device_code=${dc}&device_code=x`).then(json), [400, "invalid_request"]],
+    ["grant_type twice", () => post("/auth/device/token", `${grant}&grant_type=password&device_code=${dc}`).then(json), [400, "invalid_request"]],
+    ["client_id twice", () => post("/auth/device/code", "client_id=a&client_id=b").then(json), [400, "invalid_request"]],
+    ["binary code request", () => post("/auth/device/code", "client_id=%00%FF", "application/octet-stream").then(json), [400, "invalid_request"]],
+  ];
+  for (const [what, send, want] of cases) assert.deepEqual(await send(), want, what);
+  const page = async (url, opts) => (await browse(jar, url, opts)).status;
+  assert.equal(await page(`${base}/auth/device?user_code=${"B".repeat(5000)}`), 400, "a very long user code");
+  assert.equal(await page(`${base}/auth/device?user_code=%00%FF%FE`), 400, "a user code of bytes");
+  const form = (body) => page(`${base}/auth/device`, { method: "POST", body });
+  assert.equal(await form("user_code=BBBBBBBB&csrf=x&action=deny&action=approve"), 400, "action twice");
+  assert.equal(await form("user_code=BBBBBBBB&user_code=BBBBBBBC&csrf=x&action=deny"), 400, "user_code twice");
+  assert.equal(await form(`user_code=${"B".repeat(10_000)}&csrf=x&action=approve`), 403, "a very long user code");
+  assert.equal(await form(`user_code=B&csrf=${"x".repeat(20_000)}&action=approve`), 400, "an oversized form");
 }
 
 /** The confirm page's form fields. */

@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { assertIdentity, freePort, startOrigin, startWorkerd } from "./harness.mjs";
 import { browse, startOP } from "./op.mjs";
-import { SECRET, answerDevice, confirmFields, deviceCode, deviceConfig, openVerification, pollOnce } from "./device.mjs";
+import { SECRET, answerDevice, assertBadInputsAreRefused, assertCredentialStaysAtTheEdge, confirmFields, deviceCode, deviceConfig, openVerification, pollOnce } from "./device.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -89,6 +89,7 @@ describe("device authorization through the worker against oidc-provider", () => 
     assert.equal(poll.status, 200, JSON.stringify(poll.body));
     assert.equal(poll.body.token_type, "Bearer");
     assert.ok(poll.body.access_token.startsWith("egs_"));
+    const token = poll.body.access_token;
     assert.ok(poll.body.expires_in > 3500 && poll.body.expires_in <= 3600, `${poll.body.expires_in}`);
 
     // the credential opens the protected route with alice's identity; it does not go upstream
@@ -102,6 +103,8 @@ describe("device authorization through the worker against oidc-provider", () => 
     assert.equal((await fetch(`${base.dev}/jwt/x`, { headers: { authorization: `Bearer ${poll.body.access_token}` } })).status, 401);
     const forged = `${poll.body.access_token.slice(0, -3)}AAA`;
     assert.equal((await fetch(`${base.dev}/admin/x`, { headers: { authorization: `Bearer ${forged}` } })).status, 401);
+    // like the session cookie, it never goes upstream, also where no rule took it
+    await assertCredentialStaysAtTheEdge(base.dev, poll.body.access_token);
 
     // single delivery
     await sleep(1100);
@@ -110,6 +113,10 @@ describe("device authorization through the worker against oidc-provider", () => 
     // and the code cannot be confirmed again
     const again = await answerDevice(base.dev, jar, page);
     assert.equal(again.status, 409);
+    // the credential (nor the device code's secret) is in no log line
+    await sleep(200);
+    assert.ok(!workerd.logs().includes(token.slice(4)), "the credential is logged");
+    assert.ok(!workerd.logs().includes(code.device_code.split(".")[1]), "the device code is logged");
   });
 
   test("slow_down: polling faster than the interval adds 5 seconds", async () => {
@@ -176,6 +183,25 @@ describe("device authorization through the worker against oidc-provider", () => 
     // another user still can
     const { status } = await openVerification(base.short, code.verification_uri_complete);
     assert.equal(status, 200);
+  });
+
+  test("wrong user codes sent at once are bounded by the limit too (no race past the counters)", async () => {
+    // bob's own budget at the `slow` gate (3 a window): 20 wrong codes in parallel
+    const { jar } = await openVerification(base.slow, `${base.slow}/auth/device`, { user: "bob" });
+    const codes = Array.from({ length: 20 }, (_, i) => `BBBB-BB${"BCDFGHJKLMNPQRSTVWXZ"[i]}B`);
+    const statuses = await Promise.all(codes.map(async (c) => (await browse(jar, `${base.slow}/auth/device?user_code=${c}`)).status));
+    const told = statuses.filter((s) => s === 404).length;
+    assert.ok(told <= 3, `${told} wrong codes were answered, over the limit of 3: ${statuses}`);
+    assert.ok(statuses.every((s) => s === 404 || s === 429), `${statuses}`);
+    // and the right code afterwards waits too: the limit holds for the window
+    const code = await deviceCode(base.slow);
+    assert.equal((await browse(jar, `${base.slow}/auth/device?user_code=${code.user_code}`)).status, 429);
+  });
+
+  test("bad inputs: oversized, malformed, repeated fields, very long codes get a clear 4xx", async () => {
+    const { jar, status } = await openVerification(base.dev, `${base.dev}/auth/device`);
+    assert.equal(status, 200);
+    await assertBadInputsAreRefused(base.dev, jar);
   });
 
   test("a confirmation works only from the session that saw the page", async () => {

@@ -19,6 +19,11 @@ const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 /// The largest answer read from the deployment.
 const MAX_ANSWER_BYTES: u64 = 64 * 1024;
+/// The longest wait between two polls the CLI accepts from a deployment (edgegate's own is at
+/// most 60 s, plus 5 s per `slow_down`).
+const MAX_INTERVAL_S: u64 = 300;
+/// The longest a login waits for its confirmation (edgegate's codes live at most an hour).
+const MAX_WAIT_S: u64 = 24 * 3600;
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
@@ -220,6 +225,23 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)
 }
 
+/// When to give up and how long to wait between polls, from the code answer (bounded: see
+/// [`MAX_WAIT_S`], [`MAX_INTERVAL_S`]).
+fn schedule(start: Instant, expires_in: u64, interval: Option<u64>) -> (Instant, u64) {
+    let wait = Duration::from_secs(expires_in.min(MAX_WAIT_S));
+    (
+        start.checked_add(wait).unwrap_or(start),
+        interval.unwrap_or(5).clamp(1, MAX_INTERVAL_S),
+    )
+}
+
+/// The interval after `slow_down`: RFC 8628 §3.5: 5 seconds more, or what the server says;
+/// at most [`MAX_INTERVAL_S`].
+fn slowed(interval: u64, server: Option<u64>) -> u64 {
+    let more = interval.saturating_add(5);
+    server.unwrap_or(more).max(more).min(MAX_INTERVAL_S)
+}
+
 pub fn login(a: &LoginArgs) -> Result<ExitCode, Failure> {
     let origin = origin_of(&a.url)?;
     if !a.device_path.starts_with('/') || a.device_path.contains(['?', '#']) {
@@ -253,8 +275,7 @@ pub fn login(a: &LoginArgs) -> Result<ExitCode, Failure> {
         eprintln!("(or open {complete})");
     }
     eprintln!("Waiting for the confirmation...");
-    let mut interval = code.interval.unwrap_or(5).max(1);
-    let deadline = Instant::now() + Duration::from_secs(code.expires_in);
+    let (deadline, mut interval) = schedule(Instant::now(), code.expires_in, code.interval);
     loop {
         std::thread::sleep(Duration::from_secs(interval));
         if Instant::now() >= deadline {
@@ -298,8 +319,7 @@ pub fn login(a: &LoginArgs) -> Result<ExitCode, Failure> {
             }
             (_, Some("authorization_pending"), _) => {}
             (_, Some("slow_down"), _) => {
-                // RFC 8628 §3.5: 5 seconds more, or what the server says
-                interval = t.interval.unwrap_or(interval + 5).max(interval + 5);
+                interval = slowed(interval, t.interval);
             }
             (_, Some("access_denied"), _) => {
                 return Err(Failure::check(
@@ -343,6 +363,25 @@ mod tests {
         assert!(origin_of("app.example.com").is_err());
     }
 
+    /// The deployment's numbers are bounded: a broken or hostile answer neither crashes the
+    /// CLI (an Instant or u64 overflow) nor makes it wait for days.
+    #[test]
+    fn the_deployments_timing_is_bounded() {
+        let start = Instant::now();
+        let (deadline, interval) = schedule(start, 600, Some(5));
+        assert_eq!((deadline - start, interval), (Duration::from_secs(600), 5));
+        assert_eq!(schedule(start, 600, None).1, 5);
+        assert_eq!(schedule(start, 600, Some(0)).1, 1);
+        let (deadline, interval) = schedule(start, u64::MAX, Some(u64::MAX));
+        assert!(deadline - start <= Duration::from_secs(MAX_WAIT_S));
+        assert!(interval <= MAX_INTERVAL_S);
+        assert_eq!(slowed(5, None), 10);
+        assert_eq!(slowed(5, Some(7)), 10);
+        assert_eq!(slowed(5, Some(20)), 20);
+        assert_eq!(slowed(u64::MAX, None), MAX_INTERVAL_S);
+        assert_eq!(slowed(5, Some(u64::MAX)), MAX_INTERVAL_S);
+    }
+
     #[cfg(unix)]
     #[test]
     fn credentials_are_private_and_kept_per_deployment() {
@@ -372,6 +411,12 @@ mod tests {
             std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
             1
         );
+        // a rewrite never keeps a looser mode of the file it replaces (a new 0600 file is
+        // renamed over it; the old one is never opened for writing)
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        store(&path, "https://a.example", cred("four")).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         // a file that is not ours is refused, not overwritten
         std::fs::write(&path, "not json").unwrap();
         assert!(store(&path, "https://a.example", cred("x")).is_err());

@@ -223,7 +223,8 @@ impl Engine {
                 .map(|p| p.name.clone())
                 .collect(),
             cfg.api_keys.as_ref().is_some_and(|k| k.forward),
-        );
+        )
+        .with_session_bearer(extractor.session_bearer.clone());
         Ok(Engine {
             realm: cfg.realm.clone(),
             jwt: JwtVerifier::new(providers, cfg.jwt.max_token_bytes),

@@ -9,10 +9,12 @@
 //! The credential edgegate checked stays at the edge by default (as Envoy `jwt_authn`'s
 //! `forward: false`): the `Authorization` header, the configured JWT or API-key header, or the
 //! JWT cookie that carried it ([`Consumed`]). edgegate's own cookies (the session cookie, its
-//! `_refresh` companion and the login-attempt cookies) never go upstream. A provider or the API
-//! keys may opt in to forwarding (`forward: true`); the cookies are still removed. A JWT read
-//! from a query parameter is not removed: the filter does not rewrite URLs (the query-parameter
-//! source is off by default and logged as risky when on).
+//! `_refresh` companion and the login-attempt cookies) never go upstream, nor does a device
+//! credential (`Authorization: Bearer egs_…`, a session of the user: `login.device`), whether or
+//! not the rule took it. A provider or the API keys may opt in to forwarding (`forward: true`);
+//! the cookies are still removed. A JWT read from a query parameter is not removed: the filter
+//! does not rewrite URLs (the query-parameter source is off by default and logged as risky when
+//! on).
 
 use crate::extractor::{Found, Source};
 use crate::identity::{CredentialKind, Identity};
@@ -104,6 +106,9 @@ pub struct Forwarding {
     forward_providers: Vec<String>,
     /// `api_keys.forward`.
     forward_api_keys: bool,
+    /// With `login.device`: the prefix of a device credential in `Authorization: Bearer`
+    /// (a session of the user, edgegate's own like the session cookie).
+    session_bearer: Option<String>,
 }
 
 impl Forwarding {
@@ -126,7 +131,25 @@ impl Forwarding {
             refresh_cookie: format!("{session_cookie}_refresh"),
             forward_providers: Vec::new(),
             forward_api_keys: false,
+            session_bearer: None,
         }
+    }
+
+    /// With `login.device`: `Authorization: Bearer <prefix>…` is a device credential, a session
+    /// of edgegate's, removed from every allowed request like the session cookie.
+    pub fn with_session_bearer(mut self, prefix: Option<String>) -> Forwarding {
+        self.session_bearer = prefix;
+        self
+    }
+
+    /// True for an `Authorization` value that is a device credential (`Bearer <prefix>…`).
+    fn is_session_bearer(&self, value: &str) -> bool {
+        let Some(prefix) = self.session_bearer.as_deref() else {
+            return false;
+        };
+        value.split_once(' ').is_some_and(|(scheme, rest)| {
+            scheme.eq_ignore_ascii_case("bearer") && rest.trim_matches(' ').starts_with(prefix)
+        })
     }
 
     /// Opts in to forwarding: the tokens of these JWT providers, and API keys when `api_keys`
@@ -192,8 +215,16 @@ impl Forwarding {
             Some(Consumed::ApiKeyHeader) => self.api_key_header.as_deref(),
             _ => None,
         };
+        // A device credential is a session: it stays here whether or not this rule took it
+        // (a public route, a rule of other kinds, an expired one), as the session cookie does.
+        let session_bearer = headers.iter().any(|(name, value)| {
+            name.eq_ignore_ascii_case("authorization") && self.is_session_bearer(value)
+        });
         let mut remove: Vec<String> = Vec::new();
-        if let Some(h) = header {
+        for h in header
+            .into_iter()
+            .chain(session_bearer.then_some("authorization"))
+        {
             for (name, _) in headers {
                 if name.eq_ignore_ascii_case(h) && !remove.iter().any(|r| r == name) {
                     remove.push((*name).to_string());

@@ -36,9 +36,11 @@
 //! **User codes**: 8 letters of `BCDFGHJKLMNPQRSTVWXZ` (no vowels, no look-alikes; RFC 8628
 //! §6.1), shown as `XXXX-XXXX`, read case-, space- and dash-insensitively; 20⁸ ≈ 2.6·10¹⁰ codes.
 //! Wrong entries are counted per logged-in user and overall within a `code_ttl_s` window and
-//! refused (429) beyond `max_wrong_codes_per_user` / `max_wrong_codes`. A user code is single
-//! use: once approved or denied its record cannot be confirmed again, and it cannot be issued
-//! again while the record lives. The `device_code` is `<user code>.<32 random bytes>`: the
+//! refused (429) beyond `max_wrong_codes_per_user` / `max_wrong_codes`: each entry takes its slot
+//! on both counters by compare-and-set before the record is read (a right code gives them back),
+//! so entries sent at once cannot all pass a check made before any was counted. A user code is
+//! single use: once approved or denied its record cannot be confirmed again, and it cannot be
+//! issued again while the record lives. The `device_code` is `<user code>.<32 random bytes>`: the
 //! store keeps only the SHA-256 of the random part, compared in constant time.
 //!
 //! **Binding**: the confirm page's `POST` carries a token signed with the session keys that
@@ -79,6 +81,15 @@ const RETRIES: u8 = 4;
 /// RFC 8628 §3.5: `slow_down` adds 5 seconds to the interval.
 const SLOW_DOWN_SECONDS: u64 = 5;
 const MAX_CLIENT_NAME: usize = 64;
+/// The form fields the device routes read; each may be sent once.
+const FORM_FIELDS: [&str; 6] = [
+    "client_id",
+    "grant_type",
+    "device_code",
+    "user_code",
+    "csrf",
+    "action",
+];
 
 /// A record as the host's store holds it: the value the core wrote and the store's version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,13 +235,14 @@ enum Stage {
         /// The answer once the pending write lands.
         answer: Option<LoginReply>,
     },
-    /// `GET page?user_code=`: counters, then the record, then counting a miss.
+    /// `GET page?user_code=`: a slot on the user's wrong-code counter, then on the overall one,
+    /// then the record; a live record gives both slots back before its confirm page.
     Guess {
         code: String,
         viewer: Box<Viewer>,
         at: GuessAt,
-        overall: Option<Stored>,
-        user: Option<Stored>,
+        /// The confirm page, once the record was found live (sent after the refunds).
+        answer: Option<LoginReply>,
     },
     /// `POST page`: approve or deny.
     Confirm {
@@ -243,11 +255,16 @@ enum Stage {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum GuessAt {
-    ReadOverall,
-    ReadUser,
-    ReadRecord,
-    CountUser,
-    CountOverall,
+    /// Taking a slot on the user's counter (read, then compare-and-set).
+    User,
+    /// Taking a slot on the overall counter.
+    Overall,
+    /// Reading the entered code's record.
+    Record,
+    /// Giving the user's slot back (the code was right).
+    RefundUser,
+    /// Giving the overall slot back.
+    RefundOverall,
 }
 
 // ---------------------------------------------------------------- user codes
@@ -449,6 +466,24 @@ impl Engine {
                 "the request body is too large",
             )));
         }
+        // RFC 6749 §3.1: a parameter is sent once. Two values of a field the flow reads are
+        // refused, not resolved: a proxy or firewall in front may read the other one.
+        if let Some(name) = FORM_FIELDS.iter().find(|name| {
+            form_urlencoded::parse(body)
+                .filter(|(k, _)| k == **name)
+                .nth(1)
+                .is_some()
+        }) {
+            let why = format!("{name} appears more than once");
+            return Some(DeviceStep::Reply(match route {
+                DeviceRoute::Page => page(
+                    400,
+                    "Bad request",
+                    &format!("<p>{}. Open the device page again.</p>", html_escape(&why)),
+                ),
+                DeviceRoute::Code | DeviceRoute::Token => oauth_error("invalid_request", &why),
+            }));
+        }
         let form = |name: &str| {
             form_urlencoded::parse(body)
                 .find(|(k, _)| k == name)
@@ -604,14 +639,14 @@ impl Engine {
                         Some("A code is 8 letters, like BCDF-GHJK. Check it and try again."),
                     )));
                 };
+                let key = user_key(&viewer.session.identity);
                 machine(Stage::Guess {
                     code,
                     viewer: Box::new(viewer),
-                    at: GuessAt::ReadOverall,
-                    overall: None,
-                    user: None,
+                    at: GuessAt::User,
+                    answer: None,
                 })
-                .read(overall_key())
+                .read(key)
             }
         })
     }
@@ -749,19 +784,8 @@ impl Machine {
                 code,
                 viewer,
                 at,
-                mut overall,
-                mut user,
-            } => {
-                match at {
-                    GuessAt::ReadOverall => overall = found,
-                    GuessAt::ReadUser | GuessAt::CountUser => user = found,
-                    GuessAt::CountOverall => overall = found,
-                    GuessAt::ReadRecord => {
-                        return self.looked_up(login, d, code, viewer, overall, user, found, now)
-                    }
-                }
-                self.guess(d, code, viewer, at, overall, user, now)
-            }
+                answer,
+            } => self.guess(login, d, code, viewer, at, answer, found, now),
             Stage::Create { .. } => DeviceStep::Reply(internal("device flow out of order")),
         }
     }
@@ -808,52 +832,29 @@ impl Machine {
                     (true, None) => DeviceStep::Reply(internal("device flow out of order")),
                     (false, _) => {
                         let key = record_key(code);
-                        self.retry(key)
+                        self.retry(d, key)
                     }
                 }
             }
-            Stage::Guess {
-                at, code, viewer, ..
-            } => {
-                let key = match (*at, written) {
-                    (GuessAt::CountUser, true) => {
-                        // the user's count landed: read the overall counter afresh, count it
-                        *at = GuessAt::CountOverall;
-                        return self.read(overall_key());
-                    }
-                    (GuessAt::CountOverall, true) => {
-                        let mut r = form_page(
-                            d,
-                            404,
-                            Some("No device is waiting with that code (or it expired). Check it and try again."),
-                        );
-                        r.log = Some(super::LogLine::info(format!(
-                            "device login: a wrong user code was entered ({})",
-                            display_user_code(code)
-                        )));
-                        return DeviceStep::Reply(r);
-                    }
-                    // lost a race on a counter: read it again, count again
-                    (GuessAt::CountUser, false) => user_key(&viewer.session.identity),
-                    (GuessAt::CountOverall, false) => overall_key(),
-                    _ => return DeviceStep::Reply(internal("device flow out of order")),
-                };
-                self.retry(key)
-            }
+            Stage::Guess { .. } => self.guessed(d, written),
         }
     }
 
     /// Reads `key` again after a lost compare-and-set, a bounded number of times.
-    fn retry(mut self, key: String) -> DeviceStep {
+    fn retry(mut self, d: &Device, key: String) -> DeviceStep {
         self.tries = self.tries.saturating_add(1);
         if self.tries > RETRIES {
-            return DeviceStep::Reply(match &self.stage {
-                Stage::Poll { .. } => oauth_error(
+            return match &self.stage {
+                Stage::Poll { .. } => DeviceStep::Reply(oauth_error(
                     "slow_down",
                     "several polls of this device code arrived at once; wait the interval",
-                ),
-                _ => internal("the device store kept losing compare-and-set races"),
-            });
+                )),
+                // many code entries at once: refused like too many (fail closed, not a 500)
+                Stage::Guess { .. } => too_many(d.code_ttl),
+                _ => DeviceStep::Reply(internal(
+                    "the device store kept losing compare-and-set races",
+                )),
+            };
         }
         self.read(key)
     }
@@ -1053,133 +1054,153 @@ impl Machine {
         }
     }
 
-    /// The guess sequence after a counter was read.
-    #[allow(clippy::too_many_arguments)]
-    fn guess(
-        mut self,
-        d: &Device,
-        code: String,
-        viewer: Box<Viewer>,
-        at: GuessAt,
-        overall: Option<Stored>,
-        user: Option<Stored>,
-        now: UnixTime,
-    ) -> DeviceStep {
-        let window = d.code_ttl;
-        let too_many = || {
-            let mut r = page(
-                429,
-                "Too many wrong codes",
-                "<p>Too many wrong codes were entered. Wait a few minutes, then try again.</p>",
-            );
-            r.headers.push(("retry-after".into(), window.to_string()));
-            r.log = Some(super::LogLine::warn(
-                "device login: wrong-code limit reached; refusing code entries".into(),
-            ));
-            DeviceStep::Reply(r)
-        };
-        let ukey = user_key(&viewer.session.identity);
-        let (next, count): (GuessAt, Option<(String, Option<&Stored>)>) = match at {
-            GuessAt::ReadOverall => {
-                if Self::over(overall.as_ref(), d.overall, window, now) {
-                    return too_many();
-                }
-                (GuessAt::ReadUser, None)
-            }
-            GuessAt::ReadUser => {
-                if Self::over(user.as_ref(), d.per_user, window, now) {
-                    return too_many();
-                }
-                (GuessAt::ReadRecord, None)
-            }
-            GuessAt::CountUser => (GuessAt::CountUser, Some((ukey.clone(), user.as_ref()))),
-            GuessAt::CountOverall => (
-                GuessAt::CountOverall,
-                Some((overall_key(), overall.as_ref())),
-            ),
-            GuessAt::ReadRecord => return DeviceStep::Reply(internal("device flow out of order")),
-        };
-        let step_key = match next {
-            GuessAt::ReadUser => ukey.clone(),
-            _ => record_key(&code),
-        };
-        let write = count.map(|(key, c)| {
-            let counter = Self::counted(c, window, now);
-            (
-                key,
-                serde_json::to_string(&counter).unwrap_or_default(),
-                c.map(|s| s.version),
-                counter.w.saturating_add(window),
-            )
-        });
-        self.stage = Stage::Guess {
-            code,
-            viewer,
-            at: next,
-            overall,
-            user,
-        };
-        match write {
-            Some((key, value, expect, expires)) => self.write(key, value, expect, expires),
-            None => self.read(step_key),
-        }
+    /// A counter after giving one slot back (`None`: nothing to give back in this window).
+    fn refunded(c: Option<&Stored>, window: u64, now: UnixTime) -> Option<Counter> {
+        c.and_then(parse::<Counter>)
+            .filter(|c| now < c.w.saturating_add(window) && c.n > 0)
+            .map(|c| Counter {
+                n: c.n.saturating_sub(1),
+                w: c.w,
+            })
     }
 
-    /// The record of an entered code arrived: the confirm page, or count a wrong code.
+    /// A counter or the record of the guess sequence arrived. Every entry first takes a slot
+    /// on the user's counter and on the overall one by compare-and-set, refusing when the
+    /// counter is full; only then is the record read. So entries sent at once cannot all pass
+    /// a check made before any of them was counted: at most the limit are ever answered. A
+    /// live record gives both slots back (a right code is no wrong one) before its page.
     #[allow(clippy::too_many_arguments)]
-    fn looked_up(
+    fn guess(
         mut self,
         login: &Login,
         d: &Device,
         code: String,
         viewer: Box<Viewer>,
-        overall: Option<Stored>,
-        user: Option<Stored>,
+        at: GuessAt,
+        answer: Option<LoginReply>,
         found: Option<Stored>,
         now: UnixTime,
     ) -> DeviceStep {
-        let live = found
-            .as_ref()
-            .and_then(parse::<Record>)
-            .filter(|r| r.st == Status::Pending && now < r.exp);
-        if let Some(record) = live {
-            let Some(csrf) = login.csrf_token(&code, &viewer, now) else {
-                return DeviceStep::Reply(internal("could not sign the confirm form"));
-            };
-            return DeviceStep::Reply(confirm_page(d, &code, &record, &viewer, &csrf));
-        }
-        // A wrong (or used, or expired) code: count it for the user, then overall.
-        self.stage = Stage::Guess {
-            code: code.clone(),
-            viewer,
-            at: GuessAt::CountUser,
-            overall,
-            user: None,
+        let window = d.code_ttl;
+        let key = match at {
+            GuessAt::User | GuessAt::RefundUser => user_key(&viewer.session.identity),
+            GuessAt::Overall | GuessAt::RefundOverall => overall_key(),
+            GuessAt::Record => record_key(&code),
         };
-        self.guess_count_user(d, user, now)
+        let counter = match at {
+            GuessAt::User | GuessAt::Overall => {
+                let limit = if at == GuessAt::User {
+                    d.per_user
+                } else {
+                    d.overall
+                };
+                if Self::over(found.as_ref(), limit, window, now) {
+                    return too_many(window);
+                }
+                Some(Self::counted(found.as_ref(), window, now))
+            }
+            GuessAt::RefundUser | GuessAt::RefundOverall => {
+                Self::refunded(found.as_ref(), window, now)
+            }
+            GuessAt::Record => {
+                let live = found
+                    .as_ref()
+                    .and_then(parse::<Record>)
+                    .filter(|r| r.st == Status::Pending && now < r.exp);
+                let Some(record) = live else {
+                    // a wrong (or used, or expired) code: its slots stay taken
+                    let mut r = form_page(
+                        d,
+                        404,
+                        Some("No device is waiting with that code (or it expired). Check it and try again."),
+                    );
+                    r.log = Some(super::LogLine::info(format!(
+                        "device login: a wrong user code was entered ({})",
+                        display_user_code(&code)
+                    )));
+                    return DeviceStep::Reply(r);
+                };
+                let Some(csrf) = login.csrf_token(&code, &viewer, now) else {
+                    return DeviceStep::Reply(internal("could not sign the confirm form"));
+                };
+                let page = confirm_page(d, &code, &record, &viewer, &csrf);
+                let key = user_key(&viewer.session.identity);
+                self.stage = Stage::Guess {
+                    code,
+                    viewer,
+                    at: GuessAt::RefundUser,
+                    answer: Some(page),
+                };
+                return self.read(key);
+            }
+        };
+        let expect = found.as_ref().map(|s| s.version);
+        self.stage = Stage::Guess {
+            code,
+            viewer,
+            at,
+            answer,
+        };
+        let Some(counter) = counter else {
+            // nothing to give back (the window passed meanwhile): on to the next step
+            return self.guessed(d, true);
+        };
+        let Ok(value) = serde_json::to_string(&counter) else {
+            return DeviceStep::Reply(internal("could not encode a wrong-code counter"));
+        };
+        self.write(key, value, expect, counter.w.saturating_add(window))
     }
 
-    fn guess_count_user(self, d: &Device, user: Option<Stored>, now: UnixTime) -> DeviceStep {
+    /// A counter write of the guess sequence ended: the next step, or (lost to a concurrent
+    /// writer) the same counter read again and decided again.
+    fn guessed(mut self, d: &Device, written: bool) -> DeviceStep {
         let Stage::Guess {
             code,
             viewer,
-            overall,
-            ..
-        } = self.stage
+            at,
+            answer,
+        } = &mut self.stage
         else {
             return DeviceStep::Reply(internal("device flow out of order"));
         };
-        let again = Machine {
-            generation: self.generation,
-            tries: self.tries,
-            stage: Stage::Poll {
-                code: String::new(),
-                hash: [0; 32],
-                answer: None,
-            },
+        let user = user_key(&viewer.session.identity);
+        if !written {
+            let key = match at {
+                GuessAt::User | GuessAt::RefundUser => user,
+                _ => overall_key(),
+            };
+            return self.retry(d, key);
+        }
+        let (next, key) = match at {
+            GuessAt::User => (GuessAt::Overall, overall_key()),
+            GuessAt::Overall => (GuessAt::Record, record_key(code)),
+            GuessAt::RefundUser => (GuessAt::RefundOverall, overall_key()),
+            GuessAt::RefundOverall => {
+                return DeviceStep::Reply(
+                    answer
+                        .take()
+                        .unwrap_or_else(|| internal("device flow out of order")),
+                )
+            }
+            GuessAt::Record => return DeviceStep::Reply(internal("device flow out of order")),
         };
-        again.guess(d, code, viewer, GuessAt::CountUser, overall, user, now)
+        *at = next;
+        self.read(key)
     }
+}
+
+/// The answer to a code entry over a wrong-code limit.
+fn too_many(window: u64) -> DeviceStep {
+    let mut r = page(
+        429,
+        "Too many wrong codes",
+        "<p>Too many wrong codes were entered. Wait a few minutes, then try again.</p>",
+    );
+    r.headers.push(("retry-after".into(), window.to_string()));
+    r.log = Some(super::LogLine::warn(
+        "device login: wrong-code limit reached; refusing code entries".into(),
+    ));
+    DeviceStep::Reply(r)
 }
 
 #[cfg(test)]
@@ -1244,7 +1265,9 @@ mod tests {
         v["login"]["device"] = device;
         v["rules"] = json!([
             {"name": "api", "match": {"path": {"prefix": "/api"}}, "credentials": ["session"], "require": {"roles_any": ["admin"]}},
-            {"name": "jwt-only", "match": {"path": {"prefix": "/jwt"}}, "credentials": ["jwt"]}
+            {"name": "jwt-only", "match": {"path": {"prefix": "/jwt"}}, "credentials": ["jwt"]},
+            {"name": "public", "match": {"path": {"prefix": "/pub"}}, "require": {"public": true}},
+            {"name": "public-jwt", "match": {"path": {"prefix": "/pjwt"}}, "credentials": ["jwt"], "require": {"public": true}}
         ]);
         v
     }
@@ -1651,6 +1674,51 @@ mod tests {
         assert!(matches!(decide("/api/x", NOW + 400), Verdict::Reply(r) if r.status == 401));
     }
 
+    /// The credential is a session of the user (it opens every `session` rule, and works as the
+    /// session cookie): like the session cookie it never goes upstream, also where the rule
+    /// did not take it (a public route, a rule of other kinds) or where it no longer opens.
+    #[test]
+    fn the_credential_never_goes_upstream_even_where_no_rule_took_it() {
+        let e = device_engine();
+        let mut store = Store::default();
+        let (dc, _) = approved(&e, &mut store, NOW);
+        let (_, v) = poll(&e, &mut store, &dc, NOW + 5);
+        let bearer = format!("Bearer {}", v["access_token"].as_str().unwrap());
+        let lower = format!("bearer  {}", v["access_token"].as_str().unwrap());
+        for (path, at, auth) in [
+            ("/pub/x", NOW + 6, &bearer),
+            ("/pjwt/x", NOW + 6, &bearer),
+            ("/pub/x", NOW + 6, &lower),
+            // expired: a public route ignores it, and it still stays here
+            ("/pub/x", NOW + 400, &bearer),
+        ] {
+            let headers = [("authorization", auth.as_str()), ("accept", "*/*")];
+            let req = Request {
+                method: "GET",
+                path,
+                headers: &headers,
+            };
+            let mut cache = e.new_cache();
+            let Verdict::Allow { consumed, .. } = e
+                .decide(&req, &NoRemoteKeys, &mut cache, at)
+                .into_verdict()
+                .unwrap()
+            else {
+                panic!("{path} is public");
+            };
+            let edits = e.upstream_edits(&headers, consumed.as_ref());
+            assert_eq!(
+                edits.apply(&headers),
+                [("accept".into(), "*/*".into())],
+                "{path} at {at}"
+            );
+        }
+        // any other bearer value on a public route is the client's business
+        let headers = [("authorization", "Bearer eyJ.x.y")];
+        let edits = e.upstream_edits(&headers, None);
+        assert!(edits.remove.is_empty());
+    }
+
     #[test]
     fn token_ttl_bounds_the_credential() {
         let mut v = config(json!({"token_ttl_s": 60}));
@@ -1718,6 +1786,32 @@ mod tests {
         );
         let big = "x".repeat(MAX_FORM_BODY + 1);
         assert_eq!(json_of(&token(&big))["error"], "invalid_request");
+        // a field sent twice is refused, whichever value comes first (RFC 6749 §3.1)
+        let grant = no_code.clone();
+        for body in [
+            format!("{grant}&device_code={dc2}&device_code=x"),
+            format!("{grant}&device_code=x&device_code={dc2}"),
+            format!("{grant}&{grant}&device_code={dc2}"),
+        ] {
+            let r = token(&body);
+            assert_eq!(r.status, 400, "{body}");
+            assert_eq!(json_of(&r)["error"], "invalid_request", "{body}");
+            assert!(json_of(&r)["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("more than once"));
+        }
+        let r = call(
+            &e,
+            &mut store,
+            "POST",
+            "/auth/device/code",
+            &[],
+            "client_id=a&client_id=b",
+            9,
+            NOW,
+        );
+        assert_eq!(json_of(&r)["error"], "invalid_request");
     }
 
     #[test]
@@ -1833,9 +1927,35 @@ mod tests {
             NOW,
         );
         assert_eq!(r.status, 401);
-        // neither approve nor deny
+        // neither approve nor deny; both
         assert_eq!(
             answer(&e, &mut store, &alice, &uc, &csrf, "maybe", NOW).status,
+            400
+        );
+        assert_eq!(
+            answer(
+                &e,
+                &mut store,
+                &alice,
+                &uc,
+                &csrf,
+                "deny&action=approve",
+                NOW
+            )
+            .status,
+            400
+        );
+        assert_eq!(
+            answer(
+                &e,
+                &mut store,
+                &alice,
+                &uc,
+                &csrf,
+                "approve&user_code=BBBBBBBB",
+                NOW
+            )
+            .status,
             400
         );
         // the form token expires with the code
@@ -1916,14 +2036,105 @@ mod tests {
             page_for(&e, &mut store, &alice, &fresh, NOW + 601).status,
             200
         );
-        // a counter lost to a concurrent writer is counted again, not skipped
+        // a counter lost to a concurrent writer is counted again, not skipped (bob's window
+        // began at NOW + 4: his entry refused by the overall limit took a slot of his too)
+        assert_eq!(
+            page_for(&e, &mut store, &bob, "BBBB-BBBF", NOW + 602).status,
+            429
+        );
         let writes = store.writes;
         store.lose = 1;
         assert_eq!(
-            page_for(&e, &mut store, &bob, "BBBB-BBBF", NOW + 602).status,
+            page_for(&e, &mut store, &bob, "BBBB-BBBF", NOW + 605).status,
             404
         );
         assert_eq!(store.writes, writes + 2);
+    }
+
+    /// Entries sent at once (the host runs their store calls interleaved, as a worker does
+    /// across Durable Object round trips): at most the limit are answered, whatever the order.
+    #[test]
+    fn wrong_codes_sent_at_once_cannot_run_past_the_limit() {
+        let e = long_sessions(json!({"max_wrong_codes_per_user": 2, "max_wrong_codes": 1000}));
+        let mut store = Store::default();
+        let alice = logged_in(&e, NOW, false);
+        let cookie = [("cookie", alice.as_str()), ("accept", "text/html")];
+        let mut flows: Vec<Result<DeviceStep, u16>> = (0..8u8)
+            .map(|i| {
+                let path = format!(
+                    "/auth/device?user_code=BBBB-BBB{}",
+                    char::from(b"BCDFGHJK"[usize::from(i)])
+                );
+                let req = Request {
+                    method: "GET",
+                    path: &path,
+                    headers: &cookie,
+                };
+                Ok(e.device(&req, b"", &[1; DEVICE_RANDOM_BYTES], NOW).unwrap())
+            })
+            .collect();
+        // one store call of each flow in turn, until every flow has its reply
+        while flows.iter().any(Result::is_ok) {
+            for flow in flows.iter_mut().filter(|f| f.is_ok()) {
+                let Ok(step) = std::mem::replace(flow, Err(0)) else {
+                    continue;
+                };
+                *flow = match step {
+                    DeviceStep::Reply(r) => Err(r.status),
+                    DeviceStep::Read(r) => {
+                        let found = store.get(r.key(), NOW);
+                        Ok(r.resume(&e, found, NOW))
+                    }
+                    DeviceStep::Write(w) => {
+                        let ok = store.cas(&w, NOW);
+                        Ok(w.resume(&e, ok, NOW))
+                    }
+                };
+            }
+        }
+        let statuses: Vec<u16> = flows.into_iter().filter_map(Result::err).collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 404).count(),
+            2,
+            "{statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| *s == 404 || *s == 429),
+            "{statuses:?}"
+        );
+    }
+
+    /// A right code takes no wrong-code slot: the user's and the overall count are given back.
+    #[test]
+    fn right_codes_are_not_counted_as_wrong() {
+        let e = long_sessions(json!({"max_wrong_codes_per_user": 2, "max_wrong_codes": 3}));
+        let mut store = Store::default();
+        let (_, uc) = start(&e, &mut store, NOW);
+        let alice = logged_in(&e, NOW, false);
+        for i in 0..5 {
+            assert_eq!(page_for(&e, &mut store, &alice, &uc, NOW + i).status, 200);
+        }
+        let counts: Vec<u64> = store
+            .records
+            .iter()
+            .filter(|(k, _)| k.starts_with(GUESS_PREFIX))
+            .map(|(_, (v, _, _))| {
+                serde_json::from_str::<Value>(v).unwrap()["n"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(counts, [0, 0]);
+        // and wrong ones still count up to the limit
+        assert_eq!(
+            page_for(&e, &mut store, &alice, "BBBB-BBBB", NOW + 6).status,
+            404
+        );
+        assert_eq!(
+            page_for(&e, &mut store, &alice, "BBBB-BBBC", NOW + 6).status,
+            404
+        );
+        assert_eq!(page_for(&e, &mut store, &alice, &uc, NOW + 7).status, 429);
     }
 
     #[test]
