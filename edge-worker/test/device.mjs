@@ -123,6 +123,7 @@ export async function assertBadInputsAreRefused(base, jar) {
   const page = async (url, opts) => (await browse(jar, url, opts)).status;
   assert.equal(await page(`${base}/auth/device?user_code=${"B".repeat(5000)}`), 400, "a very long user code");
   assert.equal(await page(`${base}/auth/device?user_code=%00%FF%FE`), 400, "a user code of bytes");
+  assert.equal(await page(`${base}/auth/device?user_code=BBBB-BBBB&user_code=BBBB-BBBC`), 400, "user_code twice in the link");
   const form = (body) => page(`${base}/auth/device`, { method: "POST", body });
   assert.equal(await form("user_code=BBBBBBBB&csrf=x&action=deny&action=approve"), 400, "action twice");
   assert.equal(await form("user_code=BBBBBBBB&user_code=BBBBBBBC&csrf=x&action=deny"), 400, "user_code twice");

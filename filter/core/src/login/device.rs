@@ -624,6 +624,19 @@ impl Engine {
                         .read(record_key(&code)),
                     );
                 }
+                // One code per link (as the POSTs send each field once): with two, a proxy in
+                // front and edgegate could each read another one.
+                let query = req.path.split_once('?').map_or("", |(_, q)| q);
+                let codes = form_urlencoded::parse(query.as_bytes())
+                    .filter(|(k, _)| k == "user_code")
+                    .count();
+                if codes > 1 {
+                    return Some(DeviceStep::Reply(form_page(
+                        device,
+                        400,
+                        Some("The link names more than one code. Type the code your device shows."),
+                    )));
+                }
                 let Some(entered) = req.query_param("user_code").map(|raw| {
                     form_urlencoded::parse(format!("v={raw}").as_bytes())
                         .next()
@@ -1869,6 +1882,23 @@ mod tests {
         let r = page_for(&e, &mut store, &cookies, "HELLO", NOW);
         assert_eq!(r.status, 400);
         assert!(store.records.is_empty());
+        // two codes in one link (in either spelling of the name): refused, nothing counted
+        let (_, uc) = start(&e, &mut store, NOW);
+        let records = store.records.len();
+        for two in [
+            format!("{uc}&user_code=BCDF-GHJK"),
+            format!("BCDF-GHJK&user_code={uc}"),
+            format!("{uc}&user%5Fcode=BCDF-GHJK"),
+        ] {
+            let r = page_for(&e, &mut store, &cookies, &two, NOW);
+            assert_eq!(r.status, 400, "{two}");
+            assert!(r.body.contains("more than one code"), "{two}");
+        }
+        assert_eq!(
+            store.records.len(),
+            records,
+            "no wrong-code counter was touched"
+        );
         // methods
         assert_eq!(
             call(&e, &mut store, "PUT", "/auth/device", &[], "", 0, NOW).status,
