@@ -1,4 +1,5 @@
--- wrk script of envoy/bench.sh: GET /bench with `Authorization: Bearer <token>`, rotating
+-- wrk script of envoy/bench.sh: GET /bench with `Authorization: Bearer <token>` (or the cookie
+-- $BENCH_COOKIE=<token>), rotating
 -- through the tokens in $BENCH_TOKENS (one a line), starting after index $BENCH_START (so
 -- successive runs continue the rotation instead of replaying tokens a cache still holds).
 -- The requests are formatted once, up front: wrk's own cost is the same for one token or many.
@@ -10,9 +11,15 @@ local i = 0
 
 -- In init, not at load: wrk sets the Host header (wrk.headers) just before it calls init.
 init = function(args)
+  -- BENCH_COOKIE: send each line as that cookie instead (the session cookie configs).
+  local cookie = os.getenv("BENCH_COOKIE")
   for line in io.lines(os.getenv("BENCH_TOKENS")) do
     if #line > 0 then
-      reqs[#reqs + 1] = wrk.format("GET", "/bench", { ["Authorization"] = "Bearer " .. line })
+      if cookie then
+        reqs[#reqs + 1] = wrk.format("GET", "/bench", { ["Cookie"] = cookie .. "=" .. line })
+      else
+        reqs[#reqs + 1] = wrk.format("GET", "/bench", { ["Authorization"] = "Bearer " .. line })
+      end
     end
   end
   n = #reqs

@@ -18,6 +18,7 @@ Processes are stopped by PID (and get SIGKILL from the kernel if this script die
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -54,6 +55,24 @@ def make_key():
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
     jwk.update({"kid": KID, "alg": "RS256", "use": "sig"})
     return key, {"keys": [jwk]}
+
+
+# The session cookie configs: edgegate's own session cookie (HS256, `session.keys`), minted here
+# by PyJWT in edgegate's session format (claims `aud`, `sub`, `em`, `rl`, `pv`, `cr`, `iat`, `exp`).
+SESSION_KEY = bytes(range(32))
+SESSION_KID = "s1"
+
+
+def mint_sessions(n: int, lifetime: int) -> list[str]:
+    now = int(time.time())
+    return [
+        jwt.encode(
+            {"aud": "edgegate-session", "sub": f"user-{i}", "em": f"user-{i}@example.com", "rl": ["staff"],
+             "pv": "bench", "cr": "jwt", "iat": now, "exp": now + lifetime},
+            SESSION_KEY, algorithm="HS256", headers={"kid": SESSION_KID},
+        )
+        for i in range(n)
+    ]
 
 
 def mint(key, n: int, lifetime: int) -> list[str]:
@@ -104,8 +123,12 @@ def jwt_authn_filter(jwks: dict, cache: bool, same_headers: bool = False) -> dic
     }
 
 
-def edgegate_config(jwks: dict, cache_entries: int = CACHE_SIZE, public: bool = False) -> dict:
+def edgegate_config(jwks: dict, cache_entries: int = CACHE_SIZE, public: bool = False,
+                    session: bool = False) -> dict:
     rule = {"name": "api", "match": {"path": {"prefix": "/"}}, "credentials": ["jwt"]}
+    if session:
+        # A logged-in browser: the session cookie is the credential.
+        rule = {"name": "app", "match": {"path": {"prefix": "/"}}, "credentials": ["session"]}
     if public:
         # No credential kind looked for: the filter runs (strips identity headers, matches the
         # rule) but verifies nothing. The wasm/ABI cost without the JWT check.
@@ -125,6 +148,8 @@ def edgegate_config(jwks: dict, cache_entries: int = CACHE_SIZE, public: bool = 
             ],
             "cache": {"max_entries": cache_entries},
         },
+        **({"session": {"keys": [{"kid": SESSION_KID, "secret": base64.urlsafe_b64encode(SESSION_KEY).rstrip(b"=").decode()}],
+                        "lifetime_seconds": 7200}} if session else {}),
         "rules": [rule],
     }
 
@@ -135,6 +160,7 @@ class Target:
     label: str
     filters: list[dict]
     auth: bool = True  # refuses a request without a token
+    session: bool = False  # the credential is a session cookie, not a bearer JWT
     envoy: envoyproc.Envoy | None = None
     results: dict[str, list[dict]] = field(default_factory=dict)  # workload -> runs
     fresh_sent: int = 0  # where the fresh-token rotation goes on
@@ -202,6 +228,16 @@ def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[s
         Target("edgegate-nocache", "edgegate wasm, cache off (max_entries 0)", wasm_f(edgegate_config(jwks, 0))),
         Target("wasm-noverify", "edgegate wasm, public rule: no JWT check", wasm_f(edgegate_config(jwks, public=True)),
                auth=False),
+        # A logged-in browser: edgegate's session cookie on every request, with the cache (as
+        # shipped) and without it (every request opens the cookie: HMAC and claims).
+        Target("wasm-session", f"edgegate wasm, session cookie, cache {CACHE_SIZE}",
+               wasm_f(edgegate_config(jwks, session=True)), session=True),
+        Target("wasm-session-nocache", "edgegate wasm, session cookie, cache off",
+               wasm_f(edgegate_config(jwks, 0, session=True)), session=True),
+        Target("native-session", f"edgegate native, session cookie, cache {CACHE_SIZE}",
+               native_f(edgegate_config(jwks, session=True)), session=True),
+        Target("native-session-nocache", "edgegate native, session cookie, cache off",
+               native_f(edgegate_config(jwks, 0, session=True)), session=True),
         # The same core as a native dynamic module (filter/envoy-module, envoy/build-native.sh).
         Target("edgegate-native", f"edgegate native module, token cache {CACHE_SIZE}", native_f(edgegate_config(jwks))),
         Target("edgegate-native-nocache", "edgegate native module, cache off (max_entries 0)",
@@ -232,8 +268,9 @@ def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[s
 # --- running ------------------------------------------------------------------------------------
 
 
-def request_status(url: str, token: str | None) -> int:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+def request_status(url: str, token: str | None, session: bool = False) -> int:
+    header = {"Cookie": f"edgegate_session={token}"} if session else {"Authorization": f"Bearer {token}"}
+    req = urllib.request.Request(url, headers=header if token else {})
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
             return r.status
@@ -255,8 +292,10 @@ def pin(pid: int, cpus: set[int]) -> None:
 
 
 def run_wrk(args, url: str, token_file: Path, start: int, duration: int, connections: int,
-            envoy_pid: int | None = None) -> dict:
+            envoy_pid: int | None = None, session: bool = False) -> dict:
     env = {**os.environ, "BENCH_TOKENS": str(token_file), "BENCH_START": str(start)}
+    if session:
+        env["BENCH_COOKIE"] = "edgegate_session"
     cmd = [args.wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(HERE / "bench.lua"), url]
     if args.pin:
         cmd = ["taskset", "-c", "1", *cmd]
@@ -328,6 +367,10 @@ def main() -> int:
     files = {"repeated": work / "repeated.txt", "fresh": work / "fresh.txt"}
     files["repeated"].write_text(repeated[0] + "\n")
     files["fresh"].write_text("\n".join(fresh) + "\n")
+    sessions = mint_sessions(args.tokens, lifetime)
+    session_files = {"repeated": work / "session-repeated.txt", "fresh": work / "session-fresh.txt"}
+    session_files["repeated"].write_text(sessions[0] + "\n")
+    session_files["fresh"].write_text("\n".join(sessions) + "\n")
     print(f"bench: {args.tokens} RS256 tokens minted in {time.monotonic() - t0:.1f}s; workdir {work}", flush=True)
 
     wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -374,7 +417,8 @@ def main() -> int:
                 assert t.envoy.proc is not None
                 pin(t.envoy.proc.pid, {0})
             # Each configuration must really check: the token passes, its absence does not.
-            ok, missing = request_status(t.url(), repeated[0]), request_status(t.url(), None)
+            ok = request_status(t.url(), sessions[0] if t.session else repeated[0], t.session)
+            missing = request_status(t.url(), None)
             if ok != 200 or (t.auth and missing != 401):
                 raise RuntimeError(f"{t.key}: token -> {ok}, no token -> {missing} (want 200 / 401)\n{t.envoy.log_tail()}")
         print(f"bench: {len(tlist)} Envoys up (each --concurrency 1), upstream Envoy on :{upstream.port}", flush=True)
@@ -383,7 +427,8 @@ def main() -> int:
         # Warm-up: one short run each (V8 tiering, connection pools, the repeated token cached).
         for w in workloads if args.warmup > 0 else []:
             for t in tlist:
-                r = run_wrk(args, t.url(), files[w], t.fresh_sent if w == "fresh" else 0, args.warmup, args.connections)
+                r = run_wrk(args, t.url(), (session_files if t.session else files)[w],
+                            t.fresh_sent if w == "fresh" else 0, args.warmup, args.connections, session=t.session)
                 if w == "fresh":
                     t.fresh_sent += r["requests"] + args.connections
         for rnd in range(1, args.rounds + 1):
@@ -392,7 +437,8 @@ def main() -> int:
                 for t in tlist:
                     start = t.fresh_sent if w == "fresh" else 0
                     assert t.envoy is not None and t.envoy.proc is not None
-                    r = run_wrk(args, t.url(), files[w], start, args.duration, args.connections, t.envoy.proc.pid)
+                    r = run_wrk(args, t.url(), (session_files if t.session else files)[w], start, args.duration,
+                                args.connections, t.envoy.proc.pid, session=t.session)
                     if w == "fresh":
                         # The in-flight requests at the end may not be counted: skip past them.
                         t.fresh_sent += r["requests"] + args.connections

@@ -23,7 +23,9 @@
 # written back whole), wasm-set2 (2 headers); and the no-op native module (envoy/noop-module):
 # native-noop (its hooks do nothing: the floor of any dynamic module) and native-hostcalls (the
 # calls edgegate's module makes on a cached allow: the header map read, authorization removed,
-# 7 headers added), and each alone: native-readmap, native-adds, native-remove.
+# 7 headers added), and each alone: native-readmap, native-adds, native-remove; and a logged-in
+# browser (the session cookie as the credential): wasm-session, native-session, and each with
+# the cache off (*-session-nocache: every request opens the cookie).
 # With 2+ CPUs the Envoy under test runs on CPU 0 and wrk and the upstream on CPU 1 (--no-pin:
 # off). Prints a markdown table: req/s, p50, p99, the Envoy's CPU time per request (medians over
 # rounds), and ratios to jwt_authn: of the medians, and "paired" (the median of the per-round
