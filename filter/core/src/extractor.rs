@@ -92,12 +92,17 @@ impl<'a> Request<'a> {
 
     /// The bearer credential from `Authorization`, if the scheme is Bearer (case-insensitive).
     pub fn bearer(&self) -> Option<&'a str> {
-        let v = self.header("authorization")?;
-        let (scheme, rest) = v.split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| rest.trim_matches(' '))
+        self.header("authorization").and_then(bearer_token)
     }
+}
+
+/// The token of an `Authorization` value `Bearer <token>` (the scheme in any case, spaces around
+/// the token trimmed); `None` for another scheme.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim_matches(' '))
 }
 
 /// A credential found in a request, with its kind and where it was found (for logs).

@@ -16,7 +16,7 @@
 //! does not rewrite URLs (the query-parameter source is off by default and logged as risky when
 //! on).
 
-use crate::extractor::{Found, Source};
+use crate::extractor::{bearer_token, Found, Source};
 use crate::identity::{CredentialKind, Identity};
 use crate::oidc::ATTEMPT_COOKIE_PREFIX;
 
@@ -147,9 +147,7 @@ impl Forwarding {
         let Some(prefix) = self.session_bearer.as_deref() else {
             return false;
         };
-        value.split_once(' ').is_some_and(|(scheme, rest)| {
-            scheme.eq_ignore_ascii_case("bearer") && rest.trim_matches(' ').starts_with(prefix)
-        })
+        bearer_token(value).is_some_and(|token| token.starts_with(prefix))
     }
 
     /// Opts in to forwarding: the tokens of these JWT providers, and API keys when `api_keys`
@@ -217,9 +215,10 @@ impl Forwarding {
         };
         // A device credential is a session: it stays here whether or not this rule took it
         // (a public route, a rule of other kinds, an expired one), as the session cookie does.
-        let session_bearer = headers.iter().any(|(name, value)| {
-            name.eq_ignore_ascii_case("authorization") && self.is_session_bearer(value)
-        });
+        let session_bearer = self.session_bearer.is_some()
+            && headers.iter().any(|(name, value)| {
+                name.eq_ignore_ascii_case("authorization") && self.is_session_bearer(value)
+            });
         let mut remove: Vec<String> = Vec::new();
         for h in header
             .into_iter()
