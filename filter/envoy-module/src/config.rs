@@ -58,7 +58,9 @@ pub fn now() -> UnixTime {
     edgegate_envoy_glue::verdict::secs(now_ms())
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks `m`. A panic elsewhere while it was held leaves data that is still valid (every
+/// critical section here leaves its data whole), so a poisoned lock is taken as is.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -4,10 +4,12 @@
 //! filter keeps them in shared data: per node either way.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock};
 
 use edgegate::login::Stored;
 use edgegate::UnixTime;
+
+use crate::config::lock;
 
 /// Most live records kept; beyond it writes fail closed (500) until records expire.
 pub const MAX_RECORDS: usize = 65_536;
@@ -42,7 +44,8 @@ impl DeviceStore {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> Option<bool> {
-        if self.read(key, now).map(|s| s.version) != expect {
+        let live = self.records.get(key).filter(|(_, _, exp)| now < *exp);
+        if live.map(|(_, version, _)| *version) != expect {
             return Some(false);
         }
         if !self.records.contains_key(key) && self.records.len() >= MAX_RECORDS {
@@ -68,11 +71,7 @@ fn store() -> &'static Mutex<DeviceStore> {
 
 /// [`DeviceStore::read`] on the process's store.
 pub fn read(key: &str, now: UnixTime) -> Option<Stored> {
-    // A panic elsewhere while the lock was held leaves a store that is still a valid map.
-    store()
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .read(key, now)
+    lock(store()).read(key, now)
 }
 
 /// [`DeviceStore::cas`] on the process's store.
@@ -83,10 +82,7 @@ pub fn cas(
     expires_at: UnixTime,
     now: UnixTime,
 ) -> Option<bool> {
-    store()
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .cas(key, value, expect, expires_at, now)
+    lock(store()).cas(key, value, expect, expires_at, now)
 }
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 //! keeps it), where the proxy-wasm filter keeps them in shared data per `vm_id`.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock};
 
 use edgegate::UnixTime;
+
+use crate::config::lock;
 
 /// Most live entries kept; beyond it logins fail closed (503) until links expire.
 pub const MAX_USED: usize = 65_536;
@@ -57,11 +59,7 @@ fn used() -> &'static Mutex<UsedSet> {
 
 /// Records the single use of `jti` in this process.
 pub fn claim(jti: &str, expires_at: UnixTime, now: UnixTime) -> Claim {
-    // A panic elsewhere while the lock was held leaves a set that is still a valid map.
-    used()
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .claim(jti, expires_at, now)
+    lock(used()).claim(jti, expires_at, now)
 }
 
 #[cfg(test)]
