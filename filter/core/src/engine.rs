@@ -699,13 +699,8 @@ impl Engine {
     ) -> Authn {
         match found.kind {
             CredentialKind::Jwt => {
-                if let Some((identity, headers)) = cache.get(CredentialKind::Jwt, found.value, now)
-                {
-                    return Authn::Ok {
-                        identity,
-                        headers,
-                        cached: true,
-                    };
+                if let Some(hit) = cached(cache, found, now) {
+                    return hit;
                 }
                 match self.jwt.begin(found.value, keys, now) {
                     JwtStep::Done(check) => self.jwt_checked(check, found.value, cache),
@@ -739,15 +734,8 @@ impl Engine {
     ) -> Authn {
         match check {
             JwtCheck::Valid(id) => {
-                let (identity, headers) = self.granted(id);
-                if let Some(exp) = identity.expires_at {
-                    cache.insert(CredentialKind::Jwt, token, &identity, &headers, exp);
-                }
-                Authn::Ok {
-                    identity,
-                    headers,
-                    cached: false,
-                }
+                let until = id.expires_at;
+                self.verified(id, cache, CredentialKind::Jwt, token, until)
             }
             JwtCheck::NeedKeys { provider } => Authn::NeedKeys(provider),
             JwtCheck::Invalid { error, refetch } => Authn::Err(error, refetch),
@@ -759,12 +747,8 @@ impl Engine {
     /// the kind it was found as until it expires (a browser sends the same cookie on every
     /// request); a refused one is not.
     fn open_session(&self, found: Found<'_>, cache: &mut TokenCache, now: UnixTime) -> Authn {
-        if let Some((identity, headers)) = cache.get(found.kind, found.value, now) {
-            return Authn::Ok {
-                identity,
-                headers,
-                cached: true,
-            };
+        if let Some(hit) = cached(cache, found, now) {
+            return hit;
         }
         let Some(s) = &self.sessions else {
             return Authn::Err(
@@ -795,15 +779,8 @@ impl Engine {
                 if found.kind == CredentialKind::MagicLink {
                     id.credential = CredentialKind::MagicLink;
                 }
-                let (identity, headers) = self.granted(id);
-                if now < until {
-                    cache.insert(found.kind, found.value, &identity, &headers, until);
-                }
-                Authn::Ok {
-                    identity,
-                    headers,
-                    cached: false,
-                }
+                let until = (now < until).then_some(until);
+                self.verified(id, cache, found.kind, found.value, until)
             }
             Err(e) => Authn::Err(e, None),
         }
@@ -813,6 +790,27 @@ impl Engine {
     fn granted(&self, id: Identity) -> (Arc<Identity>, UpstreamHeaders) {
         let headers = self.identity_headers(&id).into();
         (Arc::new(id), headers)
+    }
+
+    /// A credential verified now, remembered by the cache as `kind` until `until` (`None`: not
+    /// cached).
+    fn verified(
+        &self,
+        id: Identity,
+        cache: &mut TokenCache,
+        kind: CredentialKind,
+        token: &str,
+        until: Option<UnixTime>,
+    ) -> Authn {
+        let (identity, headers) = self.granted(id);
+        if let Some(until) = until {
+            cache.insert(kind, token, &identity, &headers, until);
+        }
+        Authn::Ok {
+            identity,
+            headers,
+            cached: false,
+        }
     }
 
     /// A verified credential that is not cached.
@@ -1159,6 +1157,17 @@ pub fn json_denial(realm: &str, e: &Error) -> LocalReply {
         body: json!({"error": error, "reason": e.reason().code(), "message": e.message()})
             .to_string(),
     }
+}
+
+/// The cache's answer for a credential found as `found.kind`, if it holds one.
+fn cached(cache: &mut TokenCache, found: Found<'_>, now: UnixTime) -> Option<Authn> {
+    cache
+        .get(found.kind, found.value, now)
+        .map(|(identity, headers)| Authn::Ok {
+            identity,
+            headers,
+            cached: true,
+        })
 }
 
 #[cfg(test)]
