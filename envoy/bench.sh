@@ -25,7 +25,10 @@
 # calls edgegate's module makes on a cached allow: the header map read, authorization removed,
 # 7 headers added), and each alone: native-readmap, native-adds, native-remove; and a logged-in
 # browser (the session cookie as the credential): wasm-session, native-session, and each with
-# the cache off (*-session-nocache: every request opens the cookie).
+# the cache off (*-session-nocache: every request opens the cookie); and the one job jwt_authn
+# does here (one claim header upstream): edgegate-subject, native-subject and
+# native-subject-nocache (`identity_headers.send: ["subject"]`), with their floors wasm-floor1
+# and native-floor1 (the no-op modules making the same calls).
 # With 2+ CPUs the Envoy under test runs on CPU 0 and wrk and the upstream on CPU 1 (--no-pin:
 # off). Prints a markdown table: req/s, p50, p99, the Envoy's CPU time per request (medians over
 # rounds), and ratios to jwt_authn: of the medians, and "paired" (the median of the per-round

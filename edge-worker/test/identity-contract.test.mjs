@@ -168,7 +168,7 @@ function raw(base, method, target, headers = [], { host = "127.0.0.1", body = ""
 // --- the setup: one workerd, one worker per config ------------------------------------------------
 let origin;
 let wd;
-let main, fwd, reject, dev;
+let main, fwd, reject, dev, narrow;
 
 before(async () => {
   origin = await startOrigin();
@@ -179,10 +179,16 @@ before(async () => {
       { name: "fwd", config: forwardConfig(), origin: "binding" },
       { name: "reject", config: mainConfig({ method_override: "reject" }), origin: "binding" },
       { name: "dev", config: DEV, origin: "binding" },
+      // Only the subject goes upstream (`identity_headers.send`), under a renamed email header.
+      {
+        name: "narrow",
+        config: mainConfig({ identity_headers: { send: ["subject"], email: "x-user-mail" } }),
+        origin: "binding",
+      },
       ...Object.entries(DEV_REFUSED).map(([name, config]) => ({ name, config, origin: "binding" })),
     ],
   });
-  ({ main, fwd, reject, dev } = wd.urls);
+  ({ main, fwd, reject, dev, narrow } = wd.urls);
 });
 
 after(async () => {
@@ -257,6 +263,22 @@ describe("identity headers in every spelling", () => {
     assert.deepEqual(smuggled(echo), []);
     assert.equal(echo.environ.HTTP_X_EDGEGATE_ROLES, "staff");
   });
+});
+
+describe("identity_headers.send", () => {
+  // The Envoy suite's test_headers_left_out_of_send_are_not_sent_and_client_copies_are_still_removed.
+  for (const kind of ["bearer JWT", "session cookie"]) {
+    test(`only the subject goes upstream; client copies of every identity header are removed (${kind})`, async () => {
+      const names = [...IDENTITY.filter((n) => n !== "x-edgegate-email"), "x-user-mail", "x_edgegate_roles", "X_User_Mail"];
+      const credential = kind === "bearer JWT" ? bearer(await jwt()) : ["cookie", `edgegate_session=${await session()}`];
+      const echo = echoed(await raw(narrow, "GET", unique("/app/narrow"), [...names.map((n) => [n, SPOOF]), credential]));
+      assert.deepEqual(smuggled(echo), []);
+      const sent = echo.rawHeaders.filter(([n]) => isIdentity(n) || norm(n) === "x-user-mail");
+      assert.deepEqual(sent, [["x-edgegate-subject", kind === "bearer JWT" ? "staff-user" : "sess-user"]]);
+      const environ = Object.keys(echo.environ).filter((k) => /^HTTP_X_(EDGEGATE_|USER_MAIL)/.test(k));
+      assert.deepEqual(environ, ["HTTP_X_EDGEGATE_SUBJECT"]);
+    });
+  }
 });
 
 // === 2. request trailers ==========================================================================

@@ -222,6 +222,13 @@ def reject(start_envoy_module, setting, keys):
 
 
 @pytest.fixture(scope="module")
+def narrow(start_envoy_module, setting, keys):
+    """Only the subject goes upstream (`identity_headers.send`), under a renamed email header."""
+    cfg = main_config(keys, identity_headers={"send": ["subject"], "email": "x-user-mail"})
+    yield from _envoy(start_envoy_module, setting, cfg)
+
+
+@pytest.fixture(scope="module")
 def dev(start_envoy_module, setting):
     yield from _envoy(start_envoy_module, setting, dev_config())
 
@@ -313,6 +320,33 @@ def test_every_spelling_at_once_with_repeats(main, upstream, keys, setting):
     headers = [(n, SPOOF) for n in SPELLINGS] + [("X_EDGEGATE_ROLES", SPOOF + "2"), ("x-edgegate_email", SPOOF)]
     r = h1(env, "GET", path, [("authorization", f"Bearer {keys.jwt()}"), *headers])
     check_spelling_result(r, upstream, path, setting, "x_mixed", expect_roles="staff")
+
+
+def test_headers_left_out_of_send_are_not_sent_and_client_copies_are_still_removed(narrow, upstream, keys,
+                                                                                  setting):
+    """With `send: ["subject"]` the upstream gets the subject and no other identity header:
+    neither edgegate's (roles, credential, provider, expiry stay at the edge) nor a client's copy
+    of one edgegate no longer sends, in any spelling, the renamed email header included."""
+    env = need(narrow)
+    names = [n for n in IDENTITY + ["x-user-mail"] if n != "x-edgegate-email"]
+    if not rejects_underscores(setting):
+        names += ["x_edgegate_roles", "X_Edgegate_Credential", "x_user_mail"]
+    for credential in (f"Bearer {keys.jwt(roles=['staff'])}", None):
+        path = unique("/app/narrow")
+        headers = [(n, SPOOF) for n in names]
+        if credential:
+            headers.append(("authorization", credential))
+        else:
+            headers.append(("cookie", f"edgegate_session={keys.session()}"))
+        r = h1(env, "GET", path, headers)
+        assert r.status_code == 200, (r.status_code, r.text)
+        echo = r.json()
+        assert smuggled(echo) == [], smuggled(echo)
+        sent = [(n, v) for n, v in echo["raw_headers"] if is_identity(n) or norm(n) == "x-user-mail"]
+        expected = "staff-user" if credential else "sess-user"
+        assert sent == [("x-edgegate-subject", expected)], sent
+        environ = [k for k in echo["environ"] if k.startswith(("HTTP_X_EDGEGATE_", "HTTP_X_USER_MAIL"))]
+        assert environ == ["HTTP_X_EDGEGATE_SUBJECT"], environ
 
 
 def test_spelling_over_http2(main, upstream, setting):

@@ -119,6 +119,21 @@ fn main() {
         let label = format!("edgegate, cached {alg} ({} B)", token.len());
         measure(&mut host, &request("/bench", Some(&token)), &label);
     }
+    // The job jwt_authn does in envoy/bench.sh: one identity header upstream (the subject).
+    let mut subject_only = cfg.clone();
+    subject_only["identity_headers"] = json!({"send": ["subject"]});
+    let mut one = Host::load(&wasm).unwrap();
+    one.set_ids("edgegate", "edgegate");
+    one.set_time(NOW);
+    assert!(one
+        .configure(serde_json::to_vec(&subject_only).unwrap())
+        .unwrap());
+    let token = test_keys::token("RS256", Some(test_keys::kid_for("RS256")), &claims);
+    measure(
+        &mut one,
+        &request("/bench", Some(&token)),
+        "edgegate, cached RS256, send: subject",
+    );
     match noop {
         Ok(noop) => {
             let token = test_keys::token("RS256", Some("rsa"), &claims);
@@ -126,6 +141,7 @@ fn main() {
                 ("", "no-op filter"),
                 ("0,0,1", "no-op + header map and clock read"),
                 ("0,7", "no-op + 7 headers set"),
+                ("1,1,1", "no-op + map, clock, 1 removal, 1 set"),
             ] {
                 let mut h = Host::load(&noop).unwrap();
                 h.set_time(NOW);

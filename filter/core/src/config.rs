@@ -156,6 +156,56 @@ pub struct IdentityHeaders {
     /// default: an empty list is left out, which says the same to the upstream (client-sent
     /// copies are removed either way) and saves a header per request.
     pub send_empty: bool,
+    /// Which identity headers go upstream; all of them by default. List only what the app
+    /// behind reads (e.g. `["subject", "roles"]`): the rest stay at the edge (an email address
+    /// the app never needed is not sent), and each header left out is one header less per
+    /// request. Client-sent copies of every identity header are removed all the same.
+    pub send: Vec<IdentityField>,
+}
+
+/// One identity header, by the name of its field under `identity_headers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum IdentityField {
+    Subject,
+    Email,
+    Name,
+    Roles,
+    Permissions,
+    Credential,
+    Provider,
+    KeyName,
+    Expires,
+}
+
+impl IdentityField {
+    pub const ALL: [IdentityField; 9] = [
+        IdentityField::Subject,
+        IdentityField::Email,
+        IdentityField::Name,
+        IdentityField::Roles,
+        IdentityField::Permissions,
+        IdentityField::Credential,
+        IdentityField::Provider,
+        IdentityField::KeyName,
+        IdentityField::Expires,
+    ];
+
+    /// The field's name in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdentityField::Subject => "subject",
+            IdentityField::Email => "email",
+            IdentityField::Name => "name",
+            IdentityField::Roles => "roles",
+            IdentityField::Permissions => "permissions",
+            IdentityField::Credential => "credential",
+            IdentityField::Provider => "provider",
+            IdentityField::KeyName => "key_name",
+            IdentityField::Expires => "expires",
+        }
+    }
 }
 
 /// The default names: `x-edgegate-` and the field's name (`dev-mode` for dev mode).
@@ -174,6 +224,7 @@ impl Default for IdentityHeaders {
             expires: h("expires"),
             dev_mode: h("dev-mode"),
             send_empty: false,
+            send: IdentityField::ALL.to_vec(),
         }
     }
 }
@@ -195,7 +246,20 @@ impl IdentityHeaders {
         ]
     }
 
+    /// True when `field`'s header goes upstream (`send`).
+    pub fn sends(&self, field: IdentityField) -> bool {
+        self.send.contains(&field)
+    }
+
     fn validate(&self, errors: &mut Vec<ConfigError>) {
+        for (i, field) in self.send.iter().enumerate() {
+            if self.send.iter().take(i).any(|f| f == field) {
+                errors.push(ConfigError::new(
+                    format!("identity_headers.send[{i}]"),
+                    format!("{:?} is listed twice", field.name()),
+                ));
+            }
+        }
         let names = [
             "subject",
             "email",

@@ -970,28 +970,38 @@ impl Engine {
 
     /// The upstream identity headers for an identity (values made header-safe).
     pub fn identity_headers(&self, id: &Identity) -> Vec<(String, String)> {
+        use crate::config::IdentityField as F;
         let h = &self.headers;
-        let mut out = vec![
-            (h.subject.clone(), header_value(&id.subject)),
-            (h.credential.clone(), id.credential.code().to_string()),
-            (h.provider.clone(), header_value(&id.provider)),
-        ];
+        let mut out = Vec::with_capacity(h.send.len());
+        let mut push = |field: F, name: &String, value: &dyn Fn() -> String| {
+            if h.sends(field) {
+                out.push((name.clone(), value()));
+            }
+        };
+        push(F::Subject, &h.subject, &|| header_value(&id.subject));
+        push(F::Credential, &h.credential, &|| {
+            id.credential.code().to_string()
+        });
+        push(F::Provider, &h.provider, &|| header_value(&id.provider));
         if let Some(e) = &id.email {
-            out.push((h.email.clone(), header_value(e)));
+            push(F::Email, &h.email, &|| header_value(e));
         }
         if let Some(n) = &id.name {
-            out.push((h.name.clone(), header_value(n)));
+            push(F::Name, &h.name, &|| header_value(n));
         }
-        for (name, list) in [(&h.roles, &id.roles), (&h.permissions, &id.permissions)] {
+        for (field, name, list) in [
+            (F::Roles, &h.roles, &id.roles),
+            (F::Permissions, &h.permissions, &id.permissions),
+        ] {
             if h.send_empty || !list.is_empty() {
-                out.push((name.clone(), header_list(list)));
+                push(field, name, &|| header_list(list));
             }
         }
         if let Some(k) = &id.key_name {
-            out.push((h.key_name.clone(), header_value(k)));
+            push(F::KeyName, &h.key_name, &|| header_value(k));
         }
         if let Some(exp) = id.expires_at {
-            out.push((h.expires.clone(), exp.to_string()));
+            push(F::Expires, &h.expires, &|| exp.to_string());
         }
         out
     }

@@ -271,6 +271,85 @@ fn empty_role_and_permission_lists_are_left_out_unless_configured() {
 }
 
 #[test]
+fn only_the_identity_headers_listed_in_send_go_upstream_and_every_copy_is_still_stripped() {
+    let t = jwt(json!({"roles": ["agent"], "email": "ann@example.com"}));
+    let auth = format!("Bearer {t}");
+    let names = |h: &[(String, String)]| {
+        let mut n: Vec<String> = h.iter().map(|(k, _)| k.clone()).collect();
+        n.sort();
+        n
+    };
+    // By default every identity header with a value goes up.
+    let (_, all) = allowed(get(&engine(), "/api/tickets", &[("authorization", &auth)]));
+    assert_eq!(
+        names(&all),
+        [
+            "x-edgegate-credential",
+            "x-edgegate-email",
+            "x-edgegate-expires",
+            "x-edgegate-provider",
+            "x-edgegate-roles",
+            "x-edgegate-subject"
+        ]
+    );
+    let mut cfg = config();
+    cfg["identity_headers"] = json!({"send": ["roles", "subject"], "email": "x-mail"});
+    let e = engine_from(&cfg);
+    let (id, h) = allowed(get(&e, "/api/tickets", &[("authorization", &auth)]));
+    assert_eq!(names(&h), ["x-edgegate-roles", "x-edgegate-subject"]);
+    assert_eq!(header(&h, "x-edgegate-roles"), Some("agent"));
+    // The identity itself is whole (policy and logs still see it); only the headers are fewer.
+    assert_eq!(id.unwrap().email.as_deref(), Some("ann@example.com"));
+    // Client copies of the headers not sent are identity headers all the same: removed.
+    for name in [
+        "x-mail",
+        "x-edgegate-credential",
+        "x-edgegate-expires",
+        "x_edgegate_provider",
+    ] {
+        assert!(e.is_identity_header(name), "{name}");
+    }
+    // An empty list sends none: authentication only, as jwt_authn without claim_to_headers.
+    cfg["identity_headers"] = json!({"send": []});
+    let (_, h) = allowed(get(
+        &engine_from(&cfg),
+        "/api/tickets",
+        &[("authorization", &auth)],
+    ));
+    assert_eq!(h, vec![]);
+}
+
+#[test]
+fn identity_headers_send_names_fields_once_or_the_config_is_refused() {
+    for (send, path, says) in [
+        (
+            json!(["subject", "mail"]),
+            "identity_headers.send[1]",
+            "unknown variant `mail`",
+        ),
+        (
+            json!(["subject", "roles", "subject"]),
+            "identity_headers.send[2]",
+            "\"subject\" is listed twice",
+        ),
+        (
+            json!(["dev_mode"]),
+            "identity_headers.send[0]",
+            "unknown variant `dev_mode`",
+        ),
+        (json!("subject"), "identity_headers.send", "a sequence"),
+    ] {
+        let mut cfg = config();
+        cfg["identity_headers"] = json!({"send": send});
+        let err = Engine::from_json(cfg.to_string().as_bytes())
+            .err()
+            .unwrap_or_else(|| panic!("{send} was accepted"))
+            .to_string();
+        assert!(err.contains(path) && err.contains(says), "{send}: {err}");
+    }
+}
+
+#[test]
 fn a_malformed_credential_is_401_not_a_fall_through() {
     let e = engine();
     let session = e
