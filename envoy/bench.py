@@ -156,6 +156,11 @@ def edgegate_config(jwks: dict, cache_entries: int = CACHE_SIZE, public: bool = 
     }
 
 
+# The configs of the no-op native module (envoy/noop-module), loaded as `edgegate_noop`.
+NOOP_NATIVE_CONFIGS = ("native-noop", "native-hostcalls", "native-readmap", "native-adds", "native-remove",
+                       "native-floor1")
+
+
 @dataclass
 class Target:
     key: str  # short id in the table
@@ -193,6 +198,7 @@ def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[s
         """The no-op native module (envoy/noop-module, loaded as `edgegate_noop`) with this plugin
         config ("READ,ADD,REMOVE"): the floor of any dynamic module, and edgegate's calls into
         Envoy priced without edgegate's work."""
+        assert key in NOOP_NATIVE_CONFIGS, key
         filters = [envoyproc.dynamic_module_filter(cfg, name="edgegate_noop")] if noop_native else []
         return Target(key, label, filters, auth=False)
 
@@ -405,9 +411,10 @@ def main() -> int:
         shutil.copyfile(args.native_so, modules / "libedgegate.so")
         if args.base_native:
             shutil.copyfile(args.base_native, modules / "libedgegate_base.so")
-        if any(w in ("native-noop", "native-hostcalls", "native-readmap", "native-adds", "native-remove") for w in wanted):
+        noop_native = [w for w in wanted if w in NOOP_NATIVE_CONFIGS]
+        if noop_native:
             if not args.noop_native:
-                raise SystemExit("bench: configs native-noop and native-hostcalls need --noop-native (envoy/noop-module)")
+                raise SystemExit(f"bench: configs {noop_native} need --noop-native (envoy/noop-module)")
             shutil.copyfile(args.noop_native, modules / "libedgegate_noop.so")
         os.environ["EDGEGATE_NATIVE_SO"] = str(modules / "libedgegate.so")
     tlist = targets(jwks, args.wasm, args.noop_wasm, args.opt_wasm, wanted, args.base_wasm, bool(args.native_so),
