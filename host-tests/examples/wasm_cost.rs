@@ -5,7 +5,10 @@
 //! Envoy) cannot separate it from the noise. Wall time under wasmtime is printed too.
 //!
 //!   envoy/build.sh && (cd envoy/noop-filter && cargo build --release --target wasm32-unknown-unknown)
-//!   cargo run -p host-tests --release --example wasm_cost
+//!   cargo run -p host-tests --release --example wasm_cost [-- --between]
+//!
+//! `--between` also prints, for one request of each kind, the instructions executed between
+//! consecutive host calls (where the filter's own work goes).
 //!
 //! `EDGEGATE_WASM` / `NOOP_WASM` point at other builds (e.g. a baseline for a before/after).
 //! The requests are those of `envoy/bench.sh`: `GET /bench` with an RS256 (2048-bit) or ES256
@@ -51,12 +54,16 @@ fn measure(host: &mut Host, headers: &[(String, Vec<u8>)], label: &str) {
         assert_eq!(s.headers(), Action::Continue, "{label}: not allowed");
     }
     host.take_host_calls();
+    host.take_fuel_used();
+    host.trace_fuel(true);
     {
         let mut s = host.request(headers);
         s.headers();
     }
     let calls = host.take_host_calls();
-    host.take_fuel_used();
+    let marks = host.take_fuel_marks();
+    host.trace_fuel(false);
+    let traced = host.take_fuel_used();
     let n: u32 = 5000;
     let t = Instant::now();
     for _ in 0..n {
@@ -66,6 +73,18 @@ fn measure(host: &mut Host, headers: &[(String, Vec<u8>)], label: &str) {
     let ns = t.elapsed().as_nanos() / u128::from(n);
     let fuel = host.take_fuel_used() / u64::from(n);
     println!("{label:<34} {fuel:>12} {:>10} {ns:>16}", calls.len());
+    if std::env::args().any(|a| a == "--between") {
+        // Instructions executed before each host call, counted from the previous one.
+        let mut last = 0;
+        for (name, at) in marks {
+            println!("    {:>8}  then {name}", at.saturating_sub(last));
+            last = at;
+        }
+        println!(
+            "    {:>8}  then the stream's end",
+            traced.saturating_sub(last)
+        );
+    }
 }
 
 fn main() {

@@ -143,6 +143,12 @@ macro_rules! proxy_fn {
         let name: &'static str = $name;
         import!($l, "env", name, |$c $(, $arg: $ty)*| {
             $c.data_mut().host_calls.push(name);
+            if $c.data().fuel_marks.is_some() {
+                let left = $c.get_fuel().unwrap_or(0);
+                if let Some(marks) = $c.data_mut().fuel_marks.as_mut() {
+                    marks.push((name, left));
+                }
+            }
             $body
         });
     }};

@@ -213,6 +213,7 @@ impl Vm {
             next_metric: 0,
             unknown_calls: Vec::new(),
             host_calls: Vec::new(),
+            fuel_marks: None,
             invalid_header_writes: Vec::new(),
             pending_done: Vec::new(),
             done_calls: Vec::new(),
@@ -743,6 +744,26 @@ impl Host {
     /// counts: context creation, callbacks, allocations the host asks for).
     pub fn take_fuel_used(&self) -> u64 {
         std::mem::take(&mut self.vm.borrow_mut().fuel_used)
+    }
+
+    /// Starts (or stops) noting, at each proxy-wasm call the module makes, the wasm
+    /// instructions it executed since the host last called into it: where a request's
+    /// instructions go between host calls (`examples/wasm_cost.rs`).
+    pub fn trace_fuel(&mut self, on: bool) {
+        self.vm.borrow_mut().store.data_mut().fuel_marks = on.then(Vec::new);
+    }
+
+    /// The calls noted since [`Host::trace_fuel`], each with the instructions executed since
+    /// the host's call into the module began (counted from the fuel each call starts with).
+    pub fn take_fuel_marks(&mut self) -> Vec<(&'static str, u64)> {
+        let mut vm = self.vm.borrow_mut();
+        let start = vm.fuel;
+        let marks = vm.store.data_mut().fuel_marks.as_mut().map(std::mem::take);
+        marks
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, left)| (name, start.saturating_sub(left)))
+            .collect()
     }
 
     pub fn set_fuel_per_call(&mut self, fuel: u64) {

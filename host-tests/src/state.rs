@@ -376,6 +376,8 @@ pub(crate) struct VmState {
     pub unknown_calls: Vec<String>,
     /// Every proxy-wasm ABI call the module made, in order (for per-request call budgets).
     pub host_calls: Vec<&'static str>,
+    /// When on ([`crate::Host::trace_fuel`]): each proxy-wasm call with the fuel left at it.
+    pub fuel_marks: Option<Vec<(&'static str, u64)>>,
     pub invalid_header_writes: Vec<String>,
     pub pending_done: Vec<u32>,
     pub done_calls: Vec<u32>,
