@@ -75,6 +75,12 @@ for (const hostName of hosts) {
       await sleep(200);
       assert.ok(!gw.logs().includes(ok.body.access_token.slice(4)), "the credential is logged");
       assert.ok(!gw.logs().includes(code.device_code.split(".")[1]), "the device code is logged");
+      // The user code by its first half only: the log line is there, the whole code is not.
+      const [head] = code.user_code.split("-");
+      assert.ok(gw.logs().includes(`code ${head}-**** issued`), "no issue line naming the code's first half");
+      for (const whole of [code.user_code, code.user_code.replace("-", "")]) {
+        assert.ok(!gw.logs().includes(whole), "the user code is logged");
+      }
     });
 
     test("expired: a code past code_ttl_s is expired_token, and cannot be approved", async () => {

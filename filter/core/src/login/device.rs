@@ -288,6 +288,17 @@ pub fn display_user_code(code: &str) -> String {
     }
 }
 
+/// A user code as the logs show it: its first half and a mask (`BCDF-****`). The whole code would
+/// let whoever reads the logs approve a waiting device into their own account. Half tells the
+/// lines of one flow apart; the other half still leaves 20⁴ = 160,000 codes, far past the
+/// wrong-code limits.
+pub fn logged_user_code(code: &str) -> String {
+    match code.get(..4) {
+        Some(half) if code.len() > 4 => format!("{half}-****"),
+        _ => "****".into(),
+    }
+}
+
 /// Eight letters from eight random bytes (as one number in base 20: the bias is under 2⁻³⁰).
 fn user_code_from(bytes: [u8; 8]) -> String {
     let mut n = u64::from_le_bytes(bytes);
@@ -835,7 +846,8 @@ impl Machine {
                     }),
                 );
                 r.log = Some(super::LogLine::info(format!(
-                    "device login: code {shown} issued to {client:?}"
+                    "device login: code {} issued to {client:?}",
+                    logged_user_code(code)
                 )));
                 DeviceStep::Reply(r)
             }
@@ -935,7 +947,7 @@ impl Machine {
                 "device login: credential for {:?} delivered to {:?} ({})",
                 record.by.as_deref().unwrap_or(""),
                 record.c,
-                display_user_code(&code)
+                logged_user_code(&code)
             )));
             r
         } else {
@@ -1018,7 +1030,7 @@ impl Machine {
                 "device login: {} approved {:?} ({})",
                 id.subject,
                 record.c,
-                display_user_code(&code)
+                logged_user_code(&code)
             )));
             r
         } else {
@@ -1032,7 +1044,7 @@ impl Machine {
                 "device login: {} denied {:?} ({})",
                 id.subject,
                 record.c,
-                display_user_code(&code)
+                logged_user_code(&code)
             )));
             r
         };
@@ -1129,7 +1141,7 @@ impl Machine {
                     );
                     r.log = Some(super::LogLine::info(format!(
                         "device login: a wrong user code was entered ({})",
-                        display_user_code(&code)
+                        logged_user_code(&code)
                     )));
                     return DeviceStep::Reply(r);
                 };
@@ -1645,6 +1657,71 @@ mod tests {
             .any(|(v, _, _)| v.contains(&token[4..])));
         // single delivery
         assert_eq!(error_of(&e, &mut store, &dc, NOW + 10), "invalid_grant");
+    }
+
+    #[test]
+    fn logs_show_half_of_a_user_code_never_all_of_it() {
+        let e = device_engine();
+        let mut store = Store::default();
+        let r = call(
+            &e,
+            &mut store,
+            "POST",
+            "/auth/device/code",
+            &[],
+            "client_id=edgegate-cli",
+            9,
+            NOW,
+        );
+        let code = json_of(&r)["user_code"].as_str().unwrap().to_string();
+        let device_code = json_of(&r)["device_code"].as_str().unwrap().to_string();
+        let (half, rest) = code.split_once('-').unwrap();
+        let hidden = |line: &str| !line.contains(rest) && !line.contains(&code.replace('-', ""));
+        let issued = r.log.unwrap().text;
+        assert!(
+            issued.contains(&format!("{half}-****")) && hidden(&issued),
+            "{issued}"
+        );
+        // approved (and the page's own lines), then delivered
+        let cookies = logged_in(&e, NOW, false);
+        let page = page_for(&e, &mut store, &cookies, &code, NOW);
+        let r = answer(
+            &e,
+            &mut store,
+            &cookies,
+            &code,
+            &csrf_of(&page),
+            "approve",
+            NOW,
+        );
+        let line = r.log.unwrap().text;
+        assert!(line.contains("approved") && hidden(&line), "{line}");
+        let body = format!(
+            "grant_type={}&device_code={}",
+            form_urlencoded::byte_serialize(DEVICE_GRANT_TYPE.as_bytes()).collect::<String>(),
+            form_urlencoded::byte_serialize(device_code.as_bytes()).collect::<String>()
+        );
+        let r = call(
+            &e,
+            &mut store,
+            "POST",
+            "/auth/device/token",
+            &[],
+            &body,
+            0,
+            NOW + 5,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let line = r.log.unwrap().text;
+        assert!(line.contains("delivered") && hidden(&line), "{line}");
+        // a wrong code, as typed: its tail stays out of the log too
+        let r = page_for(&e, &mut store, &cookies, "BBBB-CDFG", NOW + 1);
+        assert_eq!(r.status, 404, "{}", r.body);
+        let line = r.log.unwrap().text;
+        assert!(
+            line.contains("BBBB-****") && !line.contains("CDFG"),
+            "{line}"
+        );
     }
 
     #[test]
