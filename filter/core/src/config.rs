@@ -280,26 +280,124 @@ impl IdentityHeaders {
                     format!("{value:?} is not a valid lower-case HTTP header name (letters, digits, `-`)"),
                 ));
             }
-            if values.iter().take(i).any(|v| v == value) {
-                errors.push(ConfigError::new(
-                    format!("identity_headers.{field}"),
-                    format!("{value:?} is used twice"),
-                ));
-            }
-            if matches!(
-                *value,
-                "authorization" | "cookie" | "host" | "content-length"
-            ) || value.starts_with(':')
+            let normalized = value.replace('_', "-");
+            if values
+                .iter()
+                .take(i)
+                .any(|v| v.replace('_', "-") == normalized)
             {
                 errors.push(ConfigError::new(
                     format!("identity_headers.{field}"),
+                    format!("{value:?} is used twice (`_` and `-` count as the same: CGI apps merge them)"),
+                ));
+            }
+            if is_reserved_header(&normalized) {
+                errors.push(ConfigError::new(
+                    format!("identity_headers.{field}"),
                     format!(
-                        "{value:?} is a protocol header; pick a name such as x-edgegate-{field}"
+                        "{value:?} is a header clients or proxies send for another purpose, and \
+                         edgegate removes every client copy of an identity header; pick a name \
+                         such as x-edgegate-{}",
+                        field.replace('_', "-")
                     ),
                 ));
             }
         }
     }
+
+    /// Identity header names that are also where credentials are read (`api_keys.header`,
+    /// `jwt.from.header`): the client's copy would be removed before the check, so that
+    /// credential could never be used.
+    fn validate_against_sources(
+        &self,
+        sources: &[(&str, Option<&str>)],
+        errors: &mut Vec<ConfigError>,
+    ) {
+        let fields = [
+            "subject",
+            "email",
+            "name",
+            "roles",
+            "permissions",
+            "credential",
+            "provider",
+            "key_name",
+            "expires",
+            "dev_mode",
+        ];
+        for (field, value) in fields.iter().zip(self.all()) {
+            let normalized = value.replace('_', "-");
+            for (source, name) in sources {
+                if name.is_some_and(|n| n.replace('_', "-") == normalized) {
+                    errors.push(ConfigError::new(
+                        format!("identity_headers.{field}"),
+                        format!(
+                            "{value:?} is also where credentials are read ({source}): edgegate \
+                             would remove them before checking them; pick another name"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Request headers an identity header must not be named after (lower-case, `-` for `_`): the
+/// request's framing and connection, what a client says about its request, and what the proxies
+/// on the way set. Edgegate removes every client copy of an identity header from every request
+/// and sends its own value instead, so one of these would break requests or mislead the app.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "expect",
+    "content-type",
+    "content-encoding",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "user-agent",
+    "referer",
+    "origin",
+    "range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "cache-control",
+    "pragma",
+    "max-forwards",
+    "via",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-client-cert",
+    "x-real-ip",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "b3",
+];
+
+fn is_reserved_header(normalized: &str) -> bool {
+    normalized.starts_with(':')
+        || normalized.starts_with("x-envoy-")
+        || normalized.starts_with("x-b3-")
+        || RESERVED_HEADERS.contains(&normalized)
+        || crate::method_override::OVERRIDE_HEADERS.contains(&normalized)
 }
 
 /// A lower-case RFC 9110 token limited to what identity headers need.
@@ -373,6 +471,14 @@ impl Config {
     /// Cross-section checks that belong to no single section.
     pub(crate) fn validate_global(&self, errors: &mut Vec<ConfigError>) {
         self.identity_headers.validate(errors);
+        let api_key_header = self.api_keys.as_ref().and_then(|a| a.header.as_deref());
+        self.identity_headers.validate_against_sources(
+            &[
+                ("api_keys.header", api_key_header),
+                ("jwt.from.header", self.jwt.from.header.as_deref()),
+            ],
+            errors,
+        );
         if self.realm.is_empty()
             || self.realm.contains(['"', '\\'])
             || self.realm.chars().any(char::is_control)

@@ -350,6 +350,78 @@ fn identity_headers_send_names_fields_once_or_the_config_is_refused() {
 }
 
 #[test]
+fn identity_header_names_that_would_take_over_another_header_are_refused() {
+    let refused = |headers: Value, top: &[(&str, Value)]| {
+        let mut cfg = config();
+        cfg["identity_headers"] = headers;
+        for (k, v) in top {
+            cfg[*k] = v.clone();
+        }
+        Engine::from_json(cfg.to_string().as_bytes())
+            .err()
+            .map(|e| e.to_string())
+    };
+    for (headers, path, says) in [
+        // the request's framing, what clients say of their request, what proxies set
+        (
+            json!({"email": "transfer-encoding"}),
+            "identity_headers.email",
+            "clients or proxies",
+        ),
+        (
+            json!({"subject": "content-type"}),
+            "identity_headers.subject",
+            "x-edgegate-subject",
+        ),
+        (
+            json!({"name": "x-forwarded-for"}),
+            "identity_headers.name",
+            "clients or proxies",
+        ),
+        (
+            json!({"roles": "x_envoy_original_path"}),
+            "identity_headers.roles",
+            "clients or proxies",
+        ),
+        (
+            json!({"key_name": "x-http-method-override"}),
+            "identity_headers.key_name",
+            "x-edgegate-key-name",
+        ),
+        // two names a CGI app would merge
+        (
+            json!({"subject": "x-user", "email": "x_user"}),
+            "identity_headers.email",
+            "used twice",
+        ),
+        // where this config reads credentials (api_keys.header is x-api-key)
+        (
+            json!({"subject": "x_api_key"}),
+            "identity_headers.subject",
+            "api_keys.header",
+        ),
+    ] {
+        let err = refused(headers.clone(), &[]).unwrap_or_else(|| panic!("{headers} was accepted"));
+        assert!(err.contains(path) && err.contains(says), "{headers}: {err}");
+    }
+    let mut jwt = config()["jwt"].clone();
+    jwt["from"] = json!({"header": "x-jwt"});
+    let err = refused(json!({"email": "x-jwt"}), &[("jwt", jwt)]).expect("x-jwt was accepted");
+    assert!(
+        err.contains("identity_headers.email") && err.contains("jwt.from.header"),
+        "{err}"
+    );
+    // oauth2-proxy's names, which apps behind it read, stay allowed
+    assert_eq!(
+        refused(
+            json!({"subject": "x-forwarded-user", "email": "x-forwarded-email"}),
+            &[]
+        ),
+        None
+    );
+}
+
+#[test]
 fn a_malformed_credential_is_401_not_a_fall_through() {
     let e = engine();
     let session = e
