@@ -468,6 +468,62 @@ impl Config {
         })
     }
 
+    /// Where credentials are read must be a header or cookie of their own: not `Authorization`
+    /// (always read for `Bearer`), not a header that means something else (the edgegate removes
+    /// a consumed credential's header from the upstream request), not one header for two kinds
+    /// of credential, and not edgegate's own session cookies.
+    fn validate_credential_sources(&self, errors: &mut Vec<ConfigError>) {
+        let jwt_header = self.jwt.from.header.as_deref();
+        let api_key_header = self.api_keys.as_ref().and_then(|a| a.header.as_deref());
+        for (path, name) in [
+            ("jwt.from.header", jwt_header),
+            ("api_keys.header", api_key_header),
+        ] {
+            let Some(name) = name else { continue };
+            let normalized = name.to_ascii_lowercase().replace('_', "-");
+            if normalized == "authorization" {
+                // api_keys.header says so in its own section.
+                if path == "jwt.from.header" {
+                    errors.push(ConfigError::new(
+                        path,
+                        "`Authorization: Bearer <token>` is always read; name another header here \
+                         (e.g. x-jwt-assertion) or leave it out",
+                    ));
+                }
+            } else if is_reserved_header(&normalized) {
+                errors.push(ConfigError::new(
+                    path,
+                    format!(
+                        "{name:?} is a header clients or proxies send for another purpose (it \
+                         would be removed from requests whose credential it carried); name \
+                         another header"
+                    ),
+                ));
+            }
+        }
+        if let (Some(j), Some(a)) = (jwt_header, api_key_header) {
+            if j.to_ascii_lowercase().replace('_', "-") == a.to_ascii_lowercase().replace('_', "-")
+            {
+                errors.push(ConfigError::new(
+                    "jwt.from.header",
+                    format!("{j:?} is also api_keys.header: give each kind of credential its own header"),
+                ));
+            }
+        }
+        if let (Some(cookie), Some(session)) = (&self.jwt.from.cookie, &self.session) {
+            let own = [
+                session.cookie_name.clone(),
+                format!("{}_refresh", session.cookie_name),
+            ];
+            if own.contains(cookie) || cookie.starts_with(crate::oidc::ATTEMPT_COOKIE_PREFIX) {
+                errors.push(ConfigError::new(
+                    "jwt.from.cookie",
+                    format!("{cookie:?} is one of edgegate's own cookies (the session's); name the cookie your tokens arrive in"),
+                ));
+            }
+        }
+    }
+
     /// Cross-section checks that belong to no single section.
     pub(crate) fn validate_global(&self, errors: &mut Vec<ConfigError>) {
         self.identity_headers.validate(errors);
@@ -520,6 +576,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_credential_sources(errors);
         let mut names: Vec<&str> = Vec::new();
         for (i, p) in self.jwt.providers.iter().enumerate() {
             if names.contains(&p.name.as_str()) {

@@ -422,6 +422,81 @@ fn identity_header_names_that_would_take_over_another_header_are_refused() {
 }
 
 #[test]
+fn credential_sources_that_mean_something_else_are_refused() {
+    let refused = |jwt_from: Value, api_key_header: Option<&str>| {
+        let mut cfg = config();
+        cfg["jwt"]["from"] = jwt_from;
+        match api_key_header {
+            Some(h) => cfg["api_keys"]["header"] = json!(h),
+            None => {
+                cfg["api_keys"].as_object_mut().unwrap().remove("header");
+            }
+        }
+        Engine::from_json(cfg.to_string().as_bytes())
+            .err()
+            .map(|e| e.to_string())
+    };
+    for (from, api, path, says) in [
+        (
+            json!({"header": "authorization"}),
+            None,
+            "jwt.from.header",
+            "always read",
+        ),
+        (
+            json!({"header": "content-type"}),
+            None,
+            "jwt.from.header",
+            "another purpose",
+        ),
+        (
+            json!({}),
+            Some("x-forwarded-for"),
+            "api_keys.header",
+            "another purpose",
+        ),
+        (
+            json!({"header": "x-token"}),
+            Some("x_token"),
+            "jwt.from.header",
+            "its own header",
+        ),
+        (
+            json!({"cookie": "edgegate_session"}),
+            None,
+            "jwt.from.cookie",
+            "edgegate's own",
+        ),
+        (
+            json!({"cookie": "edgegate_session_refresh"}),
+            None,
+            "jwt.from.cookie",
+            "edgegate's own",
+        ),
+        (
+            json!({"cookie": "edgegate_login_x"}),
+            None,
+            "jwt.from.cookie",
+            "edgegate's own",
+        ),
+    ] {
+        let err =
+            refused(from.clone(), api).unwrap_or_else(|| panic!("{from} {api:?} was accepted"));
+        assert!(
+            err.contains(path) && err.contains(says),
+            "{from} {api:?}: {err}"
+        );
+    }
+    assert_eq!(
+        refused(
+            json!({"header": "x-jwt-assertion", "cookie": "access_token"}),
+            Some("x-api-key")
+        ),
+        None
+    );
+}
+
+#[test]
 fn a_malformed_credential_is_401_not_a_fall_through() {
     let e = engine();
     let session = e
