@@ -210,6 +210,20 @@ impl RedirectConfig {
         let mut errors = Vec::new();
         let mut allowed = Vec::with_capacity(self.allowed_hosts.len());
         for (i, e) in self.allowed_hosts.iter().enumerate() {
+            // `*.com` or `.com`: every site under a top-level domain is an open redirect.
+            let domain = e.strip_prefix("*.").or_else(|| e.strip_prefix('.'));
+            if let Some(d) = domain.map(|d| d.split(':').next().unwrap_or(d)) {
+                if !d.is_empty() && !d.contains('.') {
+                    errors.push(ConfigError::new(
+                        format!("allowed_hosts[{i}]"),
+                        format!(
+                            "{e:?} allows every site under the top-level domain .{d}; name your \
+                             own domain (e.g. *.example.{d})"
+                        ),
+                    ));
+                    continue;
+                }
+            }
             match parse_entry(e) {
                 Some(a) => allowed.push(a),
                 None => errors.push(ConfigError::new(
@@ -523,6 +537,24 @@ mod tests {
                 .map(|i| format!("allowed_hosts[{i}]"))
                 .collect::<Vec<_>>()
         );
+        // a wildcard over a whole top-level domain is an open redirect
+        for tld in ["*.com", ".com", "*.com:443", ".io:*"] {
+            let errs = RedirectConfig {
+                allowed_hosts: vec!["desk.example.com".into(), tld.into()],
+            }
+            .compile()
+            .unwrap_err();
+            assert_eq!(error_paths(&errs), ["allowed_hosts[1]"], "{tld}");
+            assert!(
+                errs[0].to_string().contains("top-level domain"),
+                "{tld}: {errs:?}"
+            );
+        }
+        assert!(RedirectConfig {
+            allowed_hosts: vec!["*.example.com".into(), ".example.com:8443".into()],
+        }
+        .compile()
+        .is_ok());
         let p = policy(&["Desk.Example.COM", "xn--bcher-kva.example"]);
         assert!(p.check("https://desk.example.com/").is_ok());
         assert!(p.check("https://xn--bcher-kva.example/").is_ok());

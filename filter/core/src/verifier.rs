@@ -129,6 +129,9 @@ pub struct Provider {
     warnings: Vec<String>,
 }
 
+/// The largest `clock_skew_seconds` accepted.
+pub const MAX_CLOCK_SKEW: u64 = 300;
+
 impl Provider {
     /// Validates and compiles one provider. Error paths are relative to the provider.
     pub fn compile(cfg: &ProviderConfig) -> Result<Provider, Vec<ConfigError>> {
@@ -173,6 +176,30 @@ impl Provider {
         };
         let algorithms = cfg.effective_algorithms();
         let mut warnings = Vec::new();
+        if cfg.clock_skew_seconds > MAX_CLOCK_SKEW {
+            errors.push(ConfigError::new(
+                "clock_skew_seconds",
+                format!(
+                    "at most {MAX_CLOCK_SKEW} (5 minutes; default 60): more would accept tokens \
+                     that long after they expire; a clock that far off needs its time sync fixed"
+                ),
+            ));
+        }
+        if cfg.max_lifetime_seconds == Some(0) {
+            errors.push(ConfigError::new(
+                "max_lifetime_seconds",
+                "must be at least 1 (the longest exp - iat accepted); leave it out for no limit",
+            ));
+        }
+        if cfg.audiences.is_empty() {
+            warnings.push(
+                "audiences is empty: `aud` is not checked, so a token this issuer made for any \
+                 other client or API is accepted too; list your API's (or client's) id, or, where \
+                 tokens have no `aud` (Cognito access tokens), require the scopes only your app \
+                 grants in the rules"
+                    .to_string(),
+            );
+        }
         let mut seen = Vec::new();
         for (i, a) in cfg.algorithms.iter().enumerate() {
             if seen.contains(a) {

@@ -497,6 +497,44 @@ fn credential_sources_that_mean_something_else_are_refused() {
 }
 
 #[test]
+fn a_provider_that_would_accept_expired_or_any_clients_tokens_is_refused_or_warned_of() {
+    let with = |extra: Value| {
+        let mut cfg = config();
+        for (k, v) in extra.as_object().unwrap() {
+            cfg["jwt"]["providers"][0][k] = v.clone();
+        }
+        Engine::from_json(cfg.to_string().as_bytes())
+    };
+    for (extra, path) in [
+        (
+            json!({"clock_skew_seconds": 301}),
+            "jwt.providers[0].clock_skew_seconds",
+        ),
+        (
+            json!({"max_lifetime_seconds": 0}),
+            "jwt.providers[0].max_lifetime_seconds",
+        ),
+    ] {
+        let err = with(extra.clone())
+            .err()
+            .unwrap_or_else(|| panic!("{extra} was accepted"))
+            .to_string();
+        assert!(err.contains(path), "{extra}: {err}");
+    }
+    assert!(with(json!({"clock_skew_seconds": 300})).is_ok());
+    // No audiences: loaded (Cognito access tokens carry none), but loudly.
+    let e = with(json!({"audiences": []})).unwrap();
+    assert!(
+        e.warnings()
+            .iter()
+            .any(|w| w.starts_with("jwt.providers[0].audiences is empty")),
+        "{:?}",
+        e.warnings()
+    );
+    assert!(engine().warnings().is_empty(), "{:?}", engine().warnings());
+}
+
+#[test]
 fn a_malformed_credential_is_401_not_a_fall_through() {
     let e = engine();
     let session = e

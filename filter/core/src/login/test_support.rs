@@ -27,7 +27,7 @@ pub(super) fn key(byte: u8) -> String {
 pub(super) fn config_value() -> Value {
     json!({
         "jwt": {"providers": [{
-            "name": "op", "issuer": "https://idp.example",
+            "name": "op", "issuer": "https://idp.example", "audiences": ["edge"],
             "algorithms": ["HS256"],
             "shared_secrets": [{"kid": "k1", "secret": IDP_SECRET}],
             "claims": {"roles": ["roles"]}
