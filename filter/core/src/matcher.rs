@@ -292,6 +292,35 @@ impl PathMatch {
     }
 }
 
+impl PathMatch {
+    /// True when every path `later` matches, this matches too (conservative: false when unsure).
+    fn covers(&self, later: &PathMatch) -> bool {
+        match (self, later) {
+            (PathMatch::Any, _) => true,
+            (PathMatch::Prefix(p), PathMatch::Any) => p.is_empty(),
+            (PathMatch::Prefix(p), PathMatch::Exact(e)) => covers_prefix(p, e),
+            (PathMatch::Prefix(p), PathMatch::Prefix(q)) => covers_prefix(p, q),
+            (PathMatch::Prefix(p), PathMatch::Glob { segments, .. }) => {
+                // Every path the glob fits starts with its leading literal segments.
+                let mut lead = String::new();
+                for seg in segments {
+                    match seg {
+                        SegPat::Lit(l) => {
+                            lead.push('/');
+                            lead.push_str(l);
+                        }
+                        SegPat::Wild(_) => break,
+                    }
+                }
+                covers_prefix(p, &lead)
+            }
+            (PathMatch::Exact(a), PathMatch::Exact(b)) => a == b,
+            (a @ PathMatch::Glob { .. }, b @ PathMatch::Glob { .. }) => a == b,
+            _ => false,
+        }
+    }
+}
+
 /// Whether `path` is `prefix` or below it; `prefix` has no trailing `/` (empty = root).
 pub(crate) fn covers_prefix(prefix: &str, path: &str) -> bool {
     match path.strip_prefix(prefix) {
@@ -315,6 +344,15 @@ impl Route {
             path: PathMatch::Any,
             methods: Vec::new(),
         }
+    }
+
+    /// True when every request `later` fits, this route fits too: a rule after this one with
+    /// that route would never be used. Conservative (false when unsure).
+    pub fn shadows(&self, later: &Route) -> bool {
+        let methods = self.methods.is_empty()
+            || (!later.methods.is_empty()
+                && later.methods.iter().all(|m| self.methods.contains(m)));
+        methods && self.path.covers(&later.path)
     }
 
     /// Whether a request with this method and normalized path falls under the route.

@@ -431,6 +431,28 @@ impl Rules {
                 Err(es) => errors.extend(es.into_iter().map(|e| e.at(&format!("rules[{i}]")))),
             }
         }
+        // A rule after one that fits every request it fits is never used: almost always a
+        // broader rule put first (a public `/` before a protected `/admin` makes it public).
+        if compiled.len() == rules.len() {
+            for (i, later) in compiled.iter().enumerate() {
+                if let Some(j) = compiled
+                    .iter()
+                    .take(i)
+                    .position(|r| r.route.shadows(&later.route))
+                {
+                    errors.push(ConfigError::new(
+                        format!("rules[{i}].match"),
+                        format!(
+                            "rule \"{}\" is never used: rules[{j}] (\"{}\") comes first and fits every \
+                             request it fits (the first rule that fits decides); put the more \
+                             specific rule first",
+                            later.name,
+                            compiled.get(j).map_or("", |r| r.name.as_str())
+                        ),
+                    ));
+                }
+            }
+        }
         match Rule::compile_default(default) {
             Ok(default) if errors.is_empty() => Ok(Rules {
                 rules: compiled,
@@ -483,6 +505,7 @@ mod tests {
     use super::*;
     use crate::matcher::normalize_path;
     use crate::policy::tests::ident;
+    use crate::test_support::error_paths;
     use serde_json::json;
 
     /// A rule with these requirements, default credentials, for every request.
@@ -516,6 +539,111 @@ mod tests {
         let rules: Vec<RuleConfig> = serde_json::from_value(v).unwrap();
         let default: DefaultRuleConfig = serde_json::from_value(default).unwrap();
         Rules::compile(&rules, &default)
+    }
+
+    #[test]
+    fn a_rule_that_a_rule_before_it_covers_is_refused() {
+        let pair = |first: serde_json::Value, later: serde_json::Value| {
+            rules(
+                json!([{"name": "first", "match": first}, {"name": "later", "match": later}]),
+                json!({}),
+            )
+        };
+        let shadowed = [
+            (
+                json!({"path": {"prefix": "/"}}),
+                json!({"path": {"prefix": "/admin"}}),
+            ),
+            (json!({"path": {"prefix": "/"}}), json!({})),
+            (
+                json!({}),
+                json!({"path": {"exact": "/x"}, "methods": ["GET"]}),
+            ),
+            (
+                json!({"path": {"prefix": "/api"}}),
+                json!({"path": {"exact": "/api/x"}}),
+            ),
+            (
+                json!({"path": {"prefix": "/api/"}}),
+                json!({"path": {"prefix": "/api/v1"}}),
+            ),
+            (
+                json!({"path": {"prefix": "/api"}}),
+                json!({"path": {"prefix": "/api"}}),
+            ),
+            (
+                json!({"path": {"prefix": "/api"}}),
+                json!({"path": {"glob": "/api/*/x/**"}}),
+            ),
+            (
+                json!({"path": {"exact": "/a"}}),
+                json!({"path": {"exact": "/a"}}),
+            ),
+            (
+                json!({"path": {"glob": "/t/*"}}),
+                json!({"path": {"glob": "/t/*"}}),
+            ),
+            (
+                json!({"path": {"prefix": "/api"}}),
+                json!({"path": {"prefix": "/api/x"}, "methods": ["DELETE"]}),
+            ),
+            (
+                json!({"path": {"prefix": "/api"}, "methods": ["GET", "POST"]}),
+                json!({"path": {"prefix": "/api/x"}, "methods": ["POST", "HEAD"]}),
+            ),
+        ];
+        for (first, later) in shadowed {
+            let errs = pair(first.clone(), later.clone())
+                .err()
+                .unwrap_or_else(|| panic!("{first} before {later} was accepted"));
+            assert_eq!(error_paths(&errs), ["rules[1].match"], "{first} {later}");
+            assert!(
+                errs[0]
+                    .to_string()
+                    .contains("\"later\" is never used: rules[0]"),
+                "{errs:?}"
+            );
+        }
+        let fine = [
+            (
+                json!({"path": {"prefix": "/admin"}}),
+                json!({"path": {"prefix": "/"}}),
+            ),
+            (
+                json!({"path": {"prefix": "/api"}}),
+                json!({"path": {"prefix": "/apix"}}),
+            ),
+            (
+                json!({"path": {"exact": "/api"}}),
+                json!({"path": {"prefix": "/api"}}),
+            ),
+            (
+                json!({"path": {"prefix": "/api/v1"}}),
+                json!({"path": {"prefix": "/api"}}),
+            ),
+            (
+                json!({"path": {"glob": "/api/*/x"}}),
+                json!({"path": {"prefix": "/api"}}),
+            ),
+            (
+                json!({"path": {"prefix": "/api"}}),
+                json!({"path": {"glob": "/*/x"}}),
+            ),
+            (
+                json!({"path": {"prefix": "/api"}, "methods": ["GET"]}),
+                json!({"path": {"prefix": "/api/x"}}),
+            ),
+            (
+                json!({"path": {"prefix": "/api"}, "methods": ["POST"]}),
+                json!({"path": {"prefix": "/api/x"}, "methods": ["POST", "PUT"]}),
+            ),
+        ];
+        for (first, later) in fine {
+            assert!(
+                pair(first.clone(), later.clone()).is_ok(),
+                "{first} before {later}"
+            );
+        }
     }
 
     #[test]
