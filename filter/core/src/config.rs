@@ -524,6 +524,69 @@ impl Config {
         }
     }
 
+    /// Every secret serves one purpose: the same bytes as the session key and a magic-link key,
+    /// a refresh-cookie key, a provider's shared secret or the API-key pepper would let what one
+    /// part signs be checked by another (today each also checks its own claims; this keeps it
+    /// so whatever changes). The error names both places, never the secret.
+    fn validate_secrets_are_not_shared(&self, errors: &mut Vec<ConfigError>) {
+        let mut secrets: Vec<(String, &str)> = Vec::new();
+        for (i, k) in self.session.iter().flat_map(|s| s.keys.iter()).enumerate() {
+            secrets.push((format!("session.keys[{i}].secret"), k.secret.expose()));
+        }
+        for (i, k) in self
+            .magic_links
+            .iter()
+            .flat_map(|m| m.keys.iter())
+            .enumerate()
+        {
+            secrets.push((format!("magic_links.keys[{i}].secret"), k.secret.expose()));
+        }
+        for (i, k) in self
+            .login
+            .iter()
+            .flat_map(|l| l.refresh_keys.iter())
+            .enumerate()
+        {
+            secrets.push((format!("login.refresh_keys[{i}].secret"), k.secret.expose()));
+        }
+        for (p, provider) in self.jwt.providers.iter().enumerate() {
+            for (i, k) in provider.shared_secrets.iter().enumerate() {
+                secrets.push((
+                    format!("jwt.providers[{p}].shared_secrets[{i}].secret"),
+                    k.secret.as_str(),
+                ));
+            }
+        }
+        if let Some(pepper) = self.api_keys.as_ref().and_then(|a| a.pepper.as_ref()) {
+            secrets.push(("api_keys.pepper".to_string(), pepper.expose()));
+        }
+        // The purpose a path serves (`session.keys`; every provider's shared secrets together,
+        // as one issuer's tokens may be split over two providers): the same secret twice within
+        // one purpose is that section's own concern.
+        let list = |p: &str| {
+            if p.starts_with("jwt.providers[") {
+                "jwt.providers".to_string()
+            } else {
+                p.rsplit_once('[').map_or(p, |(l, _)| l).to_string()
+            }
+        };
+        for (i, (path, secret)) in secrets.iter().enumerate() {
+            if let Some((first, _)) = secrets
+                .iter()
+                .take(i)
+                .find(|(p, s)| s == secret && list(p) != list(path))
+            {
+                errors.push(ConfigError::new(
+                    path.clone(),
+                    format!(
+                        "is the same secret as {first}; give each purpose its own \
+                         (openssl rand 32 | basenc --base64url | tr -d =)"
+                    ),
+                ));
+            }
+        }
+    }
+
     /// Cross-section checks that belong to no single section.
     pub(crate) fn validate_global(&self, errors: &mut Vec<ConfigError>) {
         self.identity_headers.validate(errors);
@@ -577,6 +640,7 @@ impl Config {
             }
         }
         self.validate_credential_sources(errors);
+        self.validate_secrets_are_not_shared(errors);
         let mut names: Vec<&str> = Vec::new();
         for (i, p) in self.jwt.providers.iter().enumerate() {
             if names.contains(&p.name.as_str()) {

@@ -193,6 +193,12 @@ impl Engine {
         if cfg.jwt.from.query_param.is_some() {
             warnings.push("jwt.from.query_param is on: tokens in URLs end up in access logs and Referer headers".into());
         }
+        if rules.default_rule().is_public()
+            && rules.rules().iter().all(Rule::is_public)
+            && dev.is_none()
+        {
+            warnings.push("no rule requires a credential (default_rule and every rule are public): every request passes, with an identity only when it carries one; protect paths with a rule, or make default_rule require a credential".into());
+        }
         let extractor = Extractor {
             jwt_header: cfg.jwt.from.header.clone(),
             jwt_cookie: cfg.jwt.from.cookie.clone(),

@@ -535,6 +535,72 @@ fn a_provider_that_would_accept_expired_or_any_clients_tokens_is_refused_or_warn
 }
 
 #[test]
+fn one_secret_for_two_purposes_is_refused_naming_both_places_never_the_secret() {
+    let load = |cfg: &Value| {
+        Engine::from_json(cfg.to_string().as_bytes())
+            .err()
+            .map(|e| e.to_string())
+    };
+    let session_secret = config()["session"]["keys"][0]["secret"].clone();
+    let jwt_secret = config()["jwt"]["providers"][0]["shared_secrets"][0]["secret"].clone();
+    let mut reused = config();
+    reused["magic_links"]["keys"][0]["secret"] = session_secret.clone();
+    let err = load(&reused).expect("the session key as a magic-link key was accepted");
+    assert!(
+        err.contains("magic_links.keys[0].secret") && err.contains("session.keys[0].secret"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(session_secret.as_str().unwrap()),
+        "the secret is in the error: {err}"
+    );
+    let mut reused = config();
+    reused["session"]["keys"][0]["secret"] = jwt_secret.clone();
+    let err = load(&reused).expect("a provider's secret as the session key was accepted");
+    assert!(
+        err.contains("session.keys[0].secret") && err.contains("shared_secrets[0]"),
+        "{err}"
+    );
+    let mut reused = config();
+    reused["api_keys"]["pepper"] = session_secret;
+    let err = load(&reused).expect("the session key as the pepper was accepted");
+    assert!(
+        err.contains("api_keys.pepper: is the same secret as session.keys[0].secret"),
+        "{err}"
+    );
+    // Two providers of one signer may share it.
+    let mut two = config();
+    let mut other = two["jwt"]["providers"][0].clone();
+    other["name"] = json!("idp2");
+    other["issuer"] = json!("https://other.example");
+    two["jwt"]["providers"].as_array_mut().unwrap().push(other);
+    assert_eq!(load(&two), None);
+}
+
+#[test]
+fn a_config_that_protects_nothing_loads_with_a_warning() {
+    let warned = |cfg: Value| {
+        let e = Engine::from_json(cfg.to_string().as_bytes()).unwrap();
+        e.warnings()
+            .iter()
+            .any(|w| w.starts_with("no rule requires a credential"))
+    };
+    assert!(warned(
+        json!({"default_rule": {"require": {"public": true}}})
+    ));
+    assert!(warned(json!({
+        "rules": [{"name": "a", "match": {"path": {"prefix": "/a"}}, "require": {"public": true}}],
+        "default_rule": {"require": {"public": true}}
+    })));
+    assert!(!warned(
+        json!({"default_rule": {"require": {"public": true}}, "rules": [
+        {"name": "a", "match": {"path": {"prefix": "/a"}}, "credentials": ["session"]}
+    ], "session": config()["session"].clone()})
+    ));
+    assert!(!warned(config()));
+}
+
+#[test]
 fn a_malformed_credential_is_401_not_a_fall_through() {
     let e = engine();
     let session = e
