@@ -444,6 +444,22 @@ describe("consumed credentials", () => {
     assert.equal(echo.headers["x-custom"], "v");
   });
 
+  // The Envoy suite's test_a_second_authorization_header_never_rides_along_a_forwarded_token.
+  const FORGED = "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiIsInJvbGVzIjpbImFkbWluIl19.";
+  for (const order of ["valid first", "forged first"]) {
+    test(`a second authorization header never rides along a forwarded token (${order})`, async () => {
+      const valid = `Bearer ${await jwt({ issuer: FWD_ISSUER, sub: "fwd-user" })}`;
+      const pair = order === "valid first" ? [valid, FORGED] : [FORGED, valid];
+      const path = unique("/app/twice");
+      denied(await raw(fwd, "GET", path, pair.map((v) => ["authorization", v])), path, 400, "repeated_credential");
+    });
+  }
+
+  test("a forwarded API-key header sent twice is refused", async () => {
+    const path = unique("/app/twice-key");
+    denied(await raw(fwd, "GET", path, [["x-api-key", STAFF_KEY], ["X-Api-Key", ADMIN_KEY]]), path, 400, "repeated_credential");
+  });
+
   test("forward: true forwards that provider's token, never edgegate's cookies", async () => {
     const token = await jwt({ issuer: FWD_ISSUER, sub: "fwd-user" });
     const echo = echoed(

@@ -621,6 +621,26 @@ def test_api_keys_forward_true_forwards_the_key(fwd, keys):
     assert echo["headers"]["x-api-key"] == keys.api_key
 
 
+FORGED = "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiIsInJvbGVzIjpbImFkbWluIl19."
+
+
+@pytest.mark.parametrize("order", ["valid-first", "forged-first"])
+def test_a_second_authorization_header_never_rides_along_a_forwarded_token(fwd, keys, upstream, order):
+    """With `forward: true` the token goes upstream as sent: a second Authorization header (an
+    unsigned admin token here) must not go with it for the app to read. 400, nothing upstream."""
+    valid = f"Bearer {keys.jwt(issuer=FWD_ISSUER, sub='fwd-user')}"
+    pair = [valid, FORGED] if order == "valid-first" else [FORGED, valid]
+    path = unique("/app/twice")
+    r = h1(need(fwd), "GET", path, [("authorization", v) for v in pair])
+    assert_denied(r, upstream, path, status=400, why="repeated_credential")
+
+
+def test_a_forwarded_api_key_header_sent_twice_is_refused(fwd, keys, upstream):
+    path = unique("/app/twice-key")
+    r = h1(need(fwd), "GET", path, [("x-api-key", keys.api_key), ("X-Api-Key", keys.admin_api_key)])
+    assert_denied(r, upstream, path, status=400, why="repeated_credential")
+
+
 # === 5. dev mode ================================================================================
 
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "LOCALHOST:8080", "127.9.8.7:1", "[::1]", "[::1]:4443", "localhost:80"]

@@ -340,6 +340,14 @@ impl Engine {
     }
 
     pub(crate) fn identify_from(&self, waited: bool, cx: &mut Cx<'_>) -> Step {
+        let every = [
+            CredentialKind::Session,
+            CredentialKind::Jwt,
+            CredentialKind::ApiKey,
+        ];
+        if let Some(name) = self.extractor.repeated(cx.req, &every) {
+            return Step::Done(Verdict::Reply(self.deny_json(&repeated(&name))));
+        }
         let is_api_key = |s: &str| self.api_keys.as_ref().is_some_and(|k| k.looks_like_key(s));
         let Some(found) = self.extractor.find_any(cx.req, &is_api_key) else {
             let e = Error::new(Reason::CredentialMissing, "no credential");
@@ -577,6 +585,9 @@ impl Engine {
         cx: &mut Cx<'_>,
     ) -> Outcome<Verdict> {
         let req = cx.req;
+        if let Some(name) = self.extractor.repeated(req, rule.credentials()) {
+            return Outcome::Done(Verdict::Reply(self.deny_for(req, &repeated(&name), None)));
+        }
         let is_api_key = |s: &str| self.api_keys.as_ref().is_some_and(|k| k.looks_like_key(s));
         let Some(found) = self.extractor.find(req, rule.credentials(), &is_api_key) else {
             if rule.is_public() {
@@ -1055,6 +1066,14 @@ fn verify_api_key(
         Err(e) if e.reason() == Reason::ApiKeyUnknown => Err(unusable),
         other => other,
     }
+}
+
+/// The refusal of a request that sends a credential's carrier (`what`) twice.
+fn repeated(what: &str) -> Error {
+    Error::new(
+        Reason::RepeatedCredential,
+        format!("the request sends {what} more than once; send one credential"),
+    )
 }
 
 /// The verdict of a public route without an (accepted) credential: nothing goes upstream.

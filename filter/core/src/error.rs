@@ -147,6 +147,10 @@ reasons! {
     HeadersTooLarge => "headers_too_large",
     /// A method the gateway never forwards (`CONNECT`: a tunnel no rule can judge).
     MethodNotAllowed => "method_not_allowed",
+    /// A credential's carrier sent twice (two `Authorization` headers, two API-key headers, the
+    /// JWT query parameter twice): edgegate would check one while an upstream could read the
+    /// other (RFC 6750 §3.1 `invalid_request`).
+    RepeatedCredential => "repeated_credential",
 
     // --- policy ---
     /// The rule needs a credential and none was sent.
@@ -185,7 +189,7 @@ impl Reason {
             KeysUnavailable | ApiKeysUnavailable => 503,
             ProviderMismatch => 502,
             InvalidConfig | Internal => 500,
-            UnsafeRedirect | MalformedPath | MethodOverrideRefused => 400,
+            UnsafeRedirect | MalformedPath | MethodOverrideRefused | RepeatedCredential => 400,
             HeadersTooLarge => 431,
             MethodNotAllowed => 405,
             _ => 401,
@@ -203,9 +207,11 @@ impl Reason {
             | MfaRequired
             | OutOfScope
             | MagicLinkWrongPurpose => Some("insufficient_scope"),
-            TokenTooLarge | MalformedToken | MalformedPath | MethodOverrideRefused => {
-                Some("invalid_request")
-            }
+            TokenTooLarge
+            | MalformedToken
+            | MalformedPath
+            | MethodOverrideRefused
+            | RepeatedCredential => Some("invalid_request"),
             _ => Some("invalid_token"),
         }
     }

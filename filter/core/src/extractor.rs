@@ -76,9 +76,14 @@ impl<'a> Request<'a> {
 
     /// The raw (still percent-encoded) value of a query parameter.
     pub fn query_param(&self, name: &str) -> Option<&'a str> {
-        let query = self.path.split_once('?')?.1;
+        self.query_params(name).next()
+    }
+
+    /// Every raw value of a query parameter, in order.
+    pub fn query_params<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
+        let query = self.path.split_once('?').map_or("", |(_, q)| q);
         let query = query.split('#').next().unwrap_or("");
-        query.split('&').find_map(|pair| {
+        query.split('&').filter_map(move |pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             (k == name).then_some(v)
         })
@@ -154,6 +159,50 @@ impl Extractor {
         order
             .iter()
             .find_map(|kind| self.find_kind(req, *kind, is_api_key))
+    }
+
+    /// The carrier of one of `kinds` that the request sends more than once, described (`the
+    /// authorization header`, `the access_token query parameter`): one would be checked while an
+    /// upstream might read the other. A header counts as sent twice also when a comma joins two
+    /// values in one (hosts fold repeated fields so: Envoy for `Authorization`, workers for
+    /// every header; no bearer token, JWT or API key contains a comma). Cookies are not counted:
+    /// browsers send a name twice when it is set for two paths or domains, and edgegate's own
+    /// cookies never go upstream.
+    pub fn repeated(&self, req: &Request<'_>, kinds: &[CredentialKind]) -> Option<String> {
+        let twice = |name: &str| {
+            let mut values = req.header_values(name);
+            let first = values.next();
+            let folded = match first {
+                Some(v) if name == "authorization" => {
+                    bearer_token(v).is_some_and(|t| t.contains(','))
+                }
+                Some(v) => v.contains(','),
+                None => false,
+            };
+            folded || values.next().is_some()
+        };
+        let has = |k: CredentialKind| kinds.contains(&k);
+        let header = |h: &str| Some(format!("the {h} header"));
+        if (has(CredentialKind::Jwt) || has(CredentialKind::ApiKey) || has(CredentialKind::Session))
+            && twice("authorization")
+        {
+            return header("authorization");
+        }
+        if has(CredentialKind::Jwt) {
+            if let Some(h) = self.jwt_header.as_deref().filter(|h| twice(h)) {
+                return header(h);
+            }
+            let query = self.jwt_query.as_deref();
+            if let Some(q) = query.filter(|q| req.query_params(q).nth(1).is_some()) {
+                return Some(format!("the {q} query parameter"));
+            }
+        }
+        if has(CredentialKind::ApiKey) {
+            if let Some(h) = self.api_key_header.as_deref().filter(|h| twice(h)) {
+                return header(h);
+            }
+        }
+        None
     }
 
     /// Any credential of any kind, for telling "none" from "a kind this rule doesn't take".

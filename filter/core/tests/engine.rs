@@ -1514,3 +1514,99 @@ fn a_remote_key_list_decides_keys_and_fails_closed_without_it() {
     assert_eq!((d.status, d.reason.code()), (503, "api_keys_unavailable"));
     allowed(key_at(&e, &Listed(state.clone()), &api_key(), NOW + 630));
 }
+
+#[test]
+fn a_credential_carrier_sent_twice_is_400_never_one_of_the_two() {
+    let e = engine();
+    let a = format!("Bearer {}", jwt(json!({"roles": ["agent"]})));
+    let forged = "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.";
+    let refused = |v: Verdict, what: &str| {
+        let d = denied(v);
+        assert_eq!(
+            (d.status, d.reason),
+            (400, edgegate::Reason::RepeatedCredential),
+            "{}",
+            d.body
+        );
+        assert!(d.body.contains(what), "{}", d.body);
+    };
+    for pair in [
+        [&a, &a],
+        [&a, &forged.to_string()],
+        [&forged.to_string(), &a],
+    ] {
+        refused(
+            get(
+                &e,
+                "/api/x",
+                &[("authorization", pair[0]), ("authorization", pair[1])],
+            ),
+            "the authorization header",
+        );
+    }
+    // as hosts fold them: one field, the values joined by a comma
+    refused(
+        get(
+            &e,
+            "/api/x",
+            &[("authorization", &format!("{a}, {forged}"))],
+        ),
+        "the authorization header",
+    );
+    let key = api_key();
+    refused(
+        get(&e, "/api/x", &[("x-api-key", &key), ("X-Api-Key", &key)]),
+        "the x-api-key header",
+    );
+    refused(
+        get(&e, "/api/x", &[("x-api-key", &format!("{key}, {key}"))]),
+        "the x-api-key header",
+    );
+    // another scheme's commas are not a repeat (and not a credential here)
+    let digest = denied(get(
+        &e,
+        "/api/x",
+        &[("authorization", "Digest username=\"a\", realm=\"b\"")],
+    ));
+    assert_eq!(
+        digest.reason,
+        edgegate::Reason::CredentialMissing,
+        "{}",
+        digest.body
+    );
+    // one of each carrier is not a repeat: the rule's order decides
+    allowed(get(
+        &e,
+        "/api/x",
+        &[("authorization", &a), ("x-api-key", &key)],
+    ));
+    // a route that reads no credential does not care; one that may read one (public, with the
+    // default credentials) refuses the ambiguity too
+    refused(
+        get(
+            &e,
+            "/healthz",
+            &[("authorization", &a), ("authorization", forged)],
+        ),
+        "the authorization header",
+    );
+    let mut open = config();
+    open["rules"][0]["credentials"] = json!([]);
+    allowed(get(
+        &engine_from(&open),
+        "/healthz",
+        &[("authorization", &a), ("authorization", forged)],
+    ));
+    // the JWT query parameter twice
+    let mut cfg = config();
+    cfg["jwt"]["from"] = json!({"query_param": "access_token"});
+    let t = jwt(json!({}));
+    refused(
+        get(
+            &engine_from(&cfg),
+            &format!("/reports/x?access_token={t}&access_token={t}"),
+            &[],
+        ),
+        "the access_token query parameter",
+    );
+}
