@@ -232,17 +232,22 @@ impl Default for IdentityHeaders {
 impl IdentityHeaders {
     /// Every header name, in a fixed order, lower-cased.
     pub fn all(&self) -> [&str; 10] {
+        self.named().map(|(_, name)| name)
+    }
+
+    /// Every header name with the name of its field, in the order of [`IdentityHeaders::all`].
+    pub fn named(&self) -> [(&'static str, &str); 10] {
         [
-            &self.subject,
-            &self.email,
-            &self.name,
-            &self.roles,
-            &self.permissions,
-            &self.credential,
-            &self.provider,
-            &self.key_name,
-            &self.expires,
-            &self.dev_mode,
+            ("subject", &self.subject),
+            ("email", &self.email),
+            ("name", &self.name),
+            ("roles", &self.roles),
+            ("permissions", &self.permissions),
+            ("credential", &self.credential),
+            ("provider", &self.provider),
+            ("key_name", &self.key_name),
+            ("expires", &self.expires),
+            ("dev_mode", &self.dev_mode),
         ]
     }
 
@@ -260,20 +265,9 @@ impl IdentityHeaders {
                 ));
             }
         }
-        let names = [
-            "subject",
-            "email",
-            "name",
-            "roles",
-            "permissions",
-            "credential",
-            "provider",
-            "key_name",
-            "expires",
-            "dev_mode",
-        ];
+        let named = self.named();
         let values = self.all();
-        for (i, (field, value)) in names.iter().zip(values.iter()).enumerate() {
+        for (i, (field, value)) in named.iter().enumerate() {
             if !is_header_name(value) {
                 errors.push(ConfigError::new(
                     format!("identity_headers.{field}"),
@@ -313,19 +307,7 @@ impl IdentityHeaders {
         sources: &[(&str, Option<&str>)],
         errors: &mut Vec<ConfigError>,
     ) {
-        let fields = [
-            "subject",
-            "email",
-            "name",
-            "roles",
-            "permissions",
-            "credential",
-            "provider",
-            "key_name",
-            "expires",
-            "dev_mode",
-        ];
-        for (field, value) in fields.iter().zip(self.all()) {
+        for (field, value) in self.named() {
             let normalized = value.replace('_', "-");
             for (source, name) in sources {
                 if name.is_some_and(|n| n.replace('_', "-") == normalized) {

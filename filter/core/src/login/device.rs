@@ -1359,9 +1359,9 @@ mod tests {
             .map(|(_, v)| v.as_str())
     }
 
-    /// A device asks for a code: (device_code, user_code as shown).
-    fn start(e: &Engine, store: &mut Store, now: u64) -> (String, String) {
-        let r = call(
+    /// A device asks for a code: the reply.
+    fn code_reply(e: &Engine, store: &mut Store, now: u64) -> LoginReply {
+        call(
             e,
             store,
             "POST",
@@ -1370,7 +1370,12 @@ mod tests {
             "client_id=edgegate-cli",
             9,
             now,
-        );
+        )
+    }
+
+    /// A device asks for a code: (device_code, user_code as shown).
+    fn start(e: &Engine, store: &mut Store, now: u64) -> (String, String) {
+        let r = code_reply(e, store, now);
         assert_eq!(r.status, 200, "{}", r.body);
         let v = json_of(&r);
         (
@@ -1379,13 +1384,18 @@ mod tests {
         )
     }
 
-    fn poll(e: &Engine, store: &mut Store, device_code: &str, now: u64) -> (u16, Value) {
+    /// The device polls: the reply.
+    fn poll_reply(e: &Engine, store: &mut Store, device_code: &str, now: u64) -> LoginReply {
         let body = format!(
             "grant_type={}&device_code={}",
             form_urlencoded::byte_serialize(DEVICE_GRANT_TYPE.as_bytes()).collect::<String>(),
             form_urlencoded::byte_serialize(device_code.as_bytes()).collect::<String>()
         );
-        let r = call(e, store, "POST", "/auth/device/token", &[], &body, 0, now);
+        call(e, store, "POST", "/auth/device/token", &[], &body, 0, now)
+    }
+
+    fn poll(e: &Engine, store: &mut Store, device_code: &str, now: u64) -> (u16, Value) {
+        let r = poll_reply(e, store, device_code, now);
         assert_eq!(header(&r, "cache-control"), Some("no-store"));
         (r.status, json_of(&r))
     }
@@ -1663,16 +1673,7 @@ mod tests {
     fn logs_show_half_of_a_user_code_never_all_of_it() {
         let e = device_engine();
         let mut store = Store::default();
-        let r = call(
-            &e,
-            &mut store,
-            "POST",
-            "/auth/device/code",
-            &[],
-            "client_id=edgegate-cli",
-            9,
-            NOW,
-        );
+        let r = code_reply(&e, &mut store, NOW);
         let code = json_of(&r)["user_code"].as_str().unwrap().to_string();
         let device_code = json_of(&r)["device_code"].as_str().unwrap().to_string();
         let (half, rest) = code.split_once('-').unwrap();
@@ -1696,21 +1697,7 @@ mod tests {
         );
         let line = r.log.unwrap().text;
         assert!(line.contains("approved") && hidden(&line), "{line}");
-        let body = format!(
-            "grant_type={}&device_code={}",
-            form_urlencoded::byte_serialize(DEVICE_GRANT_TYPE.as_bytes()).collect::<String>(),
-            form_urlencoded::byte_serialize(device_code.as_bytes()).collect::<String>()
-        );
-        let r = call(
-            &e,
-            &mut store,
-            "POST",
-            "/auth/device/token",
-            &[],
-            &body,
-            0,
-            NOW + 5,
-        );
+        let r = poll_reply(&e, &mut store, &device_code, NOW + 5);
         assert_eq!(r.status, 200, "{}", r.body);
         let line = r.log.unwrap().text;
         assert!(line.contains("delivered") && hidden(&line), "{line}");
