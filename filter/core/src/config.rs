@@ -569,6 +569,48 @@ impl Config {
         }
     }
 
+    /// The magic-link path is a route of its own: not the site's root (every visitor would get
+    /// the link page) and not one of the login's or the device flow's routes.
+    fn validate_magic_link_path(&self, errors: &mut Vec<ConfigError>) {
+        let Some(path) = self.magic_links.as_ref().map(|m| m.path.as_str()) else {
+            return;
+        };
+        if path == "/" {
+            errors.push(ConfigError::new(
+                "magic_links.path",
+                "\"/\" is the site's root: every visitor would get the magic-link page; use a path of its own (e.g. /auth/magic)",
+            ));
+            return;
+        }
+        let Some(login) = &self.login else { return };
+        let callback = url::Url::parse(&login.redirect_uri)
+            .ok()
+            .map(|u| u.path().to_string());
+        let mut taken: Vec<(&str, String)> = vec![
+            ("login.login_path", login.login_path.clone()),
+            ("login.logout_path", login.logout_path.clone()),
+            ("login.me_path", login.me_path.clone()),
+        ];
+        if let Some(cb) = callback {
+            taken.push(("login.redirect_uri", cb));
+        }
+        if let Some(device) = login.device.as_ref().filter(|d| d.enabled) {
+            taken.push(("login.device.path", device.path.clone()));
+        }
+        for (field, route) in taken {
+            let under = field == "login.device.path"
+                && path
+                    .strip_prefix(route.as_str())
+                    .is_some_and(|r| r.starts_with('/'));
+            if path == route || under {
+                errors.push(ConfigError::new(
+                    "magic_links.path",
+                    format!("{path:?} is also a login route ({field}); give magic links a path of their own"),
+                ));
+            }
+        }
+    }
+
     /// Cross-section checks that belong to no single section.
     pub(crate) fn validate_global(&self, errors: &mut Vec<ConfigError>) {
         self.identity_headers.validate(errors);
@@ -623,6 +665,7 @@ impl Config {
         }
         self.validate_credential_sources(errors);
         self.validate_secrets_are_not_shared(errors);
+        self.validate_magic_link_path(errors);
         let mut names: Vec<&str> = Vec::new();
         for (i, p) in self.jwt.providers.iter().enumerate() {
             if names.contains(&p.name.as_str()) {

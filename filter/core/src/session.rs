@@ -172,6 +172,15 @@ impl SessionConfig {
                     "domain",
                     "not a domain name (e.g. example.com)",
                 ));
+            } else if !d.contains('.') {
+                errors.push(ConfigError::new(
+                    "domain",
+                    format!(
+                        "{d:?} is a single label (a top-level domain or a host): browsers refuse \
+                         such a cookie, so no one could stay logged in; name your site's domain \
+                         (e.g. example.com) or leave domain out for this host only"
+                    ),
+                ));
             }
         }
         if !self.path.starts_with('/')

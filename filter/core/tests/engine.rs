@@ -601,6 +601,34 @@ fn a_config_that_protects_nothing_loads_with_a_warning() {
 }
 
 #[test]
+fn a_session_cookie_no_browser_keeps_and_a_magic_link_path_that_takes_a_route_are_refused() {
+    let load = |cfg: &Value| {
+        Engine::from_json(cfg.to_string().as_bytes())
+            .err()
+            .map(|e| e.to_string())
+    };
+    for domain in ["com", ".com", "localhost"] {
+        let mut cfg = config();
+        cfg["session"]["domain"] = json!(domain);
+        let err = load(&cfg).unwrap_or_else(|| panic!("domain {domain} was accepted"));
+        assert!(
+            err.contains("session.domain") && err.contains("single label"),
+            "{err}"
+        );
+    }
+    let mut cfg = config();
+    cfg["session"]["domain"] = json!("example.com");
+    assert_eq!(load(&cfg), None);
+    let mut cfg = config();
+    cfg["magic_links"]["path"] = json!("/");
+    let err = load(&cfg).expect("magic_links.path / was accepted");
+    assert!(
+        err.contains("magic_links.path") && err.contains("root"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_malformed_credential_is_401_not_a_fall_through() {
     let e = engine();
     let session = e

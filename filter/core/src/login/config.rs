@@ -538,6 +538,36 @@ mod tests {
     }
 
     #[test]
+    fn a_magic_link_path_may_not_take_a_login_or_device_route() {
+        for (path, field) in [
+            ("/auth/callback", "login.redirect_uri"),
+            ("/auth/login", "login.login_path"),
+            ("/auth/me", "login.me_path"),
+            ("/auth/device", "login.device.path"),
+            ("/auth/device/token", "login.device.path"),
+        ] {
+            let mut v = config_value();
+            v["login"]["device"] = json!({});
+            v["magic_links"] = json!({"keys": [{"kid": "m1", "secret": key(7)}], "path": path});
+            let msgs: Vec<String> = engine_from(&v)
+                .unwrap_err()
+                .iter()
+                .map(|e| e.to_string())
+                .collect();
+            assert!(
+                msgs.iter()
+                    .any(|m| m.starts_with("magic_links.path") && m.contains(field)),
+                "{path}: {msgs:?}"
+            );
+        }
+        let mut v = config_value();
+        v["login"]["device"] = json!({});
+        v["magic_links"] =
+            json!({"keys": [{"kid": "m1", "secret": key(7)}], "path": "/auth/devices"});
+        assert!(engine_from(&v).is_ok());
+    }
+
+    #[test]
     fn multi_tenant_issuer_config() {
         let e = engine_from(&multi_tenant(json!([TENANT_A]))).unwrap();
         assert!(e.warnings().is_empty(), "{:?}", e.warnings());
