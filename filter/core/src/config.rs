@@ -16,6 +16,7 @@ use crate::magic::MagicLinkConfig;
 use crate::redirect::RedirectConfig;
 use crate::rules::{default_credentials, DefaultRuleConfig, RuleConfig};
 use crate::session::SessionConfig;
+use crate::upstream::normalize_header_name;
 use crate::verifier::ProviderConfig;
 
 /// The whole edgegate config.
@@ -266,26 +267,21 @@ impl IdentityHeaders {
             }
         }
         let named = self.named();
-        let values = self.all();
-        for (i, (field, value)) in named.iter().enumerate() {
+        let normalized_names = named.map(|(_, v)| normalize_header_name(v));
+        for (i, ((field, value), normalized)) in named.iter().zip(&normalized_names).enumerate() {
             if !is_header_name(value) {
                 errors.push(ConfigError::new(
                     format!("identity_headers.{field}"),
                     format!("{value:?} is not a valid lower-case HTTP header name (letters, digits, `-`)"),
                 ));
             }
-            let normalized = value.replace('_', "-");
-            if values
-                .iter()
-                .take(i)
-                .any(|v| v.replace('_', "-") == normalized)
-            {
+            if normalized_names.iter().take(i).any(|v| v == normalized) {
                 errors.push(ConfigError::new(
                     format!("identity_headers.{field}"),
                     format!("{value:?} is used twice (`_` and `-` count as the same: CGI apps merge them)"),
                 ));
             }
-            if is_reserved_header(&normalized) {
+            if is_reserved_header(normalized) {
                 errors.push(ConfigError::new(
                     format!("identity_headers.{field}"),
                     format!(
@@ -308,9 +304,9 @@ impl IdentityHeaders {
         errors: &mut Vec<ConfigError>,
     ) {
         for (field, value) in self.named() {
-            let normalized = value.replace('_', "-");
+            let normalized = normalize_header_name(value);
             for (source, name) in sources {
-                if name.is_some_and(|n| n.replace('_', "-") == normalized) {
+                if name.is_some_and(|n| normalize_header_name(n) == normalized) {
                     errors.push(ConfigError::new(
                         format!("identity_headers.{field}"),
                         format!(
@@ -457,12 +453,15 @@ impl Config {
     fn validate_credential_sources(&self, errors: &mut Vec<ConfigError>) {
         let jwt_header = self.jwt.from.header.as_deref();
         let api_key_header = self.api_keys.as_ref().and_then(|a| a.header.as_deref());
-        for (path, name) in [
+        let sources = [
             ("jwt.from.header", jwt_header),
             ("api_keys.header", api_key_header),
-        ] {
+        ];
+        self.identity_headers
+            .validate_against_sources(&sources, errors);
+        for (path, name) in sources {
             let Some(name) = name else { continue };
-            let normalized = name.to_ascii_lowercase().replace('_', "-");
+            let normalized = normalize_header_name(name);
             if normalized == "authorization" {
                 // api_keys.header says so in its own section.
                 if path == "jwt.from.header" {
@@ -484,8 +483,7 @@ impl Config {
             }
         }
         if let (Some(j), Some(a)) = (jwt_header, api_key_header) {
-            if j.to_ascii_lowercase().replace('_', "-") == a.to_ascii_lowercase().replace('_', "-")
-            {
+            if normalize_header_name(j) == normalize_header_name(a) {
                 errors.push(ConfigError::new(
                     "jwt.from.header",
                     format!("{j:?} is also api_keys.header: give each kind of credential its own header"),
@@ -511,9 +509,15 @@ impl Config {
     /// part signs be checked by another (today each also checks its own claims; this keeps it
     /// so whatever changes). The error names both places, never the secret.
     fn validate_secrets_are_not_shared(&self, errors: &mut Vec<ConfigError>) {
-        let mut secrets: Vec<(String, &str)> = Vec::new();
+        // (purpose, path, secret). Every provider's shared secrets serve one purpose: one
+        // issuer's tokens may be split over two providers.
+        let mut secrets: Vec<(&str, String, &str)> = Vec::new();
         for (i, k) in self.session.iter().flat_map(|s| s.keys.iter()).enumerate() {
-            secrets.push((format!("session.keys[{i}].secret"), k.secret.expose()));
+            secrets.push((
+                "session",
+                format!("session.keys[{i}].secret"),
+                k.secret.expose(),
+            ));
         }
         for (i, k) in self
             .magic_links
@@ -521,7 +525,8 @@ impl Config {
             .flat_map(|m| m.keys.iter())
             .enumerate()
         {
-            secrets.push((format!("magic_links.keys[{i}].secret"), k.secret.expose()));
+            let path = format!("magic_links.keys[{i}].secret");
+            secrets.push(("magic_links", path, k.secret.expose()));
         }
         for (i, k) in self
             .login
@@ -529,34 +534,24 @@ impl Config {
             .flat_map(|l| l.refresh_keys.iter())
             .enumerate()
         {
-            secrets.push((format!("login.refresh_keys[{i}].secret"), k.secret.expose()));
+            let path = format!("login.refresh_keys[{i}].secret");
+            secrets.push(("refresh_keys", path, k.secret.expose()));
         }
         for (p, provider) in self.jwt.providers.iter().enumerate() {
             for (i, k) in provider.shared_secrets.iter().enumerate() {
-                secrets.push((
-                    format!("jwt.providers[{p}].shared_secrets[{i}].secret"),
-                    k.secret.as_str(),
-                ));
+                let path = format!("jwt.providers[{p}].shared_secrets[{i}].secret");
+                secrets.push(("jwt", path, k.secret.as_str()));
             }
         }
         if let Some(pepper) = self.api_keys.as_ref().and_then(|a| a.pepper.as_ref()) {
-            secrets.push(("api_keys.pepper".to_string(), pepper.expose()));
+            secrets.push(("pepper", "api_keys.pepper".to_string(), pepper.expose()));
         }
-        // The purpose a path serves (`session.keys`; every provider's shared secrets together,
-        // as one issuer's tokens may be split over two providers): the same secret twice within
-        // one purpose is that section's own concern.
-        let list = |p: &str| {
-            if p.starts_with("jwt.providers[") {
-                "jwt.providers".to_string()
-            } else {
-                p.rsplit_once('[').map_or(p, |(l, _)| l).to_string()
-            }
-        };
-        for (i, (path, secret)) in secrets.iter().enumerate() {
-            if let Some((first, _)) = secrets
+        // The same secret twice within one purpose is that section's own concern.
+        for (i, (purpose, path, secret)) in secrets.iter().enumerate() {
+            if let Some((_, first, _)) = secrets
                 .iter()
                 .take(i)
-                .find(|(p, s)| s == secret && list(p) != list(path))
+                .find(|(p, _, s)| s == secret && p != purpose)
             {
                 errors.push(ConfigError::new(
                     path.clone(),
@@ -586,23 +581,25 @@ impl Config {
         let callback = url::Url::parse(&login.redirect_uri)
             .ok()
             .map(|u| u.path().to_string());
-        let mut taken: Vec<(&str, String)> = vec![
-            ("login.login_path", login.login_path.clone()),
-            ("login.logout_path", login.logout_path.clone()),
-            ("login.me_path", login.me_path.clone()),
+        // (field, route, whether the paths below it are routes too)
+        let mut taken: Vec<(&str, &str, bool)> = vec![
+            ("login.login_path", &login.login_path, false),
+            ("login.logout_path", &login.logout_path, false),
+            ("login.me_path", &login.me_path, false),
         ];
-        if let Some(cb) = callback {
-            taken.push(("login.redirect_uri", cb));
+        if let Some(cb) = &callback {
+            taken.push(("login.redirect_uri", cb, false));
         }
         if let Some(device) = login.device.as_ref().filter(|d| d.enabled) {
-            taken.push(("login.device.path", device.path.clone()));
+            taken.push(("login.device.path", &device.path, true));
         }
-        for (field, route) in taken {
-            let under = field == "login.device.path"
-                && path
-                    .strip_prefix(route.as_str())
-                    .is_some_and(|r| r.starts_with('/'));
-            if path == route || under {
+        for (field, route, below) in taken {
+            let covered = if below {
+                crate::matcher::covers_prefix(route, path)
+            } else {
+                path == route
+            };
+            if covered {
                 errors.push(ConfigError::new(
                     "magic_links.path",
                     format!("{path:?} is also a login route ({field}); give magic links a path of their own"),
@@ -614,14 +611,6 @@ impl Config {
     /// Cross-section checks that belong to no single section.
     pub(crate) fn validate_global(&self, errors: &mut Vec<ConfigError>) {
         self.identity_headers.validate(errors);
-        let api_key_header = self.api_keys.as_ref().and_then(|a| a.header.as_deref());
-        self.identity_headers.validate_against_sources(
-            &[
-                ("api_keys.header", api_key_header),
-                ("jwt.from.header", self.jwt.from.header.as_deref()),
-            ],
-            errors,
-        );
         if self.realm.is_empty()
             || self.realm.contains(['"', '\\'])
             || self.realm.chars().any(char::is_control)

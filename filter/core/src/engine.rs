@@ -340,12 +340,7 @@ impl Engine {
     }
 
     pub(crate) fn identify_from(&self, waited: bool, cx: &mut Cx<'_>) -> Step {
-        let every = [
-            CredentialKind::Session,
-            CredentialKind::Jwt,
-            CredentialKind::ApiKey,
-        ];
-        if let Some(name) = self.extractor.repeated(cx.req, &every) {
+        if let Some(name) = self.extractor.repeated(cx.req, &crate::extractor::ANY_KIND) {
             return Step::Done(Verdict::Reply(self.deny_json(&repeated(&name))));
         }
         let is_api_key = |s: &str| self.api_keys.as_ref().is_some_and(|k| k.looks_like_key(s));

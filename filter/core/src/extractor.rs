@@ -127,6 +127,14 @@ pub enum Source {
     QueryParam,
 }
 
+/// Every kind a request can carry, in the order [`Extractor::find_any`] looks for them.
+pub const ANY_KIND: [CredentialKind; 4] = [
+    CredentialKind::Session,
+    CredentialKind::Jwt,
+    CredentialKind::ApiKey,
+    CredentialKind::MagicLink,
+];
+
 /// Where each credential kind is read from, compiled from the config.
 #[derive(Debug, Clone, Default)]
 pub struct Extractor {
@@ -211,16 +219,7 @@ impl Extractor {
         req: &Request<'a>,
         is_api_key: &dyn Fn(&str) -> bool,
     ) -> Option<Found<'a>> {
-        self.find(
-            req,
-            &[
-                CredentialKind::Session,
-                CredentialKind::Jwt,
-                CredentialKind::ApiKey,
-                CredentialKind::MagicLink,
-            ],
-            is_api_key,
-        )
+        self.find(req, &ANY_KIND, is_api_key)
     }
 
     fn find_kind<'a>(

@@ -270,29 +270,6 @@ enum PathMatch {
 }
 
 impl PathMatch {
-    fn matches(&self, path: &str) -> bool {
-        match self {
-            PathMatch::Any => true,
-            PathMatch::Exact(p) => p == path,
-            PathMatch::Prefix(p) => covers_prefix(p, path),
-            PathMatch::Glob { segments, tail } => {
-                let Some(body) = path.strip_prefix('/') else {
-                    return false;
-                };
-                let mut parts = body.split('/');
-                for pat in segments {
-                    match parts.next() {
-                        Some(seg) if pat.matches(seg) => {}
-                        _ => return false,
-                    }
-                }
-                *tail || parts.next().is_none()
-            }
-        }
-    }
-}
-
-impl PathMatch {
     /// True when every path `later` matches, this matches too (conservative: false when unsure).
     fn covers(&self, later: &PathMatch) -> bool {
         match (self, later) {
@@ -317,6 +294,27 @@ impl PathMatch {
             (PathMatch::Exact(a), PathMatch::Exact(b)) => a == b,
             (a @ PathMatch::Glob { .. }, b @ PathMatch::Glob { .. }) => a == b,
             _ => false,
+        }
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Any => true,
+            PathMatch::Exact(p) => p == path,
+            PathMatch::Prefix(p) => covers_prefix(p, path),
+            PathMatch::Glob { segments, tail } => {
+                let Some(body) = path.strip_prefix('/') else {
+                    return false;
+                };
+                let mut parts = body.split('/');
+                for pat in segments {
+                    match parts.next() {
+                        Some(seg) if pat.matches(seg) => {}
+                        _ => return false,
+                    }
+                }
+                *tail || parts.next().is_none()
+            }
         }
     }
 }

@@ -435,10 +435,11 @@ impl Rules {
         // broader rule put first (a public `/` before a protected `/admin` makes it public).
         if compiled.len() == rules.len() {
             for (i, later) in compiled.iter().enumerate() {
-                if let Some(j) = compiled
+                if let Some((j, first)) = compiled
                     .iter()
+                    .enumerate()
                     .take(i)
-                    .position(|r| r.route.shadows(&later.route))
+                    .find(|(_, r)| r.route.shadows(&later.route))
                 {
                     errors.push(ConfigError::new(
                         format!("rules[{i}].match"),
@@ -446,8 +447,7 @@ impl Rules {
                             "rule \"{}\" is never used: rules[{j}] (\"{}\") comes first and fits every \
                              request it fits (the first rule that fits decides); put the more \
                              specific rule first",
-                            later.name,
-                            compiled.get(j).map_or("", |r| r.name.as_str())
+                            later.name, first.name
                         ),
                     ));
                 }
