@@ -87,7 +87,7 @@ pub fn denial_log_line(d: &LocalReply, req: &OwnedRequest) -> Option<String> {
             "denied {} {}: {} {}",
             d.status,
             d.reason.code(),
-            req.method,
+            req.method(),
             req.log_path()
         )
     })
@@ -129,11 +129,7 @@ mod tests {
         let d = internal_error();
         assert_eq!(d.status, 500);
         assert_eq!(d.reason, Reason::Internal);
-        let req = OwnedRequest {
-            method: "GET".into(),
-            path: "/a?token=secret".into(),
-            headers: vec![],
-        };
+        let req = OwnedRequest::from_pairs(&[(":method", "GET"), (":path", "/a?token=secret")]);
         assert_eq!(
             denial_log_line(&d, &req).as_deref(),
             Some("denied 500 internal: GET /a")

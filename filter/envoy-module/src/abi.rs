@@ -620,11 +620,19 @@ impl FilterCtx<'_> {
         unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.ptr, map.code()) }
     }
 
-    /// A request header map, whole: names and raw value bytes, in order. `None` when Envoy could
-    /// not hand it over.
-    pub fn read_map(&self, map: RequestMap, len: usize) -> Option<Vec<(String, Vec<u8>)>> {
+    /// Runs `f` with a request header map, whole: names and raw value bytes, in order, borrowed
+    /// from Envoy (no copy). `None` when Envoy could not hand it over. The views live only
+    /// inside `f` (their lifetime is `f`'s argument's, so none escapes into `R`), and `f` must
+    /// not change the map: Envoy's entries stay valid until the hook ends or the map is changed
+    /// (a removal frees the removed entry). The callers copy what they need, then edit the map.
+    pub fn with_map<R>(
+        &self,
+        map: RequestMap,
+        len: usize,
+        f: impl FnOnce(&[(&[u8], &[u8])]) -> R,
+    ) -> Option<R> {
         if len == 0 {
-            return Some(Vec::new());
+            return Some(f(&[]));
         }
         let empty = EnvoyHttpHeader {
             key_ptr: ptr::null(),
@@ -641,21 +649,21 @@ impl FilterCtx<'_> {
         if !ok {
             return None;
         }
-        let pairs = out
+        let pairs: Vec<(&[u8], &[u8])> = out
             .iter()
             .map(|h| {
                 // SAFETY: Envoy filled each entry with pointers into its header map, valid until
-                // the hook ends or the map is changed; they are copied out here, before either.
-                let (name, value) = unsafe {
+                // the hook ends or the map is changed; the slices are used only inside `f`,
+                // which runs now, in the hook, and does not change the map (see above).
+                unsafe {
                     (
                         envoy_bytes(h.key_ptr, h.key_length),
                         envoy_bytes(h.value_ptr, h.value_length),
                     )
-                };
-                (String::from_utf8_lossy(name).into_owned(), value.to_vec())
+                }
             })
             .collect();
-        Some(pairs)
+        Some(f(&pairs))
     }
 
     /// Sets (`Some`, replacing every value) or removes (`None`, every value) a request header.

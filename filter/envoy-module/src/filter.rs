@@ -14,7 +14,7 @@ use edgegate::step::{NeedForm, NeedKeys, Step};
 use edgegate::upstream::HeaderEdits;
 use edgegate_envoy_glue::metrics;
 use edgegate_envoy_glue::request::{
-    check_count, check_sizes, edit_ops, split_identity, OwnedRequest, Pairs,
+    check_count, check_sizes, edit_ops, identity_names, OwnedRequest,
 };
 use edgegate_envoy_glue::verdict::{self as glue, internal_error};
 
@@ -86,23 +86,29 @@ impl Filter {
             self.send(ctx, &edgegate::limits::headers_too_large_denial());
             return false;
         }
-        // A map that cannot be read cannot be cleaned: fail closed.
-        let Some(pairs) = ctx.read_map(RequestMap::Headers, len) else {
+        // The map is read in place (Envoy's own bytes, no copy per header), checked, and copied
+        // once into the request without the client's identity headers; a map that cannot be
+        // read cannot be cleaned: fail closed.
+        let read = ctx.with_map(RequestMap::Headers, len, |pairs| {
+            check_sizes(pairs)
+                .ok()
+                .map(|()| OwnedRequest::from_map(&shared.engine, pairs))
+        });
+        let Some(read) = read else {
             log::error!("the request header map cannot be read: 500");
             self.send(ctx, &internal_error());
             return false;
         };
-        if check_sizes(&pairs).is_err() {
+        let Some((req, identity)) = read else {
             self.send(ctx, &edgegate::limits::headers_too_large_denial());
             return false;
-        }
+        };
         // Then, always: client-sent copies of identity headers, in any spelling, never reach the
         // upstream.
-        let pairs = drop_identity(ctx, &shared, RequestMap::Headers, pairs);
-        let req = OwnedRequest::from_pairs(pairs);
+        remove_all(ctx, RequestMap::Headers, &identity);
         // Device authorization routes (login.device), answered here.
-        if shared.engine.device_route(&req.path).is_some() {
-            if edgegate::login::DeviceRoute::needs_body(&req.method) && !end_of_stream {
+        if shared.engine.device_route(req.path()).is_some() {
+            if edgegate::login::DeviceRoute::needs_body(req.method()) && !end_of_stream {
                 self.device = Some(req);
             } else {
                 self.serve_device(ctx, &req, &[]);
@@ -165,11 +171,11 @@ impl Filter {
     /// yet or not. True: continue; false: hold them.
     pub fn on_request_trailers(&mut self, ctx: &FilterCtx<'_>) -> bool {
         let len = ctx.map_len(RequestMap::Trailers);
-        match ctx.read_map(RequestMap::Trailers, len) {
-            Some(pairs) => {
-                let shared = Arc::clone(&self.shared);
-                drop_identity(ctx, &shared, RequestMap::Trailers, pairs);
-            }
+        let shared = Arc::clone(&self.shared);
+        match ctx.with_map(RequestMap::Trailers, len, |pairs| {
+            identity_names(&shared.engine, pairs)
+        }) {
+            Some(identity) => remove_all(ctx, RequestMap::Trailers, &identity),
             None => {
                 // A trailer map that cannot be read cannot be cleaned: fail closed.
                 log::error!("the request trailer map cannot be read: 500");
@@ -493,12 +499,11 @@ impl Drop for Filter {
 
 /// Removes from Envoy's map every identity header the client sent (one call per distinct name);
 /// returns the other pairs.
-fn drop_identity(ctx: &FilterCtx<'_>, shared: &Shared, map: RequestMap, pairs: Pairs) -> Pairs {
-    let (kept, removed) = split_identity(&shared.engine, pairs);
-    for name in &removed {
+/// Removes every value of each named header from a request map.
+fn remove_all(ctx: &FilterCtx<'_>, map: RequestMap, names: &[String]) {
+    for name in names {
         ctx.set(map, name, None);
     }
-    kept
 }
 
 fn log_denial(d: &LocalReply, req: &OwnedRequest) {

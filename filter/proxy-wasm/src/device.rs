@@ -13,12 +13,12 @@ use crate::{login, shared, verdict, Plugin};
 
 /// Whether the request is for a device route (the config has `login.device`).
 pub fn is_route(plugin: &Plugin, req: &OwnedRequest) -> bool {
-    plugin.engine.device_route(&req.path).is_some()
+    plugin.engine.device_route(req.path()).is_some()
 }
 
 /// Whether the route's request body must be read first.
 pub fn needs_body(req: &OwnedRequest) -> bool {
-    edgegate::login::DeviceRoute::needs_body(&req.method)
+    edgegate::login::DeviceRoute::needs_body(req.method())
 }
 
 /// Serves a device route to its reply (sent as a local reply).

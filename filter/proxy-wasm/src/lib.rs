@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 
 pub mod device;
+pub mod hostmap;
 pub mod hostsig;
 pub mod login;
 pub mod metrics;
@@ -460,21 +461,19 @@ impl HttpContext for Http {
         };
         // Over the header bounds: refused whole (431), never cut (a cut map would hide identity
         // headers or a credential from the core while the upstream still got them).
-        let Ok(pairs) = request::read_bounded(num_headers) else {
+        let Ok(req) = request::read_request(&plugin.engine, num_headers) else {
             verdict::send(&edgegate::limits::headers_too_large_denial(), Some(&plugin));
             return Action::Pause;
         };
         // Then, always: client-sent copies of identity headers, in any spelling, never reach the
         // upstream. The whole map is read in one call; each identity header it holds is removed
-        // from Envoy's map by name, those it lacks cost nothing. A map that cannot be read
-        // cannot be cleaned: fail closed.
-        let Some(pairs) = pairs else {
+        // from Envoy's map by name (in `read_request`), those it lacks cost nothing. A map that
+        // cannot be read cannot be cleaned: fail closed.
+        let Some(req) = req else {
             log::error!("the request header map cannot be read: 500");
             verdict::send(&verdict::internal_error(), Some(&plugin));
             return Action::Pause;
         };
-        let pairs = request::drop_identity(&plugin.engine, MapType::HttpRequestHeaders, pairs);
-        let req = OwnedRequest::from_pairs(pairs);
         // Device authorization routes (login.device), answered here.
         if plugin.engine.login().is_some() && device::is_route(&plugin, &req) {
             if device::needs_body(&req) && !end_of_stream {
@@ -551,7 +550,7 @@ impl HttpContext for Http {
         if let Some(plugin) = self.plugin.clone() {
             match hostcalls::get_map_bytes(MapType::HttpRequestTrailers) {
                 Ok(pairs) => {
-                    request::drop_identity(&plugin.engine, MapType::HttpRequestTrailers, pairs);
+                    request::drop_identity(&plugin.engine, MapType::HttpRequestTrailers, &pairs);
                 }
                 Err(_) => {
                     log::error!("the request trailer map cannot be read: 500");

@@ -139,7 +139,7 @@ pub fn begin(plugin: &Plugin, cx: Cx) -> Begin {
     let Some(login) = engine.login() else {
         return Begin::Decide(cx.request);
     };
-    let route = login.route(&cx.request.path);
+    let route = login.route(cx.request.path());
     if route.is_some_and(|r| r != Route::Me) {
         start_route(plugin, cx);
         return Begin::Held;
@@ -147,7 +147,7 @@ pub fn begin(plugin: &Plugin, cx: Cx) -> Begin {
     let now = crate::now();
     let cookies = cx.request.cookie_header();
     let due = engine.renewal_due(
-        &cx.request.path,
+        cx.request.path(),
         &cookies,
         now,
         &mut plugin.cache.borrow_mut(),
@@ -163,7 +163,7 @@ fn after_renewal_check(plugin: &Plugin, cx: Cx) -> Begin {
     let is_me = plugin
         .engine
         .login()
-        .and_then(|l| l.route(&cx.request.path))
+        .and_then(|l| l.route(cx.request.path()))
         == Some(Route::Me);
     if !is_me {
         return Begin::Decide(cx.request);

@@ -140,7 +140,7 @@ impl Filter {
         let Some(login) = shared.engine.login() else {
             return Begin::Decide(req);
         };
-        let route = login.route(&req.path);
+        let route = login.route(req.path());
         if route.is_some_and(|r| r != Route::Me) {
             self.start_route(ctx, req);
             return Begin::Held;
@@ -152,7 +152,7 @@ impl Filter {
             let mut cache = shared.cache();
             shared
                 .engine
-                .renewal_due(&req.path, &cookies, now, &mut cache)
+                .renewal_due(req.path(), &cookies, now, &mut cache)
         };
         let Some(due) = due else {
             return self.after_renewal_check(ctx, req);
@@ -162,7 +162,7 @@ impl Filter {
 
     /// `/auth/me` runs the identification (after any renewal); other requests are decided.
     fn after_renewal_check(&mut self, ctx: &FilterCtx<'_>, req: OwnedRequest) -> Begin {
-        let is_me = self.shared.engine.login().and_then(|l| l.route(&req.path)) == Some(Route::Me);
+        let is_me = self.shared.engine.login().and_then(|l| l.route(req.path())) == Some(Route::Me);
         if !is_me {
             return Begin::Decide(req);
         }
