@@ -285,6 +285,38 @@ def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[s
     return [by_key[w] for w in wanted]
 
 
+def check_and_stage(args, wanted: list[str], jwks: dict, work: Path) -> list[Target]:
+    """The configurations asked for, once every module they need was given (`args`: --wasm,
+    --noop-wasm, --opt-wasm, --base-wasm, --native-so, --base-native, --noop-native; absent
+    ones as ""). The native modules are copied under the names Envoy looks for into one search
+    path, `work`/modules (EDGEGATE_NATIVE_SO points there for envoyproc)."""
+    if any(w.startswith("wasm-") and w != "wasm-noverify" for w in wanted) and not args.noop_wasm:
+        raise SystemExit("bench: the wasm-* configs (but wasm-noverify) need --noop-wasm (envoy/noop-filter's module)")
+    if "edgegate-opt" in wanted and not args.opt_wasm:
+        raise SystemExit("bench: config edgegate-opt needs --opt-wasm (envoy/build.sh --opt)")
+    if "edgegate-base" in wanted and not args.base_wasm:
+        raise SystemExit("bench: config edgegate-base needs --base-wasm (another build of the filter)")
+    if any("native" in w for w in wanted):
+        if not args.native_so:
+            raise SystemExit("bench: the *native* configs need --native-so (envoy/build-native.sh)")
+        if "native-base" in wanted and not args.base_native:
+            raise SystemExit("bench: config native-base needs --base-native (another build of the module)")
+        # One search path for every Envoy: copies of the module(s) under the names Envoy looks for.
+        modules = work / "modules"
+        modules.mkdir(exist_ok=True)
+        shutil.copyfile(args.native_so, modules / "libedgegate.so")
+        if args.base_native:
+            shutil.copyfile(args.base_native, modules / "libedgegate_base.so")
+        noop_native = [w for w in wanted if w in NOOP_NATIVE_CONFIGS]
+        if noop_native:
+            if not args.noop_native:
+                raise SystemExit(f"bench: configs {noop_native} need --noop-native (envoy/noop-module)")
+            shutil.copyfile(args.noop_native, modules / "libedgegate_noop.so")
+        os.environ["EDGEGATE_NATIVE_SO"] = str(modules / "libedgegate.so")
+    return targets(jwks, args.wasm, args.noop_wasm, args.opt_wasm, wanted, args.base_wasm, bool(args.native_so),
+                   bool(args.base_native), bool(args.noop_native))
+
+
 # --- running ------------------------------------------------------------------------------------
 
 
@@ -394,31 +426,7 @@ def main() -> int:
     print(f"bench: {args.tokens} RS256 tokens minted in {time.monotonic() - t0:.1f}s; workdir {work}", flush=True)
 
     wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
-    if any(w.startswith("wasm-") and w != "wasm-noverify" for w in wanted) and not args.noop_wasm:
-        raise SystemExit("bench: the wasm-* configs (but wasm-noverify) need --noop-wasm (envoy/noop-filter's module)")
-    if "edgegate-opt" in wanted and not args.opt_wasm:
-        raise SystemExit("bench: config edgegate-opt needs --opt-wasm (envoy/build.sh --opt)")
-    if "edgegate-base" in wanted and not args.base_wasm:
-        raise SystemExit("bench: config edgegate-base needs --base-wasm (another build of the filter)")
-    if any("native" in w for w in wanted):
-        if not args.native_so:
-            raise SystemExit("bench: the *native* configs need --native-so (envoy/build-native.sh)")
-        if "native-base" in wanted and not args.base_native:
-            raise SystemExit("bench: config native-base needs --base-native (another build of the module)")
-        # One search path for every Envoy: copies of the module(s) under the names Envoy looks for.
-        modules = work / "modules"
-        modules.mkdir(exist_ok=True)
-        shutil.copyfile(args.native_so, modules / "libedgegate.so")
-        if args.base_native:
-            shutil.copyfile(args.base_native, modules / "libedgegate_base.so")
-        noop_native = [w for w in wanted if w in NOOP_NATIVE_CONFIGS]
-        if noop_native:
-            if not args.noop_native:
-                raise SystemExit(f"bench: configs {noop_native} need --noop-native (envoy/noop-module)")
-            shutil.copyfile(args.noop_native, modules / "libedgegate_noop.so")
-        os.environ["EDGEGATE_NATIVE_SO"] = str(modules / "libedgegate.so")
-    tlist = targets(jwks, args.wasm, args.noop_wasm, args.opt_wasm, wanted, args.base_wasm, bool(args.native_so),
-                    bool(args.base_native), bool(args.noop_native))
+    tlist = check_and_stage(args, wanted, jwks, work)
     upstream = None
     try:
         upstream_cfg = envoyproc.bootstrap(

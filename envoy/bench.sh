@@ -8,6 +8,8 @@
 #   envoy/bench.sh --rounds 5 --duration 10 --configs none,jwt_authn,jwt_authn+cache,edgegate
 #
 #   envoy/bench.sh --rounds 12 --duration 2 --workloads repeated --configs wasm-noop,jwt_authn+cache,edgegate
+#   envoy/bench.sh --instructions [--requests N] [--configs ...]   the same configs under valgrind's
+#                             callgrind: Envoy's instructions per request, deterministic (bench_instructions.py)
 #
 # Configs: none, wasm-noop (envoy/noop-filter: a Rust proxy-wasm filter that does nothing),
 # jwt_authn (no cache), jwt_authn+cache (jwt_cache_config), edgegate (release
@@ -38,20 +40,33 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 
+# Installs a tool from apt when it is missing.
+need() {
+    local cmd="$1" pkg="$2"
+    command -v "$cmd" >/dev/null && return 0
+    echo "bench.sh: installing $pkg (apt)" >&2
+    local sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+}
+
 args=()
+instructions=0
 for a in "$@"; do
     if [[ "$a" == "--quick" ]]; then
         args+=(--rounds 2 --duration 2 --warmup 0 --tokens 1500)
+    elif [[ "$a" == "--instructions" ]]; then
+        instructions=1
     else
         args+=("$a")
     fi
 done
 
-if ! command -v wrk >/dev/null; then
-    echo "bench.sh: installing wrk (apt)" >&2
-    SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO=sudo
-    $SUDO apt-get update -qq
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+if (( instructions )); then
+    need valgrind valgrind
+    need callgrind_control valgrind
+else
+    need wrk wrk
 fi
 bash "$here/install.sh"
 wasm="$(bash "$here/build.sh")"
@@ -63,7 +78,9 @@ noop="$target/wasm32-unknown-unknown/release/edgegate_noop_filter.wasm"
 # The no-op native module (its own workspace), the floor of any dynamic module.
 (cd "$here/noop-module" && CARGO_TARGET_DIR="$target" cargo build --quiet --release >&2)
 noop_native="$target/release/libedgegate_noop_module.so"
+modules=(--wasm "$wasm" --native-so "$native" --noop-wasm "$noop" --noop-native "$noop_native")
+if (( instructions )); then
+    exec "$repo/.tools/venv/bin/python" "$here/bench_instructions.py" "${modules[@]}" "${args[@]}"
+fi
 echo "bench.sh: filter $wasm ($(stat -c %s "$wasm") bytes), $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2)" >&2
-
-exec "$repo/.tools/venv/bin/python" "$here/bench.py" --wasm "$wasm" --native-so "$native" --noop-wasm "$noop" --noop-native "$noop_native" \
-    --wrk "$(command -v wrk)" "${args[@]}"
+exec "$repo/.tools/venv/bin/python" "$here/bench.py" "${modules[@]}" --wrk "$(command -v wrk)" "${args[@]}"

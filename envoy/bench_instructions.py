@@ -20,7 +20,7 @@ For the native module the dump also splits the count by object: the module's own
 (`libedgegate.so`) and those of the calls it makes into Envoy (callbacks, the allocator), so
 "what the module costs, Envoy's side included" is a number, not an estimate.
 
-  envoy/bench_instructions.sh [--requests 2000] [--workloads repeated,fresh] [--configs ...]
+  envoy/bench.sh --instructions [--requests 2000] [--workloads repeated,fresh] [--configs ...]
 """
 
 from __future__ import annotations
@@ -128,6 +128,8 @@ def main() -> int:
     ap.add_argument("--base-native", default="", help="another build of the native module (config native-base)")
     ap.add_argument("--noop-native", default="", help="envoy/noop-module's library (native-floor1, native-noop, ...)")
     ap.add_argument("--noop-wasm", default="", help="envoy/noop-filter's module (wasm-* configs)")
+    ap.add_argument("--base-wasm", default="", help="another build of the filter (config edgegate-base)")
+    ap.add_argument("--opt-wasm", default="", help="envoy/build.sh --opt's module (config edgegate-opt)")
     ap.add_argument("--configs", default=DEFAULT_CONFIGS, help="comma-separated bench.py config names")
     ap.add_argument("--workloads", default="repeated,fresh")
     ap.add_argument("--requests", type=int, default=2000, help="requests counted per config and workload")
@@ -149,19 +151,7 @@ def main() -> int:
     repeated = fresh[:1]
     sessions = bench.mint_sessions(fresh_n, 3600)
 
-    if any("native" in w for w in wanted):
-        if not args.native_so:
-            raise SystemExit("bench_instructions: the *native* configs need --native-so")
-        modules = work / "modules"
-        modules.mkdir(exist_ok=True)
-        shutil.copyfile(args.native_so, modules / "libedgegate.so")
-        if args.noop_native:
-            shutil.copyfile(args.noop_native, modules / "libedgegate_noop.so")
-        if args.base_native:
-            shutil.copyfile(args.base_native, modules / "libedgegate_base.so")
-        os.environ["EDGEGATE_NATIVE_SO"] = str(modules / "libedgegate.so")
-    tlist = bench.targets(jwks, args.wasm, args.noop_wasm, "", wanted, native=bool(args.native_so),
-                          base_native=bool(args.base_native), noop_native=bool(args.noop_native))
+    tlist = bench.check_and_stage(args, wanted, jwks, work)
 
     real_envoy = envoyproc.envoy_binary()
     wrapper = work / "envoy-under-callgrind"
