@@ -181,7 +181,7 @@ def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[s
             base_wasm: str = "", native: bool = False, base_native: bool = False,
             noop_native: bool = False) -> list[Target]:
     def wasm_f(cfg: dict) -> list[dict]:
-        return [envoyproc.wasm_filter(wasm, cfg)]
+        return [envoyproc.wasm_filter(wasm, cfg)] if wasm else []
 
     def native_f(cfg: dict) -> list[dict]:
         # libedgegate.so from ENVOY_DYNAMIC_MODULES_SEARCH_PATH (envoyproc sets it from
@@ -282,7 +282,22 @@ def targets(jwks: dict, wasm: str, noop_wasm: str, opt_wasm: str, wanted: list[s
     unknown = [w for w in wanted if w not in by_key]
     if unknown:
         raise SystemExit(f"bench: unknown config(s) {unknown}; known: {list(by_key)}")
+    # A config whose module was not given would run as no filter at all: refused, not measured.
+    empty = [w for w in wanted if w != "none" and not by_key[w].filters]
+    if empty:
+        raise SystemExit(f"bench: config(s) {empty} need a module that was not given (--wasm, --native-so, ...)")
     return [by_key[w] for w in wanted]
+
+
+def add_module_args(ap: argparse.ArgumentParser) -> None:
+    """The modules under test, as bench.sh passes them (what check_and_stage reads)."""
+    ap.add_argument("--wasm", default="", help="the edgegate proxy-wasm module (the wasm configs)")
+    ap.add_argument("--noop-wasm", default="", help="envoy/noop-filter's module (configs wasm-*)")
+    ap.add_argument("--opt-wasm", default="", help="envoy/build.sh --opt's module (config edgegate-opt)")
+    ap.add_argument("--base-wasm", default="", help="another build of the filter (config edgegate-base)")
+    ap.add_argument("--native-so", default="", help="envoy/build-native.sh's libedgegate.so (configs *native*)")
+    ap.add_argument("--base-native", default="", help="another build of the native module (config native-base)")
+    ap.add_argument("--noop-native", default="", help="envoy/noop-module's library (native-noop, native-floor1, ...)")
 
 
 def check_and_stage(args, wanted: list[str], jwks: dict, work: Path) -> list[Target]:
@@ -375,13 +390,7 @@ def fmt_rate(x: float) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--wasm", required=True, help="the edgegate proxy-wasm module")
-    ap.add_argument("--noop-wasm", default="", help="envoy/noop-filter's module (config wasm-noop)")
-    ap.add_argument("--opt-wasm", default="", help="envoy/build.sh --opt's module (config edgegate-opt)")
-    ap.add_argument("--base-wasm", default="", help="another build of the filter (config edgegate-base)")
-    ap.add_argument("--native-so", default="", help="envoy/build-native.sh's libedgegate.so (configs *native*)")
-    ap.add_argument("--base-native", default="", help="another build of the native module (config native-base)")
-    ap.add_argument("--noop-native", default="", help="envoy/noop-module's library (configs native-noop, native-hostcalls)")
+    add_module_args(ap)
     ap.add_argument("--wrk", default="wrk")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=7, help="seconds per wrk run")

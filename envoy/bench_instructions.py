@@ -123,13 +123,7 @@ def parse_dump(path: Path) -> tuple[int, dict[str, int], dict[str, int]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--wasm", default="", help="the edgegate proxy-wasm module (wasm configs)")
-    ap.add_argument("--native-so", default="", help="envoy/build-native.sh's libedgegate.so (configs *native*)")
-    ap.add_argument("--base-native", default="", help="another build of the native module (config native-base)")
-    ap.add_argument("--noop-native", default="", help="envoy/noop-module's library (native-floor1, native-noop, ...)")
-    ap.add_argument("--noop-wasm", default="", help="envoy/noop-filter's module (wasm-* configs)")
-    ap.add_argument("--base-wasm", default="", help="another build of the filter (config edgegate-base)")
-    ap.add_argument("--opt-wasm", default="", help="envoy/build.sh --opt's module (config edgegate-opt)")
+    bench.add_module_args(ap)
     ap.add_argument("--configs", default=DEFAULT_CONFIGS, help="comma-separated bench.py config names")
     ap.add_argument("--workloads", default="repeated,fresh")
     ap.add_argument("--requests", type=int, default=2000, help="requests counted per config and workload")
