@@ -512,11 +512,17 @@ mod tests {
                 let unchanged = slow.as_deref().is_ok_and(|s| s == path);
                 if is_normal(&path) {
                     assert!(unchanged, "{path:?} -> {slow:?}");
-                    assert!(matches!(normalize_path(&path), Ok(Cow::Borrowed(_))), "{path:?}");
+                    assert!(
+                        matches!(normalize_path(&path), Ok(Cow::Borrowed(_))),
+                        "{path:?}"
+                    );
                     shortcut += 1;
                 }
                 if unchanged && !path.contains('%') {
-                    assert!(is_normal(&path), "{path:?} is plain and normal: no copy needed");
+                    assert!(
+                        is_normal(&path),
+                        "{path:?} is plain and normal: no copy needed"
+                    );
                     unchanged_plain += 1;
                 }
             }
