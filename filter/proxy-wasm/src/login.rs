@@ -527,7 +527,7 @@ pub fn on_call_response(plugin: &Plugin, token: u32, num_headers: usize, body_si
     let status = if num_headers == 0 {
         None
     } else {
-        hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
+        crate::request::read_map(MapType::HttpCallResponseHeaders)
             .unwrap_or_default()
             .into_iter()
             .find(|(n, _)| n == ":status")

@@ -159,7 +159,7 @@ struct CallResponse {
 impl CallResponse {
     fn read(req: &FetchRequest, body_size: usize) -> CallResponse {
         let headers =
-            hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
+            crate::request::read_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
         let header = |name: &str| {
             headers
                 .iter()

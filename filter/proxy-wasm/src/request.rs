@@ -9,7 +9,7 @@ use edgegate::upstream::HeaderEdits;
 use edgegate::Engine;
 
 use edgegate_envoy_glue::request::{check_count, check_sizes, edit_ops, identity_names};
-pub use edgegate_envoy_glue::request::{OverBounds, OwnedRequest};
+pub use edgegate_envoy_glue::request::{OverBounds, OwnedRequest, Pairs};
 
 /// The entries of a serialized header map (proxy-wasm ABI 0.2.1: a little-endian u32 count, a
 /// u32 name size and value size per entry, then each name and each value followed by a NUL),
@@ -39,6 +39,21 @@ fn parse_serialized(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
         out.push((name, value));
     }
     Some(out)
+}
+
+/// A header map whole (names lossily decoded, values as bytes), read with the same bounds
+/// checks as the request's: `None` when the host refused the read (a failed call has no
+/// response map) or handed over a map that does not parse. Never traps, unlike the SDK's
+/// `get_map_bytes` (a status or a name it does not expect).
+pub fn read_map(map: MapType) -> Option<Pairs> {
+    let serialized = crate::hostmap::read_serialized(map)?;
+    let pairs = parse_serialized(&serialized)?;
+    Some(
+        pairs
+            .into_iter()
+            .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v.to_vec()))
+            .collect(),
+    )
 }
 
 /// The request, read from Envoy's header map in one call and copied once, without the client's
