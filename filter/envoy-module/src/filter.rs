@@ -497,9 +497,8 @@ impl Drop for Filter {
     }
 }
 
-/// Removes from Envoy's map every identity header the client sent (one call per distinct name);
-/// returns the other pairs.
-/// Removes every value of each named header from a request map.
+/// Removes every value of each named header from a request map (the identity headers the client
+/// sent: one call per distinct name).
 fn remove_all(ctx: &FilterCtx<'_>, map: RequestMap, names: &[String]) {
     for name in names {
         ctx.set(map, name, None);

@@ -11,8 +11,9 @@
 //!   headers are set and the core's [`edgegate::upstream::HeaderEdits`] applied (the consumed
 //!   credential and edgegate's cookies removed). Nothing here decides who gets in.
 //!
-//! Never trap: no unwrap/expect/panic/indexing; request bytes are read with the SDK's byte
-//! variants and bounded.
+//! Never trap: no unwrap/expect/panic/indexing; header maps are read in one host call and
+//! parsed with bounds checks ([`hostmap`], [`request::read_map`]), bodies with the SDK's byte
+//! variants, and everything is bounded.
 #![deny(unsafe_code)]
 
 pub mod device;
