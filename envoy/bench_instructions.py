@@ -5,7 +5,7 @@ with the machine's load.
 Why: on this 2-core VM the CPU time per request (bench.py) moves by up to 8% from run to run,
 the size of the differences issue 14's targets are about. Instructions retired are not time
 (cache misses and branch mispredictions cost cycles that no count shows), but they are
-deterministic: two runs of the same config agree to ~0.1%, so a change of 1% in what a filter
+deterministic: two runs of the same config agree to within 0.2%, so a change of 1% in what a filter
 asks of Envoy shows. The count covers the whole Envoy process (every thread, user space), so it
 includes what Envoy does on the filter's behalf: the header map calls, its allocator, the stats.
 
