@@ -511,37 +511,38 @@ impl Config {
     fn validate_secrets_are_not_shared(&self, errors: &mut Vec<ConfigError>) {
         // (purpose, path, secret). Every provider's shared secrets serve one purpose: one
         // issuer's tokens may be split over two providers.
-        let mut secrets: Vec<(&str, String, &str)> = Vec::new();
-        for (i, k) in self.session.iter().flat_map(|s| s.keys.iter()).enumerate() {
-            secrets.push((
-                "session",
-                format!("session.keys[{i}].secret"),
-                k.secret.expose(),
-            ));
-        }
-        for (i, k) in self
-            .magic_links
-            .iter()
-            .flat_map(|m| m.keys.iter())
-            .enumerate()
-        {
-            let path = format!("magic_links.keys[{i}].secret");
-            secrets.push(("magic_links", path, k.secret.expose()));
-        }
-        for (i, k) in self
-            .login
-            .iter()
-            .flat_map(|l| l.refresh_keys.iter())
-            .enumerate()
-        {
-            let path = format!("login.refresh_keys[{i}].secret");
-            secrets.push(("refresh_keys", path, k.secret.expose()));
-        }
-        for (p, provider) in self.jwt.providers.iter().enumerate() {
-            for (i, k) in provider.shared_secrets.iter().enumerate() {
-                let path = format!("jwt.providers[{p}].shared_secrets[{i}].secret");
-                secrets.push(("jwt", path, k.secret.as_str()));
+        fn keyed<'a>(
+            secrets: &mut Vec<(&str, String, &'a str)>,
+            purpose: &'static str,
+            list: &str,
+            keys: impl Iterator<Item = &'a str>,
+        ) {
+            for (i, secret) in keys.enumerate() {
+                secrets.push((purpose, format!("{list}[{i}].secret"), secret));
             }
+        }
+        let mut secrets: Vec<(&str, String, &str)> = Vec::new();
+        let session = self.session.iter().flat_map(|s| &s.keys);
+        keyed(
+            &mut secrets,
+            "session",
+            "session.keys",
+            session.map(|k| k.secret.expose()),
+        );
+        let magic = self.magic_links.iter().flat_map(|m| &m.keys);
+        keyed(
+            &mut secrets,
+            "magic_links",
+            "magic_links.keys",
+            magic.map(|k| k.secret.expose()),
+        );
+        let refresh = self.login.iter().flat_map(|l| &l.refresh_keys);
+        let refresh = refresh.map(|k| k.secret.expose());
+        keyed(&mut secrets, "refresh_keys", "login.refresh_keys", refresh);
+        for (p, provider) in self.jwt.providers.iter().enumerate() {
+            let list = format!("jwt.providers[{p}].shared_secrets");
+            let shared = provider.shared_secrets.iter().map(|k| k.secret.as_str());
+            keyed(&mut secrets, "jwt", &list, shared);
         }
         if let Some(pepper) = self.api_keys.as_ref().and_then(|a| a.pepper.as_ref()) {
             secrets.push(("pepper", "api_keys.pepper".to_string(), pepper.expose()));
