@@ -55,14 +55,20 @@ fn text(bytes: &[u8]) -> Cow<'_, str> {
 pub fn identity_names<N: AsRef<[u8]>, V>(engine: &Engine, pairs: &[(N, V)]) -> Vec<String> {
     let mut removed: Vec<String> = Vec::new();
     for (name, _) in pairs {
-        let name = text(name.as_ref());
-        if engine.is_identity_header(&name)
-            && !removed.iter().any(|r| r.eq_ignore_ascii_case(&name))
-        {
-            removed.push(name.into_owned());
-        }
+        note_identity(engine, &mut removed, &text(name.as_ref()));
     }
     removed
+}
+
+/// True when `name` is an identity header; its first spelling is noted in `removed`.
+fn note_identity(engine: &Engine, removed: &mut Vec<String>, name: &str) -> bool {
+    if !engine.is_identity_header(name) {
+        return false;
+    }
+    if !removed.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+        removed.push(name.to_owned());
+    }
+    true
 }
 
 /// What a host does to the request headers to carry out the core's edits of an allowed request
@@ -111,15 +117,7 @@ impl OwnedRequest {
         pairs: &[(N, V)],
     ) -> (OwnedRequest, Vec<String>) {
         let mut removed: Vec<String> = Vec::new();
-        let req = OwnedRequest::build(pairs, |name| {
-            if !engine.is_identity_header(name) {
-                return false;
-            }
-            if !removed.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-                removed.push(name.to_owned());
-            }
-            true
-        });
+        let req = OwnedRequest::build(pairs, |name| note_identity(engine, &mut removed, name));
         (req, removed)
     }
 

@@ -549,16 +549,11 @@ impl HttpContext for Http {
         // whether the request is allowed yet or not. A trailer map that cannot be read cannot be
         // cleaned: fail closed.
         if let Some(plugin) = self.plugin.clone() {
-            match request::read_map(MapType::HttpRequestTrailers) {
-                Some(pairs) => {
-                    request::drop_identity(&plugin.engine, MapType::HttpRequestTrailers, &pairs);
-                }
-                None => {
-                    log::error!("the request trailer map cannot be read: 500");
-                    self.allowed.set(false);
-                    verdict::send(&verdict::internal_error(), Some(&plugin));
-                    return Action::Pause;
-                }
+            if !request::drop_identity(&plugin.engine, MapType::HttpRequestTrailers) {
+                log::error!("the request trailer map cannot be read: 500");
+                self.allowed.set(false);
+                verdict::send(&verdict::internal_error(), Some(&plugin));
+                return Action::Pause;
             }
         }
         self.hold_until_allowed()

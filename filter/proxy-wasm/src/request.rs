@@ -41,19 +41,24 @@ fn parse_serialized(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     Some(out)
 }
 
-/// A header map whole (names lossily decoded, values as bytes), read with the same bounds
-/// checks as the request's: `None` when the host refused the read (a failed call has no
-/// response map) or handed over a map that does not parse. Never traps, unlike the SDK's
-/// `get_map_bytes` (a status or a name it does not expect).
-pub fn read_map(map: MapType) -> Option<Pairs> {
+/// Runs `f` with a header map's entries, borrowed from the one buffer [`crate::hostmap`] reads
+/// them into: `None` when the host refused the read (a failed call has no response map) or
+/// handed over a map that does not parse. Never traps, unlike the SDK's `get_map_bytes` (a
+/// status or a name it does not expect).
+fn with_map<R>(map: MapType, f: impl FnOnce(&[(&[u8], &[u8])]) -> R) -> Option<R> {
     let serialized = crate::hostmap::read_serialized(map)?;
     let pairs = parse_serialized(&serialized)?;
-    Some(
+    Some(f(&pairs))
+}
+
+/// A header map whole (names lossily decoded, values as bytes): `None` as [`with_map`].
+pub fn read_map(map: MapType) -> Option<Pairs> {
+    with_map(map, |pairs| {
         pairs
-            .into_iter()
+            .iter()
             .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v.to_vec()))
-            .collect(),
-    )
+            .collect()
+    })
 }
 
 /// The request, read from Envoy's header map in one call and copied once, without the client's
@@ -67,23 +72,28 @@ pub fn read_request(
     num_headers: usize,
 ) -> Result<Option<OwnedRequest>, OverBounds> {
     check_count(num_headers)?;
-    let Some(serialized) = crate::hostmap::read_serialized(MapType::HttpRequestHeaders) else {
+    let read = with_map(MapType::HttpRequestHeaders, |pairs| {
+        check_sizes(pairs).map(|()| OwnedRequest::from_map(engine, pairs))
+    });
+    let Some(read) = read else {
         return Ok(None);
     };
-    let Some(pairs) = parse_serialized(&serialized) else {
-        return Ok(None);
-    };
-    check_sizes(&pairs)?;
-    let (req, identity) = OwnedRequest::from_map(engine, &pairs);
+    let (req, identity) = read?;
     remove_all(MapType::HttpRequestHeaders, &identity);
     Ok(Some(req))
 }
 
 /// Removes from Envoy's `map` every entry whose name the core calls an identity header
 /// (`x_edgegate_roles` as well as `X-Edgegate-Roles`): one host call per distinct name present,
-/// none when the client sent none.
-pub fn drop_identity<V>(engine: &Engine, map: MapType, pairs: &[(String, V)]) {
-    remove_all(map, &identity_names(engine, pairs));
+/// none when the client sent none. False when the map cannot be read (then it is not cleaned).
+pub fn drop_identity(engine: &Engine, map: MapType) -> bool {
+    match with_map(map, |pairs| identity_names(engine, pairs)) {
+        Some(names) => {
+            remove_all(map, &names);
+            true
+        }
+        None => false,
+    }
 }
 
 fn remove_all(map: MapType, names: &[String]) {
